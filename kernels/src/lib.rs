@@ -1,0 +1,12 @@
+//! CSR sparse × dense CPU kernels for circuitscope.
+//!
+//! Weight-sparse transformers store each Linear weight `W` (shape `(out_features, in_features)`)
+//! in CSR form. The two kernels here are all the engine needs from it: the forward product
+//! `y = x · Wᵀ` and the input gradient `gx = gy · W`. Both are multi-threaded with rayon and
+//! fall back to a serial loop when the work is too small to pay for task spawning.
+
+mod csr;
+mod matmul;
+
+pub use csr::{CsrError, CsrMatrix, CsrView, RowPtr};
+pub use matmul::{csr_matmul_grad_input, csr_matmul_xwt};

@@ -1,0 +1,184 @@
+//! Canonical node ids: `<layer>.<site>[<index>]` (e.g. `2.attn.v[44]`) or `final_resid[<index>]`, built from the
+//! reference's hook names so that they round-trip through strings and files.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The pruning-node sites of a block (spec B), plus `final_resid` after the last block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum Site {
+    AttnActIn,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnResidDelta,
+    MlpActIn,
+    MlpPostAct,
+    MlpResidDelta,
+    FinalResid,
+}
+
+impl Site {
+    pub const ALL: [Site; 9] = [
+        Site::AttnActIn,
+        Site::AttnQ,
+        Site::AttnK,
+        Site::AttnV,
+        Site::AttnResidDelta,
+        Site::MlpActIn,
+        Site::MlpPostAct,
+        Site::MlpResidDelta,
+        Site::FinalResid,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Site::AttnActIn => "attn.act_in",
+            Site::AttnQ => "attn.q",
+            Site::AttnK => "attn.k",
+            Site::AttnV => "attn.v",
+            Site::AttnResidDelta => "attn.resid_delta",
+            Site::MlpActIn => "mlp.act_in",
+            Site::MlpPostAct => "mlp.post_act",
+            Site::MlpResidDelta => "mlp.resid_delta",
+            Site::FinalResid => "final_resid",
+        }
+    }
+
+    pub fn is_qkv(self) -> bool {
+        matches!(self, Site::AttnQ | Site::AttnK | Site::AttnV)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId {
+    /// None only for `final_resid`.
+    pub layer: Option<usize>,
+    pub site: Site,
+    pub index: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid node id `{input}`: {msg} (expected e.g. `2.attn.v[44]`, `0.mlp.post_act[985]` or `final_resid[7]`)")]
+pub struct NodeIdError {
+    pub input: String,
+    pub msg: String,
+}
+
+impl NodeId {
+    pub fn new(layer: usize, site: Site, index: usize) -> Self {
+        debug_assert!(site != Site::FinalResid);
+        NodeId {
+            layer: Some(layer),
+            site,
+            index,
+        }
+    }
+
+    pub fn final_resid(index: usize) -> Self {
+        NodeId {
+            layer: None,
+            site: Site::FinalResid,
+            index,
+        }
+    }
+
+    /// The reference's hook name this node lives at, e.g. `2.attn.v`.
+    pub fn hook_name(&self) -> String {
+        match self.layer {
+            Some(l) => format!("{l}.{}", self.site.name()),
+            None => self.site.name().to_string(),
+        }
+    }
+
+    /// (head, channel within head) for q/k/v nodes.
+    pub fn head_channel(&self, d_head: usize) -> Option<(usize, usize)> {
+        (self.site.is_qkv() && d_head > 0).then(|| (self.index / d_head, self.index % d_head))
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.hook_name(), self.index)
+    }
+}
+
+/// Splits `hook[index]` into the hook name and the index text.
+pub fn split_indexed(s: &str) -> Option<(&str, &str)> {
+    let open = s.find('[')?;
+    let inner = s[open + 1..].strip_suffix(']')?;
+    Some((&s[..open], inner))
+}
+
+impl FromStr for NodeId {
+    type Err = NodeIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |msg: &str| NodeIdError {
+            input: s.to_string(),
+            msg: msg.to_string(),
+        };
+        let (hook, idx) = split_indexed(s.trim()).ok_or_else(|| err("missing `[index]`"))?;
+        let index: usize = idx
+            .parse()
+            .map_err(|_| err("the index is not a non-negative integer"))?;
+        if hook == Site::FinalResid.name() {
+            return Ok(NodeId::final_resid(index));
+        }
+        let (layer, site) = hook.split_once('.').ok_or_else(|| err("missing the layer number"))?;
+        let layer: usize = layer.parse().map_err(|_| err("the layer is not a number"))?;
+        let site = Site::ALL
+            .into_iter()
+            .find(|x| x.name() == site && *x != Site::FinalResid)
+            .ok_or_else(|| err("unknown site"))?;
+        Ok(NodeId::new(layer, site, index))
+    }
+}
+
+impl serde::Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for s in [
+            "2.attn.v[44]",
+            "0.mlp.post_act[985]",
+            "final_resid[1249]",
+            "11.attn.act_in[0]",
+        ] {
+            let id: NodeId = s.parse().unwrap();
+            assert_eq!(id.to_string(), s);
+        }
+        let id: NodeId = "3.attn.q[37]".parse().unwrap();
+        assert_eq!(id.head_channel(16), Some((2, 5)));
+        assert_eq!(id.hook_name(), "3.attn.q");
+    }
+
+    #[test]
+    fn rejects_bad_ids() {
+        for s in [
+            "2.attn.v",
+            "x.attn.v[1]",
+            "2.attn.y[1]",
+            "2.attn.v[-1]",
+            "final_resid[a]",
+            "2.final_resid[1]",
+        ] {
+            assert!(s.parse::<NodeId>().is_err(), "{s}");
+        }
+    }
+}

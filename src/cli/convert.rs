@@ -1,0 +1,143 @@
+//! `circuitscope convert`: a reference checkpoint (or any model directory) to our config.json +
+//! model.safetensors, with sparse matrices stored as CSR.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::common::{parse_density, print_json};
+use crate::model::checkpoint::{write_atomic, write_safetensors};
+use crate::model::sparse_linear::CsrWeight;
+use crate::model::{Checkpoint, Config, Gpt, LoadOptions, ModelFiles, Stored};
+
+#[derive(clap::Args, Debug)]
+pub struct ConvertArgs {
+    /// A model directory or a checkpoint file (final_model.pt with beeg_config.json beside it).
+    pub input: PathBuf,
+    /// Output directory (created if missing).
+    pub out_dir: PathBuf,
+    /// Store 2-D matrices whose density is below this as CSR (decimal or fraction, e.g. 0.25 or 1/4).
+    /// Default: 0.5. Use 1e-9 to store everything dense.
+    #[arg(long, value_parser = parse_density)]
+    pub sparse_below: Option<f64>,
+    /// Overwrite an existing config.json / model.safetensors in the output directory.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a conversion wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConvertReport {
+    pub out_dir: PathBuf,
+    pub csr_matrices: Vec<String>,
+    pub dense_tensors: usize,
+    pub tokenizer: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+pub fn run(args: ConvertArgs) -> Result<()> {
+    let report = convert(&args.input, &args.out_dir, args.sparse_below.unwrap_or(0.5), args.force)?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if args.json {
+        return print_json(&json!(report));
+    }
+    println!(
+        "wrote {}: {} CSR matrices, {} dense tensors{}",
+        report.out_dir.display(),
+        report.csr_matrices.len(),
+        report.dense_tensors,
+        report
+            .tokenizer
+            .as_ref()
+            .map(|t| format!(", tokenizer.json ({t})"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Converts `input` into `out_dir`. The model is fully loaded and checked before anything is written, and
+/// existing files are only replaced with `force`.
+pub fn convert(input: &Path, out_dir: &Path, sparse_below: f64, force: bool) -> Result<ConvertReport> {
+    let files = ModelFiles::locate(input)?;
+    let loaded = Config::load(&files.config)?;
+    let ckpt = Checkpoint::open(&files.weights)?;
+    // Refuse to write a model that would not load.
+    Gpt::from_checkpoint(loaded.config.clone(), &ckpt, LoadOptions::ALL_DENSE)?;
+
+    let config_out = out_dir.join("config.json");
+    let weights_out = out_dir.join("model.safetensors");
+    if !force {
+        for p in [&config_out, &weights_out] {
+            if p.exists() {
+                bail!("{} exists; pass --force to overwrite it", p.display());
+            }
+        }
+    }
+    if same_file(&files.weights, &weights_out) {
+        bail!("{}: input and output are the same file", weights_out.display());
+    }
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    let mut tensors = BTreeMap::new();
+    let mut csr = Vec::new();
+    for (name, stored) in &ckpt.tensors {
+        let sparse_ok = stored.shape().len() == 2 && name != "bigram_table";
+        let out = if sparse_ok && stored.density()? < sparse_below {
+            csr.push(name.clone());
+            match stored {
+                Stored::Csr(w) => Stored::Csr(w.clone()),
+                Stored::Dense(t) => Stored::Csr(Arc::new(CsrWeight::from_dense(t)?)),
+            }
+        } else {
+            Stored::Dense(stored.to_dense()?)
+        };
+        tensors.insert(name.clone(), out);
+    }
+    let dense_tensors = tensors.len() - csr.len();
+    write_safetensors(&weights_out, &tensors, &[])?;
+    write_atomic(&config_out, loaded.config.to_json_string().as_bytes())?;
+    let tokenizer = write_tokenizer(&files, out_dir, force)?;
+    Ok(ConvertReport {
+        out_dir: out_dir.to_path_buf(),
+        csr_matrices: csr,
+        dense_tensors,
+        tokenizer,
+        warnings: loaded.warnings,
+    })
+}
+
+/// Copies tokenizer.json, or imports encoder.json + vocab.bpe found beside the checkpoint.
+fn write_tokenizer(files: &ModelFiles, out_dir: &Path, force: bool) -> Result<Option<String>> {
+    let out = out_dir.join("tokenizer.json");
+    if out.exists() && !force {
+        return Ok(Some("kept existing".into()));
+    }
+    if let Some(src) = &files.tokenizer {
+        if !same_file(src, &out) {
+            std::fs::copy(src, &out).with_context(|| format!("copying {}", src.display()))?;
+        }
+        return Ok(Some("copied".into()));
+    }
+    let dir = files.weights.parent().unwrap_or(Path::new("."));
+    let (enc, bpe) = (dir.join("encoder.json"), dir.join("vocab.bpe"));
+    if enc.exists() && bpe.exists() {
+        let tok = crate::tokenize::import_gpt2_bpe(&enc, &bpe)?;
+        tok.save(&out)?;
+        return Ok(Some("imported from encoder.json + vocab.bpe".into()));
+    }
+    Ok(None)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per subcommand; `main.rs` only parses and dispatches.
+
+pub mod common;
+pub mod convert;
+pub mod run;
+pub mod tokenize;

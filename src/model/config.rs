@@ -1,0 +1,357 @@
+//! The model configuration: our `config.json` and the reference's `beeg_config.json` (spec A.1).
+//!
+//! Both files carry the same keys; ours adds `format_version`. Unknown keys are ignored with a warning, because
+//! older reference jsons carry keys that later versions popped (spec A.5).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{io_err, ModelError, Result};
+
+/// The newest config format this build reads and writes.
+pub const CONFIG_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Gelu,
+    Relu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResidualActivation {
+    Identity,
+    Relu,
+}
+
+/// The places where AbsTopK activation sparsity may run (spec A.3), in forward order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Loctype {
+    AttnIn,
+    AttnK,
+    AttnQ,
+    AttnV,
+    AttnOut,
+    ResidPostAttn,
+    MlpIn,
+    MlpNeuron,
+    MlpOut,
+    ResidPostMlp,
+}
+
+impl Loctype {
+    pub const ALL: [Loctype; 10] = [
+        Loctype::AttnIn,
+        Loctype::AttnK,
+        Loctype::AttnQ,
+        Loctype::AttnV,
+        Loctype::AttnOut,
+        Loctype::ResidPostAttn,
+        Loctype::MlpIn,
+        Loctype::MlpNeuron,
+        Loctype::MlpOut,
+        Loctype::ResidPostMlp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Loctype::AttnIn => "attn_in",
+            Loctype::AttnK => "attn_k",
+            Loctype::AttnQ => "attn_q",
+            Loctype::AttnV => "attn_v",
+            Loctype::AttnOut => "attn_out",
+            Loctype::ResidPostAttn => "resid_post_attn",
+            Loctype::MlpIn => "mlp_in",
+            Loctype::MlpNeuron => "mlp_neuron",
+            Loctype::MlpOut => "mlp_out",
+            Loctype::ResidPostMlp => "resid_post_mlp",
+        }
+    }
+}
+
+/// Every field of the reference `GPTConfig` (spec A.1), with `d_head` and `d_mlp` resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub block_size: usize,
+    pub vocab_size: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub d_head: usize,
+    pub d_model: usize,
+    pub dropout: f64,
+    pub bias: bool,
+    pub ln_bias: bool,
+    pub rms_norm: bool,
+    pub residual_activation_type: ResidualActivation,
+    pub activation_type: Activation,
+    pub afrac: Option<f64>,
+    pub afrac_loctypes: String,
+    pub debug_nans: bool,
+    pub tied_unembed: bool,
+    pub tokenizer_name: String,
+    pub grad_checkpointing: bool,
+    pub d_mlp: usize,
+    pub enable_bigram_table: bool,
+    pub learnable_bigram_table: bool,
+    pub d_pos_emb: Option<usize>,
+    pub dropout_cat_pos_emb: bool,
+    pub sinusoidal_cat_pos_emb: bool,
+    pub enable_sparse_kernels: bool,
+    pub flash: bool,
+    pub sink: bool,
+}
+
+/// The json as written: everything optional so that the reference's defaults apply to what is absent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawConfig {
+    block_size: Option<usize>,
+    vocab_size: Option<usize>,
+    n_layer: Option<usize>,
+    n_head: Option<usize>,
+    d_head: Option<usize>,
+    d_model: Option<usize>,
+    dropout: Option<f64>,
+    bias: Option<bool>,
+    ln_bias: Option<bool>,
+    rms_norm: Option<bool>,
+    residual_activation_type: Option<ResidualActivation>,
+    activation_type: Option<Activation>,
+    afrac: Option<f64>,
+    afrac_loctypes: Option<String>,
+    debug_nans: Option<bool>,
+    tied_unembed: Option<bool>,
+    tokenizer_name: Option<String>,
+    grad_checkpointing: Option<bool>,
+    d_mlp: Option<usize>,
+    enable_bigram_table: Option<bool>,
+    learnable_bigram_table: Option<bool>,
+    d_pos_emb: Option<usize>,
+    dropout_cat_pos_emb: Option<bool>,
+    sinusoidal_cat_pos_emb: Option<bool>,
+    enable_sparse_kernels: Option<bool>,
+    flash: Option<bool>,
+    sink: Option<bool>,
+    use_tied_aux_matrix: Option<bool>,
+    format_version: Option<u32>,
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "block_size",
+    "vocab_size",
+    "n_layer",
+    "n_head",
+    "d_head",
+    "d_model",
+    "dropout",
+    "bias",
+    "ln_bias",
+    "rms_norm",
+    "residual_activation_type",
+    "activation_type",
+    "afrac",
+    "afrac_loctypes",
+    "debug_nans",
+    "tied_unembed",
+    "tokenizer_name",
+    "grad_checkpointing",
+    "d_mlp",
+    "enable_bigram_table",
+    "learnable_bigram_table",
+    "d_pos_emb",
+    "dropout_cat_pos_emb",
+    "sinusoidal_cat_pos_emb",
+    "enable_sparse_kernels",
+    "flash",
+    "sink",
+    "use_tied_aux_matrix",
+    "format_version",
+];
+
+/// A parsed config plus what the parser had to say about the file (unknown keys).
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads `config.json` or `beeg_config.json`.
+    pub fn load(path: &Path) -> Result<LoadedConfig> {
+        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+        Self::from_json_str(&text).map_err(|msg| ModelError::Config {
+            path: path.to_path_buf(),
+            msg,
+        })
+    }
+
+    /// Parses a config json; the error is a message without the file name.
+    pub fn from_json_str(text: &str) -> std::result::Result<LoadedConfig, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let serde_json::Value::Object(mut map) = value else {
+            return Err("expected a json object".into());
+        };
+        let mut warnings = Vec::new();
+        if let Some(n_mlp) = map.remove("n_mlp") {
+            if map.contains_key("d_mlp") {
+                warnings.push("both `n_mlp` and `d_mlp` given; using `d_mlp`".to_string());
+            } else {
+                map.insert("d_mlp".into(), n_mlp);
+            }
+        }
+        let unknown: Vec<String> = map
+            .keys()
+            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for key in unknown {
+            warnings.push(format!("ignoring unknown config key `{key}`"));
+            map.remove(&key);
+        }
+        let raw: RawConfig = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
+        if let Some(v) = raw.format_version {
+            if v > CONFIG_FORMAT_VERSION {
+                return Err(format!(
+                    "format_version {v} is newer than this circuitscope reads ({CONFIG_FORMAT_VERSION}); upgrade circuitscope"
+                ));
+            }
+        }
+        if raw.use_tied_aux_matrix == Some(true) {
+            return Err("use_tied_aux_matrix=true is not supported (the reference asserts it is false)".into());
+        }
+        let d_model = raw.d_model.unwrap_or(768);
+        let n_head = raw.n_head.unwrap_or(12);
+        if n_head == 0 || d_model == 0 {
+            return Err("n_head and d_model must be positive".into());
+        }
+        if d_model % n_head != 0 {
+            return Err(format!("d_model {d_model} is not divisible by n_head {n_head}"));
+        }
+        let config = Config {
+            block_size: raw.block_size.unwrap_or(1024),
+            vocab_size: raw.vocab_size.unwrap_or(50304),
+            n_layer: raw.n_layer.unwrap_or(12),
+            n_head,
+            d_head: raw.d_head.unwrap_or(d_model / n_head),
+            d_model,
+            dropout: raw.dropout.unwrap_or(0.0),
+            bias: raw.bias.unwrap_or(true),
+            ln_bias: raw.ln_bias.unwrap_or(true),
+            rms_norm: raw.rms_norm.unwrap_or(false),
+            residual_activation_type: raw.residual_activation_type.unwrap_or(ResidualActivation::Identity),
+            activation_type: raw.activation_type.unwrap_or(Activation::Gelu),
+            afrac: raw.afrac,
+            afrac_loctypes: raw
+                .afrac_loctypes
+                .unwrap_or_else(|| "attn_in,attn_out,mlp_in,mlp_out".into()),
+            debug_nans: raw.debug_nans.unwrap_or(false),
+            tied_unembed: raw.tied_unembed.unwrap_or(true),
+            tokenizer_name: raw.tokenizer_name.unwrap_or_else(|| "tinypython_2k".into()),
+            grad_checkpointing: raw.grad_checkpointing.unwrap_or(false),
+            d_mlp: raw.d_mlp.unwrap_or(4 * d_model),
+            enable_bigram_table: raw.enable_bigram_table.unwrap_or(false),
+            learnable_bigram_table: raw.learnable_bigram_table.unwrap_or(false),
+            d_pos_emb: raw.d_pos_emb,
+            dropout_cat_pos_emb: raw.dropout_cat_pos_emb.unwrap_or(false),
+            sinusoidal_cat_pos_emb: raw.sinusoidal_cat_pos_emb.unwrap_or(false),
+            enable_sparse_kernels: raw.enable_sparse_kernels.unwrap_or(false),
+            flash: raw.flash.unwrap_or(true),
+            sink: raw.sink.unwrap_or(false),
+        };
+        for name in config.afrac_loctypes.split(',') {
+            if !name.is_empty() && !Loctype::ALL.iter().any(|l| l.name() == name) {
+                warnings.push(format!(
+                    "afrac_loctypes names unknown location `{name}`; it has no effect"
+                ));
+            }
+        }
+        if config.block_size == 0 || config.vocab_size == 0 || config.d_head == 0 || config.d_mlp == 0 {
+            return Err("block_size, vocab_size, d_head and d_mlp must be positive".into());
+        }
+        if let Some(a) = config.afrac {
+            if !(0.0..=1.0).contains(&a) {
+                return Err(format!("afrac {a} is outside [0, 1]"));
+            }
+        }
+        Ok(LoadedConfig { config, warnings })
+    }
+
+    /// Our `config.json`: every field explicit, plus the format version.
+    pub fn to_json_string(&self) -> String {
+        let mut value = serde_json::to_value(self).expect("config serialises");
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("format_version".into(), CONFIG_FORMAT_VERSION.into());
+        }
+        serde_json::to_string_pretty(&value).expect("config serialises")
+    }
+
+    /// Width of all heads together, A = n_head * d_head.
+    pub fn attn_width(&self) -> usize {
+        self.n_head * self.d_head
+    }
+
+    /// The residual width that the sublayers read: d_model, plus d_pos_emb in the cat-pos-emb variant.
+    pub fn d_model_in(&self) -> usize {
+        self.d_model + self.d_pos_emb.unwrap_or(0)
+    }
+
+    /// The AbsTopK k for a vector of width `dim` at `loc`, or None where AbsTopK does not run there.
+    pub fn topk_at(&self, loc: Loctype, dim: usize) -> Option<usize> {
+        let afrac = self.afrac?;
+        self.afrac_loctypes
+            .split(',')
+            .any(|l| l == loc.name())
+            .then(|| (afrac * dim as f64).floor() as usize)
+    }
+
+    /// Number of pruning nodes: the 8 hook sites per layer plus final_resid (spec B).
+    pub fn num_nodes(&self) -> usize {
+        self.n_layer * (2 * self.d_model_in() + 2 * self.d_model + 3 * self.attn_width() + self.d_mlp) + self.d_model
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_rename() {
+        let c =
+            Config::from_json_str(r#"{"n_layer": 2, "d_model": 16, "n_head": 4, "n_mlp": 40, "rtopk": 3}"#).unwrap();
+        assert_eq!(c.config.d_mlp, 40);
+        assert_eq!(c.config.d_head, 4);
+        assert!(c.config.tied_unembed);
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("rtopk"));
+    }
+
+    #[test]
+    fn topk_membership_is_exact() {
+        let mut c = Config::from_json_str(r#"{"d_model": 16, "n_head": 4, "afrac": 0.25}"#)
+            .unwrap()
+            .config;
+        assert_eq!(c.topk_at(Loctype::AttnIn, 16), Some(4));
+        assert_eq!(c.topk_at(Loctype::AttnQ, 16), None);
+        c.afrac_loctypes = "attn_q".into();
+        assert_eq!(c.topk_at(Loctype::AttnQ, 10), Some(2));
+    }
+
+    #[test]
+    fn round_trip_and_newer_version() {
+        let c = Config::from_json_str(r#"{"d_model": 16, "n_head": 4}"#).unwrap().config;
+        let back = Config::from_json_str(&c.to_json_string()).unwrap();
+        assert_eq!(back.config, c);
+        assert!(back.warnings.is_empty());
+        let err = Config::from_json_str(r#"{"format_version": 99}"#).unwrap_err();
+        assert!(err.contains("newer"));
+    }
+
+    #[test]
+    fn bad_values() {
+        assert!(Config::from_json_str(r#"{"d_model": 15, "n_head": 4}"#).is_err());
+        assert!(Config::from_json_str(r#"{"activation_type": "swish"}"#).is_err());
+        assert!(Config::from_json_str("[1]").is_err());
+    }
+}

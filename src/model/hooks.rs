@@ -1,0 +1,187 @@
+//! Hook points (spec B): record any subset of activations by the reference's names, and intervene on any of them.
+//!
+//! An intervention replaces the value that flows downstream, and the recorded value is the post-intervention one,
+//! as in the reference's `hook_recorder`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+
+use super::error::{ModelError, Result};
+
+/// A function from a hook's activation (B, T, W) to its replacement, for interventions that the fixed actions do
+/// not cover (e.g. trainable pruning masks).
+pub type HookFn = Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
+
+/// What an intervention puts in place of the selected entries.
+#[derive(Clone)]
+pub enum Action {
+    /// Set the selected entries to a constant.
+    Set(f32),
+    /// Replace the selected channels by their means; `means` has the hook's full width.
+    MeanAblate(Vec<f32>),
+    /// Multiply the selected entries.
+    Scale(f32),
+    /// Add a vector of the hook's full width.
+    Add(Vec<f32>),
+    /// Copy the selected entries from another run's recorded activation of this hook: (B, T, W), (1, T, W) or
+    /// (T, W) with the same T and W.
+    Patch(Tensor),
+    /// Any function of the activation.
+    Custom(HookFn),
+}
+
+/// An action restricted to some channels and some positions (all where None). Negative positions count from the
+/// end (-1 = last token).
+#[derive(Clone)]
+pub struct Intervention {
+    pub action: Action,
+    pub channels: Option<Vec<usize>>,
+    pub positions: Option<Vec<i64>>,
+}
+
+impl Intervention {
+    pub fn new(action: Action) -> Self {
+        Intervention {
+            action,
+            channels: None,
+            positions: None,
+        }
+    }
+
+    pub fn channels(mut self, channels: Vec<usize>) -> Self {
+        self.channels = Some(channels);
+        self
+    }
+
+    pub fn positions(mut self, positions: Vec<i64>) -> Self {
+        self.positions = Some(positions);
+        self
+    }
+
+    /// x: (B, T, W) → (B, T, W) with the selection replaced.
+    fn apply(&self, name: &str, x: &Tensor) -> Result<Tensor> {
+        let err = |msg: String| ModelError::Hook {
+            name: name.to_string(),
+            msg,
+        };
+        let (_b, t, w) = x.dims3()?;
+        let dev = x.device();
+        let full_vec = |v: &[f32], what: &str| -> Result<Tensor> {
+            if v.len() != w {
+                return Err(err(format!("{what} has {} entries but the hook is {w} wide", v.len())));
+            }
+            Ok(Tensor::from_slice(v, (1, 1, w), dev)?)
+        };
+        let new = match &self.action {
+            Action::Set(v) => x.ones_like()?.affine(0.0, *v as f64)?,
+            Action::MeanAblate(means) => full_vec(means, "the means vector")?.broadcast_as(x.shape())?,
+            Action::Scale(s) => x.affine(*s as f64, 0.0)?,
+            Action::Add(v) => x.broadcast_add(&full_vec(v, "the added vector")?)?,
+            Action::Patch(src) => {
+                let src = match src.rank() {
+                    2 => src.unsqueeze(0)?,
+                    3 => src.clone(),
+                    r => return Err(err(format!("patch source has rank {r}, expected (B, T, W) or (T, W)"))),
+                };
+                let sd = src.dims();
+                if sd[1] != t || sd[2] != w || (sd[0] != 1 && sd[0] != x.dims()[0]) {
+                    return Err(err(format!(
+                        "patch source has shape {sd:?} but the activation is {:?}",
+                        x.dims()
+                    )));
+                }
+                src.to_dtype(DType::F32)?.broadcast_as(x.shape())?
+            }
+            Action::Custom(f) => f(x)?,
+        };
+        if self.channels.is_none() && self.positions.is_none() {
+            return Ok(new);
+        }
+        let mut chan = vec![1f32; w];
+        if let Some(cs) = &self.channels {
+            chan = vec![0f32; w];
+            for &c in cs {
+                if c >= w {
+                    return Err(err(format!("channel {c} is out of range (width {w})")));
+                }
+                chan[c] = 1.0;
+            }
+        }
+        let mut pos = vec![1f32; t];
+        if let Some(ps) = &self.positions {
+            pos = vec![0f32; t];
+            for &p in ps {
+                let idx = if p < 0 { t as i64 + p } else { p };
+                if idx < 0 || idx >= t as i64 {
+                    return Err(err(format!("position {p} is out of range ({t} tokens)")));
+                }
+                pos[idx as usize] = 1.0;
+            }
+        }
+        let mask: Vec<f32> = pos.iter().flat_map(|p| chan.iter().map(move |c| p * c)).collect();
+        let mask = Tensor::from_vec(mask, (1, t, w), dev)?;
+        let keep = mask.affine(-1.0, 1.0)?;
+        Ok((x.broadcast_mul(&keep)? + new.broadcast_mul(&mask)?)?)
+    }
+}
+
+/// Which hooks to record and how to intervene; filled with recordings by a forward pass.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    record: Option<regex::Regex>,
+    interventions: HashMap<String, Vec<Intervention>>,
+    /// Recorded activations by hook name, each (B, T, W).
+    pub recorded: BTreeMap<String, Tensor>,
+}
+
+impl Hooks {
+    /// No recording, no interventions.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Records every hook whose name matches `pattern` at its start (Python's `re.match`, as the reference does).
+    pub fn recording(pattern: &str) -> Result<Self> {
+        let mut h = Self::default();
+        h.set_record(pattern)?;
+        Ok(h)
+    }
+
+    pub fn set_record(&mut self, pattern: &str) -> Result<()> {
+        let re = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|e| ModelError::HookRegex {
+            pattern: pattern.to_string(),
+            msg: e.to_string(),
+        })?;
+        self.record = Some(re);
+        Ok(())
+    }
+
+    /// Adds an intervention at `hook`; several at one hook apply in the order added.
+    pub fn intervene(&mut self, hook: &str, iv: Intervention) -> &mut Self {
+        self.interventions.entry(hook.to_string()).or_default().push(iv);
+        self
+    }
+
+    pub fn intervened_hooks(&self) -> impl Iterator<Item = &str> {
+        self.interventions.keys().map(String::as_str)
+    }
+
+    pub fn clear_recorded(&mut self) {
+        self.recorded.clear();
+    }
+
+    /// Called by the forward at every hook point: intervenes, records, and returns what flows on.
+    pub(crate) fn apply(&mut self, name: &str, mut x: Tensor) -> Result<Tensor> {
+        if let Some(ivs) = self.interventions.get(name) {
+            for iv in ivs {
+                x = iv.apply(name, &x)?;
+            }
+        }
+        if self.record.as_ref().is_some_and(|re| re.is_match(name)) {
+            self.recorded.insert(name.to_string(), x.clone());
+        }
+        Ok(x)
+    }
+}

@@ -1,0 +1,18 @@
+//! The engine: configuration, checkpoint loading, sparse/dense linear layers, the forward pass, hooks and
+//! interventions.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod gpt;
+pub mod hooks;
+pub mod linear;
+pub mod norm;
+pub mod sparse_linear;
+pub mod topk;
+
+pub use checkpoint::{Checkpoint, Stored};
+pub use config::{Config, Loctype};
+pub use error::{ModelError, Result};
+pub use gpt::{hook_points, Gpt, LoadOptions, ModelFiles};
+pub use hooks::{Action, Hooks, Intervention};

@@ -1,0 +1,39 @@
+//! RMSNorm and LayerNorm exactly as the reference builds them (spec H.1.1).
+
+use candle_core::{DType, Result, Tensor, D};
+
+/// torch.nn.RMSNorm(dim) with eps=None uses the dtype's machine epsilon.
+pub const RMS_EPS: f64 = f32::EPSILON as f64;
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+#[derive(Clone)]
+pub enum Norm {
+    Rms { weight: Tensor },
+    Layer { weight: Tensor, bias: Option<Tensor> },
+}
+
+impl Norm {
+    /// x: (..., dim) → (..., dim), normalised over the last dim.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        debug_assert_eq!(x.dtype(), DType::F32);
+        match self {
+            Norm::Rms { weight } => {
+                let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+                let inv = (ms + RMS_EPS)?.sqrt()?.recip()?;
+                x.broadcast_mul(&inv)?.broadcast_mul(weight)
+            }
+            Norm::Layer { weight, bias } => {
+                let mean = x.mean_keepdim(D::Minus1)?;
+                let xc = x.broadcast_sub(&mean)?;
+                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+                let y = xc
+                    .broadcast_div(&(var + LAYER_NORM_EPS)?.sqrt()?)?
+                    .broadcast_mul(weight)?;
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Tokenization: a thin wrapper around a byte-level BPE `tokenizers::Tokenizer`
+//! that behaves like tiktoken.
+//!
+//! * [`import_gpt2_bpe`] builds a tokenizer from a GPT-2 style pair of files
+//!   (`encoder.json`, `vocab.bpe`), exactly as tiktoken's
+//!   `data_gym_to_mergeable_bpe_ranks` reads them, with the pre-tokenizer
+//!   [`TINYPYTHON_PATTERN`] and `<|endoftext|>` as the one special token.
+//! * [`Tokenizer::load`] / [`Tokenizer::save`] read and write the usual
+//!   `tokenizer.json` format.
+//! * [`Tokenizer::encode`] is tiktoken's `encode_ordinary`: special-token
+//!   text such as `<|endoftext|>` in the input is encoded as ordinary text.
+//!   [`Tokenizer::encode_with_specials`] parses it as the special token.
+//!
+//! Ids are tiktoken's: single bytes are ranks 0..=255 in the data_gym byte
+//! order (see [`bytes`]), merge `i` of `vocab.bpe` is rank `256 + i`.
+
+pub mod bytes;
+mod gpt2;
+pub mod reference;
+
+use std::path::{Path, PathBuf};
+
+pub use gpt2::{import_gpt2_bpe, read_gpt2_bpe, Gpt2Bpe};
+
+/// The pre-tokenizer regex of the `tinypython_2k` tokenizer (tiktoken
+/// `pat_str`).
+pub const TINYPYTHON_PATTERN: &str =
+    r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The end-of-text special token.
+pub const ENDOFTEXT: &str = "<|endoftext|>";
+
+/// The start-of-text token that GPT-2 style `encoder.json` files may list and
+/// that tiktoken drops (its id stays undecodable).
+pub const STARTOFTEXT: &str = "<|startoftext|>";
+
+/// Errors of loading, importing and using a tokenizer. Errors about files
+/// name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a valid JSON token->id map: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}:{line}: malformed merge line {content:?}: {reason}", path.display())]
+    MalformedMerge {
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        content: String,
+        reason: String,
+    },
+    #[error("{}:{line}: merge refers to unknown token {token:?} (not a byte and not produced by an earlier merge)", path.display())]
+    UnknownMergeToken { path: PathBuf, line: usize, token: String },
+    #[error("{}: token {token:?} contains a character outside the GPT-2 byte alphabet", path.display())]
+    InvalidSymbol { path: PathBuf, token: String },
+    #[error("{} and {} disagree: {detail}", encoder_json.display(), vocab_bpe.display())]
+    Inconsistent {
+        encoder_json: PathBuf,
+        vocab_bpe: PathBuf,
+        detail: String,
+    },
+    #[error("cannot load tokenizer {}: {message}", path.display())]
+    Load { path: PathBuf, message: String },
+    #[error("cannot save tokenizer to {}: {message}", path.display())]
+    Save { path: PathBuf, message: String },
+    #[error("cannot build tokenizer: {0}")]
+    Build(String),
+    #[error("tokenizer {}: {message}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<in memory>".into()))]
+    NotByteLevel { path: Option<PathBuf>, message: String },
+    #[error("encoding failed: {0}")]
+    Encode(String),
+    #[error("token id {0} has no bytes (unknown or undecodable id)")]
+    UnknownId(u32),
+}
+
+/// A byte-level BPE tokenizer with tiktoken semantics.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// Raw bytes of every id below `vocab_size`; `None` for holes (such as the
+    /// dropped `<|startoftext|>`).
+    id_bytes: Vec<Option<Vec<u8>>>,
+    /// Special (added) tokens: (content, id).
+    specials: Vec<(String, u32)>,
+    eot: Option<u32>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("specials", &self.specials)
+            .finish()
+    }
+}
+
+impl Tokenizer {
+    /// Loads a `tokenizer.json` (as written by [`Tokenizer::save`]). The
+    /// model must be byte-level (every vocab entry in the GPT-2 byte
+    /// alphabet).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, TokenizeError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| TokenizeError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let inner: tokenizers::Tokenizer = text.parse().map_err(|e: tokenizers::Error| TokenizeError::Load {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::from_inner(inner).map_err(|e| match e {
+            TokenizeError::NotByteLevel { message, .. } => TokenizeError::NotByteLevel {
+                path: Some(path.to_owned()),
+                message,
+            },
+            e => e,
+        })
+    }
+
+    /// Wraps a `tokenizers::Tokenizer` whose model vocabulary is byte-level.
+    /// Special-token parsing of input text is switched off (tiktoken's
+    /// `encode_ordinary`).
+    pub fn from_inner(mut inner: tokenizers::Tokenizer) -> Result<Self, TokenizeError> {
+        inner.set_encode_special_tokens(true);
+        let model_vocab = tokenizers::Model::get_vocab(inner.get_model());
+        let added = inner.get_added_tokens_decoder();
+        let max_id = model_vocab
+            .values()
+            .chain(added.keys())
+            .copied()
+            .max()
+            .map_or(0, |m| m as usize + 1);
+        let mut id_bytes: Vec<Option<Vec<u8>>> = vec![None; max_id];
+        for (token, &id) in &model_vocab {
+            if added.contains_key(&id) {
+                continue;
+            }
+            let b = bytes::symbols_to_bytes(token).ok_or_else(|| TokenizeError::NotByteLevel {
+                path: None,
+                message: format!(
+                    "vocabulary entry {token:?} (id {id}) is not in the GPT-2 byte alphabet; \
+                     only byte-level BPE tokenizers are supported"
+                ),
+            })?;
+            id_bytes[id as usize] = Some(b);
+        }
+        let mut specials = Vec::new();
+        for (&id, tok) in &added {
+            id_bytes[id as usize] = Some(tok.content.as_bytes().to_vec());
+            if tok.special {
+                specials.push((tok.content.clone(), id));
+            }
+        }
+        // Longest first, so that matching in `encode_with_specials` is greedy.
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        let eot = specials.iter().find(|(c, _)| c == ENDOFTEXT).map(|&(_, id)| id);
+        Ok(Self {
+            inner,
+            id_bytes,
+            specials,
+            eot,
+        })
+    }
+
+    /// Writes `tokenizer.json` (pretty-printed).
+    ///
+    /// Note: the file format cannot record that special tokens in input text
+    /// are to be encoded as ordinary text; [`Tokenizer::load`] restores that,
+    /// other `tokenizers` users will parse `<|endoftext|>` as the special
+    /// token unless they call `set_encode_special_tokens(true)`.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), TokenizeError> {
+        let path = path.as_ref();
+        self.inner.save(path, true).map_err(|e| TokenizeError::Save {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The wrapped `tokenizers::Tokenizer`.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    /// Encodes text as ordinary text (tiktoken `encode_ordinary`; also
+    /// tiktoken's `encode(text, disallowed_special=())`): special-token text
+    /// such as `<|endoftext|>` gives ordinary tokens.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| TokenizeError::Encode(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encodes text, turning every occurrence of a special token's text
+    /// (e.g. `<|endoftext|>`) into that special token (tiktoken
+    /// `encode(text, allowed_special="all")`).
+    pub fn encode_with_specials(&self, text: &str) -> Result<Vec<u32>, TokenizeError> {
+        let mut ids = Vec::new();
+        let mut rest = text;
+        'outer: while !rest.is_empty() {
+            // Earliest occurrence of any special; longest wins at a position.
+            let mut best: Option<(usize, &str, u32)> = None;
+            for (content, id) in &self.specials {
+                if let Some(pos) = rest.find(content.as_str()) {
+                    if best.is_none_or(|(p, c, _)| pos < p || (pos == p && content.len() > c.len())) {
+                        best = Some((pos, content, *id));
+                    }
+                }
+            }
+            match best {
+                Some((pos, content, id)) => {
+                    ids.extend(self.encode(&rest[..pos])?);
+                    ids.push(id);
+                    rest = &rest[pos + content.len()..];
+                }
+                None => {
+                    ids.extend(self.encode(rest)?);
+                    break 'outer;
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Decodes ids to text, replacing invalid UTF-8 with U+FFFD. Ids without
+    /// bytes (unknown, or the dropped `<|startoftext|>`) decode to U+FFFD too;
+    /// use [`Tokenizer::decode_bytes`] to have them rejected.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let mut out = Vec::new();
+        for &id in ids {
+            match self.token_bytes_ref(id) {
+                Some(b) => out.extend_from_slice(b),
+                None => out.extend_from_slice("\u{FFFD}".as_bytes()),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Decodes ids to raw bytes; fails on an id without bytes.
+    pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>, TokenizeError> {
+        let mut out = Vec::new();
+        for &id in ids {
+            out.extend_from_slice(self.token_bytes_ref(id).ok_or(TokenizeError::UnknownId(id))?);
+        }
+        Ok(out)
+    }
+
+    /// The raw bytes of one token (tiktoken `decode_single_token_bytes`);
+    /// `None` for ids out of range or without bytes (such as 2046 in
+    /// `tinypython_2k`). A special token's bytes are its text.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        self.token_bytes_ref(id).map(<[u8]>::to_vec)
+    }
+
+    /// Like [`Tokenizer::token_bytes`], borrowed.
+    pub fn token_bytes_ref(&self, id: u32) -> Option<&[u8]> {
+        self.id_bytes.get(id as usize)?.as_deref()
+    }
+
+    /// One token for display: its bytes decoded as UTF-8 with errors
+    /// replaced by U+FFFD. An id without bytes shows as `<|unk:ID|>`.
+    pub fn token_display(&self, id: u32) -> String {
+        match self.token_bytes_ref(id) {
+            Some(b) => String::from_utf8_lossy(b).into_owned(),
+            None => format!("<|unk:{id}|>"),
+        }
+    }
+
+    /// One more than the largest id (2048 for `tinypython_2k`), holes
+    /// included.
+    pub fn vocab_size(&self) -> usize {
+        self.id_bytes.len()
+    }
+
+    /// The id of the `<|endoftext|>` special token, if there is one.
+    pub fn eot_id(&self) -> Option<u32> {
+        self.eot
+    }
+
+    /// The special tokens, (text, id).
+    pub fn special_tokens(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.specials.iter().map(|(c, id)| (c.as_str(), *id))
+    }
+
+    /// The id of a token given by its raw bytes (ordinary tokens first, then
+    /// special tokens by their text).
+    pub fn id_of_bytes(&self, bytes: &[u8]) -> Option<u32> {
+        let symbols = self::bytes::bytes_to_symbols(bytes);
+        if let Some(id) = tokenizers::Model::token_to_id(self.inner.get_model(), &symbols) {
+            if !self.specials.iter().any(|&(_, s)| s == id) {
+                return Some(id);
+            }
+        }
+        let text = std::str::from_utf8(bytes).ok()?;
+        self.specials.iter().find(|(c, _)| c == text).map(|&(_, id)| id)
+    }
+}
+
+/// Escapes a token's display text so that whitespace and control characters
+/// are visible: `\n`, `\r`, `\t`, `\\`, `\"`, other control characters as
+/// `\u{..}`. Spaces are kept; quote the result to make them visible.
+pub fn escape_token(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
