@@ -16,12 +16,29 @@ struct Cli {
 enum Command {
     /// Run a prompt: top next tokens, channel magnitudes, hooks, interventions, dumps.
     Run(cli::run::RunArgs),
+    /// Convert a checkpoint (e.g. the reference's final_model.pt) to config.json + model.safetensors (CSR).
+    Convert(cli::convert::ConvertArgs),
+    /// Write a random weight-sparse model of a reference shape (for tests and benchmarks).
+    Synth(cli::synth::SynthArgs),
+    /// Import tokenizers (GPT-2 style encoder.json + vocab.bpe).
+    #[command(subcommand)]
+    Tokenizer(cli::tokenize::TokenizerCommand),
+    /// Tokenize text from stdin (or --text) and print ids and tokens.
+    Tokenize(cli::tokenize::TokenizeArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cli::run::run(a),
+        Command::Convert(a) => cli::convert::run(a),
+        Command::Synth(a) => cli::synth::run(a),
+        Command::Tokenizer(c) => cli::tokenize::run_tokenizer(c),
+        Command::Tokenize(a) => cli::tokenize::run_tokenize(a),
+        Command::Bench(c) => cli::bench::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,14 +9,9 @@ use std::sync::OnceLock;
 use circuitscope::cli::tokenize::{format_json, format_table, run_import, TokenizerImportArgs};
 use circuitscope::tokenize::bytes::{byte_to_char, bytes_to_symbols, rank_to_byte};
 use circuitscope::tokenize::reference::TiktokenBpe;
-use circuitscope::tokenize::{
-    import_gpt2_bpe, read_gpt2_bpe, TokenizeError, Tokenizer, TINYPYTHON_PATTERN,
-};
+use circuitscope::tokenize::{import_gpt2_bpe, read_gpt2_bpe, TokenizeError, Tokenizer, TINYPYTHON_PATTERN};
 
-const SHARED: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/tokenizers/tinypython_2k"
-);
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tokenizers/tinypython_2k");
 
 fn shared_files() -> Option<(PathBuf, PathBuf)> {
     let dir = Path::new(SHARED);
@@ -108,11 +103,7 @@ fn known_ids_are_single_tokens() {
     let Some(tok) = tp() else { return };
     for &(s, id) in KNOWN {
         assert_eq!(tok.encode(s).unwrap(), vec![id], "encoding {s:?}");
-        assert_eq!(
-            tok.token_bytes(id).as_deref(),
-            Some(s.as_bytes()),
-            "bytes of {id}"
-        );
+        assert_eq!(tok.token_bytes(id).as_deref(), Some(s.as_bytes()), "bytes of {id}");
         assert_eq!(tok.token_display(id), s);
         assert_eq!(tok.id_of_bytes(s.as_bytes()), Some(id));
     }
@@ -156,10 +147,7 @@ fn every_byte_is_one_token() {
 fn endoftext_is_ordinary_text_by_default() {
     let Some(tok) = tp() else { return };
     assert_eq!(tok.encode("<|endoftext|>").unwrap(), vec![453, 448, 451]);
-    assert_eq!(
-        tok.encode_with_specials("<|endoftext|>").unwrap(),
-        vec![2047]
-    );
+    assert_eq!(tok.encode_with_specials("<|endoftext|>").unwrap(), vec![2047]);
     let mixed = tok.encode_with_specials("a<|endoftext|>b").unwrap();
     let mut expect = tok.encode("a").unwrap();
     expect.push(2047);
@@ -214,17 +202,13 @@ fn matches_tiktoken_reference_on_python_sources() {
     let (Some(tok), Some(reference)) = (tp(), reference()) else {
         return;
     };
-    let mut files: Vec<PathBuf> = [
-        "/usr/lib/python3",
-        "/usr/lib/python3.11",
-        "/usr/lib/python3.12",
-    ]
-    .iter()
-    .filter_map(|d| std::fs::read_dir(d).ok())
-    .flatten()
-    .filter_map(|e| e.ok().map(|e| e.path()))
-    .filter(|p| p.extension().is_some_and(|e| e == "py"))
-    .collect();
+    let mut files: Vec<PathBuf> = ["/usr/lib/python3", "/usr/lib/python3.11", "/usr/lib/python3.12"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "py"))
+        .collect();
     files.sort();
     files.truncate(40);
     if files.is_empty() {
@@ -300,9 +284,7 @@ const TOY_MERGES: &[(&str, &str)] = &[("Ġ", "Ġ"), ("i", "n"), ("Ġ", "in"), ("
 
 fn toy_encoder() -> BTreeMap<String, u32> {
     let mut enc = BTreeMap::new();
-    let mut ranks: Vec<String> = (0..=255u8)
-        .map(|r| byte_to_char(rank_to_byte(r)).to_string())
-        .collect();
+    let mut ranks: Vec<String> = (0..=255u8).map(|r| byte_to_char(rank_to_byte(r)).to_string()).collect();
     for (a, b) in TOY_MERGES {
         ranks.push(format!("{a}{b}"));
     }
@@ -347,15 +329,9 @@ fn toy_import_works() {
     assert_eq!(tok.encode("    ").unwrap(), vec![259]);
     let sp = rank_of(b' ');
     // `\s+(?!\S)` leaves the last space to the word.
-    assert_eq!(
-        tok.encode("    x").unwrap(),
-        vec![256, sp, sp, rank_of(b'x')]
-    );
+    assert_eq!(tok.encode("    x").unwrap(), vec![256, sp, sp, rank_of(b'x')]);
     assert!(!tok.encode("<|endoftext|>").unwrap().contains(&261));
-    assert_eq!(
-        tok.encode_with_specials("<|endoftext|>").unwrap(),
-        vec![261]
-    );
+    assert_eq!(tok.encode_with_specials("<|endoftext|>").unwrap(), vec![261]);
     let s = "  in in\n\tx";
     assert_eq!(tok.decode(&tok.encode(s).unwrap()), s);
     assert_eq!(bytes_to_symbols(b" \n"), "ĠĊ");
@@ -373,10 +349,7 @@ fn missing_trailing_newline_is_accepted() {
     let parsed = read_gpt2_bpe(&enc, &voc).unwrap();
     assert!(parsed.missing_trailing_newline);
     assert_eq!(parsed.merges.len(), TOY_MERGES.len());
-    assert_eq!(
-        import_gpt2_bpe(&enc, &voc).unwrap().encode("    ").unwrap(),
-        vec![259]
-    );
+    assert_eq!(import_gpt2_bpe(&enc, &voc).unwrap().encode("    ").unwrap(), vec![259]);
 }
 
 #[test]
@@ -386,10 +359,7 @@ fn error_missing_encoder_json() {
     let missing = dir.path().join("nope").join("encoder.json");
     let err = import_gpt2_bpe(&missing, &voc).unwrap_err();
     assert!(matches!(err, TokenizeError::Io { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains(&missing.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
 }
 
 #[test]
@@ -473,11 +443,7 @@ fn error_inconsistent_files() {
     let mut e = toy_encoder();
     e.insert("in".into(), 258);
     e.insert("Ġin".into(), 257);
-    let (enc, voc) = write_toy(
-        dir.path(),
-        &serde_json::to_string(&e).unwrap(),
-        &toy_bpe_text(),
-    );
+    let (enc, voc) = write_toy(dir.path(), &serde_json::to_string(&e).unwrap(), &toy_bpe_text());
     let err = import_gpt2_bpe(&enc, &voc).unwrap_err();
     assert!(matches!(err, TokenizeError::Inconsistent { .. }), "{err:?}");
     assert!(err.to_string().contains("encoder.json"), "{err}");
@@ -513,11 +479,7 @@ fn cli_import_refuses_overwrite_and_output_formats() {
     run_import(args.clone()).unwrap();
     let err = run_import(args.clone()).unwrap_err();
     assert!(err.to_string().contains("--force"), "{err}");
-    run_import(TokenizerImportArgs {
-        force: true,
-        ..args
-    })
-    .unwrap();
+    run_import(TokenizerImportArgs { force: true, ..args }).unwrap();
 
     let tok = Tokenizer::load(&out).unwrap();
     let ids = tok.encode(" in\n").unwrap();
@@ -579,11 +541,7 @@ fn cli_binary_tokenize() {
         .args(["--text", "<|endoftext|>"])
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(v["ids"], serde_json::json!([453, 448, 451]));
     assert_eq!(v["tokens"].as_array().unwrap().len(), 3);
@@ -602,8 +560,5 @@ fn cli_binary_tokenize() {
     let res = child.wait_with_output().unwrap();
     assert!(res.status.success());
     let table = String::from_utf8(res.stdout).unwrap();
-    assert!(
-        table.contains("293") && table.contains("\"):\\n\""),
-        "{table}"
-    );
+    assert!(table.contains("293") && table.contains("\"):\\n\""), "{table}");
 }

@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod linear;
 pub mod norm;
 pub mod sparse_linear;
+pub mod synth;
 pub mod topk;
 
 pub use checkpoint::{Checkpoint, Stored};
