@@ -57,8 +57,15 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 /// Runs the golden tokens and compares logits and every recorded hook.
 fn check_model(model: &Gpt, g: &Golden, what: &str) {
+    for differentiable in [false, true] {
+        check_mode(model, g, &format!("{what} (differentiable: {differentiable})"), differentiable);
+    }
+}
+
+fn check_mode(model: &Gpt, g: &Golden, what: &str, differentiable: bool) {
     let tokens = g.tensors["tokens"].to_dtype(candle_core::DType::U32).unwrap();
     let mut hooks = Hooks::recording(".*").unwrap();
+    hooks.differentiable = differentiable;
     let logits = model.forward(&tokens, &mut hooks).unwrap();
     let d = max_abs_diff(&logits, &g.tensors["logits"]);
     assert!(d < TOL, "{what}: logits differ by {d}");
@@ -82,6 +89,7 @@ fn check_model(model: &Gpt, g: &Golden, what: &str) {
     );
     if let Some(ivs) = &g.interventions {
         let mut hooks = Hooks::recording("final_resid").unwrap();
+        hooks.differentiable = differentiable;
         for (hook, spec) in ivs.as_object().unwrap() {
             let channels: Vec<usize> = spec["channels"]
                 .as_array()

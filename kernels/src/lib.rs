@@ -5,8 +5,12 @@
 //! `y = x · Wᵀ` and the input gradient `gx = gy · W`. Both are multi-threaded with rayon and
 //! fall back to a serial loop when the work is too small to pay for task spawning.
 
+mod attention;
 mod csr;
+mod elementwise;
 mod matmul;
 
+pub use attention::{causal_attention, AttentionShape};
+pub use elementwise::{erf, gelu_erf_inplace, rms_norm_rows};
 pub use csr::{CsrError, CsrMatrix, CsrView, RowPtr};
 pub use matmul::{csr_matmul_grad_input, csr_matmul_xwt};

@@ -161,6 +161,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         .map(|s| InterventionSpec::parse(s, &model))
         .collect::<Result<Vec<_>>>()?;
 
+    if let Some(h) = &args.hooks {
+        if let Err(e) = regex::Regex::new(h) {
+            // The regex error spans several lines (pattern, caret, reason); keep the reason.
+            let msg = e.to_string();
+            let reason = msg.lines().last().unwrap_or(&msg).trim().trim_start_matches("error: ");
+            bail!("--hooks `{h}`: invalid regex: {reason}");
+        }
+    }
     let mut hooks = Hooks::none();
     let mut pattern: Vec<String> = channels.iter().map(|c| regex::escape(&c.hook) + "$").collect();
     if let Some(h) = &args.hooks {

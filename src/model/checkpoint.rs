@@ -370,7 +370,37 @@ pub fn write_safetensors(
         path: path.to_path_buf(),
         msg: format!("cannot serialise: {e}"),
     })?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &canonical_header(bytes))
+}
+
+/// safetensors writes the metadata from a HashMap, whose order changes from run to run. Rewrites the header with
+/// sorted keys (same length, so the data offsets stay valid) so that equal inputs give byte-identical files.
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut entries: Vec<_> = m.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            v => v,
+        }
+    }
+    let Some(n) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    else {
+        return bytes;
+    };
+    let Some(Ok(value)) = bytes.get(8..8 + n).map(serde_json::from_slice::<serde_json::Value>) else {
+        return bytes;
+    };
+    let text = serde_json::to_string(&sorted(value)).expect("a json value serialises");
+    if text.len() <= n {
+        bytes[8..8 + text.len()].copy_from_slice(text.as_bytes());
+        bytes[8 + text.len()..8 + n].fill(b' ');
+    }
+    bytes
 }
 
 /// Writes a file atomically: a temp file beside it, fsynced, renamed over the target.

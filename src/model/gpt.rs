@@ -286,9 +286,8 @@ impl Gpt {
         if cfg.d_pos_emb.is_none() {
             x = x.broadcast_add(&pos)?;
         }
-        let mask = causal_mask(t, tokens.device())?;
         for (l, block) in self.blocks.iter().enumerate() {
-            x = self.block_forward(l, block, x, &pos, &mask, hooks)?;
+            x = self.block_forward(l, block, x, &pos, hooks)?;
         }
         let x = hooks.apply("final_resid", x)?;
         let mut logits = self.lm_head.forward(&self.ln_f.forward(&x)?)?; // (B, T, V)
@@ -316,19 +315,10 @@ impl Gpt {
         self.topk(loc, x)
     }
 
-    /// x: (B, T, D) → (B, T, D). `pos`: (T, D or d_pos_emb); `mask`: (T, T) additive causal mask.
-    fn block_forward(
-        &self,
-        l: usize,
-        block: &Block,
-        x: Tensor,
-        pos: &Tensor,
-        mask: &Tensor,
-        hooks: &mut Hooks,
-    ) -> Result<Tensor> {
+    /// x: (B, T, D) → (B, T, D). `pos`: (T, D or d_pos_emb).
+    fn block_forward(&self, l: usize, block: &Block, x: Tensor, pos: &Tensor, hooks: &mut Hooks) -> Result<Tensor> {
         let cfg = &self.config;
-        let (b, t, _) = x.dims3()?;
-        let (a, nh, dh) = (cfg.attn_width(), cfg.n_head, cfg.d_head);
+        let a = cfg.attn_width();
         let x = hooks.apply(&format!("{l}.resid_in"), x)?;
 
         // Attention sublayer.
@@ -341,22 +331,11 @@ impl Gpt {
         let q = hooks.apply(&format!("{l}.attn.q"), q)?;
         let v = self.topk(Loctype::AttnV, qkv.narrow(2, 2 * a, a)?.contiguous()?)?;
         let v = hooks.apply(&format!("{l}.attn.v"), v)?;
-        let heads = |z: Tensor| -> candle_core::Result<Tensor> {
-            z.reshape((b, t, nh, dh))?.transpose(1, 2)?.contiguous() // (B, H, T, dh)
+        let y = if hooks.differentiable || q.track_op() || k.track_op() || v.track_op() {
+            self.attention_graph(block, &q, &k, &v)?
+        } else {
+            self.attention_fused(block, &q, &k, &v)?
         };
-        let (q, k, v) = (heads(q)?, heads(k)?, heads(v)?);
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?.broadcast_add(mask)?; // (B, H, T, T)
-        let probs = match &block.attn.sink_logit {
-            Some(sink) => {
-                // The sink is one more key, visible to every query, with a zero value: it only takes mass.
-                let sink_col = sink.reshape((1, nh, 1, 1))?.broadcast_as((b, nh, t, 1))?;
-                let p =
-                    candle_nn::ops::softmax_last_dim(&Tensor::cat(&[&sink_col, &scores], D::Minus1)?.contiguous()?)?;
-                p.narrow(D::Minus1, 1, t)?
-            }
-            None => candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?,
-        };
-        let y = probs.contiguous()?.matmul(&v)?.transpose(1, 2)?.reshape((b, t, a))?; // (B, T, A)
         let y = hooks.apply(&format!("{l}.attn.y"), y)?;
         let o = self.topk(Loctype::AttnOut, block.attn.c_proj.forward(&y)?)?;
         let o = hooks.apply(&format!("{l}.attn.resid_delta"), o)?; // (B, T, D)
@@ -368,6 +347,11 @@ impl Gpt {
         let read = hooks.apply(&format!("{l}.mlp.act_in"), self.topk(Loctype::MlpIn, read)?)?;
         let h = block.mlp.c_fc.forward(&read)?; // (B, T, F)
         let h = match cfg.activation_type {
+            Activation::Gelu if !h.track_op() => {
+                let mut v: Vec<f32> = h.flatten_all()?.to_vec1()?;
+                circuitscope_kernels::gelu_erf_inplace(&mut v);
+                Tensor::from_vec(v, h.shape(), h.device())?
+            }
             Activation::Gelu => h.gelu_erf()?,
             Activation::Relu => h.relu()?,
         };
@@ -375,6 +359,59 @@ impl Gpt {
         let o = self.topk(Loctype::MlpOut, block.mlp.c_proj.forward(&h)?)?;
         let o = hooks.apply(&format!("{l}.mlp.resid_delta"), o)?;
         self.residual(Loctype::ResidPostMlp, (x + o)?)
+    }
+
+    /// Attention through candle ops, so that gradients flow. q, k, v: (B, T, A) → y: (B, T, A).
+    fn attention_graph(&self, block: &Block, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (b, t, a) = q.dims3()?;
+        let (nh, dh) = (self.config.n_head, self.config.d_head);
+        let heads = |z: &Tensor| -> candle_core::Result<Tensor> {
+            z.reshape((b, t, nh, dh))?.transpose(1, 2)?.contiguous() // (B, H, T, dh)
+        };
+        let (q, k, v) = (heads(q)?, heads(k)?, heads(v)?);
+        let mask = causal_mask(t, q.device())?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?.broadcast_add(&mask)?; // (B, H, T, T)
+        let probs = match &block.attn.sink_logit {
+            Some(sink) => {
+                // The sink is one more key, visible to every query, with a zero value: it only takes mass.
+                let sink_col = sink.reshape((1, nh, 1, 1))?.broadcast_as((b, nh, t, 1))?;
+                let p = candle_nn::ops::softmax_last_dim(&Tensor::cat(&[&sink_col, &scores], D::Minus1)?.contiguous()?)?;
+                p.narrow(D::Minus1, 1, t)?
+            }
+            None => candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?,
+        };
+        Ok(probs.contiguous()?.matmul(&v)?.transpose(1, 2)?.reshape((b, t, a))?)
+    }
+
+    /// Attention through the fused CPU kernel (no gradients). q, k, v: (B, T, A) → y: (B, T, A).
+    fn attention_fused(&self, block: &Block, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let (b, t, a) = q.dims3()?;
+        let shape = circuitscope_kernels::AttentionShape {
+            t,
+            n_head: self.config.n_head,
+            d_head: self.config.d_head,
+        };
+        let sink: Option<Vec<f32>> = match &block.attn.sink_logit {
+            Some(s) => Some(s.to_vec1()?),
+            None => None,
+        };
+        let (qv, kv, vv): (Vec<f32>, Vec<f32>, Vec<f32>) =
+            (q.flatten_all()?.to_vec1()?, k.flatten_all()?.to_vec1()?, v.flatten_all()?.to_vec1()?);
+        let mut y = vec![0f32; b * t * a];
+        let scale = 1.0 / (self.config.d_head as f32).sqrt();
+        for i in 0..b {
+            let r = i * t * a..(i + 1) * t * a;
+            circuitscope_kernels::causal_attention(
+                &qv[r.clone()],
+                &kv[r.clone()],
+                &vv[r.clone()],
+                shape,
+                scale,
+                sink.as_deref(),
+                &mut y[r],
+            )?;
+        }
+        Ok(Tensor::from_vec(y, (b, t, a), q.device())?)
     }
 
     /// In the cat-pos-emb variant, appends the normalised positional channels to a sublayer's input.

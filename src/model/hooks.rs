@@ -130,6 +130,9 @@ impl Intervention {
 /// Which hooks to record and how to intervene; filled with recordings by a forward pass.
 #[derive(Clone, Default)]
 pub struct Hooks {
+    /// Keep candle's autograd graph through the whole forward (slower): set it when gradients will be taken,
+    /// e.g. through pruning masks. Otherwise attention and AbsTopK run through fused inference kernels.
+    pub differentiable: bool,
     record: Option<regex::Regex>,
     interventions: HashMap<String, Vec<Intervention>>,
     /// Recorded activations by hook name, each (B, T, W).

@@ -17,6 +17,14 @@ impl Norm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         debug_assert_eq!(x.dtype(), DType::F32);
         match self {
+            Norm::Rms { weight } if !x.track_op() && !weight.track_op() => {
+                let dims = x.dims().to_vec();
+                let xv: Vec<f32> = x.flatten_all()?.to_vec1()?;
+                let wv: Vec<f32> = weight.to_vec1()?;
+                let mut out = vec![0f32; xv.len()];
+                circuitscope_kernels::rms_norm_rows(&xv, &wv, RMS_EPS as f32, &mut out);
+                Tensor::from_vec(out, dims, x.device())
+            }
             Norm::Rms { weight } => {
                 let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
                 let inv = (ms + RMS_EPS)?.sqrt()?.recip()?;

@@ -1,0 +1,120 @@
+//! Element-wise inference kernels that candle runs slowly on CPU: exact-form GELU (libm's erff is scalar and
+//! dominated the MLP) and RMSNorm over rows.
+
+use rayon::prelude::*;
+
+use crate::attention::fast_exp_any;
+
+const PAR_MIN: usize = 1 << 15;
+
+/// x ← 0.5·x·(1 + erf(x/√2)) in place, with erf to about 2e-7 absolute (Abramowitz & Stegun 7.1.26).
+pub fn gelu_erf_inplace(x: &mut [f32]) {
+    if x.len() >= PAR_MIN {
+        x.par_chunks_mut(1 << 13).for_each(gelu_chunk);
+    } else {
+        gelu_chunk(x);
+    }
+}
+
+fn gelu_chunk(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::attention::has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+        unsafe { gelu_chunk_avx2(x) };
+        return;
+    }
+    gelu_body(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_chunk_avx2(x: &mut [f32]) {
+    gelu_body(x)
+}
+
+#[inline(always)]
+fn gelu_body(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// erf(x) branch-free: sign · (1 − poly(t)·exp(−x²)), t = 1/(1 + p·|x|).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152_1, 1.061_405_4];
+    let ax = x.abs();
+    let t = 1.0 / (1.0 + P * ax);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let y = 1.0 - poly * fast_exp_any(-ax * ax);
+    y.copysign(x)
+}
+
+/// RMSNorm of each row of x (rows × dim): out = x / sqrt(mean(x²) + eps) · w.
+pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let dim = w.len();
+    if dim == 0 {
+        return;
+    }
+    let row = |(xr, or): (&[f32], &mut [f32])| {
+        let ms = xr.iter().map(|v| v * v).sum::<f32>() / dim as f32;
+        let inv = 1.0 / (ms + eps).sqrt();
+        for ((o, v), g) in or.iter_mut().zip(xr).zip(w) {
+            *o = v * inv * g;
+        }
+    };
+    if x.len() >= PAR_MIN {
+        x.par_chunks(dim).zip(out.par_chunks_mut(dim)).for_each(row);
+    } else {
+        x.chunks(dim).zip(out.chunks_mut(dim)).for_each(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn erf_ref(x: f64) -> f64 {
+        // Series for |x| < 3, asymptotic tail beyond: enough to check 1e-6.
+        if x.abs() > 5.0 {
+            return x.signum();
+        }
+        let mut sum = 0.0;
+        let mut term = x;
+        let mut n = 0.0;
+        while term.abs() > 1e-17 || n < 5.0 {
+            sum += term / (2.0 * n + 1.0);
+            n += 1.0;
+            term *= -x * x / n;
+        }
+        2.0 / std::f64::consts::PI.sqrt() * sum
+    }
+
+    #[test]
+    fn erf_and_gelu_are_accurate() {
+        let mut x = -6.0f32;
+        while x < 6.0 {
+            let e = (erf(x) as f64 - erf_ref(x as f64)).abs();
+            assert!(e < 5e-7, "erf({x}) off by {e}");
+            x += 0.0131;
+        }
+        let mut v: Vec<f32> = (-400..400).map(|i| i as f32 * 0.02).collect();
+        let want: Vec<f64> = v.iter().map(|&x| 0.5 * x as f64 * (1.0 + erf_ref(x as f64 / 2f64.sqrt()))).collect();
+        gelu_erf_inplace(&mut v);
+        for (g, w) in v.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_formula() {
+        let x = [1.0f32, 2.0, 3.0, -4.0, 0.0, 0.0];
+        let w = [1.0f32, 0.5, 2.0];
+        let mut out = [0f32; 6];
+        rms_norm_rows(&x, &w, 1e-6, &mut out);
+        let inv = 1.0 / ((1.0f32 + 4.0 + 9.0) / 3.0 + 1e-6).sqrt();
+        assert!((out[2] - 3.0 * inv * 2.0).abs() < 1e-6);
+        assert_eq!(&out[3..], &[-4.0 / (16.0f32 / 3.0 + 1e-6).sqrt(), 0.0, 0.0]);
+    }
+}
