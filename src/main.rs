@@ -49,7 +49,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes on one line, outermost first.
+/// The error and its causes on one line, outermost first, skipping a cause whose text the previous message
+/// already ends with (our errors often include their source).
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out.replace('\n', " ")
 }

@@ -58,7 +58,12 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 /// Runs the golden tokens and compares logits and every recorded hook.
 fn check_model(model: &Gpt, g: &Golden, what: &str) {
     for differentiable in [false, true] {
-        check_mode(model, g, &format!("{what} (differentiable: {differentiable})"), differentiable);
+        check_mode(
+            model,
+            g,
+            &format!("{what} (differentiable: {differentiable})"),
+            differentiable,
+        );
     }
 }
 

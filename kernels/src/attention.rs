@@ -133,7 +133,9 @@ fn head_attention(
             vt[c * t + j] = v[j * a + h * dh + c];
         }
     }
-    let v_live: Vec<bool> = (0..dh).map(|c| vt[c * t..(c + 1) * t].iter().any(|&x| x != 0.0)).collect();
+    let v_live: Vec<bool> = (0..dh)
+        .map(|c| vt[c * t..(c + 1) * t].iter().any(|&x| x != 0.0))
+        .collect();
     let mut scores = vec![0f32; t];
     let mut nz: Vec<(usize, f32)> = Vec::with_capacity(dh);
     for i in 0..t {
@@ -159,7 +161,11 @@ fn head_attention(
         let inv = 1.0 / denom;
         let row = &mut out[i * dh..(i + 1) * dh];
         for c in 0..dh {
-            row[c] = if v_live[c] { dot(s, &vt[c * t..c * t + n]) * inv } else { 0.0 };
+            row[c] = if v_live[c] {
+                dot(s, &vt[c * t..c * t + n]) * inv
+            } else {
+                0.0
+            };
         }
     }
 }
@@ -228,8 +234,7 @@ fn fast_exp(x: f32) -> f32 {
     let n = (x * LOG2E + MAGIC) - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
-        + r * (1.0
-            + r * (0.5 + r * (1.666_666_7e-1 + r * (4.166_666_6e-2 + r * (8.333_452e-3 + r * 1.390_238_4e-3)))));
+        + r * (1.0 + r * (0.5 + r * (1.666_666_7e-1 + r * (4.166_666_6e-2 + r * (8.333_452e-3 + r * 1.390_238_4e-3)))));
     let bits = ((n as i32 + 127) as u32) << 23;
     p * f32::from_bits(bits)
 }

@@ -112,9 +112,7 @@ impl<'a> CsrView<'a> {
                 col_idx: col_idx.len(),
             });
         }
-        let expected = rows
-            .checked_add(1)
-            .ok_or(CsrError::SizeOverflow { what: "rows + 1" })?;
+        let expected = rows.checked_add(1).ok_or(CsrError::SizeOverflow { what: "rows + 1" })?;
         if row_ptr.len() != expected {
             return Err(CsrError::RowPtrLength {
                 got: row_ptr.len(),
@@ -130,11 +128,7 @@ impl<'a> CsrView<'a> {
         for row in 0..rows {
             let end = row_ptr.get(row + 1);
             if end < prev {
-                return Err(CsrError::RowPtrNotMonotone {
-                    row,
-                    start: prev,
-                    end,
-                });
+                return Err(CsrError::RowPtrNotMonotone { row, start: prev, end });
             }
             // Checked per row (not only at the end) so that the column check below can
             // slice col_idx without panicking.

@@ -100,7 +100,10 @@ mod tests {
             x += 0.0131;
         }
         let mut v: Vec<f32> = (-400..400).map(|i| i as f32 * 0.02).collect();
-        let want: Vec<f64> = v.iter().map(|&x| 0.5 * x as f64 * (1.0 + erf_ref(x as f64 / 2f64.sqrt()))).collect();
+        let want: Vec<f64> = v
+            .iter()
+            .map(|&x| 0.5 * x as f64 * (1.0 + erf_ref(x as f64 / 2f64.sqrt())))
+            .collect();
         gelu_erf_inplace(&mut v);
         for (g, w) in v.iter().zip(want) {
             assert!((*g as f64 - w).abs() < 1e-5);

@@ -11,6 +11,6 @@ mod elementwise;
 mod matmul;
 
 pub use attention::{causal_attention, AttentionShape};
-pub use elementwise::{erf, gelu_erf_inplace, rms_norm_rows};
 pub use csr::{CsrError, CsrMatrix, CsrView, RowPtr};
+pub use elementwise::{erf, gelu_erf_inplace, rms_norm_rows};
 pub use matmul::{csr_matmul_grad_input, csr_matmul_xwt};

@@ -22,13 +22,7 @@ fn valid_views_both_widths() {
 #[test]
 fn row_ptr_wrong_length() {
     let e = CsrView::new(&VALUES, &COLS, &PTR32[..3], 3, 4).unwrap_err();
-    assert_eq!(
-        e,
-        CsrError::RowPtrLength {
-            got: 3,
-            expected: 4
-        }
-    );
+    assert_eq!(e, CsrError::RowPtrLength { got: 3, expected: 4 });
     assert!(e.to_string().contains("rows + 1"), "{e}");
 }
 
@@ -68,13 +62,7 @@ fn row_ptr_end_mismatch() {
 #[test]
 fn values_col_idx_length_mismatch() {
     let e = CsrView::new(&VALUES[..3], &COLS, &PTR32[..], 3, 4).unwrap_err();
-    assert_eq!(
-        e,
-        CsrError::ValuesColIdxLength {
-            values: 3,
-            col_idx: 4
-        }
-    );
+    assert_eq!(e, CsrError::ValuesColIdxLength { values: 3, col_idx: 4 });
 }
 
 #[test]
@@ -95,13 +83,7 @@ fn column_out_of_range() {
 #[test]
 fn owned_new_validates() {
     let e = CsrMatrix::new(VALUES.to_vec(), COLS.to_vec(), vec![0, 2, 2], 3, 4).unwrap_err();
-    assert_eq!(
-        e,
-        CsrError::RowPtrLength {
-            got: 3,
-            expected: 4
-        }
-    );
+    assert_eq!(e, CsrError::RowPtrLength { got: 3, expected: 4 });
     let m = CsrMatrix::new(VALUES.to_vec(), COLS.to_vec(), PTR64.to_vec(), 3, 4).unwrap();
     assert_eq!(m.nnz(), 4);
 }

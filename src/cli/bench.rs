@@ -52,7 +52,10 @@ fn forward(args: ForwardArgs) -> Result<()> {
     let exe = std::env::current_exe().context("locating the circuitscope binary")?;
     let mut results = serde_json::Map::new();
     for path in ["sparse", "dense"] {
-        eprintln!("bench forward: {path} path, {} tokens x {} iters ...", args.tokens, args.iters);
+        eprintln!(
+            "bench forward: {path} path, {} tokens x {} iters ...",
+            args.tokens, args.iters
+        );
         let out = std::process::Command::new(&exe)
             .args(["bench", "forward", "--only", path, "--tokens"])
             .arg(args.tokens.to_string())
@@ -63,7 +66,13 @@ fn forward(args: ForwardArgs) -> Result<()> {
             .output()
             .context("running the benchmark child process")?;
         if !out.status.success() {
-            bail!("{path} path failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let msg = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no message");
+            bail!("{path} path failed: {}", msg.trim_start_matches("error: "));
         }
         let v: Value = serde_json::from_slice(&out.stdout).context("reading the child's result")?;
         results.insert(path.to_string(), v);
@@ -78,7 +87,10 @@ fn forward(args: ForwardArgs) -> Result<()> {
         args.model.display(),
         rayon::current_num_threads()
     );
-    println!("  {:<7} {:>12} {:>12} {:>10} {:>14}", "path", "tokens/s", "ms/forward", "load ms", "peak RSS MB");
+    println!(
+        "  {:<7} {:>12} {:>12} {:>10} {:>14}",
+        "path", "tokens/s", "ms/forward", "load ms", "peak RSS MB"
+    );
     for path in ["sparse", "dense"] {
         let r = &results[path];
         println!(
@@ -94,12 +106,20 @@ fn forward(args: ForwardArgs) -> Result<()> {
 }
 
 fn measure(args: &ForwardArgs, sparse: bool) -> Result<Value> {
-    let opts = if sparse { LoadOptions::ALL_SPARSE } else { LoadOptions::ALL_DENSE };
+    let opts = if sparse {
+        LoadOptions::ALL_SPARSE
+    } else {
+        LoadOptions::ALL_DENSE
+    };
     let start = Instant::now();
     let model = load_model(&args.model, opts)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     if args.tokens > model.config.block_size {
-        bail!("--tokens {} exceeds the model's context {}", args.tokens, model.config.block_size);
+        bail!(
+            "--tokens {} exceeds the model's context {}",
+            args.tokens,
+            model.config.block_size
+        );
     }
     // A fixed pseudo-random token sequence, the same for both paths.
     let vocab = model.config.vocab_size as u64;

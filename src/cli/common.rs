@@ -5,31 +5,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::circuit::node_id::split_indexed;
-use crate::model::{Gpt, LoadOptions, ModelError, ModelFiles};
+use crate::model::{Gpt, LoadOptions, ModelFiles};
 use crate::tokenize::Tokenizer;
 
 /// Loads a model, printing config warnings to stderr.
 pub fn load_model(path: &Path, opts: LoadOptions) -> Result<Gpt> {
-    let (model, warnings) = Gpt::load(path, opts).map_err(model_error)?;
+    let (model, warnings) = Gpt::load(path, opts)?;
     for w in warnings {
         eprintln!("warning: {}: {w}", path.display());
     }
     Ok(model)
-}
-
-/// A model error as one message. `ModelError::Io` shows its io::Error already, and the CLI prints every cause of
-/// the chain, which would say it twice (`/x: no such file or directory: no such file or directory`).
-pub fn model_error(e: ModelError) -> anyhow::Error {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.ends_with(&text) {
-            msg = format!("{msg}: {text}");
-        }
-        source = s.source();
-    }
-    anyhow::Error::msg(msg)
 }
 
 /// The tokenizer given explicitly, else the model directory's tokenizer.json.

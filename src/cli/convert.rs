@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::common::{model_error, parse_density, print_json};
+use super::common::{parse_density, print_json};
 use crate::model::checkpoint::{write_atomic, write_safetensors};
 use crate::model::sparse_linear::CsrWeight;
 use crate::model::{Checkpoint, Config, Gpt, LoadOptions, ModelFiles, Stored};
@@ -65,11 +65,11 @@ pub fn run(args: ConvertArgs) -> Result<()> {
 /// Converts `input` into `out_dir`. The model is fully loaded and checked before anything is written, and
 /// existing files are only replaced with `force`.
 pub fn convert(input: &Path, out_dir: &Path, sparse_below: f64, force: bool) -> Result<ConvertReport> {
-    let files = ModelFiles::locate(input).map_err(model_error)?;
-    let loaded = Config::load(&files.config).map_err(model_error)?;
-    let ckpt = Checkpoint::open(&files.weights).map_err(model_error)?;
+    let files = ModelFiles::locate(input)?;
+    let loaded = Config::load(&files.config)?;
+    let ckpt = Checkpoint::open(&files.weights)?;
     // Refuse to write a model that would not load.
-    Gpt::from_checkpoint(loaded.config.clone(), &ckpt, LoadOptions::ALL_DENSE).map_err(model_error)?;
+    Gpt::from_checkpoint(loaded.config.clone(), &ckpt, LoadOptions::ALL_DENSE)?;
 
     let config_out = out_dir.join("config.json");
     let weights_out = out_dir.join("model.safetensors");

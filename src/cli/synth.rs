@@ -31,7 +31,10 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let cfg = args.shape.config();
     let (config_out, weights_out) = (args.out_dir.join("config.json"), args.out_dir.join("model.safetensors"));
     if !args.force && (config_out.exists() || weights_out.exists()) {
-        bail!("{} already holds a model; pass --force to overwrite it", args.out_dir.display());
+        bail!(
+            "{} already holds a model; pass --force to overwrite it",
+            args.out_dir.display()
+        );
     }
     std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
     let tensors = synth_tensors(&cfg, args.density, args.seed)?;

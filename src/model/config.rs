@@ -226,7 +226,7 @@ impl Config {
         if n_head == 0 || d_model == 0 {
             return Err("n_head and d_model must be positive".into());
         }
-        if d_model % n_head != 0 {
+        if !d_model.is_multiple_of(n_head) {
             return Err(format!("d_model {d_model} is not divisible by n_head {n_head}"));
         }
         let config = Config {

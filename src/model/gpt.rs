@@ -4,7 +4,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, D};
 
-use super::checkpoint::{Checkpoint, Stored};
+use super::checkpoint::Checkpoint;
 use super::config::{Activation, Config, Loctype, ResidualActivation};
 use super::error::{ModelError, Result};
 use super::hooks::Hooks;
@@ -260,26 +260,17 @@ impl Gpt {
                 msg: "empty token sequence".into(),
             });
         }
-        for (name, _) in hooks
-            .intervened_hooks()
-            .map(|n| (n.to_string(), ()))
-            .collect::<Vec<_>>()
-        {
-            if !self.hook_points().iter().any(|(h, _)| *h == name) {
-                return Err(ModelError::Hook {
-                    name,
-                    msg: "no such hook point in this model".into(),
-                });
-            }
+        let points = self.hook_points();
+        if let Some(name) = hooks.intervened_hooks().find(|n| !points.iter().any(|(h, _)| h == n)) {
+            return Err(ModelError::Hook {
+                name: name.to_string(),
+                msg: "no such hook point in this model".into(),
+            });
         }
         let ids: Vec<u32> = tokens.flatten_all()?.to_vec1()?;
-        self.check_tokens(&ids[..t.min(ids.len())])?;
-        self.check_tokens(&[*ids.iter().max().unwrap_or(&0)])
-            .map_err(|_| ModelError::TokenOutOfRange {
-                id: *ids.iter().max().unwrap_or(&0),
-                pos: ids.iter().position(|&i| i as usize >= cfg.vocab_size).unwrap_or(0) % t,
-                vocab: cfg.vocab_size,
-            })?;
+        for row in ids.chunks(t) {
+            self.check_tokens(row)?;
+        }
         let flat = tokens.flatten_all()?;
         let pos = self.wpe.narrow(0, 0, t)?; // (T, D) or (T, d_pos_emb)
         let mut x = self.wte.index_select(&flat, 0)?.reshape((b, t, cfg.d_model))?; // (B, T, D)
@@ -375,7 +366,8 @@ impl Gpt {
             Some(sink) => {
                 // The sink is one more key, visible to every query, with a zero value: it only takes mass.
                 let sink_col = sink.reshape((1, nh, 1, 1))?.broadcast_as((b, nh, t, 1))?;
-                let p = candle_nn::ops::softmax_last_dim(&Tensor::cat(&[&sink_col, &scores], D::Minus1)?.contiguous()?)?;
+                let p =
+                    candle_nn::ops::softmax_last_dim(&Tensor::cat(&[&sink_col, &scores], D::Minus1)?.contiguous()?)?;
                 p.narrow(D::Minus1, 1, t)?
             }
             None => candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?,
@@ -395,8 +387,11 @@ impl Gpt {
             Some(s) => Some(s.to_vec1()?),
             None => None,
         };
-        let (qv, kv, vv): (Vec<f32>, Vec<f32>, Vec<f32>) =
-            (q.flatten_all()?.to_vec1()?, k.flatten_all()?.to_vec1()?, v.flatten_all()?.to_vec1()?);
+        let (qv, kv, vv): (Vec<f32>, Vec<f32>, Vec<f32>) = (
+            q.flatten_all()?.to_vec1()?,
+            k.flatten_all()?.to_vec1()?,
+            v.flatten_all()?.to_vec1()?,
+        );
         let mut y = vec![0f32; b * t * a];
         let scale = 1.0 / (self.config.d_head as f32).sqrt();
         for i in 0..b {
@@ -487,9 +482,4 @@ pub fn is_linear_weight(name: &str) -> bool {
         || name.ends_with("c_proj.weight")
         || name.ends_with("c_fc.weight")
         || name == "lm_head.weight"
-}
-
-#[allow(dead_code)]
-fn _assert_stored_send(s: Stored) -> impl Send {
-    s
 }

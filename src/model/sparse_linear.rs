@@ -94,7 +94,7 @@ impl PlainData for u64 {}
 /// bytes; and the result borrows `bytes`, so it cannot outlive the memory.
 fn cast_slice<T: PlainData>(bytes: &[u8]) -> Option<&[T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.as_ptr() as usize % std::mem::align_of::<T>() != 0 || bytes.len() % size != 0 {
+    if !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) || !bytes.len().is_multiple_of(size) {
         return None;
     }
     // SAFETY: see the function documentation; both preconditions were checked just above.
@@ -483,7 +483,7 @@ mod tests {
     fn mapped(m: &CsrMatrix, pad: usize, u64_ptr: bool) -> (Arc<Mmap>, [Range<usize>; 3]) {
         let mut bytes = vec![0u8; pad];
         let mut push = |b: Vec<u8>| {
-            while (bytes.len() - pad) % 8 != 0 {
+            while !(bytes.len() - pad).is_multiple_of(8) {
                 bytes.push(0);
             }
             let start = bytes.len();

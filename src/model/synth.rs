@@ -38,7 +38,9 @@ impl SynthShape {
             "enable_bigram_table": true, "afrac": 0.25,
             "afrac_loctypes": "attn_in,attn_q,attn_k,attn_v,attn_out,mlp_in,mlp_neuron,mlp_out",
         });
-        Config::from_json_str(&json.to_string()).expect("built-in shape is valid").config
+        Config::from_json_str(&json.to_string())
+            .expect("built-in shape is valid")
+            .config
     }
 }
 
@@ -52,7 +54,10 @@ fn random_csr(rng: &mut impl Rng, rows: usize, cols: usize, density: f64, min_pe
     let mut row_ptr = Vec::with_capacity(rows + 1);
     row_ptr.push(0u64);
     for _ in 0..rows {
-        let mut cols_here: Vec<u32> = rand::seq::index::sample(rng, cols, per_row).into_iter().map(|c| c as u32).collect();
+        let mut cols_here: Vec<u32> = rand::seq::index::sample(rng, cols, per_row)
+            .into_iter()
+            .map(|c| c as u32)
+            .collect();
         cols_here.sort_unstable();
         for c in cols_here {
             col_idx.push(c);
@@ -60,11 +65,9 @@ fn random_csr(rng: &mut impl Rng, rows: usize, cols: usize, density: f64, min_pe
         }
         row_ptr.push(col_idx.len() as u64);
     }
-    CsrWeight::from_parts(values, col_idx, row_ptr, rows, cols).map_err(|e| {
-        super::error::ModelError::Format {
-            path: "<synth>".into(),
-            msg: e.to_string(),
-        }
+    CsrWeight::from_parts(values, col_idx, row_ptr, rows, cols).map_err(|e| super::error::ModelError::Format {
+        path: "<synth>".into(),
+        msg: e.to_string(),
     })
 }
 
@@ -72,7 +75,13 @@ fn dense(rng: &mut impl Rng, shape: &[usize], std: f32, density: f64) -> Result<
     let n: usize = shape.iter().product();
     let normal = Normal::new(0.0f32, std).expect("valid std");
     let v: Vec<f32> = (0..n)
-        .map(|_| if rng.random_bool(density.clamp(0.0, 1.0)) { normal.sample(rng) } else { 0.0 })
+        .map(|_| {
+            if rng.random_bool(density.clamp(0.0, 1.0)) {
+                normal.sample(rng)
+            } else {
+                0.0
+            }
+        })
         .collect();
     Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
 }
@@ -80,7 +89,13 @@ fn dense(rng: &mut impl Rng, shape: &[usize], std: f32, density: f64) -> Result<
 /// All tensors of a random model of `cfg` with weight density `density`, deterministic in `seed`.
 pub fn synth_tensors(cfg: &Config, density: f64, seed: u64) -> Result<BTreeMap<String, Stored>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let (v, d, din, a, f) = (cfg.vocab_size, cfg.d_model, cfg.d_model_in(), cfg.attn_width(), cfg.d_mlp);
+    let (v, d, din, a, f) = (
+        cfg.vocab_size,
+        cfg.d_model,
+        cfg.d_model_in(),
+        cfg.attn_width(),
+        cfg.d_mlp,
+    );
     let mut t = BTreeMap::new();
     let mut csr = |rng: &mut rand::rngs::StdRng, name: String, rows, cols| -> Result<()> {
         t.insert(name, Stored::Csr(Arc::new(random_csr(rng, rows, cols, density, 4)?)));
@@ -99,22 +114,42 @@ pub fn synth_tensors(cfg: &Config, density: f64, seed: u64) -> Result<BTreeMap<S
         t.insert(name, Stored::Dense(tensor));
     };
     let ones = |n: usize| Tensor::ones(n, candle_core::DType::F32, &Device::Cpu);
-    put("transformer.wpe.weight".into(), dense(&mut rng, &[cfg.block_size, cfg.d_pos_emb.unwrap_or(d)], 0.1, density)?);
+    put(
+        "transformer.wpe.weight".into(),
+        dense(&mut rng, &[cfg.block_size, cfg.d_pos_emb.unwrap_or(d)], 0.1, density)?,
+    );
     for l in 0..cfg.n_layer {
         let p = format!("transformer.h.{l}");
-        for (name, n) in [("attn.c_attn", 3 * a), ("attn.c_proj", d), ("mlp.c_fc", f), ("mlp.c_proj", d)] {
+        for (name, n) in [
+            ("attn.c_attn", 3 * a),
+            ("attn.c_proj", d),
+            ("mlp.c_fc", f),
+            ("mlp.c_proj", d),
+        ] {
             if cfg.bias {
-                put(format!("{p}.{name}.bias"), dense(&mut rng, &[n], 0.05, density.max(0.05))?);
+                put(
+                    format!("{p}.{name}.bias"),
+                    dense(&mut rng, &[n], 0.05, density.max(0.05))?,
+                );
             }
         }
         put(format!("{p}.ln_1.weight"), ones(d)?);
         put(format!("{p}.ln_2.weight"), ones(d)?);
         if !cfg.rms_norm && cfg.ln_bias {
-            put(format!("{p}.ln_1.bias"), Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu)?);
-            put(format!("{p}.ln_2.bias"), Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu)?);
+            put(
+                format!("{p}.ln_1.bias"),
+                Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu)?,
+            );
+            put(
+                format!("{p}.ln_2.bias"),
+                Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu)?,
+            );
         }
         if cfg.sink {
-            put(format!("{p}.attn.attn_imp.sink_logit"), dense(&mut rng, &[cfg.n_head], 1.0, 1.0)?);
+            put(
+                format!("{p}.attn.attn_imp.sink_logit"),
+                dense(&mut rng, &[cfg.n_head], 1.0, 1.0)?,
+            );
         }
         if let Some(dp) = cfg.d_pos_emb {
             put(format!("{p}.ln_p1.weight"), ones(dp)?);
@@ -123,7 +158,10 @@ pub fn synth_tensors(cfg: &Config, density: f64, seed: u64) -> Result<BTreeMap<S
     }
     put("transformer.ln_f.weight".into(), ones(d)?);
     if !cfg.rms_norm && cfg.ln_bias {
-        put("transformer.ln_f.bias".into(), Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu)?);
+        put(
+            "transformer.ln_f.bias".into(),
+            Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu)?,
+        );
     }
     put("final_logits_bias".into(), dense(&mut rng, &[v], 0.1, 1.0)?);
     if cfg.enable_bigram_table {

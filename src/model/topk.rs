@@ -46,7 +46,10 @@ pub fn abs_topk(x: &Tensor, k: usize) -> Result<Tensor> {
             .for_each_init(Scratch::default, fill);
     } else {
         let mut scratch = Scratch::default();
-        values.chunks(dim).zip(out.chunks_mut(dim)).for_each(|p| fill(&mut scratch, p));
+        values
+            .chunks(dim)
+            .zip(out.chunks_mut(dim))
+            .for_each(|p| fill(&mut scratch, p));
     }
     let out = Tensor::from_vec(out, x.shape(), x.device())?;
     if keep_grad {
@@ -138,7 +141,11 @@ mod tests {
             let src = &v[r * 4096..(r + 1) * 4096];
             let mut mags: Vec<f32> = src.iter().map(|x| x.abs()).collect();
             mags.sort_by(|a, b| b.total_cmp(a));
-            let kept_min = row.iter().filter(|v| **v != 0.0).map(|v| v.abs()).fold(f32::INFINITY, f32::min);
+            let kept_min = row
+                .iter()
+                .filter(|v| **v != 0.0)
+                .map(|v| v.abs())
+                .fold(f32::INFINITY, f32::min);
             assert_eq!(kept_min, mags[1023]);
         }
     }
