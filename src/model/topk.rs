@@ -65,7 +65,7 @@ fn magnitude_bits(v: f32) -> u32 {
     v.to_bits() & 0x7fff_ffff
 }
 
-const BUCKET_SHIFT: u32 = 20;
+const BUCKET_SHIFT: u32 = 21;
 const BUCKETS: usize = 1 << (31 - BUCKET_SHIFT);
 
 struct Scratch {
@@ -76,7 +76,7 @@ struct Scratch {
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
-            hist: vec![0; BUCKETS],
+            hist: vec![0; 2 * BUCKETS],
             candidates: Vec::new(),
         }
     }
@@ -85,14 +85,23 @@ impl Default for Scratch {
 /// The magnitude bits of the k-th largest |x| (1 ≤ k ≤ len) and how many entries lie strictly above it: a radix pass over the exponent and top mantissa
 /// bits finds the bucket holding it, then a selection runs within that bucket only.
 fn kth_largest_magnitude(row: &[f32], k: usize, s: &mut Scratch) -> (u32, usize) {
+    // Two interleaved histograms: neighbouring values often share a bucket, and alternating between two
+    // counters keeps each increment from waiting on the previous one.
     s.hist.fill(0);
-    for v in row {
-        s.hist[(magnitude_bits(*v) >> BUCKET_SHIFT) as usize] += 1;
+    let (h0, h1) = s.hist.split_at_mut(BUCKETS);
+    let mut pairs = row.chunks_exact(2);
+    for p in &mut pairs {
+        h0[(magnitude_bits(p[0]) >> BUCKET_SHIFT) as usize] += 1;
+        h1[(magnitude_bits(p[1]) >> BUCKET_SHIFT) as usize] += 1;
     }
+    for v in pairs.remainder() {
+        h0[(magnitude_bits(*v) >> BUCKET_SHIFT) as usize] += 1;
+    }
+    let count = |b: usize| (h0[b] + h1[b]) as usize;
     let mut above = 0usize;
     let mut bucket = BUCKETS - 1;
-    while above + (s.hist[bucket] as usize) < k {
-        above += s.hist[bucket] as usize;
+    while above + count(bucket) < k {
+        above += count(bucket);
         bucket -= 1;
     }
     s.candidates.clear();
