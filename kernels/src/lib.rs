@@ -9,8 +9,10 @@ mod attention;
 mod csr;
 mod elementwise;
 mod matmul;
+mod topk;
 
 pub use attention::{causal_attention, AttentionShape};
 pub use csr::{CsrError, CsrMatrix, CsrView, RowPtr};
 pub use elementwise::{erf, gelu_erf_inplace, rms_norm_rows};
 pub use matmul::{csr_matmul_grad_input, csr_matmul_xwt};
+pub use topk::abs_topk_rows;

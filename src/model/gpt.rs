@@ -32,40 +32,40 @@ impl LoadOptions {
     pub const ALL_SPARSE: LoadOptions = LoadOptions { sparse_below: 2.0 };
 }
 
-struct Attention {
-    c_attn: Linear,
-    c_proj: Linear,
+pub(super) struct Attention {
+    pub(super) c_attn: Linear,
+    pub(super) c_proj: Linear,
     /// (n_head) learned logit of the per-head sink slot.
-    sink_logit: Option<Tensor>,
+    pub(super) sink_logit: Option<Tensor>,
 }
 
-struct Mlp {
-    c_fc: Linear,
-    c_proj: Linear,
+pub(super) struct Mlp {
+    pub(super) c_fc: Linear,
+    pub(super) c_proj: Linear,
 }
 
-struct Block {
-    ln_1: Norm,
-    ln_2: Norm,
+pub(super) struct Block {
+    pub(super) ln_1: Norm,
+    pub(super) ln_2: Norm,
     /// Norms of the positional channels in the cat-pos-emb variant.
-    ln_p: Option<(Norm, Norm)>,
-    attn: Attention,
-    mlp: Mlp,
+    pub(super) ln_p: Option<(Norm, Norm)>,
+    pub(super) attn: Attention,
+    pub(super) mlp: Mlp,
 }
 
 pub struct Gpt {
     pub config: Config,
     /// (V, D)
-    wte: Tensor,
+    pub(super) wte: Tensor,
     /// (block_size, D) or (block_size, d_pos_emb)
-    wpe: Tensor,
-    blocks: Vec<Block>,
-    ln_f: Norm,
-    lm_head: Linear,
+    pub(super) wpe: Tensor,
+    pub(super) blocks: Vec<Block>,
+    pub(super) ln_f: Norm,
+    pub(super) lm_head: Linear,
     /// (V)
-    final_logits_bias: Tensor,
+    pub(super) final_logits_bias: Tensor,
     /// (V, V)
-    bigram_table: Option<Tensor>,
+    pub(super) bigram_table: Option<Tensor>,
 }
 
 /// The names of every hook point, in recording order, with their widths.
@@ -270,6 +270,9 @@ impl Gpt {
         let ids: Vec<u32> = tokens.flatten_all()?.to_vec1()?;
         for row in ids.chunks(t) {
             self.check_tokens(row)?;
+        }
+        if !hooks.needs_graph() && tokens.device().is_cpu() {
+            return self.forward_inference(&ids, b, t, hooks);
         }
         let flat = tokens.flatten_all()?;
         let pos = self.wpe.narrow(0, 0, t)?; // (T, D) or (T, d_pos_emb)

@@ -171,6 +171,22 @@ impl Hooks {
         self.interventions.keys().map(String::as_str)
     }
 
+    /// Whether a forward pass must keep candle's autograd graph: asked for, or an intervention that may carry
+    /// gradients (a custom function, a patch source from a graph).
+    pub fn needs_graph(&self) -> bool {
+        self.differentiable
+            || self.interventions.values().flatten().any(|iv| match &iv.action {
+                Action::Custom(_) => true,
+                Action::Patch(t) => t.track_op(),
+                _ => false,
+            })
+    }
+
+    /// Whether the hook point `name` is recorded or intervened on.
+    pub fn wants(&self, name: &str) -> bool {
+        self.interventions.contains_key(name) || self.record.as_ref().is_some_and(|re| re.is_match(name))
+    }
+
     pub fn clear_recorded(&mut self) {
         self.recorded.clear();
     }

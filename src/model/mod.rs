@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod gpt;
 pub mod hooks;
+mod inference;
 pub mod linear;
 pub mod norm;
 pub mod sparse_linear;
