@@ -101,12 +101,12 @@ impl Ctx<'_> {
         let read = self.read(&block.ln_1, block.ln_p.as_ref().map(|p| &p.0), &x, pos)?;
         let read = self.hooked_topk(format!("{l}.attn.act_in"), Loctype::AttnIn, read)?;
         let qkv = linear(&block.attn.c_attn, &read.data, rows)?; // (B·T, 3A)
-        let part = |i: usize| Acts {
-            data: qkv
-                .chunks(3 * a)
-                .flat_map(|r| r[i * a..(i + 1) * a].iter().copied())
-                .collect(),
-            width: a,
+        let part = |i: usize| {
+            let mut data = Vec::with_capacity(rows * a);
+            for r in qkv.chunks(3 * a) {
+                data.extend_from_slice(&r[i * a..(i + 1) * a]);
+            }
+            Acts { data, width: a }
         };
         let k = self.hooked_topk(format!("{l}.attn.k"), Loctype::AttnK, part(1))?;
         let q = self.hooked_topk(format!("{l}.attn.q"), Loctype::AttnQ, part(0))?;
