@@ -32,6 +32,12 @@ enum Command {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    #[cfg(unix)]
+    // SAFETY: restores the default SIGPIPE action before any thread exists, so that `circuitscope ... | head`
+    // ends quietly like other Unix tools instead of panicking on a closed pipe.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cli::run::run(a),
