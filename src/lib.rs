@@ -2,7 +2,10 @@
 //!
 //! Dependency direction: `cli` → `model`, `tokenize` → `circuitscope-kernels`.
 
+pub mod analysis;
 pub mod circuit;
 pub mod cli;
+pub mod data;
 pub mod model;
 pub mod tokenize;
+pub mod train;

@@ -20,11 +20,21 @@ enum Command {
     Convert(cli::convert::ConvertArgs),
     /// Write a random weight-sparse model of a reference shape (for tests and benchmarks).
     Synth(cli::synth::SynthArgs),
-    /// Import tokenizers (GPT-2 style encoder.json + vocab.bpe).
+    /// Import (GPT-2 style encoder.json + vocab.bpe) or train (byte-level BPE on a corpus) tokenizers.
     #[command(subcommand)]
     Tokenizer(cli::tokenize::TokenizerCommand),
     /// Tokenize text from stdin (or --text) and print ids and tokens.
     Tokenize(cli::tokenize::TokenizeArgs),
+    /// Train a weight-sparse (or dense) model from a preset.
+    Train(cli::train::TrainArgs),
+    /// Per-task accuracy and loss, held-out corpus loss and weight density of a model.
+    Eval(cli::eval::EvalArgs),
+    /// Show corpus documents and composition statistics.
+    #[command(subcommand)]
+    Corpus(cli::corpus::CorpusCommand),
+    /// Minimal-pair tasks: list them, show generated pairs.
+    #[command(subcommand)]
+    Tasks(cli::tasks::TasksCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -46,6 +56,10 @@ fn main() -> ExitCode {
         Command::Tokenizer(c) => cli::tokenize::run_tokenizer(c),
         Command::Tokenize(a) => cli::tokenize::run_tokenize(a),
         Command::Bench(c) => cli::bench::run(c),
+        Command::Train(a) => cli::train::run(a),
+        Command::Corpus(c) => cli::corpus::run(c),
+        Command::Tasks(c) => cli::tasks::run(c),
+        Command::Eval(a) => cli::eval::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

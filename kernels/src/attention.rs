@@ -299,3 +299,198 @@ mod tests {
         assert_eq!(fast_exp(-1000.0), fast_exp(-87.0));
     }
 }
+
+/// Gradients of [`causal_attention`]: given dy (T, A), accumulates nothing and overwrites `dq`, `dk`, `dv`
+/// (each (T, A)) and `dsink` (n_head; left untouched when `sink` is None). Probabilities are recomputed, as a
+/// flash-attention backward does, so the forward keeps no T×T state.
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: AttentionShape,
+    scale: f32,
+    sink: Option<&[f32]>,
+    dy: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    dsink: &mut [f32],
+) -> Result<(), CsrError> {
+    let AttentionShape { t, n_head, d_head } = shape;
+    let a = n_head * d_head;
+    for (what, len) in [
+        ("q", q.len()),
+        ("k", k.len()),
+        ("v", v.len()),
+        ("dy", dy.len()),
+        ("dq", dq.len()),
+        ("dk", dk.len()),
+        ("dv", dv.len()),
+    ] {
+        if len != t * a {
+            return Err(CsrError::ShapeMismatch {
+                what,
+                expected: t * a,
+                got: len,
+            });
+        }
+    }
+    if sink.is_some_and(|s| s.len() != n_head) || dsink.len() != n_head {
+        return Err(CsrError::ShapeMismatch {
+            what: "sink",
+            expected: n_head,
+            got: dsink.len(),
+        });
+    }
+    if t == 0 || a == 0 {
+        return Ok(());
+    }
+    // Per head: (dq, dk, dv) as (3, dh, T) channel-major, and dsink.
+    let per_head = 3 * d_head * t;
+    let mut grads = vec![0f32; n_head * per_head];
+    let mut dsinks = vec![0f32; n_head];
+    let avx2 = has_avx2_fma();
+    let run = |(h, (g, ds)): (usize, (&mut [f32], &mut f32))| {
+        let sink = sink.map(|s| s[h]);
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
+            unsafe { head_backward_avx2(q, k, v, dy, t, a, h, d_head, scale, sink, g, ds) };
+            return;
+        }
+        let _ = avx2;
+        head_backward(q, k, v, dy, t, a, h, d_head, scale, sink, g, ds);
+    };
+    if n_head > 1 && t * t * d_head * n_head >= 1 << 16 {
+        grads
+            .par_chunks_mut(per_head)
+            .zip(dsinks.par_iter_mut())
+            .enumerate()
+            .for_each(run);
+    } else {
+        grads
+            .chunks_mut(per_head)
+            .zip(dsinks.iter_mut())
+            .enumerate()
+            .for_each(run);
+    }
+    for (h, g) in grads.chunks(per_head).enumerate() {
+        for (which, out) in [&mut *dq, &mut *dk, &mut *dv].into_iter().enumerate() {
+            let gt = &g[which * d_head * t..(which + 1) * d_head * t];
+            for i in 0..t {
+                for c in 0..d_head {
+                    out[i * a + h * d_head + c] = gt[c * t + i];
+                }
+            }
+        }
+    }
+    if sink.is_some() {
+        dsink.copy_from_slice(&dsinks);
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn head_backward_avx2(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    dy: &[f32],
+    t: usize,
+    a: usize,
+    h: usize,
+    dh: usize,
+    scale: f32,
+    sink: Option<f32>,
+    grads: &mut [f32],
+    dsink: &mut f32,
+) {
+    head_backward(q, k, v, dy, t, a, h, dh, scale, sink, grads, dsink)
+}
+
+/// One head's backward; `grads`: (dq, dk, dv) each (dh, T) channel-major.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn head_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    dy: &[f32],
+    t: usize,
+    a: usize,
+    h: usize,
+    dh: usize,
+    scale: f32,
+    sink: Option<f32>,
+    grads: &mut [f32],
+    dsink: &mut f32,
+) {
+    let col = |m: &[f32], j: usize, c: usize| m[j * a + h * dh + c];
+    let mut kt = vec![0f32; dh * t];
+    let mut vt = vec![0f32; dh * t];
+    for j in 0..t {
+        for c in 0..dh {
+            kt[c * t + j] = col(k, j, c);
+            vt[c * t + j] = col(v, j, c);
+        }
+    }
+    let (dqt, rest) = grads.split_at_mut(dh * t);
+    let (dkt, dvt) = rest.split_at_mut(dh * t);
+    let mut p = vec![0f32; t];
+    let mut dp = vec![0f32; t];
+    let mut sink_grad = 0f32;
+    for i in 0..t {
+        let n = i + 1;
+        // Recompute this query's probabilities.
+        let s = &mut p[..n];
+        s.fill(0.0);
+        for c in 0..dh {
+            let qc = col(q, i, c) * scale;
+            if qc != 0.0 {
+                axpy(qc, &kt[c * t..c * t + n], s);
+            }
+        }
+        let mut m = max(s);
+        if let Some(sl) = sink {
+            m = if sl > m { sl } else { m };
+        }
+        let mut denom = exp_sub_sum(s, m);
+        let p_sink = sink.map(|sl| (sl - m).exp());
+        if let Some(ps) = p_sink {
+            denom += ps;
+        }
+        let inv = 1.0 / denom;
+        s.iter_mut().for_each(|x| *x *= inv);
+        // dP_j = dy_i · v_j; δ = Σ_j p_j dP_j (the sink's value is zero, so its dP is zero).
+        let d = &mut dp[..n];
+        d.fill(0.0);
+        for c in 0..dh {
+            let g = col(dy, i, c);
+            if g != 0.0 {
+                axpy(g, &vt[c * t..c * t + n], d);
+                // dV_j += p_j dy_i
+                axpy(g, s, &mut dvt[c * t..c * t + n]);
+            }
+        }
+        let delta = dot(s, d);
+        if let Some(ps) = p_sink {
+            sink_grad -= ps * inv * delta;
+        }
+        // dS_j = p_j (dP_j − δ), in place of dP.
+        for (dj, pj) in d.iter_mut().zip(s.iter()) {
+            *dj = pj * (*dj - delta);
+        }
+        for c in 0..dh {
+            // dQ_i = scale Σ_j dS_j k_j ; dK_j += scale dS_j q_i
+            dqt[c * t + i] = scale * dot(d, &kt[c * t..c * t + n]);
+            let qc = col(q, i, c) * scale;
+            if qc != 0.0 {
+                axpy(qc, d, &mut dkt[c * t..c * t + n]);
+            }
+        }
+    }
+    *dsink = sink_grad;
+}

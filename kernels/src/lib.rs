@@ -11,7 +11,7 @@ mod elementwise;
 mod matmul;
 mod topk;
 
-pub use attention::{causal_attention, AttentionShape};
+pub use attention::{causal_attention, causal_attention_backward, AttentionShape};
 pub use csr::{CsrError, CsrMatrix, CsrView, RowPtr};
 pub use elementwise::{erf, gelu_erf_inplace, rms_norm_rows};
 pub use matmul::{csr_matmul_grad_input, csr_matmul_xwt};

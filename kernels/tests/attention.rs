@@ -121,3 +121,103 @@ fn rejects_bad_shapes() {
     assert!(causal_attention(&[0.0; 8], &[0.0; 7], &[0.0; 8], shape, 1.0, None, &mut y).is_err());
     assert!(causal_attention(&[0.0; 8], &[0.0; 8], &[0.0; 8], shape, 1.0, Some(&[0.0]), &mut y).is_err());
 }
+
+/// Σ R ⊙ attention(q, k, v) in f64, for finite differences.
+#[allow(clippy::too_many_arguments)]
+fn objective(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    r: &[f64],
+    t: usize,
+    nh: usize,
+    dh: usize,
+    scale: f64,
+    sink: Option<&[f64]>,
+) -> f64 {
+    let a = nh * dh;
+    let mut total = 0.0;
+    for h in 0..nh {
+        for i in 0..t {
+            let s: Vec<f64> = (0..=i)
+                .map(|j| {
+                    (0..dh)
+                        .map(|c| q[i * a + h * dh + c] * k[j * a + h * dh + c])
+                        .sum::<f64>()
+                        * scale
+                })
+                .collect();
+            let sl = sink.map(|s| s[h]);
+            let m = s.iter().copied().chain(sl).fold(f64::NEG_INFINITY, f64::max);
+            let denom: f64 = s.iter().map(|x| (x - m).exp()).sum::<f64>() + sl.map(|x| (x - m).exp()).unwrap_or(0.0);
+            for c in 0..dh {
+                let y: f64 = (0..=i).map(|j| (s[j] - m).exp() / denom * v[j * a + h * dh + c]).sum();
+                total += r[i * a + h * dh + c] * y;
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    use circuitscope_kernels::causal_attention_backward;
+    for (t, nh, dh, with_sink) in [(5, 2, 4, true), (7, 3, 16, true), (6, 2, 8, false), (80, 2, 16, true)] {
+        let a = nh * dh;
+        let to64 = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
+        let (q, k, v) = (values(11, t * a, 0.5), values(12, t * a, 0.7), values(13, t * a, 0.6));
+        let r = values(14, t * a, 1.0);
+        let sink = values(15, nh, 1.0);
+        let scale = 1.0 / (dh as f32).sqrt();
+        let (mut dq, mut dk, mut dv, mut ds) =
+            (vec![0f32; t * a], vec![0f32; t * a], vec![0f32; t * a], vec![0f32; nh]);
+        let shape = AttentionShape {
+            t,
+            n_head: nh,
+            d_head: dh,
+        };
+        let sink_opt = with_sink.then_some(sink.as_slice());
+        causal_attention_backward(
+            &q, &k, &v, shape, scale, sink_opt, &r, &mut dq, &mut dk, &mut dv, &mut ds,
+        )
+        .unwrap();
+        let (q64, k64, v64, r64, s64) = (to64(q), to64(k), to64(v), to64(r), to64(sink));
+        let f = |q: &[f64], k: &[f64], v: &[f64], s: &[f64]| {
+            objective(q, k, v, &r64, t, nh, dh, scale as f64, with_sink.then_some(s))
+        };
+        let eps = 1e-5;
+        let check = |grad: &[f32], which: usize| {
+            for idx in (0..t * a).step_by(7) {
+                let mut bufs = [q64.clone(), k64.clone(), v64.clone()];
+                bufs[which][idx] += eps;
+                let up = f(&bufs[0], &bufs[1], &bufs[2], &s64);
+                bufs[which][idx] -= 2.0 * eps;
+                let down = f(&bufs[0], &bufs[1], &bufs[2], &s64);
+                let num = (up - down) / (2.0 * eps);
+                assert!(
+                    (num - grad[idx] as f64).abs() < 1e-3 * (1.0 + num.abs()),
+                    "t={t} dh={dh} input {which} [{idx}]: {num} vs {}",
+                    grad[idx]
+                );
+            }
+        };
+        check(&dq, 0);
+        check(&dk, 1);
+        check(&dv, 2);
+        if with_sink {
+            for h in 0..nh {
+                let mut s = s64.clone();
+                s[h] += eps;
+                let up = f(&q64, &k64, &v64, &s);
+                s[h] -= 2.0 * eps;
+                let down = f(&q64, &k64, &v64, &s);
+                let num = (up - down) / (2.0 * eps);
+                assert!(
+                    (num - ds[h] as f64).abs() < 1e-3 * (1.0 + num.abs()),
+                    "sink {h}: {num} vs {}",
+                    ds[h]
+                );
+            }
+        }
+    }
+}

@@ -30,6 +30,12 @@ pub struct ForwardArgs {
     /// Run only one path in this process (used internally for the per-path child processes).
     #[arg(long, value_parser = ["sparse", "dense"], hide = true)]
     pub only: Option<String>,
+    /// Run the differentiable graph path (what training and pruning use) instead of the inference path.
+    #[arg(long)]
+    pub graph: bool,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -63,6 +69,9 @@ fn forward(args: ForwardArgs) -> Result<()> {
             .arg(args.iters.to_string())
             .arg("--model")
             .arg(&args.model)
+            .arg("--batch")
+            .arg(args.batch.to_string())
+            .args(args.graph.then_some("--graph"))
             .output()
             .context("running the benchmark child process")?;
         if !out.status.success() {
@@ -126,18 +135,26 @@ fn measure(args: &ForwardArgs, sparse: bool) -> Result<Value> {
     let ids: Vec<u32> = (0..args.tokens as u64)
         .map(|i| ((i.wrapping_mul(2654435761) ^ 0x9e37) % vocab) as u32)
         .collect();
-    model.forward_ids(&ids, &mut Hooks::none())?;
+    let batch: Vec<u32> = (0..args.batch.max(1)).flat_map(|_| ids.iter().copied()).collect();
+    let tokens = candle_core::Tensor::from_vec(batch, (args.batch.max(1), args.tokens), &candle_core::Device::Cpu)?;
+    let run = || -> Result<()> {
+        let mut hooks = Hooks::none();
+        hooks.differentiable = args.graph;
+        model.forward(&tokens, &mut hooks)?;
+        Ok(())
+    };
+    run()?;
     let mut times = Vec::with_capacity(args.iters);
     for _ in 0..args.iters {
         let t0 = Instant::now();
-        model.forward_ids(&ids, &mut Hooks::none())?;
+        run()?;
         times.push(t0.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let (sparse_mats, all_mats) = model.sparse_matrix_count();
     Ok(json!({
-        "tokens_per_s": args.tokens as f64 / median,
+        "tokens_per_s": (args.tokens * args.batch.max(1)) as f64 / median,
         "ms_per_forward": median * 1e3,
         "load_ms": load_ms,
         "peak_rss_mb": peak_rss_mb(),

@@ -3,6 +3,11 @@
 pub mod bench;
 pub mod common;
 pub mod convert;
+pub mod corpus;
+pub mod eval;
 pub mod run;
 pub mod synth;
+pub mod tasks;
 pub mod tokenize;
+pub mod tokenizer_train;
+pub mod train;

@@ -41,6 +41,8 @@ pub enum TokenizerCommand {
     /// Build a tokenizer.json from GPT-2 style encoder.json + vocab.bpe
     /// (tiktoken's data_gym format).
     Import(TokenizerImportArgs),
+    /// Train a byte-level BPE tokenizer on a corpus (every task target a single token).
+    Train(crate::cli::tokenizer_train::TokenizerTrainArgs),
 }
 
 /// Arguments of `circuitscope tokenizer import`.
@@ -82,6 +84,7 @@ pub struct TokenizeArgs {
 pub fn run_tokenizer(cmd: TokenizerCommand) -> anyhow::Result<()> {
     match cmd {
         TokenizerCommand::Import(args) => run_import(args),
+        TokenizerCommand::Train(args) => crate::cli::tokenizer_train::run(args),
     }
 }
 

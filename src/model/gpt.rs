@@ -4,6 +4,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, D};
 
+use super::attention_op::CausalAttentionOp;
 use super::checkpoint::Checkpoint;
 use super::config::{Activation, Config, Loctype, ResidualActivation};
 use super::error::{ModelError, Result};
@@ -355,27 +356,20 @@ impl Gpt {
         self.residual(Loctype::ResidPostMlp, (x + o)?)
     }
 
-    /// Attention through candle ops, so that gradients flow. q, k, v: (B, T, A) → y: (B, T, A).
+    /// Attention as a differentiable custom op (fused kernel forward and backward). q, k, v: (B, T, A) → (B, T, A).
     fn attention_graph(&self, block: &Block, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let (b, t, a) = q.dims3()?;
-        let (nh, dh) = (self.config.n_head, self.config.d_head);
-        let heads = |z: &Tensor| -> candle_core::Result<Tensor> {
-            z.reshape((b, t, nh, dh))?.transpose(1, 2)?.contiguous() // (B, H, T, dh)
+        let qkv = Tensor::cat(&[q, k, v], D::Minus1)?.contiguous()?; // (B, T, 3A)
+        let op = CausalAttentionOp {
+            n_head: self.config.n_head,
+            d_head: self.config.d_head,
+            scale: 1.0 / (self.config.d_head as f32).sqrt(),
+            has_sink: block.attn.sink_logit.is_some(),
         };
-        let (q, k, v) = (heads(q)?, heads(k)?, heads(v)?);
-        let mask = causal_mask(t, q.device())?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?.broadcast_add(&mask)?; // (B, H, T, T)
-        let probs = match &block.attn.sink_logit {
-            Some(sink) => {
-                // The sink is one more key, visible to every query, with a zero value: it only takes mass.
-                let sink_col = sink.reshape((1, nh, 1, 1))?.broadcast_as((b, nh, t, 1))?;
-                let p =
-                    candle_nn::ops::softmax_last_dim(&Tensor::cat(&[&sink_col, &scores], D::Minus1)?.contiguous()?)?;
-                p.narrow(D::Minus1, 1, t)?
-            }
-            None => candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?,
+        let sink = match &block.attn.sink_logit {
+            Some(s) => s.clone(),
+            None => Tensor::zeros(self.config.n_head, DType::F32, q.device())?,
         };
-        Ok(probs.contiguous()?.matmul(&v)?.transpose(1, 2)?.reshape((b, t, a))?)
+        Ok(qkv.apply_op2(&sink, op)?)
     }
 
     /// Attention through the fused CPU kernel (no gradients). q, k, v: (B, T, A) → y: (B, T, A).
@@ -424,14 +418,6 @@ impl Gpt {
             None => read,
         })
     }
-}
-
-/// (T, T): 0 on and below the diagonal, -inf above.
-fn causal_mask(t: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let m: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
-        .collect();
-    Tensor::from_vec(m, (t, t), device)
 }
 
 /// Where a model's config and weights live.

@@ -1,6 +1,7 @@
 //! The engine: configuration, checkpoint loading, sparse/dense linear layers, the forward pass, hooks and
 //! interventions.
 
+pub mod attention_op;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

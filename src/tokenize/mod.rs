@@ -17,6 +17,7 @@
 pub mod bytes;
 mod gpt2;
 pub mod reference;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 

@@ -10,6 +10,9 @@ use super::rng::Rng;
 /// Deepest indentation level of a statement (4 levels = 16 spaces).
 const MAX_DEPTH: usize = 4;
 
+/// Documents longer than this drop their last top-level item (when they have others).
+const MAX_CHARS: usize = 2200;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Int,
@@ -65,15 +68,74 @@ const PAIRS: &[(&str, &str)] = &[
 ];
 
 const INT_NAMES: &[&str] = &[
-    "total", "count", "n", "size", "index", "idx", "limit", "offset", "width", "height", "depth", "level", "step",
-    "max_value", "min_value", "start", "end", "low", "high", "mid", "num", "length", "target", "threshold", "x", "y",
-    "k", "left", "right", "best", "delta", "counter", "steps", "retries", "capacity", "number", "value", "score",
-    "max_len", "num_items", "batch_size", "pos",
+    "total",
+    "count",
+    "n",
+    "size",
+    "index",
+    "idx",
+    "limit",
+    "offset",
+    "width",
+    "height",
+    "depth",
+    "level",
+    "step",
+    "max_value",
+    "min_value",
+    "start",
+    "end",
+    "low",
+    "high",
+    "mid",
+    "num",
+    "length",
+    "target",
+    "threshold",
+    "x",
+    "y",
+    "k",
+    "left",
+    "right",
+    "best",
+    "delta",
+    "counter",
+    "steps",
+    "retries",
+    "capacity",
+    "number",
+    "value",
+    "score",
+    "max_len",
+    "num_items",
+    "batch_size",
+    "pos",
 ];
 
 const STR_NAMES: &[&str] = &[
-    "name", "text", "line", "word", "label", "message", "prefix", "suffix", "title", "key", "filename", "sep",
-    "status", "mode", "header", "token", "s", "greeting", "content", "query", "user_name", "description", "tag",
+    "name",
+    "text",
+    "line",
+    "word",
+    "label",
+    "message",
+    "prefix",
+    "suffix",
+    "title",
+    "key",
+    "filename",
+    "sep",
+    "status",
+    "mode",
+    "header",
+    "token",
+    "s",
+    "greeting",
+    "content",
+    "query",
+    "user_name",
+    "description",
+    "tag",
 ];
 
 const BOOL_NAMES: &[&str] = &[
@@ -82,8 +144,28 @@ const BOOL_NAMES: &[&str] = &[
 ];
 
 const ACC_NAMES: &[&str] = &[
-    "seen", "result", "buffer", "out", "acc", "chars", "unique", "visited", "collected", "letters", "output", "text",
-    "line", "word", "names", "keys", "tags", "parts", "s", "res", "joined", "found",
+    "seen",
+    "result",
+    "buffer",
+    "out",
+    "acc",
+    "chars",
+    "unique",
+    "visited",
+    "collected",
+    "letters",
+    "output",
+    "text",
+    "line",
+    "word",
+    "names",
+    "keys",
+    "tags",
+    "parts",
+    "s",
+    "res",
+    "joined",
+    "found",
 ];
 
 const LIST_STMT_NAMES: &[&str] = &[
@@ -97,13 +179,47 @@ const DICT_NAMES: &[&str] = &[
     "data", "record", "info", "table", "index", "cache", "result", "defaults", "stats", "totals", "person",
 ];
 
-const SET_NAMES: &[&str] = &["seen", "visited", "allowed", "vowels", "tags", "unique", "keys", "done", "blocked"];
+const SET_NAMES: &[&str] = &[
+    "seen", "visited", "allowed", "vowels", "tags", "unique", "keys", "done", "blocked",
+];
 
 const VERBS: &[&str] = &[
-    "get", "compute", "count", "find", "build", "process", "make", "update", "check", "filter", "sort", "merge",
-    "split", "format", "normalize", "validate", "collect", "extract", "render", "apply", "remove", "add", "reset",
-    "handle", "run", "create", "convert", "group", "flatten", "summarize", "parse", "encode", "decode", "scale",
-    "clean", "print",
+    "get",
+    "compute",
+    "count",
+    "find",
+    "build",
+    "process",
+    "make",
+    "update",
+    "check",
+    "filter",
+    "sort",
+    "merge",
+    "split",
+    "format",
+    "normalize",
+    "validate",
+    "collect",
+    "extract",
+    "render",
+    "apply",
+    "remove",
+    "add",
+    "reset",
+    "handle",
+    "run",
+    "create",
+    "convert",
+    "group",
+    "flatten",
+    "summarize",
+    "parse",
+    "encode",
+    "decode",
+    "scale",
+    "clean",
+    "print",
 ];
 
 const OBJECTS: &[&str] = &[
@@ -113,16 +229,71 @@ const OBJECTS: &[&str] = &[
 ];
 
 const PREDICATES: &[&str] = &[
-    "is_valid", "is_empty", "is_prime", "is_sorted", "is_even", "has_duplicates", "has_key", "contains",
-    "is_palindrome", "is_ready", "can_move", "is_visible", "has_cycle", "is_number", "is_upper", "all_positive",
-    "is_match", "should_skip",
+    "is_valid",
+    "is_empty",
+    "is_prime",
+    "is_sorted",
+    "is_even",
+    "has_duplicates",
+    "has_key",
+    "contains",
+    "is_palindrome",
+    "is_ready",
+    "can_move",
+    "is_visible",
+    "has_cycle",
+    "is_number",
+    "is_upper",
+    "all_positive",
+    "is_match",
+    "should_skip",
 ];
 
 const CLASSES: &[&str] = &[
-    "Node", "Graph", "Stack", "Queue", "User", "Account", "Parser", "Counter", "Inventory", "Matrix", "Config",
-    "Logger", "Point", "Vector", "Book", "Library", "Student", "Task", "Cache", "Tokenizer", "Game", "Player",
-    "Board", "Shape", "Circle", "Rectangle", "Order", "Item", "Shop", "Tree", "Timer", "Buffer", "Record", "Reader",
-    "Writer", "Simulation", "Robot", "Animal", "Car", "Employee", "Project", "Grid", "Deck", "Card",
+    "Node",
+    "Graph",
+    "Stack",
+    "Queue",
+    "User",
+    "Account",
+    "Parser",
+    "Counter",
+    "Inventory",
+    "Matrix",
+    "Config",
+    "Logger",
+    "Point",
+    "Vector",
+    "Book",
+    "Library",
+    "Student",
+    "Task",
+    "Cache",
+    "Tokenizer",
+    "Game",
+    "Player",
+    "Board",
+    "Shape",
+    "Circle",
+    "Rectangle",
+    "Order",
+    "Item",
+    "Shop",
+    "Tree",
+    "Timer",
+    "Buffer",
+    "Record",
+    "Reader",
+    "Writer",
+    "Simulation",
+    "Robot",
+    "Animal",
+    "Car",
+    "Employee",
+    "Project",
+    "Grid",
+    "Deck",
+    "Card",
 ];
 
 const BASES: &[&str] = &["object", "Base", "Exception", "dict", "list", "Shape", "Model", "Node"];
@@ -171,37 +342,173 @@ const ATTRS: &[(&str, Kind)] = &[
 ];
 
 const WORDS: &[&str] = &[
-    "the", "graph", "has", "a", "cycle", "no", "valid", "input", "file", "not", "found", "processing", "done", "error",
-    "value", "is", "too", "large", "small", "missing", "key", "user", "name", "total", "count", "items", "loaded",
-    "saved", "results", "to", "from", "with", "of", "and", "for", "in", "all", "empty", "list", "could", "parse",
-    "line", "invalid", "number", "expected", "got", "starting", "finished", "skipping", "reading", "writing",
-    "welcome", "hello", "world", "please", "enter", "your", "score", "average", "maximum", "minimum", "new", "old",
-    "data", "path", "does", "exist", "warning", "unknown", "option", "ready", "waiting", "for", "next", "step",
-    "game", "over", "player", "wins", "try", "again", "sorted", "order", "queue", "stack", "node", "tree", "depth",
-    "level", "config", "default", "value", "set", "string", "result", "match", "this", "that", "it", "be", "can",
+    "the",
+    "graph",
+    "has",
+    "a",
+    "cycle",
+    "no",
+    "valid",
+    "input",
+    "file",
+    "not",
+    "found",
+    "processing",
+    "done",
+    "error",
+    "value",
+    "is",
+    "too",
+    "large",
+    "small",
+    "missing",
+    "key",
+    "user",
+    "name",
+    "total",
+    "count",
+    "items",
+    "loaded",
+    "saved",
+    "results",
+    "to",
+    "from",
+    "with",
+    "of",
+    "and",
+    "for",
+    "in",
+    "all",
+    "empty",
+    "list",
+    "could",
+    "parse",
+    "line",
+    "invalid",
+    "number",
+    "expected",
+    "got",
+    "starting",
+    "finished",
+    "skipping",
+    "reading",
+    "writing",
+    "welcome",
+    "hello",
+    "world",
+    "please",
+    "enter",
+    "your",
+    "score",
+    "average",
+    "maximum",
+    "minimum",
+    "new",
+    "old",
+    "data",
+    "path",
+    "does",
+    "exist",
+    "warning",
+    "unknown",
+    "option",
+    "ready",
+    "waiting",
+    "for",
+    "next",
+    "step",
+    "game",
+    "over",
+    "player",
+    "wins",
+    "try",
+    "again",
+    "sorted",
+    "order",
+    "queue",
+    "stack",
+    "node",
+    "tree",
+    "depth",
+    "level",
+    "config",
+    "default",
+    "value",
+    "set",
+    "string",
+    "result",
+    "match",
+    "this",
+    "that",
+    "it",
+    "be",
+    "can",
 ];
 
 const READ_PATHS: &[&str] = &[
-    "path", "filename", "input_path", "input_file", "source_file", "config_path", "data_file", "in_path", "src_path",
-    "file_path", "fname", "infile", "config_file", "words_file", "log_file",
+    "path",
+    "filename",
+    "input_path",
+    "input_file",
+    "source_file",
+    "config_path",
+    "data_file",
+    "in_path",
+    "src_path",
+    "file_path",
+    "fname",
+    "infile",
+    "config_file",
+    "words_file",
+    "log_file",
 ];
 
 const WRITE_PATHS: &[&str] = &[
-    "output_path", "output_file", "out_path", "report_path", "save_path", "dest", "dest_path", "outfile",
-    "target_file", "results_file", "out_file", "export_path",
+    "output_path",
+    "output_file",
+    "out_path",
+    "report_path",
+    "save_path",
+    "dest",
+    "dest_path",
+    "outfile",
+    "target_file",
+    "results_file",
+    "out_file",
+    "export_path",
 ];
 
 const READ_FILES: &[&str] = &[
-    "data.txt", "input.txt", "config.json", "words.txt", "data.csv", "numbers.txt", "names.txt", "settings.ini",
-    "scores.csv", "notes.md", "log.txt", "users.json",
+    "data.txt",
+    "input.txt",
+    "config.json",
+    "words.txt",
+    "data.csv",
+    "numbers.txt",
+    "names.txt",
+    "settings.ini",
+    "scores.csv",
+    "notes.md",
+    "log.txt",
+    "users.json",
 ];
 
 const WRITE_FILES: &[&str] = &[
-    "output.txt", "results.csv", "report.txt", "out.json", "summary.txt", "results.txt", "output.csv", "log.txt",
-    "sorted.txt", "counts.json",
+    "output.txt",
+    "results.csv",
+    "report.txt",
+    "out.json",
+    "summary.txt",
+    "results.txt",
+    "output.csv",
+    "log.txt",
+    "sorted.txt",
+    "counts.json",
 ];
 
-const FILE_HANDLES: &[&str] = &["f", "f", "f", "fh", "fp", "file", "infile", "handle", "src", "out", "outfile"];
+const FILE_HANDLES: &[&str] = &[
+    "f", "f", "f", "fh", "fp", "file", "infile", "handle", "src", "out", "outfile",
+];
 
 const IMPORTS: &[&str] = &[
     "import os",
@@ -271,7 +578,7 @@ impl Gen {
     }
 
     fn pick(&mut self, xs: &[&'static str]) -> &'static str {
-        *self.r.pick(xs)
+        xs[self.r.below(xs.len())]
     }
 
     // ----------------------------------------------------------------------------------------------------------
@@ -378,7 +685,9 @@ impl Gen {
             1 => self.pick(WORDS).to_owned(),
             2 => format!("{}:", self.phrase(1, 3)),
             3 => format!("{}!", self.phrase(2, 5)),
-            4 => self.pick(&[",", " ", "", "-", ", ", "\\n", "/", "_", ".", "|"]).to_owned(),
+            4 => self
+                .pick(&[",", " ", "", "-", ", ", "\\n", "/", "_", ".", "|"])
+                .to_owned(),
             _ => format!("{}...", self.phrase(1, 3)),
         };
         if q == '"' && self.p(0.05) {
@@ -412,6 +721,9 @@ impl Gen {
         let fields = self.r.urange(1, 3);
         for i in 0..fields {
             if i > 0 || self.p(0.6) {
+                if i > 0 {
+                    s.push(' ');
+                }
                 s.push_str(&self.phrase(1, 3));
                 s.push_str(self.pick(&[" ", ": ", " = ", ", ", " has "]));
             }
@@ -452,8 +764,18 @@ impl Gen {
     /// A list literal of nesting depth `depth` (1 = flat). `long` lists have many elements. With `mixed`, a nested
     /// list may hold scalars next to sublists (`[[1, 2], 3, 4]`), so its last element is sometimes a scalar.
     fn list_lit(&mut self, depth: usize, long: bool, mixed: bool, elem: usize) -> String {
+        // Names repeat when many are drawn: only short lists hold names.
+        let (long, elem) = if elem == 3 && (long || depth > 1) {
+            (long, 0)
+        } else {
+            (long, elem)
+        };
         if depth <= 1 {
-            let n = if long { self.r.urange(8, 24) } else { self.r.urange(1, 5) };
+            let n = if long {
+                self.r.urange(8, 24)
+            } else {
+                self.r.urange(1, 5)
+            };
             let items: Vec<String> = (0..n).map(|_| self.scalar_elem(elem)).collect();
             return format!("[{}]", items.join(", "));
         }
@@ -470,7 +792,8 @@ impl Gen {
             if nested {
                 any_nested = true;
                 let inner_long = long && depth == 2 && self.p(0.2);
-                items.push(self.list_lit(depth - 1, inner_long, mixed && self.p(0.3), elem));
+                let inner_mixed = mixed && self.p(0.3);
+                items.push(self.list_lit(depth - 1, inner_long, inner_mixed, elem));
             } else {
                 items.push(self.scalar_elem(elem));
             }
@@ -536,7 +859,11 @@ impl Gen {
             3 => {
                 let a = self.var(Kind::Int);
                 let op = self.pick(&["+", "-", "*", "//", "%"]);
-                let b = if self.p(0.5) { self.int_lit() } else { self.var(Kind::Int) };
+                let b = if self.p(0.5) {
+                    self.int_lit()
+                } else {
+                    self.var(Kind::Int)
+                };
                 format!("{a} {op} {b}")
             }
             4 => {
@@ -590,7 +917,11 @@ impl Gen {
             1 => self.var(Kind::List),
             2 => format!("sorted({})", self.var(Kind::List)),
             3 => format!("list(range({}))", self.int_expr_simple()),
-            4 => format!("{}.split({})", self.var(Kind::Str), self.pick(&["", "\",\"", "' '", "\"\\n\""])),
+            4 => format!(
+                "{}.split({})",
+                self.var(Kind::Str),
+                self.pick(&["", "\",\"", "' '", "\"\\n\""])
+            ),
             5 => "[]".to_owned(),
             _ => self.comprehension(),
         }
@@ -637,7 +968,14 @@ impl Gen {
                 let op = self.pick(&["<", ">", "<=", ">=", "==", "!=", "=="]);
                 format!("{} {op} {}", self.var(Kind::Int), self.int_expr_simple())
             }
-            1 => format!("{} == {}", self.var(Kind::Int), self.var(Kind::Int)),
+            1 => {
+                let a = self.var(Kind::Int);
+                let mut b = self.var(Kind::Int);
+                if b == a {
+                    b = self.int_lit();
+                }
+                format!("{a} == {b}")
+            }
             2 => {
                 let op = self.pick(&["==", "==", "!="]);
                 format!("{} {op} {}", self.var(Kind::Str), self.str_lit())
@@ -678,7 +1016,12 @@ impl Gen {
             }
             10 => format!("{} in {}", self.str_lit(), self.var(Kind::Dict)),
             11 => format!("{} == {}", self.var(Kind::Str), self.var(Kind::Str)),
-            _ => format!("{}[{}] == {}", self.var(Kind::List), self.var(Kind::Int), self.int_lit()),
+            _ => format!(
+                "{}[{}] == {}",
+                self.var(Kind::List),
+                self.var(Kind::Int),
+                self.int_lit()
+            ),
         };
         if self.p(0.08) {
             let op = self.pick(&["and", "or"]);
@@ -713,7 +1056,7 @@ impl Gen {
                 let a = self.pick(&["items", "history", "data", "grid", "values", "children"]);
                 format!("self.{a} = {lit}")
             }
-            5 if d == 0 || self.p(0.3) => {
+            5 if d == 0 || (d < MAX_DEPTH && self.p(0.3)) => {
                 // A multi-line literal of lists.
                 let name = self.pick(LIST_STMT_NAMES);
                 self.declare(name, Kind::List);
@@ -721,7 +1064,8 @@ impl Gen {
                 let rows = self.r.urange(2, 5);
                 let elem = self.list_elem_kind();
                 for _ in 0..rows {
-                    let row = self.list_lit(1 + self.r.below(2), false, false, elem);
+                    let row_depth = 1 + self.r.below(2);
+                    let row = self.list_lit(row_depth, false, false, elem);
                     self.line(d + 1, &format!("{row},"));
                 }
                 self.line(d, "]");
@@ -737,7 +1081,9 @@ impl Gen {
     }
 
     fn assign_stmt(&mut self, d: usize) {
-        let kind = *self.r.pick(&[Kind::Int, Kind::Int, Kind::Int, Kind::Str, Kind::Str, Kind::Bool]);
+        let kind = *self
+            .r
+            .pick(&[Kind::Int, Kind::Int, Kind::Int, Kind::Str, Kind::Str, Kind::Bool]);
         let name = self.fresh_name(kind);
         let value = match kind {
             Kind::Bool => self.pick(&["True", "False", "True"]).to_owned(),
@@ -753,10 +1099,17 @@ impl Gen {
             1 => format!("print({})", self.str_lit_q('\'')),
             2 => format!("print({})", self.fstring()),
             3 => format!("print({}, {})", self.str_lit(), self.var(Kind::Int)),
-            4 => format!("print({})", self.var(*self.r.pick(&[Kind::Int, Kind::Str, Kind::List]))),
+            4 => {
+                let k = *self.r.pick(&[Kind::Int, Kind::Str, Kind::List]);
+                format!("print({})", self.var(k))
+            }
             5 => format!("print({}, end={})", self.str_lit(), self.pick(&["\"\"", "''", "\" \""])),
-            6 => format!("print(\"{}\".format({}))", self.phrase(1, 3) + " {}", self.var(Kind::Int)),
-            _ => format!("print({} % {})", self.str_lit_q('"').replace('"', "\"").replacen('"', "\"%s ", 1), self.var(Kind::Str)),
+            6 => format!(
+                "print(\"{}\".format({}))",
+                self.phrase(1, 3) + " {}",
+                self.var(Kind::Int)
+            ),
+            _ => format!("print(\"{} %s\" % {})", self.phrase(1, 3), self.var(Kind::Str)),
         };
         self.line(d, &text);
     }
@@ -765,14 +1118,20 @@ impl Gen {
         let text = match self.r.weighted(&[20, 8, 15, 10, 10, 8, 8, 6, 6, 9]) {
             0 => {
                 let l = self.var(Kind::List);
-                let v = self.expr(*self.r.pick(&[Kind::Int, Kind::Str]));
+                let k = *self.r.pick(&[Kind::Int, Kind::Str]);
+                let v = self.expr(k);
                 format!("{l}.append({v})")
             }
             1 => format!("{}.sort()", self.var(Kind::List)),
             2 => {
                 let f = self.func_name();
                 let n = self.r.below(3);
-                let args: Vec<String> = (0..n).map(|_| self.var(*self.r.pick(&[Kind::Int, Kind::List, Kind::Str]))).collect();
+                let args: Vec<String> = (0..n)
+                    .map(|_| {
+                        let k = *self.r.pick(&[Kind::Int, Kind::List, Kind::Str]);
+                        self.var(k)
+                    })
+                    .collect();
                 format!("{f}({})", args.join(", "))
             }
             3 => {
@@ -838,7 +1197,7 @@ impl Gen {
             },
         };
         let c = self.cond();
-        let text = if self.in_func && self.p(0.2) {
+        let text = if self.in_func && self.p(0.1) {
             format!("return {a} if {c} else {b}")
         } else {
             self.declare(&name, kind);
@@ -867,7 +1226,9 @@ impl Gen {
             }
             1 => {
                 let l = self.var(Kind::List);
-                let (i, j) = *self.r.pick(&[("i", "j"), ("i", "i + 1"), ("j", "j + 1"), ("0", "-1"), ("a", "b")]);
+                let (i, j) = *self
+                    .r
+                    .pick(&[("i", "j"), ("i", "i + 1"), ("j", "j + 1"), ("0", "-1"), ("a", "b")]);
                 format!("{l}[{i}], {l}[{j}] = {l}[{j}], {l}[{i}]")
             }
             2 => {
@@ -901,13 +1262,34 @@ impl Gen {
         let colon = if self.p(0.12) { " :" } else { ":" };
         let text = match self.r.weighted(&[45, 25, 10, 10, 10]) {
             0 => {
-                let name = self.pick(&["key", "square", "double", "get_key", "score", "by_len", "f", "transform", "fn"]);
+                let name = self.pick(&[
+                    "key",
+                    "square",
+                    "double",
+                    "get_key",
+                    "score",
+                    "by_len",
+                    "f",
+                    "transform",
+                    "fn",
+                ]);
                 format!("{name} = lambda {arg}{colon} {body}")
             }
-            1 => format!("{} = sorted({}, key=lambda {arg}{colon} {body})", self.fresh_name(Kind::List), self.var(Kind::List)),
-            2 => format!("{}.sort(key=lambda {arg}{colon} {body}, reverse=True)", self.var(Kind::List)),
+            1 => format!(
+                "{} = sorted({}, key=lambda {arg}{colon} {body})",
+                self.fresh_name(Kind::List),
+                self.var(Kind::List)
+            ),
+            2 => format!(
+                "{}.sort(key=lambda {arg}{colon} {body}, reverse=True)",
+                self.var(Kind::List)
+            ),
             3 => format!("add = lambda a, b{colon} a + b"),
-            _ => format!("{} = list(map(lambda {arg}{colon} {body}, {}))", self.fresh_name(Kind::List), self.var(Kind::List)),
+            _ => format!(
+                "{} = list(map(lambda {arg}{colon} {body}, {}))",
+                self.fresh_name(Kind::List),
+                self.var(Kind::List)
+            ),
         };
         self.line(d, &text);
     }
@@ -916,10 +1298,18 @@ impl Gen {
         let read = self.p(0.6);
         let q = self.quote();
         let (target, mode) = if read {
-            let t = if self.p(0.5) { self.pick(READ_PATHS).to_owned() } else { format!("{q}{}{q}", self.pick(READ_FILES)) };
+            let t = if self.p(0.5) {
+                self.pick(READ_PATHS).to_owned()
+            } else {
+                format!("{q}{}{q}", self.pick(READ_FILES))
+            };
             (t, 'r')
         } else {
-            let t = if self.p(0.5) { self.pick(WRITE_PATHS).to_owned() } else { format!("{q}{}{q}", self.pick(WRITE_FILES)) };
+            let t = if self.p(0.5) {
+                self.pick(WRITE_PATHS).to_owned()
+            } else {
+                format!("{q}{}{q}", self.pick(WRITE_FILES))
+            };
             (t, 'w')
         };
         let h = self.pick(FILE_HANDLES);
@@ -946,7 +1336,7 @@ impl Gen {
     }
 
     fn simple_stmt(&mut self, d: usize) {
-        match self.r.weighted(&[14, 24, 4, 4, 6, 10, 8, 3, 4, 3, 3, 3, 2, 3, 3]) {
+        match self.r.weighted(&[14, 40, 7, 4, 6, 12, 8, 3, 4, 3, 3, 3, 2, 3, 3]) {
             0 => self.assign_stmt(d),
             1 => self.list_stmt(d),
             2 => {
@@ -968,7 +1358,11 @@ impl Gen {
             4 => self.aug_stmt(d),
             5 => self.print_stmt(d),
             6 => self.call_stmt(d),
-            7 => self.comment_stmt(d),
+            7 => {
+                // A comment never makes a block on its own.
+                self.comment_stmt(d);
+                self.assign_stmt(d);
+            }
             8 => self.ternary_stmt(d),
             9 => self.swap_stmt(d),
             10 => self.lambda_stmt(d),
@@ -1021,14 +1415,17 @@ impl Gen {
             }
             self.stmt(d);
         }
-        self.vars.truncate(mark.max(self.vars.len().min(mark + 12)));
+        // Python scoping: names assigned in a block stay visible, but keep the scope small.
+        if self.vars.len() > mark + 16 {
+            self.vars.truncate(mark + 16);
+        }
     }
 
     fn body_len(&mut self, d: usize) -> usize {
         match d {
-            0..=1 => self.r.urange(1, 4),
-            2 => self.r.urange(1, 3),
-            _ => self.r.urange(1, 2),
+            0..=1 => self.r.urange(1, 3),
+            2 => self.r.urange(1, 2),
+            _ => 1 + usize::from(self.p(0.25)),
         }
     }
 
@@ -1037,7 +1434,8 @@ impl Gen {
             self.simple_stmt(d);
             return;
         }
-        match self.r.weighted(&[52, 12, 4, 4, 5, 1, 1, 2, 2, 2, 2, 4, 1, 1]) {
+        let simple = [40, 52, 60, 75][d];
+        match self.r.weighted(&[simple, 12, 4, 4, 5, 1, 1, 2, 2, 2, 2, 4, 1, 1]) {
             0 => self.simple_stmt(d),
             1 => self.if_stmt(d),
             2 => self.for_range(d),
@@ -1049,7 +1447,9 @@ impl Gen {
             8 => self.while_true(d),
             9 => self.with_open(d, true),
             10 => self.with_open(d, false),
-            11 => self.accumulator(d),
+            11 => {
+                self.accumulator(d);
+            }
             12 => self.try_stmt(d),
             _ => self.var_if(d),
         }
@@ -1131,7 +1531,9 @@ impl Gen {
     }
 
     fn for_range(&mut self, d: usize) {
-        let i = self.pick(&["i", "i", "i", "j", "k", "n", "step", "idx", "_", "row", "col", "attempt"]);
+        let i = self.pick(&[
+            "i", "i", "i", "j", "k", "n", "step", "idx", "_", "row", "col", "attempt",
+        ]);
         let args = self.range_args();
         self.line(d, &format!("for {i} in range({args}):"));
         self.loop_body(d + 1, &[(i, Kind::Int)]);
@@ -1170,13 +1572,19 @@ impl Gen {
             }
         };
         self.line(d, &header);
-        let kind = if el == "ch" || el == "word" || el == "key" { Kind::Str } else { Kind::Int };
+        let kind = if el == "ch" || el == "word" || el == "key" {
+            Kind::Str
+        } else {
+            Kind::Int
+        };
         self.loop_body(d + 1, &[(el.as_str(), kind)]);
     }
 
     fn for_items(&mut self, d: usize) {
         let dct = self.var(Kind::Dict);
-        let (k, v) = *self.r.pick(&[("key", "value"), ("k", "v"), ("name", "count"), ("word", "freq")]);
+        let (k, v) = *self
+            .r
+            .pick(&[("key", "value"), ("k", "v"), ("name", "count"), ("word", "freq")]);
         self.line(d, &format!("for {k}, {v} in {dct}.items():"));
         self.loop_body(d + 1, &[(k, Kind::Str), (v, Kind::Int)]);
     }
@@ -1188,11 +1596,22 @@ impl Gen {
     }
 
     fn while_cond(&mut self, d: usize) {
+        if d + 2 > MAX_DEPTH {
+            let c = self.cond();
+            self.line(d, &format!("while {c}:"));
+            let s = self.pick(&["break", "pass"]);
+            self.line(d + 1, s);
+            return;
+        }
         match self.r.below(6) {
             0 => {
                 let i = self.pick(&["i", "j", "count", "n", "pos", "idx"]);
                 self.line(d, &format!("{i} = 0"));
-                let lim = if self.p(0.5) { format!("len({})", self.var(Kind::List)) } else { self.var(Kind::Int) };
+                let lim = if self.p(0.5) {
+                    format!("len({})", self.var(Kind::List))
+                } else {
+                    self.var(Kind::Int)
+                };
                 self.line(d, &format!("while {i} < {lim}:"));
                 self.loops += 1;
                 let n = self.body_len(d + 1);
@@ -1247,12 +1666,18 @@ impl Gen {
     }
 
     fn while_true(&mut self, d: usize) {
+        if d + 2 > MAX_DEPTH {
+            self.line(d, "while True:");
+            self.line(d + 1, "break");
+            return;
+        }
         self.line(d, "while True:");
         self.loops += 1;
         match self.r.below(3) {
             0 => {
                 let v = self.pick(&["line", "command", "answer", "choice", "text"]);
-                self.line(d + 1, &format!("{v} = input({})", self.str_lit()));
+                let prompt = self.str_lit();
+                self.line(d + 1, &format!("{v} = input({prompt})"));
                 let q = self.quote();
                 let stop = self.pick(&["q", "quit", "exit", "", "done", "stop"]);
                 self.line(d + 1, &format!("if {v} == {q}{stop}{q}:"));
@@ -1355,7 +1780,8 @@ impl Gen {
     }
 
     /// A `set()` or `""` accumulator, filled later with `.add(...)` or `+= ...` (set_or_string tasks).
-    fn accumulator(&mut self, d: usize) {
+    /// Returns the accumulator's name and whether it was returned.
+    fn accumulator(&mut self, d: usize) -> (String, bool) {
         let is_set = self.p(0.5);
         let name = if self.p(0.45) { "current" } else { self.pick(ACC_NAMES) };
         let init = if is_set {
@@ -1373,11 +1799,13 @@ impl Gen {
         if d + 1 >= MAX_DEPTH || self.p(0.15) {
             // Straight-line use.
             if is_set {
-                self.line(d, &format!("{name}.add({})", self.expr(Kind::Int)));
+                let e = self.expr(Kind::Int);
+                self.line(d, &format!("{name}.add({e})"));
             } else {
-                self.line(d, &format!("{name} += {}", self.str_expr()));
+                let e = self.str_expr();
+                self.line(d, &format!("{name} += {e}"));
             }
-            return;
+            return (name.to_owned(), false);
         }
         let (coll, el) = if is_set {
             self.collection()
@@ -1413,29 +1841,44 @@ impl Gen {
         } else {
             self.line(b, &format!("{name} += {value}"));
         }
+        self.declare(name, if is_set { Kind::Set } else { Kind::Str });
         if self.in_func && self.p(0.4) {
             self.line(d, &format!("return {name}"));
+            return (name.to_owned(), true);
         } else if self.p(0.3) {
             self.line(d, &format!("print(len({name}))"));
         }
-        self.declare(name, if is_set { Kind::Set } else { Kind::Str });
+        (name.to_owned(), false)
     }
 
     fn try_stmt(&mut self, d: usize) {
         self.line(d, "try:");
         let n = self.body_len(d + 1);
         self.block(d + 1, n);
-        let exc = self.pick(&["ValueError", "KeyError", "IndexError", "Exception", "FileNotFoundError", "TypeError"]);
+        let exc = self.pick(&[
+            "ValueError",
+            "KeyError",
+            "IndexError",
+            "Exception",
+            "FileNotFoundError",
+            "TypeError",
+        ]);
         if self.p(0.5) {
             self.line(d, &format!("except {exc} as e:"));
             let q = self.quote();
-            self.line(d + 1, &format!("print(f{q}{}: {{e}}{q})", self.phrase(1, 3)));
+            let msg = self.phrase(1, 3);
+            self.line(d + 1, &format!("print(f{q}{msg}: {{e}}{q})"));
         } else {
             self.line(d, &format!("except {exc}:"));
             if self.in_func && self.p(0.5) {
                 self.return_stmt(d + 1);
             } else {
-                self.line(d + 1, self.pick(&["pass", "continue"]).replace("continue", if self.loops > 0 { "continue" } else { "pass" }).as_str());
+                let s = if self.loops > 0 && self.p(0.5) {
+                    "continue"
+                } else {
+                    "pass"
+                };
+                self.line(d + 1, s);
             }
         }
     }
@@ -1489,7 +1932,10 @@ impl Gen {
     fn docstring(&mut self, d: usize) {
         let s = self.phrase(2, 8);
         let mut c = s.chars();
-        let s: String = c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default();
+        let s: String = c
+            .next()
+            .map(|f| f.to_uppercase().chain(c).collect())
+            .unwrap_or_default();
         self.line(d, &format!("\"\"\"{s}.\"\"\""));
     }
 
@@ -1503,13 +1949,21 @@ impl Gen {
         let was_in_func = self.in_func;
         self.in_func = true;
         let b = d + 1;
-        match self.r.weighted(&[50, 12, 9, 9, 4, 4, 6, 6]) {
+        let mut template = self.r.weighted(&[50, 12, 9, 9, 4, 4, 6, 6]);
+        if template == 4 && method {
+            template = 5;
+        }
+        match template {
             1 => {
                 // A predicate: `return True` / `return False`.
                 let name = self.pick(PREDICATES);
                 let params = self.params(method);
                 let params = if params.is_empty() || params == "self" {
-                    if method { "self, value".to_owned() } else { "value".to_owned() }
+                    if method {
+                        "self, value".to_owned()
+                    } else {
+                        "value".to_owned()
+                    }
                 } else {
                     params
                 };
@@ -1538,15 +1992,22 @@ impl Gen {
             2 => {
                 // An accumulator function.
                 let name = self.pick(&[
-                    "unique_words", "collect_chars", "join_parts", "get_letters", "build_string", "unique_values",
-                    "collect_tags", "seen_names", "merge_text", "find_unique",
+                    "unique_words",
+                    "collect_chars",
+                    "join_parts",
+                    "get_letters",
+                    "build_string",
+                    "unique_values",
+                    "collect_tags",
+                    "seen_names",
+                    "merge_text",
+                    "find_unique",
                 ]);
                 let params = self.params(method);
                 self.line(d, &format!("def {name}({params}):"));
-                self.accumulator(b);
-                if !self.out.ends_with("return current\n") && self.p(0.6) {
-                    let v = self.var(*self.r.pick(&[Kind::Set, Kind::Str]));
-                    self.line(b, &format!("return {v}"));
+                let (acc, returned) = self.accumulator(b);
+                if !returned {
+                    self.line(b, &format!("return {acc}"));
                 }
             }
             3 => {
@@ -1557,10 +2018,19 @@ impl Gen {
                 } else {
                     self.pick(&["save", "write", "dump", "export"])
                 };
-                let obj = self.pick(&["config", "data", "lines", "results", "report", "scores", "file", "words"]);
+                let obj = self.pick(&[
+                    "config", "data", "lines", "results", "report", "scores", "file", "words",
+                ]);
                 let path = self.pick(if read { READ_PATHS } else { WRITE_PATHS });
-                let extra = if read { String::new() } else { format!(", {}", self.fresh_name(Kind::List)) };
-                self.line(d, &format!("def {verb}_{obj}({}{path}{extra}):", if method { "self, " } else { "" }));
+                let extra = if read {
+                    String::new()
+                } else {
+                    format!(", {}", self.fresh_name(Kind::List))
+                };
+                self.line(
+                    d,
+                    &format!("def {verb}_{obj}({}{path}{extra}):", if method { "self, " } else { "" }),
+                );
                 self.declare(path, Kind::Str);
                 if self.p(0.8) {
                     self.with_open(b, read);
@@ -1601,7 +2071,16 @@ impl Gen {
             }
             6 => {
                 // A key function defined with def (vs lambda elsewhere).
-                let name = self.pick(&["key", "by_score", "get_key", "sort_key", "score", "square", "double", "transform"]);
+                let name = self.pick(&[
+                    "key",
+                    "by_score",
+                    "get_key",
+                    "sort_key",
+                    "score",
+                    "square",
+                    "double",
+                    "transform",
+                ]);
                 let arg = self.pick(&["x", "item", "pair", "p", "record"]);
                 self.line(d, &format!("def {name}({}{arg}):", if method { "self, " } else { "" }));
                 let body = match self.r.below(4) {
@@ -1747,11 +2226,26 @@ impl Gen {
         for _ in 0..self.r.urange(1, 3) {
             let text = match self.r.weighted(&[30, 25, 25, 20]) {
                 0 => {
-                    let n = self.pick(&["MAX_SIZE", "DEFAULT_LIMIT", "BATCH_SIZE", "MAX_RETRIES", "WIDTH", "HEIGHT", "N"]);
+                    let n = self.pick(&[
+                        "MAX_SIZE",
+                        "DEFAULT_LIMIT",
+                        "BATCH_SIZE",
+                        "MAX_RETRIES",
+                        "WIDTH",
+                        "HEIGHT",
+                        "N",
+                    ]);
                     format!("{n} = {}", self.int_lit())
                 }
                 1 => {
-                    let n = self.pick(&["DEFAULT_PATH", "OUTPUT_FILE", "INPUT_FILE", "SEPARATOR", "VERSION", "NAME"]);
+                    let n = self.pick(&[
+                        "DEFAULT_PATH",
+                        "OUTPUT_FILE",
+                        "INPUT_FILE",
+                        "SEPARATOR",
+                        "VERSION",
+                        "NAME",
+                    ]);
                     let v = match n {
                         "DEFAULT_PATH" | "INPUT_FILE" => {
                             let q = self.quote();
@@ -1835,11 +2329,20 @@ impl Gen {
                 }
             }
             first = false;
+            let before = self.out.len();
             match self.r.weighted(&[42, 18, 25, 15]) {
                 0 => self.function(0, false),
                 1 => self.class(),
                 2 => self.script(),
                 _ => self.list_block(),
+            }
+            // Keep documents near their target: drop an item that overshoots far (unless it is the only one).
+            if self.out.len() > MAX_CHARS.max(target + 600) && self.out[..before].trim().len() > 300 {
+                self.out.truncate(before);
+                while self.out.ends_with("\n\n") {
+                    self.out.pop();
+                }
+                break;
             }
         }
         if self.p(0.25) {

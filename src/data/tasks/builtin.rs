@@ -24,7 +24,12 @@ pub(crate) struct Spec {
 }
 
 fn pair(prompt: String, target: &str, prompt_alt: String, alt: Option<&str>) -> TaskPair {
-    TaskPair { prompt, target: target.to_owned(), prompt_alt, alt: alt.map(str::to_owned) }
+    TaskPair {
+        prompt,
+        target: target.to_owned(),
+        prompt_alt,
+        alt: alt.map(str::to_owned),
+    }
 }
 
 fn two(a: &str, b: &str) -> Vec<String> {
@@ -170,7 +175,14 @@ fn single_double_quote(rng: &mut Rng) -> TaskPair {
         pre.push_str(&format!("    if {v} > {}:\n", int(rng)));
         indent = "        ".to_owned();
     }
-    let call = *rng.pick(&["print", "print", "print", "raise ValueError", "raise RuntimeError", "logging.info"]);
+    let call = *rng.pick(&[
+        "print",
+        "print",
+        "print",
+        "raise ValueError",
+        "raise RuntimeError",
+        "logging.info",
+    ]);
     let msg = *rng.pick(MESSAGES);
     let p = format!("{pre}{indent}{call}(\"{msg}");
     let q = format!("{pre}{indent}{call}('{msg}");
@@ -181,7 +193,18 @@ const PARAMS: &[&str] = &[
     "path", "name", "data", "size", "mode", "verbose", "timeout", "limit", "key", "value", "encoding", "callback",
     "retries", "debug", "config", "output", "strict", "seed",
 ];
-const DEFAULTS: &[&str] = &["None", "None", "0", "1", "True", "False", "10", "0.5", "\"utf-8\"", "\"default\""];
+const DEFAULTS: &[&str] = &[
+    "None",
+    "None",
+    "0",
+    "1",
+    "True",
+    "False",
+    "10",
+    "0.5",
+    "\"utf-8\"",
+    "\"default\"",
+];
 
 /// final_kwarg: a `def` line cut after the last parameter's name. Class 1 has an earlier parameter with a
 /// default, so the last one needs one too: `=None` (1827). Class 2 has the same parameters without defaults:
@@ -198,7 +221,11 @@ fn final_kwarg(rng: &mut Rng) -> TaskPair {
         let cls = *rng.pick(CLASSES);
         (format!("class {cls}:\n"), "    ")
     } else {
-        (String::new(), "")
+        // A short function before, so that the snippet has some context.
+        let g = *rng.pick(FUNCS);
+        let x = *rng.pick(SCALARS);
+        let op = *rng.pick(&["*", "+", "-", "//", "%"]);
+        (format!("def {g}({x}):\n    return {x} {op} {}\n\n", int(rng)), "")
     };
     let build = |with_defaults: bool| {
         let mut ps: Vec<String> = Vec::new();
@@ -218,19 +245,48 @@ fn final_kwarg(rng: &mut Rng) -> TaskPair {
     pair(build(true), "=None", build(false), Some("):\n"))
 }
 
-const SET_VARS: &[&str] = &["seen", "result", "chars", "out", "letters", "unique", "collected", "buffer", "acc", "found"];
+const SET_VARS: &[&str] = &[
+    "seen",
+    "result",
+    "chars",
+    "out",
+    "letters",
+    "unique",
+    "collected",
+    "buffer",
+    "acc",
+    "found",
+];
 
 fn set_or_string_with(rng: &mut Rng, var: &str) -> TaskPair {
     let src = *rng.pick(&["text", "word", "line", "name", "message", "s", "sentence"]);
-    let mut pre = preamble_def(rng, &[src], 1);
+    let pre = preamble_def(rng, &[src], 1);
     let empty = *rng.pick(&["\"\"", "''"]);
     let (it, iter, conds): (&str, String, &[&str]) = if rng.chance(0.6) {
         let it = *rng.pick(&["ch", "c", "char", "letter"]);
-        let iter = if rng.chance(0.3) { format!("{src}.lower()") } else { src.to_owned() };
-        (it, iter, &["{it}.isalpha()", "{it}.isdigit()", "{it} not in \"aeiou\"", "{it}.isupper()", "{it} != \" \""])
+        let iter = if rng.chance(0.3) {
+            format!("{src}.lower()")
+        } else {
+            src.to_owned()
+        };
+        (
+            it,
+            iter,
+            &[
+                "{it}.isalpha()",
+                "{it}.isdigit()",
+                "{it} not in \"aeiou\"",
+                "{it}.isupper()",
+                "{it} != \" \"",
+            ],
+        )
     } else {
         let it = *rng.pick(&["w", "word", "part", "token"]);
-        (it, format!("{src}.split()"), &["len({it}) > 3", "{it}.isalpha()", "{it} not in stop_words", "{it}"])
+        (
+            it,
+            format!("{src}.split()"),
+            &["len({it}) > 3", "{it}.isalpha()", "{it} not in stop_words", "{it}"],
+        )
     };
     let cond = rng.pick(conds).replace("{it}", it);
     let filtered = rng.chance(0.75);
@@ -267,8 +323,8 @@ const CLASSES: &[&str] = &[
     "Parser", "Cache",
 ];
 const ATTRS: &[&str] = &[
-    "name", "size", "value", "data", "path", "count", "config", "items", "color", "width", "height", "label",
-    "parent", "speed", "port", "age",
+    "name", "size", "value", "data", "path", "count", "items", "color", "width", "height", "label", "parent", "key",
+    "node", "state", "id",
 ];
 
 fn class_init_targets() -> Vec<String> {
@@ -303,14 +359,14 @@ fn class_init(rng: &mut Rng) -> TaskPair {
 /// pre-tokenizer merges `)` with the newline, so a prompt cannot end between them.)
 fn with_as(rng: &mut Rng) -> TaskPair {
     let path = *rng.pick(&["path", "filename", "config_path", "input_file", "fname", "data_path"]);
-    let pre = preamble_def(rng, &[path], 1);
+    let mut pre = preamble_def(rng, &[path], 1);
+    pre.push_str(&match rng.below(3) {
+        0 => format!("    if not os.path.exists({path}):\n        return None\n"),
+        1 => format!("    print(\"Reading\", {path})\n"),
+        _ => format!("    if {path} is None:\n        raise ValueError(\"no file given\")\n"),
+    });
     let handle = *rng.pick(&["f", "fh", "handle", "infile", "fp", "file"]);
-    let mode = match rng.below(3) {
-        0 => String::new(),
-        1 => ", \"r\"".to_owned(),
-        _ => ", encoding=\"utf-8\"".to_owned(),
-    };
-    let p = format!("{pre}    with open({path}{mode})");
+    let p = format!("{pre}    with open({path})");
     let q = format!("{pre}    {handle}");
     pair(p, " as", q, Some(" ="))
 }
@@ -320,7 +376,9 @@ fn with_as(rng: &mut Rng) -> TaskPair {
 /// or names, so that the prompt never ends in a quote (`":` would be one pre-token).
 fn bracket_brace(rng: &mut Rng) -> TaskPair {
     let pre = preamble_def(rng, &[], 2);
-    let var = *rng.pick(&["mapping", "lookup", "table", "codes", "weights", "config", "counts", "scores", "colors"]);
+    let var = *rng.pick(&[
+        "mapping", "lookup", "table", "codes", "weights", "config", "counts", "scores", "colors",
+    ]);
     let n = 1 + rng.below(4);
     let int_keys = rng.chance(0.6);
     let keys: Vec<String> = if int_keys {
@@ -328,7 +386,10 @@ fn bracket_brace(rng: &mut Rng) -> TaskPair {
         let step = rng.range(1, 5);
         (0..=n as i64).map(|i| (start + i * step).to_string()).collect()
     } else {
-        rng.pick_distinct(SCALARS, n + 1).iter().map(|s| s.to_string()).collect()
+        rng.pick_distinct(SCALARS, n + 1)
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     let vals: Vec<String> = (0..n)
         .map(|_| match rng.below(3) {
@@ -392,15 +453,27 @@ fn bracket_counting(rng: &mut Rng) -> TaskPair {
     } else {
         ""
     };
-    if rng.chance(0.5) {
-        pre.push_str(&statement(rng, indent, "values"));
+    if indent.is_empty() || rng.chance(0.5) {
+        let l = *rng.pick(LISTS);
+        pre.push_str(&statement(rng, indent, l));
     }
-    let var = *rng.pick(&["values", "data", "matrix", "grid", "pairs", "points", "rows", "coords", "items", "board"]);
-    let width = 1 + rng.below(if rng.chance(0.2) { 8 } else { 4 });
+    let var = *rng.pick(&[
+        "values", "data", "matrix", "grid", "pairs", "points", "rows", "coords", "items", "board",
+    ]);
+    let wide = rng.chance(0.2);
+    let width = 1 + rng.below(if wide { 8 } else { 4 });
     let hard = rng.chance(0.5);
-    let n_rows = if hard { 1 + rng.below(if rng.chance(0.3) { 6 } else { 3 }) } else { 0 };
-    let rows: Vec<Vec<String>> = (0..n_rows).map(|_| (0..width).map(|_| list_number(rng)).collect()).collect();
-    let last_len = 1 + rng.below(if rng.chance(0.3) { 10 } else { 4 });
+    let many = rng.chance(0.3);
+    let n_rows = if hard {
+        1 + rng.below(if many { 6 } else { 3 })
+    } else {
+        0
+    };
+    let rows: Vec<Vec<String>> = (0..n_rows)
+        .map(|_| (0..width).map(|_| list_number(rng)).collect())
+        .collect();
+    let long = rng.chance(0.3);
+    let last_len = 1 + rng.below(if long { 10 } else { 4 });
     let last: Vec<String> = (0..last_len).map(|_| list_number(rng)).collect();
     let mut head = format!("{pre}{indent}{var} = [");
     for r in &rows {
@@ -422,7 +495,9 @@ fn list_number(rng: &mut Rng) -> String {
     }
 }
 
-const LOOP_VARS: &[&str] = &["node", "line", "item", "chunk", "task", "job", "batch", "token", "frame", "msg", "entry", "current"];
+const LOOP_VARS: &[&str] = &[
+    "node", "line", "item", "chunk", "task", "job", "batch", "token", "frame", "msg", "entry", "current",
+];
 
 /// for_while: a loop header cut after its first name: `for NAME` → ` in` (277) vs `while NAME` → `:\n` (265;
 /// `:` followed by a newline is one pre-token, so `:\n` rather than `:` is the natural next token).
@@ -443,7 +518,7 @@ fn else_elif(rng: &mut Rng) -> TaskPair {
     let n_elif = rng.below(3);
     let mut bound = rng.range(0, 50);
     let op = *rng.pick(&[">", ">=", "<", "=="]);
-    let mut body = |rng: &mut Rng| -> String {
+    let body = |rng: &mut Rng| -> String {
         match rng.below(4) {
             0 => format!("        return \"{}\"\n", rng.pick(WORDS)),
             1 => format!("        return {}\n", int(rng)),
@@ -519,7 +594,12 @@ fn if_ternary(rng: &mut Rng) -> TaskPair {
         1 => format!("\"{}\"", rng.pick(WORDS)),
         _ => rng.pick(SCALARS).to_string(),
     };
-    pair(format!("{pre}    if {cond}"), ":\n", format!("{pre}    {v} = {a} if {cond}"), Some(" else"))
+    pair(
+        format!("{pre}    if {cond}"),
+        ":\n",
+        format!("{pre}    {v} = {a} if {cond}"),
+        Some(" else"),
+    )
 }
 
 const SWAPS: &[(&str, &str)] = &[
@@ -530,8 +610,8 @@ const SWAPS: &[(&str, &str)] = &[
     ("lo", "hi"),
     ("first", "second"),
     ("prev", "curr"),
-    ("src", "dst"),
-    ("low", "high"),
+    ("start", "end"),
+    ("u", "v"),
     ("p", "q"),
 ];
 
@@ -554,7 +634,12 @@ fn var_swap(rng: &mut Rng) -> TaskPair {
         pre.push_str(&format!("    if {a} > {b}:\n"));
         indent = "        ";
     }
-    pair(format!("{pre}{indent}{a}, {b} = {b},"), &format!(" {a}"), format!("{pre}{indent}{b}, {a} = {a},"), Some(&format!(" {b}")))
+    pair(
+        format!("{pre}{indent}{a}, {b} = {b},"),
+        &format!(" {a}"),
+        format!("{pre}{indent}{b}, {a} = {a},"),
+        Some(&format!(" {b}")),
+    )
 }
 
 /// indent_for: inside a function (indent 4) the prompt ends with a line and its newline. After
@@ -564,22 +649,56 @@ fn indent_for(rng: &mut Rng) -> TaskPair {
     let xs = *rng.pick(LISTS);
     let pre = preamble_def(rng, &[xs], 2);
     let x = *rng.pick(&["item", "x", "row", "value", "entry", "line", "name", "node"]);
-    pair(format!("{pre}    for {x} in {xs}:\n"), "       ", format!("{pre}    {x} = {xs}[0]\n"), Some("   "))
+    pair(
+        format!("{pre}    for {x} in {xs}:\n"),
+        "       ",
+        format!("{pre}    {x} = {xs}[0]\n"),
+        Some("   "),
+    )
 }
 
 /// lambda_func: `NAME = lambda ARG` → `:` (25) vs `def NAME` → `(` (7). (In natural text `(` merges with a
 /// following parameter name into one pre-token, e.g. `(x`; the target follows D.4 regardless.)
 fn lambda_func(rng: &mut Rng) -> TaskPair {
     let pre = preamble_def(rng, &[], 2);
-    let name = *rng.pick(&["square", "key_fn", "transform", "is_valid", "get_name", "double", "score_fn", "clean", "add_one", "callback"]);
+    let name = *rng.pick(&[
+        "square",
+        "key_fn",
+        "transform",
+        "is_valid",
+        "get_name",
+        "double",
+        "score_fn",
+        "clean",
+        "add_one",
+        "callback",
+    ]);
     let arg = *rng.pick(&["x", "item", "row", "s", "value", "n", "pair", "text"]);
-    pair(format!("{pre}    {name} = lambda {arg}"), ":", format!("{pre}    def {name}"), Some("("))
+    pair(
+        format!("{pre}    {name} = lambda {arg}"),
+        ":",
+        format!("{pre}    def {name}"),
+        Some("("),
+    )
 }
 
 /// if_equals: `if NAME` → ` ==` (365) vs a statement starting with `NAME` → ` =` (261).
 fn if_equals(rng: &mut Rng) -> TaskPair {
     let pre = preamble_def(rng, &[], 2);
-    let x = *rng.pick(&["mode", "status", "count", "choice", "op", "key", "direction", "level", "state", "n", "answer", "kind"]);
+    let x = *rng.pick(&[
+        "mode",
+        "status",
+        "count",
+        "choice",
+        "op",
+        "key",
+        "direction",
+        "level",
+        "state",
+        "n",
+        "answer",
+        "kind",
+    ]);
     pair(format!("{pre}    if {x}"), " ==", format!("{pre}    {x}"), Some(" ="))
 }
 
@@ -590,19 +709,36 @@ fn enumerate_range(rng: &mut Rng) -> TaskPair {
     let pre = preamble_def(rng, &[xs], 2);
     let i = *rng.pick(&["i", "idx", "index", "n", "k", "pos", "j"]);
     let item = *rng.pick(&["name", "item", "line", "value", "row", "word", "user", "path", "x"]);
-    pair(format!("{pre}    for {i}, {item} in"), " enumerate", format!("{pre}    for {i} in"), Some(" range"))
+    pair(
+        format!("{pre}    for {i}, {item} in"),
+        " enumerate",
+        format!("{pre}    for {i} in"),
+        Some(" range"),
+    )
 }
 
 /// var_if: `if X == True` → `:\n` (265) vs `X = True` → `\n` (198); `True` or `False`, the same in both.
 fn var_if(rng: &mut Rng) -> TaskPair {
     let pre = preamble_def(rng, &[], 2);
-    let x = *rng.pick(&["done", "found", "ok", "valid", "running", "is_ready", "flag", "verbose", "changed", "debug"]);
+    let x = *rng.pick(&[
+        "done", "found", "ok", "valid", "running", "is_ready", "flag", "verbose", "changed", "debug",
+    ]);
     let b = *rng.pick(&["True", "True", "False"]);
-    pair(format!("{pre}    if {x} == {b}"), ":\n", format!("{pre}    {x} = {b}"), Some("\n"))
+    pair(
+        format!("{pre}    if {x} == {b}"),
+        ":\n",
+        format!("{pre}    {x} = {b}"),
+        Some("\n"),
+    )
 }
 
 /// while_return_true: `while True` → `:\n` (265) vs `return True` → `\n` (198).
 fn while_return_true(rng: &mut Rng) -> TaskPair {
     let pre = preamble_def(rng, &[], 3);
-    pair(format!("{pre}    while True"), ":\n", format!("{pre}    return True"), Some("\n"))
+    pair(
+        format!("{pre}    while True"),
+        ":\n",
+        format!("{pre}    return True"),
+        Some("\n"),
+    )
 }

@@ -14,7 +14,9 @@ fn mix(mut z: u64) -> u64 {
 impl Rng {
     /// The stream of pair `index` of the task whose name hashes to `stream`, under `seed`.
     pub(crate) fn new(seed: u64, stream: u64, index: u64) -> Self {
-        Rng(mix(mix(seed ^ 0x9e37_79b9_7f4a_7c15) ^ mix(stream).rotate_left(17) ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d)))
+        Rng(mix(mix(seed ^ 0x9e37_79b9_7f4a_7c15)
+            ^ mix(stream).rotate_left(17)
+            ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d)))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {

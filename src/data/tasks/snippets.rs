@@ -63,8 +63,26 @@ pub(crate) const LISTS: &[&str] = &[
 
 /// Names of scalars.
 pub(crate) const SCALARS: &[&str] = &[
-    "count", "total", "index", "offset", "limit", "size", "threshold", "step", "retries", "width", "height", "score",
-    "level", "depth", "result", "value", "n", "x", "y", "k",
+    "count",
+    "total",
+    "index",
+    "offset",
+    "limit",
+    "size",
+    "threshold",
+    "step",
+    "retries",
+    "width",
+    "height",
+    "score",
+    "level",
+    "depth",
+    "result",
+    "value",
+    "n",
+    "x",
+    "y",
+    "k",
 ];
 
 pub(crate) const WORDS: &[&str] = &[
@@ -131,7 +149,7 @@ pub(crate) fn header(rng: &mut Rng) -> String {
     out
 }
 
-/// `header`, then `def NAME(PARAMS):` with `params` (or one random list name when empty) and 0..=`max_stmts`
+/// `header`, then `def NAME(PARAMS):` with `params` (or one random list name when empty) and 1..=`max_stmts`
 /// body statements at indent 4. Ends with "\n"; the caller continues at indent 4.
 pub(crate) fn preamble_def(rng: &mut Rng, params: &[&str], max_stmts: usize) -> String {
     let mut out = header(rng);
@@ -144,7 +162,7 @@ pub(crate) fn preamble_def(rng: &mut Rng, params: &[&str], max_stmts: usize) -> 
         params.to_vec()
     };
     out.push_str(&format!("def {f}({}):\n", params.join(", ")));
-    let k = rng.below(max_stmts + 1);
+    let k = 1 + rng.below(max_stmts.max(1));
     for _ in 0..k {
         out.push_str(&statement(rng, "    ", params[0]));
     }

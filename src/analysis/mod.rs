@@ -1,0 +1,3 @@
+//! Analyses that run models: task evaluation now; scans, pruning and ablations build on it.
+
+pub mod eval;

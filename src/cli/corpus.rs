@@ -1,0 +1,270 @@
+//! `circuitscope corpus sample` and `circuitscope corpus stats`: look at what a model trains on.
+//!
+//! Wiring in `src/main.rs`:
+//!
+//! ```ignore
+//! #[derive(clap::Subcommand)]
+//! enum Command {
+//!     /// Show corpus documents and composition statistics.
+//!     #[command(subcommand)]
+//!     Corpus(circuitscope::cli::corpus::CorpusCommand),
+//!     // ...
+//! }
+//! // in main():
+//! Command::Corpus(c) => circuitscope::cli::corpus::run(c),
+//! ```
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::data::corpus::{CorpusSource, CorpusStats, SyntheticCorpus, CONSTRUCTS};
+use crate::tokenize::Tokenizer;
+
+/// `circuitscope corpus ...` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CorpusCommand {
+    /// Print documents of a corpus.
+    Sample(CorpusSampleArgs),
+    /// Count characters, lines and key constructs (list statements, `set()`/`""` accumulators, `with open`,
+    /// lambdas, f-strings, ...) of a corpus's first documents.
+    Stats(CorpusStatsArgs),
+}
+
+/// Arguments of `circuitscope corpus sample`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CorpusSampleArgs {
+    /// `synthetic`, `synthetic:SEED`, a directory of text files, or a .jsonl file with a "text" field per line.
+    #[arg(long, default_value = "synthetic")]
+    pub corpus: String,
+    /// Number of documents.
+    #[arg(short = 'n', long = "num", default_value_t = 3)]
+    pub n: usize,
+    /// Synthetic corpora: the generator seed (overrides `synthetic:SEED`). File corpora: pick documents at random
+    /// with this seed instead of taking the first ones.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Index of the first document (synthetic corpora; for file corpora, documents to skip first).
+    #[arg(long, default_value_t = 0)]
+    pub start: u64,
+    /// Print `{"documents": [...]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `circuitscope corpus stats`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CorpusStatsArgs {
+    /// `synthetic`, `synthetic:SEED`, a directory of text files, or a .jsonl file with a "text" field per line.
+    #[arg(long, default_value = "synthetic")]
+    pub corpus: String,
+    /// Number of documents to count (file corpora: at most this many).
+    #[arg(long, default_value_t = 1000)]
+    pub docs: usize,
+    /// Also count tokens with this tokenizer.json (tokens per document, ids never used).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a `circuitscope corpus ...` subcommand.
+pub fn run(cmd: CorpusCommand) -> Result<()> {
+    match cmd {
+        CorpusCommand::Sample(a) => run_sample(a),
+        CorpusCommand::Stats(a) => run_stats(a),
+    }
+}
+
+fn parse_source(spec: &str) -> Result<CorpusSource> {
+    CorpusSource::parse(spec).with_context(|| format!("--corpus {spec}"))
+}
+
+/// The documents `corpus sample` prints.
+pub fn sample_documents(args: &CorpusSampleArgs) -> Result<Vec<String>> {
+    let source = parse_source(&args.corpus)?;
+    if let CorpusSource::Synthetic { seed } = source {
+        let corpus = SyntheticCorpus::new(args.seed.unwrap_or(seed));
+        return Ok(corpus.documents(args.start..args.start + args.n as u64).collect());
+    }
+    let docs = source.documents()?.skip(args.start as usize);
+    match args.seed {
+        None => Ok(docs.take(args.n).collect()),
+        Some(seed) => Ok(reservoir_sample(docs, args.n, seed)),
+    }
+}
+
+/// `n` documents chosen uniformly (reservoir sampling), kept in corpus order.
+fn reservoir_sample(docs: impl Iterator<Item = String>, n: usize, seed: u64) -> Vec<String> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kept: Vec<(usize, String)> = Vec::with_capacity(n);
+    for (i, d) in docs.enumerate() {
+        if kept.len() < n {
+            kept.push((i, d));
+        } else {
+            let j = rng.random_range(0..=i);
+            if j < n {
+                kept[j] = (i, d);
+            }
+        }
+    }
+    kept.sort_by_key(|(i, _)| *i);
+    kept.into_iter().map(|(_, d)| d).collect()
+}
+
+/// `circuitscope corpus sample [--corpus SPEC] [-n N] [--seed S] [--start I] [--json]`.
+pub fn run_sample(args: CorpusSampleArgs) -> Result<()> {
+    let docs = sample_documents(&args)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let v = serde_json::json!({ "documents": docs });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        for (i, d) in docs.iter().enumerate() {
+            writeln!(
+                out,
+                "# ===== document {} ({} chars) =====",
+                args.start + i as u64,
+                d.chars().count()
+            )?;
+            out.write_all(d.as_bytes())?;
+            if !d.ends_with('\n') {
+                writeln!(out)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Token counts of a corpus under a tokenizer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenStats {
+    pub tokenizer: PathBuf,
+    pub vocab_size: usize,
+    pub tokens: u64,
+    pub chars_per_token: f64,
+    /// Ordinary ids (not special) that never occur.
+    pub unused_ids: usize,
+}
+
+/// Statistics of the first `docs` documents, and token counts when a tokenizer is given.
+pub fn corpus_stats(args: &CorpusStatsArgs) -> Result<(CorpusStats, Option<TokenStats>)> {
+    let source = parse_source(&args.corpus)?;
+    let tok = args
+        .tokenizer
+        .as_ref()
+        .map(|p| Tokenizer::load(p).map(|t| (p.clone(), t)))
+        .transpose()?;
+    let mut docs = source.split(crate::data::corpus::Split::All)?;
+    let mut stats = CorpusStats::new();
+    let mut tokens = 0u64;
+    let mut used = vec![false; tok.as_ref().map_or(0, |(_, t)| t.vocab_size())];
+    for d in docs.by_ref().take(args.docs) {
+        stats.add(&d);
+        if let Some((_, t)) = &tok {
+            let ids = t.encode(&d)?;
+            tokens += ids.len() as u64;
+            for id in ids {
+                if let Some(u) = used.get_mut(id as usize) {
+                    *u = true;
+                }
+            }
+        }
+    }
+    if docs.skipped() > 0 {
+        eprintln!(
+            "note: skipped {} binary or non-UTF-8 files in {}",
+            docs.skipped(),
+            source
+        );
+    }
+    let token_stats = tok.map(|(path, t)| {
+        let specials: Vec<u32> = t.special_tokens().map(|(_, id)| id).collect();
+        let unused_ids = (0..t.vocab_size() as u32)
+            .filter(|&id| !used[id as usize] && !specials.contains(&id) && t.token_bytes_ref(id).is_some())
+            .count();
+        TokenStats {
+            tokenizer: path,
+            vocab_size: t.vocab_size(),
+            tokens,
+            chars_per_token: if tokens > 0 {
+                stats.chars as f64 / tokens as f64
+            } else {
+                0.0
+            },
+            unused_ids,
+        }
+    });
+    Ok((stats, token_stats))
+}
+
+/// `circuitscope corpus stats [--corpus SPEC] [--docs N] [--tokenizer FILE] [--json]`.
+pub fn run_stats(args: CorpusStatsArgs) -> Result<()> {
+    let (stats, tokens) = corpus_stats(&args)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut v = serde_json::to_value(&stats)?;
+        v["corpus"] = serde_json::Value::String(args.corpus.clone());
+        v["list_stmt_share"] = serde_json::json!(share(stats.count("list_stmt"), stats.statement_lines));
+        if let Some(t) = &tokens {
+            v["tokens"] = serde_json::to_value(t)?;
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
+    let docs = stats.documents.max(1) as f64;
+    writeln!(out, "corpus          {}", args.corpus)?;
+    writeln!(out, "documents       {}", stats.documents)?;
+    writeln!(
+        out,
+        "chars           {} (mean {:.0}, min {}, max {} per document)",
+        stats.chars,
+        stats.chars as f64 / docs,
+        stats.min_doc_chars,
+        stats.max_doc_chars
+    )?;
+    writeln!(
+        out,
+        "lines           {} ({} blank, {} comment, {} statement)",
+        stats.lines, stats.blank_lines, stats.comment_lines, stats.statement_lines
+    )?;
+    if let Some(t) = &tokens {
+        writeln!(
+            out,
+            "tokens          {} ({:.2} chars/token, vocab {}, {} ids unused)",
+            t.tokens, t.chars_per_token, t.vocab_size, t.unused_ids
+        )?;
+    }
+    writeln!(
+        out,
+        "list statements {:.1}% of statement lines",
+        100.0 * share(stats.count("list_stmt"), stats.statement_lines)
+    )?;
+    writeln!(out)?;
+    writeln!(out, "{:<16} {:>8} {:>9}  meaning", "construct", "lines", "per doc")?;
+    for c in CONSTRUCTS {
+        let n = stats.count(c.name);
+        writeln!(
+            out,
+            "{:<16} {:>8} {:>9.2}  {}",
+            c.name,
+            n,
+            n as f64 / docs,
+            c.description
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn share(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}

@@ -1,0 +1,113 @@
+//! `circuitscope eval`: per-task accuracy and contrast loss on the test split, held-out corpus loss, density.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::common::{load_model, print_json, resolve_tokenizer};
+use crate::analysis::eval;
+use crate::data::corpus::CorpusSource;
+use crate::data::tasks::{self, Task};
+use crate::model::{LoadOptions, ModelFiles, Stored};
+use crate::train::data::TokenPool;
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// `all` or a comma-separated list of task names.
+    #[arg(long, default_value = "all")]
+    pub tasks: String,
+    /// Test pairs per task.
+    #[arg(long, default_value_t = 200)]
+    pub pairs: usize,
+    /// Corpus for the held-out loss (its held-out split).
+    #[arg(long, default_value = "synthetic")]
+    pub corpus: String,
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Also write the table as markdown to this file.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let model = load_model(&args.model, LoadOptions::default())?;
+    let Some(tok) = resolve_tokenizer(args.tokenizer.as_deref(), &args.model)? else {
+        bail!(
+            "{}: no tokenizer.json beside the model; pass --tokenizer FILE",
+            args.model.display()
+        );
+    };
+    let selected: Vec<Box<dyn Task>> = if args.tasks == "all" {
+        tasks::registry()
+    } else {
+        args.tasks
+            .split(',')
+            .map(|n| tasks::lookup(n.trim()).map_err(anyhow::Error::from))
+            .collect::<Result<_>>()?
+    };
+    let scores = eval::score_tasks(&model, &tok, &selected, args.pairs)?;
+    let corpus = CorpusSource::parse(&args.corpus)?;
+    let block = model.config.block_size;
+    let held = TokenPool::build(corpus.held_out()?, &tok, 64 * (block + 1))?;
+    let corpus_loss = eval::corpus_loss(&model, &held.tokens, block, 64)?;
+    let density = weight_density(&args.model)?;
+
+    if args.json {
+        let tasks_json: serde_json::Map<String, serde_json::Value> = scores
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    json!({"accuracy": s.accuracy, "loss": s.loss, "pairs": s.pairs}),
+                )
+            })
+            .collect();
+        return print_json(&json!({"tasks": tasks_json, "corpus_loss": corpus_loss, "density": density}));
+    }
+    let table = markdown_table(&scores, corpus_loss, density, args.pairs);
+    print!("{table}");
+    if let Some(p) = &args.markdown {
+        std::fs::write(p, &table).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// The eval table as GitHub markdown.
+pub fn markdown_table(scores: &[(String, eval::TaskScore)], corpus_loss: f64, density: f64, pairs: usize) -> String {
+    let mut s = format!("| task | accuracy | contrast loss |\n|---|---|---|\n");
+    for (name, sc) in scores {
+        s.push_str(&format!("| {name} | {:.3} | {:.4} |\n", sc.accuracy, sc.loss));
+    }
+    let solved = scores.iter().filter(|(_, s)| s.accuracy >= 0.9).count();
+    s.push_str(&format!(
+        "\n{solved} of {} tasks at ≥ 90% accuracy ({pairs} test pairs each). Held-out corpus loss {corpus_loss:.4} \
+         nats/token. Weight density {density:.4}.\n",
+        scores.len()
+    ));
+    s
+}
+
+/// Fraction of nonzeros over the matrices and biases the trainer keeps sparse.
+fn weight_density(model_dir: &std::path::Path) -> Result<f64> {
+    let files = ModelFiles::locate(model_dir)?;
+    let ckpt = crate::model::Checkpoint::open(&files.weights)?;
+    let (mut nz, mut n) = (0f64, 0f64);
+    for (name, t) in &ckpt.tensors {
+        if !crate::train::params::is_sparse_param(name) {
+            continue;
+        }
+        let count = t.shape().iter().product::<usize>() as f64;
+        let d = match t {
+            Stored::Csr(w) => w.density(),
+            Stored::Dense(_) => t.density()?,
+        };
+        nz += d * count;
+        n += count;
+    }
+    Ok(if n > 0.0 { nz / n } else { 1.0 })
+}

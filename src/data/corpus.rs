@@ -1,0 +1,759 @@
+//! Corpora: what models train on and what scans read.
+//!
+//! * [`SyntheticCorpus`]: a deterministic generator of realistic, varied Python modules (a few hundred to ~2,000
+//!   characters each). Document `i` depends only on `(seed, i)`, so splits are index ranges and generation
+//!   parallelises. The generator uses its own SplitMix64 stream (not `rand`'s `StdRng`), so the text does not
+//!   change when dependencies are upgraded. Every construct that the 20 tasks of the paper (Gao et al. 2025,
+//!   Table 1) contrast occurs naturally and often: `("`/`('` strings, keyword parameters with `=None`,
+//!   `set()`/`""` accumulators (the name often `current`) later used with `.add`/`+=`, `self.x = x`, `with
+//!   open(...) as f` vs `f = open(...)` with read- or write-like names, dict vs list literals, list statements
+//!   nested to depth 3 (about 15% of statement lines; `]]\n` vs `]\n`), `for` vs `while`, `else` vs `elif`,
+//!   f-strings vs plain prints, ternaries, swaps `a, b = b, a`, `for` bodies at every indentation, `lambda` vs
+//!   `def`, `if x == y:` vs `x = y`, `if flag == True :` vs `flag = True`, `while True:` vs `return True`,
+//!   `enumerate` vs `range`.
+//! * [`CorpusSource`]: a corpus named on the command line: `synthetic`, `synthetic:SEED`, a directory (every text
+//!   file below it), or a `.jsonl` file (one `{"text": ...}` object per line), with a deterministic
+//!   train / held-out split ([`Split`]).
+//! * [`CorpusStats`]: character, line and construct counts, to check a corpus's composition.
+
+mod python;
+mod rng;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The seed of `synthetic` without `:SEED`.
+pub const DEFAULT_SEED: u64 = 0;
+
+/// First index of the synthetic held-out split; training documents are the indices below it.
+pub const SYNTHETIC_HELD_OUT_START: u64 = 1 << 62;
+
+/// For file corpora, document `i` (in reading order) is held out when `i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1`
+/// (every 20th document).
+pub const HELD_OUT_EVERY: usize = 20;
+
+/// Errors of naming and reading corpora. Messages name the file (and line for jsonl).
+#[derive(Debug, thiserror::Error)]
+pub enum CorpusError {
+    #[error("bad corpus spec {spec:?}: {reason}")]
+    BadSpec { spec: String, reason: String },
+    #[error("corpus {} does not exist", path.display())]
+    NotFound { path: PathBuf },
+    #[error("corpus {} is neither a directory nor a .jsonl file", path.display())]
+    NotACorpus { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {reason}", path.display())]
+    Jsonl {
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        reason: String,
+    },
+    #[error("corpus {} has no documents{detail}", path.display())]
+    Empty { path: PathBuf, detail: String },
+}
+
+/// The deterministic synthetic Python corpus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyntheticCorpus {
+    seed: u64,
+}
+
+impl SyntheticCorpus {
+    pub fn new(seed: u64) -> Self {
+        Self { seed }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Document `index`: a Python module that depends only on `(seed, index)`.
+    pub fn document(&self, index: u64) -> String {
+        python::generate(self.seed, index)
+    }
+
+    /// The documents of an index range, in order.
+    pub fn documents(&self, range: Range<u64>) -> impl Iterator<Item = String> + Send + 'static {
+        let c = *self;
+        range.map(move |i| c.document(i))
+    }
+}
+
+/// Which part of a corpus to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Split {
+    /// Every document. For a synthetic corpus this is the training range (the held-out range starts at 2^62 and
+    /// is never reached in practice).
+    #[default]
+    All,
+    /// The training documents: synthetic indices `0..2^62`; for files all but every 20th document.
+    Train,
+    /// The held-out documents: synthetic indices `2^62..`; for files every 20th document (the 20th, 40th, ...).
+    HeldOut,
+}
+
+/// A corpus named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorpusSource {
+    /// `synthetic` or `synthetic:SEED`.
+    Synthetic { seed: u64 },
+    /// Every text file below the directory, recursively, in sorted path order. Hidden files and directories
+    /// (names starting with `.`) are skipped, and so are files that are not UTF-8 or contain a NUL byte
+    /// (counted, see [`Documents::skipped`]) and empty files.
+    Directory(PathBuf),
+    /// A `.jsonl` file: one JSON object with a string field `"text"` per line (blank lines are ignored).
+    Jsonl(PathBuf),
+}
+
+impl std::fmt::Display for CorpusSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CorpusSource::Synthetic { seed } => write!(f, "synthetic:{seed}"),
+            CorpusSource::Directory(p) | CorpusSource::Jsonl(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for CorpusSource {
+    type Err = CorpusError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl CorpusSource {
+    /// Parses `synthetic`, `synthetic:SEED`, a directory, or a `.jsonl` file. Paths must exist.
+    pub fn parse(spec: &str) -> Result<Self, CorpusError> {
+        let trimmed = spec.trim();
+        if trimmed.is_empty() {
+            return Err(CorpusError::BadSpec {
+                spec: spec.to_owned(),
+                reason: "empty; expected `synthetic`, `synthetic:SEED`, a directory or a .jsonl file".into(),
+            });
+        }
+        if trimmed == "synthetic" {
+            return Ok(CorpusSource::Synthetic { seed: DEFAULT_SEED });
+        }
+        if let Some(seed) = trimmed.strip_prefix("synthetic:") {
+            let seed = seed.trim().parse::<u64>().map_err(|e| CorpusError::BadSpec {
+                spec: spec.to_owned(),
+                reason: format!("the seed after `synthetic:` must be a non-negative integer ({e})"),
+            })?;
+            return Ok(CorpusSource::Synthetic { seed });
+        }
+        let path = PathBuf::from(spec);
+        let meta = fs::metadata(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => CorpusError::NotFound { path: path.clone() },
+            _ => CorpusError::Io {
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+        if meta.is_dir() {
+            Ok(CorpusSource::Directory(path))
+        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl")) {
+            Ok(CorpusSource::Jsonl(path))
+        } else {
+            Err(CorpusError::NotACorpus { path })
+        }
+    }
+
+    /// All documents ([`Split::All`]). Synthetic: an effectively endless iterator (2^62 documents) — take what
+    /// you need. Directory and jsonl: finite, read lazily (a jsonl file is validated in full first, so that a bad
+    /// line is reported before any document is used).
+    pub fn documents(&self) -> Result<Box<dyn Iterator<Item = String> + Send>, CorpusError> {
+        Ok(Box::new(self.split(Split::All)?))
+    }
+
+    /// The held-out documents (see [`Split::HeldOut`]); disjoint from [`CorpusSource::train`].
+    pub fn held_out(&self) -> Result<Documents, CorpusError> {
+        self.split(Split::HeldOut)
+    }
+
+    /// The training documents (see [`Split::Train`]).
+    pub fn train(&self) -> Result<Documents, CorpusError> {
+        self.split(Split::Train)
+    }
+
+    /// The documents of one split, with a count of skipped files.
+    pub fn split(&self, split: Split) -> Result<Documents, CorpusError> {
+        let skipped = Arc::new(AtomicUsize::new(0));
+        let inner: Box<dyn Iterator<Item = String> + Send> = match self {
+            CorpusSource::Synthetic { seed } => {
+                let range = match split {
+                    Split::All | Split::Train => 0..SYNTHETIC_HELD_OUT_START,
+                    Split::HeldOut => SYNTHETIC_HELD_OUT_START..u64::MAX,
+                };
+                Box::new(SyntheticCorpus::new(*seed).documents(range))
+            }
+            CorpusSource::Directory(dir) => {
+                let files = list_files(dir)?;
+                if files.is_empty() {
+                    return Err(CorpusError::Empty {
+                        path: dir.clone(),
+                        detail: " (no files below it)".into(),
+                    });
+                }
+                let counter = skipped.clone();
+                let docs = files.into_iter().filter_map(move |p| match read_text_file(&p) {
+                    Some(t) if t.is_empty() => None,
+                    Some(t) => Some(t),
+                    None => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        None
+                    }
+                });
+                filter_split(docs, split)
+            }
+            CorpusSource::Jsonl(path) => {
+                let n = validate_jsonl(path)?;
+                if n == 0 {
+                    return Err(CorpusError::Empty {
+                        path: path.clone(),
+                        detail: " (no non-blank lines)".into(),
+                    });
+                }
+                let file = fs::File::open(path).map_err(|source| CorpusError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let docs = BufReader::new(file).lines().map_while(Result::ok).filter_map(|l| {
+                    if l.trim().is_empty() {
+                        return None;
+                    }
+                    jsonl_text(&l).ok()
+                });
+                filter_split(docs, split)
+            }
+        };
+        Ok(Documents { inner, skipped })
+    }
+}
+
+/// An iterator over a corpus's documents that counts the files it skipped (binary or non-UTF-8).
+pub struct Documents {
+    inner: Box<dyn Iterator<Item = String> + Send>,
+    skipped: Arc<AtomicUsize>,
+}
+
+impl Documents {
+    /// Files skipped so far because they were binary, not UTF-8 or unreadable (directory corpora only).
+    pub fn skipped(&self) -> usize {
+        self.skipped.load(Ordering::Relaxed)
+    }
+}
+
+impl Iterator for Documents {
+    type Item = String;
+    fn next(&mut self) -> Option<String> {
+        self.inner.next()
+    }
+}
+
+impl std::fmt::Debug for Documents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Documents").field("skipped", &self.skipped()).finish()
+    }
+}
+
+fn filter_split(
+    docs: impl Iterator<Item = String> + Send + 'static,
+    split: Split,
+) -> Box<dyn Iterator<Item = String> + Send> {
+    match split {
+        Split::All => Box::new(docs),
+        Split::Train => Box::new(
+            docs.enumerate()
+                .filter(|(i, _)| i % HELD_OUT_EVERY != HELD_OUT_EVERY - 1)
+                .map(|(_, d)| d),
+        ),
+        Split::HeldOut => Box::new(
+            docs.enumerate()
+                .filter(|(i, _)| i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1)
+                .map(|(_, d)| d),
+        ),
+    }
+}
+
+/// Every regular file below `dir` (not following symlinked directories, skipping hidden names), sorted.
+fn list_files(dir: &Path) -> Result<Vec<PathBuf>, CorpusError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = fs::read_dir(&d).map_err(|source| CorpusError::Io {
+            path: d.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| CorpusError::Io {
+                path: d.clone(),
+                source,
+            })?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let ft = entry.file_type().map_err(|source| CorpusError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The file's text, or `None` if it is unreadable, not UTF-8, or contains a NUL byte.
+fn read_text_file(path: &Path) -> Option<String> {
+    let bytes = fs::read(path).ok()?;
+    if bytes.contains(&0) {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
+}
+
+fn jsonl_text(line: &str) -> Result<String, String> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| "expected a JSON object with a \"text\" field".to_owned())?;
+    match obj.get("text") {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!("field \"text\" must be a string, found {}", json_kind(other))),
+        None => Err("object has no \"text\" field".to_owned()),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Checks every line of a jsonl file; returns the number of documents.
+fn validate_jsonl(path: &Path) -> Result<usize, CorpusError> {
+    let file = fs::File::open(path).map_err(|source| CorpusError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut n = 0;
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| CorpusError::Jsonl {
+            path: path.to_owned(),
+            line: i + 1,
+            reason: format!("cannot read line: {e}"),
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        jsonl_text(&line).map_err(|reason| CorpusError::Jsonl {
+            path: path.to_owned(),
+            line: i + 1,
+            reason,
+        })?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+// --------------------------------------------------------------------------------------------------------------
+// Statistics.
+
+/// A construct counted by [`CorpusStats`]: a name, what it means, and a test on one line (without its newline).
+pub struct Construct {
+    pub name: &'static str,
+    pub description: &'static str,
+    matches: fn(&str, &str) -> bool,
+}
+
+impl Construct {
+    /// Whether `line` (without its trailing newline) shows the construct.
+    pub fn matches(&self, line: &str) -> bool {
+        (self.matches)(line, line.trim_start())
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `NAME = rest` with a plain identifier on the left; returns `rest`.
+fn simple_assign(t: &str) -> Option<(&str, &str)> {
+    let (lhs, rhs) = t.split_once(" = ")?;
+    is_ident(lhs).then_some((lhs, rhs))
+}
+
+fn is_swap(t: &str) -> bool {
+    let Some((lhs, rhs)) = t.split_once(" = ") else {
+        return false;
+    };
+    let (Some((a, b)), Some((c, d))) = (lhs.split_once(", "), rhs.split_once(", ")) else {
+        return false;
+    };
+    a == d && b == c && !a.is_empty() && !b.is_empty()
+}
+
+fn has_fstring(l: &str) -> bool {
+    let b = l.as_bytes();
+    (0..b.len().saturating_sub(1)).any(|i| {
+        b[i] == b'f'
+            && (b[i + 1] == b'"' || b[i + 1] == b'\'')
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'))
+    })
+}
+
+fn is_list_stmt(t: &str) -> bool {
+    let rhs = match simple_assign(t) {
+        Some((_, r)) => r,
+        None => match t.split_once(" = ") {
+            Some((l, r)) if l.starts_with("self.") && is_ident(&l[5..]) => r,
+            _ => t.strip_prefix("return ").unwrap_or(""),
+        },
+    };
+    (rhs.starts_with('[') && (rhs.ends_with(']') || rhs == "[")) && rhs != "[]"
+        || (t.contains(".append([") || t.starts_with("print([")) && t.ends_with("])")
+}
+
+/// The constructs [`CorpusStats`] counts, one test per line each.
+pub const CONSTRUCTS: &[Construct] = &[
+    Construct {
+        name: "list_stmt",
+        description: "statement assigning/returning a non-empty list literal (line)",
+        matches: |_, t| is_list_stmt(t),
+    },
+    Construct {
+        name: "ends_]]",
+        description: "line ending `]]`",
+        matches: |l, _| l.ends_with("]]"),
+    },
+    Construct {
+        name: "ends_]",
+        description: "line ending `]` but not `]]`",
+        matches: |l, _| l.ends_with(']') && !l.ends_with("]]"),
+    },
+    Construct {
+        name: "list_depth3",
+        description: "line with `[[[`",
+        matches: |l, _| l.contains("[[["),
+    },
+    Construct {
+        name: "dict_literal",
+        description: "dict literal with a quoted key `{\"k\": ...`",
+        matches: |l, _| l.contains("{\"") && l.contains("\": ") || l.contains("{'") && l.contains("': "),
+    },
+    Construct {
+        name: "set_literal",
+        description: "`NAME = {a, b}` (no colon)",
+        matches: |_, t| {
+            simple_assign(t)
+                .is_some_and(|(_, r)| r.starts_with('{') && r.ends_with('}') && r.len() > 2 && !r.contains(':'))
+        },
+    },
+    Construct {
+        name: "set_init",
+        description: "`NAME = set()`",
+        matches: |_, t| simple_assign(t).is_some_and(|(_, r)| r == "set()"),
+    },
+    Construct {
+        name: "str_init",
+        description: "`NAME = \"\"` or `NAME = ''`",
+        matches: |_, t| simple_assign(t).is_some_and(|(_, r)| r == "\"\"" || r == "''"),
+    },
+    Construct {
+        name: "current_init",
+        description: "`current = set()` / `current = \"\"`",
+        matches: |_, t| t == "current = set()" || t == "current = \"\"" || t == "current = ''",
+    },
+    Construct {
+        name: ".add(",
+        description: "`.add(` call",
+        matches: |l, _| l.contains(".add("),
+    },
+    Construct {
+        name: "+=",
+        description: "` += `",
+        matches: |l, _| l.contains(" += "),
+    },
+    Construct {
+        name: "current.add/+=",
+        description: "`current.add(` or `current += `",
+        matches: |_, t| t.starts_with("current.add(") || t.starts_with("current += "),
+    },
+    Construct {
+        name: "with_open",
+        description: "`with open(`",
+        matches: |_, t| t.starts_with("with open("),
+    },
+    Construct {
+        name: "with_open_r",
+        description: "`with open(..., 'r')` (or \"r\")",
+        matches: |_, t| t.starts_with("with open(") && (t.contains("'r'") || t.contains("\"r\"")),
+    },
+    Construct {
+        name: "with_open_w",
+        description: "`with open(..., 'w')` (or \"w\")",
+        matches: |_, t| t.starts_with("with open(") && (t.contains("'w'") || t.contains("\"w\"")),
+    },
+    Construct {
+        name: "open_assign",
+        description: "`NAME = open(`",
+        matches: |_, t| simple_assign(t).is_some_and(|(_, r)| r.starts_with("open(")),
+    },
+    Construct {
+        name: "lambda",
+        description: "line with `lambda`",
+        matches: |l, _| l.contains("lambda"),
+    },
+    Construct {
+        name: "lambda_assign",
+        description: "`NAME = lambda`",
+        matches: |_, t| simple_assign(t).is_some_and(|(_, r)| r.starts_with("lambda")),
+    },
+    Construct {
+        name: "def",
+        description: "`def ` line",
+        matches: |_, t| t.starts_with("def "),
+    },
+    Construct {
+        name: "def_=None",
+        description: "`def` with a `=None` keyword parameter",
+        matches: |_, t| t.starts_with("def ") && t.contains("=None"),
+    },
+    Construct {
+        name: "def_no_kwargs",
+        description: "`def` whose header ends `):` without `=`",
+        matches: |_, t| t.starts_with("def ") && t.ends_with("):") && !t.contains('='),
+    },
+    Construct {
+        name: "class",
+        description: "`class ` line",
+        matches: |_, t| t.starts_with("class "),
+    },
+    Construct {
+        name: "__init__",
+        description: "`def __init__(`",
+        matches: |_, t| t.starts_with("def __init__("),
+    },
+    Construct {
+        name: "self.x = x",
+        description: "`self.NAME = NAME`",
+        matches: |_, t| {
+            t.strip_prefix("self.")
+                .and_then(|r| r.split_once(" = "))
+                .is_some_and(|(a, b)| a == b && is_ident(a))
+        },
+    },
+    Construct {
+        name: "for_range",
+        description: "`for ... in range(`",
+        matches: |_, t| t.starts_with("for ") && t.contains(" in range("),
+    },
+    Construct {
+        name: "for_enumerate",
+        description: "`for ..., ... in enumerate(`",
+        matches: |_, t| t.starts_with("for ") && t.contains(" in enumerate("),
+    },
+    Construct {
+        name: "for_other",
+        description: "other `for` loops",
+        matches: |_, t| t.starts_with("for ") && !t.contains(" in range(") && !t.contains(" in enumerate("),
+    },
+    Construct {
+        name: "while_true",
+        description: "`while True:`",
+        matches: |_, t| t == "while True:",
+    },
+    Construct {
+        name: "while_cond",
+        description: "other `while` loops",
+        matches: |_, t| t.starts_with("while ") && t != "while True:",
+    },
+    Construct {
+        name: "return_true",
+        description: "`return True`",
+        matches: |_, t| t == "return True",
+    },
+    Construct {
+        name: "if",
+        description: "`if ` line",
+        matches: |_, t| t.starts_with("if "),
+    },
+    Construct {
+        name: "elif",
+        description: "`elif ` line",
+        matches: |_, t| t.starts_with("elif "),
+    },
+    Construct {
+        name: "else",
+        description: "`else:` line",
+        matches: |_, t| t == "else:",
+    },
+    Construct {
+        name: "ternary",
+        description: "`A if C else B` expression",
+        matches: |_, t| {
+            !t.starts_with("if ")
+                && !t.starts_with("elif ")
+                && t.contains(" if ")
+                && t.contains(" else ")
+                && !t.contains(" for ")
+        },
+    },
+    Construct {
+        name: "if_==",
+        description: "`if ... == ...:`",
+        matches: |_, t| t.starts_with("if ") && t.contains(" == "),
+    },
+    Construct {
+        name: "== True :",
+        description: "`if X == True :` (space before the colon)",
+        matches: |_, t| t.starts_with("if ") && t.ends_with(" :"),
+    },
+    Construct {
+        name: "x = True",
+        description: "`NAME = True`",
+        matches: |_, t| simple_assign(t).is_some_and(|(_, r)| r == "True"),
+    },
+    Construct {
+        name: "swap",
+        description: "`a, b = b, a`",
+        matches: |_, t| is_swap(t),
+    },
+    Construct {
+        name: "fstring",
+        description: "f-string",
+        matches: |l, _| has_fstring(l),
+    },
+    Construct {
+        name: "print(\"",
+        description: "`print(\"`",
+        matches: |l, _| l.contains("print(\""),
+    },
+    Construct {
+        name: "print('",
+        description: "`print('`",
+        matches: |l, _| l.contains("print('"),
+    },
+    Construct {
+        name: "print(f",
+        description: "`print(f\"` / `print(f'`",
+        matches: |l, _| l.contains("print(f\"") || l.contains("print(f'"),
+    },
+    Construct {
+        name: "comment",
+        description: "comment line",
+        matches: |_, t| t.starts_with('#'),
+    },
+    Construct {
+        name: "import",
+        description: "import line",
+        matches: |_, t| t.starts_with("import ") || t.starts_with("from ") && t.contains(" import "),
+    },
+    Construct {
+        name: "try/except",
+        description: "`try:` line",
+        matches: |_, t| t == "try:",
+    },
+    Construct {
+        name: "indent_4",
+        description: "line indented 4 levels (16 spaces)",
+        matches: |l, _| l.starts_with("                ") && !l.starts_with("                 "),
+    },
+    Construct {
+        name: "main_guard",
+        description: "`if __name__ == ...`",
+        matches: |_, t| t.starts_with("if __name__ =="),
+    },
+];
+
+/// Counts of characters, lines and [`CONSTRUCTS`] over some documents.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CorpusStats {
+    pub documents: u64,
+    pub chars: u64,
+    pub bytes: u64,
+    pub lines: u64,
+    pub blank_lines: u64,
+    pub comment_lines: u64,
+    /// Non-blank, non-comment lines.
+    pub statement_lines: u64,
+    pub min_doc_chars: u64,
+    pub max_doc_chars: u64,
+    /// Per construct name (in [`CONSTRUCTS`]): the number of lines showing it.
+    pub constructs: BTreeMap<String, u64>,
+}
+
+impl CorpusStats {
+    pub fn new() -> Self {
+        Self {
+            constructs: CONSTRUCTS.iter().map(|c| (c.name.to_owned(), 0)).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds one document.
+    pub fn add(&mut self, doc: &str) {
+        let chars = doc.chars().count() as u64;
+        if self.documents == 0 || chars < self.min_doc_chars {
+            self.min_doc_chars = chars;
+        }
+        self.max_doc_chars = self.max_doc_chars.max(chars);
+        self.documents += 1;
+        self.chars += chars;
+        self.bytes += doc.len() as u64;
+        for line in doc.lines() {
+            self.lines += 1;
+            let t = line.trim();
+            if t.is_empty() {
+                self.blank_lines += 1;
+                continue;
+            }
+            if t.starts_with('#') {
+                self.comment_lines += 1;
+            } else {
+                self.statement_lines += 1;
+            }
+            for c in CONSTRUCTS {
+                if c.matches(line) {
+                    *self.constructs.entry(c.name.to_owned()).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    /// The count of one construct (0 for unknown names).
+    pub fn count(&self, name: &str) -> u64 {
+        self.constructs.get(name).copied().unwrap_or(0)
+    }
+
+    /// Stats of some documents.
+    pub fn of<'a>(docs: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut s = Self::new();
+        for d in docs {
+            s.add(d);
+        }
+        s
+    }
+}

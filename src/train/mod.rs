@@ -1,0 +1,424 @@
+//! The weight-sparse trainer (spec G, scaled down): AdamW with top-k magnitude sparsity of every matrix after
+//! every step (at least `min_per_row` nonzeros per row), the kept fraction annealed from dense to the target,
+//! warmup + linear decay scaled by 1/sqrt(kept fraction), gradient-norm clipping, RMSNorm, attention sinks and
+//! AbsTopK activation sparsity at the node locations.
+//!
+//! An output directory holds `train_config.json` (enough to reproduce the run), `tokenizer.json`, `log.jsonl`,
+//! `checkpoint/` (the latest full state, for `--resume`) and the exported model (`config.json`,
+//! `model.safetensors` with CSR matrices): the checkpoint with the best mean task accuracy seen at evaluations.
+
+pub mod adamw;
+pub mod data;
+pub mod params;
+pub mod sparsity;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::eval;
+use crate::data::corpus::CorpusSource;
+use crate::data::tasks;
+use crate::model::checkpoint::{write_atomic, write_safetensors};
+use crate::model::{Checkpoint, Config, Hooks, Stored};
+use crate::tokenize::Tokenizer;
+use adamw::{AdamW, AdamWParams};
+use params::{is_sparse_param, Params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Tokenize(#[from] crate::tokenize::TokenizeError),
+    #[error(transparent)]
+    Corpus(#[from] crate::data::corpus::CorpusError),
+    #[error(transparent)]
+    Eval(#[from] eval::EvalError),
+    #[error("{path}: {msg}")]
+    File { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T> = std::result::Result<T, TrainError>;
+
+fn file_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |e| TrainError::File {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    }
+}
+
+/// Everything that determines a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainConfig {
+    pub model: Config,
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Peak learning rate before the 1/sqrt(kept fraction) factor.
+    pub lr: f64,
+    pub warmup_frac: f64,
+    /// Target kept fraction of every sparse parameter (1 = dense).
+    pub density: f64,
+    /// Fraction of the steps over which the kept fraction anneals linearly from 1 to `density`.
+    pub anneal_frac: f64,
+    pub min_per_row: usize,
+    /// Global gradient-norm clip.
+    pub grad_clip: f64,
+    pub adamw: AdamWParams,
+    pub seed: u64,
+    /// Corpus spec (`synthetic`, `synthetic:SEED`, a directory or a .jsonl file).
+    pub corpus: String,
+    /// Tokens of the training pool (windows are drawn from it).
+    pub corpus_tokens: usize,
+    /// Vocabulary of the tokenizer trained on the corpus when none is given.
+    pub tokenizer_vocab: usize,
+    pub eval_every: usize,
+    /// Test pairs per task at each evaluation.
+    pub eval_pairs: usize,
+    pub checkpoint_every: usize,
+}
+
+impl TrainConfig {
+    /// `tiny`: the bundled weight-sparse model (2 layers, d_model 128, 8 heads × 16, d_mlp 512, context 128,
+    /// density 1/8); `tiny-dense`: the same without weight sparsity; `test`: a few-second run for tests.
+    pub fn preset(name: &str) -> Result<Self> {
+        let model = |n_layer: usize, d_model: usize, n_head: usize, d_mlp: usize, block: usize, vocab: usize| {
+            let json = serde_json::json!({
+                "block_size": block, "vocab_size": vocab, "n_layer": n_layer, "n_head": n_head, "d_head": 16,
+                "d_model": d_model, "d_mlp": d_mlp, "rms_norm": true, "tied_unembed": false, "sink": true,
+                "enable_bigram_table": true, "afrac": 0.25, "activation_type": "gelu",
+                "afrac_loctypes": "attn_in,attn_q,attn_k,attn_v,attn_out,mlp_in,mlp_neuron,mlp_out",
+            });
+            Config::from_json_str(&json.to_string())
+                .expect("preset config is valid")
+                .config
+        };
+        let base = TrainConfig {
+            model: model(2, 128, 8, 512, 128, 1024),
+            steps: 5000,
+            batch_size: 32,
+            lr: 1e-2,
+            warmup_frac: 0.05,
+            density: 1.0 / 8.0,
+            anneal_frac: 0.5,
+            min_per_row: 4,
+            grad_clip: 1.0,
+            adamw: AdamWParams {
+                beta1: 0.9,
+                beta2: 0.95,
+                eps: 1e-8,
+                weight_decay: 0.1,
+            },
+            seed: 0,
+            corpus: "synthetic".into(),
+            corpus_tokens: 4_000_000,
+            tokenizer_vocab: 1024,
+            eval_every: 500,
+            eval_pairs: 32,
+            checkpoint_every: 250,
+        };
+        Ok(match name {
+            "tiny" => base,
+            "tiny-dense" => TrainConfig { density: 1.0, ..base },
+            "test" => TrainConfig {
+                model: model(1, 32, 2, 64, 32, 512),
+                steps: 6,
+                batch_size: 4,
+                lr: 3e-3,
+                corpus_tokens: 20_000,
+                tokenizer_vocab: 512,
+                eval_every: 0,
+                eval_pairs: 4,
+                checkpoint_every: 3,
+                density: 0.25,
+                ..base
+            },
+            other => {
+                return Err(TrainError::Invalid(format!(
+                    "unknown preset `{other}` (tiny, tiny-dense, test)"
+                )))
+            }
+        })
+    }
+
+    /// Kept fraction of sparse parameters after `step` steps.
+    pub fn kept_fraction(&self, step: usize) -> f64 {
+        let anneal = (self.anneal_frac * self.steps as f64).max(1.0);
+        let progress = (step as f64 / anneal).min(1.0);
+        1.0 - (1.0 - self.density) * progress
+    }
+
+    /// Learning rate of step `step` (0-based): warmup, linear decay to 0, times 1/sqrt(kept fraction).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        let warm = (self.warmup_frac * self.steps as f64).max(1.0);
+        let schedule = ((step + 1) as f64 / warm).min(1.0) * (1.0 - step as f64 / self.steps as f64).max(0.0);
+        self.lr * schedule / self.kept_fraction(step).sqrt()
+    }
+}
+
+/// Step state saved with each checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    best_accuracy: Option<f64>,
+}
+
+/// What `train` reports at the end.
+#[derive(Debug, Serialize)]
+pub struct TrainSummary {
+    pub steps: usize,
+    pub seconds: f64,
+    pub final_loss: f64,
+    pub density: f64,
+    pub best_accuracy: Option<f64>,
+}
+
+/// Applies the sparsity of `kept` to every sparse parameter.
+fn sparsify(params: &Params, kept: f64, min_per_row: usize) -> Result<()> {
+    for (name, var) in &params.vars {
+        if !is_sparse_param(name) || kept >= 1.0 {
+            continue;
+        }
+        let dims = var.dims().to_vec();
+        let (rows, cols) = match dims[..] {
+            [r, c] => (r, c),
+            [n] => (1, n),
+            _ => continue,
+        };
+        let mut w: Vec<f32> = var.flatten_all()?.to_vec1()?;
+        let keep = sparsity::kept_count(w.len(), kept);
+        sparsity::sparsify_top_k(&mut w, rows, cols, keep, min_per_row);
+        var.set(&Tensor::from_vec(w, dims, var.device())?)?;
+    }
+    Ok(())
+}
+
+/// Trains into `out_dir` (or continues the run there with `resume`).
+pub fn train(cfg: &TrainConfig, out_dir: &Path, tokenizer: Option<&Path>, resume: bool) -> Result<TrainSummary> {
+    std::fs::create_dir_all(out_dir.join("checkpoint")).map_err(file_err(out_dir))?;
+    let cfg_path = out_dir.join("train_config.json");
+    if resume {
+        let saved: TrainConfig =
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path).map_err(file_err(&cfg_path))?).map_err(|e| {
+                TrainError::File {
+                    path: cfg_path.clone(),
+                    msg: e.to_string(),
+                }
+            })?;
+        if &saved != cfg {
+            return Err(TrainError::Invalid(format!(
+                "{}: the run there used another configuration; resume with the same preset and options",
+                cfg_path.display()
+            )));
+        }
+    } else if cfg_path.exists() {
+        return Err(TrainError::Invalid(format!(
+            "{} holds a run already; pass --resume to continue it or choose another directory",
+            out_dir.display()
+        )));
+    }
+    let corpus = CorpusSource::parse(&cfg.corpus)?;
+    let tok = prepare_tokenizer(cfg, &corpus, out_dir, tokenizer)?;
+    if tok.vocab_size() > cfg.model.vocab_size {
+        return Err(TrainError::Invalid(format!(
+            "the tokenizer has {} tokens but the model's vocab_size is {}",
+            tok.vocab_size(),
+            cfg.model.vocab_size
+        )));
+    }
+    eprintln!("tokenizing the corpus ({} tokens) ...", cfg.corpus_tokens);
+    let pool = data::TokenPool::build(corpus.train()?, &tok, cfg.corpus_tokens)?;
+    let held_out = data::TokenPool::build(corpus.held_out()?, &tok, 16 * (cfg.model.block_size + 1))?;
+    // Written once the inputs are known good, so that a failed start leaves no half-made run behind.
+    write_atomic(
+        &cfg_path,
+        serde_json::to_string_pretty(cfg).expect("serialisable").as_bytes(),
+    )?;
+
+    let params = Params::init(&cfg.model, cfg.seed)?;
+    let mut opt = AdamW::new(
+        params.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        cfg.adamw,
+    )?;
+    let mut start = 0;
+    let mut best: Option<f64> = None;
+    if resume {
+        let ckpt_dir = out_dir.join("checkpoint");
+        let state_path = ckpt_dir.join("state.json");
+        if state_path.exists() {
+            let state: CheckpointState = serde_json::from_str(
+                &std::fs::read_to_string(&state_path).map_err(file_err(&state_path))?,
+            )
+            .map_err(|e| TrainError::File {
+                path: state_path.clone(),
+                msg: e.to_string(),
+            })?;
+            params.load(&Checkpoint::open(&ckpt_dir.join("model.safetensors"))?)?;
+            let optim = Checkpoint::open(&ckpt_dir.join("optim.safetensors"))?;
+            let mut moments = BTreeMap::new();
+            for (k, v) in &optim.tensors {
+                moments.insert(k.clone(), v.to_dense()?);
+            }
+            opt.load_state(&moments, state.step).map_err(|msg| TrainError::File {
+                path: ckpt_dir.join("optim.safetensors"),
+                msg,
+            })?;
+            start = state.step;
+            best = state.best_accuracy;
+            eprintln!("resuming at step {start}");
+        }
+    }
+    let model = params.model(&cfg.model)?;
+    let task_list = tasks::registry();
+    let log_path = out_dir.join("log.jsonl");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(file_err(&log_path))?;
+    let bar = indicatif::ProgressBar::new(cfg.steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} eta {eta}]")
+            .expect("valid template"),
+    );
+    bar.set_position(start as u64);
+    let started = Instant::now();
+    let tokens_per_step = cfg.batch_size * cfg.model.block_size;
+    let mut last_loss = f64::NAN;
+    for step in start..cfg.steps {
+        let (inputs, targets) = pool.batch(cfg.batch_size, cfg.model.block_size, cfg.seed, step as u64)?;
+        let mut hooks = Hooks::none();
+        hooks.differentiable = true;
+        let logits = model.forward(&inputs, &mut hooks)?; // (B, T, V)
+        let v = cfg.model.vocab_size;
+        let loss = candle_nn::loss::cross_entropy(&logits.reshape(((), v))?, &targets.flatten_all()?)?;
+        let grads = loss.backward()?;
+        let norm = grad_norm(&params, &grads)?;
+        let scale = if norm > cfg.grad_clip {
+            cfg.grad_clip / norm
+        } else {
+            1.0
+        };
+        let lr = cfg.lr_at(step);
+        opt.step(&grads, lr, scale)?;
+        let kept = cfg.kept_fraction(step + 1);
+        sparsify(&params, kept, cfg.min_per_row)?;
+        last_loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let done = step + 1;
+        let rate = ((done - start) * tokens_per_step) as f64 / started.elapsed().as_secs_f64();
+        bar.set_message(format!("loss {last_loss:.3} L0 {kept:.3} {rate:.0} tok/s"));
+        bar.inc(1);
+        let mut record = serde_json::json!({
+            "step": done, "loss": last_loss, "lr": lr, "kept_fraction": kept, "grad_norm": norm,
+            "tokens_per_s": rate, "elapsed_s": started.elapsed().as_secs_f64(),
+        });
+        let eval_now = cfg.eval_every > 0 && (done % cfg.eval_every == 0 || done == cfg.steps);
+        if eval_now {
+            let scores = eval::score_tasks(&model, &tok, &task_list, cfg.eval_pairs)?;
+            let mean = scores.iter().map(|(_, s)| s.accuracy).sum::<f64>() / scores.len().max(1) as f64;
+            let held = eval::corpus_loss(&model, &held_out.tokens, cfg.model.block_size, 16)?;
+            record["mean_task_accuracy"] = mean.into();
+            record["held_out_loss"] = held.into();
+            record["tasks"] = scores
+                .iter()
+                .map(|(n, s)| (n.clone(), serde_json::json!(s.accuracy)))
+                .collect();
+            // Accuracy swings while the density anneals: export the best model, judged only once annealed.
+            if kept <= cfg.density + 1e-9 && best.is_none_or(|b| mean > b) {
+                best = Some(mean);
+                export(&params, cfg, out_dir)?;
+                record["exported"] = true.into();
+            }
+            bar.println(format!(
+                "step {done}: loss {last_loss:.3}, held-out {held:.3}, mean task accuracy {mean:.3}"
+            ));
+        }
+        writeln!(log, "{record}").map_err(file_err(&log_path))?;
+        if cfg.checkpoint_every > 0 && (done % cfg.checkpoint_every == 0 || done == cfg.steps) {
+            save_checkpoint(&params, &opt, out_dir, done, best)?;
+        }
+    }
+    bar.finish_and_clear();
+    if best.is_none() {
+        export(&params, cfg, out_dir)?;
+    }
+    Ok(TrainSummary {
+        steps: cfg.steps,
+        seconds: started.elapsed().as_secs_f64(),
+        final_loss: last_loss,
+        density: params.sparse_density()?,
+        best_accuracy: best,
+    })
+}
+
+fn grad_norm(params: &Params, grads: &candle_core::backprop::GradStore) -> Result<f64> {
+    let mut sum = 0f64;
+    for var in params.vars.values() {
+        if let Some(g) = grads.get(var) {
+            sum += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        }
+    }
+    Ok(sum.sqrt())
+}
+
+/// Uses the given tokenizer, the one already in `out_dir`, or trains one on the corpus (every task target a
+/// single token).
+fn prepare_tokenizer(
+    cfg: &TrainConfig,
+    corpus: &CorpusSource,
+    out_dir: &Path,
+    given: Option<&Path>,
+) -> Result<Tokenizer> {
+    let path = out_dir.join("tokenizer.json");
+    if let Some(g) = given {
+        let tok = Tokenizer::load(g)?;
+        tok.save(&path)?;
+        return Ok(tok);
+    }
+    if path.exists() {
+        return Ok(Tokenizer::load(&path)?);
+    }
+    eprintln!("training a {}-token BPE on the corpus ...", cfg.tokenizer_vocab);
+    let targets = tasks::target_strings();
+    let required: Vec<&str> = targets.iter().map(String::as_str).collect();
+    let docs = corpus.train()?.take(4000);
+    let tok = crate::tokenize::train::train_bpe(docs, cfg.tokenizer_vocab, &required)?;
+    tok.save(&path)?;
+    Ok(tok)
+}
+
+/// Writes the model files (config.json, model.safetensors with CSR sparse matrices) into `out_dir`.
+fn export(params: &Params, cfg: &TrainConfig, out_dir: &Path) -> Result<()> {
+    write_safetensors(&out_dir.join("model.safetensors"), &params.to_stored()?, &[])?;
+    write_atomic(&out_dir.join("config.json"), cfg.model.to_json_string().as_bytes())?;
+    Ok(())
+}
+
+fn save_checkpoint(params: &Params, opt: &AdamW, out_dir: &Path, step: usize, best: Option<f64>) -> Result<()> {
+    let dir = out_dir.join("checkpoint");
+    let model: BTreeMap<String, Stored> = params
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), Stored::Dense(v.as_tensor().detach())))
+        .collect();
+    write_safetensors(&dir.join("model.safetensors"), &model, &[])?;
+    let optim: BTreeMap<String, Stored> = opt.state().into_iter().map(|(k, t)| (k, Stored::Dense(t))).collect();
+    write_safetensors(&dir.join("optim.safetensors"), &optim, &[])?;
+    let state = CheckpointState {
+        step,
+        best_accuracy: best,
+    };
+    write_atomic(
+        &dir.join("state.json"),
+        serde_json::to_string(&state).expect("serialisable").as_bytes(),
+    )?;
+    Ok(())
+}

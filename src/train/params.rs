@@ -1,0 +1,168 @@
+//! The trainable parameters of a GPT: named candle variables with the checkpoint's names, their init, and which of
+//! them are weight-sparse (spec A.5 `is_sparse_param`: every matrix and Linear bias, embeddings included; never
+//! norms, the bigram table or sink logits).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+use crate::model::sparse_linear::CsrWeight;
+use crate::model::{Checkpoint, Config, Gpt, LoadOptions, Stored};
+
+pub struct Params {
+    /// By checkpoint name, in a stable order.
+    pub vars: BTreeMap<String, Var>,
+}
+
+/// Whether the trainer keeps this tensor weight-sparse.
+pub fn is_sparse_param(name: &str) -> bool {
+    let matrix = name.ends_with(".weight")
+        && (name.contains(".c_attn.")
+            || name.contains(".c_proj.")
+            || name.contains(".c_fc.")
+            || name.contains("wte.")
+            || name.contains("wpe.")
+            || name == "lm_head.weight");
+    let bias =
+        name.ends_with(".bias") && (name.contains(".c_attn.") || name.contains(".c_proj.") || name.contains(".c_fc."));
+    matrix || bias
+}
+
+impl Params {
+    /// GPT-2-style init: N(0, 0.02) matrices, output projections scaled by 1/sqrt(2·n_layer), zero biases, unit
+    /// norms, zero sink logits and bigram table.
+    pub fn init(cfg: &Config, seed: u64) -> Result<Self> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (v, d, din, a, f) = (
+            cfg.vocab_size,
+            cfg.d_model,
+            cfg.d_model_in(),
+            cfg.attn_width(),
+            cfg.d_mlp,
+        );
+        let mut vars = BTreeMap::new();
+        let mut normal = |name: String, shape: &[usize], std: f64| -> Result<()> {
+            let dist = Normal::new(0.0f32, std as f32).expect("valid std");
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = (0..n).map(|_| dist.sample(&mut rng)).collect();
+            vars.insert(name, Var::from_tensor(&Tensor::from_vec(data, shape, &Device::Cpu)?)?);
+            Ok(())
+        };
+        let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
+        normal("transformer.wte.weight".into(), &[v, d], 0.02)?;
+        normal(
+            "transformer.wpe.weight".into(),
+            &[cfg.block_size, cfg.d_pos_emb.unwrap_or(d)],
+            0.01,
+        )?;
+        if !cfg.tied_unembed {
+            normal("lm_head.weight".into(), &[v, d], 0.02)?;
+        }
+        for l in 0..cfg.n_layer {
+            let p = format!("transformer.h.{l}");
+            normal(format!("{p}.attn.c_attn.weight"), &[3 * a, din], 0.02)?;
+            normal(format!("{p}.attn.c_proj.weight"), &[d, a], proj_std)?;
+            normal(format!("{p}.mlp.c_fc.weight"), &[f, din], 0.02)?;
+            normal(format!("{p}.mlp.c_proj.weight"), &[d, f], proj_std)?;
+        }
+        let mut constant = |name: String, n: usize, value: f64| -> Result<()> {
+            let t = (Tensor::ones(n, DType::F32, &Device::Cpu)? * value)?;
+            vars.insert(name, Var::from_tensor(&t)?);
+            Ok(())
+        };
+        for l in 0..cfg.n_layer {
+            let p = format!("transformer.h.{l}");
+            if cfg.bias {
+                constant(format!("{p}.attn.c_attn.bias"), 3 * a, 0.0)?;
+                constant(format!("{p}.attn.c_proj.bias"), d, 0.0)?;
+                constant(format!("{p}.mlp.c_fc.bias"), f, 0.0)?;
+                constant(format!("{p}.mlp.c_proj.bias"), d, 0.0)?;
+            }
+            for ln in ["ln_1", "ln_2"] {
+                constant(format!("{p}.{ln}.weight"), d, 1.0)?;
+                if !cfg.rms_norm && cfg.ln_bias {
+                    constant(format!("{p}.{ln}.bias"), d, 0.0)?;
+                }
+            }
+            if let Some(dp) = cfg.d_pos_emb {
+                for ln in ["ln_p1", "ln_p2"] {
+                    constant(format!("{p}.{ln}.weight"), dp, 1.0)?;
+                    if !cfg.rms_norm && cfg.ln_bias {
+                        constant(format!("{p}.{ln}.bias"), dp, 0.0)?;
+                    }
+                }
+            }
+            if cfg.sink {
+                constant(format!("{p}.attn.attn_imp.sink_logit"), cfg.n_head, 0.0)?;
+            }
+        }
+        constant("transformer.ln_f.weight".into(), d, 1.0)?;
+        if !cfg.rms_norm && cfg.ln_bias {
+            constant("transformer.ln_f.bias".into(), d, 0.0)?;
+        }
+        if cfg.enable_bigram_table {
+            vars.insert(
+                "bigram_table".into(),
+                Var::from_tensor(&Tensor::zeros((v, v), DType::F32, &Device::Cpu)?)?,
+            );
+        }
+        Ok(Params { vars })
+    }
+
+    /// The checkpoint view of the current values (sharing storage with the variables).
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            path: "<training>".into(),
+            tensors: self
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), Stored::Dense(v.as_tensor().clone())))
+                .collect(),
+        }
+    }
+
+    /// A model whose weights are these variables, so that its graph-mode forward is differentiable in them.
+    pub fn model(&self, cfg: &Config) -> crate::model::Result<Gpt> {
+        Gpt::from_checkpoint(cfg.clone(), &self.checkpoint(), LoadOptions::ALL_DENSE)
+    }
+
+    /// Tensors to save as a model: sparse parameters as CSR (they are sparse after every step), the rest dense.
+    pub fn to_stored(&self) -> Result<BTreeMap<String, Stored>> {
+        let mut out = BTreeMap::new();
+        for (name, var) in &self.vars {
+            let t = var.as_tensor().detach();
+            let stored = if is_sparse_param(name) && t.rank() == 2 {
+                Stored::Csr(Arc::new(CsrWeight::from_dense(&t)?))
+            } else {
+                Stored::Dense(t.copy()?)
+            };
+            out.insert(name.clone(), stored);
+        }
+        Ok(out)
+    }
+
+    /// Overwrites the variables from a checkpoint (for --resume); every variable must be there with its shape.
+    pub fn load(&self, ckpt: &Checkpoint) -> crate::model::Result<()> {
+        for (name, var) in &self.vars {
+            let t = ckpt.require_dense(name, var.dims())?;
+            var.set(&t)?;
+        }
+        Ok(())
+    }
+
+    /// Fraction of nonzero entries over all sparse parameters.
+    pub fn sparse_density(&self) -> Result<f64> {
+        let (mut nz, mut n) = (0usize, 0usize);
+        for (name, var) in &self.vars {
+            if is_sparse_param(name) {
+                let v: Vec<f32> = var.flatten_all()?.to_vec1()?;
+                nz += v.iter().filter(|x| **x != 0.0).count();
+                n += v.len();
+            }
+        }
+        Ok(nz as f64 / n.max(1) as f64)
+    }
+}
