@@ -79,7 +79,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 
 /// The eval table as GitHub markdown.
 pub fn markdown_table(scores: &[(String, eval::TaskScore)], corpus_loss: f64, density: f64, pairs: usize) -> String {
-    let mut s = format!("| task | accuracy | contrast loss |\n|---|---|---|\n");
+    let mut s = "| task | accuracy | contrast loss |\n|---|---|---|\n".to_string();
     for (name, sc) in scores {
         s.push_str(&format!("| {name} | {:.3} | {:.4} |\n", sc.accuracy, sc.loss));
     }

@@ -19,6 +19,9 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Stop this invocation after this many steps in total (checkpointed; continue with --resume).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
     /// Override the number of steps.
     #[arg(long)]
     pub steps: Option<usize>,
@@ -57,7 +60,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(lr) = args.lr {
         cfg.lr = lr;
     }
-    let summary = train(&cfg, &args.out, args.tokenizer.as_deref(), args.resume)?;
+    let summary = train(&cfg, &args.out, args.tokenizer.as_deref(), args.resume, args.stop_after)?;
     if args.json {
         return print_json(&json!(summary));
     }

@@ -201,8 +201,15 @@ fn sparsify(params: &Params, kept: f64, min_per_row: usize) -> Result<()> {
     Ok(())
 }
 
-/// Trains into `out_dir` (or continues the run there with `resume`).
-pub fn train(cfg: &TrainConfig, out_dir: &Path, tokenizer: Option<&Path>, resume: bool) -> Result<TrainSummary> {
+/// Trains into `out_dir` (or continues the run there with `resume`). `stop_after` ends this invocation after
+/// that many total steps (with a checkpoint), to train in several sittings; the schedule is that of the full run.
+pub fn train(
+    cfg: &TrainConfig,
+    out_dir: &Path,
+    tokenizer: Option<&Path>,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> Result<TrainSummary> {
     std::fs::create_dir_all(out_dir.join("checkpoint")).map_err(file_err(out_dir))?;
     let cfg_path = out_dir.join("train_config.json");
     if resume {
@@ -293,7 +300,8 @@ pub fn train(cfg: &TrainConfig, out_dir: &Path, tokenizer: Option<&Path>, resume
     let started = Instant::now();
     let tokens_per_step = cfg.batch_size * cfg.model.block_size;
     let mut last_loss = f64::NAN;
-    for step in start..cfg.steps {
+    let end = stop_after.unwrap_or(cfg.steps).min(cfg.steps);
+    for step in start..end {
         let (inputs, targets) = pool.batch(cfg.batch_size, cfg.model.block_size, cfg.seed, step as u64)?;
         let mut hooks = Hooks::none();
         hooks.differentiable = true;
@@ -342,16 +350,16 @@ pub fn train(cfg: &TrainConfig, out_dir: &Path, tokenizer: Option<&Path>, resume
             ));
         }
         writeln!(log, "{record}").map_err(file_err(&log_path))?;
-        if cfg.checkpoint_every > 0 && (done % cfg.checkpoint_every == 0 || done == cfg.steps) {
+        if done == end || (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) {
             save_checkpoint(&params, &opt, out_dir, done, best)?;
         }
     }
     bar.finish_and_clear();
-    if best.is_none() {
+    if best.is_none() && end == cfg.steps {
         export(&params, cfg, out_dir)?;
     }
     Ok(TrainSummary {
-        steps: cfg.steps,
+        steps: end,
         seconds: started.elapsed().as_secs_f64(),
         final_loss: last_loss,
         density: params.sparse_density()?,
