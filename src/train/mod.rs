@@ -345,9 +345,13 @@ pub fn train(
                 export(&params, cfg, out_dir)?;
                 record["exported"] = true.into();
             }
-            bar.println(format!(
-                "step {done}: loss {last_loss:.3}, held-out {held:.3}, mean task accuracy {mean:.3}"
-            ));
+            let line = format!("step {done}: loss {last_loss:.3}, held-out {held:.3}, mean task accuracy {mean:.3}");
+            // A hidden bar (stderr not a terminal, e.g. under nohup) drops println: say it plainly there.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
         }
         writeln!(log, "{record}").map_err(file_err(&log_path))?;
         if done == end || (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) {
