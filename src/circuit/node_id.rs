@@ -48,6 +48,29 @@ impl Site {
     pub fn is_qkv(self) -> bool {
         matches!(self, Site::AttnQ | Site::AttnK | Site::AttnV)
     }
+
+    /// The number of channels at this site in a model of config `cfg` (spec B).
+    pub fn width(self, cfg: &crate::model::Config) -> usize {
+        match self {
+            Site::AttnActIn | Site::MlpActIn => cfg.d_model_in(),
+            Site::AttnQ | Site::AttnK | Site::AttnV => cfg.attn_width(),
+            Site::AttnResidDelta | Site::MlpResidDelta | Site::FinalResid => cfg.d_model,
+            Site::MlpPostAct => cfg.d_mlp,
+        }
+    }
+
+    /// Whether the site belongs to the attention sublayer (false for MLP sites and `final_resid`).
+    pub fn is_attn(self) -> bool {
+        matches!(
+            self,
+            Site::AttnActIn | Site::AttnQ | Site::AttnK | Site::AttnV | Site::AttnResidDelta
+        )
+    }
+
+    /// The site of a block-relative hook name such as `attn.q`.
+    pub fn from_name(name: &str) -> Option<Site> {
+        Site::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,6 +112,60 @@ impl NodeId {
             Some(l) => format!("{l}.{}", self.site.name()),
             None => self.site.name().to_string(),
         }
+    }
+
+    /// The node at channel `index` of hook `hook` (e.g. `2.attn.v`, `final_resid`); None for a hook that holds
+    /// no pruning nodes.
+    pub fn from_hook(hook: &str, index: usize) -> Option<Self> {
+        if hook == Site::FinalResid.name() {
+            return Some(NodeId::final_resid(index));
+        }
+        let (layer, site) = hook.split_once('.')?;
+        let layer: usize = layer.parse().ok()?;
+        let site = Site::from_name(site).filter(|s| *s != Site::FinalResid)?;
+        Some(NodeId::new(layer, site, index))
+    }
+
+    /// The channel count of this node's site in `cfg`.
+    pub fn width(&self, cfg: &crate::model::Config) -> usize {
+        self.site.width(cfg)
+    }
+
+    /// Checks that this node exists in a model of config `cfg`; the error says why not.
+    pub fn check(&self, cfg: &crate::model::Config) -> Result<(), String> {
+        if let Some(l) = self.layer {
+            if l >= cfg.n_layer {
+                return Err(format!(
+                    "node `{self}`: layer {l} does not exist (the model has {} layers)",
+                    cfg.n_layer
+                ));
+            }
+        }
+        let w = self.width(cfg);
+        if self.index >= w {
+            return Err(format!(
+                "node `{self}`: index {} is out of range (`{}` has {w} channels)",
+                self.index,
+                self.hook_name()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A sort key in forward (computation) order: layer, then the site's position in the block.
+    pub fn forward_order(&self) -> (usize, usize, usize) {
+        let site_pos = match self.site {
+            Site::AttnActIn => 0,
+            Site::AttnQ => 1,
+            Site::AttnK => 2,
+            Site::AttnV => 3,
+            Site::AttnResidDelta => 4,
+            Site::MlpActIn => 5,
+            Site::MlpPostAct => 6,
+            Site::MlpResidDelta => 7,
+            Site::FinalResid => 8,
+        };
+        (self.layer.unwrap_or(usize::MAX), site_pos, self.index)
     }
 
     /// (head, channel within head) for q/k/v nodes.

@@ -12,6 +12,10 @@ use crate::data::tasks::{self, Task};
 use crate::model::{LoadOptions, ModelFiles, Stored};
 use crate::train::data::TokenPool;
 
+/// Test pairs per task and held-out corpus of the committed eval.md files.
+pub const EVAL_PAIRS: usize = 200;
+pub const EVAL_CORPUS: &str = "synthetic";
+
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     #[arg(long)]
@@ -20,10 +24,10 @@ pub struct EvalArgs {
     #[arg(long, default_value = "all")]
     pub tasks: String,
     /// Test pairs per task.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = EVAL_PAIRS)]
     pub pairs: usize,
     /// Corpus for the held-out loss (its held-out split).
-    #[arg(long, default_value = "synthetic")]
+    #[arg(long, default_value = EVAL_CORPUS)]
     pub corpus: String,
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -93,7 +97,7 @@ pub fn markdown_table(scores: &[(String, eval::TaskScore)], corpus_loss: f64, de
 }
 
 /// Fraction of nonzeros over the matrices and biases the trainer keeps sparse.
-fn weight_density(model_dir: &std::path::Path) -> Result<f64> {
+pub fn weight_density(model_dir: &std::path::Path) -> Result<f64> {
     let files = ModelFiles::locate(model_dir)?;
     let ckpt = crate::model::Checkpoint::open(&files.weights)?;
     let (mut nz, mut n) = (0f64, 0f64);

@@ -11,3 +11,4 @@ pub mod tasks;
 pub mod tokenize;
 pub mod tokenizer_train;
 pub mod train;
+pub mod circuit;

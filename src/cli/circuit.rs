@@ -1,0 +1,1 @@
+//! `circuitscope circuit`: import and show circuit files.
