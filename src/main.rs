@@ -35,6 +35,9 @@ enum Command {
     /// Minimal-pair tasks: list them, show generated pairs.
     #[command(subcommand)]
     Tasks(cli::tasks::TasksCommand),
+    /// Circuit files: import the reference viewer's viz_data.pt, show a circuit.
+    #[command(subcommand)]
+    Circuit(cli::circuit::CircuitCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cli::train::run(a),
         Command::Corpus(c) => cli::corpus::run(c),
         Command::Tasks(c) => cli::tasks::run(c),
+        Command::Circuit(c) => cli::circuit::run(c),
         Command::Eval(a) => cli::eval::run(a),
     };
     match result {

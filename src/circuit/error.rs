@@ -15,7 +15,9 @@ pub enum CircuitError {
     },
     #[error("{path}: not a valid circuit file: {msg}")]
     Json { path: PathBuf, msg: String },
-    #[error("{path}: format_version {found} is newer than this circuitscope reads ({supported}); upgrade circuitscope")]
+    #[error(
+        "{path}: format_version {found} is newer than this circuitscope reads ({supported}); upgrade circuitscope"
+    )]
     NewerVersion { path: PathBuf, found: u32, supported: u32 },
     #[error("{path}: not a readable viz_data.pt: {msg}")]
     Pickle { path: PathBuf, msg: String },

@@ -1,5 +1,18 @@
-//! Circuits: node ids now; the circuit graph and circuit files build on them.
+//! Circuits: node ids, circuit files, the circuit graph (petgraph) derived from the model's weights, and the
+//! import of the reference viewer's `viz_data.pt`.
 
+pub mod error;
+pub mod file;
+pub mod graph;
+pub mod import_viz;
 pub mod node_id;
+pub mod torch_pickle;
 
+pub use error::CircuitError;
+pub use file::{
+    halved, model_fingerprint, BlockId, BlockLoss, CircuitEdge, CircuitFile, CircuitNode, EdgeEnd, Exemplar, Losses,
+    ModelRef, QuantileExemplars, TaskSamples, CIRCUIT_FORMAT_VERSION,
+};
+pub use graph::{CircuitGraph, EdgeKind, GraphEdge, GraphNode, GraphPath};
+pub use import_viz::{import_viz_data, ImportTarget};
 pub use node_id::{NodeId, NodeIdError, Site};

@@ -205,9 +205,9 @@ impl TorchZip {
             zip::ZipArchive::new(file).map_err(|e| bad(format!("not a torch zip (torch.save output): {e}")))?;
         let pkl = archive
             .file_names()
-            .filter(|n| *n == "data.pkl" || n.ends_with("/data.pkl"))
+            .filter_map(|n| n.ok().map(|n| n.into_owned()))
+            .filter(|n| n == "data.pkl" || n.ends_with("/data.pkl"))
             .min_by_key(|n| n.len())
-            .map(str::to_string)
             .ok_or_else(|| bad("the zip has no `data.pkl` entry".into()))?;
         let prefix = pkl.strip_suffix("data.pkl").unwrap_or("").to_string();
         let mut bytes = Vec::new();
@@ -295,19 +295,19 @@ impl TorchZip {
             StorageKind::F32 => TensorData::Float(
                 offsets
                     .iter()
-                    .map(|&o| f32::from_le_bytes(at(o).try_into().expect("4 bytes")) as f64)
+                    .map(|&o| short_f64(f32::from_le_bytes(at(o).try_into().expect("4 bytes"))))
                     .collect(),
             ),
             StorageKind::F16 => TensorData::Float(
                 offsets
                     .iter()
-                    .map(|&o| half::f16::from_le_bytes(at(o).try_into().expect("2 bytes")).to_f64())
+                    .map(|&o| short_f64(half::f16::from_le_bytes(at(o).try_into().expect("2 bytes")).to_f32()))
                     .collect(),
             ),
             StorageKind::BF16 => TensorData::Float(
                 offsets
                     .iter()
-                    .map(|&o| half::bf16::from_le_bytes(at(o).try_into().expect("2 bytes")).to_f64())
+                    .map(|&o| short_f64(half::bf16::from_le_bytes(at(o).try_into().expect("2 bytes")).to_f32()))
                     .collect(),
             ),
             StorageKind::I64 => TensorData::Int(
@@ -332,6 +332,16 @@ impl TorchZip {
             StorageKind::U8 | StorageKind::Bool => TensorData::Int(offsets.iter().map(|&o| bytes[o] as i64).collect()),
         })
     }
+}
+
+/// An f32 widened to the f64 with the f32's shortest decimal (0.1f32 → 0.1, not 0.10000000149011612). The value
+/// casts back to the same f32, and it survives a JSON round trip exactly (serde_json parses short decimals
+/// exactly, 17-digit ones only to within an ulp).
+pub fn short_f64(x: f32) -> f64 {
+    if !x.is_finite() {
+        return x as f64;
+    }
+    format!("{x:e}").parse().unwrap_or(x as f64)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -382,13 +392,17 @@ pub fn unpickle(data: &[u8]) -> std::result::Result<Py, String> {
 
 impl Vm<'_> {
     fn take(&mut self, n: usize) -> VmResult<&[u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
-            format!(
-                "truncated pickle: needs {n} more bytes at offset {} of {}",
-                self.pos,
-                self.data.len()
-            )
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or_else(|| {
+                format!(
+                    "truncated pickle: needs {n} more bytes at offset {} of {}",
+                    self.pos,
+                    self.data.len()
+                )
+            })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -427,7 +441,9 @@ impl Vm<'_> {
     }
 
     fn pop(&mut self) -> VmResult<V> {
-        self.stack.pop().ok_or_else(|| "corrupt pickle: stack underflow".to_string())
+        self.stack
+            .pop()
+            .ok_or_else(|| "corrupt pickle: stack underflow".to_string())
     }
 
     fn pop_mark(&mut self) -> VmResult<Vec<V>> {
@@ -449,7 +465,11 @@ impl Vm<'_> {
     }
 
     fn memo_put(&mut self, id: u32) -> VmResult<()> {
-        let v = self.stack.last().ok_or("corrupt pickle: PUT on an empty stack")?.clone();
+        let v = self
+            .stack
+            .last()
+            .ok_or("corrupt pickle: PUT on an empty stack")?
+            .clone();
         self.memo.insert(id, v);
         Ok(())
     }
@@ -476,7 +496,7 @@ impl Vm<'_> {
     }
 
     fn set_items(&mut self, target: usize, items: Vec<V>) -> VmResult<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err("corrupt pickle: SETITEMS with an odd number of items".into());
         }
         match &self.stack[target] {
@@ -546,7 +566,11 @@ impl Vm<'_> {
                     self.pop_mark()?;
                 }
                 b'2' => {
-                    let v = self.stack.last().ok_or("corrupt pickle: DUP on an empty stack")?.clone();
+                    let v = self
+                        .stack
+                        .last()
+                        .ok_or("corrupt pickle: DUP on an empty stack")?
+                        .clone();
                     self.stack.push(v);
                 }
                 b'N' => self.stack.push(V::None),

@@ -1,1 +1,272 @@
-//! `circuitscope circuit`: import and show circuit files.
+//! `circuitscope circuit`: import the reference viewer's viz_data.pt as a circuit file, and summarise circuit
+//! files.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::common::print_json;
+use crate::circuit::{import_viz_data, model_fingerprint, BlockId, CircuitFile, CircuitGraph, GraphNode, ImportTarget};
+use crate::model::{Checkpoint, Config, ModelFiles};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum CircuitCommand {
+    /// Import the reference viewer's viz_data.pt (circuit, losses, edges, samples) as a circuit file.
+    ImportViz(ImportVizArgs),
+    /// Summarise a circuit file: losses, nodes per block, edges, and the strongest path (with --model).
+    Show(ShowArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportVizArgs {
+    /// The viz_data.pt file.
+    pub viz_data: PathBuf,
+    /// The model directory the circuit belongs to (config + weights).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output circuit file.
+    #[arg(short = 'o', long = "out")]
+    pub out: PathBuf,
+    /// Task name (default: taken from a `<task>/<sweep>/<k>/viz_data.pt` path, else the parent folder's name).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    /// A circuit file.
+    pub file: PathBuf,
+    /// The model directory: checks the fingerprint and adds the weight-derived graph (strongest path).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: CircuitCommand) -> Result<()> {
+    match cmd {
+        CircuitCommand::ImportViz(a) => run_import(a),
+        CircuitCommand::Show(a) => run_show(a),
+    }
+}
+
+/// A model's config, checkpoint and fingerprint, with config warnings printed.
+pub struct LoadedModel {
+    pub dir: PathBuf,
+    pub config: Config,
+    pub ckpt: Checkpoint,
+    pub fingerprint: String,
+}
+
+pub fn load_model_parts(path: &Path) -> Result<LoadedModel> {
+    let files = ModelFiles::locate(path)?;
+    let loaded = Config::load(&files.config)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {}: {w}", files.config.display());
+    }
+    let ckpt = Checkpoint::open(&files.weights)?;
+    let fingerprint = model_fingerprint(&ckpt, &loaded.config)?;
+    Ok(LoadedModel {
+        dir: path.to_path_buf(),
+        config: loaded.config,
+        ckpt,
+        fingerprint,
+    })
+}
+
+fn model_name(path: &Path) -> Option<String> {
+    let p = if path.is_file() { path.parent()? } else { path };
+    let p = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    p.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+/// `<model>/<task>/<sweep>/<k>/viz_data.pt` → task, where k is a number or `k_optim`; else the parent's name.
+fn default_task(viz: &Path) -> String {
+    let abs = viz.canonicalize().unwrap_or_else(|_| viz.to_path_buf());
+    let parents: Vec<String> = abs
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    match parents.as_slice() {
+        [k, _sweep, task] if k == "k_optim" || k.parse::<u64>().is_ok() => task.clone(),
+        [parent, ..] => parent.clone(),
+        [] => "unknown".into(),
+    }
+}
+
+pub fn run_import(a: ImportVizArgs) -> Result<()> {
+    if a.out.exists() && !a.force {
+        bail!("{} exists; pass --force to overwrite it", a.out.display());
+    }
+    if !a.viz_data.is_file() {
+        bail!("{}: no such file", a.viz_data.display());
+    }
+    let model = load_model_parts(&a.model)?;
+    let task = a.task.clone().unwrap_or_else(|| default_task(&a.viz_data));
+    let target = ImportTarget {
+        config: &model.config,
+        fingerprint: model.fingerprint.clone(),
+        name: model_name(&a.model),
+        path: Some(a.model.display().to_string()),
+    };
+    let circuit = import_viz_data(&a.viz_data, &target, &task)?;
+    circuit
+        .save(&a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    if a.json {
+        return print_json(&json!({
+            "out": a.out,
+            "task": circuit.task,
+            "nodes": circuit.nodes.len(),
+            "edges": circuit.edges.len(),
+            "blocks": circuit.blocks.len(),
+            "model_fingerprint": circuit.model.fingerprint,
+        }));
+    }
+    println!(
+        "wrote {}: task {}, {} nodes, {} edges, {} blocks (model {})",
+        a.out.display(),
+        circuit.task,
+        circuit.nodes.len(),
+        circuit.edges.len(),
+        circuit.blocks.len(),
+        circuit.model.fingerprint
+    );
+    Ok(())
+}
+
+/// (block name, node count, block delta, [(node id, node delta)]), deltas halved.
+type BlockRow = (String, usize, Option<f64>, Vec<(String, Option<f64>)>);
+
+pub fn run_show(a: ShowArgs) -> Result<()> {
+    let circuit = CircuitFile::load(&a.file)?;
+    let mut strongest = None;
+    let mut graph_summary = None;
+    if let Some(m) = &a.model {
+        let model = load_model_parts(m)?;
+        circuit
+            .check_model(&model.fingerprint)
+            .with_context(|| format!("{}", a.file.display()))?;
+        circuit
+            .validate(&model.config)
+            .with_context(|| format!("{}", a.file.display()))?;
+        let g = CircuitGraph::build(&circuit, &model.config, &model.ckpt)?;
+        strongest = match g.strongest_weighted_path(&GraphNode::Embed, &GraphNode::Logits)? {
+            Some(p) => Some(p),
+            None => g.strongest_path(&GraphNode::Embed, &GraphNode::Logits)?,
+        };
+        graph_summary = Some((g.node_count(), g.edge_count(), g.edge_counts_by_kind()));
+    }
+    let losses = circuit.losses.halved();
+    let by_block = circuit.nodes_by_block();
+    let block_rows: Vec<BlockRow> = by_block
+        .iter()
+        .map(|(b, nodes)| {
+            let name = b.map_or_else(|| "final_resid".to_string(), |b: BlockId| b.to_string());
+            let delta = b.and_then(|b| {
+                circuit
+                    .blocks
+                    .iter()
+                    .find(|x| x.block == b)
+                    .map(|x| x.delta_halved(&circuit.losses))
+            });
+            let ns = nodes
+                .iter()
+                .map(|n| (n.id.to_string(), n.delta_halved(&circuit.losses)))
+                .collect();
+            (name, nodes.len(), delta, ns)
+        })
+        .collect();
+    // final_resid (key None) sorts first in the map; show it last.
+    let mut block_rows = block_rows;
+    if block_rows.first().is_some_and(|r| r.0 == "final_resid") {
+        let first = block_rows.remove(0);
+        block_rows.push(first);
+    }
+    if a.json {
+        return print_json(&json!({
+            "task": circuit.task,
+            "source": circuit.source,
+            "model": circuit.model,
+            "losses_halved": losses,
+            "nodes": circuit.nodes.len(),
+            "edges": circuit.edges.len(),
+            "blocks": block_rows.iter().map(|(name, n, delta, nodes)| json!({
+                "block": name,
+                "nodes": n,
+                "delta_halved": delta,
+                "node_deltas_halved": nodes.iter().map(|(id, d)| json!({"id": id, "delta_halved": d})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "graph": graph_summary.as_ref().map(|(n, e, k)| json!({"nodes": n, "edges": e, "by_kind": k})),
+            "strongest_path": strongest.as_ref().map(|p| json!({
+                "nodes": p.nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                "weights": p.weights,
+                "strength": p.strength(),
+            })),
+        }));
+    }
+    println!("circuit {} ({})", circuit.task, circuit.source);
+    println!(
+        "model   {}{} ({} nodes in all)",
+        circuit.model.fingerprint,
+        circuit.model.name.as_ref().map(|n| format!(" {n}")).unwrap_or_default(),
+        circuit.model.num_total_nodes
+    );
+    let warn = |x: f64| if x >= 0.5 { " (!)" } else { "" };
+    println!(
+        "loss    before pruning {:.4}, after pruning {:.4}{}",
+        losses.full,
+        losses.circuit,
+        warn(losses.circuit)
+    );
+    if let Some(c) = losses.calibrated {
+        println!("        calibrated {c:.4}");
+    }
+    if let (Some(s), Some(n)) = (losses.sufficiency, losses.necessity) {
+        println!("        sufficiency {s:.4}, necessity {n:.4}");
+    }
+    println!("        (halved from the raw two-sided losses, as the reference viewer shows them)");
+    println!(
+        "nodes   {}, edges {} ({} with weights)",
+        circuit.nodes.len(),
+        circuit.edges.len(),
+        circuit.edges.iter().filter(|e| e.weight.is_some()).count()
+    );
+    for (name, n, delta, nodes) in &block_rows {
+        let d = delta.map(|d| format!("ablation delta {d:.4}; ")).unwrap_or_default();
+        let mark = if delta.is_some_and(|d| d > 0.3) { " *" } else { "" };
+        println!("  {name}: ({d}nodes {n}){mark}");
+        for (id, nd) in nodes {
+            match nd {
+                Some(x) => println!("    {id:<24} Δ {x:+.4}"),
+                None => println!("    {id}"),
+            }
+        }
+    }
+    if let Some((n, e, kinds)) = &graph_summary {
+        println!(
+            "graph   {n} vertices, {e} edges ({})",
+            kinds
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        match &strongest {
+            Some(p) => println!(
+                "strongest path (max Π|w|, through a weight if any): {p}  [Π|w| = {:.4}]",
+                p.strength()
+            ),
+            None => println!("strongest path: none from the embedding to the logits"),
+        }
+    }
+    Ok(())
+}
