@@ -449,6 +449,49 @@ pub const CONSTRUCTS: &[Construct] = &[
         matches: |l, _| l.ends_with("]]"),
     },
     Construct {
+        name: "nested_ends_]",
+        description: "list literal opening `[[` whose line ends with a single `]` (`[[1, 2], 3, 4]`)",
+        matches: |_, t| {
+            t.split_once(" = [[").is_some_and(|(l, _)| is_ident(l.trim_start_matches("self.")))
+                && t.ends_with(']')
+                && !t.ends_with("]]")
+        },
+    },
+    Construct {
+        name: "int_key_dict",
+        description: "dict literal with an int key `{3: ...`",
+        matches: |_, t| {
+            simple_assign(t).is_some_and(|(_, r)| {
+                r.strip_prefix('{')
+                    .and_then(|r| r.split_once(": "))
+                    .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_digit()))
+            })
+        },
+    },
+    Construct {
+        name: "while_name",
+        description: "`while NAME:`",
+        matches: |_, t| {
+            t.strip_prefix("while ")
+                .and_then(|r| r.strip_suffix(':'))
+                .is_some_and(|n| is_ident(n) && n != "True")
+        },
+    },
+    Construct {
+        name: "def_last_=None",
+        description: "`def` whose last parameter defaults to None, after another parameter",
+        matches: |_, t| t.starts_with("def ") && t.ends_with("=None):") && t.contains(", "),
+    },
+    Construct {
+        name: "print(\"label\", x)",
+        description: "`print(\"Label\", value)`",
+        matches: |_, t| {
+            (t.starts_with("print(\"") || t.starts_with("print('"))
+                && (t.contains("\", ") || t.contains("', "))
+                && t.ends_with(')')
+        },
+    },
+    Construct {
         name: "ends_]",
         description: "line ending `]` but not `]]`",
         matches: |l, _| l.ends_with(']') && !l.ends_with("]]"),

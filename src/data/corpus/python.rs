@@ -65,6 +65,11 @@ const PAIRS: &[(&str, &str)] = &[
     ("colors", "color"),
     ("nums", "num"),
     ("xs", "x"),
+    ("chunks", "chunk"),
+    ("jobs", "job"),
+    ("batches", "batch"),
+    ("frames", "frame"),
+    ("msgs", "msg"),
 ];
 
 const INT_NAMES: &[&str] = &[
@@ -339,6 +344,10 @@ const ATTRS: &[(&str, Kind)] = &[
     ("tags", Kind::Set),
     ("email", Kind::Str),
     ("age", Kind::Int),
+    ("key", Kind::Str),
+    ("node", Kind::Int),
+    ("state", Kind::Str),
+    ("id", Kind::Int),
 ];
 
 const WORDS: &[&str] = &[
@@ -461,6 +470,13 @@ const READ_PATHS: &[&str] = &[
     "config_file",
     "words_file",
     "log_file",
+    "in_file",
+    "read_path",
+    "src_file",
+    "load_path",
+    "source_path",
+    "source",
+    "src_path",
 ];
 
 const WRITE_PATHS: &[&str] = &[
@@ -476,6 +492,169 @@ const WRITE_PATHS: &[&str] = &[
     "results_file",
     "out_file",
     "export_path",
+    "write_path",
+    "dst_file",
+    "dst_path",
+    "output",
+];
+
+/// Input/output name pairs that appear together (a copy or convert step names both ends).
+const IO_PAIRS: &[(&str, &str)] = &[
+    ("input_path", "output_path"),
+    ("in_file", "out_file"),
+    ("read_path", "write_path"),
+    ("infile", "outfile"),
+    ("src_file", "dst_file"),
+    ("load_path", "save_path"),
+    ("input_file", "output_file"),
+    ("source_path", "dest_path"),
+    ("in_path", "out_path"),
+    ("src_path", "dst_path"),
+    ("source", "dest"),
+    ("source_file", "target_file"),
+    ("data_file", "results_file"),
+    ("config_path", "report_path"),
+];
+
+/// Names swapped with `a, b = b, a` (either order).
+const SWAP_PAIRS: &[(&str, &str)] = &[
+    ("a", "b"),
+    ("x", "y"),
+    ("i", "j"),
+    ("left", "right"),
+    ("lo", "hi"),
+    ("low", "high"),
+    ("first", "second"),
+    ("prev", "curr"),
+    ("start", "end"),
+    ("u", "v"),
+    ("p", "q"),
+    ("m", "n"),
+    ("src", "dst"),
+    ("old", "new"),
+];
+
+/// Parameter names of typical library-style signatures (`def open_file(path, mode, encoding=None)`).
+const PARAM_NAMES: &[&str] = &[
+    "path", "name", "data", "size", "mode", "verbose", "timeout", "limit", "key", "value", "encoding", "callback",
+    "retries", "debug", "config", "output", "strict", "seed", "items", "count", "text", "prefix", "default", "max_len",
+    "sep", "level", "label", "width",
+];
+
+/// Keyword defaults for [`PARAM_NAMES`].
+const PARAM_DEFAULTS: &[&str] = &[
+    "None",
+    "None",
+    "None",
+    "0",
+    "1",
+    "True",
+    "False",
+    "10",
+    "0.5",
+    "\"utf-8\"",
+    "\"default\"",
+    "3",
+    "100",
+    "''",
+    "\"\"",
+    "-1",
+    "0.0",
+    "30",
+];
+
+/// Loop variables that also make natural `while NAME:` loops (the name is rebound in the body).
+const WHILE_NAMES: &[(&str, &str)] = &[
+    ("node", "node = node.next"),
+    ("node", "node = node.parent"),
+    ("current", "current = current.next"),
+    ("line", "line = f.readline()"),
+    ("chunk", "chunk = f.read(1024)"),
+    ("task", "task = queue.pop() if queue else None"),
+    ("job", "job = next_job()"),
+    ("batch", "batch = loader.next_batch()"),
+    ("token", "token = lexer.next_token()"),
+    ("frame", "frame = frame.f_back"),
+    ("msg", "msg = inbox.get()"),
+    ("entry", "entry = entry.next"),
+    ("item", "item = stack.pop() if stack else None"),
+    ("data", "data = sock.recv(4096)"),
+    ("text", "text = text[1:]"),
+    ("n", "n //= 10"),
+    ("x", "x //= 2"),
+    ("count", "count -= 1"),
+    ("stack", "stack.pop()"),
+    ("queue", "queue.pop(0)"),
+];
+
+/// `(label, variable)` pairs for progress messages: `print(f"Loaded {count}")` / `print("Loaded", count)`.
+const REPORTS: &[(&str, &str)] = &[
+    ("Loaded", "count"),
+    ("Found", "total"),
+    ("Found", "n"),
+    ("Processing", "name"),
+    ("Processing", "filename"),
+    ("Epoch", "epoch"),
+    ("Total", "total"),
+    ("Average loss", "loss"),
+    ("Loss", "loss"),
+    ("Saved results to", "path"),
+    ("Wrote", "count"),
+    ("Number of users", "n"),
+    ("Number of items", "count"),
+    ("Hello", "name"),
+    ("Welcome", "user"),
+    ("Elapsed time", "elapsed"),
+    ("Current score", "score"),
+    ("Final score", "score"),
+    ("Step", "step"),
+    ("Reading", "filename"),
+    ("Reading", "path"),
+    ("Writing", "output_path"),
+    ("Best accuracy", "best"),
+    ("Accuracy", "acc"),
+    ("Skipped", "skipped"),
+    ("Iteration", "i"),
+    ("Result", "result"),
+    ("Size", "size"),
+    ("Done in", "elapsed"),
+    ("Received", "msg"),
+    ("Value", "value"),
+    ("Remaining", "left"),
+];
+
+/// Error/log messages: full sentences ending with a letter, sometimes with a comma.
+const MESSAGES: &[&str] = &[
+    "Could not open the input file",
+    "The graph has a cycle, no valid order exists",
+    "Invalid value, expected a positive number",
+    "Loading the configuration",
+    "Finished processing all records",
+    "Empty input",
+    "Unknown option",
+    "Something went wrong while saving",
+    "Please enter a number",
+    "Game over",
+    "Stack is empty",
+    "Queue is full, dropping the oldest item",
+    "Missing key in config",
+    "Retrying the request",
+    "Connection closed by peer",
+    "No results found",
+    "Index out of bounds",
+    "Skipping invalid line",
+    "Training started",
+    "Saving the model to disk",
+    "Value must not be negative",
+    "All done",
+    "Waiting for input",
+    "User does not exist",
+    "The file is empty, nothing to do",
+    "Starting the server",
+    "Cache miss",
+    "Timeout reached",
+    "Bad request",
+    "Goodbye and thanks for playing",
 ];
 
 const READ_FILES: &[&str] = &[
@@ -1190,13 +1369,20 @@ impl Gen {
         let name = self.fresh_name(kind);
         let (a, b) = match kind {
             Kind::Str => (self.str_lit(), self.str_lit()),
-            _ => match self.r.below(3) {
+            _ => match self.r.below(4) {
+                3 => {
+                    let q = self.quote();
+                    (
+                        format!("{q}{}{q}", self.pick(WORDS)),
+                        self.pick(&["None", "0", "\"\"", "False"]).to_owned(),
+                    )
+                }
                 0 => ("1".to_owned(), "-1".to_owned()),
                 1 => (self.var(Kind::Int), self.int_lit()),
                 _ => (self.var(Kind::Int), self.var(Kind::Int)),
             },
         };
-        let c = self.cond();
+        let c = if self.p(0.5) { self.simple_cond() } else { self.cond() };
         let text = if self.in_func && self.p(0.1) {
             format!("return {a} if {c} else {b}")
         } else {
@@ -1209,19 +1395,10 @@ impl Gen {
     fn swap_stmt(&mut self, d: usize) {
         let text = match self.r.weighted(&[40, 25, 20, 15]) {
             0 => {
-                let (a, b) = *self.r.pick(&[
-                    ("a", "b"),
-                    ("x", "y"),
-                    ("left", "right"),
-                    ("low", "high"),
-                    ("first", "second"),
-                    ("i", "j"),
-                    ("prev", "curr"),
-                    ("src", "dst"),
-                    ("p", "q"),
-                    ("m", "n"),
-                    ("start", "end"),
-                ]);
+                let (mut a, mut b) = *self.r.pick(SWAP_PAIRS);
+                if self.p(0.4) {
+                    std::mem::swap(&mut a, &mut b);
+                }
                 format!("{a}, {b} = {b}, {a}")
             }
             1 => {
@@ -1336,7 +1513,10 @@ impl Gen {
     }
 
     fn simple_stmt(&mut self, d: usize) {
-        match self.r.weighted(&[14, 40, 7, 4, 6, 12, 8, 3, 4, 3, 3, 3, 2, 3, 3]) {
+        match self
+            .r
+            .weighted(&[14, 36, 10, 6, 8, 10, 8, 3, 7, 2, 4, 3, 2, 3, 3, 58, 9, 6, 6, 4])
+        {
             0 => self.assign_stmt(d),
             1 => self.list_stmt(d),
             2 => {
@@ -1374,6 +1554,11 @@ impl Gen {
             }
             12 => self.open_assign_stmt(d),
             13 => self.flag_stmt(d),
+            15 => self.depth_list_stmt(d),
+            16 => self.keyed_stmt(d),
+            17 => self.report_print(d),
+            18 => self.message_stmt(d),
+            19 => self.swap_pair_stmt(d),
             _ => {
                 if self.loops > 0 && self.p(0.5) {
                     let s = self.pick(&["break", "continue"]);
@@ -1401,6 +1586,456 @@ impl Gen {
             _ => self.str_expr(),
         };
         self.line(d, &format!("return {v}"));
+    }
+
+    // ----------------------------------------------------------------------------------------------------------
+    // Statements that make the tasks' decision points frequent.
+
+    /// A number as list elements are written: small ints, sometimes negative, large or a short float (`4.3`).
+    fn num_elem(&mut self) -> String {
+        match self.r.weighted(&[66, 12, 9, 9, 4]) {
+            0 => self.r.range(0, 19).to_string(),
+            1 => self.r.range(21, 999).to_string(),
+            2 => format!("-{}", self.r.range(1, 9)),
+            3 => format!("{}.{}", self.r.range(0, 9), self.r.range(1, 9)),
+            _ => self.pick(&["0", "1", "10", "100", "0.5", "1.0"]).to_owned(),
+        }
+    }
+
+    /// An element of a bracket-heavy list: numbers (kind 0), quoted words (1) or either (2).
+    fn bl_elem(&mut self, kind: usize) -> String {
+        let word = kind == 1 || (kind == 2 && self.p(0.3));
+        if word {
+            let q = self.quote();
+            format!("{q}{}{q}", self.pick(WORDS))
+        } else {
+            self.num_elem()
+        }
+    }
+
+    fn bl_row(&mut self, kind: usize, n: usize) -> String {
+        let items: Vec<String> = (0..n).map(|_| self.bl_elem(kind)).collect();
+        format!("[{}]", items.join(", "))
+    }
+
+    /// A one-line list literal whose closing brackets depend on the nesting depth at its end: flat lists short
+    /// and long, matrices (one row or many), rows followed by scalars (`[[1, 2], 3, 4]`), scalars followed by rows
+    /// (`[0, [1, 2]]`) and the odd depth-3 literal.
+    fn depth_list_lit(&mut self) -> String {
+        let kind = self.r.weighted(&[84, 13, 3]);
+        let width = if self.p(0.2) {
+            self.r.urange(1, 8)
+        } else {
+            self.r.urange(1, 4)
+        };
+        match self.r.weighted(&[18, 10, 30, 20, 12, 5, 5]) {
+            0 => {
+                let n = self.r.urange(1, 6);
+                self.bl_row(kind, n)
+            }
+            1 => {
+                let n = self.r.urange(10, 30);
+                self.bl_row(kind, n)
+            }
+            2 => {
+                // A matrix; the last row sometimes longer.
+                let rows = if self.p(0.3) {
+                    self.r.urange(1, 7)
+                } else {
+                    self.r.urange(2, 4)
+                };
+                let mut items: Vec<String> = (0..rows - 1).map(|_| self.bl_row(kind, width)).collect();
+                let last = if self.p(0.3) { self.r.urange(1, 10) } else { width };
+                items.push(self.bl_row(kind, last));
+                format!("[{}]", items.join(", "))
+            }
+            3 => {
+                // Rows, then scalars: the literal ends at depth 1.
+                let rows = if self.p(0.3) {
+                    self.r.urange(1, 6)
+                } else {
+                    self.r.urange(1, 3)
+                };
+                let mut items: Vec<String> = (0..rows).map(|_| self.bl_row(kind, width)).collect();
+                let tail = if self.p(0.3) {
+                    self.r.urange(1, 10)
+                } else {
+                    self.r.urange(1, 4)
+                };
+                for _ in 0..tail {
+                    items.push(self.bl_elem(kind));
+                }
+                format!("[{}]", items.join(", "))
+            }
+            4 => {
+                // A single row: `[[4, 8, 10]]`.
+                let n = if self.p(0.3) {
+                    self.r.urange(1, 10)
+                } else {
+                    self.r.urange(1, 4)
+                };
+                format!("[{}]", self.bl_row(kind, n))
+            }
+            5 => {
+                // Scalars, then rows: ends at depth 2.
+                let mut items: Vec<String> = (0..self.r.urange(1, 3)).map(|_| self.bl_elem(kind)).collect();
+                for _ in 0..self.r.urange(1, 3) {
+                    items.push(self.bl_row(kind, width));
+                }
+                format!("[{}]", items.join(", "))
+            }
+            _ => {
+                let blocks: Vec<String> = (0..self.r.urange(1, 3))
+                    .map(|_| {
+                        let rows: Vec<String> = (0..self.r.urange(1, 3)).map(|_| self.bl_row(kind, width)).collect();
+                        format!("[{}]", rows.join(", "))
+                    })
+                    .collect();
+                format!("[{}]", blocks.join(", "))
+            }
+        }
+    }
+
+    /// `NAME = [[1, 2], [3, 4]]` and friends (see [`Self::depth_list_lit`]), on one line.
+    fn depth_list_stmt(&mut self, d: usize) {
+        let lit = self.depth_list_lit();
+        let text = match self.r.weighted(&[85, 6, 5, 4]) {
+            1 if self.in_func => format!("return {lit}"),
+            2 if self.in_method => {
+                let a = self.pick(&["items", "data", "grid", "values", "rows", "board"]);
+                format!("self.{a} = {lit}")
+            }
+            3 => format!("{} = {lit}", self.pick(LIST_STMT_NAMES).to_uppercase()),
+            _ => {
+                let name = self.pick(LIST_STMT_NAMES);
+                self.declare(name, Kind::List);
+                format!("{name} = {lit}")
+            }
+        };
+        self.line(d, &text);
+    }
+
+    /// Dicts keyed by ints or names with mixed values, and lists of the same elements:
+    /// `codes = {3: "red", 7: 12}` vs `codes = [3, "red", 7, 12]` / `codes = [3, 7, 11]`.
+    fn keyed_stmt(&mut self, d: usize) {
+        let name = self.pick(&[
+            "mapping",
+            "lookup",
+            "table",
+            "codes",
+            "weights",
+            "config",
+            "counts",
+            "scores",
+            "colors",
+            "ids",
+            "ranks",
+            "labels",
+            "levels",
+            "ports",
+            "limits",
+            "record",
+            "row",
+            "slots",
+            "sizes",
+            "priorities",
+        ]);
+        let n = self.r.urange(1, 6);
+        let keys: Vec<String> = if self.p(0.65) {
+            let start = self.r.range(0, 12);
+            let step = if self.p(0.7) {
+                self.r.range(1, 5)
+            } else {
+                self.r.range(5, 100)
+            };
+            (0..n as i64).map(|i| (start + i * step).to_string()).collect()
+        } else {
+            let mut ks: Vec<String> = Vec::new();
+            while ks.len() < n {
+                let k = self.pick(INT_NAMES).to_owned();
+                if !ks.contains(&k) {
+                    ks.push(k);
+                }
+            }
+            ks
+        };
+        let dq = self.p(0.75);
+        let vals: Vec<String> = (0..n)
+            .map(|_| match self.r.weighted(&[35, 35, 20, 10]) {
+                0 => self.int_lit(),
+                1 => {
+                    let w = self.pick(WORDS);
+                    if dq {
+                        format!("\"{w}\"")
+                    } else {
+                        format!("'{w}'")
+                    }
+                }
+                2 => self.pick(&["True", "False", "None"]).to_owned(),
+                _ => self.float_lit(),
+            })
+            .collect();
+        let lit = match self.r.weighted(&[55, 25, 20]) {
+            0 => {
+                let parts: Vec<String> = keys.iter().zip(&vals).map(|(k, v)| format!("{k}: {v}")).collect();
+                self.declare(name, Kind::Dict);
+                format!("{{{}}}", parts.join(", "))
+            }
+            1 => {
+                let parts: Vec<String> = keys.iter().zip(&vals).map(|(k, v)| format!("{k}, {v}")).collect();
+                format!("[{}]", parts.join(", "))
+            }
+            _ => format!("[{}]", keys.join(", ")),
+        };
+        self.line(d, &format!("{name} = {lit}"));
+    }
+
+    /// `print(f"Loaded {count}")` vs `print("Loaded", count)`: a label that ends with a letter, then a value.
+    fn report_print(&mut self, d: usize) {
+        let (label, var) = *self.r.pick(REPORTS);
+        if self.p(0.25) {
+            let v = self.int_expr_simple();
+            self.line(d, &format!("{var} = {v}"));
+        }
+        let q = if self.p(0.8) { '"' } else { '\'' };
+        let text = match self.r.weighted(&[38, 10, 8, 34, 10]) {
+            0 => format!("print(f{q}{label} {{{var}}}{q})"),
+            1 => format!("print(f{q}{label} {{{var}}} {}{q})", self.pick(WORDS)),
+            2 => format!("print(f{q}{label}: {{{var}}}{q})"),
+            3 => format!("print({q}{label}{q}, {var})"),
+            _ => format!("print({q}{label}:{q}, {var})"),
+        };
+        self.line(d, &text);
+    }
+
+    /// A message string in a `print`, `raise` or log call: `print("...")` / `raise ValueError('...')`.
+    fn message_stmt(&mut self, d: usize) {
+        let msg = if self.p(0.6) {
+            self.pick(MESSAGES).to_owned()
+        } else {
+            let mut c = self.phrase(2, 8);
+            if let Some(f) = c.chars().next() {
+                c = f.to_uppercase().chain(c.chars().skip(1)).collect();
+            }
+            c
+        };
+        let q = self.quote();
+        let call = match self.r.weighted(&[50, 14, 8, 10, 10, 8]) {
+            0 => "print",
+            1 => "raise ValueError",
+            2 => "raise RuntimeError",
+            3 => "logging.info",
+            4 => "logger.warning",
+            _ => "sys.exit",
+        };
+        self.line(d, &format!("{call}({q}{msg}{q})"));
+    }
+
+    /// `a, b = b, a` with either name first, sometimes guarded by a comparison.
+    fn swap_pair_stmt(&mut self, d: usize) {
+        let (mut a, mut b) = *self.r.pick(SWAP_PAIRS);
+        if self.p(0.4) {
+            std::mem::swap(&mut a, &mut b);
+        }
+        if d < MAX_DEPTH && self.p(0.5) {
+            let op = self.pick(&[">", "<", ">", ">="]);
+            self.line(d, &format!("if {a} {op} {b}:"));
+            self.line(d + 1, &format!("{a}, {b} = {b}, {a}"));
+        } else {
+            self.line(d, &format!("{a}, {b} = {b}, {a}"));
+        }
+    }
+
+    /// `while NAME:` loops over a value rebound in the body (`while node:` ... `node = node.next`).
+    fn while_name(&mut self, d: usize) {
+        let (name, rebind) = *self.r.pick(WHILE_NAMES);
+        if self.p(0.5) {
+            let init = if rebind.starts_with(&format!("{name} = {name}.")) {
+                self.pick(&["head", "self.head", "root", "start", "first"]).to_owned()
+            } else if let Some(rhs) = rebind.strip_prefix(&format!("{name} = ")) {
+                rhs.split(" if ").next().unwrap_or(rhs).to_owned()
+            } else {
+                self.expr(Kind::Int)
+            };
+            self.line(d, &format!("{name} = {init}"));
+        }
+        self.line(d, &format!("while {name}:"));
+        if d + 1 < MAX_DEPTH {
+            self.loops += 1;
+            self.vars.push((name.to_owned(), Kind::Int));
+            let n = self.body_len(d + 1);
+            self.block(d + 1, n);
+            self.vars.pop();
+            self.loops -= 1;
+        }
+        self.line(d + 1, rebind);
+    }
+
+    /// A simple condition like the ones programs test most: `x > 5`, `x is None`, `not x`, `len(xs) > 3`.
+    fn simple_cond(&mut self) -> String {
+        let x = self.var(Kind::Int);
+        match self.r.below(7) {
+            0 => format!("{x} > {}", self.int_lit()),
+            1 => format!("{x} is None"),
+            2 => format!("not {x}"),
+            3 => format!("{x} == {}", self.int_lit()),
+            4 => format!("len({}) > {}", self.var(Kind::List), self.r.range(0, 10)),
+            5 => format!("{x} < {}", self.var(Kind::Int)),
+            _ => format!("{x} is not None"),
+        }
+    }
+
+    /// Parameters in the style of library signatures: positional names, then keyword parameters, the last one
+    /// usually `=None` (`def fetch(path, timeout=10, retries=None)`), or all positional.
+    fn lib_params(&mut self, method: bool) -> String {
+        let mut ps: Vec<String> = Vec::new();
+        if method {
+            ps.push("self".into());
+        }
+        let n = self.r.urange(1, 5);
+        let mut names: Vec<&str> = Vec::new();
+        while names.len() < n {
+            let x = self.pick(PARAM_NAMES);
+            if !names.contains(&x) {
+                names.push(x);
+            }
+        }
+        let n_kw = if self.p(0.6) { self.r.urange(1, n.min(3)) } else { 0 };
+        for (i, name) in names.iter().enumerate() {
+            let kind = match *name {
+                "path" | "name" | "mode" | "encoding" | "key" | "text" | "prefix" | "sep" | "label" | "output"
+                | "default" => Kind::Str,
+                "data" | "items" => Kind::List,
+                "config" => Kind::Dict,
+                "verbose" | "debug" | "strict" => Kind::Bool,
+                _ => Kind::Int,
+            };
+            self.declare(name, kind);
+            if i + n_kw < n {
+                ps.push((*name).to_owned());
+            } else {
+                let default = if i + 1 == n && (n_kw > 1 || self.p(0.6)) && self.p(0.85) {
+                    "None"
+                } else {
+                    self.pick(PARAM_DEFAULTS)
+                };
+                ps.push(format!("{name}={default}"));
+            }
+        }
+        ps.join(", ")
+    }
+
+    /// A function that reads an input file and writes an output file, named as a pair (`src_file`, `dst_file`).
+    fn io_function(&mut self, d: usize, method: bool) {
+        let (rd, wr) = *self.r.pick(IO_PAIRS);
+        let b = d + 1;
+        let name = format!(
+            "{}_{}",
+            self.pick(&[
+                "convert",
+                "copy",
+                "process",
+                "transform",
+                "clean",
+                "filter",
+                "merge",
+                "export"
+            ]),
+            self.pick(&["file", "data", "lines", "records", "csv", "log", "text", "results"])
+        );
+        let globals = d == 0 && !method && self.p(0.4);
+        if globals {
+            let file = self.pick(READ_FILES);
+            let (stem, ext) = file.split_once('.').unwrap_or((file, "txt"));
+            let q = self.quote();
+            self.line(0, &format!("{rd} = {q}{file}{q}"));
+            let out = if self.p(0.5) {
+                format!("{stem}_out.{ext}")
+            } else {
+                self.pick(WRITE_FILES).to_owned()
+            };
+            self.line(0, &format!("{wr} = {q}{out}{q}"));
+            self.blank();
+            self.line(0, &format!("def {name}():"));
+        } else {
+            self.line(
+                d,
+                &format!("def {name}({}{rd}, {wr}):", if method { "self, " } else { "" }),
+            );
+        }
+        if self.p(0.3) {
+            let c = self.pick(&["os.path.exists", "os.path.isfile"]);
+            self.line(b, &format!("if not {c}({rd}):"));
+            self.line(b + 1, "return None");
+        }
+        let mq = if self.p(0.65) { '\'' } else { '"' };
+        let which = self.r.weighted(&[70, 15, 15]);
+        let wmode = if self.p(0.1) { 'a' } else { 'w' };
+        if which != 2 {
+            let h = self.pick(&["f", "f", "src", "infile", "fin", "fh"]);
+            if self.p(0.8) {
+                self.line(b, &format!("with open({rd}, {mq}r{mq}) as {h}:"));
+                let m = self.pick(&["readlines", "read"]);
+                self.line(b + 1, &format!("lines = {h}.{m}()"));
+            } else {
+                self.line(b, &format!("{h} = open({rd}, {mq}r{mq})"));
+                self.line(b, &format!("lines = {h}.readlines()"));
+                self.line(b, &format!("{h}.close()"));
+            }
+        } else {
+            self.line(b, "lines = [line.upper() for line in lines]");
+        }
+        if which != 1 {
+            let h = self.pick(&["out", "f", "dst", "outfile", "fout", "handle"]);
+            if self.p(0.8) {
+                self.line(b, &format!("with open({wr}, {mq}{wmode}{mq}) as {h}:"));
+                self.line(b + 1, "for line in lines:");
+                let w = self.pick(&["line", "line.strip() + \"\\n\"", "line.upper()", "line.lower()"]);
+                self.line(b + 2, &format!("{h}.write({w})"));
+            } else {
+                self.line(b, &format!("{h} = open({wr}, {mq}{wmode}{mq})"));
+                self.line(b, &format!("{h}.writelines(lines)"));
+                self.line(b, &format!("{h}.close()"));
+            }
+        } else {
+            self.line(b, "return lines");
+        }
+        if self.p(0.3) {
+            self.line(b, &format!("print(\"Wrote\", len(lines), \"lines to\", {wr})"));
+        }
+    }
+
+    /// A function that orders two values with a swap: `if lo > hi: lo, hi = hi, lo`.
+    fn swap_function(&mut self, d: usize, method: bool) {
+        let (mut a, mut b) = *self.r.pick(SWAP_PAIRS);
+        if self.p(0.3) {
+            std::mem::swap(&mut a, &mut b);
+        }
+        let name = self.pick(&[
+            "ordered",
+            "sort_pair",
+            "normalize_range",
+            "min_max",
+            "swap",
+            "order",
+            "clamp_range",
+        ]);
+        self.line(
+            d,
+            &format!("def {name}({}{a}, {b}):", if method { "self, " } else { "" }),
+        );
+        let body = d + 1;
+        if self.p(0.3) {
+            self.line(body, &format!("print({a}, {b})"));
+        }
+        let op = self.pick(&[">", ">", "<", ">="]);
+        self.line(body, &format!("if {a} {op} {b}:"));
+        if self.p(0.5) {
+            self.line(body + 1, &format!("{a}, {b} = {b}, {a}"));
+        } else {
+            self.line(body + 1, &format!("{b}, {a} = {a}, {b}"));
+        }
+        self.line(body, &format!("return {a}, {b}"));
     }
 
     // ----------------------------------------------------------------------------------------------------------
@@ -1435,7 +2070,7 @@ impl Gen {
             return;
         }
         let simple = [40, 52, 60, 75][d];
-        match self.r.weighted(&[simple, 12, 4, 4, 5, 1, 1, 2, 2, 2, 2, 4, 1, 1]) {
+        match self.r.weighted(&[simple, 12, 4, 4, 5, 1, 1, 2, 2, 2, 2, 4, 1, 1, 3]) {
             0 => self.simple_stmt(d),
             1 => self.if_stmt(d),
             2 => self.for_range(d),
@@ -1451,7 +2086,8 @@ impl Gen {
                 self.accumulator(d);
             }
             12 => self.try_stmt(d),
-            _ => self.var_if(d),
+            13 => self.var_if(d),
+            _ => self.while_name(d),
         }
     }
 
@@ -1478,7 +2114,9 @@ impl Gen {
     /// The body of an `if` branch: sometimes a single `return`/`break`/`continue`/assignment.
     fn branch_body(&mut self, d: usize) {
         let r = self.r.below(10);
-        if self.in_func && r < 2 {
+        if r == 9 && self.p(0.5) {
+            self.message_stmt(d);
+        } else if self.in_func && r < 2 {
             self.return_stmt(d);
         } else if self.loops > 0 && r < 3 {
             let s = self.pick(&["break", "continue", "break"]);
@@ -1888,6 +2526,9 @@ impl Gen {
 
     /// A parameter list; returns the text inside the parentheses.
     fn params(&mut self, method: bool) -> String {
+        if self.p(0.45) {
+            return self.lib_params(method);
+        }
         let mut ps: Vec<String> = Vec::new();
         if method {
             ps.push("self".into());
@@ -1949,7 +2590,7 @@ impl Gen {
         let was_in_func = self.in_func;
         self.in_func = true;
         let b = d + 1;
-        let mut template = self.r.weighted(&[50, 12, 9, 9, 4, 4, 6, 6]);
+        let mut template = self.r.weighted(&[50, 12, 9, 9, 4, 4, 6, 6, 9, 6]);
         if template == 4 && method {
             template = 5;
         }
@@ -2091,6 +2732,8 @@ impl Gen {
                 };
                 self.line(b, &format!("return {body}"));
             }
+            8 => self.io_function(d, method),
+            9 => self.swap_function(d, method),
             7 => {
                 let name = self.func_name();
                 let params = self.params(method);
@@ -2162,7 +2805,15 @@ impl Gen {
             self.line(2, "super().__init__()");
         }
         let saved = std::mem::take(&mut self.vars);
-        for (a, k) in &attrs {
+        // Assignments usually follow the parameters' order, sometimes not.
+        let mut order = attrs.clone();
+        if self.p(0.4) {
+            for i in (1..order.len()).rev() {
+                let j = self.r.below(i + 1);
+                order.swap(i, j);
+            }
+        }
+        for (a, k) in &order {
             let text = match self.r.weighted(&[85, 5, 5, 5]) {
                 0 => format!("self.{a} = {a}"),
                 1 if *k == Kind::List => format!("self.{a} = {a} or []"),
@@ -2284,7 +2935,12 @@ impl Gen {
             self.comment_stmt(0);
         }
         for _ in 0..self.r.urange(2, 5) {
-            self.list_stmt(0);
+            match self.r.below(3) {
+                0 => self.list_stmt(0),
+                1 => self.depth_list_stmt(0),
+                _ if self.p(0.5) => self.keyed_stmt(0),
+                _ => self.depth_list_stmt(0),
+            }
         }
         if self.p(0.5) {
             self.print_stmt(0);
@@ -2321,23 +2977,25 @@ impl Gen {
             self.constants();
         }
         let mut first = true;
-        while self.out.len() < target {
+        // At least one function, class or script block, even after a long header.
+        while first || self.out.len() < target {
             if !first {
                 self.blank();
                 if self.p(0.7) {
                     self.blank();
                 }
             }
+            let only = first;
             first = false;
             let before = self.out.len();
-            match self.r.weighted(&[42, 18, 25, 15]) {
+            match self.r.weighted(&[42, 18, 25, 26]) {
                 0 => self.function(0, false),
                 1 => self.class(),
                 2 => self.script(),
                 _ => self.list_block(),
             }
             // Keep documents near their target: drop an item that overshoots far (unless it is the only one).
-            if self.out.len() > MAX_CHARS.max(target + 600) && self.out[..before].trim().len() > 300 {
+            if !only && self.out.len() > MAX_CHARS.max(target + 600) && self.out[..before].trim().len() > 300 {
                 self.out.truncate(before);
                 while self.out.ends_with("\n\n") {
                     self.out.pop();
