@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::data::corpus::CorpusSource;
 use crate::tokenize::escape_token;
-use crate::tokenize::train::{train_bpe_report, TrainedBpe, DEFAULT_REQUIRED, DEFAULT_VOCAB_SIZE};
+use crate::tokenize::train::{train_bpe_report, TrainedBpe, DEFAULT_VOCAB_SIZE};
 
 /// Arguments of `circuitscope tokenizer train`.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,13 +30,13 @@ pub struct TokenizerTrainArgs {
     #[arg(long, default_value = "synthetic")]
     pub corpus: String,
     /// Number of documents to train on (file corpora: at most this many).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 4000)]
     pub docs: usize,
     /// Vocabulary size, `<|endoftext|>` (the last id) included.
     #[arg(long, default_value_t = DEFAULT_VOCAB_SIZE)]
     pub vocab: usize,
     /// A JSON array of strings that must each be a single token (e.g. `["\")", "]]\n", ".add"]`). Without it,
-    /// the contrast tokens of the paper's tasks are required.
+    /// every target string of the built-in tasks is required (as `circuitscope train` does).
     #[arg(long, value_name = "FILE")]
     pub require_file: Option<PathBuf>,
     /// Where to write the tokenizer.json.
@@ -50,10 +50,11 @@ pub struct TokenizerTrainArgs {
     pub json: bool,
 }
 
-/// The required strings: from `--require-file` (a JSON array of strings), else [`DEFAULT_REQUIRED`].
+/// The required strings: from `--require-file` (a JSON array of strings), else every task's target strings,
+/// as `circuitscope train` uses them.
 pub fn required_strings(args: &TokenizerTrainArgs) -> Result<Vec<String>> {
     match &args.require_file {
-        None => Ok(DEFAULT_REQUIRED.iter().map(|s| (*s).to_owned()).collect()),
+        None => Ok(crate::data::tasks::target_strings()),
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             serde_json::from_str::<Vec<String>>(&text)
