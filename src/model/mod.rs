@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod gpt;
 pub mod hooks;
+pub mod layout;
 mod inference;
 pub mod linear;
 pub mod norm;

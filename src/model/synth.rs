@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 use super::checkpoint::Stored;
 use super::config::Config;
+use super::layout::{tensor_specs, TensorRole};
 use super::error::Result;
 use super::sparse_linear::CsrWeight;
 
@@ -86,86 +87,27 @@ fn dense(rng: &mut impl Rng, shape: &[usize], std: f32, density: f64) -> Result<
     Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
 }
 
-/// All tensors of a random model of `cfg` with weight density `density`, deterministic in `seed`.
+/// All tensors of a random model of `cfg` with weight density `density`, deterministic in `seed`: matrices and
+/// embeddings as CSR with N(0, 1/nnz-per-row) values, sparse small biases, unit norms, random sink logits, logits
+/// bias and bigram table.
 pub fn synth_tensors(cfg: &Config, density: f64, seed: u64) -> Result<BTreeMap<String, Stored>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let (v, d, din, a, f) = (
-        cfg.vocab_size,
-        cfg.d_model,
-        cfg.d_model_in(),
-        cfg.attn_width(),
-        cfg.d_mlp,
-    );
-    let mut t = BTreeMap::new();
-    let mut csr = |rng: &mut rand::rngs::StdRng, name: String, rows, cols| -> Result<()> {
-        t.insert(name, Stored::Csr(Arc::new(random_csr(rng, rows, cols, density, 4)?)));
-        Ok(())
-    };
-    csr(&mut rng, "transformer.wte.weight".into(), v, d)?;
-    csr(&mut rng, "lm_head.weight".into(), v, d)?;
-    for l in 0..cfg.n_layer {
-        let p = format!("transformer.h.{l}");
-        csr(&mut rng, format!("{p}.attn.c_attn.weight"), 3 * a, din)?;
-        csr(&mut rng, format!("{p}.attn.c_proj.weight"), d, a)?;
-        csr(&mut rng, format!("{p}.mlp.c_fc.weight"), f, din)?;
-        csr(&mut rng, format!("{p}.mlp.c_proj.weight"), d, f)?;
-    }
-    let mut put = |name: String, tensor: Tensor| {
-        t.insert(name, Stored::Dense(tensor));
-    };
-    let ones = |n: usize| Tensor::ones(n, candle_core::DType::F32, &Device::Cpu);
-    put(
-        "transformer.wpe.weight".into(),
-        dense(&mut rng, &[cfg.block_size, cfg.d_pos_emb.unwrap_or(d)], 0.1, density)?,
-    );
-    for l in 0..cfg.n_layer {
-        let p = format!("transformer.h.{l}");
-        for (name, n) in [
-            ("attn.c_attn", 3 * a),
-            ("attn.c_proj", d),
-            ("mlp.c_fc", f),
-            ("mlp.c_proj", d),
-        ] {
-            if cfg.bias {
-                put(
-                    format!("{p}.{name}.bias"),
-                    dense(&mut rng, &[n], 0.05, density.max(0.05))?,
-                );
+    let mut out = BTreeMap::new();
+    for spec in tensor_specs(cfg) {
+        let shape = &spec.shape;
+        let stored = match spec.role {
+            TensorRole::Matrix { .. } | TensorRole::Embedding if spec.name != "transformer.wpe.weight" => {
+                Stored::Csr(Arc::new(random_csr(&mut rng, shape[0], shape[1], density, 4)?))
             }
-        }
-        put(format!("{p}.ln_1.weight"), ones(d)?);
-        put(format!("{p}.ln_2.weight"), ones(d)?);
-        if !cfg.rms_norm && cfg.ln_bias {
-            put(
-                format!("{p}.ln_1.bias"),
-                Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu)?,
-            );
-            put(
-                format!("{p}.ln_2.bias"),
-                Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu)?,
-            );
-        }
-        if cfg.sink {
-            put(
-                format!("{p}.attn.attn_imp.sink_logit"),
-                dense(&mut rng, &[cfg.n_head], 1.0, 1.0)?,
-            );
-        }
-        if let Some(dp) = cfg.d_pos_emb {
-            put(format!("{p}.ln_p1.weight"), ones(dp)?);
-            put(format!("{p}.ln_p2.weight"), ones(dp)?);
-        }
+            // wpe: dense with exact zeros, as the reference stores position tables.
+            TensorRole::Embedding | TensorRole::Matrix { .. } => Stored::Dense(dense(&mut rng, shape, 0.1, density)?),
+            TensorRole::Bias => Stored::Dense(dense(&mut rng, shape, 0.05, density.max(0.05))?),
+            TensorRole::NormWeight => Stored::Dense(Tensor::ones(shape.as_slice(), DType::F32, &Device::Cpu)?),
+            TensorRole::NormBias => Stored::Dense(Tensor::zeros(shape.as_slice(), DType::F32, &Device::Cpu)?),
+            TensorRole::SinkLogit => Stored::Dense(dense(&mut rng, shape, 1.0, 1.0)?),
+            TensorRole::BigramTable | TensorRole::FinalLogitsBias => Stored::Dense(dense(&mut rng, shape, 0.1, 1.0)?),
+        };
+        out.insert(spec.name, stored);
     }
-    put("transformer.ln_f.weight".into(), ones(d)?);
-    if !cfg.rms_norm && cfg.ln_bias {
-        put(
-            "transformer.ln_f.bias".into(),
-            Tensor::zeros(d, candle_core::DType::F32, &Device::Cpu)?,
-        );
-    }
-    put("final_logits_bias".into(), dense(&mut rng, &[v], 0.1, 1.0)?);
-    if cfg.enable_bigram_table {
-        put("bigram_table".into(), dense(&mut rng, &[v, v], 0.1, 1.0)?);
-    }
-    Ok(t)
+    Ok(out)
 }
