@@ -1,0 +1,63 @@
+//! The bundled models in assets/models: their eval reproduces the committed eval.md, their tokenizer makes every
+//! task target a single token, and they are weight-sparse (or dense) as documented.
+
+use std::path::{Path, PathBuf};
+
+use circuitscope::analysis::eval;
+use circuitscope::cli::eval::{markdown_table, weight_density, EVAL_CORPUS, EVAL_PAIRS};
+use circuitscope::data::corpus::CorpusSource;
+use circuitscope::data::tasks;
+use circuitscope::model::{Gpt, LoadOptions};
+use circuitscope::tokenize::Tokenizer;
+use circuitscope::train::data::TokenPool;
+
+const MODELS: [&str; 2] = ["tinypython-sparse", "tinypython-dense"];
+
+fn model_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models").join(name)
+}
+
+#[test]
+fn bundled_models_are_complete() {
+    for name in MODELS {
+        let dir = model_dir(name);
+        for file in ["config.json", "model.safetensors", "tokenizer.json", "train_config.json", "log.jsonl", "eval.md"] {
+            assert!(dir.join(file).exists(), "{} lacks {file}", dir.display());
+        }
+    }
+    let sparse = weight_density(&model_dir("tinypython-sparse")).unwrap();
+    assert!(sparse <= 1.0 / 8.0 + 1e-6, "sparse model density {sparse}");
+    let dense = weight_density(&model_dir("tinypython-dense")).unwrap();
+    assert!(dense > 0.9, "dense model density {dense}");
+}
+
+#[test]
+fn task_targets_are_single_tokens() {
+    for name in MODELS {
+        let tok = Tokenizer::load(model_dir(name).join("tokenizer.json")).unwrap();
+        for t in tasks::registry() {
+            for target in t.targets() {
+                let ids = tok.encode(&target).unwrap();
+                assert_eq!(ids.len(), 1, "{name}: {}: target {target:?} is {ids:?}", t.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn eval_reproduces_committed_eval_md() {
+    for name in MODELS {
+        let dir = model_dir(name);
+        let (model, _) = Gpt::load(&dir, LoadOptions::default()).unwrap();
+        let tok = Tokenizer::load(dir.join("tokenizer.json")).unwrap();
+        let scores = eval::score_tasks(&model, &tok, &tasks::registry(), EVAL_PAIRS).unwrap();
+        let corpus = CorpusSource::parse(EVAL_CORPUS).unwrap();
+        let block = model.config.block_size;
+        let held = TokenPool::build(corpus.held_out().unwrap(), &tok, 64 * (block + 1)).unwrap();
+        let loss = eval::corpus_loss(&model, &held.tokens, block, 64).unwrap();
+        let density = weight_density(&dir).unwrap();
+        let table = markdown_table(&scores, loss, density, EVAL_PAIRS);
+        let committed = std::fs::read_to_string(dir.join("eval.md")).unwrap();
+        assert!(committed.contains(&table), "{name}: eval.md differs from a fresh eval:\n{table}");
+    }
+}
