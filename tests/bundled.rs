@@ -21,7 +21,14 @@ fn model_dir(name: &str) -> PathBuf {
 fn bundled_models_are_complete() {
     for name in MODELS {
         let dir = model_dir(name);
-        for file in ["config.json", "model.safetensors", "tokenizer.json", "train_config.json", "log.jsonl", "eval.md"] {
+        for file in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "train_config.json",
+            "log.jsonl",
+            "eval.md",
+        ] {
             assert!(dir.join(file).exists(), "{} lacks {file}", dir.display());
         }
     }
@@ -58,6 +65,9 @@ fn eval_reproduces_committed_eval_md() {
         let density = weight_density(&dir).unwrap();
         let table = markdown_table(&scores, loss, density, EVAL_PAIRS);
         let committed = std::fs::read_to_string(dir.join("eval.md")).unwrap();
-        assert!(committed.contains(&table), "{name}: eval.md differs from a fresh eval:\n{table}");
+        assert!(
+            committed.contains(&table),
+            "{name}: eval.md differs from a fresh eval:\n{table}"
+        );
     }
 }

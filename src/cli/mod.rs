@@ -1,6 +1,7 @@
 //! One module per subcommand; `main.rs` only parses and dispatches.
 
 pub mod bench;
+pub mod circuit;
 pub mod common;
 pub mod convert;
 pub mod corpus;
@@ -11,4 +12,3 @@ pub mod tasks;
 pub mod tokenize;
 pub mod tokenizer_train;
 pub mod train;
-pub mod circuit;

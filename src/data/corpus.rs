@@ -452,7 +452,8 @@ pub const CONSTRUCTS: &[Construct] = &[
         name: "nested_ends_]",
         description: "list literal opening `[[` whose line ends with a single `]` (`[[1, 2], 3, 4]`)",
         matches: |_, t| {
-            t.split_once(" = [[").is_some_and(|(l, _)| is_ident(l.trim_start_matches("self.")))
+            t.split_once(" = [[")
+                .is_some_and(|(l, _)| is_ident(l.trim_start_matches("self.")))
                 && t.ends_with(']')
                 && !t.ends_with("]]")
         },

@@ -9,7 +9,9 @@ pub enum TensorRole {
     /// wte, wpe and lm_head.
     Embedding,
     /// c_attn, attn c_proj, c_fc, mlp c_proj weights; `output` marks the projections into the residual.
-    Matrix { output: bool },
+    Matrix {
+        output: bool,
+    },
     /// Linear biases.
     Bias,
     NormWeight,
@@ -23,7 +25,10 @@ impl TensorRole {
     /// The reference keeps these weight-sparse in training (`is_sparse_param`): every matrix, embedding and
     /// Linear bias; never norms, sinks, the bigram table or the logits bias.
     pub fn is_sparse(self) -> bool {
-        matches!(self, TensorRole::Embedding | TensorRole::Matrix { .. } | TensorRole::Bias)
+        matches!(
+            self,
+            TensorRole::Embedding | TensorRole::Matrix { .. } | TensorRole::Bias
+        )
     }
 }
 
@@ -37,7 +42,13 @@ pub struct TensorSpec {
 /// Every tensor a model of `cfg` has, in a stable order. `lm_head.weight` only when untied; `final_logits_bias`
 /// always (the loader fills zeros when a checkpoint lacks it).
 pub fn tensor_specs(cfg: &Config) -> Vec<TensorSpec> {
-    let (v, d, din, a, f) = (cfg.vocab_size, cfg.d_model, cfg.d_model_in(), cfg.attn_width(), cfg.d_mlp);
+    let (v, d, din, a, f) = (
+        cfg.vocab_size,
+        cfg.d_model,
+        cfg.d_model_in(),
+        cfg.attn_width(),
+        cfg.d_mlp,
+    );
     let mut out = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, role: TensorRole| out.push(TensorSpec { name, shape, role });
     let layer_norm_bias = !cfg.rms_norm && cfg.ln_bias;
@@ -69,13 +80,21 @@ pub fn tensor_specs(cfg: &Config) -> Vec<TensorSpec> {
             ("mlp.c_fc", f, din, false),
             ("mlp.c_proj", d, f, true),
         ] {
-            push(format!("{p}.{name}.weight"), vec![rows, cols], TensorRole::Matrix { output });
+            push(
+                format!("{p}.{name}.weight"),
+                vec![rows, cols],
+                TensorRole::Matrix { output },
+            );
             if cfg.bias {
                 push(format!("{p}.{name}.bias"), vec![rows], TensorRole::Bias);
             }
         }
         if cfg.sink {
-            push(format!("{p}.attn.attn_imp.sink_logit"), vec![cfg.n_head], TensorRole::SinkLogit);
+            push(
+                format!("{p}.attn.attn_imp.sink_logit"),
+                vec![cfg.n_head],
+                TensorRole::SinkLogit,
+            );
         }
     }
     push("transformer.ln_f.weight".into(), vec![d], TensorRole::NormWeight);
@@ -98,15 +117,20 @@ mod tests {
 
     #[test]
     fn specs_match_the_node_count_widths() {
-        let cfg = Config::from_json_str(r#"{"n_layer": 2, "d_model": 16, "n_head": 4, "d_head": 8, "d_mlp": 40,
+        let cfg = Config::from_json_str(
+            r#"{"n_layer": 2, "d_model": 16, "n_head": 4, "d_head": 8, "d_mlp": 40,
             "vocab_size": 128, "block_size": 32, "sink": true, "rms_norm": true, "tied_unembed": false,
-            "enable_bigram_table": true}"#)
+            "enable_bigram_table": true}"#,
+        )
         .unwrap()
         .config;
         let specs = tensor_specs(&cfg);
         let find = |n: &str| specs.iter().find(|s| s.name == n).unwrap();
         assert_eq!(find("transformer.h.1.attn.c_attn.weight").shape, vec![96, 16]);
-        assert_eq!(find("transformer.h.0.mlp.c_proj.weight").role, TensorRole::Matrix { output: true });
+        assert_eq!(
+            find("transformer.h.0.mlp.c_proj.weight").role,
+            TensorRole::Matrix { output: true }
+        );
         assert_eq!(find("bigram_table").shape, vec![128, 128]);
         assert!(specs.iter().all(|s| !s.name.contains("ln_1.bias")));
         assert_eq!(specs.iter().filter(|s| s.role.is_sparse()).count(), 3 + 2 * 8);

@@ -10,8 +10,8 @@ use rand_distr::{Distribution, Normal};
 
 use super::checkpoint::Stored;
 use super::config::Config;
-use super::layout::{tensor_specs, TensorRole};
 use super::error::Result;
+use super::layout::{tensor_specs, TensorRole};
 use super::sparse_linear::CsrWeight;
 
 /// The named shapes `synth --shape` knows.
