@@ -233,7 +233,7 @@ fn cli_parses() {
     <Cli as clap::CommandFactory>::command().debug_assert();
     let cli = Cli::try_parse_from(["train", "--vocab", "2048", "-o", "t.json", "--force", "--json"]).unwrap();
     let a = cli.args;
-    assert_eq!((a.vocab, a.docs, a.force, a.json), (2048, 2000, true, true));
+    assert_eq!((a.vocab, a.docs, a.force, a.json), (2048, 4000, true, true));
     assert_eq!(a.output, std::path::PathBuf::from("t.json"));
     assert_eq!(a.corpus, "synthetic");
     assert!(a.require_file.is_none());
