@@ -261,12 +261,15 @@ impl Gpt {
                 msg: "empty token sequence".into(),
             });
         }
-        let points = self.hook_points();
-        if let Some(name) = hooks.intervened_hooks().find(|n| !points.iter().any(|(h, _)| h == n)) {
-            return Err(ModelError::Hook {
-                name: name.to_string(),
-                msg: "no such hook point in this model".into(),
-            });
+        // Most forwards carry no interventions: build the hook list only when there is something to check.
+        if hooks.intervened_hooks().next().is_some() {
+            let points = self.hook_points();
+            if let Some(name) = hooks.intervened_hooks().find(|n| !points.iter().any(|(h, _)| h == n)) {
+                return Err(ModelError::Hook {
+                    name: name.to_string(),
+                    msg: "no such hook point in this model".into(),
+                });
+            }
         }
         let ids: Vec<u32> = tokens.flatten_all()?.to_vec1()?;
         for row in ids.chunks(t) {
