@@ -104,7 +104,8 @@ pub fn score_pairs(model: &Gpt, tok: &Tokenizer, name: &str, pairs: &[TaskPair])
     })
 }
 
-/// Scores each task on `n` test pairs.
+/// Scores each task on `n` test pairs; a finite (jsonl) task on its first `n` pairs, whatever their split, since
+/// a user's file is usually meant as a test set as a whole.
 pub fn score_tasks(
     model: &Gpt,
     tok: &Tokenizer,
@@ -114,7 +115,10 @@ pub fn score_tasks(
     tasks
         .iter()
         .map(|t| {
-            let pairs = tasks::split(t.as_ref(), Split::Test, n);
+            let pairs = match t.finite_len() {
+                Some(len) => (0..len.min(n) as u64).map(|i| t.pair(0, i)).collect(),
+                None => tasks::split(t.as_ref(), Split::Test, n),
+            };
             Ok((t.name().to_string(), score_pairs(model, tok, t.name(), &pairs)?))
         })
         .collect()

@@ -20,7 +20,7 @@ pub const EVAL_CORPUS: &str = "synthetic";
 pub struct EvalArgs {
     #[arg(long)]
     pub model: PathBuf,
-    /// `all` or a comma-separated list of task names.
+    /// `all` or a comma-separated list of task names and `.jsonl` task files.
     #[arg(long, default_value = "all")]
     pub tasks: String,
     /// Test pairs per task.
@@ -51,7 +51,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     } else {
         args.tasks
             .split(',')
-            .map(|n| tasks::lookup(n.trim()).map_err(anyhow::Error::from))
+            .map(|n| tasks::resolve(n.trim()).map_err(anyhow::Error::from))
             .collect::<Result<_>>()?
     };
     let scores = eval::score_tasks(&model, &tok, &selected, args.pairs)?;

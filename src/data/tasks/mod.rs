@@ -139,6 +139,14 @@ pub fn lookup(name: &str) -> Result<Box<dyn Task>, TaskError> {
     })
 }
 
+/// A built-in task by name, or a user task from a `.jsonl` file path (see [`JsonlTask`]).
+pub fn resolve(name_or_path: &str) -> Result<Box<dyn Task>, TaskError> {
+    if name_or_path.ends_with(".jsonl") {
+        return Ok(Box::new(JsonlTask::load(name_or_path)?));
+    }
+    lookup(name_or_path)
+}
+
 /// Every target and alt string of every built-in task, deduplicated, in registry order: the strings a tokenizer
 /// trainer must make single tokens.
 pub fn target_strings() -> Vec<String> {
