@@ -14,6 +14,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The workbench: walk a circuit, read exemplars, probe with prompts, ablate (terminal UI).
+    Open(cli::open::OpenArgs),
     /// Run a prompt: top next tokens, channel magnitudes, hooks, interventions, dumps.
     Run(cli::run::RunArgs),
     /// Convert a checkpoint (e.g. the reference's final_model.pt) to config.json + model.safetensors (CSR).
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Open(a) => cli::open::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Convert(a) => cli::convert::run(a),
         Command::Synth(a) => cli::synth::run(a),

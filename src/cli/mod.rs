@@ -6,6 +6,7 @@ pub mod common;
 pub mod convert;
 pub mod corpus;
 pub mod eval;
+pub mod open;
 pub mod run;
 pub mod synth;
 pub mod tasks;

@@ -1,0 +1,53 @@
+//! Every key and command, in one table: the `?` overlay draws it and a test checks that the README lists it.
+
+/// (where, key, what it does).
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("any", "?", "this help (j/k scroll it, any other key closes it)"),
+    ("any", "q / Ctrl-c", "quit"),
+    ("any", "1 2 3 / Tab / Shift-Tab", "circuit map, node inspector, prompt lab"),
+    ("any", ":", "command line (see the commands below)"),
+    ("any", "/", "fuzzy jump to a node by id or label (Up/Down pick, Enter jumps)"),
+    ("any", "[ / Backspace", "back in the node history"),
+    ("any", "]", "forward in the node history"),
+    ("any", "m", "mark / unmark the selected node"),
+    ("any", "'", "jump to the next marked node"),
+    ("any", "+ / -", "raise / lower the edge-strength threshold (fraction of max |w|)"),
+    ("any", "Ctrl-r", "redo an ablation change"),
+    ("map", "h j k l / arrows", "move between nodes (j/k: sites, h/l: nodes of a site)"),
+    ("map", "g / G, PgUp / PgDn", "first / last site, eight sites up / down"),
+    ("map", "Enter", "open the node inspector"),
+    ("map, node", "J / K", "move the edge cursor down / up"),
+    ("map, node", "f", "follow the edge under the edge cursor"),
+    ("map, node", "o / i", "follow the strongest out- / in-edge"),
+    ("map, node", "a / A", "toggle a zero / mean ablation of the selected node"),
+    ("node", "j k / PgUp PgDn", "scroll"),
+    ("node", "n / N", "next / previous exemplar quantile"),
+    ("node", "z", "zero-centred colour scale on / off (task view)"),
+    ("node", "Esc", "back to the map"),
+    ("lab", "e / i / Enter", "edit the prompt (Esc stops editing; edits re-run the model)"),
+    ("lab", "h l / arrows", "move the token cursor"),
+    ("lab", "H / L", "first token / follow the last token"),
+    ("lab", "j k", "select a node in the magnitudes table"),
+    ("lab", "p", "pin the current run as the baseline"),
+    ("lab", "a / A", "toggle a zero / mean ablation of the selected node"),
+    ("lab", "u / Ctrl-r", "undo / redo an ablation change"),
+    ("lab", "x", "clear all ablations"),
+    ("lab", "s / S", "length sweep at the editor cursor / hide it"),
+    ("lab", "R", "re-run now"),
+    ("mouse", "click", "select a node, tab, edge (twice: follow), table row or token"),
+    ("mouse", "wheel", "move / scroll"),
+];
+
+/// (command, what it does).
+pub const COMMANDS: &[(&str, &str)] = &[
+    (":goto ID", "jump to a node, e.g. :goto 0.attn.q[37]"),
+    (":ablate [ID] [zero|mean]", "toggle an ablation (default: the selected node, zero)"),
+    (":clear", "remove all ablations"),
+    (":pin", "pin the current run as the baseline"),
+    (":sweep FRAGMENT [N]", "repeat FRAGMENT 0..N times at the editor cursor (\\n for newline)"),
+    (":threshold X", "edge-strength threshold, a fraction 0..1 of the largest |weight|"),
+    (":label TEXT / :note TEXT / :status TEXT", "annotate the selected node (in memory until sessions)"),
+    (":task", "show the task (switch with open --task)"),
+    (":save / :export", "sessions and export arrive in the next issue"),
+    (":q / :quit", "quit"),
+];

@@ -1,0 +1,309 @@
+//! The node inspector: the node's numbers and edges; its exemplars at each quantile as token heat maps on one
+//! signed scale with the pivot boxed; the task view (class A, class B, B − A); a histogram; the head's
+//! attention on the lab's prompt for q/k nodes (with the sink's share); the embedding and unembedding tokens
+//! of residual channels.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::Frame;
+
+use super::app::App;
+use super::engine::{NodeDetail, TokenActs};
+use super::map::{draw_edges, node_summary};
+use super::widgets::{abs_max, fmt_val, heat_lines, histogram_line, token_label, window_around, HeatStrip};
+use crate::circuit::{NodeId, Site};
+
+/// Exemplars shown per side and quantile.
+const PER_SIDE: usize = 5;
+
+pub fn draw(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let Some(n) = app.selected else {
+        f.render_widget(Paragraph::new("no node selected"), area);
+        return;
+    };
+    let [left, right] = Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(area);
+    let detail = app.details.get(&n);
+    let mut head = node_summary(app, &n);
+    head.extend(stats_lines(app, detail));
+    let head_h = (head.len() as u16 + 2).min(left.height / 2);
+    let [top, edges, extra] = Layout::vertical([
+        Constraint::Length(head_h),
+        Constraint::Min(4),
+        Constraint::Length(extra_height(&n, left.height)),
+    ])
+    .areas(left);
+    f.render_widget(
+        Paragraph::new(head).wrap(ratatui::widgets::Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.border())
+                .title(" node "),
+        ),
+        top,
+    );
+    draw_edges(app, f, edges, "edges");
+    draw_extra(app, f, extra, &n, detail);
+    draw_samples(app, f, right, &n, detail);
+}
+
+fn extra_height(n: &NodeId, h: u16) -> u16 {
+    let want = match n.site {
+        Site::AttnQ | Site::AttnK => 9,
+        Site::AttnActIn | Site::MlpActIn | Site::AttnResidDelta | Site::MlpResidDelta | Site::FinalResid => 8,
+        _ => 0,
+    };
+    want.min(h / 3)
+}
+
+fn stats_lines(app: &App, detail: Option<&NodeDetail>) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    match detail.and_then(|d| d.stats.as_ref()) {
+        Some(s) => {
+            let mut v = vec![Line::from(format!(
+                "mean {}  density {:.4}  std {}",
+                fmt_val(s.mean),
+                s.density,
+                fmt_val(s.std)
+            ))];
+            v.push(Line::from(format!("min {}  max {}", fmt_val(s.min), fmt_val(s.max))));
+            if let Some((lo, hi, counts)) = &s.histogram {
+                v.push(Line::from(vec![
+                    Span::styled(format!("{} ", fmt_val(*lo)), t.dim()),
+                    Span::styled(histogram_line(counts, 24), t.title()),
+                    Span::styled(format!(" {}", fmt_val(*hi)), t.dim()),
+                ]));
+            }
+            v
+        }
+        None if detail.is_some() => vec![Line::styled(
+            "no scan: mean, density, histogram need `circuitscope scan`",
+            t.dim(),
+        )],
+        None => vec![Line::styled("loading…", t.dim())],
+    }
+}
+
+/// Attention pattern (q/k) or vocabulary links (residual channels).
+fn draw_extra(app: &App, f: &mut Frame, area: Rect, n: &NodeId, detail: Option<&NodeDetail>) {
+    if area.height == 0 {
+        return;
+    }
+    let t = &app.theme;
+    let width = area.width.saturating_sub(2) as usize;
+    let mut lines: Vec<Line> = Vec::new();
+    let title;
+    if matches!(n.site, Site::AttnQ | Site::AttnK) {
+        let head = n.index / app.circuit.d_head.max(1);
+        title = format!(" head {head} attention on the lab prompt ");
+        match (&app.lab.run, n.layer) {
+            (Some(run), Some(l)) => match run.attention.get(&(l, head)) {
+                Some(p) => {
+                    let q = app.lab.cursor_in(run).min(p.t.saturating_sub(1));
+                    let row = p.row(q);
+                    let (amax, arg) = row
+                        .iter()
+                        .enumerate()
+                        .fold((0f32, 0usize), |(m, a), (j, &w)| if w > m { (w, j) } else { (m, a) });
+                    lines.push(Line::from(format!(
+                        "query {:?} (#{q}) · sink mass {:.3} · max {:.3} on {:?}",
+                        token_label(&run.tokens[q]),
+                        p.sink[q],
+                        amax,
+                        token_label(&run.tokens[arg])
+                    )));
+                    let strip = HeatStrip {
+                        tokens: &run.tokens[..=q],
+                        acts: row,
+                        scale: amax.max(1e-6),
+                        pivot: Some(q),
+                        cursor: None,
+                        window: Some(window_around(q + 1, q, 200)),
+                    };
+                    let (l2, _) = heat_lines(&strip, t, width, area.height.saturating_sub(3) as usize);
+                    lines.extend(l2);
+                }
+                None => lines.push(Line::styled("no pattern for this head", t.dim())),
+            },
+            _ => lines.push(Line::styled("run a prompt in the lab (3)", t.dim())),
+        }
+    } else {
+        title = " residual channel: embedding writers · unembedding promotes ".into();
+        match detail {
+            Some(d) => {
+                let fmt = |v: &[(String, f32)]| -> String {
+                    v.iter()
+                        .take(8)
+                        .map(|(s, w)| format!("{:?} {:+.2}", token_label(s), w))
+                        .collect::<Vec<_>>()
+                        .join("  ")
+                };
+                lines.push(Line::styled("embedding writes it:", t.dim()));
+                lines.push(Line::from(fmt(&d.embed_tokens)));
+                lines.push(Line::styled("unembedding promotes:", t.dim()));
+                lines.push(Line::from(fmt(&d.unembed_tokens)));
+            }
+            None => lines.push(Line::styled("loading…", t.dim())),
+        }
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).border_style(t.border()).title(title)),
+        area,
+    );
+}
+
+/// One heat strip per sample: a caption and the wrapped tokens (two lines at most).
+fn strip_lines(
+    app: &App,
+    s: &TokenActs,
+    scale: f32,
+    width: usize,
+    caption: String,
+    shift: f32,
+    out: &mut Vec<Line<'static>>,
+) {
+    let t = &app.theme;
+    let pivot = s.pivot.unwrap_or_else(|| argmax_abs(&s.acts));
+    let value = s.acts.get(pivot).copied().unwrap_or(0.0);
+    out.push(Line::from(vec![
+        Span::styled(caption, t.dim()),
+        Span::styled(format!(" [{}]={}", token_label(s.tokens.get(pivot).map_or("", |x| x)), fmt_val(value)), t.accent()),
+    ]));
+    let acts: Vec<f32> = s.acts.iter().map(|v| v - shift).collect();
+    // About one line of context before the pivot and one after.
+    let window = char_window(&s.tokens, pivot, width * 2 / 3, width * 4 / 3);
+    let strip = HeatStrip {
+        tokens: &s.tokens,
+        acts: &acts,
+        scale,
+        pivot: Some(pivot),
+        cursor: None,
+        window: Some(window),
+    };
+    let (lines, _) = heat_lines(&strip, t, width, 2);
+    out.extend(lines);
+}
+
+/// Tokens around `pivot` that take about `before` columns before it and `after` columns from it on.
+fn char_window(tokens: &[String], pivot: usize, before: usize, after: usize) -> (usize, usize) {
+    let w = |i: usize| token_label(&tokens[i]).chars().count();
+    let mut start = pivot.min(tokens.len().saturating_sub(1));
+    let mut used = 0;
+    while start > 0 && used + w(start - 1) <= before {
+        used += w(start - 1);
+        start -= 1;
+    }
+    let mut end = pivot.min(tokens.len());
+    let mut used = 0;
+    while end < tokens.len() && used + w(end) <= after {
+        used += w(end);
+        end += 1;
+    }
+    (start, end.max((pivot + 1).min(tokens.len())))
+}
+
+fn argmax_abs(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, 0f32), |(a, m), (i, x)| if x.abs() > m { (i, x.abs()) } else { (a, m) })
+        .0
+}
+
+fn draw_samples(app: &App, f: &mut Frame, area: Rect, n: &NodeId, detail: Option<&NodeDetail>) {
+    let t = &app.theme;
+    let width = area.width.saturating_sub(2) as usize;
+    let mut lines: Vec<Line> = Vec::new();
+    let Some(d) = detail else {
+        f.render_widget(
+            Paragraph::new(Line::styled(format!("loading {n}…"), t.dim()))
+                .block(Block::default().borders(Borders::ALL).border_style(t.border())),
+            area,
+        );
+        return;
+    };
+    // Pretraining exemplars.
+    if d.quantiles.is_empty() {
+        lines.push(Line::styled("pretraining exemplars", t.title()));
+        lines.push(Line::styled(
+            "none: neither a scan nor the circuit file has exemplars for this node",
+            t.dim(),
+        ));
+    } else {
+        let qi = app.quantile % d.quantiles.len();
+        let q = &d.quantiles[qi];
+        let scale = abs_max(q.top.iter().chain(&q.bottom).flat_map(|e| e.acts.iter()));
+        lines.push(Line::from(vec![
+            Span::styled("pretraining exemplars ", t.title()),
+            Span::styled(
+                format!(
+                    "quantile {} ({}/{}, n/N) · one scale ±{}",
+                    fmt_quantile(q.quantile),
+                    qi + 1,
+                    d.quantiles.len(),
+                    fmt_val(scale)
+                ),
+                t.dim(),
+            ),
+        ]));
+        for (side, list) in [("top", &q.top), ("bottom", &q.bottom)] {
+            for (i, e) in list.iter().take(PER_SIDE).enumerate() {
+                strip_lines(app, e, scale, width, format!("{side} #{}", i + 1), 0.0, &mut lines);
+            }
+        }
+    }
+    // Task view.
+    lines.push(Line::from(""));
+    let tv = &d.task;
+    if tv.class_a.is_empty() {
+        lines.push(Line::styled("task view: no task pairs", t.dim()));
+    } else {
+        let all: Vec<f32> = tv.class_a.iter().chain(&tv.class_b).flat_map(|s| s.acts.iter().copied()).collect();
+        let (shift, scale) = if app.zero_centre {
+            (0.0, abs_max(all.iter()))
+        } else {
+            let lo = all.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = all.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            ((lo + hi) / 2.0, ((hi - lo) / 2.0).max(1e-6))
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("task view: {} ", app.task), t.title()),
+            Span::styled(
+                format!(
+                    "{} pairs · {} (z) · class A/B ±{}",
+                    tv.class_a.len(),
+                    if app.zero_centre { "zero-centred" } else { "min-max" },
+                    fmt_val(scale)
+                ),
+                t.dim(),
+            ),
+        ]));
+        let dscale = abs_max(tv.diff.iter().flat_map(|s| s.acts.iter()));
+        for (i, ((a, b), dd)) in tv.class_a.iter().zip(&tv.class_b).zip(&tv.diff).enumerate() {
+            strip_lines(app, a, scale, width, format!("pair {} A", i + 1), shift, &mut lines);
+            strip_lines(app, b, scale, width, format!("pair {} B", i + 1), shift, &mut lines);
+            strip_lines(app, dd, dscale, width, format!("pair {} B−A", i + 1), 0.0, &mut lines);
+        }
+    }
+    let h = area.height.saturating_sub(2) as usize;
+    let scroll = app.inspector_scroll.min(lines.len().saturating_sub(h));
+    f.render_widget(
+        Paragraph::new(lines).scroll((scroll as u16, 0)).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.focused_border())
+                .title(" samples (j/k scroll) "),
+        ),
+        area,
+    );
+}
+
+fn fmt_quantile(q: f64) -> String {
+    if q <= 0.0 {
+        "extremes".into()
+    } else {
+        format!("{}%", q * 100.0)
+    }
+}

@@ -1,0 +1,283 @@
+//! The prompt lab: an editable prompt that re-runs the model as it changes; the selected node as a heat strip
+//! over the tokens; every circuit node's magnitude at the cursor token against a pinned baseline; the next
+//! tokens and the task's logit difference; ablations; the length sweep.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph};
+use ratatui::Frame;
+
+use super::app::{App, Hit, Mode};
+use super::widgets::{abs_max, fmt_val, heat_lines, token_label, HeatStrip};
+use crate::circuit::NodeId;
+
+pub fn draw(app: &App, f: &mut Frame, area: Rect) {
+    let [left, right] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+    let edit_h = (app.prompt.lines().len() as u16 + 2).clamp(4, 8).min(left.height / 3);
+    let [editor, strip, table] = Layout::vertical([
+        Constraint::Length(edit_h),
+        Constraint::Length(6.min(left.height / 4)),
+        Constraint::Min(3),
+    ])
+    .areas(left);
+    draw_editor(app, f, editor);
+    draw_strip(app, f, strip);
+    draw_table(app, f, table);
+    let sweep_h = if app.lab.sweep.is_some() { right.height / 2 } else { 0 };
+    let [next, abl, sweep] = Layout::vertical([
+        Constraint::Min(6),
+        Constraint::Length(5.min(right.height / 4)),
+        Constraint::Length(sweep_h),
+    ])
+    .areas(right);
+    draw_next(app, f, next);
+    draw_ablations(app, f, abl);
+    if sweep_h > 0 {
+        draw_sweep(app, f, sweep);
+    }
+}
+
+fn draw_editor(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let editing = app.mode == Mode::Insert;
+    let info = match (&app.lab.run, &app.lab.error) {
+        (_, Some(e)) => e.clone(),
+        (Some(r), None) if app.show_timing => format!("{} tokens · {:.1} ms", r.tokens.len(), r.elapsed_ms),
+        (Some(r), None) => format!("{} tokens", r.tokens.len()),
+        (None, None) => "running…".into(),
+    };
+    let title = format!(
+        " prompt {} · {info} ",
+        if editing { "(editing, Esc stops)" } else { "(e edits)" }
+    );
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(if editing { t.focused_border() } else { t.border() })
+        .title(title);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    f.render_widget(&app.prompt, inner);
+}
+
+fn draw_strip(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let (Some(run), Some(n)) = (&app.lab.run, app.selected) else {
+        f.render_widget(Block::default().borders(Borders::ALL).title(" tokens "), area);
+        return;
+    };
+    let acts = run.acts.get(&n).cloned().unwrap_or_default();
+    let cur = app.lab.cursor_in(run);
+    let scale = abs_max(acts.iter());
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.border())
+        .title(format!(
+            " {n} per token · cursor {:?} = {} · ±{} ",
+            token_label(run.tokens.get(cur).map_or("", |s| s)),
+            fmt_val(acts.get(cur).copied().unwrap_or(0.0)),
+            fmt_val(scale)
+        ));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let strip = HeatStrip {
+        tokens: &run.tokens,
+        acts: &acts,
+        scale,
+        pivot: None,
+        cursor: Some(cur),
+        window: None,
+    };
+    let (mut lines, places) = heat_lines(&strip, t, inner.width as usize, usize::MAX);
+    // Keep the cursor's line in view.
+    let cur_line = places.iter().find(|p| p.0 == cur).map_or(0, |p| p.1);
+    let h = inner.height as usize;
+    let offset = (cur_line + 1).saturating_sub(h);
+    let mut hits = app.hits.borrow_mut();
+    for &(i, line, col, w) in &places {
+        if line >= offset && line < offset + h {
+            hits.push((
+                Rect {
+                    x: inner.x + col as u16,
+                    y: inner.y + (line - offset) as u16,
+                    width: w as u16,
+                    height: 1,
+                },
+                Hit::Token(i),
+            ));
+        }
+    }
+    drop(hits);
+    lines.drain(..offset.min(lines.len()));
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_table(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let rows = app.magnitudes();
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.border())
+        .title(" circuit nodes at the cursor token vs the pinned baseline, by change (j/k, p pins) ");
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if rows.is_empty() {
+        f.render_widget(Paragraph::new(Line::styled("no run yet", t.dim())), inner);
+        return;
+    }
+    let h = inner.height.saturating_sub(1) as usize;
+    let sel = app.lab.table_sel.min(rows.len() - 1);
+    let offset = if sel < h { 0 } else { sel + 1 - h };
+    let scale = abs_max(rows.iter().map(|r| &r.change));
+    let mut lines = vec![Line::styled(
+        format!("{:<24} {:>9} {:>9} {:>9}  label", "node", "value", "baseline", "change"),
+        t.dim(),
+    )];
+    let mut hits = app.hits.borrow_mut();
+    for (i, r) in rows.iter().enumerate().skip(offset).take(h) {
+        let label = app.annotations.get(&r.node).map(|a| a.label.clone()).unwrap_or_default();
+        let ablated = app.lab.ablations.iter().find(|a| a.node == r.node);
+        let name = match ablated {
+            Some(a) => format!("{} ({})", r.node, a.kind.name()),
+            None => r.node.to_string(),
+        };
+        let mut line = Line::from(vec![
+            Span::raw(format!("{name:<24} {:>9} {:>9} ", fmt_val(r.value), r.baseline.map_or("—".into(), fmt_val))),
+            Span::styled(format!("{:>9}", fmt_val(r.change)), t.heat(r.change, scale)),
+            Span::raw(format!("  {label}")),
+        ]);
+        if i == sel {
+            line = line.patch_style(t.selected());
+        } else if Some(r.node) == app.selected {
+            line = line.patch_style(ratatui::style::Style::new().add_modifier(Modifier::BOLD));
+        }
+        hits.push((
+            Rect {
+                x: inner.x,
+                y: inner.y + 1 + (i - offset) as u16,
+                width: inner.width,
+                height: 1,
+            },
+            Hit::TableRow(i),
+        ));
+        lines.push(line);
+    }
+    drop(hits);
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_next(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let mut lines: Vec<Line> = Vec::new();
+    if let Some(run) = &app.lab.run {
+        match (run.logit_diff(), app.lab.baseline.as_ref().and_then(|b| b.logit_diff())) {
+            (Some(d), base) => {
+                let mut spans = vec![
+                    Span::raw("logit diff A−B "),
+                    Span::styled(format!("{d:+.3}"), if d >= 0.0 { t.good() } else { t.warn() }),
+                ];
+                if let Some(b) = base {
+                    spans.push(Span::styled(format!("  baseline {b:+.3}  Δ {:+.3}", d - b), t.dim()));
+                }
+                lines.push(Line::from(spans));
+            }
+            (None, _) => lines.push(Line::styled("the task's targets are not single tokens", t.dim())),
+        }
+        let w = area.width.saturating_sub(24) as usize;
+        for (tok, p) in &run.top {
+            let bar = "█".repeat(((p * w as f32).round() as usize).min(w));
+            lines.push(Line::from(vec![
+                Span::raw(format!("{:<10} {:>6.3} ", format!("{:?}", token_label(tok)), p)),
+                Span::styled(bar, t.title()),
+            ]));
+        }
+    }
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.border())
+                .title(" next token "),
+        ),
+        area,
+    );
+}
+
+fn draw_ablations(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let l = &app.lab;
+    let text = if l.ablations.is_empty() {
+        "none (a zero, A mean)".to_string()
+    } else {
+        l.ablations
+            .iter()
+            .map(|a| format!("{} {}", a.node, a.kind.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    f.render_widget(
+        Paragraph::new(text)
+            .wrap(ratatui::widgets::Wrap { trim: true })
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(t.border())
+                    .title(format!(" ablations · undo {} redo {} ", l.undo.len(), l.redo.len())),
+            ),
+        area,
+    );
+}
+
+fn draw_sweep(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let Some(s) = &app.lab.sweep else { return };
+    let [a, b] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let vals: Vec<(f64, f64)> = s.points.iter().map(|p| (p.n as f64, p.value as f64)).collect();
+    let diffs: Vec<(f64, f64)> = s
+        .points
+        .iter()
+        .filter_map(|p| p.logit_diff.map(|d| (p.n as f64, d as f64)))
+        .collect();
+    let max_n = s.points.last().map_or(1, |p| p.n).max(1) as f64;
+    chart(app, f, a, &vals, max_n, &format!(" {} vs repeats of {:?} ", s.node, s.fragment));
+    let last = s.points.last();
+    let title = match last {
+        Some(p) => format!(" logit diff A−B · at n={} top {:?} {:.2} ", p.n, token_label(&p.top), p.top_prob),
+        None => " logit diff ".into(),
+    };
+    chart(app, f, b, &diffs, max_n, &title);
+    let _ = t;
+}
+
+fn chart(app: &App, f: &mut Frame, area: Rect, data: &[(f64, f64)], max_n: f64, title: &str) {
+    let t = &app.theme;
+    let lo = data.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).min(0.0);
+    let hi = data.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max).max(0.0);
+    let hi = if hi - lo < 1e-9 { lo + 1.0 } else { hi };
+    let ds = Dataset::default()
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(t.title())
+        .data(data);
+    let c = Chart::new(vec![ds])
+        .block(Block::default().borders(Borders::ALL).border_style(t.border()).title(title.to_string()))
+        .x_axis(
+            Axis::default()
+                .bounds([0.0, max_n])
+                .labels(vec![Span::raw("0"), Span::raw(format!("{max_n}"))])
+                .style(t.dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([lo, hi])
+                .labels(vec![Span::raw(format!("{lo:.2}")), Span::raw(format!("{hi:.2}"))])
+                .style(t.dim()),
+        );
+    f.render_widget(c, area);
+}
+
+/// The node whose row is selected in the table, for callers that need it.
+pub fn table_node(app: &App) -> Option<NodeId> {
+    app.magnitudes().get(app.lab.table_sel).map(|r| r.node)
+}

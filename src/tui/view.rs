@@ -1,0 +1,200 @@
+//! `view(&App, &mut Frame)`: the frame around the screens (title and tabs, status bar, command line, search
+//! results, help overlay) and the too-small message.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::app::{App, Hit, Mode, Screen, MIN_HEIGHT, MIN_WIDTH};
+use super::help::{COMMANDS, KEYS};
+use super::{inspector, lab, map};
+
+pub fn view(app: &App, f: &mut Frame) {
+    app.hits.borrow_mut().clear();
+    let area = f.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = format!(
+            "terminal is {}x{}; circuitscope needs at least {MIN_WIDTH}x{MIN_HEIGHT}: enlarge the window (q quits)",
+            area.width, area.height
+        );
+        f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    let [top, body, status] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(1), Constraint::Length(1)]).areas(area);
+    draw_top(app, f, top);
+    match app.screen {
+        Screen::Map => map::draw(app, f, body),
+        Screen::Inspector => inspector::draw(app, f, body),
+        Screen::Lab => lab::draw(app, f, body),
+    }
+    draw_status(app, f, status);
+    if app.mode == Mode::Search {
+        draw_search(app, f, body);
+    }
+    if app.help {
+        draw_help(app, f, body);
+    }
+}
+
+fn draw_top(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let mut spans = vec![Span::styled(" circuitscope ", t.title())];
+    let mut x = area.x + 14;
+    for s in Screen::ALL {
+        let label = format!(" {} ", s.title());
+        let w = label.chars().count() as u16;
+        app.hits.borrow_mut().push((
+            Rect {
+                x,
+                y: area.y,
+                width: w,
+                height: 1,
+            },
+            Hit::Tab(s),
+        ));
+        x += w + 1;
+        spans.push(Span::styled(label, if s == app.screen { t.selected() } else { t.dim() }));
+        spans.push(Span::raw(" "));
+    }
+    let c = &app.circuit;
+    spans.push(Span::styled(
+        format!(" {} · {} · k={}", c.model_name, app.task, c.file.nodes.len()),
+        t.dim(),
+    ));
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Normal => "NORMAL",
+        Mode::Insert => "INSERT",
+        Mode::Search => "JUMP",
+        Mode::Command => "COMMAND",
+    }
+}
+
+fn hints(app: &App) -> &'static str {
+    match (app.mode, app.screen) {
+        (Mode::Insert, _) => "type to edit · Esc stop",
+        (Mode::Search, _) => "type id or label · ↑↓ pick · Enter jump · Esc cancel",
+        (Mode::Command, _) => "Enter run · Esc cancel",
+        (_, Screen::Map) => "hjkl move · Enter inspect · J/K f o i edges · m mark · / jump · ? help",
+        (_, Screen::Inspector) => "jk scroll · n/N quantile · J/K f o i edges · Esc map · ? help",
+        (_, Screen::Lab) => "e edit · hl token · jk node · a/A ablate · u undo · p pin · s sweep · ? help",
+    }
+}
+
+fn draw_status(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let line = match app.mode {
+        Mode::Command => Line::from(vec![
+            Span::styled(" COMMAND ", t.selected()),
+            Span::raw(format!(" :{}", app.command)),
+            Span::styled("█", t.accent()),
+        ]),
+        Mode::Search => Line::from(vec![
+            Span::styled(" JUMP ", t.selected()),
+            Span::raw(format!(" /{}", app.search)),
+            Span::styled("█", t.accent()),
+        ]),
+        m => Line::from(vec![
+            Span::styled(format!(" {} ", mode_name(m)), t.selected()),
+            Span::raw(" "),
+            Span::styled(hints(app), t.dim()),
+            Span::raw("  "),
+            Span::styled(app.status.clone(), t.accent()),
+        ]),
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn draw_search(app: &App, f: &mut Frame, body: Rect) {
+    let t = &app.theme;
+    let hits = app.circuit.search(&app.search, &app.annotations);
+    let n = hits.len().min(10);
+    let h = (n as u16 + 2).max(3);
+    let r = Rect {
+        x: body.x,
+        y: body.y + body.height.saturating_sub(h),
+        width: body.width.min(60),
+        height: h.min(body.height),
+    };
+    let sel = app.search_sel.min(hits.len().saturating_sub(1));
+    let lines: Vec<Line> = if hits.is_empty() {
+        vec![Line::styled("no match", t.dim())]
+    } else {
+        hits.iter()
+            .take(10)
+            .enumerate()
+            .map(|(i, node)| {
+                let label = app.annotations.get(node).map(|a| a.label.as_str()).unwrap_or("");
+                let s = format!("{node}  {label}");
+                Line::styled(s, if i == sel { t.selected() } else { t.text() })
+            })
+            .collect()
+    };
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.focused_border())
+                .title(format!(" jump: {} matches ", hits.len())),
+        ),
+        r,
+    );
+}
+
+fn draw_help(app: &App, f: &mut Frame, body: Rect) {
+    let t = &app.theme;
+    let mut lines: Vec<Line> = Vec::new();
+    let key_w = KEYS.iter().map(|k| k.1.chars().count()).max().unwrap_or(10);
+    let cmd_w = COMMANDS.iter().map(|k| k.0.chars().count()).max().unwrap_or(10);
+    let mut last = "";
+    for (ctx, key, what) in KEYS {
+        if *ctx != last {
+            lines.push(Line::styled(ctx.to_string(), t.title()));
+            last = ctx;
+        }
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {key:<key_w$}  "), t.accent()),
+            Span::raw(*what),
+        ]));
+    }
+    lines.push(Line::styled("commands", t.title()));
+    for (c, what) in COMMANDS {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {c:<cmd_w$}  "), t.accent()),
+            Span::raw(*what),
+        ]));
+    }
+    let r = centered(body, 110, body.height);
+    f.render_widget(Clear, r);
+    let total = lines.len();
+    let inner_h = r.height.saturating_sub(2) as usize;
+    let scroll = app.help_scroll.min(total.saturating_sub(inner_h));
+    let title = if total > inner_h {
+        format!(" keys {}-{} of {total} (j/k scroll, any other key closes) ", scroll + 1, (scroll + inner_h).min(total))
+    } else {
+        " keys (any key closes) ".to_string()
+    };
+    f.render_widget(
+        Paragraph::new(lines)
+            .scroll((scroll as u16, 0))
+            .block(Block::default().borders(Borders::ALL).border_style(t.focused_border()).title(title)),
+        r,
+    );
+}

@@ -1,0 +1,577 @@
+//! The workbench: snapshots of every screen (120x40 and 80x24) with meaningful colours pinned, scripted key
+//! sequences fed to `update` with the engine run synchronously, and bad input.
+//!
+//! The circuit is tests/fixtures/tui/bracket_counting.json: real nodes of the bundled tinypython-sparse model
+//! (the channels that differ most between the two classes of bracket_counting at the last token), with losses
+//! measured by zero-ablation. `cargo test --test tui -- --ignored make_fixture` rebuilds it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use circuitscope::circuit::{
+    model_fingerprint, BlockId, BlockLoss, CircuitFile, CircuitNode, Exemplar, Losses, ModelRef, NodeId,
+    QuantileExemplars, Site,
+};
+use circuitscope::data::tasks::{self, contrast_loss, Split};
+use circuitscope::model::{Action, Checkpoint, Config, Gpt, Hooks, Intervention, LoadOptions, ModelFiles};
+use circuitscope::tokenize::Tokenizer;
+use circuitscope::tui::{self, update, App, ColorMode, Engine, Msg, OpenOptions, Screen, Theme, TuiError};
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::KeyCode;
+use ratatui::style::Color;
+use ratatui::Terminal;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model_dir() -> PathBuf {
+    root().join("assets/models/tinypython-sparse")
+}
+
+fn fixture() -> PathBuf {
+    root().join("tests/fixtures/tui/bracket_counting.json")
+}
+
+fn open_with(circuit: PathBuf) -> Result<tui::Loaded, TuiError> {
+    let opts = OpenOptions {
+        model: model_dir(),
+        circuit: Some(circuit),
+        task: "bracket_counting".into(),
+    };
+    tui::load(&opts, Theme::new(ColorMode::TrueColor))
+}
+
+/// The fixture opened, its first run done, timings hidden (snapshots must not change run to run).
+fn open() -> (App, Engine) {
+    let l = open_with(fixture()).expect("the fixture opens");
+    let (mut app, mut engine) = (l.app, l.engine);
+    app.debounce = std::time::Duration::ZERO;
+    app.show_timing = false;
+    tui::pump(&mut app, &mut engine);
+    (app, engine)
+}
+
+fn send(app: &mut App, engine: &mut Engine, msgs: impl IntoIterator<Item = Msg>) {
+    for m in msgs {
+        update(app, m);
+        tui::pump(app, engine);
+    }
+}
+
+fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| tui::view(app, f)).unwrap();
+    t
+}
+
+fn screen_text(t: &Terminal<TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            s.push_str(buf[(x, y)].symbol());
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The first cell whose line contains `needle`, as (x, y) of the needle's first character.
+fn find(t: &Terminal<TestBackend>, needle: &str) -> Option<(u16, u16)> {
+    let buf = t.backend().buffer();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        let mut xs = Vec::new();
+        for x in 0..buf.area.width {
+            let sym = buf[(x, y)].symbol();
+            for _ in sym.chars() {
+                xs.push(x);
+            }
+            line.push_str(sym);
+        }
+        if let Some(i) = line.find(needle) {
+            let ci = line[..i].chars().count();
+            return Some((xs[ci], y));
+        }
+    }
+    None
+}
+
+#[test]
+fn snapshots_of_every_screen() {
+    let (mut app, mut engine) = open();
+    for (w, h) in [(120u16, 40u16), (80, 24)] {
+        for (key, name) in [('1', "map"), ('2', "inspector"), ('3', "lab")] {
+            send(&mut app, &mut engine, [Msg::ch(key)]);
+            let t = draw(&app, w, h);
+            insta::assert_snapshot!(format!("{name}_{w}x{h}"), t.backend());
+        }
+        send(&mut app, &mut engine, [Msg::ch('1'), Msg::ch('?')]);
+        insta::assert_snapshot!(format!("help_{w}x{h}"), draw(&app, w, h).backend());
+        send(&mut app, &mut engine, [Msg::key(KeyCode::Esc)]);
+    }
+}
+
+#[test]
+fn heat_strip_colours_carry_the_sign() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let run = app.lab.run.clone().unwrap();
+    let n = app.selected.unwrap();
+    let acts = &run.acts[&n];
+    let scale = acts.iter().fold(0f32, |m, v| m.max(v.abs()));
+    // The strongest token is drawn in the scale's extreme colour, red for positive and blue for negative.
+    let (i, v) = acts
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+        .map(|(i, v)| (i, *v))
+        .unwrap();
+    assert!(scale > 0.0);
+    // Move the cursor to that token so the strip's title names its value.
+    app.lab.cursor = Some(i);
+    let t = draw(&app, 120, 40);
+    let hit = app
+        .hits
+        .borrow()
+        .iter()
+        .find(|(_, h)| *h == tui::app::Hit::Token(i))
+        .map(|(r, _)| *r)
+        .expect("the token is on screen");
+    let cell = &t.backend().buffer()[(hit.x, hit.y)];
+    let want = if v > 0.0 { Color::Rgb(255, 0, 0) } else { Color::Rgb(0, 0, 255) };
+    assert_eq!(cell.bg, want, "token {i} value {v}");
+    // Without colours the strongest token is reversed instead.
+    app.theme = Theme::new(ColorMode::None);
+    let t = draw(&app, 120, 40);
+    let cell = &t.backend().buffer()[(hit.x, hit.y)];
+    assert_eq!(cell.bg, Color::Reset);
+    assert!(cell.modifier.contains(ratatui::style::Modifier::REVERSED));
+    // 256 colours: the cube's pure red / blue.
+    app.theme = Theme::new(ColorMode::Ansi256);
+    let t = draw(&app, 120, 40);
+    let cell = &t.backend().buffer()[(hit.x, hit.y)];
+    assert_eq!(cell.bg, if v > 0.0 { Color::Indexed(196) } else { Color::Indexed(21) });
+}
+
+#[test]
+fn walk_edges_and_back() {
+    let (mut app, mut engine) = open();
+    // A node two out-edges away from the end of the walk: its strongest out-edge leads to a node that has
+    // an out-edge of its own.
+    let strongest_out = |app: &App, n: NodeId| {
+        app.circuit.edges(&n, 0.0).into_iter().find_map(|e| match e.other {
+            circuitscope::circuit::GraphNode::Node(m) if !e.incoming => Some(m),
+            _ => None,
+        })
+    };
+    let start = app
+        .circuit
+        .rows
+        .iter()
+        .flat_map(|r| r.nodes.iter().copied())
+        .find(|&n| strongest_out(&app, n).and_then(|m| strongest_out(&app, m)).is_some())
+        .expect("a two-step path");
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {start}\n")));
+    send(&mut app, &mut engine, [Msg::ch('o')]);
+    let second = app.selected.unwrap();
+    assert_eq!(Some(second), strongest_out(&app, start), "{}", app.status);
+    send(&mut app, &mut engine, [Msg::ch('o')]);
+    let third = app.selected.unwrap();
+    assert_eq!(Some(third), strongest_out(&app, second));
+    send(&mut app, &mut engine, [Msg::ch('[')]);
+    assert_eq!(app.selected, Some(second));
+    send(&mut app, &mut engine, [Msg::ch('[')]);
+    assert_eq!(app.selected, Some(start));
+    send(&mut app, &mut engine, [Msg::ch(']')]);
+    assert_eq!(app.selected, Some(second));
+    // Following an in-edge from there leads to a node with an edge into it.
+    send(&mut app, &mut engine, [Msg::ch('i')]);
+    let prev = app.selected.unwrap();
+    assert!(app
+        .circuit
+        .edges(&second, 0.0)
+        .iter()
+        .any(|e| e.incoming && e.other == circuitscope::circuit::GraphNode::Node(prev)));
+    // The edge cursor: J moves it, f follows it.
+    send(&mut app, &mut engine, [Msg::ch('J'), Msg::ch('f')]);
+    assert_ne!(app.selected, Some(prev));
+    // hjkl on the map.
+    send(&mut app, &mut engine, [Msg::ch('g'), Msg::ch('j')]);
+    assert_eq!(app.circuit.position(&app.selected.unwrap()).unwrap().0, 1);
+    send(&mut app, &mut engine, [Msg::ch('G')]);
+    assert_eq!(
+        app.circuit.position(&app.selected.unwrap()).unwrap().0,
+        app.circuit.rows.len() - 1
+    );
+    // A threshold of 1 leaves only the strongest weight edge in the whole circuit.
+    send(&mut app, &mut engine, Msg::typed(":threshold 1\n"));
+    assert_eq!(app.threshold, 1.0);
+    // Marks.
+    send(&mut app, &mut engine, [Msg::ch('m')]);
+    assert!(app.marks.contains(&app.selected.unwrap()));
+}
+
+#[test]
+fn jump_by_id_and_label() {
+    let (mut app, mut engine) = open();
+    let target = app.circuit.rows.last().unwrap().nodes[0];
+    send(&mut app, &mut engine, [Msg::ch('/')]);
+    send(&mut app, &mut engine, Msg::typed(&target.to_string()));
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Enter)]);
+    assert_eq!(app.selected, Some(target));
+    // :goto, then a label set by :label found by a fuzzy query.
+    let other = app.circuit.rows[0].nodes[0];
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {other}\n")));
+    assert_eq!(app.selected, Some(other));
+    send(&mut app, &mut engine, Msg::typed(":label depth counter\n"));
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {target}\n")));
+    send(&mut app, &mut engine, [Msg::ch('/')]);
+    send(&mut app, &mut engine, Msg::typed("dpthcnt\n"));
+    assert_eq!(app.selected, Some(other));
+    // A bad id is a message, not a panic.
+    send(&mut app, &mut engine, Msg::typed(":goto 9.attn.q[x]\n"));
+    assert!(app.status.contains("invalid node id"), "{}", app.status);
+    assert_eq!(app.selected, Some(other));
+}
+
+#[test]
+fn editing_the_prompt_changes_the_magnitudes() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let before = app.magnitudes();
+    let first_id = app.lab.run.as_ref().unwrap().id;
+    assert!(!before.is_empty());
+    // The baseline is the first run, so nothing has changed yet.
+    assert!(before.iter().all(|r| r.change == 0.0));
+    send(&mut app, &mut engine, [Msg::ch('e')]);
+    assert_eq!(app.mode, tui::Mode::Insert);
+    send(&mut app, &mut engine, Msg::typed("]\nprint(x"));
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Esc), Msg::Tick]);
+    let run = app.lab.run.as_ref().unwrap();
+    assert!(run.id > first_id);
+    assert!(run.text.ends_with("]\nprint(x"));
+    let after = app.magnitudes();
+    assert!(after.iter().any(|r| r.change != 0.0), "the table should change");
+    // Sorted by |change|.
+    assert!(after.windows(2).all(|w| w[0].change.abs() >= w[1].change.abs()));
+    // Pinning makes the current run the baseline again.
+    send(&mut app, &mut engine, [Msg::ch('p')]);
+    assert!(app.magnitudes().iter().all(|r| r.change == 0.0));
+    // The cursor token moves the table to another position.
+    send(&mut app, &mut engine, [Msg::ch('H')]);
+    assert_eq!(app.lab.cursor, Some(0));
+}
+
+#[test]
+fn ablation_toggles_and_undo_change_the_logit_difference() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let base = app.lab.run.as_ref().unwrap().logit_diff().expect("single-token targets");
+    // Ablate every node of the last map row (final_resid channels): the prediction must move.
+    let nodes = app.circuit.rows.last().unwrap().nodes.clone();
+    for n in &nodes {
+        send(&mut app, &mut engine, Msg::typed(&format!(":ablate {n} zero\n")));
+    }
+    let ablated = app.lab.run.as_ref().unwrap().logit_diff().unwrap();
+    assert!((ablated - base).abs() > 1e-4, "{base} → {ablated}");
+    assert_eq!(app.lab.ablations.len(), nodes.len());
+    // Undo every toggle: back to the unablated value.
+    for _ in &nodes {
+        send(&mut app, &mut engine, [Msg::ch('u')]);
+    }
+    assert!(app.lab.ablations.is_empty());
+    let undone = app.lab.run.as_ref().unwrap().logit_diff().unwrap();
+    assert!((undone - base).abs() < 1e-5);
+    // Redo brings the first ablation back.
+    send(&mut app, &mut engine, [Msg::ctrl('r')]);
+    assert_eq!(app.lab.ablations.len(), 1);
+    // Mean ablation from the keyboard on the selected node (task-prompt means without a scan).
+    send(&mut app, &mut engine, [Msg::ch('x'), Msg::ch('A')]);
+    assert_eq!(app.lab.ablations.len(), 1);
+    assert_eq!(app.lab.ablations[0].kind, tui::engine::AblationKind::Mean);
+    assert!(app.lab.error.is_none(), "{:?}", app.lab.error);
+}
+
+#[test]
+fn inspector_and_sweep() {
+    let (mut app, mut engine) = open();
+    // A q node: the inspector shows its head's attention with the sink's share.
+    let q = app
+        .circuit
+        .rows
+        .iter()
+        .find(|r| r.site == Site::AttnQ)
+        .map(|r| r.nodes[0])
+        .expect("the fixture has q nodes");
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {q}\n")));
+    send(&mut app, &mut engine, [Msg::ch('2')]);
+    let d = app.details.get(&q).expect("detail arrived");
+    assert_eq!(d.task.class_a.len(), d.task.class_b.len());
+    assert!(!d.task.class_a.is_empty());
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains("sink mass"), "{text}");
+    assert!(text.contains("task view"), "{text}");
+    // Exemplars from the circuit file are shown with the pivot boxed.
+    let ex = app
+        .circuit
+        .file
+        .exemplars
+        .as_ref()
+        .and_then(|e| e.keys().next().copied())
+        .unwrap();
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {ex}\n")));
+    let t = draw(&app, 120, 40);
+    assert!(screen_text(&t).contains("top #1"));
+    assert!(find(&t, "[").is_some());
+    // Length sweep on the lab prompt.
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    send(&mut app, &mut engine, Msg::typed(":sweep , 7 6\n"));
+    let s = app.lab.sweep.as_ref().expect("sweep result");
+    assert_eq!(s.points.len(), 7);
+    assert!(s.points.windows(2).all(|w| w[1].tokens > w[0].tokens));
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains("logit diff A−B · at n=6"), "{text}");
+}
+
+#[test]
+fn mouse_clicks_select() {
+    let (mut app, mut engine) = open();
+    let t = draw(&app, 120, 40);
+    let _ = t;
+    let (rect, node) = app
+        .hits
+        .borrow()
+        .iter()
+        .filter_map(|(r, h)| match h {
+            tui::app::Hit::Node(n) => Some((*r, *n)),
+            _ => None,
+        })
+        .last()
+        .unwrap();
+    let click = |x: u16, y: u16| {
+        Msg::Mouse(ratatui::crossterm::event::MouseEvent {
+            kind: ratatui::crossterm::event::MouseEventKind::Down(ratatui::crossterm::event::MouseButton::Left),
+            column: x,
+            row: y,
+            modifiers: ratatui::crossterm::event::KeyModifiers::NONE,
+        })
+    };
+    send(&mut app, &mut engine, [click(rect.x, rect.y)]);
+    assert_eq!(app.selected, Some(node));
+    let tab = app
+        .hits
+        .borrow()
+        .iter()
+        .find(|(_, h)| *h == tui::app::Hit::Tab(Screen::Lab))
+        .map(|(r, _)| *r)
+        .unwrap();
+    send(&mut app, &mut engine, [click(tab.x + 1, tab.y)]);
+    assert_eq!(app.screen, Screen::Lab);
+}
+
+#[test]
+fn bad_input_is_a_clear_message() {
+    // Missing circuit file.
+    let err = open_with(root().join("tests/fixtures/tui/nope.json")).err().unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("no circuit file") && msg.contains("nope.json"), "{msg}");
+    assert!(!msg.contains('\n'));
+    // A circuit made for another model.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = CircuitFile::load(&fixture()).unwrap();
+    c.model.fingerprint = "0123456789abcdef".into();
+    let p = dir.path().join("other.json");
+    c.save(&p).unwrap();
+    let msg = open_with(p).err().unwrap().to_string();
+    assert!(msg.contains("was made for model") && msg.contains("0123456789abcdef"), "{msg}");
+    // A terminal below 80x24 gets one message, no panic, and recovers at full size.
+    let (app, _engine) = open();
+    for (w, h) in [(79, 30), (100, 23), (20, 5), (1, 1)] {
+        let text = screen_text(&draw(&app, w, h));
+        assert!(text.contains("needs") || w < 30, "{w}x{h}: {text}");
+    }
+    let text = screen_text(&draw(&app, 60, 20));
+    assert!(text.contains("terminal is 60x20"), "{text}");
+    // The CLI: a missing circuit exits non-zero with one line.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_circuitscope"))
+        .args(["open", "--task", "no_such_task_circuit"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no circuit file"), "{stderr}");
+}
+
+#[test]
+fn readme_lists_every_key() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("## The workbench")
+        .nth(1)
+        .expect("README has a section \"The workbench\"");
+    for (_, key, _) in tui::help::KEYS {
+        assert!(section.contains(key), "README's workbench section misses the key `{key}`");
+    }
+    for (cmd, _) in tui::help::COMMANDS {
+        assert!(section.contains(cmd), "README's workbench section misses `{cmd}`");
+    }
+    let first_block = readme.split("```").nth(1).unwrap_or("");
+    assert!(
+        first_block.lines().nth(1).is_some_and(|l| l.trim() == "cargo run --release -- open"),
+        "README's first command block must start with `cargo run --release -- open`"
+    );
+}
+
+/// Builds tests/fixtures/tui/bracket_counting.json from the bundled model.
+#[test]
+#[ignore]
+fn make_fixture() {
+    let files = ModelFiles::locate(&model_dir()).unwrap();
+    let cfg = Config::load(&files.config).unwrap().config;
+    let ckpt = Checkpoint::open(&files.weights).unwrap();
+    let model = Gpt::from_checkpoint(cfg.clone(), &ckpt, LoadOptions::default()).unwrap();
+    let tok = Tokenizer::load(files.tokenizer.unwrap()).unwrap();
+    let task = tasks::lookup("bracket_counting").unwrap();
+    let pairs = tasks::split(task.as_ref(), Split::Train, 16);
+    let targets = task.targets();
+    let tid = tok.encode(&targets[0]).unwrap()[0];
+    let aid = tok.encode(&targets[1]).unwrap()[0];
+    let run = |text: &str, hooks: &mut Hooks| -> Vec<f32> {
+        let ids = tok.encode(text).unwrap();
+        let logits = model.forward_ids(&ids, hooks).unwrap();
+        logits.get(ids.len() - 1).unwrap().to_vec1().unwrap()
+    };
+    // Loss of the model with some nodes zero-ablated, raw (2x) scale, mean over the pairs.
+    let loss = |ablate: &[NodeId]| -> f64 {
+        let mut total = 0.0;
+        for p in &pairs {
+            let mut hooks = Hooks::none();
+            let mut by: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for n in ablate {
+                by.entry(n.hook_name()).or_default().push(n.index);
+            }
+            for (h, ch) in by {
+                hooks.intervene(&h, Intervention::new(Action::Set(0.0)).channels(ch));
+            }
+            let a = run(&p.prompt, &mut hooks);
+            let b = run(&p.prompt_alt, &mut hooks);
+            total += contrast_loss(&a, &b, tid, Some(aid)) as f64;
+        }
+        total / pairs.len() as f64
+    };
+    // Score every channel by |class A − class B| at the last token.
+    let mut score: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for p in &pairs {
+        let mut ha = Hooks::recording(".*").unwrap();
+        let mut hb = Hooks::recording(".*").unwrap();
+        run(&p.prompt, &mut ha);
+        run(&p.prompt_alt, &mut hb);
+        for (name, t) in &ha.recorded {
+            if NodeId::from_hook(name, 0).is_none() {
+                continue;
+            }
+            let a: Vec<f32> = t.squeeze(0).unwrap().to_vec2::<f32>().unwrap().pop().unwrap();
+            let b: Vec<f32> = hb.recorded[name].squeeze(0).unwrap().to_vec2::<f32>().unwrap().pop().unwrap();
+            let s = score.entry(name.clone()).or_insert_with(|| vec![0.0; a.len()]);
+            for i in 0..a.len() {
+                s[i] += (a[i] - b[i]).abs() as f64;
+            }
+        }
+    }
+    let mut nodes: Vec<NodeId> = Vec::new();
+    for (hook, s) in &score {
+        let per = match NodeId::from_hook(hook, 0).unwrap().site {
+            Site::AttnQ | Site::AttnK | Site::AttnV => 3,
+            _ => 2,
+        };
+        let mut idx: Vec<usize> = (0..s.len()).filter(|&i| s[i] > 0.0).collect();
+        idx.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+        nodes.extend(idx.into_iter().take(per).map(|i| NodeId::from_hook(hook, i).unwrap()));
+    }
+    nodes.sort_by_key(|n| n.forward_order());
+    let full = loss(&[]);
+    let mut c = CircuitFile::new(
+        ModelRef {
+            fingerprint: model_fingerprint(&ckpt, &cfg).unwrap(),
+            name: Some("tinypython-sparse".into()),
+            path: None,
+            num_total_nodes: cfg.num_nodes(),
+        },
+        "bracket_counting",
+        "fixture:tests/tui.rs (top class-difference channels; zero-ablation losses)",
+    );
+    c.losses = Losses {
+        full,
+        circuit: full,
+        ..Losses::default()
+    };
+    for n in &nodes {
+        c.nodes.push(CircuitNode {
+            id: *n,
+            ablated_loss: Some(loss(&[*n])),
+        });
+    }
+    for l in 0..cfg.n_layer {
+        for mlp in [false, true] {
+            let b = BlockId { layer: l, mlp };
+            let inb: Vec<NodeId> = nodes.iter().copied().filter(|n| BlockId::of(n) == Some(b)).collect();
+            c.blocks.push(BlockLoss {
+                block: b,
+                ablated_loss: loss(&inb),
+            });
+        }
+    }
+    // Exemplars for the first node: the task prompts around their largest activation, as quantile stand-ins.
+    let first = nodes[0];
+    let mut ex = Vec::new();
+    for p in pairs.iter().take(3) {
+        let ids = tok.encode(&p.prompt).unwrap();
+        let mut h = Hooks::recording(&format!("{}$", regex_escape(&first.hook_name()))).unwrap();
+        model.forward_ids(&ids, &mut h).unwrap();
+        let acts: Vec<f32> = h.recorded[&first.hook_name()]
+            .squeeze(0)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+            .iter()
+            .map(|r| r[first.index])
+            .collect();
+        let pivot = (0..acts.len()).max_by(|&a, &b| acts[a].abs().total_cmp(&acts[b].abs())).unwrap();
+        ex.push(Exemplar { tokens: ids, acts, pivot });
+    }
+    let mut exemplars = BTreeMap::new();
+    exemplars.insert(
+        first,
+        vec![QuantileExemplars {
+            quantile: 0.001,
+            bottom: ex[2..].to_vec(),
+            top: ex[..2].to_vec(),
+        }],
+    );
+    c.exemplars = Some(exemplars);
+    c.validate(&cfg).unwrap();
+    let graph = circuitscope::circuit::CircuitGraph::build(&c, &cfg, &ckpt).unwrap();
+    for (s, t, e) in graph.edges() {
+        if let (circuitscope::circuit::GraphNode::Node(s), circuitscope::circuit::GraphNode::Node(t)) = (s, t) {
+            if e.kind == circuitscope::circuit::EdgeKind::Weight {
+                c.edges.push(circuitscope::circuit::CircuitEdge {
+                    source: circuitscope::circuit::EdgeEnd::Node(s),
+                    target: circuitscope::circuit::EdgeEnd::Node(t),
+                    weight: Some(e.weight),
+                    ablation_delta: None,
+                });
+            }
+        }
+    }
+    std::fs::create_dir_all(fixture().parent().unwrap()).unwrap();
+    c.save(&fixture()).unwrap();
+    eprintln!("wrote {} ({} nodes, {} edges)", fixture().display(), c.nodes.len(), c.edges.len());
+}
+
+fn regex_escape(s: &str) -> String {
+    s.replace('.', "\\.")
+}
