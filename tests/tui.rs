@@ -140,7 +140,11 @@ fn heat_strip_colours_carry_the_sign() {
         .map(|(r, _)| *r)
         .expect("the token is on screen");
     let cell = &t.backend().buffer()[(hit.x, hit.y)];
-    let want = if v > 0.0 { Color::Rgb(255, 0, 0) } else { Color::Rgb(0, 0, 255) };
+    let want = if v > 0.0 {
+        Color::Rgb(255, 0, 0)
+    } else {
+        Color::Rgb(0, 0, 255)
+    };
     assert_eq!(cell.bg, want, "token {i} value {v}");
     // Without colours the strongest token is reversed instead.
     app.theme = Theme::new(ColorMode::None);
@@ -152,7 +156,14 @@ fn heat_strip_colours_carry_the_sign() {
     app.theme = Theme::new(ColorMode::Ansi256);
     let t = draw(&app, 120, 40);
     let cell = &t.backend().buffer()[(hit.x, hit.y)];
-    assert_eq!(cell.bg, if v > 0.0 { Color::Indexed(196) } else { Color::Indexed(21) });
+    assert_eq!(
+        cell.bg,
+        if v > 0.0 {
+            Color::Indexed(196)
+        } else {
+            Color::Indexed(21)
+        }
+    );
 }
 
 #[test]
@@ -268,7 +279,13 @@ fn editing_the_prompt_changes_the_magnitudes() {
 fn ablation_toggles_and_undo_change_the_logit_difference() {
     let (mut app, mut engine) = open();
     send(&mut app, &mut engine, [Msg::ch('3')]);
-    let base = app.lab.run.as_ref().unwrap().logit_diff().expect("single-token targets");
+    let base = app
+        .lab
+        .run
+        .as_ref()
+        .unwrap()
+        .logit_diff()
+        .expect("single-token targets");
     // Ablate every node of the last map row (final_resid channels): the prediction must move.
     let nodes = app.circuit.rows.last().unwrap().nodes.clone();
     for n in &nodes {
@@ -348,7 +365,7 @@ fn mouse_clicks_select() {
             tui::app::Hit::Node(n) => Some((*r, *n)),
             _ => None,
         })
-        .last()
+        .next_back()
         .unwrap();
     let click = |x: u16, y: u16| {
         Msg::Mouse(ratatui::crossterm::event::MouseEvent {
@@ -385,7 +402,10 @@ fn bad_input_is_a_clear_message() {
     let p = dir.path().join("other.json");
     c.save(&p).unwrap();
     let msg = open_with(p).err().unwrap().to_string();
-    assert!(msg.contains("was made for model") && msg.contains("0123456789abcdef"), "{msg}");
+    assert!(
+        msg.contains("was made for model") && msg.contains("0123456789abcdef"),
+        "{msg}"
+    );
     // A terminal below 80x24 gets one message, no panic, and recovers at full size.
     let (app, _engine) = open();
     for (w, h) in [(79, 30), (100, 23), (20, 5), (1, 1)] {
@@ -413,15 +433,23 @@ fn readme_lists_every_key() {
         .split("## The workbench")
         .nth(1)
         .expect("README has a section \"The workbench\"");
+    // Markdown tables escape `|`.
+    let section = section.replace("\\|", "|");
     for (_, key, _) in tui::help::KEYS {
-        assert!(section.contains(key), "README's workbench section misses the key `{key}`");
+        assert!(
+            section.contains(key),
+            "README's workbench section misses the key `{key}`"
+        );
     }
     for (cmd, _) in tui::help::COMMANDS {
         assert!(section.contains(cmd), "README's workbench section misses `{cmd}`");
     }
     let first_block = readme.split("```").nth(1).unwrap_or("");
     assert!(
-        first_block.lines().nth(1).is_some_and(|l| l.trim() == "cargo run --release -- open"),
+        first_block
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.trim() == "cargo run --release -- open"),
         "README's first command block must start with `cargo run --release -- open`"
     );
 }
@@ -475,7 +503,13 @@ fn make_fixture() {
                 continue;
             }
             let a: Vec<f32> = t.squeeze(0).unwrap().to_vec2::<f32>().unwrap().pop().unwrap();
-            let b: Vec<f32> = hb.recorded[name].squeeze(0).unwrap().to_vec2::<f32>().unwrap().pop().unwrap();
+            let b: Vec<f32> = hb.recorded[name]
+                .squeeze(0)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+                .pop()
+                .unwrap();
             let s = score.entry(name.clone()).or_insert_with(|| vec![0.0; a.len()]);
             for i in 0..a.len() {
                 s[i] += (a[i] - b[i]).abs() as f64;
@@ -540,8 +574,14 @@ fn make_fixture() {
             .iter()
             .map(|r| r[first.index])
             .collect();
-        let pivot = (0..acts.len()).max_by(|&a, &b| acts[a].abs().total_cmp(&acts[b].abs())).unwrap();
-        ex.push(Exemplar { tokens: ids, acts, pivot });
+        let pivot = (0..acts.len())
+            .max_by(|&a, &b| acts[a].abs().total_cmp(&acts[b].abs()))
+            .unwrap();
+        ex.push(Exemplar {
+            tokens: ids,
+            acts,
+            pivot,
+        });
     }
     let mut exemplars = BTreeMap::new();
     exemplars.insert(
@@ -569,7 +609,12 @@ fn make_fixture() {
     }
     std::fs::create_dir_all(fixture().parent().unwrap()).unwrap();
     c.save(&fixture()).unwrap();
-    eprintln!("wrote {} ({} nodes, {} edges)", fixture().display(), c.nodes.len(), c.edges.len());
+    eprintln!(
+        "wrote {} ({} nodes, {} edges)",
+        fixture().display(),
+        c.nodes.len(),
+        c.edges.len()
+    );
 }
 
 fn regex_escape(s: &str) -> String {

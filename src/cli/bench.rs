@@ -15,6 +15,8 @@ use crate::model::{Hooks, LoadOptions};
 pub enum BenchCommand {
     /// Forward-pass throughput and memory, sparse vs dense path.
     Forward(ForwardArgs),
+    /// The workbench: start-up to first frame, prompt-lab keystroke to redrawn result.
+    Tui(super::bench_tui::TuiBenchArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -43,6 +45,7 @@ pub struct ForwardArgs {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Forward(a) => forward(a),
+        BenchCommand::Tui(a) => super::bench_tui::run(a),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand; `main.rs` only parses and dispatches.
 
 pub mod bench;
+pub mod bench_tui;
 pub mod circuit;
 pub mod common;
 pub mod convert;

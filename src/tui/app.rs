@@ -172,8 +172,12 @@ impl CircuitView {
         let g = GraphNode::Node(*n);
         let keep = |e: &GraphEdge| e.kind != EdgeKind::Weight || e.weight.abs() >= threshold * self.max_weight;
         let mut out = Vec::new();
-        for (incoming, list) in [(true, self.graph.in_neighbors(&g)), (false, self.graph.out_neighbors(&g))] {
-            let mut list: Vec<(GraphNode, GraphEdge)> = list.unwrap_or_default().into_iter().filter(|(_, e)| keep(e)).collect();
+        for (incoming, list) in [
+            (true, self.graph.in_neighbors(&g)),
+            (false, self.graph.out_neighbors(&g)),
+        ] {
+            let mut list: Vec<(GraphNode, GraphEdge)> =
+                list.unwrap_or_default().into_iter().filter(|(_, e)| keep(e)).collect();
             list.sort_by(|a, b| b.1.weight.abs().total_cmp(&a.1.weight.abs()).then(a.0.cmp(&b.0)));
             out.extend(list.into_iter().map(|(other, edge)| EdgeItem { incoming, other, edge }));
         }
@@ -319,6 +323,9 @@ pub struct App {
     pub outbox: Vec<Request>,
     pub status: String,
     pub quit: bool,
+    /// How long the prompt must be still before it re-runs. Zero by default: a forward pass takes a few ms on
+    /// the bundled model, and edits that arrive while a run is in flight are coalesced anyway (the runtime
+    /// drains its queue before sending, and the engine skips superseded runs).
     pub debounce: Duration,
     /// Show run times (off in snapshot tests, where they would differ run to run).
     pub show_timing: bool,
@@ -370,7 +377,7 @@ impl App {
             outbox: Vec::new(),
             status: "? help · : commands · / jump".into(),
             quit: false,
-            debounce: Duration::from_millis(120),
+            debounce: Duration::ZERO,
             show_timing: true,
             size: (120, 40),
             session_path: None,
@@ -488,10 +495,7 @@ impl App {
         if rows.is_empty() {
             return;
         }
-        let (r, c) = self
-            .selected
-            .and_then(|n| self.circuit.position(&n))
-            .unwrap_or((0, 0));
+        let (r, c) = self.selected.and_then(|n| self.circuit.position(&n)).unwrap_or((0, 0));
         let nr = (r as i64 + drow).clamp(0, rows.len() as i64 - 1) as usize;
         let len = rows[nr].nodes.len() as i64;
         let nc = if drow != 0 {
@@ -526,7 +530,11 @@ impl App {
         };
         let next = self
             .selected
-            .and_then(|s| self.marks.range((std::ops::Bound::Excluded(s), std::ops::Bound::Unbounded)).next())
+            .and_then(|s| {
+                self.marks
+                    .range((std::ops::Bound::Excluded(s), std::ops::Bound::Unbounded))
+                    .next()
+            })
             .copied()
             .unwrap_or(first);
         self.jump(next);
@@ -819,11 +827,7 @@ impl App {
                     let line = std::mem::take(&mut self.command);
                     self.run_command(&line);
                 }
-                KeyCode::Backspace => {
-                    if self.command.pop().is_none() {
-                        self.mode = Mode::Normal;
-                    }
-                }
+                KeyCode::Backspace if self.command.pop().is_none() => self.mode = Mode::Normal,
                 KeyCode::Char(c) => self.command.push(c),
                 _ => {}
             },
@@ -951,17 +955,13 @@ impl App {
             }
             KeyCode::Char('H') | KeyCode::Home => self.lab.cursor = Some(0),
             KeyCode::Char('L') | KeyCode::End => self.lab.cursor = None,
-            KeyCode::Char('j') | KeyCode::Down => {
-                if !rows.is_empty() {
-                    self.lab.table_sel = (self.lab.table_sel + 1).min(rows.len() - 1);
-                    self.select(rows[self.lab.table_sel].node);
-                }
+            KeyCode::Char('j') | KeyCode::Down if !rows.is_empty() => {
+                self.lab.table_sel = (self.lab.table_sel + 1).min(rows.len() - 1);
+                self.select(rows[self.lab.table_sel].node);
             }
-            KeyCode::Char('k') | KeyCode::Up => {
-                if !rows.is_empty() {
-                    self.lab.table_sel = self.lab.table_sel.saturating_sub(1).min(rows.len() - 1);
-                    self.select(rows[self.lab.table_sel].node);
-                }
+            KeyCode::Char('k') | KeyCode::Up if !rows.is_empty() => {
+                self.lab.table_sel = self.lab.table_sel.saturating_sub(1).min(rows.len() - 1);
+                self.select(rows[self.lab.table_sel].node);
             }
             KeyCode::Char('p') => self.pin_baseline(),
             KeyCode::Char('a') | KeyCode::Char('A') => {

@@ -237,7 +237,11 @@ impl Engine {
             // Matches no hook name.
             "$^".to_string()
         } else {
-            hooks.iter().map(|h| format!("{}$", regex::escape(h))).collect::<Vec<_>>().join("|")
+            hooks
+                .iter()
+                .map(|h| format!("{}$", regex::escape(h)))
+                .collect::<Vec<_>>()
+                .join("|")
         };
         let mut sink = Vec::new();
         for l in 0..cfg.n_layer {
@@ -335,7 +339,10 @@ impl Engine {
         let mut hooks = Hooks::recording(&self.record_pattern)?;
         let mut by_hook: BTreeMap<(String, AblationKind), Vec<usize>> = BTreeMap::new();
         for a in ablations {
-            by_hook.entry((a.node.hook_name(), a.kind)).or_default().push(a.node.index);
+            by_hook
+                .entry((a.node.hook_name(), a.kind))
+                .or_default()
+                .push(a.node.index);
         }
         for ((hook, kind), channels) in by_hook {
             let action = match kind {
@@ -432,7 +439,10 @@ impl Engine {
             .collect();
         let mut out = BTreeMap::new();
         for (l, h) in heads {
-            let (Some((wq, q)), Some((wk, k))) = (rec.hooks.get(&format!("{l}.attn.q")), rec.hooks.get(&format!("{l}.attn.k"))) else {
+            let (Some((wq, q)), Some((wk, k))) = (
+                rec.hooks.get(&format!("{l}.attn.q")),
+                rec.hooks.get(&format!("{l}.attn.k")),
+            ) else {
                 continue;
             };
             let t = rec.ids.len();
@@ -448,9 +458,13 @@ impl Engine {
                         qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale
                     })
                     .collect();
-                let m = scores.iter().copied().chain(sink_logit).fold(f32::NEG_INFINITY, f32::max);
-                let z: f32 = scores.iter().map(|s| (s - m).exp()).sum::<f32>()
-                    + sink_logit.map_or(0.0, |s| (s - m).exp());
+                let m = scores
+                    .iter()
+                    .copied()
+                    .chain(sink_logit)
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let z: f32 =
+                    scores.iter().map(|s| (s - m).exp()).sum::<f32>() + sink_logit.map_or(0.0, |s| (s - m).exp());
                 for (j, s) in scores.iter().enumerate() {
                     weights[i * t + j] = (s - m).exp() / z;
                 }
@@ -541,7 +555,10 @@ impl Engine {
             Site::AttnActIn | Site::MlpActIn | Site::AttnResidDelta | Site::MlpResidDelta | Site::FinalResid
         ) && node.index < self.cfg.d_model;
         let (embed_tokens, unembed_tokens) = if residual {
-            (self.column_top(&self.wte, node.index, true), self.column_top(&self.unembed, node.index, false))
+            (
+                self.column_top(&self.wte, node.index, true),
+                self.column_top(&self.unembed, node.index, false),
+            )
         } else {
             (Vec::new(), Vec::new())
         };

@@ -150,7 +150,12 @@ fn draw_extra(app: &App, f: &mut Frame, area: Rect, n: &NodeId, detail: Option<&
     f.render_widget(
         Paragraph::new(lines)
             .wrap(ratatui::widgets::Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL).border_style(t.border()).title(title)),
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(t.border())
+                    .title(title),
+            ),
         area,
     );
 }
@@ -170,7 +175,14 @@ fn strip_lines(
     let value = s.acts.get(pivot).copied().unwrap_or(0.0);
     out.push(Line::from(vec![
         Span::styled(caption, t.dim()),
-        Span::styled(format!(" [{}]={}", token_label(s.tokens.get(pivot).map_or("", |x| x)), fmt_val(value)), t.accent()),
+        Span::styled(
+            format!(
+                " [{}]={}",
+                token_label(s.tokens.get(pivot).map_or("", |x| x)),
+                fmt_val(value)
+            ),
+            t.accent(),
+        ),
     ]));
     let acts: Vec<f32> = s.acts.iter().map(|v| v - shift).collect();
     // About one line of context before the pivot and one after.
@@ -208,7 +220,10 @@ fn char_window(tokens: &[String], pivot: usize, before: usize, after: usize) -> 
 fn argmax_abs(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
-        .fold((0, 0f32), |(a, m), (i, x)| if x.abs() > m { (i, x.abs()) } else { (a, m) })
+        .fold(
+            (0, 0f32),
+            |(a, m), (i, x)| if x.abs() > m { (i, x.abs()) } else { (a, m) },
+        )
         .0
 }
 
@@ -260,7 +275,12 @@ fn draw_samples(app: &App, f: &mut Frame, area: Rect, n: &NodeId, detail: Option
     if tv.class_a.is_empty() {
         lines.push(Line::styled("task view: no task pairs", t.dim()));
     } else {
-        let all: Vec<f32> = tv.class_a.iter().chain(&tv.class_b).flat_map(|s| s.acts.iter().copied()).collect();
+        let all: Vec<f32> = tv
+            .class_a
+            .iter()
+            .chain(&tv.class_b)
+            .flat_map(|s| s.acts.iter().copied())
+            .collect();
         let (shift, scale) = if app.zero_centre {
             (0.0, abs_max(all.iter()))
         } else {

@@ -130,20 +130,38 @@ fn draw_table(app: &App, f: &mut Frame, area: Rect) {
     let sel = app.lab.table_sel.min(rows.len() - 1);
     let offset = if sel < h { 0 } else { sel + 1 - h };
     let scale = abs_max(rows.iter().map(|r| &r.change));
+    // Narrow terminals drop the baseline column (the change still shows against it).
+    let wide = inner.width >= 60;
     let mut lines = vec![Line::styled(
-        format!("{:<24} {:>9} {:>9} {:>9}  label", "node", "value", "baseline", "change"),
+        if wide {
+            format!("{:<24} {:>9} {:>9} {:>9}  label", "node", "value", "baseline", "change")
+        } else {
+            format!("{:<24} {:>9} {:>9}  label", "node", "value", "change")
+        },
         t.dim(),
     )];
     let mut hits = app.hits.borrow_mut();
     for (i, r) in rows.iter().enumerate().skip(offset).take(h) {
-        let label = app.annotations.get(&r.node).map(|a| a.label.clone()).unwrap_or_default();
+        let label = app
+            .annotations
+            .get(&r.node)
+            .map(|a| a.label.clone())
+            .unwrap_or_default();
         let ablated = app.lab.ablations.iter().find(|a| a.node == r.node);
         let name = match ablated {
             Some(a) => format!("{} ({})", r.node, a.kind.name()),
             None => r.node.to_string(),
         };
         let mut line = Line::from(vec![
-            Span::raw(format!("{name:<24} {:>9} {:>9} ", fmt_val(r.value), r.baseline.map_or("—".into(), fmt_val))),
+            Span::raw(if wide {
+                format!(
+                    "{name:<24} {:>9} {:>9} ",
+                    fmt_val(r.value),
+                    r.baseline.map_or("—".into(), fmt_val)
+                )
+            } else {
+                format!("{name:<24} {:>9} ", fmt_val(r.value))
+            }),
             Span::styled(format!("{:>9}", fmt_val(r.change)), t.heat(r.change, scale)),
             Span::raw(format!("  {label}")),
         ]);
@@ -217,14 +235,12 @@ fn draw_ablations(app: &App, f: &mut Frame, area: Rect) {
             .join(", ")
     };
     f.render_widget(
-        Paragraph::new(text)
-            .wrap(ratatui::widgets::Wrap { trim: true })
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(t.border())
-                    .title(format!(" ablations · undo {} redo {} ", l.undo.len(), l.redo.len())),
-            ),
+        Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.border())
+                .title(format!(" ablations · undo {} redo {} ", l.undo.len(), l.redo.len())),
+        ),
         area,
     );
 }
@@ -240,10 +256,22 @@ fn draw_sweep(app: &App, f: &mut Frame, area: Rect) {
         .filter_map(|p| p.logit_diff.map(|d| (p.n as f64, d as f64)))
         .collect();
     let max_n = s.points.last().map_or(1, |p| p.n).max(1) as f64;
-    chart(app, f, a, &vals, max_n, &format!(" {} vs repeats of {:?} ", s.node, s.fragment));
+    chart(
+        app,
+        f,
+        a,
+        &vals,
+        max_n,
+        &format!(" {} vs repeats of {:?} ", s.node, s.fragment),
+    );
     let last = s.points.last();
     let title = match last {
-        Some(p) => format!(" logit diff A−B · at n={} top {:?} {:.2} ", p.n, token_label(&p.top), p.top_prob),
+        Some(p) => format!(
+            " logit diff A−B · at n={} top {:?} {:.2} ",
+            p.n,
+            token_label(&p.top),
+            p.top_prob
+        ),
         None => " logit diff ".into(),
     };
     chart(app, f, b, &diffs, max_n, &title);
@@ -261,7 +289,12 @@ fn chart(app: &App, f: &mut Frame, area: Rect, data: &[(f64, f64)], max_n: f64, 
         .style(t.title())
         .data(data);
     let c = Chart::new(vec![ds])
-        .block(Block::default().borders(Borders::ALL).border_style(t.border()).title(title.to_string()))
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.border())
+                .title(title.to_string()),
+        )
         .x_axis(
             Axis::default()
                 .bounds([0.0, max_n])

@@ -49,7 +49,11 @@ pub fn chip(app: &App, n: &NodeId) -> String {
         s = format!("*{s}");
     }
     if let Some(a) = app.lab.ablations.iter().find(|a| a.node == *n) {
-        s.push(if a.kind == super::engine::AblationKind::Zero { '∅' } else { 'μ' });
+        s.push(if a.kind == super::engine::AblationKind::Zero {
+            '∅'
+        } else {
+            'μ'
+        });
     }
     s
 }
@@ -86,15 +90,15 @@ fn draw_graph(app: &App, f: &mut Frame, area: Rect) {
                 Some(b) => {
                     let info = app.circuit.blocks.iter().find(|i| i.block == b);
                     let delta = info.and_then(|i| i.delta);
-                    let marker = if delta.is_some_and(|d| d > DELTA_MARK) { " ◆" } else { "" };
+                    let marker = if delta.is_some_and(|d| d > DELTA_MARK) {
+                        " ◆"
+                    } else {
+                        ""
+                    };
                     lines.push(Line::from(vec![
                         Span::styled(format!("{b}"), t.title()),
                         Span::styled(
-                            format!(
-                                "  Δ {}  nodes {}{marker}",
-                                fmt_opt(delta),
-                                info.map_or(0, |i| i.count)
-                            ),
+                            format!("  Δ {}  nodes {}{marker}", fmt_opt(delta), info.map_or(0, |i| i.count)),
                             if marker.is_empty() { t.dim() } else { t.accent() },
                         ),
                     ]));
@@ -102,7 +106,10 @@ fn draw_graph(app: &App, f: &mut Frame, area: Rect) {
                 None => lines.push(Line::styled("final", t.title())),
             }
         }
-        let mut spans = vec![Span::styled(format!("  {:<w$}", site_label(row.site), w = label_w - 2), t.dim())];
+        let mut spans = vec![Span::styled(
+            format!("  {:<w$}", site_label(row.site), w = label_w - 2),
+            t.dim(),
+        )];
         let mut col = label_w;
         for (head, nodes) in &row.groups {
             if let Some(h) = head {
@@ -146,7 +153,11 @@ fn draw_graph(app: &App, f: &mut Frame, area: Rect) {
         .selected
         .and_then(|s| placed.iter().find(|p| p.node == s))
         .map_or(0, |p| p.line);
-    let offset = if sel_line + 2 <= h { 0 } else { (sel_line + 2 - h / 2).min(lines.len().saturating_sub(h)) };
+    let offset = if sel_line + 2 <= h {
+        0
+    } else {
+        (sel_line + 2 - h / 2).min(lines.len().saturating_sub(h))
+    };
     let mut hits = app.hits.borrow_mut();
     for p in &placed {
         if p.line >= offset && p.line < offset + h && p.col < width {
@@ -187,7 +198,11 @@ fn draw_losses(app: &App, f: &mut Frame, area: Rect) {
     if l.circuit >= 0.5 {
         spans.push(Span::styled(" ⚠", t.warn()));
     }
-    for (name, v) in [("calibrated", l.calibrated), ("sufficiency", l.sufficiency), ("necessity", l.necessity)] {
+    for (name, v) in [
+        ("calibrated", l.calibrated),
+        ("sufficiency", l.sufficiency),
+        ("necessity", l.necessity),
+    ] {
         if let Some(v) = v {
             spans.push(Span::styled(format!("  {name} {v:.4}"), t.dim()));
         }
@@ -225,7 +240,11 @@ pub fn edge_line(app: &App, e: &EdgeItem, selected: bool) -> Line<'static> {
         crate::circuit::EdgeKind::Unembed => " unembed",
         crate::circuit::EdgeKind::QkInteraction => " q·k",
     };
-    let delta = e.edge.ablation_delta.map(|d| format!(" Δ{:+.4}", halved(d))).unwrap_or_default();
+    let delta = e
+        .edge
+        .ablation_delta
+        .map(|d| format!(" Δ{:+.4}", halved(d)))
+        .unwrap_or_default();
     let weight_style = if e.edge.kind == crate::circuit::EdgeKind::Weight {
         t.heat(e.edge.weight as f32, app.circuit.max_weight as f32)
     } else {
@@ -281,7 +300,10 @@ pub fn draw_edges(app: &App, f: &mut Frame, area: Rect, title: &str) {
     }
     drop(hits);
     if lines.is_empty() {
-        f.render_widget(Paragraph::new(Line::styled("no edges above the threshold", t.dim())), inner);
+        f.render_widget(
+            Paragraph::new(Line::styled("no edges above the threshold", t.dim())),
+            inner,
+        );
     } else {
         f.render_widget(Paragraph::new(lines), inner);
     }
@@ -340,8 +362,7 @@ fn draw_node_panel(app: &App, f: &mut Frame, area: Rect) {
         return;
     };
     let summary = node_summary(app, &n);
-    let [top, rest] =
-        Layout::vertical([Constraint::Length(summary.len() as u16 + 2), Constraint::Min(3)]).areas(area);
+    let [top, rest] = Layout::vertical([Constraint::Length(summary.len() as u16 + 2), Constraint::Min(3)]).areas(area);
     f.render_widget(
         Paragraph::new(summary).block(
             Block::default()

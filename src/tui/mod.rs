@@ -147,7 +147,9 @@ pub fn pump(app: &mut App, engine: &mut Engine) {
 
 /// Runs the UI on the terminal until the user quits.
 pub fn run_terminal(loaded: Loaded) -> std::io::Result<()> {
-    use ratatui::crossterm::event::{self, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event};
+    use ratatui::crossterm::event::{
+        self, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    };
     use ratatui::crossterm::execute;
 
     let Loaded { mut app, engine, .. } = loaded;
@@ -157,23 +159,25 @@ pub fn run_terminal(loaded: Loaded) -> std::io::Result<()> {
     execute!(std::io::stdout(), EnableMouseCapture, EnableBracketedPaste)?;
     let input_tx = tx.clone();
     // Input and ticks: one thread polls the terminal and posts messages; a tick every 40 ms drives the debounce.
-    std::thread::Builder::new().name("circuitscope-input".into()).spawn(move || loop {
-        let msg = match event::poll(Duration::from_millis(40)) {
-            Ok(true) => match event::read() {
-                Ok(Event::Key(k)) => Msg::Key(k),
-                Ok(Event::Mouse(m)) => Msg::Mouse(m),
-                Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
-                Ok(Event::Paste(s)) => Msg::Paste(s),
-                Ok(_) => continue,
+    std::thread::Builder::new()
+        .name("circuitscope-input".into())
+        .spawn(move || loop {
+            let msg = match event::poll(Duration::from_millis(40)) {
+                Ok(true) => match event::read() {
+                    Ok(Event::Key(k)) => Msg::Key(k),
+                    Ok(Event::Mouse(m)) => Msg::Mouse(m),
+                    Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
+                    Ok(Event::Paste(s)) => Msg::Paste(s),
+                    Ok(_) => continue,
+                    Err(_) => return,
+                },
+                Ok(false) => Msg::Tick,
                 Err(_) => return,
-            },
-            Ok(false) => Msg::Tick,
-            Err(_) => return,
-        };
-        if input_tx.send(msg).is_err() {
-            return;
-        }
-    })?;
+            };
+            if input_tx.send(msg).is_err() {
+                return;
+            }
+        })?;
     drop(tx);
     let result = (|| -> std::io::Result<()> {
         let size = terminal.size()?;

@@ -37,7 +37,13 @@ impl Msg {
     /// One key message per character of `s` (Enter for '\n').
     pub fn typed(s: &str) -> Vec<Msg> {
         s.chars()
-            .map(|c| if c == '\n' { Msg::key(KeyCode::Enter) } else { Msg::ch(c) })
+            .map(|c| {
+                if c == '\n' {
+                    Msg::key(KeyCode::Enter)
+                } else {
+                    Msg::ch(c)
+                }
+            })
             .collect()
     }
 }

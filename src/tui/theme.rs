@@ -148,7 +148,7 @@ impl Theme {
 
 /// v / scale clamped to [-1, 1]; 0 for a non-positive or non-finite scale.
 pub fn heat_fraction(v: f32, scale: f32) -> f32 {
-    if !(scale > 0.0) || !scale.is_finite() || !v.is_finite() {
+    if scale.is_nan() || scale <= 0.0 || !scale.is_finite() || !v.is_finite() {
         return 0.0;
     }
     (v / scale).clamp(-1.0, 1.0)

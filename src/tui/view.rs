@@ -55,7 +55,10 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
             Hit::Tab(s),
         ));
         x += w + 1;
-        spans.push(Span::styled(label, if s == app.screen { t.selected() } else { t.dim() }));
+        spans.push(Span::styled(
+            label,
+            if s == app.screen { t.selected() } else { t.dim() },
+        ));
         spans.push(Span::raw(" "));
     }
     let c = &app.circuit;
@@ -187,14 +190,21 @@ fn draw_help(app: &App, f: &mut Frame, body: Rect) {
     let inner_h = r.height.saturating_sub(2) as usize;
     let scroll = app.help_scroll.min(total.saturating_sub(inner_h));
     let title = if total > inner_h {
-        format!(" keys {}-{} of {total} (j/k scroll, any other key closes) ", scroll + 1, (scroll + inner_h).min(total))
+        format!(
+            " keys {}-{} of {total} (j/k scroll, any other key closes) ",
+            scroll + 1,
+            (scroll + inner_h).min(total)
+        )
     } else {
         " keys (any key closes) ".to_string()
     };
     f.render_widget(
-        Paragraph::new(lines)
-            .scroll((scroll as u16, 0))
-            .block(Block::default().borders(Borders::ALL).border_style(t.focused_border()).title(title)),
+        Paragraph::new(lines).scroll((scroll as u16, 0)).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.focused_border())
+                .title(title),
+        ),
         r,
     );
 }

@@ -45,12 +45,15 @@ pub struct HeatStrip<'a> {
 
 /// The strip wrapped to `width` columns, at most `max_lines` lines; returns the lines and, for each shown
 /// token, (index, line, column, width) for mouse hits.
+/// Where a token landed: (token index, line, column, width).
+pub type Placement = (usize, usize, usize, usize);
+
 pub fn heat_lines(
     strip: &HeatStrip,
     theme: &Theme,
     width_cols: usize,
     max_lines: usize,
-) -> (Vec<Line<'static>>, Vec<(usize, usize, usize, usize)>) {
+) -> (Vec<Line<'static>>, Vec<Placement>) {
     let (start, end) = strip.window.unwrap_or((0, strip.tokens.len()));
     let mut lines: Vec<Line<'static>> = Vec::new();
     let mut cur: Vec<Span<'static>> = Vec::new();
