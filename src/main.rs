@@ -37,6 +37,8 @@ enum Command {
     /// Minimal-pair tasks: list them, show generated pairs.
     #[command(subcommand)]
     Tasks(cli::tasks::TasksCommand),
+    /// Scan a corpus: per-node means, density, histogram and exemplars (the ScanIndex); `scan show` prints a node.
+    Scan(cli::scan::ScanArgs),
     /// Circuit files: import the reference viewer's viz_data.pt, show a circuit.
     #[command(subcommand)]
     Circuit(cli::circuit::CircuitCommand),
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Tokenizer(c) => cli::tokenize::run_tokenizer(c),
         Command::Tokenize(a) => cli::tokenize::run_tokenize(a),
         Command::Bench(c) => cli::bench::run(c),
+        Command::Scan(a) => cli::scan::run(a),
         Command::Train(a) => cli::train::run(a),
         Command::Corpus(c) => cli::corpus::run(c),
         Command::Tasks(c) => cli::tasks::run(c),

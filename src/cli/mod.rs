@@ -9,6 +9,7 @@ pub mod corpus;
 pub mod eval;
 pub mod open;
 pub mod run;
+pub mod scan;
 pub mod synth;
 pub mod tasks;
 pub mod tokenize;

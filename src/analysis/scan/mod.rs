@@ -1,0 +1,344 @@
+//! Activation scans: per node of spec B (the 8 per-layer hook locations and `final_resid`), its mean (for mean
+//! ablation), density, min/max/std, histogram, top and bottom exemplars and samples at the 0.1%, 1%, 10% and 50%
+//! quantiles from both ends, each with its context window. Stored as the [`ScanIndex`] (see [`index`] for the
+//! file format).
+//!
+//! Two passes over the tokens, memory bounded by one batch of activations plus a fixed state per node:
+//! pass 1 accumulates moments, min/max, density, a log-scale histogram (for quantile estimates, ~1.6% relative
+//! resolution) and the top/bottom exemplars; pass 2 fills the display histogram over [min, max] and, for each
+//! quantile, keeps the values nearest its estimate, preferring the tail's side.
+//!
+//! Cost per pass: one forward over the tokens plus a few operations per (token, node); channels are spread over
+//! rayon's threads.
+
+mod accumulate;
+pub mod error;
+pub mod index;
+
+use std::collections::HashSet;
+
+use candle_core::{Device, Tensor};
+
+use crate::circuit::node_id::Site;
+use crate::model::{Config, Gpt, Hooks};
+use accumulate::{feed, logbin, BatchView, Candidate, Pass1, Pass2, Selector};
+pub use error::{Result, ScanError};
+pub use index::{
+    ExemplarLayout, Histogram, HookEntry, NodeScan, QuantileValue, ScanIndex, ScanMeta, QUANTILES, SCAN_FORMAT_VERSION,
+};
+
+/// Tokens `scan` reads by default: the bundled 2-layer model scans them in seconds on 2 cores.
+pub const DEFAULT_SCAN_TOKENS: usize = 262_144;
+
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Length of the sequences the token stream is cut into; None = the model's block size.
+    pub seq_len: Option<usize>,
+    /// Tokens per forward pass (rounded to whole sequences); bounds the activation memory.
+    pub batch_tokens: usize,
+    pub hist_bins: usize,
+    pub layout: ExemplarLayout,
+}
+
+impl Default for ScanOptions {
+    /// Sized so that the bundled models' scans stay a few MB each.
+    fn default() -> Self {
+        ScanOptions {
+            seq_len: None,
+            batch_tokens: 4096,
+            hist_bins: 64,
+            layout: ExemplarLayout {
+                top_k: 8,
+                bottom_k: 8,
+                quantile_samples: 2,
+                before: 16,
+                after: 4,
+            },
+        }
+    }
+}
+
+/// Reported after every batch.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanProgress {
+    /// 1 or 2.
+    pub pass: u8,
+    pub tokens_done: usize,
+    pub tokens_total: usize,
+}
+
+/// One exemplar slot as the scan produced it (f32 activations; `acts` empty for an empty slot).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExemplarRec {
+    pub start: u32,
+    pub pivot: u16,
+    pub value: f32,
+    pub acts: Vec<f32>,
+}
+
+impl From<Candidate> for ExemplarRec {
+    fn from(c: Candidate) -> Self {
+        ExemplarRec {
+            start: c.start,
+            pivot: c.pivot,
+            value: c.value,
+            acts: c.acts,
+        }
+    }
+}
+
+/// A finished scan in memory; [`ScanData::write`] stores it as a [`ScanIndex`]. Per-node arrays are in node
+/// order (see [`node_hooks`]).
+#[derive(Debug, Clone)]
+pub struct ScanData {
+    pub hooks: Vec<HookEntry>,
+    /// The scanned token stream.
+    pub tokens: Vec<u32>,
+    pub seq_len: usize,
+    pub hist_bins: usize,
+    pub layout: ExemplarLayout,
+    pub mean: Vec<f32>,
+    pub density: Vec<f32>,
+    pub min: Vec<f32>,
+    pub max: Vec<f32>,
+    pub std: Vec<f32>,
+    /// (nodes, 2·QUANTILES): the bottom-side quantile values, then the top-side ones.
+    pub quantile_values: Vec<f32>,
+    /// (nodes, hist_bins)
+    pub hist: Vec<u32>,
+    /// (nodes, layout.per_node()): top, bottom, then per quantile bottom side and top side.
+    pub exemplars: Vec<ExemplarRec>,
+}
+
+impl ScanData {
+    pub fn nodes(&self) -> usize {
+        self.mean.len()
+    }
+}
+
+/// The hooks of spec B's node universe for `cfg`, in node order, with their offsets.
+pub fn node_hooks(cfg: &Config) -> Vec<HookEntry> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut push = |name: String, width: usize| {
+        out.push(HookEntry { name, width, offset });
+        offset += width;
+    };
+    for l in 0..cfg.n_layer {
+        for site in Site::ALL.into_iter().filter(|s| *s != Site::FinalResid) {
+            push(format!("{l}.{}", site.name()), site.width(cfg));
+        }
+    }
+    push(Site::FinalResid.name().to_string(), Site::FinalResid.width(cfg));
+    out
+}
+
+/// Batches of the stream: (first token, sequences, sequence length). Whole sequences first, then the remainder as
+/// one shorter sequence.
+fn batches(n: usize, seq_len: usize, batch_tokens: usize) -> Vec<(usize, usize, usize)> {
+    let per = (batch_tokens / seq_len).max(1);
+    let full = n / seq_len;
+    let mut out = Vec::new();
+    let mut s = 0;
+    while s < full {
+        let k = per.min(full - s);
+        out.push((s * seq_len, k, seq_len));
+        s += k;
+    }
+    if !n.is_multiple_of(seq_len) {
+        out.push((full * seq_len, 1, n % seq_len));
+    }
+    out
+}
+
+/// What both passes read.
+struct Passes<'a> {
+    model: &'a Gpt,
+    tokens: &'a [u32],
+    hooks: &'a [HookEntry],
+    seq_len: usize,
+    opts: &'a ScanOptions,
+}
+
+/// Runs the forward over every batch and feeds each node hook's activations to `accs`.
+fn run_pass<A: accumulate::Accumulator>(
+    p: &Passes,
+    accs: &mut [A],
+    pass: u8,
+    progress: &mut dyn FnMut(ScanProgress),
+) -> Result<()> {
+    let Passes {
+        model,
+        tokens,
+        hooks,
+        seq_len,
+        opts,
+    } = *p;
+    let names: HashSet<&str> = hooks.iter().map(|h| h.name.as_str()).collect();
+    let pattern = hooks
+        .iter()
+        .map(|h| regex::escape(&h.name) + "$")
+        .collect::<Vec<_>>()
+        .join("|");
+    let mut done = 0;
+    for (start, seqs, t) in batches(tokens.len(), seq_len, opts.batch_tokens) {
+        let ids = &tokens[start..start + seqs * t];
+        let input = Tensor::from_slice(ids, (seqs, t), &Device::Cpu)?;
+        let mut rec = Hooks::recording(&pattern)?;
+        model.forward(&input, &mut rec)?;
+        for h in hooks {
+            let act = rec
+                .recorded
+                .remove(&h.name)
+                .ok_or_else(|| ScanError::Invalid(format!("the forward pass did not record hook `{}`", h.name)))?;
+            let data: Vec<f32> = act.flatten_all()?.to_vec1()?;
+            if data.len() != seqs * t * h.width {
+                return Err(ScanError::Invalid(format!(
+                    "hook `{}` recorded {} values, expected {} × {}",
+                    h.name,
+                    data.len(),
+                    seqs * t,
+                    h.width
+                )));
+            }
+            let view = BatchView {
+                data: &data,
+                width: h.width,
+                t,
+                token_base: start,
+                before: opts.layout.before,
+                after: opts.layout.after,
+            };
+            feed(&mut accs[h.offset..h.offset + h.width], &view);
+        }
+        debug_assert!(rec.recorded.keys().all(|k| !names.contains(k.as_str())));
+        done += ids.len();
+        progress(ScanProgress {
+            pass,
+            tokens_done: done,
+            tokens_total: tokens.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Scans `tokens` (one stream, cut into sequences of `opts.seq_len` or the block size) with `model`.
+pub fn scan(
+    model: &Gpt,
+    tokens: &[u32],
+    opts: &ScanOptions,
+    progress: &mut dyn FnMut(ScanProgress),
+) -> Result<ScanData> {
+    let cfg = &model.config;
+    if tokens.is_empty() {
+        return Err(ScanError::Invalid("no tokens to scan".into()));
+    }
+    if tokens.len() > u32::MAX as usize {
+        return Err(ScanError::Invalid(format!(
+            "{} tokens is more than a scan holds",
+            tokens.len()
+        )));
+    }
+    if let Some((pos, &id)) = tokens.iter().enumerate().find(|(_, &id)| id as usize >= cfg.vocab_size) {
+        return Err(ScanError::Invalid(format!(
+            "token {id} at position {pos} is outside the model's vocabulary ({} ids); was the stream made with \
+             another tokenizer?",
+            cfg.vocab_size
+        )));
+    }
+    let seq_len = opts.seq_len.unwrap_or(cfg.block_size);
+    if seq_len == 0 || seq_len > cfg.block_size {
+        return Err(ScanError::Invalid(format!(
+            "sequence length {seq_len} must be in 1..={}",
+            cfg.block_size
+        )));
+    }
+    if opts.hist_bins == 0 || opts.layout.window() > u16::MAX as usize {
+        return Err(ScanError::Invalid(
+            "hist_bins must be positive and the window below 65536".into(),
+        ));
+    }
+    let l = opts.layout;
+    let hooks = node_hooks(cfg);
+    let n_nodes = hooks.last().map(|h| h.offset + h.width).unwrap_or(0);
+    let n = tokens.len();
+
+    let mut p1: Vec<Pass1> = (0..n_nodes).map(|i| Pass1::new(i, l.top_k, l.bottom_k)).collect();
+    let passes = Passes {
+        model,
+        tokens,
+        hooks: &hooks,
+        seq_len,
+        opts,
+    };
+    run_pass(&passes, &mut p1, 1, progress)?;
+
+    let nq = QUANTILES.len();
+    let mut data = ScanData {
+        hooks: hooks.clone(),
+        tokens: tokens.to_vec(),
+        seq_len,
+        hist_bins: opts.hist_bins,
+        layout: l,
+        mean: Vec::with_capacity(n_nodes),
+        density: Vec::with_capacity(n_nodes),
+        min: Vec::with_capacity(n_nodes),
+        max: Vec::with_capacity(n_nodes),
+        std: Vec::with_capacity(n_nodes),
+        quantile_values: Vec::with_capacity(n_nodes * 2 * nq),
+        hist: Vec::new(),
+        exemplars: Vec::with_capacity(n_nodes * l.per_node()),
+    };
+    let mut p2 = Vec::with_capacity(n_nodes);
+    let mut extremes = Vec::with_capacity(n_nodes);
+    for (node, a) in p1.into_iter().enumerate() {
+        let mean = a.sum / n as f64;
+        let var = (a.sumsq / n as f64 - mean * mean).max(0.0);
+        data.mean.push(mean as f32);
+        data.density.push((a.nnz as f64 / n as f64) as f32);
+        data.min.push(a.min);
+        data.max.push(a.max);
+        data.std.push(var.sqrt() as f32);
+        let last = (n - 1) as f64;
+        let bottoms: Vec<f32> = QUANTILES
+            .iter()
+            .map(|q| logbin::value_at_rank(&a.loghist, q * last, a.min, a.max))
+            .collect();
+        let tops: Vec<f32> = QUANTILES
+            .iter()
+            .map(|q| logbin::value_at_rank(&a.loghist, (1.0 - q) * last, a.min, a.max))
+            .collect();
+        data.quantile_values.extend(&bottoms);
+        data.quantile_values.extend(&tops);
+        let margin = |t: f32| t.abs() / 64.0 + 1e-6 * (a.max - a.min);
+        let mut targets = [(0.0, false, 0.0); accumulate::SELECTORS];
+        let mut selectors = Vec::with_capacity(accumulate::SELECTORS);
+        for q in 0..nq {
+            targets[2 * q] = (bottoms[q], false, margin(bottoms[q]));
+            targets[2 * q + 1] = (tops[q], true, margin(tops[q]));
+            selectors.push(Selector::new(l.quantile_samples, node, 10 + 2 * q as u64));
+            selectors.push(Selector::new(l.quantile_samples, node, 11 + 2 * q as u64));
+        }
+        p2.push(Pass2::new(a.min, a.max, opts.hist_bins, targets, selectors));
+        extremes.push((a.top.into_sorted(), a.bottom.into_sorted()));
+        debug_assert_eq!(node + 1, extremes.len());
+    }
+
+    run_pass(&passes, &mut p2, 2, progress)?;
+
+    data.hist.reserve(n_nodes * opts.hist_bins);
+    let slots = |v: Vec<Candidate>, k: usize, out: &mut Vec<ExemplarRec>| {
+        let got = v.len();
+        out.extend(v.into_iter().map(ExemplarRec::from));
+        out.extend((got..k).map(|_| ExemplarRec::default()));
+    };
+    for (a, (top, bottom)) in p2.into_iter().zip(extremes) {
+        data.hist.extend(&a.hist);
+        slots(top, l.top_k, &mut data.exemplars);
+        slots(bottom, l.bottom_k, &mut data.exemplars);
+        for sel in a.selectors {
+            slots(sel.into_sorted(), l.quantile_samples, &mut data.exemplars);
+        }
+    }
+    Ok(data)
+}
