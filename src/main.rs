@@ -37,6 +37,8 @@ enum Command {
     /// Minimal-pair tasks: list them, show generated pairs.
     #[command(subcommand)]
     Tasks(cli::tasks::TasksCommand),
+    /// Find a task's circuit: train node masks, bisect the circuit size, write a circuit file (spec E).
+    Prune(cli::prune::PruneArgs),
     /// Scan a corpus: per-node means, density, histogram and exemplars (the ScanIndex); `scan show` prints a node.
     Scan(cli::scan::ScanArgs),
     /// Circuit files: import the reference viewer's viz_data.pt, show a circuit.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Open(a) => cli::open::run(a),
         Command::Run(a) => cli::run::run(a),
+        Command::Prune(a) => cli::prune::run(a),
         Command::Convert(a) => cli::convert::run(a),
         Command::Synth(a) => cli::synth::run(a),
         Command::Tokenizer(c) => cli::tokenize::run_tokenizer(c),

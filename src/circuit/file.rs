@@ -69,6 +69,15 @@ pub struct Losses {
     /// Task accuracy of the circuit, in [0, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_accuracy: Option<f64>,
+    /// Filled by `circuit check`: accuracy of the circuit alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sufficiency_accuracy: Option<f64>,
+    /// Filled by `circuit check`: accuracy with the circuit ablated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub necessity_accuracy: Option<f64>,
+    /// Filled by `circuit check`: held-out pairs behind the sufficiency and necessity numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_pairs: Option<usize>,
 }
 
 impl Losses {
@@ -82,6 +91,9 @@ impl Losses {
             necessity: self.necessity.map(halved),
             full_accuracy: self.full_accuracy,
             circuit_accuracy: self.circuit_accuracy,
+            sufficiency_accuracy: self.sufficiency_accuracy,
+            necessity_accuracy: self.necessity_accuracy,
+            check_pairs: self.check_pairs,
         }
     }
 }

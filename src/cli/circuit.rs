@@ -16,6 +16,29 @@ pub enum CircuitCommand {
     ImportViz(ImportVizArgs),
     /// Summarise a circuit file: losses, nodes per block, edges, and the strongest path (with --model).
     Show(ShowArgs),
+    /// Sufficiency (the circuit alone, the rest mean-ablated) and necessity (only the circuit ablated) on held-out
+    /// pairs; the numbers are stored in the circuit file.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// A circuit file.
+    pub file: PathBuf,
+    /// The model directory [default: the path recorded in the circuit file].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Held-out (test split) pairs.
+    #[arg(long, default_value_t = 200)]
+    pub pairs: usize,
+    /// Ablation means: `scan` (the model's corpus scan) or `task` (mean over the task's training prompts).
+    #[arg(long, default_value = "scan")]
+    pub means: String,
+    /// Print the numbers without storing them in the file.
+    #[arg(long)]
+    pub no_write: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -53,6 +76,7 @@ pub fn run(cmd: CircuitCommand) -> Result<()> {
     match cmd {
         CircuitCommand::ImportViz(a) => run_import(a),
         CircuitCommand::Show(a) => run_show(a),
+        CircuitCommand::Check(a) => run_check(a),
     }
 }
 
@@ -80,7 +104,7 @@ pub fn load_model_parts(path: &Path) -> Result<LoadedModel> {
     })
 }
 
-fn model_name(path: &Path) -> Option<String> {
+pub fn model_name(path: &Path) -> Option<String> {
     let p = if path.is_file() { path.parent()? } else { path };
     let p = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     p.file_name().map(|n| n.to_string_lossy().into_owned())
@@ -267,6 +291,87 @@ pub fn run_show(a: ShowArgs) -> Result<()> {
             ),
             None => println!("strongest path: none from the embedding to the logits"),
         }
+    }
+    Ok(())
+}
+
+pub fn run_check(a: CheckArgs) -> Result<()> {
+    use crate::analysis::ablate::{self, NodeSet, TaskData};
+    use crate::data::tasks::{self, Split};
+    use crate::model::{Gpt, LoadOptions};
+
+    let mut circuit = CircuitFile::load(&a.file)?;
+    let model_dir = match (&a.model, &circuit.model.path) {
+        (Some(m), _) => m.clone(),
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) => bail!("{}: the circuit names no model path; pass --model DIR", a.file.display()),
+    };
+    let parts = load_model_parts(&model_dir)?;
+    circuit
+        .check_model(&parts.fingerprint)
+        .with_context(|| format!("{}", a.file.display()))?;
+    circuit
+        .validate(&parts.config)
+        .with_context(|| format!("{}", a.file.display()))?;
+    let model = Gpt::from_checkpoint(parts.config.clone(), &parts.ckpt, LoadOptions::default())?;
+    let Some(tok) = super::common::resolve_tokenizer(None, &model_dir)? else {
+        bail!("{}: no tokenizer.json beside the model", model_dir.display());
+    };
+    let task = tasks::resolve(&circuit.task)
+        .with_context(|| format!("{}: the circuit's task `{}`", a.file.display(), circuit.task))?;
+    let block = model.config.block_size;
+    let test = TaskData::new(&tok, task.name(), &tasks::split(task.as_ref(), Split::Test, a.pairs), block)?;
+    let means_source = if a.means == "task" {
+        TaskData::new(&tok, task.name(), &tasks::split(task.as_ref(), Split::Train, 256), block)?
+    } else {
+        test.clone()
+    };
+    let means = super::prune::load_means(&model, &a.means, None, &model_dir, &parts.fingerprint, &means_source)?;
+    let nodes = NodeSet::of(&parts.config, &circuit.node_ids());
+    let check = ablate::check_circuit(&model, &test, &nodes, &means)?;
+    circuit.losses.sufficiency = Some(check.sufficiency.loss);
+    circuit.losses.necessity = Some(check.necessity.loss);
+    circuit.losses.sufficiency_accuracy = Some(check.sufficiency.accuracy);
+    circuit.losses.necessity_accuracy = Some(check.necessity.accuracy);
+    circuit.losses.check_pairs = Some(check.pairs);
+    if !a.no_write {
+        circuit
+            .save(&a.file)
+            .with_context(|| format!("writing {}", a.file.display()))?;
+    }
+    if a.json {
+        return print_json(&json!({
+            "file": a.file,
+            "task": circuit.task,
+            "nodes": circuit.nodes.len(),
+            "pairs": check.pairs,
+            "full": check.full,
+            "sufficiency": check.sufficiency,
+            "necessity": check.necessity,
+            "written": !a.no_write,
+        }));
+    }
+    println!(
+        "{}: task {}, {} nodes, {} held-out pairs (losses raw 2x scale; halved in brackets)",
+        a.file.display(),
+        circuit.task,
+        circuit.nodes.len(),
+        check.pairs
+    );
+    for (name, e) in [
+        ("full model", check.full),
+        ("sufficiency (circuit alone)", check.sufficiency),
+        ("necessity (circuit ablated)", check.necessity),
+    ] {
+        println!(
+            "  {name:<28} loss {:.4} ({:.4})  accuracy {:.3}",
+            e.loss,
+            e.loss / 2.0,
+            e.accuracy
+        );
+    }
+    if !a.no_write {
+        println!("stored in {}", a.file.display());
     }
     Ok(())
 }

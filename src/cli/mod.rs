@@ -8,6 +8,7 @@ pub mod convert;
 pub mod corpus;
 pub mod eval;
 pub mod open;
+pub mod prune;
 pub mod run;
 pub mod scan;
 pub mod synth;

@@ -1,0 +1,584 @@
+//! Pruning to a task circuit (spec E): a trainable mask per node, mean ablation of masked nodes, bisection on the
+//! number of kept nodes, logit calibration, and the diagnostics a circuit file carries.
+//!
+//! The mask of node i is `m_i = H(τ_i)` (Heaviside) in the forward pass and has the surrogate derivative
+//! `σ'(τ_i/T)/T` in the backward pass (a straight-through estimator): `m = H(τ) + σ(τ/T) − stopgrad(σ(τ/T))`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+use super::ablate::{self, AblateError, Means, NodeSet, TaskData, TaskEval};
+use crate::circuit::{
+    BlockId, BlockLoss, CircuitEdge, CircuitFile, CircuitGraph, CircuitNode, EdgeEnd, EdgeKind, GraphNode, Losses,
+    ModelRef, NodeId, Site,
+};
+use crate::data::tasks::contrast_loss_tensor;
+use crate::model::{Action, Checkpoint, Gpt, Hooks, Intervention, LoadOptions, Stored};
+use crate::train::adamw::{AdamW, AdamWParams};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error(transparent)]
+    Ablate(#[from] AblateError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Circuit(#[from] crate::circuit::CircuitError),
+    #[error("task {task}: pruning needs minimal pairs, but pair {index} has no counterfactual prompt")]
+    OneSided { task: String, index: usize },
+}
+
+/// Hyperparameters (defaults: the centres of the paper's CARBS search, Table 2, except where noted).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PruneConfig {
+    /// Task loss (raw 2× scale of spec D.2) that the circuit must stay under.
+    pub target_loss: f64,
+    /// Optimiser steps over the training pairs.
+    pub steps: usize,
+    /// Pairs per step (2× sequences).
+    pub batch_pairs: usize,
+    /// Training pairs (train split), also used for the bisection and the calibration.
+    pub train_pairs: usize,
+    /// Held-out pairs (test split) on which every reported loss is measured.
+    pub eval_pairs: usize,
+    pub lr: f64,
+    pub warmup_frac: f64,
+    pub k_coef: f64,
+    pub init_noise_bias: f64,
+    pub init_noise_scale: f64,
+    pub weight_decay: f64,
+    pub beta2: f64,
+    pub heaviside_temp: f64,
+    pub grad_clip: f64,
+    /// Adam steps fitting the logit scale and bias (the paper uses 16 LBFGS steps).
+    pub calibration_steps: usize,
+    /// Edge-ablation deltas are computed for at most this many weight edges, strongest first.
+    pub max_edge_ablations: usize,
+    pub seed: u64,
+}
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        PruneConfig {
+            target_loss: 0.15,
+            steps: 200,
+            batch_pairs: 32,
+            train_pairs: 256,
+            eval_pairs: 200,
+            lr: 3e-3,
+            warmup_frac: 0.05,
+            k_coef: 1e-4,
+            init_noise_bias: 0.1,
+            init_noise_scale: 1e-2,
+            weight_decay: 1e-3,
+            beta2: 0.95,
+            heaviside_temp: 1.0,
+            grad_clip: 1.0,
+            calibration_steps: 200,
+            max_edge_ablations: 256,
+            seed: 0,
+        }
+    }
+}
+
+impl PruneConfig {
+    fn lr_at(&self, step: usize) -> f64 {
+        let warm = ((self.steps as f64 * self.warmup_frac).ceil() as usize).max(1);
+        if step < warm {
+            self.lr * (step + 1) as f64 / warm as f64
+        } else {
+            self.lr * (1.0 - (step - warm) as f64 / (self.steps - warm).max(1) as f64).max(0.0)
+        }
+    }
+}
+
+/// Where a running prune reports progress (the CLI draws a bar; tests ignore it).
+pub trait Progress {
+    fn phase(&self, _name: &str, _len: u64) {}
+    fn step(&self, _msg: &str) {}
+}
+
+/// No progress output.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// One mask variable per node hook.
+struct Masks {
+    hooks: Vec<(String, Var)>,
+    temp: f64,
+}
+
+impl Masks {
+    fn init(model: &Gpt, cfg: &PruneConfig) -> Result<Self, PruneError> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+        let normal = Normal::new(cfg.init_noise_bias, cfg.init_noise_scale.max(0.0)).expect("finite normal");
+        let mut hooks = Vec::new();
+        for (hook, _, _, w) in ablate::node_hooks(&model.config) {
+            let tau: Vec<f32> = (0..w)
+                .map(|_| normal.sample(&mut rng).clamp(-1.0, 1.0) as f32)
+                .collect();
+            hooks.push((hook, Var::from_vec(tau, w, &Device::Cpu)?));
+        }
+        Ok(Masks {
+            hooks,
+            temp: cfg.heaviside_temp,
+        })
+    }
+
+    /// m = H(τ) forward, σ'(τ/T)/T backward; (W,) per hook.
+    fn masks(&self) -> Result<Vec<Tensor>, PruneError> {
+        self.hooks
+            .iter()
+            .map(|(_, tau)| {
+                let hard = tau.ge(0f32)?.to_dtype(DType::F32)?;
+                let soft = candle_nn::ops::sigmoid(&tau.affine(1.0 / self.temp, 0.0)?)?;
+                Ok(((hard + &soft)? - soft.detach())?)
+            })
+            .collect()
+    }
+
+    fn clamp(&self) -> Result<(), PruneError> {
+        for (_, tau) in &self.hooks {
+            tau.set(&tau.clamp(-1f32, 1f32)?)?;
+        }
+        Ok(())
+    }
+
+    /// Every node with its τ, highest first (ties in forward order).
+    fn ranked(&self) -> Result<Vec<(NodeId, f32)>, PruneError> {
+        let mut out = Vec::new();
+        for (hook, tau) in &self.hooks {
+            for (i, t) in tau.as_tensor().to_vec1::<f32>()?.into_iter().enumerate() {
+                if let Some(id) = NodeId::from_hook(hook, i) {
+                    out.push((id, t));
+                }
+            }
+        }
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.forward_order().cmp(&b.0.forward_order())));
+        Ok(out)
+    }
+
+    fn vars(&self) -> Vec<(String, Var)> {
+        self.hooks.clone()
+    }
+}
+
+/// The circuit's mean-ablation hooks with trainable masks: x̃ = m⊙x + (1−m)⊙μ at every node hook.
+fn mask_hooks(masks: &[Tensor], names: &[(String, Var)], means: &Means) -> Result<Hooks, PruneError> {
+    let mut hooks = Hooks::none();
+    hooks.differentiable = true;
+    for (m, (hook, _)) in masks.iter().zip(names) {
+        let w = m.dims1()?;
+        let mu = Tensor::from_slice(&means[hook], (1, 1, w), &Device::Cpu)?;
+        let m3 = m.reshape((1, 1, w))?;
+        let f = move |x: &Tensor| -> candle_core::Result<Tensor> {
+            x.broadcast_mul(&m3)?
+                .broadcast_add(&mu.broadcast_mul(&m3.affine(-1.0, 1.0)?)?)
+        };
+        hooks.intervene(hook, Intervention::new(Action::Custom(Arc::new(f))));
+    }
+    Ok(hooks)
+}
+
+/// The top `k` nodes of a ranking.
+fn top_k(model: &Gpt, ranked: &[(NodeId, f32)], k: usize) -> NodeSet {
+    let ids: Vec<NodeId> = ranked.iter().take(k).map(|(n, _)| *n).collect();
+    NodeSet::of(&model.config, &ids)
+}
+
+/// The logit calibration of spec E.6: `logits' = scale·logits + bias`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Calibration {
+    pub scale: f32,
+    /// Nonzero entries of the per-vocabulary bias, by token id.
+    pub bias: BTreeMap<u32, f32>,
+}
+
+impl Calibration {
+    fn apply(&self, logits: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        logits
+            .iter()
+            .map(|row| {
+                let mut r: Vec<f32> = row.iter().map(|x| x * self.scale).collect();
+                for (&t, &b) in &self.bias {
+                    if let Some(x) = r.get_mut(t as usize) {
+                        *x += b;
+                    }
+                }
+                r
+            })
+            .collect()
+    }
+}
+
+/// Fits scale and bias on the circuit's last logits of the training pairs (Adam on the task loss).
+fn calibrate(data: &TaskData, pos: &[Vec<f32>], neg: &[Vec<f32>], steps: usize) -> Result<Calibration, PruneError> {
+    let v = pos.first().map_or(0, Vec::len);
+    let n = pos.len();
+    let to_t = |rows: &[Vec<f32>]| Tensor::from_vec(rows.concat(), (n, v), &Device::Cpu);
+    let (p, q) = (to_t(pos)?, to_t(neg)?);
+    let scale = Var::from_vec(vec![1f32], 1, &Device::Cpu)?;
+    let bias = Var::zeros(v, DType::F32, &Device::Cpu)?;
+    let mut opt = AdamW::new(
+        vec![("scale".into(), scale.clone()), ("bias".into(), bias.clone())],
+        AdamWParams {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+    )?;
+    for _ in 0..steps {
+        let f = |x: &Tensor| -> candle_core::Result<Tensor> {
+            x.broadcast_mul(scale.as_tensor())?.broadcast_add(bias.as_tensor())
+        };
+        let l = contrast_loss_tensor(&f(&p)?, &f(&q)?, &data.tok, &data.alt)?;
+        let grads = l.backward()?;
+        opt.step(&grads, 0.05, 1.0)?;
+    }
+    let s = scale.as_tensor().to_vec1::<f32>()?[0];
+    let b = bias.as_tensor().to_vec1::<f32>()?;
+    let mut used: Vec<u32> = data.tok.clone();
+    used.extend(data.alt.iter().flatten());
+    let bias = b
+        .into_iter()
+        .enumerate()
+        .filter(|(i, x)| *x != 0.0 && used.contains(&(*i as u32)))
+        .map(|(i, x)| (i as u32, x))
+        .collect();
+    Ok(Calibration { scale: s, bias })
+}
+
+/// What one prune produced, besides the circuit file.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneSummary {
+    pub nodes: usize,
+    pub edges: usize,
+    pub target_loss: f64,
+    /// The loss the bisection actually aimed for: the target, or the best loss the masks reached when even the
+    /// trained circuit stayed above it.
+    pub effective_target: f64,
+    pub losses: Losses,
+    pub seconds: f64,
+}
+
+/// Everything a prune needs.
+pub struct PruneInput<'a> {
+    pub model: &'a Gpt,
+    /// The checkpoint the model was built from (edge weights, edge ablations).
+    pub checkpoint: &'a Checkpoint,
+    pub model_ref: ModelRef,
+    pub train: TaskData,
+    pub test: TaskData,
+    pub means: &'a Means,
+}
+
+/// Runs the whole algorithm of spec E and returns the circuit file.
+pub fn prune(
+    input: &PruneInput,
+    cfg: &PruneConfig,
+    progress: &dyn Progress,
+) -> Result<(CircuitFile, PruneSummary), PruneError> {
+    let started = std::time::Instant::now();
+    let model = input.model;
+    ablate::check_means(&model.config, input.means)?;
+    if let Some(i) = (0..input.train.len()).find(|&i| input.train.pos[i] == input.train.neg[i]) {
+        return Err(PruneError::OneSided {
+            task: input.train.task.clone(),
+            index: i,
+        });
+    }
+    let masks = Masks::init(model, cfg)?;
+    let mut opt = AdamW::new(
+        masks.vars(),
+        AdamWParams {
+            beta1: 0.9,
+            beta2: cfg.beta2,
+            eps: 1e-8,
+            weight_decay: cfg.weight_decay,
+        },
+    )?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x9e37_79b9);
+    let mut order: Vec<usize> = (0..input.train.len()).collect();
+    let mut cursor = order.len();
+    let mut loss_curve = Vec::with_capacity(cfg.steps);
+    progress.phase("train masks", cfg.steps as u64);
+    for step in 0..cfg.steps {
+        let mut batch = Vec::with_capacity(cfg.batch_pairs);
+        while batch.len() < cfg.batch_pairs.min(order.len()) {
+            if cursor == order.len() {
+                use rand::seq::SliceRandom;
+                order.shuffle(&mut rng);
+                cursor = 0;
+            }
+            batch.push(order[cursor]);
+            cursor += 1;
+        }
+        let sub = subset(&input.train, &batch);
+        let (tokens, last) = sub.batch(0..sub.len())?;
+        let m = masks.masks()?;
+        let mut hooks = mask_hooks(&m, &masks.hooks, input.means)?;
+        let logits = model.forward(&tokens, &mut hooks)?; // (2n, T, V)
+        let (b, t, v) = logits.dims3()?;
+        let idx = Tensor::from_vec(last, b, &Device::Cpu)?;
+        let last = logits.reshape((b * t, v))?.index_select(&idx, 0)?; // (2n, V)
+        let n = sub.len();
+        let task = contrast_loss_tensor(&last.narrow(0, 0, n)?, &last.narrow(0, n, n)?, &sub.tok, &sub.alt)?;
+        let mut kept = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+        for mi in &m {
+            kept = (kept + mi.sum_all()?)?;
+        }
+        let total = (&task + kept.affine(cfg.k_coef, 0.0)?)?;
+        let grads = total.backward()?;
+        let mut sq = 0f64;
+        for (_, var) in &masks.hooks {
+            if let Some(g) = grads.get(var) {
+                sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            }
+        }
+        let norm = sq.sqrt();
+        let scale = if norm > cfg.grad_clip {
+            cfg.grad_clip / norm
+        } else {
+            1.0
+        };
+        opt.step(&grads, cfg.lr_at(step), scale)?;
+        masks.clamp()?;
+        let task_loss = task.to_scalar::<f32>()? as f64;
+        let kept = kept.to_scalar::<f32>()?;
+        loss_curve.push((step + 1, task_loss));
+        progress.step(&format!("loss {task_loss:.3} kept {kept:.0}"));
+    }
+
+    // Bisection on k over the τ ranking (spec E.6), on the training pairs.
+    let ranked = masks.ranked()?;
+    let total_nodes = ranked.len();
+    let on = ranked.iter().filter(|(_, t)| *t >= 0.0).count().max(1);
+    let mut cache: BTreeMap<usize, TaskEval> = BTreeMap::new();
+    let eval_k = |k: usize, cache: &mut BTreeMap<usize, TaskEval>| -> Result<TaskEval, PruneError> {
+        if let Some(e) = cache.get(&k) {
+            return Ok(*e);
+        }
+        let e = ablate::evaluate(model, &input.train, &top_k(model, &ranked, k).inverted(), input.means)?;
+        progress.step(&format!("k {k}: loss {:.3}", e.loss));
+        cache.insert(k, e);
+        Ok(e)
+    };
+    progress.phase("bisect k", 0);
+    let mut hi = on;
+    while eval_k(hi, &mut cache)?.loss > cfg.target_loss && hi < total_nodes {
+        hi = (hi * 2).min(total_nodes);
+    }
+    let mut effective_target = cfg.target_loss;
+    if eval_k(hi, &mut cache)?.loss > cfg.target_loss {
+        // Even the whole model misses the target: aim for the best loss seen instead, at the smallest k reaching it.
+        let (&k_best, best) = cache
+            .iter()
+            .min_by(|a, b| a.1.loss.total_cmp(&b.1.loss))
+            .expect("at least one evaluation");
+        effective_target = best.loss;
+        hi = k_best;
+    }
+    let mut lo = 0;
+    while lo + 1 < hi {
+        let mid = (lo + hi) / 2;
+        if eval_k(mid, &mut cache)?.loss <= effective_target {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let circuit = top_k(model, &ranked, hi);
+    let ids = circuit.ids();
+    let complement = circuit.inverted();
+
+    // Losses on held-out pairs.
+    progress.phase("diagnostics", 0);
+    let none = NodeSet::uniform(&model.config, false);
+    let full = ablate::evaluate(model, &input.test, &none, input.means)?;
+    let circuit_hooks = complement.ablation_hooks(input.means);
+    let (tp, tn) = ablate::last_logits(model, &input.test, &circuit_hooks)?;
+    let circ = ablate::score_logits(&input.test, &tp, &tn);
+    let (trp, trn) = ablate::last_logits(model, &input.train, &circuit_hooks)?;
+    let calibration = calibrate(&input.train, &trp, &trn, cfg.calibration_steps)?;
+    let calibrated = ablate::score_logits(&input.test, &calibration.apply(&tp), &calibration.apply(&tn));
+
+    // Circuit minus one node, and minus one block.
+    let mut nodes = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let mut ablated = complement.clone();
+        ablated.set(id, true);
+        let e = ablate::evaluate(model, &input.test, &ablated, input.means)?;
+        progress.step(&format!("node {id}"));
+        nodes.push(CircuitNode {
+            id: *id,
+            ablated_loss: Some(e.loss),
+        });
+    }
+    let mut by_block: BTreeMap<BlockId, Vec<NodeId>> = BTreeMap::new();
+    for id in &ids {
+        if let Some(b) = BlockId::of(id) {
+            by_block.entry(b).or_default().push(*id);
+        }
+    }
+    let mut blocks = Vec::new();
+    for (block, members) in &by_block {
+        let mut ablated = complement.clone();
+        for id in members {
+            ablated.set(id, true);
+        }
+        let e = ablate::evaluate(model, &input.test, &ablated, input.means)?;
+        blocks.push(BlockLoss {
+            block: *block,
+            ablated_loss: e.loss,
+        });
+    }
+
+    // Weight edges between kept nodes, with the loss change when each is mean-ablated.
+    let graph = CircuitGraph::from_weights(&ids, &model.config, input.checkpoint)?;
+    let mut weight_edges: Vec<(NodeId, NodeId, f64)> = graph
+        .edges()
+        .into_iter()
+        .filter(|(_, _, e)| e.kind == EdgeKind::Weight)
+        .filter_map(|(s, t, e)| match (s, t) {
+            (GraphNode::Node(s), GraphNode::Node(t)) => Some((s, t, e.weight)),
+            _ => None,
+        })
+        .collect();
+    weight_edges.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
+    let mut edges = Vec::with_capacity(weight_edges.len());
+    for (i, (s, t, w)) in weight_edges.iter().enumerate() {
+        let delta = if i < cfg.max_edge_ablations {
+            let e = edge_ablated_loss(input, &complement, s, t, *w)?;
+            progress.step(&format!("edge {s} -> {t}"));
+            Some(e.loss - circ.loss)
+        } else {
+            None
+        };
+        edges.push(CircuitEdge {
+            source: EdgeEnd::Node(*s),
+            target: EdgeEnd::Node(*t),
+            weight: Some(*w),
+            ablation_delta: delta,
+        });
+    }
+
+    let losses = Losses {
+        full: full.loss,
+        circuit: circ.loss,
+        calibrated: Some(calibrated.loss),
+        full_accuracy: Some(full.accuracy),
+        circuit_accuracy: Some(circ.accuracy),
+        ..Losses::default()
+    };
+    let mut file = CircuitFile::new(input.model_ref.clone(), input.train.task.clone(), "circuitscope prune");
+    file.losses = losses.clone();
+    file.nodes = nodes;
+    file.blocks = blocks;
+    file.edges = edges;
+    file.loss_curve = loss_curve;
+    file.prune_config = Some(serde_json::json!({
+        "config": cfg,
+        "effective_target": effective_target,
+        "nodes_on_after_training": on,
+        "bisection": cache.iter().map(|(k, e)| serde_json::json!({"k": k, "loss": e.loss})).collect::<Vec<_>>(),
+        "calibration": calibration,
+        "train_pairs": input.train.len(),
+        "eval_pairs": input.test.len(),
+        "ablation": "mean (corpus scan means)",
+    }));
+    let summary = PruneSummary {
+        nodes: ids.len(),
+        edges: file.edges.len(),
+        target_loss: cfg.target_loss,
+        effective_target,
+        losses,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((file, summary))
+}
+
+/// Pairs `idx` of `data`.
+fn subset(data: &TaskData, idx: &[usize]) -> TaskData {
+    TaskData {
+        task: data.task.clone(),
+        pos: idx.iter().map(|&i| data.pos[i].clone()).collect(),
+        neg: idx.iter().map(|&i| data.neg[i].clone()).collect(),
+        tok: idx.iter().map(|&i| data.tok[i]).collect(),
+        alt: idx.iter().map(|&i| data.alt[i]).collect(),
+    }
+}
+
+/// The weight matrix (name, row, column) and bias carrying a within-block edge `s → t`.
+fn edge_entry(cfg: &crate::model::Config, s: &NodeId, t: &NodeId) -> Option<(String, String, usize, usize)> {
+    let l = s.layer?;
+    let p = format!("transformer.h.{l}");
+    let a = cfg.attn_width();
+    let (m, row, col) = match (s.site, t.site) {
+        (Site::AttnActIn, Site::AttnQ) => ("attn.c_attn", t.index, s.index),
+        (Site::AttnActIn, Site::AttnK) => ("attn.c_attn", t.index + a, s.index),
+        (Site::AttnActIn, Site::AttnV) => ("attn.c_attn", t.index + 2 * a, s.index),
+        (Site::AttnV, Site::AttnResidDelta) => ("attn.c_proj", t.index, s.index),
+        (Site::MlpActIn, Site::MlpPostAct) => ("mlp.c_fc", t.index, s.index),
+        (Site::MlpPostAct, Site::MlpResidDelta) => ("mlp.c_proj", t.index, s.index),
+        _ => return None,
+    };
+    Some((format!("{p}.{m}.weight"), format!("{p}.{m}.bias"), row, col))
+}
+
+/// The circuit's loss with edge `s → t` mean-ablated: the weight removed and `w·μ(s)` added to the target's bias,
+/// so the target sees the source's mean through this edge and its live value through no other. For `v → write`
+/// edges this assumes the head's attention weights sum to one (it ignores the sink's share).
+fn edge_ablated_loss(
+    input: &PruneInput,
+    complement: &NodeSet,
+    s: &NodeId,
+    t: &NodeId,
+    w: f64,
+) -> Result<TaskEval, PruneError> {
+    let cfg = &input.model.config;
+    let Some((wname, bname, row, col)) = edge_entry(cfg, s, t) else {
+        return Ok(ablate::evaluate(input.model, &input.test, complement, input.means)?);
+    };
+    let mut tensors = input.checkpoint.tensors.clone();
+    let dense = input
+        .checkpoint
+        .get(&wname)
+        .ok_or_else(|| crate::model::ModelError::Hook {
+            name: wname.clone(),
+            msg: "missing weight".into(),
+        })?
+        .to_dense()?;
+    let (rows, cols) = dense.dims2()?;
+    let mut values: Vec<f32> = dense.flatten_all()?.to_vec1()?;
+    values[row * cols + col] = 0.0;
+    tensors.insert(
+        wname,
+        Stored::Dense(Tensor::from_vec(values, (rows, cols), &Device::Cpu)?),
+    );
+    let mu = input
+        .means
+        .get(&s.hook_name())
+        .and_then(|m| m.get(s.index))
+        .copied()
+        .unwrap_or(0.0);
+    if let Some(b) = input.checkpoint.get(&bname) {
+        let mut bias: Vec<f32> = b.to_dense()?.to_vec1()?;
+        bias[row] += (w * mu as f64) as f32;
+        let n = bias.len();
+        tensors.insert(bname, Stored::Dense(Tensor::from_vec(bias, n, &Device::Cpu)?));
+    }
+    let ck = Checkpoint {
+        path: input.checkpoint.path.clone(),
+        tensors,
+    };
+    let edited = Gpt::from_checkpoint(cfg.clone(), &ck, LoadOptions::default())?;
+    Ok(ablate::evaluate(&edited, &input.test, complement, input.means)?)
+}
