@@ -39,6 +39,11 @@ enum Command {
     Tasks(cli::tasks::TasksCommand),
     /// Find a task's circuit: train node masks, bisect the circuit size, write a circuit file (spec E).
     Prune(cli::prune::PruneArgs),
+    /// A session's markdown report (circuit, losses, mermaid flowchart, nodes, edges, labels with evidence).
+    Export(cli::export::ExportArgs),
+    /// Session files: merge two analysts' sessions.
+    #[command(subcommand)]
+    Session(cli::session::SessionCommand),
     /// Scan a corpus: per-node means, density, histogram and exemplars (the ScanIndex); `scan show` prints a node.
     Scan(cli::scan::ScanArgs),
     /// Circuit files: import the reference viewer's viz_data.pt, show a circuit.
@@ -62,6 +67,8 @@ fn main() -> ExitCode {
         Command::Open(a) => cli::open::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Prune(a) => cli::prune::run(a),
+        Command::Export(a) => cli::export::run(a),
+        Command::Session(c) => cli::session::run(c),
         Command::Convert(a) => cli::convert::run(a),
         Command::Synth(a) => cli::synth::run(a),
         Command::Tokenizer(c) => cli::tokenize::run_tokenizer(c),

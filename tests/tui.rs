@@ -38,6 +38,7 @@ fn open_with(circuit: PathBuf) -> Result<tui::Loaded, TuiError> {
         model: model_dir(),
         circuit: Some(circuit),
         task: "bracket_counting".into(),
+        session: None,
     };
     tui::load(&opts, Theme::new(ColorMode::TrueColor))
 }

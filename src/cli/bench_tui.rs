@@ -58,6 +58,7 @@ pub fn run(args: TuiBenchArgs) -> Result<()> {
         model: args.model.clone(),
         circuit,
         task: args.task.clone(),
+        session: None,
     };
     let mut term = Terminal::new(TestBackend::new(120, 40))?;
 

@@ -1,4 +1,4 @@
-//! `circuitscope open`: the workbench (terminal UI) on a model and one of its circuits.
+//! `circuitscope open`: the workbench (terminal UI) on a model and one of its circuits, with a session.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,30 +7,67 @@ use anyhow::{bail, Result};
 
 use crate::tui::{self, ColorMode, OpenOptions, Theme};
 
+const DEFAULT_MODEL: &str = "assets/models/tinypython-sparse";
+
 #[derive(clap::Args, Debug)]
 pub struct OpenArgs {
-    /// Model directory.
-    #[arg(long, default_value = "assets/models/tinypython-sparse")]
-    pub model: PathBuf,
-    /// Circuit file (default: assets/circuits/<model dir name>/<task>.json).
+    /// Model directory (default: the session's model, else assets/models/tinypython-sparse).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Circuit file (default: the session's circuit, else assets/circuits/<model dir name>/<task>.json).
     #[arg(long, conflicts_with = "task")]
     pub circuit: Option<PathBuf>,
     /// Task whose bundled circuit to open.
     #[arg(long)]
     pub task: Option<String>,
-    /// Session file (annotations, saved prompts); sessions arrive in the next issue, so this is only noted.
+    /// Session file: annotations, evidence, prompts, ablations, cursor and marks, saved after every change
+    /// (default: sessions/<model dir name>-<task>.json).
     #[arg(long)]
     pub session: Option<PathBuf>,
 }
 
 pub fn run(args: OpenArgs) -> Result<()> {
+    // A session names its model and circuit; they are the defaults when it is given alone.
+    let from_session = args
+        .session
+        .as_ref()
+        .and_then(|p| crate::session::store::load(p).ok().flatten());
+    let model = args
+        .model
+        .or_else(|| {
+            from_session
+                .as_ref()
+                .and_then(|s| s.model.path.clone())
+                .map(PathBuf::from)
+                .filter(|p| p.exists())
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+    let circuit = args.circuit.or_else(|| {
+        if args.task.is_some() {
+            return None;
+        }
+        from_session
+            .as_ref()
+            .map(|s| PathBuf::from(&s.circuit.path))
+            .filter(|p| p.exists())
+    });
+    let task = args
+        .task
+        .or_else(|| from_session.as_ref().map(|s| s.circuit.task.clone()).filter(|t| !t.is_empty()))
+        .unwrap_or_else(|| "bracket_counting".into());
+    let session = Some(
+        args.session
+            .clone()
+            .unwrap_or_else(|| OpenOptions::default_session(&model, &task)),
+    );
     let opts = OpenOptions {
-        model: args.model,
-        circuit: args.circuit,
-        task: args.task.unwrap_or_else(|| "bracket_counting".into()),
+        model,
+        circuit,
+        task,
+        session,
     };
     let theme = Theme::new(ColorMode::detect());
-    let mut loaded = tui::load(&opts, theme)?;
+    let loaded = tui::load(&opts, theme)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
@@ -43,13 +80,6 @@ pub fn run(args: OpenArgs) -> Result<()> {
             "the terminal is {w}x{h}; the workbench needs at least {}x{}",
             tui::app::MIN_WIDTH,
             tui::app::MIN_HEIGHT
-        );
-    }
-    if let Some(s) = &args.session {
-        loaded.app.session_path = Some(s.clone());
-        loaded.app.status = format!(
-            "--session {}: sessions arrive in the next issue; notes and marks are kept until quit",
-            s.display()
         );
     }
     tui::run_terminal(loaded)?;

@@ -12,6 +12,7 @@ use ratatui_textarea::TextArea;
 
 use super::engine::{Ablation, AblationKind, NodeDetail, Reply, Request, RunSummary, SweepResult};
 use super::msg::Msg;
+pub use super::persist::SessionState;
 use super::theme::Theme;
 use crate::circuit::{BlockId, CircuitFile, CircuitGraph, EdgeKind, GraphEdge, GraphNode, NodeId, Site};
 
@@ -20,16 +21,18 @@ pub enum Screen {
     Map,
     Inspector,
     Lab,
+    Notes,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 3] = [Screen::Map, Screen::Inspector, Screen::Lab];
+    pub const ALL: [Screen; 4] = [Screen::Map, Screen::Inspector, Screen::Lab, Screen::Notes];
 
     pub fn title(self) -> &'static str {
         match self {
             Screen::Map => "1 Circuit map",
             Screen::Inspector => "2 Node inspector",
             Screen::Lab => "3 Prompt lab",
+            Screen::Notes => "4 Notes",
         }
     }
 }
@@ -43,6 +46,8 @@ pub enum Mode {
     Search,
     /// `:` command line.
     Command,
+    /// Typing the notes view's filter.
+    Filter,
 }
 
 /// One line of the circuit map: the nodes of one site of one block, grouped by head for q/k/v.
@@ -239,13 +244,7 @@ pub struct EdgeItem {
     pub edge: GraphEdge,
 }
 
-/// What an analyst wrote about a node. Issue 6 persists these in session files; here they live in memory.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Annotation {
-    pub label: String,
-    pub notes: String,
-    pub status: String,
-}
+pub use crate::session::Annotation;
 
 /// Where a mouse click lands, recorded while drawing.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -270,6 +269,12 @@ pub struct LabState {
     pub sweep_fragment: String,
     pub sweep_max: usize,
     pub table_sel: usize,
+    /// The pinned baseline's prompt (what a session keeps; the run itself may still be on its way).
+    pub pinned_text: Option<String>,
+    /// The id of a run whose reply becomes the baseline (a restored pinned prompt).
+    pub pin_pending: Option<u64>,
+    /// The last ablation change and its measured effect, for "attach evidence".
+    pub last_ablation: Option<crate::session::Evidence>,
     /// When the prompt last changed without a run being sent.
     pub dirty_since: Option<Instant>,
     pub next_id: u64,
@@ -330,8 +335,10 @@ pub struct App {
     /// Show run times (off in snapshot tests, where they would differ run to run).
     pub show_timing: bool,
     pub size: (u16, u16),
-    /// Where the session file would go (issue 6); kept so `--session` is not lost.
-    pub session_path: Option<PathBuf>,
+    /// The session this app saves to (None: nothing is kept after quit).
+    pub session: Option<SessionState>,
+    pub notes_filter: String,
+    pub notes_sel: usize,
     pub hits: RefCell<Vec<(Rect, Hit)>>,
 }
 
@@ -380,7 +387,9 @@ impl App {
             debounce: Duration::ZERO,
             show_timing: true,
             size: (120, 40),
-            session_path: None,
+            session: None,
+            notes_filter: String::new(),
+            notes_sel: 0,
             hits: RefCell::new(Vec::new()),
         };
         app.request_run();
@@ -618,6 +627,8 @@ impl App {
     pub fn pin_baseline(&mut self) {
         if let Some(r) = &self.lab.run {
             self.lab.baseline = Some(r.clone());
+            self.lab.pinned_text = Some(r.text.clone());
+            self.lab.pin_pending = None;
             self.status = "pinned the current run as the baseline".into();
         }
     }
@@ -660,9 +671,18 @@ impl App {
                 if self.lab.run.as_ref().is_some_and(|cur| cur.id > run.id) {
                     return;
                 }
+                if self.lab.pin_pending == Some(run.id) {
+                    self.lab.pin_pending = None;
+                    self.lab.baseline = Some(run);
+                    return;
+                }
                 self.lab.error = None;
-                if self.lab.baseline.is_none() {
+                if self.lab.baseline.is_none() && self.lab.pin_pending.is_none() {
+                    self.lab.pinned_text = Some(run.text.clone());
                     self.lab.baseline = Some(run.clone());
+                }
+                if let Some(prev) = self.lab.run.take() {
+                    self.note_ablation_result(&prev, &run);
                 }
                 self.lab.run = Some(run);
             }
@@ -680,6 +700,7 @@ impl App {
                 self.lab.sweep = Some(s);
             }
             Reply::Error(e) => self.status = e,
+            Reply::Info(m) => self.status = m,
         }
     }
 
@@ -688,7 +709,11 @@ impl App {
         let (cmd, rest) = line.split_once(' ').map_or((line, ""), |(a, b)| (a, b.trim()));
         match cmd {
             "" => {}
-            "q" | "quit" | "q!" | "wq" => self.quit = true,
+            "wq" | "x" => {
+                self.save_command();
+                self.quit = true;
+            }
+            "q" | "quit" | "q!" => self.quit = true,
             "help" => self.help = true,
             "goto" | "g" => match rest.parse::<NodeId>() {
                 Ok(n) if self.circuit.position(&n).is_some() => self.jump(n),
@@ -750,20 +775,22 @@ impl App {
                 }
                 self.request_sweep();
             }
-            "label" | "note" | "status" => match self.selected {
-                Some(n) => {
-                    let a = self.annotations.entry(n).or_default();
-                    match cmd {
-                        "label" => a.label = rest.to_string(),
-                        "note" => a.notes = rest.to_string(),
-                        _ => a.status = rest.to_string(),
-                    }
-                    self.status = format!("{n}: {cmd} set (kept until quit; sessions arrive in issue 6)");
-                }
-                None => self.status = "no node selected".into(),
+            "label" | "note" | "tags" | "tag" | "status" | "confidence" | "conf" | "resolve" => {
+                self.annotate(cmd, rest)
+            }
+            "evidence" => match rest {
+                "" | "prompt" => self.attach_prompt_evidence(),
+                "ablation" => self.attach_ablation_evidence(),
+                _ => self.status = "evidence takes `prompt` (default) or `ablation`".into(),
             },
-            "save" | "w" | "export" => {
-                self.status = format!("`{cmd}`: sessions and export arrive in the next issue (6); nothing written");
+            "keep" => self.keep_prompt(rest),
+            "recall" => self.recall_prompt(rest),
+            "save" | "w" => self.save_command(),
+            "export" => self.export_command(rest),
+            "notes" | "filter" => {
+                self.notes_filter = rest.to_string();
+                self.notes_sel = 0;
+                self.set_screen(Screen::Notes);
             }
             other => self.status = format!("unknown command `{other}` (? lists them)"),
         }
@@ -820,6 +847,18 @@ impl App {
                 }
                 _ => {}
             },
+            Mode::Filter => match k.code {
+                KeyCode::Esc | KeyCode::Enter => self.mode = Mode::Normal,
+                KeyCode::Backspace => {
+                    self.notes_filter.pop();
+                    self.notes_sel = 0;
+                }
+                KeyCode::Char(c) => {
+                    self.notes_filter.push(c);
+                    self.notes_sel = 0;
+                }
+                _ => {}
+            },
             Mode::Command => match k.code {
                 KeyCode::Esc => self.mode = Mode::Normal,
                 KeyCode::Enter => {
@@ -862,13 +901,16 @@ impl App {
             KeyCode::Char('1') => return self.set_screen(Screen::Map),
             KeyCode::Char('2') => return self.set_screen(Screen::Inspector),
             KeyCode::Char('3') => return self.set_screen(Screen::Lab),
+            KeyCode::Char('4') => return self.set_screen(Screen::Notes),
+            KeyCode::Char('E') => return self.attach_prompt_evidence(),
+            KeyCode::Char('e') if ctrl => return self.attach_ablation_evidence(),
             KeyCode::Tab => {
                 let i = Screen::ALL.iter().position(|s| *s == self.screen).unwrap_or(0);
-                return self.set_screen(Screen::ALL[(i + 1) % 3]);
+                return self.set_screen(Screen::ALL[(i + 1) % Screen::ALL.len()]);
             }
             KeyCode::BackTab => {
                 let i = Screen::ALL.iter().position(|s| *s == self.screen).unwrap_or(0);
-                return self.set_screen(Screen::ALL[(i + 2) % 3]);
+                return self.set_screen(Screen::ALL[(i + Screen::ALL.len() - 1) % Screen::ALL.len()]);
             }
             KeyCode::Char('[') | KeyCode::Backspace => return self.back(),
             KeyCode::Char(']') => return self.forward(),
@@ -892,6 +934,25 @@ impl App {
         match self.screen {
             Screen::Map | Screen::Inspector => self.on_graph_key(k),
             Screen::Lab => self.on_lab_key(k),
+            Screen::Notes => self.on_notes_key(k),
+        }
+    }
+
+    fn on_notes_key(&mut self, k: KeyEvent) {
+        let n = self.notes_rows().len();
+        match k.code {
+            KeyCode::Char('j') | KeyCode::Down if n > 0 => self.notes_sel = (self.notes_sel + 1).min(n - 1),
+            KeyCode::Char('k') | KeyCode::Up => self.notes_sel = self.notes_sel.saturating_sub(1),
+            KeyCode::Enter => self.notes_jump(),
+            KeyCode::Char('f') => {
+                self.mode = Mode::Filter;
+                self.status = "filter: id, label, notes, tags, status or `conflict`".into();
+            }
+            KeyCode::Esc => {
+                self.notes_filter.clear();
+                self.notes_sel = 0;
+            }
+            _ => {}
         }
     }
 
@@ -918,6 +979,10 @@ impl App {
             (Screen::Inspector, KeyCode::Char('N')) => self.quantile = self.quantile.saturating_sub(1),
             (Screen::Inspector, KeyCode::Char('z')) => self.zero_centre = !self.zero_centre,
             (Screen::Inspector, KeyCode::Esc) => self.set_screen(Screen::Map),
+            (_, KeyCode::Char('c')) => self.edit_field("label"),
+            (_, KeyCode::Char('e')) => self.edit_field("note"),
+            (_, KeyCode::Char('T')) => self.edit_field("tags"),
+            (_, KeyCode::Char('s')) => self.cycle_status(),
             (_, KeyCode::Char('J')) if n_edges > 0 => self.edge_sel = (self.edge_sel + 1).min(n_edges - 1),
             (_, KeyCode::Char('K')) => self.edge_sel = self.edge_sel.saturating_sub(1),
             (_, KeyCode::Char('f')) => self.follow(self.edge_sel),
@@ -1028,17 +1093,22 @@ impl App {
                 let code = if d > 0 { KeyCode::Down } else { KeyCode::Up };
                 self.on_lab_key(KeyEvent::new(code, KeyModifiers::NONE));
             }
+            Screen::Notes => {
+                let code = if d > 0 { KeyCode::Down } else { KeyCode::Up };
+                self.on_notes_key(KeyEvent::new(code, KeyModifiers::NONE));
+            }
         }
     }
 }
 
 /// `\n` and `\t` in command arguments.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     s.replace("\\n", "\n").replace("\\t", "\t")
 }
 
 /// The one place the app changes.
 pub fn update(app: &mut App, msg: Msg) {
+    let is_tick = matches!(msg, Msg::Tick);
     match msg {
         Msg::Key(k) => app.on_key(k),
         Msg::Mouse(m) => app.on_mouse(m),
@@ -1057,5 +1127,9 @@ pub fn update(app: &mut App, msg: Msg) {
         if t.elapsed() >= app.debounce {
             app.request_run();
         }
+    }
+    // Every change is saved as it happens (a no-op when nothing the session holds changed).
+    if !is_tick {
+        app.autosave();
     }
 }

@@ -52,6 +52,8 @@ pub enum Request {
         text: String,
         ablations: Vec<Ablation>,
     },
+    /// A run of the pinned baseline prompt (no ablations); never skipped as superseded.
+    PinRun { id: u64, text: String },
     /// Statistics, exemplars, task view and vocabulary links of one node.
     NodeDetail { node: NodeId },
     /// Insert `fragment` repeated n times (n = 0..=max_n) at byte `at` of `text`; report the node's value at
@@ -63,6 +65,12 @@ pub enum Request {
         max_n: usize,
         node: NodeId,
         ablations: Vec<Ablation>,
+    },
+    /// Write the markdown report of a session (the engine holds the scan and the tokenizer).
+    Export {
+        session: Box<crate::session::Session>,
+        circuit: Box<CircuitFile>,
+        path: std::path::PathBuf,
     },
 }
 
@@ -169,6 +177,8 @@ pub enum Reply {
     Detail(Box<NodeDetail>),
     Swept(SweepResult),
     Error(String),
+    /// A message for the status bar.
+    Info(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -311,8 +321,33 @@ impl Engine {
         self.tok.token_display(id)
     }
 
+    /// The markdown report of a session, with the scan's top exemplars.
+    pub fn export(&self, session: &crate::session::Session, circuit: &CircuitFile) -> String {
+        let exemplars = match &self.scan {
+            Some(s) => crate::export::scan_exemplars(s.index(), &self.tok, circuit.node_ids(), 3),
+            None => BTreeMap::new(),
+        };
+        crate::export::markdown(&crate::export::ReportInput {
+            session,
+            circuit,
+            exemplars,
+            top_k: 3,
+        })
+    }
+
     pub fn handle(&mut self, req: Request) -> Reply {
         match req {
+            Request::Export { session, circuit, path } => {
+                let md = self.export(&session, &circuit);
+                match crate::session::store::write_atomic(&path, md.as_bytes()) {
+                    Ok(()) => Reply::Info(format!("exported {}", path.display())),
+                    Err(e) => Reply::Error(format!("export failed: {e}")),
+                }
+            }
+            Request::PinRun { id, text } => match self.run(id, &text, &[]) {
+                Ok(r) => Reply::Ran(r),
+                Err(e) => Reply::RunFailed(id, e.to_string()),
+            },
             Request::Run { id, text, ablations } => match self.run(id, &text, &ablations) {
                 Ok(r) => Reply::Ran(r),
                 Err(e) => Reply::RunFailed(id, e.to_string()),

@@ -6,8 +6,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("any", "q / Ctrl-c", "quit"),
     (
         "any",
-        "1 2 3 / Tab / Shift-Tab",
-        "circuit map, node inspector, prompt lab",
+        "1 2 3 4 / Tab / Shift-Tab",
+        "circuit map, node inspector, prompt lab, notes",
     ),
     ("any", ":", "command line (see the commands below)"),
     (
@@ -26,6 +26,16 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ),
     ("any", "Ctrl-r", "redo an ablation change"),
     (
+        "any",
+        "E",
+        "attach evidence: the lab's prompt with the selected and marked nodes' values and the logit difference",
+    ),
+    (
+        "any",
+        "Ctrl-e",
+        "attach evidence: the last ablation change and its logit difference before / after",
+    ),
+    (
         "map",
         "h j k l / arrows",
         "move between nodes (j/k: sites, h/l: nodes of a site)",
@@ -40,6 +50,10 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "a / A",
         "toggle a zero / mean ablation of the selected node",
     ),
+    ("map, node", "c", "edit the selected node's label"),
+    ("map, node", "e", "edit its notes (\\n for a new line)"),
+    ("map, node", "T", "edit its tags (comma-separated)"),
+    ("map, node", "s", "cycle its status: hypothesis, supported, refuted"),
     ("node", "j k / PgUp PgDn", "scroll"),
     ("node", "n / N", "next / previous exemplar quantile"),
     ("node", "z", "zero-centred colour scale on / off (task view)"),
@@ -84,10 +98,29 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "edge-strength threshold, a fraction 0..1 of the largest |weight|",
     ),
     (
-        ":label TEXT / :note TEXT / :status TEXT",
-        "annotate the selected node (in memory until sessions)",
+        ":label TEXT / :note TEXT / :tags A, B",
+        "annotate the selected node (\\n in notes for a new line)",
     ),
+    (
+        ":status hypothesis|supported|refuted / :confidence X",
+        "the selected node's status, confidence 0..1",
+    ),
+    (
+        ":evidence [prompt|ablation]",
+        "attach the lab's prompt (default) or the last ablation result to the selected node",
+    ),
+    (
+        ":resolve N",
+        "settle a label conflict (from session merge) with candidate N",
+    ),
+    (":notes [FILTER]", "the notes view, filtered"),
+    (":keep [NAME] / :recall NAME|N", "keep the prompt in the session / bring a kept one back"),
     (":task", "show the task (switch with open --task)"),
-    (":save / :export", "sessions and export arrive in the next issue"),
+    (":save / :w", "save the session now (it is also saved after every change)"),
+    (
+        ":export [FILE]",
+        "write the markdown report (default: the session's path with .md)",
+    ),
+    (":wq / :x", "save and quit"),
     (":q / :quit", "quit"),
 ];

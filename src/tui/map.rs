@@ -326,11 +326,27 @@ pub fn node_summary(app: &App, n: &NodeId) -> Vec<Line<'static>> {
         if !a.label.is_empty() {
             lines.push(Line::from(format!("label: {}", a.label)));
         }
-        if !a.status.is_empty() {
-            lines.push(Line::from(format!("status: {}", a.status)));
+        if !a.is_empty() {
+            let mut meta = format!("status: {}", a.status.name());
+            if let Some(c) = a.confidence {
+                meta.push_str(&format!(" · confidence {c:.2}"));
+            }
+            if !a.evidence.is_empty() {
+                meta.push_str(&format!(" · {} evidence", a.evidence.len()));
+            }
+            lines.push(Line::from(meta));
+        }
+        if !a.tags.is_empty() {
+            lines.push(Line::from(format!("tags: {}", a.tags.join(", "))));
+        }
+        for (i, c) in a.conflict.iter().enumerate() {
+            lines.push(Line::styled(
+                format!("label conflict {}) {} ({}) · :resolve {}", i + 1, c.label, c.source, i + 1),
+                t.accent(),
+            ));
         }
         if !a.notes.is_empty() {
-            lines.push(Line::from(format!("notes: {}", a.notes)));
+            lines.push(Line::from(format!("notes: {}", a.notes.replace('\n', " ¶ "))));
         }
     }
     let cn = app.circuit.file.node(n);

@@ -11,6 +11,8 @@ pub mod inspector;
 pub mod lab;
 pub mod map;
 pub mod msg;
+pub mod notes;
+pub mod persist;
 pub mod scan_source;
 pub mod theme;
 pub mod view;
@@ -40,6 +42,8 @@ pub enum TuiError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Engine(#[from] engine::EngineError),
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
     #[error("{0}")]
     Other(String),
 }
@@ -50,18 +54,21 @@ pub struct OpenOptions {
     pub model: PathBuf,
     pub circuit: Option<PathBuf>,
     pub task: String,
+    /// The session file to restore and save to (None: nothing is kept).
+    pub session: Option<PathBuf>,
 }
 
 impl OpenOptions {
+    /// `sessions/<model dir name>-<task>.json`.
+    pub fn default_session(model: &Path, task: &str) -> PathBuf {
+        PathBuf::from("sessions").join(format!("{}-{task}.json", model_dir_name(model)))
+    }
+
     /// `assets/circuits/<model dir name>/<task>.json`.
     pub fn default_circuit(model: &Path, task: &str) -> PathBuf {
-        let name = model
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
-            .or_else(|| model.file_name().map(|s| s.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "model".into());
-        PathBuf::from("assets/circuits").join(name).join(format!("{task}.json"))
+        PathBuf::from("assets/circuits")
+            .join(model_dir_name(model))
+            .join(format!("{task}.json"))
     }
 
     pub fn circuit_path(&self) -> PathBuf {
@@ -69,6 +76,15 @@ impl OpenOptions {
             .clone()
             .unwrap_or_else(|| Self::default_circuit(&self.model, &self.task))
     }
+}
+
+fn model_dir_name(model: &Path) -> String {
+    model
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+        .or_else(|| model.file_name().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into())
 }
 
 /// Everything `open` loads: the app (for the UI thread) and the engine (for the worker), plus warnings.
@@ -125,8 +141,24 @@ pub fn load(opts: &OpenOptions, theme: Theme) -> Result<Loaded, TuiError> {
         .or_else(|| circuit.model.name.clone())
         .unwrap_or_else(|| "model".into());
     let engine = Engine::new(model, &ckpt, tok, &circuit, &task, scan)?;
-    let view = CircuitView::new(circuit, graph, circuit_path, model_name, cfg.d_head);
-    let app = App::new(view, task, &prompt, theme);
+    let view = CircuitView::new(circuit, graph, circuit_path.clone(), model_name, cfg.d_head);
+    let mut app = App::new(view, task.clone(), &prompt, theme);
+    if let Some(path) = &opts.session {
+        let model = crate::session::SessionModel {
+            fingerprint: fingerprint.clone(),
+            name: Some(app.circuit.model_name.clone()),
+            path: Some(opts.model.display().to_string()),
+        };
+        let circuit_ref = crate::session::CircuitRef {
+            path: circuit_path.display().to_string(),
+            task: task.clone(),
+            nodes: app.circuit.file.nodes.len(),
+        };
+        let opened = crate::session::store::open(path, &fingerprint, || {
+            crate::session::Session::new(model, circuit_ref)
+        })?;
+        warnings.extend(app.attach_session(opened));
+    }
     Ok(Loaded { app, engine, warnings })
 }
 

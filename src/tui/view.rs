@@ -8,7 +8,7 @@ use ratatui::Frame;
 
 use super::app::{App, Hit, Mode, Screen, MIN_HEIGHT, MIN_WIDTH};
 use super::help::{COMMANDS, KEYS};
-use super::{inspector, lab, map};
+use super::{inspector, lab, map, notes};
 
 pub fn view(app: &App, f: &mut Frame) {
     app.hits.borrow_mut().clear();
@@ -28,6 +28,7 @@ pub fn view(app: &App, f: &mut Frame) {
         Screen::Map => map::draw(app, f, body),
         Screen::Inspector => inspector::draw(app, f, body),
         Screen::Lab => lab::draw(app, f, body),
+        Screen::Notes => notes::draw(app, f, body),
     }
     draw_status(app, f, status);
     if app.mode == Mode::Search {
@@ -63,7 +64,20 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
     }
     let c = &app.circuit;
     spans.push(Span::styled(
-        format!(" {} · {} · k={}", c.model_name, app.task, c.file.nodes.len()),
+        format!(
+            " {} · {} · k={}{}",
+            c.model_name,
+            app.task,
+            c.file.nodes.len(),
+            match &app.session {
+                Some(st) => format!(
+                    " · {}{}",
+                    st.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    if st.read_only.is_some() { " (read-only)" } else { "" }
+                ),
+                None => String::new(),
+            }
+        ),
         t.dim(),
     ));
     f.render_widget(Paragraph::new(Line::from(spans)), area);
@@ -75,6 +89,7 @@ fn mode_name(m: Mode) -> &'static str {
         Mode::Insert => "INSERT",
         Mode::Search => "JUMP",
         Mode::Command => "COMMAND",
+        Mode::Filter => "FILTER",
     }
 }
 
@@ -83,9 +98,11 @@ fn hints(app: &App) -> &'static str {
         (Mode::Insert, _) => "type to edit · Esc stop",
         (Mode::Search, _) => "type id or label · ↑↓ pick · Enter jump · Esc cancel",
         (Mode::Command, _) => "Enter run · Esc cancel",
+        (Mode::Filter, _) => "type to filter · Enter/Esc done",
         (_, Screen::Map) => "hjkl move · Enter inspect · J/K f o i edges · m mark · / jump · ? help",
         (_, Screen::Inspector) => "jk scroll · n/N quantile · J/K f o i edges · Esc map · ? help",
         (_, Screen::Lab) => "e edit · hl token · jk node · a/A ablate · u undo · p pin · s sweep · ? help",
+        (_, Screen::Notes) => "jk move · Enter go to node · f filter · Esc clear filter · ? help",
     }
 }
 

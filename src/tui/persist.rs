@@ -1,0 +1,466 @@
+//! The app's session: restoring one into the app, building one from it, saving after every change, the
+//! annotation commands and "attach evidence".
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::app::{App, Screen};
+use super::engine::{Ablation, AblationKind, Request, RunSummary};
+use crate::circuit::NodeId;
+use crate::session::{
+    self, store, AblationMode, AblationSpec, Evidence, OpenedSession, SavedPrompt, Session, SessionLock, Status,
+};
+
+/// The session file behind an app.
+pub struct SessionState {
+    pub path: PathBuf,
+    /// What the app does not hold itself (created, circuit reference, saved prompts, summary), and the model.
+    pub base: Session,
+    /// Some(reason): this file is never written.
+    pub read_only: Option<String>,
+    pub lock: Option<SessionLock>,
+    /// The JSON last written or read, to save only on a change.
+    pub last_saved: String,
+    pub save_error: Option<String>,
+}
+
+pub fn to_spec(a: &Ablation) -> AblationSpec {
+    AblationSpec {
+        node: a.node,
+        mode: match a.kind {
+            AblationKind::Zero => AblationMode::Zero,
+            AblationKind::Mean => AblationMode::Mean,
+        },
+    }
+}
+
+pub fn from_spec(a: &AblationSpec) -> Ablation {
+    Ablation {
+        node: a.node,
+        kind: match a.mode {
+            AblationMode::Zero => AblationKind::Zero,
+            AblationMode::Mean => AblationKind::Mean,
+        },
+    }
+}
+
+impl App {
+    /// Restores an opened session into the app (cursor, marks, prompt, pinned prompt, ablations, annotations)
+    /// and keeps it for saving. Returns warnings (read-only, nodes not in the circuit).
+    pub fn attach_session(&mut self, opened: OpenedSession) -> Vec<String> {
+        let OpenedSession {
+            path,
+            session: s,
+            read_only,
+            lock,
+            existed,
+        } = opened;
+        let mut warnings = Vec::new();
+        let known = |n: &NodeId| self.circuit.position(n).is_some();
+        let unknown = s.unknown_nodes(known);
+        if !unknown.is_empty() {
+            let list: Vec<String> = unknown.iter().take(4).map(|n| n.to_string()).collect();
+            warnings.push(format!(
+                "{}: {} node(s) not in this circuit ({}{}): their annotations are kept but not shown on the map",
+                path.display(),
+                unknown.len(),
+                list.join(", "),
+                if unknown.len() > 4 { ", …" } else { "" }
+            ));
+        }
+        if let Some(r) = &read_only {
+            warnings.push(r.clone());
+        }
+        if existed {
+            self.annotations = s.annotations.clone();
+            self.marks = s.marks.iter().copied().filter(|n| self.circuit.position(n).is_some()).collect();
+            if let Some(c) = s.cursor.filter(|n| self.circuit.position(n).is_some()) {
+                self.selected = Some(c);
+                self.history = vec![c];
+                self.hist_pos = 0;
+            }
+            self.lab.ablations = s
+                .ablations
+                .iter()
+                .filter(|a| self.circuit.position(&a.node).is_some())
+                .map(from_spec)
+                .collect();
+            // The runs queued for the default prompt are superseded by the session's.
+            self.outbox.retain(|r| !matches!(r, Request::Run { .. }));
+            if !s.prompt.is_empty() {
+                let mut ta = ratatui_textarea::TextArea::new(s.prompt.split('\n').map(str::to_string).collect());
+                ta.move_cursor(ratatui_textarea::CursorMove::Bottom);
+                ta.move_cursor(ratatui_textarea::CursorMove::End);
+                self.prompt = ta;
+            }
+            self.lab.baseline = None;
+            self.lab.pinned_text = s.pinned_prompt.clone();
+            if let Some(p) = &s.pinned_prompt {
+                self.lab.next_id += 1;
+                self.lab.pin_pending = Some(self.lab.next_id);
+                self.outbox.push(Request::PinRun {
+                    id: self.lab.next_id,
+                    text: p.clone(),
+                });
+            }
+            self.request_run();
+        }
+        let mut state = SessionState {
+            path: path.clone(),
+            base: s,
+            read_only,
+            lock,
+            last_saved: String::new(),
+            save_error: None,
+        };
+        self.session = None;
+        if let Some(cur) = self.session_snapshot(&state.base) {
+            state.last_saved = if existed { cur.to_json() } else { String::new() };
+        }
+        self.status = match (&state.read_only, existed) {
+            (Some(_), _) => format!("session {} is read-only (see the warning); nothing will be saved", path.display()),
+            (None, true) => format!("session {} restored ({} annotations)", path.display(), self.annotations.len()),
+            (None, false) => format!("new session {} (saved on the first change)", path.display()),
+        };
+        if !existed {
+            // A new session is written on the first change, not on opening.
+            state.last_saved = self.session_snapshot(&state.base).map(|s| s.to_json()).unwrap_or_default();
+        }
+        self.session = Some(state);
+        warnings
+    }
+
+    /// The session as the app holds it now, on top of `base`.
+    fn session_snapshot(&self, base: &Session) -> Option<Session> {
+        let mut s = base.clone();
+        s.cursor = self.selected;
+        s.marks = self.marks.iter().copied().collect();
+        s.prompt = self.prompt_text();
+        s.pinned_prompt = self.lab.pinned_text.clone();
+        s.ablations = self.lab.ablations.iter().map(to_spec).collect();
+        s.annotations = self
+            .annotations
+            .iter()
+            .filter(|(_, a)| !a.is_empty())
+            .map(|(n, a)| (*n, a.clone()))
+            .collect();
+        Some(s)
+    }
+
+    /// The session as it would be saved now (None without a session).
+    pub fn to_session(&self) -> Option<Session> {
+        self.session.as_ref().and_then(|st| self.session_snapshot(&st.base))
+    }
+
+    /// Saves when anything the session holds has changed (called after every message).
+    pub fn autosave(&mut self) {
+        self.save(false);
+    }
+
+    /// Writes the session (`force`: even when unchanged). Returns whether it wrote.
+    pub fn save(&mut self, force: bool) -> bool {
+        let Some(st) = &self.session else { return false };
+        if st.read_only.is_some() {
+            return false;
+        }
+        let Some(mut s) = self.session_snapshot(&st.base) else { return false };
+        if !force && s.to_json() == st.last_saved {
+            return false;
+        }
+        s.modified = session::now_rfc3339();
+        let json = s.to_json();
+        let path = st.path.clone();
+        let result = store::write_atomic(&path, json.as_bytes());
+        let st = self.session.as_mut().expect("checked above");
+        match result {
+            Ok(()) => {
+                st.base.modified = s.modified;
+                st.last_saved = json;
+                st.save_error = None;
+                true
+            }
+            Err(e) => {
+                let msg = format!("session not saved: {e}");
+                st.save_error = Some(msg.clone());
+                // Remembered so that the same failure is not retried on every message.
+                st.last_saved = s.to_json();
+                self.status = msg;
+                false
+            }
+        }
+    }
+
+    pub fn save_command(&mut self) {
+        match &self.session {
+            None => self.status = "no session (open with --session FILE)".into(),
+            Some(st) if st.read_only.is_some() => {
+                self.status = format!("read-only session: {}", st.read_only.clone().unwrap_or_default())
+            }
+            Some(st) => {
+                let path = st.path.display().to_string();
+                if self.save(true) {
+                    self.status = format!("saved {path}");
+                }
+            }
+        }
+    }
+
+    /// `:export [FILE]`: the engine writes the report (it holds the scan and the tokenizer).
+    pub fn export_command(&mut self, file: &str) {
+        let Some(session) = self.to_session() else {
+            self.status = "no session to export (open with --session FILE)".into();
+            return;
+        };
+        let path = if file.is_empty() {
+            self.session
+                .as_ref()
+                .map(|st| st.path.with_extension("md"))
+                .unwrap_or_else(|| PathBuf::from("report.md"))
+        } else {
+            PathBuf::from(file)
+        };
+        self.outbox.push(Request::Export {
+            session: Box::new(session),
+            circuit: Box::new(self.circuit.file.clone()),
+            path: path.clone(),
+        });
+        self.status = format!("exporting to {}…", path.display());
+    }
+
+    fn annotation_mut(&mut self) -> Option<(NodeId, &mut session::Annotation)> {
+        let n = self.selected?;
+        Some((n, self.annotations.entry(n).or_default()))
+    }
+
+    /// `:label`, `:note`, `:tags`, `:status`, `:confidence`, `:resolve` on the selected node.
+    pub fn annotate(&mut self, cmd: &str, rest: &str) {
+        let rest_owned = super::app::unescape(rest);
+        let Some((n, a)) = self.annotation_mut() else {
+            self.status = "no node selected".into();
+            return;
+        };
+        let msg = match cmd {
+            "label" => {
+                a.label = rest_owned.trim().to_string();
+                format!("{n}: label {:?}", a.label)
+            }
+            "note" => {
+                a.notes = rest_owned;
+                format!("{n}: notes set")
+            }
+            "tags" | "tag" => {
+                a.tags = rest_owned
+                    .split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                format!("{n}: tags {}", a.tags.join(", "))
+            }
+            "status" => match Status::parse(&rest_owned) {
+                Some(s) => {
+                    a.status = s;
+                    format!("{n}: {}", s.name())
+                }
+                None => "status takes hypothesis, supported or refuted".into(),
+            },
+            "confidence" | "conf" => match rest_owned.trim().parse::<f32>() {
+                Ok(c) if (0.0..=1.0).contains(&c) => {
+                    a.confidence = Some(c);
+                    format!("{n}: confidence {c:.2}")
+                }
+                _ if rest_owned.trim().is_empty() => {
+                    a.confidence = None;
+                    format!("{n}: confidence cleared")
+                }
+                _ => "confidence takes a number in 0..1".into(),
+            },
+            "resolve" => {
+                let i = rest_owned.trim().parse::<usize>().ok().and_then(|i| i.checked_sub(1));
+                match i {
+                    Some(i) if a.resolve(i) => format!("{n}: label conflict resolved: {:?}", a.label),
+                    _ if a.conflict.is_empty() => format!("{n} has no label conflict"),
+                    _ => format!("resolve takes 1..{} (the candidates shown)", a.conflict.len()),
+                }
+            }
+            _ => return,
+        };
+        self.status = msg;
+    }
+
+    /// Cycles the selected node's status.
+    pub fn cycle_status(&mut self) {
+        if let Some((n, a)) = self.annotation_mut() {
+            a.status = a.status.next();
+            self.status = format!("{n}: {}", a.status.name());
+        }
+    }
+
+    /// Opens the command line prefilled with `cmd` and the current value, for editing.
+    pub fn edit_field(&mut self, cmd: &str) {
+        let Some(n) = self.selected else {
+            self.status = "no node selected".into();
+            return;
+        };
+        let a = self.annotations.get(&n).cloned().unwrap_or_default();
+        let cur = match cmd {
+            "label" => a.label,
+            "note" => a.notes.replace('\n', "\\n"),
+            "tags" => a.tags.join(", "),
+            _ => String::new(),
+        };
+        self.command = format!("{cmd} {cur}");
+        self.mode = super::app::Mode::Command;
+    }
+
+    /// Evidence from the lab's current run: the prompt, its tokens, the selected and marked nodes' values at the
+    /// cursor token, the logit difference and the active ablations.
+    pub fn prompt_evidence(&self, run: &RunSummary) -> Evidence {
+        let pos = self.lab.cursor_in(run);
+        let mut magnitudes = BTreeMap::new();
+        for n in self.selected.iter().chain(self.marks.iter()) {
+            if let Some(v) = run.acts.get(n).and_then(|v| v.get(pos)) {
+                magnitudes.insert(*n, *v);
+            }
+        }
+        Evidence::Prompt {
+            prompt: run.text.clone(),
+            tokens: run.tokens.clone(),
+            position: pos,
+            magnitudes,
+            logit_diff: run.logit_diff(),
+            ablations: run.ablations.iter().map(to_spec).collect(),
+            note: String::new(),
+        }
+    }
+
+    /// `E` / `:evidence`: attaches the current prompt's measurement to the selected node.
+    pub fn attach_prompt_evidence(&mut self) {
+        let Some(run) = self.lab.run.clone() else {
+            self.status = "no run yet to attach".into();
+            return;
+        };
+        let ev = self.prompt_evidence(&run);
+        match self.annotation_mut() {
+            Some((n, a)) => {
+                a.evidence.push(ev);
+                self.status = format!("{n}: prompt evidence attached ({} pieces)", a.evidence.len());
+            }
+            None => self.status = "no node selected".into(),
+        }
+    }
+
+    /// `Ctrl-e` / `:evidence ablation`: attaches the last ablation change and its effect to the selected node.
+    pub fn attach_ablation_evidence(&mut self) {
+        let Some(ev) = self.lab.last_ablation.clone() else {
+            self.status = "no ablation result yet (toggle one with a / A first)".into();
+            return;
+        };
+        match self.annotation_mut() {
+            Some((n, a)) => {
+                a.evidence.push(ev);
+                self.status = format!("{n}: ablation evidence attached ({} pieces)", a.evidence.len());
+            }
+            None => self.status = "no node selected".into(),
+        }
+    }
+
+    /// Records an ablation change when a run's ablations differ from the previous run's on the same prompt.
+    pub fn note_ablation_result(&mut self, prev: &RunSummary, new: &RunSummary) {
+        if prev.text != new.text || prev.ablations == new.ablations {
+            return;
+        }
+        let before: Vec<String> = prev
+            .ablations
+            .iter()
+            .map(|a| format!("{} {}", a.node, a.kind.name()))
+            .collect();
+        self.lab.last_ablation = Some(Evidence::Ablation {
+            ablations: new.ablations.iter().map(to_spec).collect(),
+            prompt: new.text.clone(),
+            logit_diff_before: prev.logit_diff(),
+            logit_diff_after: new.logit_diff(),
+            loss_before: None,
+            loss_after: None,
+            note: if before.is_empty() {
+                "before: no ablations".into()
+            } else {
+                format!("before: {}", before.join(", "))
+            },
+        });
+    }
+
+    /// `:keep [NAME]`: saves the prompt in the session; `:recall NAME|N` brings one back.
+    pub fn keep_prompt(&mut self, name: &str) {
+        let text = self.prompt_text();
+        let Some(st) = self.session.as_mut() else {
+            self.status = "no session to keep prompts in".into();
+            return;
+        };
+        let name = if name.is_empty() {
+            format!("prompt {}", st.base.saved_prompts.len() + 1)
+        } else {
+            name.to_string()
+        };
+        st.base.saved_prompts.push(SavedPrompt { name: name.clone(), text });
+        self.status = format!("kept the prompt as {name:?}");
+    }
+
+    pub fn recall_prompt(&mut self, which: &str) {
+        let found = self.session.as_ref().and_then(|st| {
+            let v = &st.base.saved_prompts;
+            which
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| v.get(i.checked_sub(1)?))
+                .or_else(|| v.iter().find(|p| p.name == which))
+                .cloned()
+        });
+        match found {
+            Some(p) => {
+                let mut ta = ratatui_textarea::TextArea::new(p.text.split('\n').map(str::to_string).collect());
+                ta.move_cursor(ratatui_textarea::CursorMove::Bottom);
+                ta.move_cursor(ratatui_textarea::CursorMove::End);
+                self.prompt = ta;
+                self.request_run();
+                self.status = format!("recalled {:?}", p.name);
+            }
+            None => self.status = format!("no kept prompt {which:?}"),
+        }
+    }
+
+    /// The notes view's rows: every annotation matching the filter (id, label, notes, tags, status), in forward
+    /// order of the node.
+    pub fn notes_rows(&self) -> Vec<NodeId> {
+        let q = self.notes_filter.trim().to_lowercase();
+        let mut v: Vec<NodeId> = self
+            .annotations
+            .iter()
+            .filter(|(_, a)| !a.is_empty())
+            .filter(|(n, a)| {
+                q.is_empty()
+                    || n.to_string().to_lowercase().contains(&q)
+                    || a.label.to_lowercase().contains(&q)
+                    || a.notes.to_lowercase().contains(&q)
+                    || a.status.name().contains(&q)
+                    || a.tags.iter().any(|t| t.to_lowercase().contains(&q))
+                    || (q == "conflict" && !a.conflict.is_empty())
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        v.sort_by_key(|n| n.forward_order());
+        v
+    }
+
+    /// Enter in the notes view: to the node on the map.
+    pub fn notes_jump(&mut self) {
+        let rows = self.notes_rows();
+        match rows.get(self.notes_sel.min(rows.len().saturating_sub(1))) {
+            Some(&n) if self.circuit.position(&n).is_some() => {
+                self.jump(n);
+                self.set_screen(Screen::Map);
+            }
+            Some(n) => self.status = format!("{n} is not in this circuit"),
+            None => self.status = "no annotation matches".into(),
+        }
+    }
+}
