@@ -60,17 +60,24 @@ pub fn scan_exemplars(
     out
 }
 
-/// Markdown-escapes text for use inside a paragraph or a table cell: every ASCII punctuation character is
-/// backslash-escaped (CommonMark allows it for all of them, and `\|` keeps a GFM table cell whole), newlines
-/// become `<br>`, tabs and other control characters become visible symbols.
+/// Markdown-escapes text for use inside a paragraph or a table cell. The characters that can start inline
+/// markup anywhere (`\`, backtick, `*`, `_`, brackets, `<`, `>`, `#`, `|`, `~`, `!`, `&`, `$` for GitHub's math)
+/// are backslash-escaped, as CommonMark allows, and `\|` keeps a GFM table cell whole; so is punctuation that
+/// could open a block at the start (lists, headings, quotes, setext underlines), including `1.`-style numbers.
+/// Newlines become `<br>` (the text stays one line), tabs and other control characters visible symbols.
 pub fn md_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
+    let lead_digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
+    for (i, c) in s.chars().enumerate() {
         match c {
             '\n' => out.push_str("<br>"),
             '\r' => out.push('␍'),
             '\t' => out.push('⇥'),
-            c if c.is_ascii_punctuation() => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '#' | '|' | '~' | '!' | '&' | '$' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_ascii_punctuation() && (i == 0 || (i == lead_digits && lead_digits > 0 && matches!(c, '.' | ')'))) => {
                 out.push('\\');
                 out.push(c);
             }
