@@ -31,7 +31,12 @@ fn golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
     }
     let expected = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(actual, expected, "{} differs (UPDATE_GOLDEN=1 rewrites it)", path.display());
+    assert_eq!(
+        actual,
+        expected,
+        "{} differs (UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
 }
 
 fn open_session(path: &Path) -> Result<tui::Loaded, tui::TuiError> {
@@ -67,7 +72,9 @@ fn label_evidence_save_reopen_restores_everything() {
     let path = dir.path().join("s.json");
     let target = node("1.attn.q[8]");
     {
-        let tui::Loaded { mut app, mut engine, .. } = open_session(&path).unwrap();
+        let tui::Loaded {
+            mut app, mut engine, ..
+        } = open_session(&path).unwrap();
         tui::pump(&mut app, &mut engine);
         command(&mut app, &mut engine, &format!("goto {target}"));
         // Label with the key: `c` opens the command line prefilled with `label `.
@@ -117,7 +124,11 @@ fn label_evidence_save_reopen_restores_everything() {
         // A second instance cannot write it while this one is open.
         let second = open_session(&path).unwrap();
         let st = second.app.session.as_ref().unwrap();
-        assert!(st.read_only.as_deref().unwrap_or("").contains("in use by process"), "{:?}", st.read_only);
+        assert!(
+            st.read_only.as_deref().unwrap_or("").contains("in use by process"),
+            "{:?}",
+            st.read_only
+        );
         command(&mut app, &mut engine, "save");
         assert!(app.status.starts_with("saved"), "{}", app.status);
     }
@@ -312,13 +323,19 @@ fn export_is_valid_markdown_whatever_the_tokens() {
     let (info, body) = &blocks[0];
     assert_eq!(info, "mermaid");
     assert!(body.starts_with("flowchart TD\n"));
-    let node_lines = body.lines().filter(|l| l.trim_start().starts_with('n') && l.contains("[\"")).count();
+    let node_lines = body
+        .lines()
+        .filter(|l| l.trim_start().starts_with('n') && l.contains("[\""))
+        .count();
     assert_eq!(node_lines, circuit.nodes.len());
     for l in body.lines().skip(1) {
         // Every label is one quoted string: exactly two unescaped quotes, none of the characters mermaid reads.
         if let Some(i) = l.find("[\"") {
             let inner = &l[i + 2..l.rfind("\"]").unwrap()];
-            assert!(!inner.contains('"') && !inner.contains('`') && !inner.contains('<') || inner.contains("<br/>"), "{l}");
+            assert!(
+                !inner.contains('"') && !inner.contains('`') && !inner.contains('<') || inner.contains("<br/>"),
+                "{l}"
+            );
         }
     }
     // Tables: losses, nodes, edges; every row as wide as its header.
@@ -412,7 +429,9 @@ fn merge_of_two_fixed_sessions_equals_the_golden_file() {
 #[test]
 #[ignore]
 fn crash_writer_child() {
-    let Ok(path) = std::env::var("CS_WRITER_PATH") else { return };
+    let Ok(path) = std::env::var("CS_WRITER_PATH") else {
+        return;
+    };
     let path = PathBuf::from(path);
     let _lock = SessionLock::acquire(&path).expect("the previous writer's lock is stale");
     let mut s = fixed_session("fp");
@@ -439,7 +458,13 @@ fn a_writer_killed_mid_save_leaves_the_old_or_the_new_file() {
     let mut seen = 0;
     for round in 0..16 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_writer_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_writer_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("CS_WRITER_PATH", &path)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -456,10 +481,17 @@ fn a_writer_killed_mid_save_leaves_the_old_or_the_new_file() {
         };
         let a = &s.annotations[&node("1.attn.q[8]")];
         let (_, len) = a.label.split_once(':').unwrap();
-        assert_eq!(len.parse::<usize>().unwrap(), a.notes.len(), "round {round}: a torn file");
+        assert_eq!(
+            len.parse::<usize>().unwrap(),
+            a.notes.len(),
+            "round {round}: a torn file"
+        );
         seen += 1;
     }
-    assert!(seen >= 8, "the writer wrote too rarely ({seen} rounds); stale locks not taken over?");
+    assert!(
+        seen >= 8,
+        "the writer wrote too rarely ({seen} rounds); stale locks not taken over?"
+    );
 }
 
 #[test]
@@ -475,7 +507,10 @@ fn bad_sessions_are_clear_messages_and_never_overwritten() {
     let e = open_session(&corrupt).err().expect("refused").to_string();
     assert!(e.contains("not a valid session file"), "{e}");
     one_line(&e);
-    assert_eq!(std::fs::read_to_string(&corrupt).unwrap(), "{ \"format_version\": 1, \"model\": ");
+    assert_eq!(
+        std::fs::read_to_string(&corrupt).unwrap(),
+        "{ \"format_version\": 1, \"model\": "
+    );
     assert!(!SessionLock::lock_path(&corrupt).exists(), "the lock is released");
 
     // A node id that does not parse is corrupt too.
@@ -490,7 +525,10 @@ fn bad_sessions_are_clear_messages_and_never_overwritten() {
 
     // Another model, then a newer version: read-only, with the reason; edits are never written.
     for (name, edit) in [
-        ("other.json", Box::new(|s: &mut Session| s.model.fingerprint = "0123456789abcdef".into()) as Box<dyn Fn(&mut Session)>),
+        (
+            "other.json",
+            Box::new(|s: &mut Session| s.model.fingerprint = "0123456789abcdef".into()) as Box<dyn Fn(&mut Session)>,
+        ),
         ("newer.json", Box::new(|s: &mut Session| s.format_version = 99)),
     ] {
         let p = dir.path().join(name);
@@ -513,7 +551,11 @@ fn bad_sessions_are_clear_messages_and_never_overwritten() {
         let ro = app.session.as_ref().unwrap().read_only.clone().expect("read-only");
         one_line(&ro);
         assert!(
-            ro.contains(if name == "other.json" { "was made for model" } else { "format version 99" }),
+            ro.contains(if name == "other.json" {
+                "was made for model"
+            } else {
+                "format version 99"
+            }),
             "{ro}"
         );
         assert!(warnings.iter().any(|w| w == &ro));
@@ -541,7 +583,12 @@ fn bad_sessions_are_clear_messages_and_never_overwritten() {
             mut engine,
             warnings,
         } = open_session(&unknown).unwrap();
-        assert!(warnings.iter().any(|w| w.contains("not in this circuit") && w.contains("0.attn.q[3]")), "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("not in this circuit") && w.contains("0.attn.q[3]")),
+            "{warnings:?}"
+        );
         tui::pump(&mut app, &mut engine);
         command(&mut app, &mut engine, "label here");
     }
@@ -552,7 +599,15 @@ fn bad_sessions_are_clear_messages_and_never_overwritten() {
     let locked = dir.path().join("locked.json");
     std::fs::write(SessionLock::lock_path(&locked), format!("{}\n", std::process::id())).unwrap();
     let l = open_session(&locked).unwrap();
-    assert!(l.app.session.as_ref().unwrap().read_only.as_deref().unwrap_or("").contains("in use by process"));
+    assert!(l
+        .app
+        .session
+        .as_ref()
+        .unwrap()
+        .read_only
+        .as_deref()
+        .unwrap_or("")
+        .contains("in use by process"));
     drop(l);
     let mut dead = Command::new("true").spawn().unwrap();
     let dead_pid = dead.id();
@@ -576,17 +631,41 @@ fn cli_export_and_merge() {
     let a = dir.path().join("a.json");
     store::save(&a, &s).unwrap();
     let bin = env!("CARGO_BIN_EXE_circuitscope");
-    let out = Command::new(bin).args(["export"]).arg(&a).arg("--json").output().unwrap();
+    let out = Command::new(bin)
+        .args(["export"])
+        .arg(&a)
+        .arg("--json")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for key in ["format_version", "model", "task", "circuit", "summary", "nodes", "edges"] {
+    for key in [
+        "format_version",
+        "model",
+        "task",
+        "circuit",
+        "summary",
+        "nodes",
+        "edges",
+    ] {
         assert!(v.get(key).is_some(), "--json has no `{key}`");
     }
     // With the bundled scan, labeled nodes get exemplars.
-    let q = v["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "1.attn.q[8]").unwrap();
+    let q = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "1.attn.q[8]")
+        .unwrap();
     assert!(!q["exemplars"].as_array().unwrap().is_empty());
     let md = dir.path().join("r.md");
-    let out = Command::new(bin).arg("export").arg(&a).arg("-o").arg(&md).output().unwrap();
+    let out = Command::new(bin)
+        .arg("export")
+        .arg(&a)
+        .arg("-o")
+        .arg(&md)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(std::fs::read_to_string(&md).unwrap().contains("```mermaid"));
 
@@ -595,7 +674,14 @@ fn cli_export_and_merge() {
     sb.annotations.get_mut(&node("1.attn.q[8]")).unwrap().label = "another label".into();
     store::save(&b, &sb).unwrap();
     let c = dir.path().join("c.json");
-    let out = Command::new(bin).args(["session", "merge"]).arg(&a).arg(&b).arg("-o").arg(&c).output().unwrap();
+    let out = Command::new(bin)
+        .args(["session", "merge"])
+        .arg(&a)
+        .arg(&b)
+        .arg("-o")
+        .arg(&c)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let m = store::load(&c).unwrap().unwrap();
     assert_eq!(m.annotations[&node("1.attn.q[8]")].conflict.len(), 2);

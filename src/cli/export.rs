@@ -33,8 +33,12 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    let session = store::load(&args.session)?.ok_or_else(|| anyhow!("no session file at {}", args.session.display()))?;
-    let circuit_path = args.circuit.clone().unwrap_or_else(|| PathBuf::from(&session.circuit.path));
+    let session =
+        store::load(&args.session)?.ok_or_else(|| anyhow!("no session file at {}", args.session.display()))?;
+    let circuit_path = args
+        .circuit
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&session.circuit.path));
     let circuit = CircuitFile::load(&circuit_path)
         .with_context(|| format!("the session's circuit {} (pass --circuit FILE)", circuit_path.display()))?;
     if circuit.model.fingerprint != session.model.fingerprint {
@@ -46,7 +50,10 @@ pub fn run(args: ExportArgs) -> Result<()> {
             circuit.model.fingerprint
         );
     }
-    let model_dir = args.model.clone().or_else(|| session.model.path.clone().map(PathBuf::from));
+    let model_dir = args
+        .model
+        .clone()
+        .or_else(|| session.model.path.clone().map(PathBuf::from));
     let mut exemplars = BTreeMap::new();
     match &model_dir {
         Some(dir) => {

@@ -53,7 +53,12 @@ pub fn run(args: OpenArgs) -> Result<()> {
     });
     let task = args
         .task
-        .or_else(|| from_session.as_ref().map(|s| s.circuit.task.clone()).filter(|t| !t.is_empty()))
+        .or_else(|| {
+            from_session
+                .as_ref()
+                .map(|s| s.circuit.task.clone())
+                .filter(|t| !t.is_empty())
+        })
         .unwrap_or_else(|| "bracket_counting".into());
     let session = Some(
         args.session

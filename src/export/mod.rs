@@ -77,7 +77,9 @@ pub fn md_text(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if c.is_ascii_punctuation() && (i == 0 || (i == lead_digits && lead_digits > 0 && matches!(c, '.' | ')'))) => {
+            c if c.is_ascii_punctuation()
+                && (i == 0 || (i == lead_digits && lead_digits > 0 && matches!(c, '.' | ')'))) =>
+            {
                 out.push('\\');
                 out.push(c);
             }
@@ -254,7 +256,12 @@ pub fn markdown(input: &ReportInput) -> String {
     let s = input.session;
     let c = input.circuit;
     let mut out = String::new();
-    let model = s.model.name.clone().or_else(|| c.model.name.clone()).unwrap_or_else(|| "model".into());
+    let model = s
+        .model
+        .name
+        .clone()
+        .or_else(|| c.model.name.clone())
+        .unwrap_or_else(|| "model".into());
     let task = if c.task.is_empty() { &s.circuit.task } else { &c.task };
     let _ = writeln!(out, "# Circuit report: {} on {}\n", md_text(task), md_text(&model));
     let _ = writeln!(
@@ -269,7 +276,10 @@ pub fn markdown(input: &ReportInput) -> String {
     );
     let mut ids = c.node_ids();
     ids.sort_by_key(|n| n.forward_order());
-    let labeled = ids.iter().filter(|n| s.annotations.get(n).is_some_and(|a| !a.label.is_empty())).count();
+    let labeled = ids
+        .iter()
+        .filter(|n| s.annotations.get(n).is_some_and(|a| !a.label.is_empty()))
+        .count();
     let _ = writeln!(out, "## Circuit\n");
     let _ = writeln!(
         out,
@@ -283,7 +293,11 @@ pub fn markdown(input: &ReportInput) -> String {
     let _ = writeln!(out, "| loss | value |\n|---|---|");
     let _ = writeln!(out, "| full model | {:.4} |", l.full);
     let _ = writeln!(out, "| circuit (rest mean-ablated) | {:.4} |", l.circuit);
-    let _ = writeln!(out, "| sufficiency (circuit alone, held out) | {} |", fmt_opt(l.sufficiency));
+    let _ = writeln!(
+        out,
+        "| sufficiency (circuit alone, held out) | {} |",
+        fmt_opt(l.sufficiency)
+    );
     let _ = writeln!(out, "| necessity (circuit ablated) | {} |\n", fmt_opt(l.necessity));
     if l.sufficiency.is_none() || l.necessity.is_none() {
         let _ = writeln!(out, "— : not measured in the circuit file.\n");
@@ -309,11 +323,11 @@ pub fn markdown(input: &ReportInput) -> String {
     for e in &c.edges {
         for end in [&e.source, &e.target] {
             let name = end_name(end);
-            if !key.contains_key(&name) {
+            if let std::collections::btree_map::Entry::Vacant(v) = key.entry(name) {
                 let id = format!("x{extra}");
                 extra += 1;
-                let _ = writeln!(out, "  {id}([\"{}\"])", mermaid_text(&name));
-                key.insert(name, id);
+                let _ = writeln!(out, "  {id}([\"{}\"])", mermaid_text(v.key()));
+                v.insert(id);
             }
         }
     }
@@ -331,7 +345,10 @@ pub fn markdown(input: &ReportInput) -> String {
     let _ = writeln!(out, "```\n");
 
     let _ = writeln!(out, "## Nodes\n");
-    let _ = writeln!(out, "| node | label | status | confidence | Δ loss when ablated | tags |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| node | label | status | confidence | Δ loss when ablated | tags |\n|---|---|---|---|---|---|"
+    );
     for n in &ids {
         let a = s.annotations.get(n);
         let delta = c.node(n).and_then(|cn| cn.delta_halved(&c.losses));
@@ -345,7 +362,8 @@ pub fn markdown(input: &ReportInput) -> String {
             a.map_or("—", |a| status_name(a.status)),
             a.and_then(|a| a.confidence).map_or("—".into(), |x| format!("{x:.2}")),
             delta.map_or("—".into(), |d| format!("{d:+.4}")),
-            a.map(|a| a.tags.iter().map(|t| md_text(t)).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+            a.map(|a| a.tags.iter().map(|t| md_text(t)).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
         );
     }
     let _ = writeln!(out);
@@ -353,7 +371,10 @@ pub fn markdown(input: &ReportInput) -> String {
     if c.edges.is_empty() {
         let _ = writeln!(out, "The circuit file lists no edges.\n");
     } else {
-        let _ = writeln!(out, "| source | target | weight | Δ loss when ablated |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| source | target | weight | Δ loss when ablated |\n|---|---|---|---|"
+        );
         for e in &c.edges {
             let _ = writeln!(
                 out,
@@ -370,7 +391,9 @@ pub fn markdown(input: &ReportInput) -> String {
     let _ = writeln!(out, "## Labeled nodes\n");
     let mut any = false;
     for n in &ids {
-        let Some(a) = s.annotations.get(n).filter(|a| !a.label.is_empty()) else { continue };
+        let Some(a) = s.annotations.get(n).filter(|a| !a.label.is_empty()) else {
+            continue;
+        };
         any = true;
         let _ = writeln!(out, "### `{n}`: {}\n", md_text(&a.label));
         let mut meta = vec![format!("status: {}", a.status.name())];
@@ -378,7 +401,10 @@ pub fn markdown(input: &ReportInput) -> String {
             meta.push(format!("confidence {cf:.2}"));
         }
         if !a.tags.is_empty() {
-            meta.push(format!("tags: {}", a.tags.iter().map(|t| md_text(t)).collect::<Vec<_>>().join(", ")));
+            meta.push(format!(
+                "tags: {}",
+                a.tags.iter().map(|t| md_text(t)).collect::<Vec<_>>().join(", ")
+            ));
         }
         let _ = writeln!(out, "{}\n", meta.join(" · "));
         if !a.conflict.is_empty() {

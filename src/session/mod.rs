@@ -33,7 +33,11 @@ pub enum SessionError {
     #[error("{path} is session format version {found}; this build reads up to {supported}: opened read-only")]
     NewerVersion { path: String, found: u64, supported: u32 },
     #[error("{path} was made for model {made_for}, not this model ({given}): opened read-only")]
-    OtherModel { path: String, made_for: String, given: String },
+    OtherModel {
+        path: String,
+        made_for: String,
+        given: String,
+    },
     #[error("{path} is in use by process {pid} (lock file {lock}); opened read-only")]
     Locked { path: String, pid: u32, lock: String },
     #[error("{0}")]

@@ -19,7 +19,9 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> SessionError + '_ {
 }
 
 fn dir_of(path: &Path) -> &Path {
-    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Writes `bytes` to `path` atomically and durably (temp file in the same directory, fsync, rename, fsync dir).

@@ -114,9 +114,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "settle a label conflict (from session merge) with candidate N",
     ),
     (":notes [FILTER]", "the notes view, filtered"),
-    (":keep [NAME] / :recall NAME|N", "keep the prompt in the session / bring a kept one back"),
+    (
+        ":keep [NAME] / :recall NAME|N",
+        "keep the prompt in the session / bring a kept one back",
+    ),
     (":task", "show the task (switch with open --task)"),
-    (":save / :w", "save the session now (it is also saved after every change)"),
+    (
+        ":save / :w",
+        "save the session now (it is also saved after every change)",
+    ),
     (
         ":export [FILE]",
         "write the markdown report (default: the session's path with .md)",

@@ -341,7 +341,13 @@ pub fn node_summary(app: &App, n: &NodeId) -> Vec<Line<'static>> {
         }
         for (i, c) in a.conflict.iter().enumerate() {
             lines.push(Line::styled(
-                format!("label conflict {}) {} ({}) · :resolve {}", i + 1, c.label, c.source, i + 1),
+                format!(
+                    "label conflict {}) {} ({}) · :resolve {}",
+                    i + 1,
+                    c.label,
+                    c.source,
+                    i + 1
+                ),
                 t.accent(),
             ));
         }

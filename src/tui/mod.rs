@@ -154,9 +154,8 @@ pub fn load(opts: &OpenOptions, theme: Theme) -> Result<Loaded, TuiError> {
             task: task.clone(),
             nodes: app.circuit.file.nodes.len(),
         };
-        let opened = crate::session::store::open(path, &fingerprint, || {
-            crate::session::Session::new(model, circuit_ref)
-        })?;
+        let opened =
+            crate::session::store::open(path, &fingerprint, || crate::session::Session::new(model, circuit_ref))?;
         warnings.extend(app.attach_session(opened));
     }
     Ok(Loaded { app, engine, warnings })

@@ -16,7 +16,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let filter = if app.notes_filter.is_empty() && app.mode != Mode::Filter {
         "f filters".to_string()
     } else {
-        format!("filter: {}{}", app.notes_filter, if app.mode == Mode::Filter { "█" } else { "" })
+        format!(
+            "filter: {}{}",
+            app.notes_filter,
+            if app.mode == Mode::Filter { "█" } else { "" }
+        )
     };
     lines.push(Line::styled(filter, t.dim()));
     if rows.is_empty() {
@@ -34,7 +38,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     for (i, n) in rows.iter().enumerate().skip(skip).take(inner_h) {
         let a = &app.annotations[n];
         let mut spans = vec![
-            Span::styled(format!("{:<24}", n.to_string()), if i == sel { t.selected() } else { t.text() }),
+            Span::styled(
+                format!("{:<24}", n.to_string()),
+                if i == sel { t.selected() } else { t.text() },
+            ),
             Span::styled(format!(" {:<10}", a.status.name()), t.dim()),
             Span::raw(a.label.replace('\n', " ")),
         ];
@@ -51,7 +58,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             Block::default()
                 .borders(Borders::ALL)
                 .border_style(t.focused_border())
-                .title(format!(" notes: {} of {} annotations ", rows.len(), app.annotations.len())),
+                .title(format!(
+                    " notes: {} of {} annotations ",
+                    rows.len(),
+                    app.annotations.len()
+                )),
         ),
         list,
     );
@@ -70,7 +81,13 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         d.push(Line::from(meta));
         for (i, c) in a.conflict.iter().enumerate() {
             d.push(Line::styled(
-                format!("conflict {}) {} (from {}) — :resolve {}", i + 1, c.label, c.source, i + 1),
+                format!(
+                    "conflict {}) {} (from {}) — :resolve {}",
+                    i + 1,
+                    c.label,
+                    c.source,
+                    i + 1
+                ),
                 t.accent(),
             ));
         }
@@ -79,7 +96,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
             d.push(Line::from(l.to_string()));
         }
         d.push(Line::from(""));
-        d.push(Line::styled(format!("{} pieces of evidence", a.evidence.len()), t.title()));
+        d.push(Line::styled(
+            format!("{} pieces of evidence", a.evidence.len()),
+            t.title(),
+        ));
         for e in &a.evidence {
             d.push(Line::from(evidence_summary(e, n)));
         }
@@ -107,7 +127,14 @@ pub fn evidence_summary(e: &crate::session::Evidence, n: &crate::circuit::NodeId
             ..
         } => format!(
             "· prompt {:?} @{position}: {} {}",
-            prompt.chars().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<String>(),
+            prompt
+                .chars()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<String>(),
             magnitudes.get(n).map_or("—".into(), |v| format!("{v:+.3}")),
             logit_diff.map_or(String::new(), |d| format!("· logit diff {d:+.3}"))
         ),
@@ -118,7 +145,11 @@ pub fn evidence_summary(e: &crate::session::Evidence, n: &crate::circuit::NodeId
             ..
         } => format!(
             "· ablation of {}: logit diff {} → {}",
-            ablations.iter().map(|a| format!("{} {}", a.node, a.mode.name())).collect::<Vec<_>>().join(", "),
+            ablations
+                .iter()
+                .map(|a| format!("{} {}", a.node, a.mode.name()))
+                .collect::<Vec<_>>()
+                .join(", "),
             logit_diff_before.map_or("—".into(), |d| format!("{d:+.3}")),
             logit_diff_after.map_or("—".into(), |d| format!("{d:+.3}"))
         ),

@@ -73,7 +73,12 @@ impl App {
         }
         if existed {
             self.annotations = s.annotations.clone();
-            self.marks = s.marks.iter().copied().filter(|n| self.circuit.position(n).is_some()).collect();
+            self.marks = s
+                .marks
+                .iter()
+                .copied()
+                .filter(|n| self.circuit.position(n).is_some())
+                .collect();
             if let Some(c) = s.cursor.filter(|n| self.circuit.position(n).is_some()) {
                 self.selected = Some(c);
                 self.history = vec![c];
@@ -118,13 +123,23 @@ impl App {
             state.last_saved = if existed { cur.to_json() } else { String::new() };
         }
         self.status = match (&state.read_only, existed) {
-            (Some(_), _) => format!("session {} is read-only (see the warning); nothing will be saved", path.display()),
-            (None, true) => format!("session {} restored ({} annotations)", path.display(), self.annotations.len()),
+            (Some(_), _) => format!(
+                "session {} is read-only (see the warning); nothing will be saved",
+                path.display()
+            ),
+            (None, true) => format!(
+                "session {} restored ({} annotations)",
+                path.display(),
+                self.annotations.len()
+            ),
             (None, false) => format!("new session {} (saved on the first change)", path.display()),
         };
         if !existed {
             // A new session is written on the first change, not on opening.
-            state.last_saved = self.session_snapshot(&state.base).map(|s| s.to_json()).unwrap_or_default();
+            state.last_saved = self
+                .session_snapshot(&state.base)
+                .map(|s| s.to_json())
+                .unwrap_or_default();
         }
         self.session = Some(state);
         warnings
@@ -163,7 +178,9 @@ impl App {
         if st.read_only.is_some() {
             return false;
         }
-        let Some(mut s) = self.session_snapshot(&st.base) else { return false };
+        let Some(mut s) = self.session_snapshot(&st.base) else {
+            return false;
+        };
         if !force && s.to_json() == st.last_saved {
             return false;
         }
@@ -401,7 +418,10 @@ impl App {
         } else {
             name.to_string()
         };
-        st.base.saved_prompts.push(SavedPrompt { name: name.clone(), text });
+        st.base.saved_prompts.push(SavedPrompt {
+            name: name.clone(),
+            text,
+        });
         self.status = format!("kept the prompt as {name:?}");
     }
 

@@ -72,7 +72,10 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
             match &app.session {
                 Some(st) => format!(
                     " · {}{}",
-                    st.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    st.path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
                     if st.read_only.is_some() { " (read-only)" } else { "" }
                 ),
                 None => String::new(),
