@@ -59,6 +59,9 @@ pub struct PruneConfig {
     pub grad_clip: f64,
     /// Adam steps fitting the logit scale and bias (the paper uses 16 LBFGS steps).
     pub calibration_steps: usize,
+    /// Held-out pairs (the first of the eval pairs) for the per-node, per-block and per-edge ablation losses,
+    /// which take one evaluation each.
+    pub diagnostic_pairs: usize,
     /// Edge-ablation deltas are computed for at most this many weight edges, strongest first.
     pub max_edge_ablations: usize,
     pub seed: u64,
@@ -82,7 +85,8 @@ impl Default for PruneConfig {
             heaviside_temp: 1.0,
             grad_clip: 1.0,
             calibration_steps: 200,
-            max_edge_ablations: 256,
+            diagnostic_pairs: 64,
+            max_edge_ablations: 64,
             seed: 0,
         }
     }
@@ -262,8 +266,8 @@ pub struct PruneSummary {
     pub nodes: usize,
     pub edges: usize,
     pub target_loss: f64,
-    /// The loss the bisection actually aimed for: the target, or the best loss the masks reached when even the
-    /// trained circuit stayed above it.
+    /// The loss the bisection aimed for: the target, or the full model's loss on the training pairs when that is
+    /// higher.
     pub effective_target: f64,
     pub losses: Losses,
     pub seconds: f64,
@@ -371,20 +375,15 @@ pub fn prune(
         cache.insert(k, e);
         Ok(e)
     };
-    progress.phase("bisect k", 0);
+    progress.phase(&format!("bisect k ({on} nodes on)"), 0);
+    // A model that misses the target itself cannot be asked for a circuit that meets it: then the circuit must
+    // match the full model's loss on the same pairs instead.
+    let none = NodeSet::uniform(&model.config, false);
+    let full_train = ablate::evaluate(model, &input.train, &none, input.means)?;
+    let effective_target = cfg.target_loss.max(full_train.loss);
     let mut hi = on;
-    while eval_k(hi, &mut cache)?.loss > cfg.target_loss && hi < total_nodes {
+    while eval_k(hi, &mut cache)?.loss > effective_target && hi < total_nodes {
         hi = (hi * 2).min(total_nodes);
-    }
-    let mut effective_target = cfg.target_loss;
-    if eval_k(hi, &mut cache)?.loss > cfg.target_loss {
-        // Even the whole model misses the target: aim for the best loss seen instead, at the smallest k reaching it.
-        let (&k_best, best) = cache
-            .iter()
-            .min_by(|a, b| a.1.loss.total_cmp(&b.1.loss))
-            .expect("at least one evaluation");
-        effective_target = best.loss;
-        hi = k_best;
     }
     let mut lo = 0;
     while lo + 1 < hi {
@@ -400,8 +399,7 @@ pub fn prune(
     let complement = circuit.inverted();
 
     // Losses on held-out pairs.
-    progress.phase("diagnostics", 0);
-    let none = NodeSet::uniform(&model.config, false);
+    progress.phase(&format!("losses (circuit of {} nodes)", ids.len()), 0);
     let full = ablate::evaluate(model, &input.test, &none, input.means)?;
     let circuit_hooks = complement.ablation_hooks(input.means);
     let (tp, tn) = ablate::last_logits(model, &input.test, &circuit_hooks)?;
@@ -410,16 +408,20 @@ pub fn prune(
     let calibration = calibrate(&input.train, &trp, &trn, cfg.calibration_steps)?;
     let calibrated = ablate::score_logits(&input.test, &calibration.apply(&tp), &calibration.apply(&tn));
 
-    // Circuit minus one node, and minus one block.
+    // Circuit minus one node, and minus one block, on the diagnostic pairs.
+    let diag = subset(&input.test, &(0..cfg.diagnostic_pairs.min(input.test.len())).collect::<Vec<_>>());
+    let diag_circuit = ablate::evaluate(model, &diag, &complement, input.means)?;
+    progress.phase(&format!("node ablations ({} nodes)", ids.len()), ids.len() as u64);
     let mut nodes = Vec::with_capacity(ids.len());
     for id in &ids {
         let mut ablated = complement.clone();
         ablated.set(id, true);
-        let e = ablate::evaluate(model, &input.test, &ablated, input.means)?;
+        let e = ablate::evaluate(model, &diag, &ablated, input.means)?;
         progress.step(&format!("node {id}"));
         nodes.push(CircuitNode {
             id: *id,
-            ablated_loss: Some(e.loss),
+            // On the circuit-loss scale of the full eval set, so that `ablated − circuit` is the node's effect.
+            ablated_loss: Some(circ.loss + (e.loss - diag_circuit.loss)),
         });
     }
     let mut by_block: BTreeMap<BlockId, Vec<NodeId>> = BTreeMap::new();
@@ -434,10 +436,10 @@ pub fn prune(
         for id in members {
             ablated.set(id, true);
         }
-        let e = ablate::evaluate(model, &input.test, &ablated, input.means)?;
+        let e = ablate::evaluate(model, &diag, &ablated, input.means)?;
         blocks.push(BlockLoss {
             block: *block,
-            ablated_loss: e.loss,
+            ablated_loss: circ.loss + (e.loss - diag_circuit.loss),
         });
     }
 
@@ -454,11 +456,15 @@ pub fn prune(
         .collect();
     weight_edges.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
     let mut edges = Vec::with_capacity(weight_edges.len());
+    progress.phase(
+        &format!("edge ablations ({} edges)", weight_edges.len()),
+        weight_edges.len().min(cfg.max_edge_ablations) as u64,
+    );
     for (i, (s, t, w)) in weight_edges.iter().enumerate() {
         let delta = if i < cfg.max_edge_ablations {
-            let e = edge_ablated_loss(input, &complement, s, t, *w)?;
+            let e = edge_ablated_loss(input, &diag, &complement, s, t, *w)?;
             progress.step(&format!("edge {s} -> {t}"));
-            Some(e.loss - circ.loss)
+            Some(e.loss - diag_circuit.loss)
         } else {
             None
         };
@@ -492,6 +498,7 @@ pub fn prune(
         "calibration": calibration,
         "train_pairs": input.train.len(),
         "eval_pairs": input.test.len(),
+        "diagnostic_pairs": diag.len(),
         "ablation": "mean (corpus scan means)",
     }));
     let summary = PruneSummary {
@@ -538,6 +545,7 @@ fn edge_entry(cfg: &crate::model::Config, s: &NodeId, t: &NodeId) -> Option<(Str
 /// edges this assumes the head's attention weights sum to one (it ignores the sink's share).
 fn edge_ablated_loss(
     input: &PruneInput,
+    data: &TaskData,
     complement: &NodeSet,
     s: &NodeId,
     t: &NodeId,
@@ -545,7 +553,7 @@ fn edge_ablated_loss(
 ) -> Result<TaskEval, PruneError> {
     let cfg = &input.model.config;
     let Some((wname, bname, row, col)) = edge_entry(cfg, s, t) else {
-        return Ok(ablate::evaluate(input.model, &input.test, complement, input.means)?);
+        return Ok(ablate::evaluate(input.model, data, complement, input.means)?);
     };
     let mut tensors = input.checkpoint.tensors.clone();
     let dense = input
@@ -580,5 +588,5 @@ fn edge_ablated_loss(
         tensors,
     };
     let edited = Gpt::from_checkpoint(cfg.clone(), &ck, LoadOptions::default())?;
-    Ok(ablate::evaluate(&edited, &input.test, complement, input.means)?)
+    Ok(ablate::evaluate(&edited, data, complement, input.means)?)
 }

@@ -218,7 +218,8 @@ pub fn run(a: PruneArgs) -> Result<()> {
     );
     if summary.effective_target > summary.target_loss {
         println!(
-            "note: no circuit reached the target loss {:.4}; the bisection aimed for the best loss the masks reached, {:.4}",
+            "note: the full model's own loss on the training pairs is above the target {:.4}; the circuit was held to \
+             the full model's loss, {:.4}, instead",
             summary.target_loss, summary.effective_target
         );
     }
