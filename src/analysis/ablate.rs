@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
 
-use crate::circuit::{NodeId, Site};
+use crate::circuit::NodeId;
 use crate::data::tasks::{self as loss, TaskPair};
 use crate::model::{Action, Config, Gpt, Hooks, Intervention, ModelError};
 use crate::tokenize::Tokenizer;
@@ -30,23 +30,16 @@ pub enum AblateError {
 /// place of a node. They come from a corpus scan (spec E.2: the pretraining distribution, all tokens).
 pub type Means = BTreeMap<String, Vec<f32>>;
 
-/// The pruning-node hooks of a model (spec B) in forward order, with their widths.
-pub fn node_hooks(cfg: &Config) -> Vec<(String, Site, Option<usize>, usize)> {
-    let mut out = Vec::new();
-    for l in 0..cfg.n_layer {
-        for site in Site::ALL.into_iter().filter(|s| *s != Site::FinalResid) {
-            out.push((format!("{l}.{}", site.name()), site, Some(l), site.width(cfg)));
-        }
-    }
-    out.push(("final_resid".to_string(), Site::FinalResid, None, cfg.d_model));
-    out
-}
+pub use super::scan::node_hooks;
 
 /// Checks that `means` has a vector of the right width for every node hook.
 pub fn check_means(cfg: &Config, means: &Means) -> Result<(), AblateError> {
-    for (hook, _, _, width) in node_hooks(cfg) {
-        if means.get(&hook).map(Vec::len) != Some(width) {
-            return Err(AblateError::MissingMean { hook, width });
+    for h in node_hooks(cfg) {
+        if means.get(&h.name).map(Vec::len) != Some(h.width) {
+            return Err(AblateError::MissingMean {
+                hook: h.name,
+                width: h.width,
+            });
         }
     }
     Ok(())
@@ -65,7 +58,7 @@ impl NodeSet {
         NodeSet {
             flags: node_hooks(cfg)
                 .into_iter()
-                .map(|(h, _, _, w)| (h, vec![all; w]))
+                .map(|h| (h.name, vec![all; h.width]))
                 .collect(),
         }
     }
@@ -230,9 +223,12 @@ pub struct TaskEval {
 /// Pairs per forward pass when evaluating (2× sequences).
 const EVAL_BATCH: usize = 32;
 
+/// One V-vector of logits per sequence.
+pub type LogitRows = Vec<Vec<f32>>;
+
 /// Last-position logits of both sides of every pair under `hooks` (its interventions applied; recordings
-/// dropped): (class-1 rows, counterfactual rows), each a list of V-vectors.
-pub fn last_logits(model: &Gpt, data: &TaskData, hooks: &Hooks) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>), AblateError> {
+/// dropped): (class-1 rows, counterfactual rows).
+pub fn last_logits(model: &Gpt, data: &TaskData, hooks: &Hooks) -> Result<(LogitRows, LogitRows), AblateError> {
     let (mut pos, mut neg) = (Vec::with_capacity(data.len()), Vec::with_capacity(data.len()));
     let mut start = 0;
     while start < data.len() {
@@ -309,10 +305,10 @@ pub fn means_over(model: &Gpt, seqs: &[Vec<u32>]) -> Result<Means, AblateError> 
     let hooks = node_hooks(&model.config);
     let pattern = hooks
         .iter()
-        .map(|(h, ..)| regex::escape(h) + "$")
+        .map(|h| regex::escape(&h.name) + "$")
         .collect::<Vec<_>>()
         .join("|");
-    let mut sums: BTreeMap<String, Vec<f64>> = hooks.iter().map(|(h, _, _, w)| (h.clone(), vec![0f64; *w])).collect();
+    let mut sums: BTreeMap<String, Vec<f64>> = hooks.iter().map(|h| (h.name.clone(), vec![0f64; h.width])).collect();
     let mut count = 0usize;
     for chunk in seqs.chunks(EVAL_BATCH) {
         for s in chunk {

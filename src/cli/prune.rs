@@ -67,6 +67,11 @@ impl Progress for Bar {
         self.0.set_length(len);
         self.0.set_position(0);
     }
+    fn note(&self, msg: &str) {
+        if self.0.is_hidden() {
+            eprintln!("  {msg}");
+        }
+    }
     fn step(&self, msg: &str) {
         self.0.set_message(msg.to_string());
         self.0.inc(1);
@@ -98,7 +103,7 @@ pub fn load_means(
             }
             let index = ScanIndex::open_for(&dir, fingerprint)?;
             let mut means = Means::new();
-            for (hook, ..) in ablate::node_hooks(&model.config) {
+            for hook in ablate::node_hooks(&model.config).into_iter().map(|h| h.name) {
                 let m = index
                     .hook_means(&hook)
                     .with_context(|| format!("{}: the scan has no means for hook {hook}", dir.display()))?;
