@@ -304,7 +304,10 @@ pub fn run_check(a: CheckArgs) -> Result<()> {
     let model_dir = match (&a.model, &circuit.model.path) {
         (Some(m), _) => m.clone(),
         (None, Some(p)) => PathBuf::from(p),
-        (None, None) => bail!("{}: the circuit names no model path; pass --model DIR", a.file.display()),
+        (None, None) => bail!(
+            "{}: the circuit names no model path; pass --model DIR",
+            a.file.display()
+        ),
     };
     let parts = load_model_parts(&model_dir)?;
     circuit
@@ -320,9 +323,19 @@ pub fn run_check(a: CheckArgs) -> Result<()> {
     let task = tasks::resolve(&circuit.task)
         .with_context(|| format!("{}: the circuit's task `{}`", a.file.display(), circuit.task))?;
     let block = model.config.block_size;
-    let test = TaskData::new(&tok, task.name(), &tasks::split(task.as_ref(), Split::Test, a.pairs), block)?;
+    let test = TaskData::new(
+        &tok,
+        task.name(),
+        &tasks::split(task.as_ref(), Split::Test, a.pairs),
+        block,
+    )?;
     let means_source = if a.means == "task" {
-        TaskData::new(&tok, task.name(), &tasks::split(task.as_ref(), Split::Train, 256), block)?
+        TaskData::new(
+            &tok,
+            task.name(),
+            &tasks::split(task.as_ref(), Split::Train, 256),
+            block,
+        )?
     } else {
         test.clone()
     };
