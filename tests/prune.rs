@@ -216,3 +216,127 @@ fn means_over_averages_real_tokens_only() {
     let err = ablate::check_means(&model.config, &bad).unwrap_err().to_string();
     assert!(err.contains("final_resid"), "{err}");
 }
+
+mod cli {
+    use std::path::Path;
+    use std::process::Command;
+
+    const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+    fn run(args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_circuitscope"))
+            .args(args)
+            .current_dir(ROOT)
+            .output()
+            .expect("starting circuitscope");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+        )
+    }
+
+    /// A clean failure: non-zero exit and one `error:` line that mentions every needle.
+    fn fails(args: &[&str], needles: &[&str]) {
+        let (ok, _, stderr) = run(args);
+        assert!(!ok, "{args:?} succeeded");
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with("warning: "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        for n in needles {
+            assert!(lines[0].contains(n), "{args:?}: `{}` lacks `{n}`", lines[0]);
+        }
+    }
+
+    #[test]
+    fn bundled_circuit_check_reproduces_its_stored_numbers() {
+        let file = "assets/circuits/tinypython-sparse/set_or_string_fixedvarname.json";
+        let stored: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap()).unwrap();
+        let (ok, stdout, stderr) = run(&["circuit", "check", file, "--no-write", "--json"]);
+        assert!(ok, "{stderr}");
+        let got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let l = &stored["losses"];
+        let close =
+            |a: &serde_json::Value, b: &serde_json::Value| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 1e-3;
+        assert!(close(&got["sufficiency"]["loss"], &l["sufficiency"]), "{got} vs {l}");
+        assert!(close(&got["necessity"]["loss"], &l["necessity"]), "{got} vs {l}");
+        assert!(close(&got["full"]["loss"], &l["full"]), "{got} vs {l}");
+        assert_eq!(got["sufficiency"]["accuracy"], l["sufficiency_accuracy"]);
+        assert_eq!(got["written"], false);
+        // The circuit keeps the task; ablating it breaks the task.
+        assert!(got["sufficiency"]["accuracy"].as_f64().unwrap() >= 0.9, "{got}");
+        assert!(got["necessity"]["loss"].as_f64().unwrap() > 1.0, "{got}");
+    }
+
+    #[test]
+    fn bad_input_is_one_clear_line() {
+        let sparse = "assets/models/tinypython-sparse";
+        fails(
+            &["prune", "--model", sparse, "--task", "no_such_task"],
+            &["no_such_task", "bracket_counting"],
+        );
+        fails(
+            &[
+                "prune",
+                "--model",
+                sparse,
+                "--task",
+                "bracket_counting",
+                "-o",
+                "assets/circuits/tinypython-sparse/bracket_counting.json",
+            ],
+            &["exists", "--force"],
+        );
+        fails(
+            &[
+                "prune",
+                "--model",
+                sparse,
+                "--task",
+                "for_while",
+                "--means",
+                "median",
+                "-o",
+                "/nonexistent/x.json",
+            ],
+            &["median"],
+        );
+        // A model without a scan: copy the bundled one without its scan directory.
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            std::fs::copy(Path::new(ROOT).join(sparse).join(f), dir.path().join(f)).unwrap();
+        }
+        let model = dir.path().to_str().unwrap();
+        let out = dir.path().join("c.json");
+        fails(
+            &[
+                "prune",
+                "--model",
+                model,
+                "--task",
+                "for_while",
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            &["no scan", "circuitscope scan", "--means task"],
+        );
+        assert!(!out.exists());
+        // A circuit checked against another model's weights.
+        fails(
+            &[
+                "circuit",
+                "check",
+                "assets/circuits/tinypython-sparse/for_while.json",
+                "--model",
+                "assets/models/tinypython-dense",
+            ],
+            &["for_while.json", "made for model tinypython-sparse"],
+        );
+        fails(&["circuit", "check", "/nonexistent/c.json"], &["/nonexistent/c.json"]);
+    }
+}
