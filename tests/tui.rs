@@ -621,3 +621,17 @@ fn make_fixture() {
 fn regex_escape(s: &str) -> String {
     s.replace('.', "\\.")
 }
+
+#[test]
+fn task_command_switches_to_a_sibling_circuit_or_says_why_not() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, Msg::typed(":task\n"));
+    assert!(app.status.contains("bracket_counting"), "{}", app.status);
+    send(&mut app, &mut engine, Msg::typed(":task for_while\n"));
+    assert!(!app.quit && app.switch_task.is_none());
+    assert!(app.status.contains("no circuit for task for_while"), "{}", app.status);
+    // The fixture's own file counts as the sibling of itself.
+    send(&mut app, &mut engine, Msg::typed(":task bracket_counting\n"));
+    assert!(app.quit);
+    assert_eq!(app.switch_task.as_deref(), Some("bracket_counting"));
+}

@@ -65,14 +65,29 @@ pub fn run(args: OpenArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| OpenOptions::default_session(&model, &task)),
     );
-    let opts = OpenOptions {
+    let mut opts = OpenOptions {
         model,
         circuit,
         task,
         session,
     };
+    loop {
+        match open_once(&opts)? {
+            // `:task NAME`: the same model on that task's circuit beside the current one, with its own session.
+            Some(task) => {
+                let circuit = opts.circuit_path().with_file_name(format!("{task}.json"));
+                opts.session = Some(OpenOptions::default_session(&opts.model, &task));
+                opts.circuit = Some(circuit);
+                opts.task = task;
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+fn open_once(opts: &OpenOptions) -> Result<Option<String>> {
     let theme = Theme::new(ColorMode::detect());
-    let loaded = tui::load(&opts, theme)?;
+    let loaded = tui::load(opts, theme)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
@@ -87,6 +102,5 @@ pub fn run(args: OpenArgs) -> Result<()> {
             tui::app::MIN_HEIGHT
         );
     }
-    tui::run_terminal(loaded)?;
-    Ok(())
+    Ok(tui::run_terminal(loaded)?)
 }

@@ -328,6 +328,9 @@ pub struct App {
     pub outbox: Vec<Request>,
     pub status: String,
     pub quit: bool,
+    /// Set by `:task NAME` together with `quit`: the runtime reopens the workbench on that task's circuit (the
+    /// file beside the current one), with that task's session.
+    pub switch_task: Option<String>,
     /// How long the prompt must be still before it re-runs. Zero by default: a forward pass takes a few ms on
     /// the bundled model, and edits that arrive while a run is in flight are coalesced anyway (the runtime
     /// drains its queue before sending, and the engine skips superseded runs).
@@ -384,6 +387,7 @@ impl App {
             outbox: Vec::new(),
             status: "? help · : commands · / jump".into(),
             quit: false,
+            switch_task: None,
             debounce: Duration::ZERO,
             show_timing: true,
             size: (120, 40),
@@ -747,10 +751,21 @@ impl App {
                 if rest.is_empty() {
                     self.status = format!("task: {}", self.task);
                 } else {
-                    self.status = format!(
-                        "the task is fixed by the circuit ({}); reopen with --task {rest}",
-                        self.task
-                    );
+                    let path = self
+                        .circuit
+                        .path
+                        .parent()
+                        .unwrap_or(std::path::Path::new("."))
+                        .join(format!("{rest}.json"));
+                    if path.is_file() {
+                        self.switch_task = Some(rest.to_string());
+                        self.quit = true;
+                    } else {
+                        self.status = format!(
+                            "no circuit for task {rest} at {}; make one with `circuitscope prune --task {rest}`",
+                            path.display()
+                        );
+                    }
                 }
             }
             "threshold" | "t" => match rest.parse::<f64>() {

@@ -118,7 +118,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         ":keep [NAME] / :recall NAME|N",
         "keep the prompt in the session / bring a kept one back",
     ),
-    (":task", "show the task (switch with open --task)"),
+    (
+        ":task [NAME]",
+        "show the task, or reopen on the circuit of task NAME (the file beside this one)",
+    ),
     (
         ":save / :w",
         "save the session now (it is also saved after every change)",

@@ -176,8 +176,8 @@ pub fn pump(app: &mut App, engine: &mut Engine) {
     }
 }
 
-/// Runs the UI on the terminal until the user quits.
-pub fn run_terminal(loaded: Loaded) -> std::io::Result<()> {
+/// Runs the UI on the terminal until the user quits; returns the task to reopen on when `:task NAME` quit it.
+pub fn run_terminal(loaded: Loaded) -> std::io::Result<Option<String>> {
     use ratatui::crossterm::event::{
         self, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
     };
@@ -243,5 +243,5 @@ pub fn run_terminal(loaded: Loaded) -> std::io::Result<()> {
     })();
     let _ = execute!(std::io::stdout(), DisableMouseCapture, DisableBracketedPaste);
     ratatui::restore();
-    result
+    result.map(|()| app.switch_task.take())
 }
