@@ -635,3 +635,112 @@ fn task_command_switches_to_a_sibling_circuit_or_says_why_not() {
     assert!(app.quit);
     assert_eq!(app.switch_task.as_deref(), Some("bracket_counting"));
 }
+
+fn bundled_circuit() -> PathBuf {
+    root().join("assets/circuits/tinypython-sparse/set_or_string_fixedvarname.json")
+}
+
+#[test]
+fn snapshots_of_pruning_and_embedding() {
+    let (mut app, mut engine) = open();
+    for (w, h) in [(120u16, 40u16), (80, 24)] {
+        for (key, name) in [('5', "pruning"), ('6', "embedding")] {
+            send(&mut app, &mut engine, [Msg::ch(key)]);
+            insta::assert_snapshot!(format!("{name}_{w}x{h}"), draw(&app, w, h).backend());
+        }
+    }
+    // A circuit made by `prune`, with its loss curve, bisection and prune_config.
+    let l = open_with(bundled_circuit()).expect("the bundled circuit opens");
+    let (mut app, mut engine) = (l.app, l.engine);
+    app.show_timing = false;
+    tui::pump(&mut app, &mut engine);
+    send(&mut app, &mut engine, [Msg::ch('5')]);
+    for (w, h) in [(120u16, 40u16), (80, 24)] {
+        insta::assert_snapshot!(format!("pruning_pruned_{w}x{h}"), draw(&app, w, h).backend());
+    }
+}
+
+#[test]
+fn pruning_screen_shows_what_the_file_recorded() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('5')]);
+    assert_eq!(app.screen, Screen::Pruning);
+    let text = screen_text(&draw(&app, 120, 40));
+    // The fixture has no loss curve, bisection or prune_config.
+    assert_eq!(text.matches("not recorded").count(), 3 + 3, "{text}");
+    let l = open_with(bundled_circuit()).unwrap();
+    let (mut app, mut engine) = (l.app, l.engine);
+    tui::pump(&mut app, &mut engine);
+    send(&mut app, &mut engine, [Msg::ch('5')]);
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains("faithfulness vs k (of 2944 nodes)"), "{text}");
+    assert!(text.contains("150 steps"), "{text}");
+    assert!(text.contains("\"ablation\": \"mean"), "{text}");
+    assert!(!text.contains("not recorded"), "{text}");
+    let pts = tui::pruning::bisection(app.circuit.file.prune_config.as_ref());
+    assert_eq!(pts.len(), 8);
+    assert!(pts.windows(2).all(|p| p[0].0 < p[1].0));
+    // The prune_config pane scrolls, and not past its end.
+    send(&mut app, &mut engine, [Msg::ch('j'), Msg::ch('j')]);
+    assert_eq!(app.prune_scroll, 2);
+    let scrolled = screen_text(&draw(&app, 120, 40));
+    assert!(scrolled.contains("prune_config 3-"), "{scrolled}");
+    send(&mut app, &mut engine, [Msg::ch('g')]);
+    assert_eq!(app.prune_scroll, 0);
+}
+
+#[test]
+fn embedding_screen_follows_the_node_and_moves_channels() {
+    let (mut app, mut engine) = open();
+    let residual = app
+        .circuit
+        .rows
+        .iter()
+        .flat_map(|r| r.nodes.iter().copied())
+        .find(|n| tui::app::is_residual(n.site))
+        .expect("the fixture has a residual node");
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {residual}\n")));
+    send(&mut app, &mut engine, [Msg::ch('6')]);
+    assert_eq!(app.screen, Screen::Embedding);
+    assert_eq!(app.embed.channel, residual.index);
+    let v = app
+        .embed
+        .views
+        .get(&residual.index)
+        .expect("the engine sent the channel")
+        .clone();
+    assert!(v.top.len() <= 20 && v.bottom.len() <= 20);
+    assert!(v.top.iter().chain(&v.bottom).all(|(_, _, w)| *w != 0.0));
+    assert!(v.top.windows(2).all(|p| p[0].2 >= p[1].2));
+    assert!(v.bottom.windows(2).all(|p| p[0].2 <= p[1].2));
+    assert_eq!(v.hist.iter().sum::<u64>() as usize, v.nonzero);
+    assert!(v.top.iter().all(|(_, s, _)| !s.contains(' ')), "spaces are shown as ␣");
+    // The inspector's "embedding writes it" list reads the same column.
+    send(&mut app, &mut engine, [Msg::ch('2'), Msg::ch('6')]);
+    let d = &app.details[&residual];
+    let strongest = v.top.iter().chain(&v.bottom).map(|x| x.2.abs()).fold(0f32, f32::max);
+    assert_eq!(
+        d.embed_tokens.first().map(|x| x.1.abs()),
+        Some(strongest).filter(|s| *s > 0.0)
+    );
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains(&format!("channel {}", residual.index)), "{text}");
+    // j / k move the channel and fetch it; the range is clamped.
+    send(&mut app, &mut engine, [Msg::ch('j')]);
+    assert_eq!(app.embed.channel, residual.index + 1);
+    assert!(app.embed.views.contains_key(&(residual.index + 1)));
+    send(&mut app, &mut engine, [Msg::ch('k'), Msg::ch('k')]);
+    assert_eq!(app.embed.channel, residual.index.saturating_sub(1));
+    for _ in 0..100 {
+        send(&mut app, &mut engine, [Msg::key(KeyCode::PageUp)]);
+    }
+    assert_eq!(app.embed.channel, 0);
+    for _ in 0..100 {
+        send(&mut app, &mut engine, [Msg::key(KeyCode::PageDown)]);
+    }
+    assert_eq!(app.embed.channel, app.embed.d_model - 1);
+    assert!(app.embed.pending.is_empty());
+    // g goes back to the selected node's channel.
+    send(&mut app, &mut engine, [Msg::ch('g')]);
+    assert_eq!(app.embed.channel, residual.index);
+}

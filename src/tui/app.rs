@@ -10,7 +10,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, M
 use ratatui::layout::Rect;
 use ratatui_textarea::TextArea;
 
-use super::engine::{Ablation, AblationKind, NodeDetail, Reply, Request, RunSummary, SweepResult};
+use super::engine::{Ablation, AblationKind, EmbeddingView, NodeDetail, Reply, Request, RunSummary, SweepResult};
 use super::msg::Msg;
 pub use super::persist::SessionState;
 use super::theme::Theme;
@@ -22,10 +22,19 @@ pub enum Screen {
     Inspector,
     Lab,
     Notes,
+    Pruning,
+    Embedding,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 4] = [Screen::Map, Screen::Inspector, Screen::Lab, Screen::Notes];
+    pub const ALL: [Screen; 6] = [
+        Screen::Map,
+        Screen::Inspector,
+        Screen::Lab,
+        Screen::Notes,
+        Screen::Pruning,
+        Screen::Embedding,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -33,6 +42,8 @@ impl Screen {
             Screen::Inspector => "2 Node inspector",
             Screen::Lab => "3 Prompt lab",
             Screen::Notes => "4 Notes",
+            Screen::Pruning => "5 Pruning",
+            Screen::Embedding => "6 Embedding",
         }
     }
 }
@@ -289,6 +300,16 @@ impl LabState {
     }
 }
 
+/// The embedding screen: the residual channel it shows and the views the engine has sent.
+#[derive(Default)]
+pub struct EmbedState {
+    pub channel: usize,
+    /// The model's d_model (the channel selector's range); 0 until `load` sets it.
+    pub d_model: usize,
+    pub views: HashMap<usize, EmbeddingView>,
+    pub pending: BTreeSet<usize>,
+}
+
 /// One row of the magnitudes table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MagnitudeRow {
@@ -342,6 +363,9 @@ pub struct App {
     pub session: Option<SessionState>,
     pub notes_filter: String,
     pub notes_sel: usize,
+    /// The pruning screen's prune_config pane scroll.
+    pub prune_scroll: usize,
+    pub embed: EmbedState,
     pub hits: RefCell<Vec<(Rect, Hit)>>,
 }
 
@@ -394,6 +418,8 @@ impl App {
             session: None,
             notes_filter: String::new(),
             notes_sel: 0,
+            prune_scroll: 0,
+            embed: EmbedState::default(),
             hits: RefCell::new(Vec::new()),
         };
         app.request_run();
@@ -467,6 +493,27 @@ impl App {
         self.screen = s;
         if s == Screen::Inspector {
             self.request_detail();
+        }
+        if s == Screen::Embedding {
+            // Follow the selected node when it is a residual channel.
+            if let Some(n) = self.selected.filter(|n| is_residual(n.site)) {
+                self.embed.channel = n.index;
+            }
+            self.set_embed_channel(self.embed.channel as i64);
+        }
+    }
+
+    /// Shows residual channel `ch` (clamped to 0..d_model) on the embedding screen, asking the engine for it.
+    pub fn set_embed_channel(&mut self, ch: i64) {
+        let max = self.embed.d_model.saturating_sub(1) as i64;
+        let ch = if self.embed.d_model > 0 {
+            ch.clamp(0, max)
+        } else {
+            ch.max(0)
+        } as usize;
+        self.embed.channel = ch;
+        if !self.embed.views.contains_key(&ch) && self.embed.pending.insert(ch) {
+            self.outbox.push(Request::Embedding { channel: ch });
         }
     }
 
@@ -699,6 +746,10 @@ impl App {
                 self.detail_pending.remove(&d.node);
                 self.details.insert(d.node, *d);
             }
+            Reply::Embedding(v) => {
+                self.embed.pending.remove(&v.channel);
+                self.embed.views.insert(v.channel, *v);
+            }
             Reply::Swept(s) => {
                 self.status = format!("sweep: {} points", s.points.len());
                 self.lab.sweep = Some(s);
@@ -917,6 +968,8 @@ impl App {
             KeyCode::Char('2') => return self.set_screen(Screen::Inspector),
             KeyCode::Char('3') => return self.set_screen(Screen::Lab),
             KeyCode::Char('4') => return self.set_screen(Screen::Notes),
+            KeyCode::Char('5') => return self.set_screen(Screen::Pruning),
+            KeyCode::Char('6') => return self.set_screen(Screen::Embedding),
             KeyCode::Char('E') => return self.attach_prompt_evidence(),
             KeyCode::Char('e') if ctrl => return self.attach_ablation_evidence(),
             KeyCode::Tab => {
@@ -950,6 +1003,34 @@ impl App {
             Screen::Map | Screen::Inspector => self.on_graph_key(k),
             Screen::Lab => self.on_lab_key(k),
             Screen::Notes => self.on_notes_key(k),
+            Screen::Pruning => self.on_pruning_key(k),
+            Screen::Embedding => self.on_embedding_key(k),
+        }
+    }
+
+    fn on_pruning_key(&mut self, k: KeyEvent) {
+        match k.code {
+            KeyCode::Char('j') | KeyCode::Down => self.prune_scroll += 1,
+            KeyCode::Char('k') | KeyCode::Up => self.prune_scroll = self.prune_scroll.saturating_sub(1),
+            KeyCode::PageDown => self.prune_scroll += 10,
+            KeyCode::PageUp => self.prune_scroll = self.prune_scroll.saturating_sub(10),
+            KeyCode::Char('g') | KeyCode::Home => self.prune_scroll = 0,
+            _ => {}
+        }
+    }
+
+    fn on_embedding_key(&mut self, k: KeyEvent) {
+        let ch = self.embed.channel as i64;
+        match k.code {
+            KeyCode::Char('j') | KeyCode::Down | KeyCode::Char('l') | KeyCode::Right => self.set_embed_channel(ch + 1),
+            KeyCode::Char('k') | KeyCode::Up | KeyCode::Char('h') | KeyCode::Left => self.set_embed_channel(ch - 1),
+            KeyCode::PageDown => self.set_embed_channel(ch + 16),
+            KeyCode::PageUp => self.set_embed_channel(ch - 16),
+            KeyCode::Char('g') => match self.selected.filter(|n| is_residual(n.site)) {
+                Some(n) => self.set_embed_channel(n.index as i64),
+                None => self.status = "the selected node is not a residual channel".into(),
+            },
+            _ => {}
         }
     }
 
@@ -1112,8 +1193,19 @@ impl App {
                 let code = if d > 0 { KeyCode::Down } else { KeyCode::Up };
                 self.on_notes_key(KeyEvent::new(code, KeyModifiers::NONE));
             }
+            Screen::Pruning => self.prune_scroll = (self.prune_scroll as i64 + d * 3).max(0) as usize,
+            Screen::Embedding => self.set_embed_channel(self.embed.channel as i64 + d),
         }
     }
+}
+
+/// Residual reads, writes and the final residual: nodes whose index is a residual channel.
+pub fn is_residual(s: crate::circuit::Site) -> bool {
+    use crate::circuit::Site;
+    matches!(
+        s,
+        Site::AttnActIn | Site::MlpActIn | Site::AttnResidDelta | Site::MlpResidDelta | Site::FinalResid
+    )
 }
 
 /// `\n` and `\t` in command arguments.

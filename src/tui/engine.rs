@@ -66,6 +66,8 @@ pub enum Request {
         node: NodeId,
         ablations: Vec<Ablation>,
     },
+    /// The embedding tab's view of one residual channel: its wte column and a window of wpe.
+    Embedding { channel: usize },
     /// Write the markdown report of a session (the engine holds the scan and the tokenizer).
     Export {
         session: Box<crate::session::Session>,
@@ -152,6 +154,44 @@ pub struct NodeDetail {
     pub unembed_tokens: Vec<(String, f32)>,
 }
 
+/// How many channels of wpe the embedding view shows around the selected one.
+pub const WPE_WINDOW: usize = 16;
+/// Histogram bins of a wte column's nonzero values.
+pub const EMBED_BINS: usize = 40;
+
+/// One residual channel as the embedding tab shows it (the reference viewer's "wte/wpe viz").
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingView {
+    pub channel: usize,
+    pub d_model: usize,
+    pub vocab: usize,
+    /// Tokens whose wte entry in this channel is nonzero.
+    pub nonzero: usize,
+    /// The 20 largest and 20 smallest nonzero entries of wte[:, channel]: (token id, display text, weight).
+    pub top: Vec<(u32, String, f32)>,
+    pub bottom: Vec<(u32, String, f32)>,
+    /// Histogram of the column's nonzero values over `range`.
+    pub hist: Vec<u64>,
+    pub range: (f32, f32),
+    /// wpe[:, first..first + channels] as (positions, channels) row-major, when the model has a position table
+    /// indexed by residual channel.
+    pub wpe: Option<WpeWindow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WpeWindow {
+    pub positions: usize,
+    pub first: usize,
+    pub channels: usize,
+    pub values: Vec<f32>,
+}
+
+impl WpeWindow {
+    pub fn at(&self, pos: usize, ch: usize) -> f32 {
+        self.values[pos * self.channels + (ch - self.first)]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepPoint {
     pub n: usize,
@@ -176,6 +216,7 @@ pub enum Reply {
     RunFailed(u64, String),
     Detail(Box<NodeDetail>),
     Swept(SweepResult),
+    Embedding(Box<EmbeddingView>),
     Error(String),
     /// A message for the status bar.
     Info(String),
@@ -221,6 +262,8 @@ pub struct Engine {
     /// (V, D) token embedding and unembedding, row-major.
     wte: Vec<f32>,
     unembed: Vec<f32>,
+    /// (rows, cols, values) of the position table, row-major; None when the model has none.
+    wpe: Option<(usize, usize, Vec<f32>)>,
     scan: Option<ScanSource>,
     circuit_exemplars: BTreeMap<NodeId, Vec<QuantileExemplars>>,
     task: Option<Box<dyn Task>>,
@@ -273,6 +316,16 @@ impl Engine {
         } else {
             wte.clone()
         };
+        let wpe = match ckpt.get("transformer.wpe.weight") {
+            Some(t) => {
+                let t = t.to_dense()?.to_dtype(candle_core::DType::F32)?;
+                match t.dims() {
+                    [rows, cols] => Some((*rows, *cols, t.flatten_all()?.to_vec1()?)),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
         let mut engine = Engine {
             model,
             tok,
@@ -282,6 +335,7 @@ impl Engine {
             sink,
             wte,
             unembed,
+            wpe,
             scan,
             circuit_exemplars: circuit.exemplars.clone().unwrap_or_default(),
             task: None,
@@ -351,6 +405,10 @@ impl Engine {
             Request::Run { id, text, ablations } => match self.run(id, &text, &ablations) {
                 Ok(r) => Reply::Ran(r),
                 Err(e) => Reply::RunFailed(id, e.to_string()),
+            },
+            Request::Embedding { channel } => match self.embedding(channel) {
+                Ok(v) => Reply::Embedding(Box::new(v)),
+                Err(e) => Reply::Error(format!("embedding: {e}")),
             },
             Request::NodeDetail { node } => match self.detail(node) {
                 Ok(d) => Reply::Detail(Box::new(d)),
@@ -607,9 +665,9 @@ impl Engine {
         })
     }
 
-    /// The tokens with the largest entries in column `c` of a (V, D) matrix: by |value| when `abs`, else the
-    /// most positive.
-    fn column_top(&self, m: &[f32], c: usize, abs: bool) -> Vec<(String, f32)> {
+    /// The nonzero entries of column `c` of a (V, D) matrix, sorted by |value| when `abs`, else largest first
+    /// (ties by token id).
+    fn column_sorted(&self, m: &[f32], c: usize, abs: bool) -> Vec<(usize, f32)> {
         let d = self.cfg.d_model;
         let mut col: Vec<(usize, f32)> = (0..self.cfg.vocab_size)
             .map(|t| (t, m[t * d + c]))
@@ -617,10 +675,66 @@ impl Engine {
             .collect();
         let key = |x: f32| if abs { x.abs() } else { x };
         col.sort_by(|a, b| key(b.1).total_cmp(&key(a.1)).then(a.0.cmp(&b.0)));
-        col.into_iter()
+        col
+    }
+
+    /// The tokens with the largest entries in column `c` of a (V, D) matrix: by |value| when `abs`, else the
+    /// most positive.
+    fn column_top(&self, m: &[f32], c: usize, abs: bool) -> Vec<(String, f32)> {
+        self.column_sorted(m, c, abs)
+            .into_iter()
             .take(10)
             .map(|(t, x)| (self.token_text(t as u32), x))
             .collect()
+    }
+
+    /// The embedding tab's view of residual channel `channel`: the same wte column the inspector's "embedding
+    /// writes it" list reads, all of it, plus a window of wpe.
+    pub fn embedding(&self, channel: usize) -> Result<EmbeddingView> {
+        let d = self.cfg.d_model;
+        if channel >= d {
+            return Err(EngineError::Other(format!("channel {channel} is past d_model = {d}")));
+        }
+        let col = self.column_sorted(&self.wte, channel, false);
+        let shown = |(t, x): &(usize, f32)| (*t as u32, self.token_text(*t as u32).replace(' ', "␣"), *x);
+        let top: Vec<_> = col.iter().take(20).map(shown).collect();
+        let bottom: Vec<_> = col.iter().rev().take(20).map(shown).collect();
+        let lo = col.last().map_or(0.0, |x| x.1);
+        let hi = col.first().map_or(0.0, |x| x.1);
+        let mut hist = vec![0u64; EMBED_BINS];
+        for (_, x) in &col {
+            let f = if hi > lo { (x - lo) / (hi - lo) } else { 0.5 };
+            hist[((f * EMBED_BINS as f32) as usize).min(EMBED_BINS - 1)] += 1;
+        }
+        let wpe = self
+            .wpe
+            .as_ref()
+            .filter(|(_, cols, _)| *cols == d)
+            .map(|(rows, cols, v)| {
+                let channels = WPE_WINDOW.min(d);
+                let first = channel.saturating_sub(channels / 2).min(d - channels);
+                let mut values = Vec::with_capacity(rows * channels);
+                for p in 0..*rows {
+                    values.extend_from_slice(&v[p * cols + first..p * cols + first + channels]);
+                }
+                WpeWindow {
+                    positions: *rows,
+                    first,
+                    channels,
+                    values,
+                }
+            });
+        Ok(EmbeddingView {
+            channel,
+            d_model: d,
+            vocab: self.cfg.vocab_size,
+            nonzero: col.len(),
+            top,
+            bottom,
+            hist,
+            range: (lo, hi),
+            wpe,
+        })
     }
 
     fn sweep(

@@ -6,8 +6,8 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("any", "q / Ctrl-c", "quit"),
     (
         "any",
-        "1 2 3 4 / Tab / Shift-Tab",
-        "circuit map, node inspector, prompt lab, notes",
+        "1 2 3 4 5 6 / Tab / Shift-Tab",
+        "circuit map, node inspector, prompt lab, notes, pruning, embedding",
     ),
     ("any", ":", "command line (see the commands below)"),
     (
@@ -72,6 +72,14 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("lab", "x", "clear all ablations"),
     ("lab", "s / S", "length sweep at the editor cursor / hide it"),
     ("lab", "R", "re-run now"),
+    (
+        "pruning",
+        "j k / PgUp PgDn, g",
+        "scroll the prune_config pane, back to its top",
+    ),
+    ("embedding", "j k / arrows", "next / previous residual channel"),
+    ("embedding", "PgUp / PgDn", "16 channels back / forward"),
+    ("embedding", "g", "the selected node's channel (residual nodes)"),
     (
         "mouse",
         "click",

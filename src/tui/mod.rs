@@ -5,6 +5,7 @@
 //! answers with owned summaries, so drawing never waits for a forward pass.
 
 pub mod app;
+pub mod embedding;
 pub mod engine;
 pub mod help;
 pub mod inspector;
@@ -13,6 +14,7 @@ pub mod map;
 pub mod msg;
 pub mod notes;
 pub mod persist;
+pub mod pruning;
 pub mod scan_source;
 pub mod theme;
 pub mod view;
@@ -143,6 +145,7 @@ pub fn load(opts: &OpenOptions, theme: Theme) -> Result<Loaded, TuiError> {
     let engine = Engine::new(model, &ckpt, tok, &circuit, &task, scan)?;
     let view = CircuitView::new(circuit, graph, circuit_path.clone(), model_name, cfg.d_head);
     let mut app = App::new(view, task.clone(), &prompt, theme);
+    app.embed.d_model = cfg.d_model;
     if let Some(path) = &opts.session {
         let model = crate::session::SessionModel {
             fingerprint: fingerprint.clone(),

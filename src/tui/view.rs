@@ -8,7 +8,7 @@ use ratatui::Frame;
 
 use super::app::{App, Hit, Mode, Screen, MIN_HEIGHT, MIN_WIDTH};
 use super::help::{COMMANDS, KEYS};
-use super::{inspector, lab, map, notes};
+use super::{embedding, inspector, lab, map, notes, pruning};
 
 pub fn view(app: &App, f: &mut Frame) {
     app.hits.borrow_mut().clear();
@@ -29,6 +29,8 @@ pub fn view(app: &App, f: &mut Frame) {
         Screen::Inspector => inspector::draw(app, f, body),
         Screen::Lab => lab::draw(app, f, body),
         Screen::Notes => notes::draw(app, f, body),
+        Screen::Pruning => pruning::draw(app, f, body),
+        Screen::Embedding => embedding::draw(app, f, body),
     }
     draw_status(app, f, status);
     if app.mode == Mode::Search {
@@ -106,6 +108,8 @@ fn hints(app: &App) -> &'static str {
         (_, Screen::Inspector) => "jk scroll · n/N quantile · J/K f o i edges · Esc map · ? help",
         (_, Screen::Lab) => "e edit · hl token · jk node · a/A ablate · u undo · p pin · s sweep · ? help",
         (_, Screen::Notes) => "jk move · Enter go to node · f filter · Esc clear filter · ? help",
+        (_, Screen::Pruning) => "jk PgUp PgDn scroll prune_config · g top · ? help",
+        (_, Screen::Embedding) => "jk/arrows channel · PgUp/PgDn ±16 · g selected node's channel · ? help",
     }
 }
 

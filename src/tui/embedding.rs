@@ -1,0 +1,220 @@
+//! The embedding screen (the reference viewer's "wte/wpe viz"): one residual channel at a time, its top-20 and
+//! bottom-20 tokens by wte[:, ch] (nonzero entries only), a log-scaled histogram of the column's nonzero values,
+//! and wpe over positions for a window of channels around it on a signed colour scale. The engine sends the
+//! numbers as owned vectors ([`EmbeddingView`]).
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph, Sparkline};
+use ratatui::Frame;
+
+use super::app::App;
+use super::engine::EmbeddingView;
+use super::widgets::{fmt_val, token_label};
+
+pub fn draw(app: &App, f: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let ch = app.embed.channel;
+    let view = app.embed.views.get(&ch);
+    let [head, body] = Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(area);
+    let mut spans = vec![
+        Span::styled(format!("channel {ch}"), t.accent()),
+        Span::raw(format!(" of 0..{}", app.embed.d_model.saturating_sub(1))),
+    ];
+    match view {
+        Some(v) => spans.push(Span::raw(format!(
+            " · tokens writing: {} of {} nonzero in wte[:, {ch}] · range {} .. {}",
+            v.nonzero,
+            v.vocab,
+            fmt_val(v.range.0),
+            fmt_val(v.range.1)
+        ))),
+        None => spans.push(Span::styled(" · loading…", t.dim())),
+    }
+    if let Some(n) = app.selected.filter(|n| super::app::is_residual(n.site)) {
+        spans.push(Span::styled(format!(" · g: {n}"), t.dim()));
+    }
+    f.render_widget(
+        Paragraph::new(Line::from(spans)).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.border())
+                .title(" residual channel (j/k, PgUp/PgDn) "),
+        ),
+        head,
+    );
+    let Some(v) = view else { return };
+    let [tokens, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(body);
+    let [top, bottom] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(tokens);
+    draw_tokens(app, f, top, " top 20 ", &v.top);
+    draw_tokens(app, f, bottom, " bottom 20 ", &v.bottom);
+    let [hist, wpe] = Layout::vertical([Constraint::Length(6), Constraint::Min(3)]).areas(right);
+    draw_hist(app, f, hist, v);
+    draw_wpe(app, f, wpe, v);
+}
+
+fn draw_tokens(app: &App, f: &mut Frame, area: Rect, title: &str, rows: &[(u32, String, f32)]) {
+    let t = &app.theme;
+    let inner_w = area.width.saturating_sub(2) as usize;
+    // token, id (5), weight (9)
+    let tok_w = inner_w.saturating_sub(15).max(3);
+    let lines: Vec<Line> = if rows.is_empty() {
+        vec![Line::styled("no nonzero entries", t.dim())]
+    } else {
+        rows.iter()
+            .map(|(id, text, w)| {
+                let mut label: String = token_label(text).chars().take(tok_w).collect();
+                let pad = tok_w.saturating_sub(label.chars().count());
+                label.push_str(&" ".repeat(pad));
+                Line::from(vec![
+                    Span::styled(label, t.text()),
+                    Span::styled(format!(" {id:>4}"), t.dim()),
+                    Span::styled(format!(" {:>8}", fmt_val(*w)), t.accent()),
+                ])
+            })
+            .collect()
+    };
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.border())
+                .title(title.to_string()),
+        ),
+        area,
+    );
+}
+
+/// `bins` counts resampled to `width` columns (each column sums the bins it covers).
+fn resample(bins: &[u64], width: usize) -> Vec<u64> {
+    let n = bins.len();
+    if n == 0 || width == 0 {
+        return Vec::new();
+    }
+    (0..width)
+        .map(|c| {
+            let start = c * n / width;
+            let end = ((c + 1) * n / width).max(start + 1).min(n);
+            bins[start..end].iter().sum()
+        })
+        .collect()
+}
+
+fn draw_hist(app: &App, f: &mut Frame, area: Rect, v: &EmbeddingView) {
+    let t = &app.theme;
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.border())
+        .title(" nonzero values of wte[:, ch] (log count) ");
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if v.nonzero == 0 || inner.height == 0 {
+        f.render_widget(Paragraph::new(Line::styled("no nonzero entries", t.dim())), inner);
+        return;
+    }
+    let [bars, axis] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+    // Log-scaled heights so that rare bins stay visible, as the reference's log-y histogram.
+    let data: Vec<u64> = resample(&v.hist, bars.width as usize)
+        .into_iter()
+        .map(|c| {
+            if c == 0 {
+                0
+            } else {
+                (((c as f64) + 1.0).ln() * 100.0) as u64
+            }
+        })
+        .collect();
+    f.render_widget(Sparkline::default().data(&data).style(t.accent()), bars);
+    let lo = fmt_val(v.range.0);
+    let hi = fmt_val(v.range.1);
+    let gap = (axis.width as usize).saturating_sub(lo.chars().count() + hi.chars().count());
+    f.render_widget(
+        Paragraph::new(Line::styled(format!("{lo}{}{hi}", " ".repeat(gap)), t.dim())),
+        axis,
+    );
+}
+
+fn draw_wpe(app: &App, f: &mut Frame, area: Rect, v: &EmbeddingView) {
+    let t = &app.theme;
+    let Some(w) = &v.wpe else {
+        f.render_widget(
+            Paragraph::new(Line::styled(
+                "not available (the model has no position table indexed by residual channel)",
+                t.dim(),
+            ))
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(t.border())
+                    .title(" wpe "),
+            ),
+            area,
+        );
+        return;
+    };
+    let inner_h = area.height.saturating_sub(3) as usize; // borders and the position axis
+    let label_w = 7usize;
+    let cells = (area.width.saturating_sub(2) as usize).saturating_sub(label_w).max(1);
+    // The channels shown: a window of the engine's window that keeps the selected channel in view.
+    let rows = w.channels.min(inner_h.max(1));
+    let sel = v.channel - w.first;
+    let start = sel.saturating_sub(rows / 2).min(w.channels - rows);
+    // Positions binned to the cells (mean of each bin).
+    let per = w.positions.div_ceil(cells).max(1);
+    let n_cells = w.positions.div_ceil(per);
+    let cell = |ch: usize, c: usize| -> f32 {
+        let (a, b) = (c * per, ((c + 1) * per).min(w.positions));
+        (a..b).map(|p| w.at(p, ch)).sum::<f32>() / (b - a).max(1) as f32
+    };
+    // Signed square root: a symlog-like scale so that a few large positions do not wash the rest out.
+    let sq = |x: f32| x.signum() * x.abs().sqrt();
+    let shown: Vec<Vec<f32>> = (start..start + rows)
+        .map(|i| (0..n_cells).map(|c| sq(cell(w.first + i, c))).collect())
+        .collect();
+    let scale = shown.iter().flatten().fold(0f32, |m, x| m.max(x.abs())).max(1e-9);
+    let mut lines: Vec<Line> = Vec::new();
+    for (i, row) in shown.iter().enumerate() {
+        let ch = w.first + start + i;
+        let mut spans = vec![Span::styled(
+            format!("{ch:>5}  "),
+            if ch == v.channel { t.selected() } else { t.dim() },
+        )];
+        spans.extend(row.iter().map(|x| Span::styled(" ", t.heat(*x, scale))));
+        lines.push(Line::from(spans));
+    }
+    let last = format!("{}", w.positions - 1);
+    let gap = n_cells.saturating_sub(1 + last.len());
+    lines.push(Line::styled(
+        format!("{:<label_w$}0{}{last}", "  pos", " ".repeat(gap)),
+        t.dim(),
+    ));
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.border())
+                .title(format!(
+                    " wpe[pos, ch] · {} positions{} · signed √ scale (red +, blue −) ",
+                    w.positions,
+                    if per > 1 {
+                        format!(", {per} per cell")
+                    } else {
+                        String::new()
+                    }
+                )),
+        ),
+        area,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resample;
+
+    #[test]
+    fn resample_sums_or_repeats() {
+        assert_eq!(resample(&[1, 2, 3, 4], 2), vec![3, 7]);
+        assert_eq!(resample(&[1, 2], 4), vec![1, 1, 2, 2]);
+        assert_eq!(resample(&[1, 2, 3], 3), vec![1, 2, 3]);
+    }
+}
