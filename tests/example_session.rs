@@ -1206,6 +1206,11 @@ fn example_session_matches_the_bundled_model_and_circuit() {
         top_k: 3,
     });
     assert!(md.contains("## Mechanism") && md.contains("```mermaid"));
+    // The 1539-edge circuit's chart stays inside GitHub's mermaid limits (500 edges, 50,000 characters).
+    let chart = &md[md.find("```mermaid").unwrap()..];
+    let chart = &chart[..chart[3..].find("```").unwrap() + 3];
+    assert_eq!(chart.matches("-->").count(), export::MERMAID_MAX_EDGES);
+    assert!(chart.len() < 50_000, "{} characters", chart.len());
     let committed = std::fs::read_to_string(root.join(REPORT)).unwrap();
     assert!(
         md == committed,

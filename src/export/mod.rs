@@ -97,6 +97,9 @@ fn md_token(t: &str) -> String {
     md_text(&t.replace('\n', "↵"))
 }
 
+/// Most edges a report's flowchart draws (GitHub's mermaid stops at 500).
+pub const MERMAID_MAX_EDGES: usize = 300;
+
 /// Text inside a double-quoted mermaid label: mermaid's entity codes for the characters its parser or the
 /// surrounding markdown fence would read (`#` first, since the codes contain it).
 pub fn mermaid_text(s: &str) -> String {
@@ -306,21 +309,63 @@ pub fn markdown(input: &ReportInput) -> String {
         let _ = writeln!(out, "## Mechanism\n\n{}\n", md_paragraphs(&s.summary));
     }
 
-    // Flowchart: nodes in forward order, edge ends outside the circuit drawn once each.
-    let _ = writeln!(out, "## Flowchart\n\n```mermaid\nflowchart TD");
+    // Flowchart: nodes in forward order, edge ends outside the circuit drawn once each. GitHub's mermaid refuses
+    // charts over 500 edges or 50,000 characters, so a large circuit's chart keeps its strongest edges (by
+    // ablation delta, then weight) and the nodes on them; the edge table below lists every edge.
+    let drawn: Vec<&crate::circuit::CircuitEdge> = if c.edges.len() > MERMAID_MAX_EDGES {
+        let mut v: Vec<&crate::circuit::CircuitEdge> = c.edges.iter().collect();
+        let strength = |e: &crate::circuit::CircuitEdge| {
+            (
+                e.ablation_delta.map_or(f64::NEG_INFINITY, f64::abs),
+                e.weight.map_or(0.0, f64::abs),
+            )
+        };
+        v.sort_by(|a, b| {
+            let (sa, sb) = (strength(a), strength(b));
+            sb.0.total_cmp(&sa.0).then(sb.1.total_cmp(&sa.1))
+        });
+        v.truncate(MERMAID_MAX_EDGES);
+        v
+    } else {
+        c.edges.iter().collect()
+    };
+    let capped = drawn.len() < c.edges.len();
+    let _ = writeln!(out, "## Flowchart\n");
+    if capped {
+        let _ = writeln!(
+            out,
+            "The {} strongest of the circuit's {} edges (by ablation delta, then weight) and the nodes on them; \
+             the edge table lists all of them.\n",
+            drawn.len(),
+            c.edges.len()
+        );
+    }
+    let _ = writeln!(out, "```mermaid\nflowchart TD");
+    let on_drawn: std::collections::BTreeSet<String> = drawn
+        .iter()
+        .flat_map(|e| [end_name(&e.source), end_name(&e.target)])
+        .collect();
     let mut key: BTreeMap<String, String> = BTreeMap::new();
     for (i, n) in ids.iter().enumerate() {
+        if capped && !on_drawn.contains(&n.to_string()) {
+            continue;
+        }
         let label = s.annotations.get(n).map(|a| a.label.as_str()).unwrap_or("");
+        let label: String = if capped && label.chars().count() > 40 {
+            label.chars().take(39).chain(std::iter::once('…')).collect()
+        } else {
+            label.to_string()
+        };
         let text = if label.is_empty() {
             mermaid_text(&n.to_string())
         } else {
-            format!("{}<br/>{}", mermaid_text(&n.to_string()), mermaid_text(label))
+            format!("{}<br/>{}", mermaid_text(&n.to_string()), mermaid_text(&label))
         };
         let _ = writeln!(out, "  n{i}[\"{text}\"]");
         key.insert(n.to_string(), format!("n{i}"));
     }
     let mut extra = 0;
-    for e in &c.edges {
+    for e in &drawn {
         for end in [&e.source, &e.target] {
             let name = end_name(end);
             if let std::collections::btree_map::Entry::Vacant(v) = key.entry(name) {
@@ -331,7 +376,7 @@ pub fn markdown(input: &ReportInput) -> String {
             }
         }
     }
-    for e in &c.edges {
+    for e in &drawn {
         let (a, b) = (&key[&end_name(&e.source)], &key[&end_name(&e.target)]);
         match e.weight {
             Some(w) => {
