@@ -46,6 +46,18 @@ impl Screen {
             Screen::Embedding => "6 Embedding",
         }
     }
+
+    /// The tab label on terminals too narrow for [`Screen::title`] (all six fit in 80 columns).
+    pub fn short_title(self) -> &'static str {
+        match self {
+            Screen::Map => "1 Map",
+            Screen::Inspector => "2 Node",
+            Screen::Lab => "3 Lab",
+            Screen::Notes => "4 Notes",
+            Screen::Pruning => "5 Prune",
+            Screen::Embedding => "6 Embed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,8 +45,9 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let mut spans = vec![Span::styled(" circuitscope ", t.title())];
     let mut x = area.x + 14;
+    let narrow = area.width < 110;
     for s in Screen::ALL {
-        let label = format!(" {} ", s.title());
+        let label = format!(" {} ", if narrow { s.short_title() } else { s.title() });
         let w = label.chars().count() as u16;
         app.hits.borrow_mut().push((
             Rect {
