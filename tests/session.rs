@@ -114,10 +114,18 @@ fn label_evidence_save_reopen_restores_everything() {
                 ablations,
                 logit_diff_before,
                 logit_diff_after,
+                loss_before,
+                loss_after,
                 ..
             } => {
                 assert_eq!(ablations[0].node, target);
                 assert_ne!(logit_diff_before, logit_diff_after);
+                // The task loss on held-out pairs, before and after the ablation.
+                assert!(
+                    loss_before.is_some() && loss_after.is_some(),
+                    "{loss_before:?} {loss_after:?}"
+                );
+                assert_ne!(loss_before, loss_after);
             }
             e => panic!("{e:?}"),
         }

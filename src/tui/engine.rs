@@ -22,6 +22,8 @@ use crate::tokenize::Tokenizer;
 const TASK_PAIRS: usize = 8;
 /// How many next-token candidates a run reports.
 const TOP_NEXT: usize = 8;
+/// Held-out task pairs behind a run's task loss (measured once per distinct set of ablations).
+const TASK_LOSS_PAIRS: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AblationKind {
@@ -107,6 +109,8 @@ pub struct RunSummary {
     /// (layer, head) → pattern, for the heads with q or k nodes in the circuit.
     pub attention: BTreeMap<(usize, usize), AttnPattern>,
     pub ablations: Vec<Ablation>,
+    /// The task loss (raw, 2× scale) on held-out task pairs under this run's ablations; None without a task.
+    pub task_loss: Option<f64>,
     pub elapsed_ms: f64,
 }
 
@@ -272,6 +276,11 @@ pub struct Engine {
     task_runs: Option<(Vec<Recorded>, Vec<Recorded>)>,
     /// Mean of each recorded hook over the task prompts: the mean ablation used when there is no scan.
     fallback_means: BTreeMap<String, Vec<f32>>,
+    /// Held-out pairs for the task loss, tokenized on first use (None: no task, or its targets are not single
+    /// tokens with this tokenizer).
+    task_loss_data: Option<Option<crate::analysis::ablate::TaskData>>,
+    /// Task loss by ablation set, so that typing in the lab costs no extra evaluation.
+    task_loss_cache: BTreeMap<Vec<Ablation>, f64>,
 }
 
 impl Engine {
@@ -342,6 +351,8 @@ impl Engine {
             target_ids: None,
             task_runs: None,
             fallback_means: BTreeMap::new(),
+            task_loss_data: None,
+            task_loss_cache: BTreeMap::new(),
         };
         engine.set_task(task);
         Ok(engine)
@@ -355,6 +366,8 @@ impl Engine {
     pub fn set_task(&mut self, name: &str) {
         self.task = tasks::resolve(name).ok();
         self.task_runs = None;
+        self.task_loss_data = None;
+        self.task_loss_cache.clear();
         self.fallback_means.clear();
         self.target_ids = self.task.as_ref().and_then(|t| {
             let targets = t.targets();
@@ -506,6 +519,7 @@ impl Engine {
             .target_ids
             .map(|(a, b)| (rec.last_logits[a as usize], rec.last_logits[b as usize]));
         let attention = self.attention(&rec);
+        let task_loss = self.task_loss(ablations)?;
         Ok(RunSummary {
             id,
             text: text.to_string(),
@@ -516,8 +530,37 @@ impl Engine {
             target_logits,
             attention,
             ablations: ablations.to_vec(),
+            task_loss,
             elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
         })
+    }
+
+    /// The task's loss on held-out pairs with `ablations` applied, cached per ablation set.
+    fn task_loss(&mut self, ablations: &[Ablation]) -> Result<Option<f64>> {
+        let mut key = ablations.to_vec();
+        key.sort();
+        if let Some(&l) = self.task_loss_cache.get(&key) {
+            return Ok(Some(l));
+        }
+        if self.task_loss_data.is_none() {
+            let data = self.task.as_ref().and_then(|t| {
+                let pairs = tasks::split(t.as_ref(), Split::Test, TASK_LOSS_PAIRS);
+                crate::analysis::ablate::TaskData::new(&self.tok, t.name(), &pairs, self.cfg.block_size).ok()
+            });
+            self.task_loss_data = Some(data);
+        }
+        let Some(Some(data)) = self.task_loss_data.take() else {
+            self.task_loss_data = Some(None);
+            return Ok(None);
+        };
+        let mut hooks = self.hooks_for(ablations)?;
+        hooks.set_record("$^")?; // interventions only: nothing is read back
+        let result = crate::analysis::ablate::last_logits(&self.model, &data, &hooks);
+        let loss = result.map(|(pos, neg)| crate::analysis::ablate::score_logits(&data, &pos, &neg).loss);
+        self.task_loss_data = Some(Some(data));
+        let loss = loss.map_err(|e| EngineError::Other(format!("task loss: {e}")))?;
+        self.task_loss_cache.insert(key, loss);
+        Ok(Some(loss))
     }
 
     /// The full attention of every head that has q or k nodes in the circuit, from the recorded q and k (after

@@ -33,7 +33,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "any",
         "Ctrl-e",
-        "attach evidence: the last ablation change and its logit difference before / after",
+        "attach evidence: the last ablation change, its logit difference and task loss before / after",
     ),
     (
         "map",

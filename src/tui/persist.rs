@@ -396,8 +396,8 @@ impl App {
             prompt: new.text.clone(),
             logit_diff_before: prev.logit_diff(),
             logit_diff_after: new.logit_diff(),
-            loss_before: None,
-            loss_after: None,
+            loss_before: prev.task_loss,
+            loss_after: new.task_loss,
             note: if before.is_empty() {
                 "before: no ablations".into()
             } else {
