@@ -112,6 +112,17 @@ fn snapshots_of_every_screen() {
         insta::assert_snapshot!(format!("help_{w}x{h}"), draw(&app, w, h).backend());
         send(&mut app, &mut engine, [Msg::key(KeyCode::Esc)]);
     }
+    // The notes view, with two annotations to list.
+    send(&mut app, &mut engine, [Msg::ch('1')]);
+    send(&mut app, &mut engine, Msg::typed(":label depth counter\n"));
+    send(&mut app, &mut engine, Msg::typed(":status supported\n"));
+    let last = app.circuit.rows.last().unwrap().nodes[0];
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {last}\n")));
+    send(&mut app, &mut engine, Msg::typed(":label readout of | pipes `and` backticks\n"));
+    send(&mut app, &mut engine, [Msg::ch('4')]);
+    for (w, h) in [(120u16, 40u16), (80, 24)] {
+        insta::assert_snapshot!(format!("notes_{w}x{h}"), draw(&app, w, h).backend());
+    }
 }
 
 #[test]

@@ -42,7 +42,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                 format!("{:<24}", n.to_string()),
                 if i == sel { t.selected() } else { t.text() },
             ),
-            Span::styled(format!(" {:<10}", a.status.name()), t.dim()),
+            Span::styled(format!(" {:<11}", a.status.name()), t.dim()),
             Span::raw(a.label.replace('\n', " ")),
         ];
         if !a.conflict.is_empty() {
