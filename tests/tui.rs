@@ -118,7 +118,11 @@ fn snapshots_of_every_screen() {
     send(&mut app, &mut engine, Msg::typed(":status supported\n"));
     let last = app.circuit.rows.last().unwrap().nodes[0];
     send(&mut app, &mut engine, Msg::typed(&format!(":goto {last}\n")));
-    send(&mut app, &mut engine, Msg::typed(":label readout of | pipes `and` backticks\n"));
+    send(
+        &mut app,
+        &mut engine,
+        Msg::typed(":label readout of | pipes `and` backticks\n"),
+    );
     send(&mut app, &mut engine, [Msg::ch('4')]);
     for (w, h) in [(120u16, 40u16), (80, 24)] {
         insta::assert_snapshot!(format!("notes_{w}x{h}"), draw(&app, w, h).backend());
