@@ -1,9 +1,7 @@
 //! Task accuracy and contrast loss on minimal pairs, and language-model loss on held-out text.
 
-use candle_core::{Device, Tensor};
-
-use crate::data::tasks;
-use crate::data::tasks::{self as loss, Split, Task, TaskPair};
+use super::ablate::{self, AblateError, TaskData};
+use crate::data::tasks::{self, Split, Task, TaskPair};
 use crate::model::{Gpt, Hooks, ModelError};
 use crate::tokenize::Tokenizer;
 
@@ -14,9 +12,7 @@ pub enum EvalError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
-    Tokenize(#[from] crate::tokenize::TokenizeError),
-    #[error("task {task}: target {target:?} is {n} tokens with this tokenizer; task targets must be single tokens")]
-    TargetNotSingle { task: String, target: String, n: usize },
+    Ablate(#[from] AblateError),
 }
 
 /// One task's result on its test pairs.
@@ -29,77 +25,22 @@ pub struct TaskScore {
     pub pairs: usize,
 }
 
-/// A prompt's ids, left-truncated to the context as the reference does.
-fn prompt_ids(tok: &Tokenizer, text: &str, block: usize) -> Result<Vec<u32>, EvalError> {
-    let mut ids = tok.encode(text)?;
-    if ids.len() > block {
-        ids.drain(..ids.len() - block);
-    }
-    Ok(ids)
-}
-
-fn single_token(tok: &Tokenizer, task: &str, s: &str) -> Result<u32, EvalError> {
-    let ids = tok.encode(s)?;
-    match ids[..] {
-        [id] => Ok(id),
-        _ => Err(EvalError::TargetNotSingle {
-            task: task.to_string(),
-            target: s.to_string(),
-            n: ids.len(),
-        }),
-    }
-}
-
-/// Last-position logits of each sequence, run as right-padded batches (causal: padding never affects them).
-pub fn last_logits(model: &Gpt, seqs: &[Vec<u32>], batch: usize) -> Result<Vec<Vec<f32>>, EvalError> {
-    let mut out = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(batch.max(1)) {
-        let t = chunk.iter().map(Vec::len).max().unwrap_or(1).max(1);
-        let mut flat = Vec::with_capacity(chunk.len() * t);
-        for s in chunk {
-            flat.extend_from_slice(s);
-            flat.extend(std::iter::repeat_n(0u32, t - s.len()));
-        }
-        let tokens = Tensor::from_vec(flat, (chunk.len(), t), &Device::Cpu)?;
-        let logits = model.forward(&tokens, &mut Hooks::none())?; // (B, T, V)
-        for (i, s) in chunk.iter().enumerate() {
-            out.push(logits.get(i)?.get(s.len().max(1) - 1)?.to_vec1()?);
-        }
-    }
-    Ok(out)
-}
-
-/// Accuracy and mean loss of `model` on `pairs` of one task.
+/// Accuracy and mean loss of `model` on `pairs` of one task (prompts left-truncated to the context, as the
+/// reference does).
 pub fn score_pairs(model: &Gpt, tok: &Tokenizer, name: &str, pairs: &[TaskPair]) -> Result<TaskScore, EvalError> {
-    let block = model.config.block_size;
-    let mut seqs = Vec::with_capacity(2 * pairs.len());
-    let mut targets = Vec::with_capacity(pairs.len());
-    for p in pairs {
-        seqs.push(prompt_ids(tok, &p.prompt, block)?);
-        seqs.push(prompt_ids(tok, &p.prompt_alt, block)?);
-        let t = single_token(tok, name, &p.target)?;
-        let a = match &p.alt {
-            Some(a) => Some(single_token(tok, name, a)?),
-            None => None,
-        };
-        targets.push((t, a));
+    if pairs.is_empty() {
+        return Ok(TaskScore {
+            accuracy: 0.0,
+            loss: 0.0,
+            pairs: 0,
+        });
     }
-    let logits = last_logits(model, &seqs, 32)?;
-    let (mut correct, mut total_loss) = (0usize, 0f64);
-    for (i, (p, &(t, a))) in pairs.iter().zip(&targets).enumerate() {
-        let (pos, neg) = (&logits[2 * i], &logits[2 * i + 1]);
-        if p.is_one_sided() {
-            correct += loss::one_sided_correct(pos, t, a) as usize;
-            total_loss += loss::one_sided_loss(pos, t, a) as f64;
-        } else {
-            correct += loss::pair_correct(pos, neg, t, a) as usize;
-            total_loss += loss::contrast_loss(pos, neg, t, a) as f64;
-        }
-    }
-    let n = pairs.len().max(1) as f64;
+    let data = TaskData::new(tok, name, pairs, model.config.block_size)?;
+    let (pos, neg) = ablate::last_logits(model, &data, &Hooks::none())?;
+    let e = ablate::score_logits(&data, &pos, &neg);
     Ok(TaskScore {
-        accuracy: correct as f64 / n,
-        loss: total_loss / n,
+        accuracy: e.accuracy,
+        loss: e.loss,
         pairs: pairs.len(),
     })
 }

@@ -117,39 +117,52 @@ pub trait Progress {
 pub struct Quiet;
 impl Progress for Quiet {}
 
-/// One mask variable per node hook.
+/// One mask variable per node hook, with the hook's means as a (1, 1, W) tensor made once.
 struct Masks {
     hooks: Vec<(String, Var)>,
+    means: Vec<Tensor>,
     temp: f64,
 }
 
 impl Masks {
-    fn init(model: &Gpt, cfg: &PruneConfig) -> Result<Self, PruneError> {
+    fn init(model: &Gpt, cfg: &PruneConfig, means: &Means) -> Result<Self, PruneError> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
         let normal = Normal::new(cfg.init_noise_bias, cfg.init_noise_scale.max(0.0)).expect("finite normal");
-        let mut hooks = Vec::new();
+        let (mut hooks, mut mus) = (Vec::new(), Vec::new());
         for h in ablate::node_hooks(&model.config) {
             let tau: Vec<f32> = (0..h.width)
                 .map(|_| normal.sample(&mut rng).clamp(-1.0, 1.0) as f32)
                 .collect();
+            mus.push(Tensor::from_slice(&means[&h.name], (1, 1, h.width), &Device::Cpu)?);
             hooks.push((h.name, Var::from_vec(tau, h.width, &Device::Cpu)?));
         }
         Ok(Masks {
             hooks,
+            means: mus,
             temp: cfg.heaviside_temp,
         })
     }
 
-    /// m = H(τ) forward, σ'(τ/T)/T backward; (W,) per hook.
-    fn masks(&self) -> Result<Vec<Tensor>, PruneError> {
-        self.hooks
-            .iter()
-            .map(|(_, tau)| {
-                let hard = tau.ge(0f32)?.to_dtype(DType::F32)?;
-                let soft = candle_nn::ops::sigmoid(&tau.affine(1.0 / self.temp, 0.0)?)?;
-                Ok(((hard + &soft)? - soft.detach())?)
-            })
-            .collect()
+    /// The masks, m = H(τ) forward and σ'(τ/T)/T backward, (W,) per hook; and the forward's hooks that apply
+    /// them as mean ablation, x̃ = m⊙x + (1−m)⊙μ.
+    fn hooks(&self) -> Result<(Hooks, Vec<Tensor>), PruneError> {
+        let mut hooks = Hooks::none();
+        hooks.differentiable = true;
+        let mut masks = Vec::with_capacity(self.hooks.len());
+        for ((name, tau), mu) in self.hooks.iter().zip(&self.means) {
+            let hard = tau.ge(0f32)?.to_dtype(DType::F32)?;
+            let soft = candle_nn::ops::sigmoid(&tau.affine(1.0 / self.temp, 0.0)?)?;
+            let m = ((hard + &soft)? - soft.detach())?;
+            let m3 = m.reshape((1, 1, m.dims1()?))?;
+            let mu = mu.clone();
+            let f = move |x: &Tensor| -> candle_core::Result<Tensor> {
+                x.broadcast_mul(&m3)?
+                    .broadcast_add(&mu.broadcast_mul(&m3.affine(-1.0, 1.0)?)?)
+            };
+            hooks.intervene(name, Intervention::new(Action::Custom(Arc::new(f))));
+            masks.push(m);
+        }
+        Ok((hooks, masks))
     }
 
     fn clamp(&self) -> Result<(), PruneError> {
@@ -172,27 +185,6 @@ impl Masks {
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.forward_order().cmp(&b.0.forward_order())));
         Ok(out)
     }
-
-    fn vars(&self) -> Vec<(String, Var)> {
-        self.hooks.clone()
-    }
-}
-
-/// The circuit's mean-ablation hooks with trainable masks: x̃ = m⊙x + (1−m)⊙μ at every node hook.
-fn mask_hooks(masks: &[Tensor], names: &[(String, Var)], means: &Means) -> Result<Hooks, PruneError> {
-    let mut hooks = Hooks::none();
-    hooks.differentiable = true;
-    for (m, (hook, _)) in masks.iter().zip(names) {
-        let w = m.dims1()?;
-        let mu = Tensor::from_slice(&means[hook], (1, 1, w), &Device::Cpu)?;
-        let m3 = m.reshape((1, 1, w))?;
-        let f = move |x: &Tensor| -> candle_core::Result<Tensor> {
-            x.broadcast_mul(&m3)?
-                .broadcast_add(&mu.broadcast_mul(&m3.affine(-1.0, 1.0)?)?)
-        };
-        hooks.intervene(hook, Intervention::new(Action::Custom(Arc::new(f))));
-    }
-    Ok(hooks)
 }
 
 /// The top `k` nodes of a ranking.
@@ -303,9 +295,9 @@ pub fn prune(
             index: i,
         });
     }
-    let masks = Masks::init(model, cfg)?;
+    let masks = Masks::init(model, cfg, input.means)?;
     let mut opt = AdamW::new(
-        masks.vars(),
+        masks.hooks.clone(),
         AdamWParams {
             beta1: 0.9,
             beta2: cfg.beta2,
@@ -331,8 +323,7 @@ pub fn prune(
         }
         let sub = subset(&input.train, &batch);
         let (tokens, last) = sub.batch(0..sub.len())?;
-        let m = masks.masks()?;
-        let mut hooks = mask_hooks(&m, &masks.hooks, input.means)?;
+        let (mut hooks, m) = masks.hooks()?;
         let logits = model.forward(&tokens, &mut hooks)?; // (2n, T, V)
         let (b, t, v) = logits.dims3()?;
         let idx = Tensor::from_vec(last, b, &Device::Cpu)?;

@@ -329,17 +329,16 @@ pub fn run_check(a: CheckArgs) -> Result<()> {
         &tasks::split(task.as_ref(), Split::Test, a.pairs),
         block,
     )?;
+    // Only `--means task` reads these prompts; the scan's means need none.
+    let train;
     let means_source = if a.means == "task" {
-        TaskData::new(
-            &tok,
-            task.name(),
-            &tasks::split(task.as_ref(), Split::Train, 256),
-            block,
-        )?
+        let pairs = tasks::split(task.as_ref(), Split::Train, 256);
+        train = TaskData::new(&tok, task.name(), &pairs, block)?;
+        &train
     } else {
-        test.clone()
+        &test
     };
-    let means = super::prune::load_means(&model, &a.means, None, &model_dir, &parts.fingerprint, &means_source)?;
+    let means = super::prune::load_means(&model, &a.means, None, &model_dir, &parts.fingerprint, means_source)?;
     let nodes = NodeSet::of(&parts.config, &circuit.node_ids());
     let check = ablate::check_circuit(&model, &test, &nodes, &means)?;
     circuit.losses.sufficiency = Some(check.sufficiency.loss);

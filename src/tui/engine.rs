@@ -549,16 +549,17 @@ impl Engine {
             });
             self.task_loss_data = Some(data);
         }
-        let Some(Some(data)) = self.task_loss_data.take() else {
-            self.task_loss_data = Some(None);
+        if !matches!(self.task_loss_data, Some(Some(_))) {
             return Ok(None);
-        };
+        }
         let mut hooks = self.hooks_for(ablations)?;
         hooks.set_record("$^")?; // interventions only: nothing is read back
-        let result = crate::analysis::ablate::last_logits(&self.model, &data, &hooks);
-        let loss = result.map(|(pos, neg)| crate::analysis::ablate::score_logits(&data, &pos, &neg).loss);
-        self.task_loss_data = Some(Some(data));
-        let loss = loss.map_err(|e| EngineError::Other(format!("task loss: {e}")))?;
+        let Some(Some(data)) = &self.task_loss_data else {
+            return Ok(None);
+        };
+        let (pos, neg) = crate::analysis::ablate::last_logits(&self.model, data, &hooks)
+            .map_err(|e| EngineError::Other(format!("task loss: {e}")))?;
+        let loss = crate::analysis::ablate::score_logits(data, &pos, &neg).loss;
         self.task_loss_cache.insert(key, loss);
         Ok(Some(loss))
     }
