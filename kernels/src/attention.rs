@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 
+use crate::fma::{Fused, MulAdd, Unfused};
 use crate::CsrError;
 
 /// The paper's head size, which gets a specialised inner loop.
@@ -58,28 +59,58 @@ pub fn causal_attention(
     }
     let mut heads = vec![0f32; n_head * t * d_head]; // (H, T, dh)
     let avx2 = has_avx2_fma();
+    let avx512 = avx2 && has_avx512();
     let run = |(h, out): (usize, &mut [f32])| {
         let sink = sink.map(|s| s[h]);
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time just above).
+            unsafe { head_attention_avx512(q, k, v, t, a, h, d_head, scale, sink, out) };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
             unsafe { head_attention_avx2(q, k, v, t, a, h, d_head, scale, sink, out) };
             return;
         }
-        let _ = avx2;
-        head_attention(q, k, v, t, a, h, d_head, scale, sink, out);
+        let _ = (avx2, avx512);
+        head_attention::<Unfused>(q, k, v, t, a, h, d_head, scale, sink, out);
     };
     if n_head > 1 && t * t * d_head * n_head >= 1 << 16 {
         heads.par_chunks_mut(t * d_head).enumerate().for_each(run);
     } else {
         heads.chunks_mut(t * d_head).enumerate().for_each(run);
     }
-    for (h, head) in heads.chunks(t * d_head).enumerate() {
-        for (i, row) in head.chunks(d_head).enumerate() {
-            y[i * a + h * d_head..i * a + (h + 1) * d_head].copy_from_slice(row);
+    let gather = |(i, yrow): (usize, &mut [f32])| {
+        for (h, dst) in yrow.chunks_exact_mut(d_head).enumerate() {
+            let src = &heads[(h * t + i) * d_head..][..d_head];
+            if d_head == HEAD16 {
+                // A fixed-size copy compiles to vector moves rather than a memcpy call.
+                let dst: &mut [f32; HEAD16] = dst.try_into().unwrap();
+                *dst = src.try_into().unwrap();
+            } else {
+                dst.copy_from_slice(src);
+            }
         }
+    };
+    if t * a >= 1 << 16 {
+        y.par_chunks_mut(a).enumerate().for_each(gather);
+    } else {
+        y.chunks_mut(a).enumerate().for_each(gather);
     }
     Ok(())
+}
+
+pub(crate) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 pub(crate) fn has_avx2_fma() -> bool {
@@ -109,13 +140,38 @@ unsafe fn head_attention_avx2(
     sink: Option<f32>,
     out: &mut [f32],
 ) {
-    head_attention(q, k, v, t, a, h, dh, scale, sink, out)
+    head_attention::<Fused>(q, k, v, t, a, h, dh, scale, sink, out)
 }
 
-/// One head; `out`: (T, dh).
+/// The same code again for AVX-512, where one register holds a whole d_head = 16 row.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn head_attention_avx512(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    t: usize,
+    a: usize,
+    h: usize,
+    dh: usize,
+    scale: f32,
+    sink: Option<f32>,
+    out: &mut [f32],
+) {
+    head_attention::<Fused>(q, k, v, t, a, h, dh, scale, sink, out)
+}
+
+/// Queries whose probability-weighted value sums share one pass over the values (d_head = 16 path).
+const QUERY_BLOCK: usize = 4;
+
+/// Keys per register block when scoring.
+const KEY_BLOCK: usize = 16;
+
+/// One head; `out`: (T, dh). `M` fuses the multiply-adds where the instantiation has FMA.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn head_attention(
+fn head_attention<M: MulAdd>(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -128,68 +184,129 @@ fn head_attention(
     out: &mut [f32],
 ) {
     // Channel-major copies so that the inner loops run over keys, contiguous and vectorisable.
-    let mut kt = vec![0f32; dh * t];
-    let mut vt = vec![0f32; dh * t];
-    for j in 0..t {
-        for c in 0..dh {
-            kt[c * t + j] = k[j * a + h * dh + c];
-            vt[c * t + j] = v[j * a + h * dh + c];
+    let kt = channel_major(k, t, a, h, dh);
+    let vt = channel_major(v, t, a, h, dh);
+    // Row-major copy of this head's values, for the d_head = 16 path.
+    let mut vr: Vec<f32> = Vec::new();
+    if dh == HEAD16 {
+        vr.reserve(t * dh);
+        for j in 0..t {
+            vr.extend_from_slice(&v[j * a + h * dh..j * a + (h + 1) * dh]);
         }
     }
-    // Row-major copy of this head's values, for the d_head = 16 path.
-    let vr: Vec<f32> = if dh == HEAD16 {
-        (0..t)
-            .flat_map(|j| v[j * a + h * dh..j * a + (h + 1) * dh].iter().copied())
-            .collect()
-    } else {
-        Vec::new()
-    };
     let v_live: Vec<bool> = (0..dh)
         .map(|c| vt[c * t..(c + 1) * t].iter().any(|&x| x != 0.0))
         .collect();
-    let mut scores = vec![0f32; t];
-    let mut nz: Vec<(usize, f32)> = Vec::with_capacity(dh);
-    for i in 0..t {
-        let n = i + 1;
-        let s = &mut scores[..n];
-        s.fill(0.0);
-        nz.clear();
-        nz.extend((0..dh).filter_map(|c| {
-            let x = q[i * a + h * dh + c];
-            (x != 0.0).then_some((c, x * scale))
-        }));
-        for &(c, qc) in &nz {
-            axpy(qc, &kt[c * t..c * t + n], s);
+    // Unnormalised probabilities of QUERY_BLOCK queries, each row padded with zeros up to the block's last key.
+    let mut scores = vec![0f32; QUERY_BLOCK * t];
+    let mut inv = [0f32; QUERY_BLOCK];
+    let mut nz: Vec<(usize, f32)> = vec![(0, 0.0); dh];
+    for i0 in (0..t).step_by(QUERY_BLOCK) {
+        let qn = QUERY_BLOCK.min(t - i0);
+        let n_block = i0 + qn;
+        for (qi, (s, inv)) in scores.chunks_exact_mut(t).zip(inv.iter_mut()).take(qn).enumerate() {
+            let i = i0 + qi;
+            let n = i + 1;
+            // Branch-free: which channels survived AbsTopK is random, and a branch per channel mispredicts.
+            let mut live = 0;
+            for (c, &x) in q[i * a + h * dh..i * a + (h + 1) * dh].iter().enumerate() {
+                nz[live] = (c, x * scale);
+                live += (x != 0.0) as usize;
+            }
+            let s = &mut s[..n_block];
+            scores_into::<M>(&nz[..live], &kt, t, &mut s[..n]);
+            s[n..].fill(0.0);
+            let s = &mut s[..n];
+            let mut m = max(s);
+            if let Some(sl) = sink {
+                m = m.max(sl);
+            }
+            let mut denom = exp_sub_sum(s, m);
+            if let Some(sl) = sink {
+                denom += (sl - m).exp();
+            }
+            *inv = 1.0 / denom;
         }
-        let mut m = max(s);
-        if let Some(sl) = sink {
-            m = m.max(sl);
-        }
-        let mut denom = exp_sub_sum(s, m);
-        if let Some(sl) = sink {
-            denom += (sl - m).exp();
-        }
-        let inv = 1.0 / denom;
-        let row = &mut out[i * dh..(i + 1) * dh];
         if dh == HEAD16 {
-            // One 16-lane multiply-add per key beats 16 dot products over the keys.
-            let mut acc = [0f32; HEAD16];
-            for (p, vj) in s.iter().zip(vr.chunks_exact(HEAD16)) {
-                for c in 0..HEAD16 {
-                    acc[c] += p * vj[c];
+            weighted_values16::<M>(&scores, t, &vr, n_block, &inv[..qn], &mut out[i0 * dh..n_block * dh]);
+        } else {
+            for (qi, (s, inv)) in scores.chunks_exact(t).zip(inv).take(qn).enumerate() {
+                let i = i0 + qi;
+                let n = i + 1;
+                let row = &mut out[i * dh..(i + 1) * dh];
+                for c in 0..dh {
+                    row[c] = if v_live[c] {
+                        dot(&s[..n], &vt[c * t..c * t + n]) * inv
+                    } else {
+                        0.0
+                    };
                 }
             }
-            for (r, a) in row.iter_mut().zip(acc) {
-                *r = a * inv;
+        }
+    }
+}
+
+/// Head h's columns of `m` ((T, A) row-major) as (dh, T). Tiles of TILE keys are gathered first so that each
+/// channel's row is written as a contiguous run instead of one scattered store per key.
+#[inline(always)]
+fn channel_major(m: &[f32], t: usize, a: usize, h: usize, dh: usize) -> Vec<f32> {
+    const TILE: usize = 16;
+    let mut out = vec![0f32; dh * t];
+    let mut tile = [0f32; TILE];
+    for j0 in (0..t).step_by(TILE) {
+        let tn = TILE.min(t - j0);
+        for c in 0..dh {
+            for (jj, x) in tile.iter_mut().take(tn).enumerate() {
+                *x = m[(j0 + jj) * a + h * dh + c];
             }
-        } else {
-            for c in 0..dh {
-                row[c] = if v_live[c] {
-                    dot(s, &vt[c * t..c * t + n]) * inv
-                } else {
-                    0.0
-                };
+            out[c * t + j0..c * t + j0 + tn].copy_from_slice(&tile[..tn]);
+        }
+    }
+    out
+}
+
+/// s[j] = Σ_c q_c·kt[c, j] over the query's nonzero channels `nz` (q already scaled), in channel order: the same
+/// sums as one pass over the keys per channel, but each block of keys stays in registers across the channels.
+#[inline(always)]
+fn scores_into<M: MulAdd>(nz: &[(usize, f32)], kt: &[f32], t: usize, s: &mut [f32]) {
+    let n = s.len();
+    let full = n - n % KEY_BLOCK;
+    for j0 in (0..full).step_by(KEY_BLOCK) {
+        let mut acc = [0f32; KEY_BLOCK];
+        for &(c, qc) in nz {
+            let kk: &[f32; KEY_BLOCK] = kt[c * t + j0..][..KEY_BLOCK].try_into().unwrap();
+            for l in 0..KEY_BLOCK {
+                acc[l] = M::mul_add(qc, kk[l], acc[l]);
             }
+        }
+        s[j0..j0 + KEY_BLOCK].copy_from_slice(&acc);
+    }
+    for (j, x) in s.iter_mut().enumerate().skip(full) {
+        let mut acc = 0f32;
+        for &(c, qc) in nz {
+            acc = M::mul_add(qc, kt[c * t + j], acc);
+        }
+        *x = acc;
+    }
+}
+
+/// out[qi] = inv[qi] · Σ_j s[qi, j]·v[j] for d_head = 16 and the block's queries: each value row is loaded once
+/// for all of them. `scores`: (QUERY_BLOCK, t) with zeros past each query's own keys; `vr`: (t, 16).
+#[inline(always)]
+fn weighted_values16<M: MulAdd>(scores: &[f32], t: usize, vr: &[f32], n_block: usize, inv: &[f32], out: &mut [f32]) {
+    let mut acc = [[0f32; HEAD16]; QUERY_BLOCK];
+    for (j, vj) in vr.chunks_exact(HEAD16).take(n_block).enumerate() {
+        let vj: &[f32; HEAD16] = vj.try_into().unwrap();
+        for (qi, acc) in acc.iter_mut().enumerate() {
+            let p = scores[qi * t + j];
+            for c in 0..HEAD16 {
+                acc[c] = M::mul_add(p, vj[c], acc[c]);
+            }
+        }
+    }
+    for ((row, acc), inv) in out.chunks_exact_mut(HEAD16).zip(acc).zip(inv) {
+        for (r, a) in row.iter_mut().zip(acc) {
+            *r = a * inv;
         }
     }
 }
@@ -220,14 +337,14 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
     s
 }
 
-/// The largest entry (NaN-free input), with eight running maxima so that it vectorises.
+/// The largest entry (NaN-free input), with sixteen running maxima so that it vectorises.
 #[inline(always)]
 fn max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let chunks = x.chunks_exact(8);
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let chunks = x.chunks_exact(16);
     let rest = chunks.remainder();
     for c in chunks {
-        for l in 0..8 {
+        for l in 0..16 {
             acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
         }
     }
@@ -239,10 +356,25 @@ fn max(x: &[f32]) -> f32 {
 }
 
 /// s[j] = exp(s[j] - m); returns Σ s[j].
+///
+/// Exponentials are taken sixteen at a time (one AVX-512 register), but summed into eight lanes in the order
+/// of an eight-wide loop, so the result does not depend on the vector width.
 #[inline(always)]
 fn exp_sub_sum(s: &mut [f32], m: f32) -> f32 {
     let mut acc = [0f32; 8];
-    let mut chunks = s.chunks_exact_mut(8);
+    let mut wide = s.chunks_exact_mut(16);
+    for c in &mut wide {
+        for x in c.iter_mut() {
+            *x = fast_exp(*x - m);
+        }
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+        for l in 0..8 {
+            acc[l] += c[8 + l];
+        }
+    }
+    let mut chunks = wide.into_remainder().chunks_exact_mut(8);
     for c in &mut chunks {
         for l in 0..8 {
             c[l] = fast_exp(c[l] - m);
@@ -282,22 +414,6 @@ fn fast_exp(x: f32) -> f32 {
         + r * (1.0 + r * (0.5 + r * (1.666_666_7e-1 + r * (4.166_666_6e-2 + r * (8.333_452e-3 + r * 1.390_238_4e-3)))));
     let bits = (n_int.wrapping_add(127) as u32) << 23;
     p * f32::from_bits(bits)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_exp_is_accurate() {
-        let mut x = -87.0f32;
-        while x <= 0.0 {
-            let (a, b) = (fast_exp(x), x.exp());
-            assert!(((a - b) / b).abs() < 1e-6, "exp({x}): {a} vs {b}");
-            x += 0.0137;
-        }
-        assert_eq!(fast_exp(-1000.0), fast_exp(-87.0));
-    }
 }
 
 /// Gradients of [`causal_attention`]: given dy (T, A), accumulates nothing and overwrites `dq`, `dk`, `dv`
@@ -493,4 +609,20 @@ fn head_backward(
         }
     }
     *dsink = sink_grad;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            let (a, b) = (fast_exp(x), x.exp());
+            assert!(((a - b) / b).abs() < 1e-6, "exp({x}): {a} vs {b}");
+            x += 0.0137;
+        }
+        assert_eq!(fast_exp(-1000.0), fast_exp(-87.0));
+    }
 }

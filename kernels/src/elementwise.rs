@@ -18,6 +18,12 @@ pub fn gelu_erf_inplace(x: &mut [f32]) {
 
 fn gelu_chunk(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if crate::attention::has_avx2_fma() && crate::attention::has_avx512() {
+        // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time just above).
+        unsafe { gelu_chunk_avx512(x) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if crate::attention::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
         unsafe { gelu_chunk_avx2(x) };
@@ -29,6 +35,12 @@ fn gelu_chunk(x: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gelu_chunk_avx2(x: &mut [f32]) {
+    gelu_body(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gelu_chunk_avx512(x: &mut [f32]) {
     gelu_body(x)
 }
 

@@ -8,6 +8,7 @@
 mod attention;
 mod csr;
 mod elementwise;
+mod fma;
 mod matmul;
 mod topk;
 
@@ -15,4 +16,4 @@ pub use attention::{causal_attention, causal_attention_backward, AttentionShape}
 pub use csr::{CsrError, CsrMatrix, CsrView, RowPtr};
 pub use elementwise::{erf, gelu_erf_inplace, rms_norm_rows};
 pub use matmul::{csr_matmul_grad_input, csr_matmul_xwt};
-pub use topk::abs_topk_rows;
+pub use topk::{abs_topk_rows, abs_topk_rows_inplace};

@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use crate::fma::{Fused, MulAdd, Unfused};
+
 use crate::csr::{CsrError, CsrView, RowPtr};
 
 /// Below this many multiply-adds a rayon fork/join costs more than it saves.
@@ -376,35 +378,31 @@ impl Isa {
     }
 }
 
-/// `a * b + c`, fused or not. `f32::mul_add` is a single instruction only where FMA is
-/// enabled; elsewhere it is a slow libm call, so the portable build uses separate ops.
-trait MulAdd {
-    fn mul_add(a: f32, b: f32, c: f32) -> f32;
-}
-
-struct Fused;
-struct Unfused;
-
-impl MulAdd for Fused {
-    #[inline(always)]
-    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-        a.mul_add(b, c)
-    }
-}
-
-impl MulAdd for Unfused {
-    #[inline(always)]
-    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-        a * b + c
-    }
-}
-
 /// Packs tokens `x[t0 .. t0 + nb]` (rows of length `cols`) into `dst`, laid out `(cols, B)`.
 /// Lanes `nb..B` are left as they are: they only feed accumulator lanes that are never stored.
+///
+/// Works in tiles of `PACK_TILE` columns: the tokens' runs of the tile are read into a small buffer, and each
+/// column's `B` values are then written as one contiguous run. Writing each token's values straight to their
+/// column slots instead touches a different cache line per value.
 fn pack_tokens<const B: usize>(x: &[f32], cols: usize, dst: &mut [f32]) {
-    for (b, xr) in x.chunks_exact(cols).enumerate() {
-        for (d, &v) in dst.chunks_exact_mut(B).zip(xr) {
-            d[b] = v;
+    const PACK_TILE: usize = 16;
+    let nb = x.len() / cols;
+    let mut tile = [[0f32; PACK_TILE]; B];
+    for c0 in (0..cols).step_by(PACK_TILE) {
+        let cn = PACK_TILE.min(cols - c0);
+        for (b, tr) in tile.iter_mut().take(nb).enumerate() {
+            let src = &x[b * cols + c0..b * cols + c0 + cn];
+            if cn == PACK_TILE {
+                // A fixed-size copy compiles to vector moves rather than a memcpy call.
+                *tr = src.try_into().unwrap();
+            } else {
+                tr[..cn].copy_from_slice(src);
+            }
+        }
+        for (c, d) in dst[c0 * B..(c0 + cn) * B].chunks_exact_mut(B).enumerate() {
+            for (dv, tr) in d.iter_mut().zip(&tile).take(nb) {
+                *dv = tr[c];
+            }
         }
     }
 }

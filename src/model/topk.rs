@@ -24,14 +24,12 @@ pub fn abs_topk(x: &Tensor, k: usize) -> Result<Tensor> {
     }
 }
 
-/// AbsTopK over rows of `dim` entries of a plain buffer, replacing it.
-pub fn abs_topk_vec(values: &mut Vec<f32>, dim: usize, k: usize) {
+/// AbsTopK over rows of `dim` entries of a plain buffer, in place.
+pub fn abs_topk_vec(values: &mut [f32], dim: usize, k: usize) {
     if dim == 0 || k >= dim {
         return;
     }
-    let mut out = vec![0f32; values.len()];
-    topk_rows(values, &mut out, dim, k, false);
-    *values = out;
+    circuitscope_kernels::abs_topk_rows_inplace(values, dim, k);
 }
 
 /// dst ← the top-k entries of each row of src (or 1.0 at their places when `mask`), zeros elsewhere.
