@@ -3,6 +3,7 @@
 //! intervened on, so hooks behave exactly as on the graph path (the parity tests run both).
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 use super::config::{Activation, Loctype, ResidualActivation};
 use super::error::Result;
@@ -46,9 +47,7 @@ impl Gpt {
         let mut logits = linear(&self.lm_head, &normed, rows)?; // (B·T, V)
         let v = cfg.vocab_size;
         let flb: Vec<f32> = self.final_logits_bias.to_vec1()?;
-        for row in logits.chunks_mut(v) {
-            add_assign(row, &flb);
-        }
+        add_row(&mut logits, &flb);
         if let Some(table) = &self.bigram_table {
             let bigram: Vec<f32> = table.index_select(&ids_t, 0)?.flatten_all()?.to_vec1()?;
             add_assign(&mut logits, &bigram);
@@ -101,16 +100,10 @@ impl Ctx<'_> {
         let read = self.read(&block.ln_1, block.ln_p.as_ref().map(|p| &p.0), &x, pos)?;
         let read = self.hooked_topk(format!("{l}.attn.act_in"), Loctype::AttnIn, read)?;
         let qkv = linear(&block.attn.c_attn, &read.data, rows)?; // (B·T, 3A)
-        let part = |i: usize| {
-            let mut data = Vec::with_capacity(rows * a);
-            for r in qkv.chunks(3 * a) {
-                data.extend_from_slice(&r[i * a..(i + 1) * a]);
-            }
-            Acts { data, width: a }
-        };
-        let k = self.hooked_topk(format!("{l}.attn.k"), Loctype::AttnK, part(1))?;
-        let q = self.hooked_topk(format!("{l}.attn.q"), Loctype::AttnQ, part(0))?;
-        let v = self.hooked_topk(format!("{l}.attn.v"), Loctype::AttnV, part(2))?;
+        let [q, k, v] = split_qkv(&qkv, a);
+        let k = self.hooked_topk(format!("{l}.attn.k"), Loctype::AttnK, Acts { data: k, width: a })?;
+        let q = self.hooked_topk(format!("{l}.attn.q"), Loctype::AttnQ, Acts { data: q, width: a })?;
+        let v = self.hooked_topk(format!("{l}.attn.v"), Loctype::AttnV, Acts { data: v, width: a })?;
         let sink: Option<Vec<f32>> = match &block.attn.sink_logit {
             Some(s) => Some(s.to_vec1()?),
             None => None,
@@ -208,9 +201,49 @@ impl Ctx<'_> {
 }
 
 fn add_assign(x: &mut [f32], y: &[f32]) {
+    if x.len() >= PAR_MIN {
+        // Memory-bound, but a serial pass over megabytes is a visible share of a multi-threaded forward.
+        x.par_chunks_mut(PAR_CHUNK)
+            .zip(y.par_chunks(PAR_CHUNK))
+            .for_each(|(a, b)| add_assign(a, b));
+        return;
+    }
     for (a, b) in x.iter_mut().zip(y) {
         *a += b;
     }
+}
+
+/// x += row, for every `row.len()`-wide row of x.
+fn add_row(x: &mut [f32], row: &[f32]) {
+    let add = |r: &mut [f32]| {
+        for (a, b) in r.iter_mut().zip(row) {
+            *a += b;
+        }
+    };
+    if x.len() >= PAR_MIN {
+        x.par_chunks_mut(row.len()).for_each(add);
+    } else {
+        x.chunks_mut(row.len()).for_each(add);
+    }
+}
+
+/// Buffers at least this long are added, biased and split by several threads.
+const PAR_MIN: usize = 1 << 16;
+const PAR_CHUNK: usize = 1 << 14;
+
+/// (B·T, 3A) → q, k, v, each (B·T, A).
+fn split_qkv(qkv: &[f32], a: usize) -> [Vec<f32>; 3] {
+    let rows = qkv.len() / (3 * a).max(1);
+    let mut out = [vec![0f32; rows * a], vec![0f32; rows * a], vec![0f32; rows * a]];
+    for (i, part) in out.iter_mut().enumerate() {
+        let copy = |(dst, src): (&mut [f32], &[f32])| dst.copy_from_slice(&src[i * a..(i + 1) * a]);
+        if qkv.len() >= PAR_MIN {
+            part.par_chunks_mut(a).zip(qkv.par_chunks(3 * a)).for_each(copy);
+        } else {
+            part.chunks_mut(a).zip(qkv.chunks(3 * a)).for_each(copy);
+        }
+    }
+    out
 }
 
 /// x (rows, in) → x·Wᵀ + b (rows, out).
@@ -229,9 +262,7 @@ fn linear(lin: &Linear, x: &[f32], rows: usize) -> Result<Vec<f32>> {
     };
     if let Some(bias) = &lin.bias {
         let bias: Vec<f32> = bias.to_vec1()?;
-        for row in y.chunks_mut(out_dim) {
-            add_assign(row, &bias);
-        }
+        add_row(&mut y, &bias);
     }
     Ok(y)
 }
