@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use circuitscope::analysis::ablate::{self, Means, NodeSet, TaskData};
 use circuitscope::analysis::scan::{node_hooks, NodeScan, ScanIndex};
-use circuitscope::circuit::{halved, model_fingerprint, CircuitFile, NodeId, Site};
+use circuitscope::circuit::{halved, model_fingerprint, CircuitFile, EdgeEnd, NodeId, Site};
 use circuitscope::data::tasks::{self, Split};
 use circuitscope::export::{self, ReportInput};
 use circuitscope::model::{Checkpoint, Config, Gpt, LoadOptions, ModelFiles};
@@ -706,6 +706,12 @@ fn build_example_session() {
         }
     }
 
+    let roles = Roles::find(&facts, &probe_runs, d_head);
+    println!(
+        "roles: detectors {:?}, carry {:?}, open head {:?}, depth {:?}, gate {:?} (value {:?})",
+        roles.detectors, roles.carry, roles.open_head, roles.depth, roles.gate, roles.gate_value
+    );
+
     // Adversarial prompts.
     // The depth channels the attacks are read on: depth-selective nodes after the first attention that the
     // circuit needs, most selective first.
@@ -761,11 +767,7 @@ fn build_example_session() {
                 .iter()
                 .map(|(k, p)| (*k, p.sink[r.tokens.len() - 1]))
                 .collect(),
-            depth10: "0.attn.resid_delta[10]"
-                .parse::<NodeId>()
-                .ok()
-                .and_then(|n| r.acts.get(&n))
-                .and_then(|v| v.last().copied()),
+            depth_signal: roles.depth.and_then(|n| r.acts.get(&n)).and_then(|v| v.last().copied()),
         });
     }
 
@@ -854,6 +856,7 @@ fn build_example_session() {
     session.marks = key_nodes.clone();
 
     let summary = mechanism(&Mechanism {
+        roles: &roles,
         facts: &facts,
         circuit: &lab.circuit,
         task_stats: &task_stats,
@@ -861,7 +864,6 @@ fn build_example_session() {
         full_acc: full.accuracy,
         alone_loss: alone.loss,
         alone_acc: alone.accuracy,
-        probes: &probe_runs,
         attacks: &attack_results,
         attn_lines: &attn_lines,
     });
@@ -891,11 +893,123 @@ struct AttackResult {
     tokens: Vec<String>,
     /// (layer, head) → the sink's share of its attention at the last token.
     head_sinks: BTreeMap<(usize, usize), f32>,
-    /// The depth channel `0.attn.resid_delta[10]` at the last token.
-    depth10: Option<f32>,
+    /// The depth signal ([`Roles::depth`]) at the last token.
+    depth_signal: Option<f32>,
+}
+
+fn end_node(e: &EdgeEnd) -> Option<NodeId> {
+    match e {
+        EdgeEnd::Node(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// A layer-1 head "gates" on depth when its sink share differs by at least this much between the probes.
+const GATE_SINK: f32 = 0.1;
+
+/// The nodes and heads the mechanism write-up is about, chosen from the measurements by fixed rules, so that
+/// the text follows the circuit of whatever model the bundled one is.
+struct Roles {
+    d_head: usize,
+    /// Embedding channels read by attention 0 that respond most to ` [[`-tokens, by circuit Δ (up to two).
+    detectors: Vec<NodeId>,
+    /// Attention-0 q/k/v channels with the largest circuit Δ (up to three).
+    carry: Vec<NodeId>,
+    /// The layer-0 head with the most last-token attention on ` [[` tokens on the depth-2 probe:
+    /// (head, share at depth 2, share at depth 1, sink share at depth 2).
+    open_head: Option<(usize, f32, f32, f32)>,
+    /// The attention-0 write the circuit needs (Δ ≥ DELTA_MATTERS) that separates the depths most.
+    depth: Option<NodeId>,
+    /// The layer-1 head whose sink share differs most between the depth-2 and depth-1 probes:
+    /// (head, sink share at depth 2, at depth 1).
+    gate: Option<(usize, f32, f32)>,
+    /// That head's most depth-selective value channel in the circuit.
+    gate_value: Option<NodeId>,
+}
+
+impl Roles {
+    fn find(facts: &[NodeFacts], probes: &[RunSummary], d_head: usize) -> Roles {
+        let by_delta = |pred: &dyn Fn(&NodeFacts) -> bool, n: usize| -> Vec<NodeId> {
+            let mut v: Vec<&NodeFacts> = facts.iter().filter(|f| pred(f)).collect();
+            v.sort_by(|a, b| {
+                b.delta_circuit
+                    .unwrap_or(0.0)
+                    .total_cmp(&a.delta_circuit.unwrap_or(0.0))
+            });
+            v.iter().take(n).map(|f| f.id).collect()
+        };
+        let detectors = by_delta(
+            &|f| {
+                f.id.layer == Some(0) && f.id.site == Site::AttnActIn && {
+                    let (class, z) = f.bracket_response();
+                    class == "` [[`" && z >= BRACKET_Z
+                }
+            },
+            2,
+        );
+        let carry = by_delta(
+            &|f| f.id.layer == Some(0) && matches!(f.id.site, Site::AttnQ | Site::AttnK | Site::AttnV),
+            3,
+        );
+        // (open share, sink share) of head (l, h) at the last token of a probe.
+        let attn = |probe: usize, l: usize, h: usize| -> Option<(f32, f32)> {
+            let r = probes.get(probe)?;
+            let last = r.tokens.len() - 1;
+            let p = r.attention.get(&(l, h))?;
+            let row = p.row(last);
+            let open: f32 = (0..row.len())
+                .filter(|&j| bracket_class(&r.tokens[j]) == 0)
+                .map(|j| row[j])
+                .sum();
+            Some((open, p.sink[last]))
+        };
+        let heads = |l: usize| -> Vec<usize> {
+            let mut v: Vec<usize> = probes
+                .first()
+                .map(|r| r.attention.keys().filter(|k| k.0 == l).map(|k| k.1).collect())
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        let open_head = heads(0)
+            .into_iter()
+            .filter_map(|h| {
+                let (o2, sink) = attn(0, 0, h)?;
+                let (o1, _) = attn(1, 0, h)?;
+                Some((h, o2, o1, sink))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let depth = facts
+            .iter()
+            .filter(|f| f.id.layer == Some(0) && f.id.site == Site::AttnResidDelta)
+            .filter(|f| f.delta_circuit.unwrap_or(0.0) >= DELTA_MATTERS)
+            .max_by(|a, b| a.depth_d().abs().total_cmp(&b.depth_d().abs()))
+            .map(|f| f.id);
+        let gate = heads(1)
+            .into_iter()
+            .filter_map(|h| Some((h, attn(0, 1, h)?.1, attn(1, 1, h)?.1)))
+            .max_by(|a, b| (a.1 - a.2).abs().total_cmp(&(b.1 - b.2).abs()));
+        let gate_value = gate.and_then(|(h, _, _)| {
+            facts
+                .iter()
+                .filter(|f| f.id.layer == Some(1) && f.id.site == Site::AttnV && f.id.index / d_head == h)
+                .max_by(|a, b| a.depth_d().abs().total_cmp(&b.depth_d().abs()))
+                .map(|f| f.id)
+        });
+        Roles {
+            d_head,
+            detectors,
+            carry,
+            open_head,
+            depth,
+            gate,
+            gate_value,
+        }
+    }
 }
 
 struct Mechanism<'a> {
+    roles: &'a Roles,
     facts: &'a [NodeFacts],
     circuit: &'a CircuitFile,
     task_stats: &'a str,
@@ -903,7 +1017,6 @@ struct Mechanism<'a> {
     full_acc: f64,
     alone_loss: f64,
     alone_acc: f64,
-    probes: &'a [RunSummary],
     attacks: &'a [AttackResult],
     attn_lines: &'a [String],
 }
@@ -938,21 +1051,6 @@ fn mechanism(m: &Mechanism) -> String {
             )
         })
     };
-    let attn = |probe: usize, l: usize, h: usize| -> (f32, f32) {
-        let r = &m.probes[probe];
-        let last = r.tokens.len() - 1;
-        match r.attention.get(&(l, h)) {
-            Some(p) => {
-                let row = p.row(last);
-                let open: f32 = (0..row.len())
-                    .filter(|&j| bracket_class(&r.tokens[j]) == 0)
-                    .map(|j| row[j])
-                    .sum();
-                (open, p.sink[last])
-            }
-            None => (f32::NAN, f32::NAN),
-        }
-    };
     let count = |pred: &dyn Fn(&NodeFacts) -> bool| m.facts.iter().filter(|f| pred(f)).count();
     let mut s = String::new();
     let _ = writeln!(
@@ -983,7 +1081,7 @@ fn mechanism(m: &Mechanism) -> String {
     };
     let _ = writeln!(
         s,
-        "Roles ({} nodes). Token-local layer-0 channels (embedding channels read by attention 0 and the q/k/v made from them): {}. Layer-0 outputs and MLP 0: {}. Layer-1 attention (its inputs, q/k/v, outputs): {}. MLP 1: {}. Readout (final residual): {}. Most nodes are weakly involved: the prune kept {} nodes to bring a weak model's circuit to the target loss, and {} of them change the circuit's loss by less than {DELTA_MATTERS} when ablated.\n",
+        "Roles ({} nodes). Token-local layer-0 channels (embedding channels read by attention 0 and the q/k/v made from them): {}. Layer-0 outputs and MLP 0: {}. Layer-1 attention (its inputs, q/k/v, outputs): {}. MLP 1: {}. Readout (final residual): {}. Many nodes are weakly involved: of the {} nodes the prune kept to reach the target loss, {} change the circuit's loss by less than {DELTA_MATTERS} when ablated.\n",
         m.facts.len(),
         sup(&|f: &NodeFacts| f.token_local()),
         sup(&|f: &NodeFacts| f.id.layer == Some(0) && !f.token_local()),
@@ -993,78 +1091,110 @@ fn mechanism(m: &Mechanism) -> String {
         m.facts.len(),
         count(&|f: &NodeFacts| f.delta_circuit.unwrap_or(0.0) < DELTA_MATTERS),
     );
-    let (h02_open_2, h02_sink_2) = attn(0, 0, 2);
-    let (h02_open_1, _) = attn(1, 0, 2);
-    let writers: Vec<String> = {
-        let mut v: Vec<usize> = m
-            .circuit
-            .edges
-            .iter()
-            .filter(|e| e.target.to_string() == "0.attn.resid_delta[10]")
-            .filter_map(|e| {
-                e.source
-                    .to_string()
-                    .strip_prefix("0.attn.v[")?
-                    .trim_end_matches(']')
-                    .parse::<usize>()
-                    .ok()
-            })
-            .map(|c| c / 16)
-            .collect();
-        v.sort();
-        v.dedup();
-        v.iter().map(|h| format!("0.{h}")).collect()
-    };
-    let _ = writeln!(
-        s,
-        "1. Detect. ` [[` is a single token in this tokenizer (so are ` [[-`, ` [[\"`, ` [['` and ` [[[`), so \"a nested list opens here\" is visible in one token's embedding. Embedding channel 109 is the detector: `0.attn.act_in[109]` is {}, its top exemplars pivot on ` [[`-tokens, and mean-ablating it costs the circuit more than any other node (Δ {}). Channel 3 (`0.attn.act_in[3]`, {}, Δ {}) is a weaker copy.\n",
-        open2("0.attn.act_in[109]"),
-        delta("0.attn.act_in[109]"),
-        open2("0.attn.act_in[3]"),
-        delta("0.attn.act_in[3]")
-    );
-    let _ = writeln!(
-        s,
-        "2. Carry. Attention 0 moves it to the last token. Head 0.0's key `0.attn.k[2]` ({}) and value `0.attn.v[6]` ({}) are the next-largest ablations (Δ {} and {}), with its query `0.attn.q[2]` (Δ {}); head 0.2 puts {:.2} of its last-token attention on the ` [[` token on the depth-2 probe and {:.2} on the depth-1 probe (sink {:.2}). What arrives is a depth signal on residual channel 10: `0.attn.resid_delta[10]` is {} at the last token; the circuit's edges into it come from value channels of heads {}, so the signal is a sum over several heads, not one head's (hedged: we did not ablate heads separately). It is read on as `1.attn.act_in[10]` ({}) and `final_resid[10]` ({}).\n",
-        open2("0.attn.k[2]"),
-        open2("0.attn.v[6]"),
-        delta("0.attn.k[2]"),
-        delta("0.attn.v[6]"),
-        delta("0.attn.q[2]"),
-        h02_open_2,
-        h02_open_1,
-        h02_sink_2,
-        depth("0.attn.resid_delta[10]"),
-        writers.join(", "),
-        depth("1.attn.act_in[10]"),
-        depth("final_resid[10]")
-    );
-    let (_, h10_sink_2) = attn(0, 1, 0);
-    let (_, h10_sink_1) = attn(1, 1, 0);
-    let k14_edge = m
-        .circuit
-        .edges
+    let r = m.roles;
+    let name = |n: Option<NodeId>| n.map_or("—".to_string(), |n| format!("`{n}`"));
+    let dets: Vec<String> = r
+        .detectors
         .iter()
-        .find(|e| e.source.to_string() == "1.attn.act_in[10]" && e.target.to_string() == "1.attn.k[14]")
-        .map_or("—".into(), |e| {
-            format!(
-                "weight {:+.2}, edge ablation Δ {}",
-                e.weight.unwrap_or(0.0),
-                e.ablation_delta.map_or("—".into(), |d| format!("{:+.3}", halved(d)))
-            )
-        });
+        .map(|id| format!("`{id}` ({}, Δ {})", open2(&id.to_string()), delta(&id.to_string())))
+        .collect();
     let _ = writeln!(
         s,
-        "3. Gate (layer 1, least certain). Head 1.0's key `1.attn.k[14]` reads channel 10 ({k14_edge}; the key's own Δ {}), and the head behaves like a depth gate: on the depth-2 probe it puts {:.2} of its last-token attention on the sink, on the depth-1 probe {:.2}, attending to the numbers instead. Its value `1.attn.v[9]` ({}) writes `1.attn.resid_delta[46]` ({}, Δ {}): an \"only one bracket is open\" write that is present in flat lists and nearly absent at depth 2. The query `1.attn.q[14]` is also depth-selective ({}, Δ {}).\n",
-        delta("1.attn.k[14]"),
-        h10_sink_2,
-        h10_sink_1,
-        depth("1.attn.v[9]"),
-        depth("1.attn.resid_delta[46]"),
-        delta("1.attn.resid_delta[46]"),
-        depth("1.attn.q[14]"),
-        delta("1.attn.q[14]")
+        "1. Detect. ` [[` is a single token in this tokenizer (so are ` [[-`, ` [[\"`, ` [['` and ` [[[`), so \"a nested list opens here\" is visible in one token's embedding. The embedding channels the circuit needs most among those that respond to ` [[`-tokens: {}.\n",
+        if dets.is_empty() { "none of the circuit's embedding channels responds to ` [[`".to_string() } else { dets.join("; ") }
     );
+    let carry: Vec<String> = r
+        .carry
+        .iter()
+        .map(|id| format!("`{id}` ({}, Δ {})", open2(&id.to_string()), delta(&id.to_string())))
+        .collect();
+    let head_line = r.open_head.map_or(String::new(), |(h, o2, o1, sink)| {
+        format!(
+            " Head 0.{h} attends most to ` [[` tokens: {o2:.2} of its last-token attention on the depth-2 probe, {o1:.2} on the depth-1 probe (sink {sink:.2})."
+        )
+    });
+    let writers: Vec<String> = match r.depth {
+        Some(d) => {
+            let mut v: Vec<usize> = m
+                .circuit
+                .edges
+                .iter()
+                .filter(|e| end_node(&e.target) == Some(d))
+                .filter_map(|e| end_node(&e.source))
+                .filter(|n| n.site == Site::AttnV && n.layer == Some(0))
+                .map(|n| n.index / r.d_head)
+                .collect();
+            v.sort();
+            v.dedup();
+            v.iter().map(|h| format!("0.{h}")).collect()
+        }
+        None => Vec::new(),
+    };
+    let depth_id = r.depth.map(|d| d.to_string()).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "2. Carry. Attention 0 moves it to the last token. Its q/k/v channels with the largest ablations: {}.{} What arrives is a depth signal: the most depth-selective attention-0 write the circuit needs is {}, {} at the last token{}. {}\n",
+        if carry.is_empty() { "none".to_string() } else { carry.join("; ") },
+        head_line,
+        name(r.depth),
+        depth(&depth_id),
+        if writers.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the circuit's edges into it come from value channels of heads {} (hedged: we did not ablate heads separately)",
+                writers.join(", ")
+            )
+        },
+        r.depth.map_or(String::new(), |d| format!(
+            "It is read on as `1.attn.act_in[{c}]` ({}) and `final_resid[{c}]` ({}).",
+            depth(&format!("1.attn.act_in[{}]", d.index)),
+            depth(&format!("final_resid[{}]", d.index)),
+            c = d.index
+        ))
+    );
+    let gate = match r.gate {
+        Some((h, s2, s1)) if (s2 - s1).abs() >= GATE_SINK => {
+            let reads: Vec<String> = r.depth.map_or(Vec::new(), |d| {
+                m.circuit
+                    .edges
+                    .iter()
+                    .filter(|e| {
+                        end_node(&e.source)
+                            .is_some_and(|n| n.layer == Some(1) && n.site == Site::AttnActIn && n.index == d.index)
+                    })
+                    .filter(|e| {
+                        end_node(&e.target)
+                            .is_some_and(|n| matches!(n.site, Site::AttnK | Site::AttnQ) && n.index / r.d_head == h)
+                    })
+                    .map(|e| {
+                        format!(
+                            "`{}` (weight {:+.2}, edge ablation Δ {}; the node's own Δ {})",
+                            e.target,
+                            e.weight.unwrap_or(0.0),
+                            e.ablation_delta.map_or("—".into(), |x| format!("{:+.3}", halved(x))),
+                            delta(&e.target.to_string())
+                        )
+                    })
+                    .collect()
+            });
+            format!(
+                "Head 1.{h} behaves like a depth gate: on the depth-2 probe it puts {s2:.2} of its last-token attention on the sink, on the depth-1 probe {s1:.2}. {} Its most depth-selective value channel is {} ({}).",
+                if reads.is_empty() {
+                    "None of its query or key channels reads the depth channel directly in the circuit.".to_string()
+                } else {
+                    format!("It reads the depth channel through {}.", reads.join(", "))
+                },
+                name(r.gate_value),
+                r.gate_value.map_or("—".into(), |v| depth(&v.to_string()))
+            )
+        }
+        Some((h, s2, s1)) => format!(
+            "No layer-1 head of the circuit gates on depth through its sink: the largest difference, head 1.{h}'s, is {s2:.2} at depth 2 vs {s1:.2} at depth 1."
+        ),
+        None => "The circuit keeps no layer-1 head.".into(),
+    };
+    let _ = writeln!(s, "3. Gate (layer 1, least certain). {gate}\n");
     let mut readout: Vec<&NodeFacts> = m.facts.iter().filter(|f| f.id.site == Site::FinalResid).collect();
     readout.sort_by(|a, b| b.depth_d().abs().total_cmp(&a.depth_d().abs()));
     let most_needed = m.facts.iter().filter(|f| f.id.site == Site::FinalResid).max_by(|a, b| {
@@ -1072,39 +1202,62 @@ fn mechanism(m: &Mechanism) -> String {
             .unwrap_or(0.0)
             .total_cmp(&b.delta_circuit.unwrap_or(0.0))
     });
+    let top_readout = readout.first().map(|f| f.id.index);
+    let mlp_feed = top_readout
+        .map(|c| format!("1.mlp.resid_delta[{c}]"))
+        .filter(|id| fact(id).is_some())
+        .map_or(String::new(), |id| {
+            format!(" `{id}` ({}) feeds the most selective one.", depth(&id))
+        });
     let _ = writeln!(
         s,
-        "4. Decide. The unembedding reads the final residual; its most depth-selective channels are {}. `1.mlp.resid_delta[4]` ({}) feeds `final_resid[4]`, the most selective readout. The readout channel the circuit needs most, {}, does not separate the depths: a bias toward closing tokens, role unclear.\n",
+        "4. Decide. The unembedding reads the final residual; its most depth-selective channels are {}.{} The readout channel the circuit needs most is {}.\n",
         readout
             .iter()
             .take(4)
             .map(|f| format!("`{}` (d = {:+.2}, Δ {})", f.id, f.depth_d(), f.delta_circuit.map_or("—".into(), |d| format!("{d:+.3}"))))
             .collect::<Vec<_>>()
             .join(", "),
-        depth("1.mlp.resid_delta[4]"),
+        mlp_feed,
         most_needed.map_or("—".into(), |f| format!(
-            "`{}` (Δ {}, d = {:+.2})",
+            "`{}` (Δ {}, d = {:+.2}{})",
             f.id,
             f.delta_circuit.map_or("—".into(), |d| format!("{d:+.3}")),
-            f.depth_d()
+            f.depth_d(),
+            if f.depth_d().abs() < DEPTH_D { "; it does not separate the depths: a bias toward closing tokens, role unclear" } else { "" }
         ))
     );
     let _ = writeln!(
         s,
-        "In short: a ` [[` token detector in the embedding, attention 0 summing it into a depth channel (residual 10) at the last token, a layer-1 head that stays on its sink when the depth channel says \"nested\" and otherwise writes a flat-list signal, and readout channels that turn the difference into `]]\\n` vs `]\\n`. The hard case (rows closed before the last one) is served by the same signal: on the hard minimal pair the depth channel `0.attn.resid_delta[10]` is {:+.2} vs {:+.2}, weaker than on all pairs, because the earlier `],` tokens also draw attention.\n",
-        fact("0.attn.resid_delta[10]").map_or(f64::NAN, |f| f.hard2),
-        fact("0.attn.resid_delta[10]").map_or(f64::NAN, |f| f.hard1),
+        "In short: ` [[`-token detectors in the embedding, attention 0 summing them into a depth signal ({}) at the last token, {}, and readout channels that turn the difference into `]]\\n` vs `]\\n`. On the hard minimal pairs (rows closed before the last one) the depth signal is {} at depth 2 vs {} at depth 1, against {} vs {} over all pairs: the earlier `],` tokens also draw attention.\n",
+        name(r.depth),
+        match r.gate {
+            Some((h, s2, s1)) if (s2 - s1).abs() >= GATE_SINK => format!("a layer-1 head (1.{h}) whose sink share differs between the depths"),
+            _ => "no layer-1 sink gate".to_string(),
+        },
+        fact(&depth_id).map_or("—".into(), |f| format!("{:+.2}", f.hard2)),
+        fact(&depth_id).map_or("—".into(), |f| format!("{:+.2}", f.hard1)),
+        fact(&depth_id).map_or("—".into(), |f| format!("{:+.2}", f.depth2)),
+        fact(&depth_id).map_or("—".into(), |f| format!("{:+.2}", f.depth1)),
     );
-    let _ = writeln!(s, "Adversarial prompts (logit difference `]]\\n` − `]\\n` at the last token, full model; circuit alone in brackets; the depth channel `0.attn.resid_delta[10]` and head 1.0's sink share there):");
+    let gate_head = r.gate.map(|g| g.0);
+    let _ = writeln!(
+        s,
+        "Adversarial prompts (logit difference `]]\\n` − `]\\n` at the last token, full model; circuit alone in brackets; the depth signal {} and head 1.{}'s sink share there):",
+        name(r.depth),
+        gate_head.map_or("—".into(), |h| h.to_string())
+    );
     for a in m.attacks {
         let _ = writeln!(
             s,
-            "- {}: {:+.2} ({:+.2}), channel 10 {:+.2}, sink {:.2}; {} tokens ({}); correct {}: {}",
+            "- {}: {:+.2} ({:+.2}), depth signal {:+.2}, sink {:.2}; {} tokens ({}); correct {}: {}",
             a.attack.name,
             a.ld,
             a.ldc,
-            a.depth10.unwrap_or(f32::NAN),
-            a.head_sinks.get(&(1, 0)).copied().unwrap_or(f32::NAN),
+            a.depth_signal.unwrap_or(f32::NAN),
+            gate_head
+                .and_then(|h| a.head_sinks.get(&(1, h)).copied())
+                .unwrap_or(f32::NAN),
             a.tokens.len(),
             if a.tokens.len() <= 16 {
                 a.tokens
@@ -1123,7 +1276,7 @@ fn mechanism(m: &Mechanism) -> String {
             }
         );
     }
-    let _ = writeln!(s, "\n{}", attack_reading(m.attacks));
+    let _ = writeln!(s, "\n{}", attack_reading(m.attacks, m.roles));
     let _ = writeln!(
         s,
         "Attention at the last token of the hard probes:\n{}",
@@ -1206,7 +1359,8 @@ fn example_session_matches_the_bundled_model_and_circuit() {
         top_k: 3,
     });
     assert!(md.contains("## Mechanism") && md.contains("```mermaid"));
-    // The 1539-edge circuit's chart stays inside GitHub's mermaid limits (500 edges, 50,000 characters).
+    // The bundled circuit has more edges than the chart draws; the chart stays inside GitHub's mermaid limits
+    // (500 edges, 50,000 characters).
     let chart = &md[md.find("```mermaid").unwrap()..];
     let chart = &chart[..chart[3..].find("```").unwrap() + 3];
     assert_eq!(chart.matches("-->").count(), export::MERMAID_MAX_EDGES);
@@ -1219,7 +1373,7 @@ fn example_session_matches_the_bundled_model_and_circuit() {
 }
 
 /// What the attacks show, read against the mechanism (the analyst's text; the numbers and the verdicts measured).
-fn attack_reading(attacks: &[AttackResult]) -> String {
+fn attack_reading(attacks: &[AttackResult], roles: &Roles) -> String {
     let find = |prefix: &str| attacks.iter().find(|a| a.attack.name.starts_with(prefix));
     let verdict = |a: Option<&AttackResult>| match a {
         Some(a) if a.worked => format!("worked ({:+.2})", a.ld),
@@ -1238,37 +1392,41 @@ fn attack_reading(attacks: &[AttackResult]) -> String {
     let mut s = String::from("Reading. ");
     let _ = write!(
         s,
-        "The comment distractor {}: `# [[` tokenizes as `#`, ` [[`, the very token the embedding detector (channel 109) fires on, and nothing in the circuit reads the comment context. The string distractor {}: inside `\"[[\"` the brackets are the tokens `[`, `[`, not ` [[`, so the detector stays silent — the circuit counts a token, not brackets. ",
+        "The comment distractor {}: `# [[` tokenizes as `#`, ` [[`, the very token the embedding detectors ({}) respond to, and nothing in the circuit reads the comment context. The string distractor {}: inside `\"[[\"` the brackets are the tokens `[`, `[`, not ` [[`, so the detectors stay silent — the circuit counts a token, not brackets. ",
         verdict(comment),
+        roles.detectors.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "),
         verdict(string)
     );
     let _ = write!(
         s,
-        "Closing a nested list early and opening a flat one {} on the full model {} ({}); so does closing two nested lists ({} on the model, {} on the circuit): the circuit's depth signal only counts openers, and the full model has something the circuit lacks that notices the `]]` closers. ",
+        "Closing a nested list early and opening a flat one {} on the full model, and {} on the circuit alone ({}); closing two nested lists {} on the model, {} on the circuit ({}).{} ",
         verdict(early),
-        if early.is_some_and(|a| a.ldc > 0.0) {
-            "but fools the circuit alone"
-        } else {
-            "and on the circuit alone"
-        },
+        if early.is_some_and(|a| (a.ldc > 0.0) != a.attack.should_be_nested) { "worked" } else { "failed" },
         early.map_or("—".into(), |a| format!("{:+.2}", a.ldc)),
         verdict(two),
-        two.map_or("—".into(), |a| format!("{:+.2}", a.ldc))
+        if two.is_some_and(|a| (a.ldc > 0.0) != a.attack.should_be_nested) { "worked" } else { "failed" },
+        two.map_or("—".into(), |a| format!("{:+.2}", a.ldc)),
+        if early.is_some_and(|a| !a.worked && (a.ldc > 0.0) != a.attack.should_be_nested) {
+            " Where an attack fools the circuit but not the model, the model has something the circuit lacks that notices the `]]` closers: the depth signal counts openers."
+        } else {
+            ""
+        }
     );
     let _ = write!(
         s,
-        "Dilution works: a nested list whose row grows {}; the depth channel shrinks toward its flat-list value ({}) and head 1.0 leaves its sink ({}), as an attention-averaged signal predicts. Past a point the circuit alone recovers on the longest row ({}) while the model does not, which we cannot explain from this evidence.",
+        "Dilution: a nested list whose row grows {}; the depth signal along the way: {}; head 1.{}'s sink share: {}. The circuit alone on the longest row: {}.",
         first_flip.map_or("never flips to `]\\n` within the context".into(), |a| format!(
             "flips to `]\\n` by {} ({} tokens)",
             a.attack.name.trim_start_matches("long nested row: "),
             a.tokens.len()
         )),
         rows.iter()
-            .map(|a| format!("{}: {:+.2}", a.attack.name.trim_start_matches("long nested row: "), a.depth10.unwrap_or(f32::NAN)))
+            .map(|a| format!("{}: {:+.2}", a.attack.name.trim_start_matches("long nested row: "), a.depth_signal.unwrap_or(f32::NAN)))
             .collect::<Vec<_>>()
             .join(", "),
+        roles.gate.map_or("—".into(), |g| g.0.to_string()),
         rows.iter()
-            .map(|a| format!("{:.2}", a.head_sinks.get(&(1, 0)).copied().unwrap_or(f32::NAN)))
+            .map(|a| format!("{:.2}", roles.gate.and_then(|g| a.head_sinks.get(&(1, g.0)).copied()).unwrap_or(f32::NAN)))
             .collect::<Vec<_>>()
             .join(" → "),
         rows.last().map_or("—".into(), |a| format!("{:+.2}", a.ldc))

@@ -70,7 +70,7 @@ fn node(s: &str) -> NodeId {
 fn label_evidence_save_reopen_restores_everything() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.json");
-    let target = node("1.attn.q[8]");
+    let target = node("1.attn.q[62]");
     {
         let tui::Loaded {
             mut app, mut engine, ..
@@ -156,7 +156,7 @@ fn label_evidence_save_reopen_restores_everything() {
     // Opening changed nothing, so nothing was written.
     assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     // The notes view lists it and Enter jumps to it.
-    command(&mut app, &mut engine, "goto 0.mlp.act_in[10]");
+    command(&mut app, &mut engine, "goto 0.mlp.act_in[21]");
     send(&mut app, &mut engine, [Msg::ch('4'), Msg::ch('f')]);
     send(&mut app, &mut engine, Msg::typed("depth\n"));
     assert_eq!(app.notes_rows(), vec![target]);
@@ -196,10 +196,10 @@ const NASTY: &[&str] = &[
 fn nasty_session(fp: &str) -> Session {
     let mut s = fixed_session(fp);
     s.summary = "The circuit counts | depth.\n\nSecond ```paragraph``` <b>not bold</b>".into();
-    let q = node("1.attn.q[8]");
+    let q = node("1.attn.q[62]");
     let mut magnitudes = BTreeMap::new();
     magnitudes.insert(q, 1.25);
-    magnitudes.insert(node("1.attn.k[14]"), -0.5);
+    magnitudes.insert(node("1.attn.k[62]"), -0.5);
     s.annotations.insert(
         q,
         Annotation {
@@ -235,7 +235,7 @@ fn nasty_session(fp: &str) -> Session {
         },
     );
     s.annotations.insert(
-        node("final_resid[10]"),
+        node("final_resid[98]"),
         Annotation {
             label: "]\"] A[\"x".into(),
             status: Status::Refuted,
@@ -248,7 +248,7 @@ fn nasty_session(fp: &str) -> Session {
 fn nasty_exemplars() -> BTreeMap<NodeId, Vec<ShownExemplar>> {
     let mut m = BTreeMap::new();
     m.insert(
-        node("1.attn.q[8]"),
+        node("1.attn.q[62]"),
         vec![ShownExemplar {
             tokens: NASTY.iter().map(|t| t.to_string()).collect(),
             acts: (0..NASTY.len()).map(|i| i as f32 / 10.0).collect(),
@@ -355,7 +355,7 @@ fn export_is_valid_markdown_whatever_the_tokens() {
     }
     let nodes = &tables[1];
     assert_eq!(nodes.len(), circuit.nodes.len() + 1);
-    let q = nodes.iter().find(|r| r[0] == "1.attn.q[8]").unwrap();
+    let q = nodes.iter().find(|r| r[0] == "1.attn.q[62]").unwrap();
     assert_eq!(q[1], "depth | `query`<br><br> \"quoted\" #1 -->");
     assert_eq!(q[2], "supported");
     assert_eq!(tables[2].len(), circuit.edges.len() + 1);
@@ -370,9 +370,9 @@ fn merge_of_two_fixed_sessions_equals_the_golden_file() {
     let mut b = fixed_session(fp);
     b.created = "2026-11-02T09:00:00Z".into();
     b.modified = "2026-11-02T12:00:00Z".into();
-    let q = node("1.attn.q[8]");
-    let k = node("1.attn.k[14]");
-    let v = node("1.attn.v[9]");
+    let q = node("1.attn.q[62]");
+    let k = node("1.attn.k[62]");
+    let v = node("1.attn.v[2]");
     a.annotations.insert(
         q,
         Annotation {
@@ -446,7 +446,7 @@ fn crash_writer_child() {
     for i in 0u64.. {
         let body = "x".repeat(100_000 + (i as usize % 7) * 10_000);
         s.annotations.insert(
-            node("1.attn.q[8]"),
+            node("1.attn.q[62]"),
             Annotation {
                 label: format!("{i}:{}", body.len()),
                 notes: body,
@@ -487,7 +487,7 @@ fn a_writer_killed_mid_save_leaves_the_old_or_the_new_file() {
         let Some(s) = store::load(&path).unwrap_or_else(|e| panic!("round {round}: {e}")) else {
             continue;
         };
-        let a = &s.annotations[&node("1.attn.q[8]")];
+        let a = &s.annotations[&node("1.attn.q[62]")];
         let (_, len) = a.label.split_once(':').unwrap();
         assert_eq!(
             len.parse::<usize>().unwrap(),
@@ -524,8 +524,8 @@ fn bad_sessions_are_clear_messages_and_never_overwritten() {
     // A node id that does not parse is corrupt too.
     let bad_id = dir.path().join("bad_id.json");
     let mut s = fixed_session(&fp);
-    s.annotations.insert(node("1.attn.q[8]"), Annotation::default());
-    let text = s.to_json().replace("1.attn.q[8]", "1.attn.zz[8]");
+    s.annotations.insert(node("1.attn.q[62]"), Annotation::default());
+    let text = s.to_json().replace("1.attn.q[62]", "1.attn.zz[62]");
     std::fs::write(&bad_id, &text).unwrap();
     let e = open_session(&bad_id).err().expect("refused").to_string();
     one_line(&e);
@@ -542,7 +542,7 @@ fn bad_sessions_are_clear_messages_and_never_overwritten() {
         let p = dir.path().join(name);
         let mut s = fixed_session(&fp);
         s.annotations.insert(
-            node("1.attn.q[8]"),
+            node("1.attn.q[62]"),
             Annotation {
                 label: "kept".into(),
                 ..Annotation::default()
@@ -663,7 +663,7 @@ fn cli_export_and_merge() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|n| n["id"] == "1.attn.q[8]")
+        .find(|n| n["id"] == "1.attn.q[62]")
         .unwrap();
     assert!(!q["exemplars"].as_array().unwrap().is_empty());
     let md = dir.path().join("r.md");
@@ -679,7 +679,7 @@ fn cli_export_and_merge() {
 
     let b = dir.path().join("b.json");
     let mut sb = s.clone();
-    sb.annotations.get_mut(&node("1.attn.q[8]")).unwrap().label = "another label".into();
+    sb.annotations.get_mut(&node("1.attn.q[62]")).unwrap().label = "another label".into();
     store::save(&b, &sb).unwrap();
     let c = dir.path().join("c.json");
     let out = Command::new(bin)
@@ -692,7 +692,7 @@ fn cli_export_and_merge() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let m = store::load(&c).unwrap().unwrap();
-    assert_eq!(m.annotations[&node("1.attn.q[8]")].conflict.len(), 2);
+    assert_eq!(m.annotations[&node("1.attn.q[62]")].conflict.len(), 2);
     // Bad input: a corrupt session is one line and a non-zero exit.
     std::fs::write(&b, "not json").unwrap();
     let out = Command::new(bin).arg("export").arg(&b).output().unwrap();

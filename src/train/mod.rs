@@ -103,7 +103,7 @@ impl TrainConfig {
         };
         let base = TrainConfig {
             model: model(2, 128, 8, 512, 128, 1024),
-            steps: 5000,
+            steps: 6500,
             batch_size: 32,
             lr: 1e-2,
             warmup_frac: 0.05,
@@ -119,10 +119,10 @@ impl TrainConfig {
             },
             seed: 0,
             corpus: "synthetic".into(),
-            corpus_tokens: 4_000_000,
+            corpus_tokens: 8_000_000,
             tokenizer_vocab: 1024,
             eval_every: 500,
-            eval_pairs: 32,
+            eval_pairs: 64,
             checkpoint_every: 250,
         };
         Ok(match name {

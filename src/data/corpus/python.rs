@@ -876,7 +876,7 @@ impl Gen {
     }
 
     fn quote(&mut self) -> char {
-        if self.p(0.55) {
+        if self.p(0.5) {
             '"'
         } else {
             '\''
@@ -1515,7 +1515,7 @@ impl Gen {
     fn simple_stmt(&mut self, d: usize) {
         match self
             .r
-            .weighted(&[14, 36, 10, 6, 8, 10, 8, 3, 7, 2, 4, 3, 2, 3, 3, 58, 9, 6, 6, 4])
+            .weighted(&[14, 36, 10, 6, 8, 10, 8, 3, 7, 2, 4, 3, 2, 3, 3, 58, 9, 6, 14, 4])
         {
             0 => self.assign_stmt(d),
             1 => self.list_stmt(d),
@@ -1628,7 +1628,7 @@ impl Gen {
         } else {
             self.r.urange(1, 4)
         };
-        match self.r.weighted(&[18, 10, 30, 20, 12, 5, 5]) {
+        match self.r.weighted(&[16, 10, 28, 26, 10, 5, 5]) {
             0 => {
                 let n = self.r.urange(1, 6);
                 self.bl_row(kind, n)
@@ -1810,10 +1810,14 @@ impl Gen {
 
     /// A message string in a `print`, `raise` or log call: `print("...")` / `raise ValueError('...')`.
     fn message_stmt(&mut self, d: usize) {
-        let msg = if self.p(0.6) {
+        // Half the canned messages are the tasks' own, so that no message's last word is seen with one quote
+        // type only.
+        let msg = if self.p(0.3) {
             self.pick(MESSAGES).to_owned()
+        } else if self.p(0.43) {
+            self.pick(crate::data::tasks::snippets::MESSAGES).to_owned()
         } else {
-            let mut c = self.phrase(2, 8);
+            let mut c = self.phrase(2, 10);
             if let Some(f) = c.chars().next() {
                 c = f.to_uppercase().chain(c.chars().skip(1)).collect();
             }
@@ -1828,7 +1832,14 @@ impl Gen {
             4 => "logger.warning",
             _ => "sys.exit",
         };
-        self.line(d, &format!("{call}({q}{msg}{q})"));
+        // A trailing comment now and then, so the closing `")`/`')` is also seen as a token of its own
+        // rather than only merged with the newline.
+        let text = if self.p(0.2) {
+            format!("{call}({q}{msg}{q})  # {}", self.phrase(1, 4))
+        } else {
+            format!("{call}({q}{msg}{q})")
+        };
+        self.line(d, &text);
     }
 
     /// `a, b = b, a` with either name first, sometimes guarded by a comparison.

@@ -13,7 +13,7 @@ mod builtin;
 mod jsonl;
 pub mod loss;
 mod rng;
-mod snippets;
+pub(crate) mod snippets;
 
 use std::path::PathBuf;
 
