@@ -91,6 +91,16 @@ struct Scratch {
     ratio: Option<f32>,
 }
 
+impl Scratch {
+    /// Room for `len` candidates. Every slot up to the match count is written before it is read, so the
+    /// buffer is only grown, never cleared.
+    fn grow_candidates(&mut self, len: usize) {
+        if self.candidates.len() < len {
+            self.candidates.resize(len, 0);
+        }
+    }
+}
+
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
@@ -239,9 +249,7 @@ fn kth_predicted(row: &[f32], k: usize, guess: f32, s: &mut Scratch) -> Option<(
         }
     }
     // Gather the magnitudes in [lo, hi); most 16-wide chunks hold none and are skipped.
-    if s.candidates.len() < row.len() {
-        s.candidates.resize(row.len(), 0);
-    }
+    s.grow_candidates(row.len());
     let mut n = 0;
     for c in row.chunks(LANES) {
         let mut any = false;
@@ -315,11 +323,8 @@ fn kth_by_histogram(row: &[f32], k: usize, s: &mut Scratch) -> (u32, usize, usiz
         above += count(bucket);
         bucket -= 1;
     }
-    // Branch-free gather of the bucket's members: always write, advance only on a match. Every slot up to the
-    // match count is written before it is read, so the buffer is only grown, never cleared.
-    if s.candidates.len() < row.len() {
-        s.candidates.resize(row.len(), 0);
-    }
+    // Branch-free gather of the bucket's members: always write, advance only on a match.
+    s.grow_candidates(row.len());
     let mut n = 0;
     for v in row {
         let b = magnitude_bits(*v);
