@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use crate::attention16::{head16, Scratch16, SharedOut};
 use crate::fma::{Fused, MulAdd, Unfused};
 use crate::CsrError;
 
@@ -57,6 +59,22 @@ pub fn causal_attention(
     if t == 0 || a == 0 {
         return Ok(());
     }
+    #[cfg(target_arch = "x86_64")]
+    if d_head == HEAD16 && has_avx512() {
+        let out = SharedOut(y.as_mut_ptr());
+        let run = |s: &mut Scratch16, h: usize| {
+            // SAFETY: AVX-512F is present (checked just above); the lengths were checked at the top, 16·n_head = A,
+            // and each head writes only its own columns of y, which `y`'s exclusive borrow keeps to this call.
+            unsafe { head16(q, k, v, t, a, h, scale, sink.map(|s| s[h]), out, s) }
+        };
+        if n_head > 1 && t * t * d_head * n_head >= 1 << 16 {
+            (0..n_head).into_par_iter().for_each_init(Scratch16::default, run);
+        } else {
+            let mut s = Scratch16::default();
+            (0..n_head).for_each(|h| run(&mut s, h));
+        }
+        return Ok(());
+    }
     let mut heads = vec![0f32; n_head * t * d_head]; // (H, T, dh)
     let avx2 = has_avx2_fma();
     let avx512 = avx2 && has_avx512();
@@ -102,10 +120,11 @@ pub fn causal_attention(
     Ok(())
 }
 
+/// AVX-512F together with the older extensions every AVX-512 CPU has and the AVX-512 kernels also enable.
 pub(crate) fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f")
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("popcnt") && has_avx2_fma()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -624,5 +643,75 @@ mod tests {
             x += 0.0137;
         }
         assert_eq!(fast_exp(-1000.0), fast_exp(-87.0));
+    }
+
+    /// Sparse rows like AbsTopK's: about a quarter of the entries nonzero.
+    fn sparse_values(seed: u64, n: usize) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+                if u < 0.75 {
+                    0.0
+                } else {
+                    (u - 0.875) * 16.0
+                }
+            })
+            .collect()
+    }
+
+    /// The d_head = 16 code paths all agree: the portable one, its AVX2 build and the AVX-512 `head16` (which
+    /// the public function picks where it can, so the others are only reached on older CPUs).
+    #[test]
+    fn head16_paths_agree() {
+        let (t, nh, dh) = (37, 3, HEAD16);
+        let a = nh * dh;
+        let (q, k, v) = (
+            sparse_values(1, t * a),
+            sparse_values(2, t * a),
+            sparse_values(3, t * a),
+        );
+        for sink in [None, Some(0.7f32)] {
+            let mut portable = vec![0f32; t * a];
+            for h in 0..nh {
+                let mut out = vec![0f32; t * dh];
+                head_attention::<Unfused>(&q, &k, &v, t, a, h, dh, 0.25, sink, &mut out);
+                for i in 0..t {
+                    portable[i * a + h * dh..][..dh].copy_from_slice(&out[i * dh..][..dh]);
+                }
+            }
+            let close = |x: &[f32], what: &str| {
+                for (i, (g, w)) in x.iter().zip(&portable).enumerate() {
+                    assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{what}, entry {i}: {g} vs {w}");
+                }
+            };
+            #[cfg(target_arch = "x86_64")]
+            if has_avx2_fma() {
+                let mut y = vec![0f32; t * a];
+                for h in 0..nh {
+                    let mut out = vec![0f32; t * dh];
+                    // SAFETY: AVX2 and FMA are present (checked just above).
+                    unsafe { head_attention_avx2(&q, &k, &v, t, a, h, dh, 0.25, sink, &mut out) };
+                    for i in 0..t {
+                        y[i * a + h * dh..][..dh].copy_from_slice(&out[i * dh..][..dh]);
+                    }
+                }
+                close(&y, "avx2");
+            }
+            #[cfg(target_arch = "x86_64")]
+            if has_avx512() {
+                let mut y = vec![f32::NAN; t * a];
+                let mut s = Scratch16::default();
+                for h in 0..nh {
+                    // SAFETY: AVX-512F is present (checked just above); y holds T·A floats and only this
+                    // thread writes it.
+                    unsafe { head16(&q, &k, &v, t, a, h, 0.25, sink, SharedOut(y.as_mut_ptr()), &mut s) };
+                }
+                close(&y, "avx512");
+            }
+        }
     }
 }

@@ -6,11 +6,13 @@
 //! fall back to a serial loop when the work is too small to pay for task spawning.
 
 mod attention;
+mod attention16;
 mod csr;
 mod elementwise;
 mod fma;
 mod matmul;
 mod topk;
+mod topk512;
 
 pub use attention::{causal_attention, causal_attention_backward, AttentionShape};
 pub use csr::{CsrError, CsrMatrix, CsrView, RowPtr};

@@ -7,7 +7,9 @@
 
 use rayon::prelude::*;
 
-use crate::attention::has_avx2_fma;
+use crate::attention::{has_avx2_fma, has_avx512};
+#[cfg(target_arch = "x86_64")]
+use crate::topk512;
 
 const BUCKET_SHIFT: u32 = 21;
 const BUCKETS: usize = 1 << (31 - BUCKET_SHIFT);
@@ -31,20 +33,33 @@ pub fn abs_topk_rows(src: &[f32], dst: &mut [f32], dim: usize, k: usize, mask: b
         return;
     }
     let avx2 = has_avx2_fma();
+    let avx512 = avx2 && has_avx512();
     let fill = |scratch: &mut Scratch, (row, out): (&[f32], &mut [f32])| {
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            // SAFETY: the CPU supports AVX-512F (checked at run time above).
+            unsafe { topk_row_avx512(row, out, k, mask, scratch) };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
             unsafe { topk_row_avx2(row, out, k, mask, scratch) };
             return;
         }
-        let _ = avx2;
+        let _ = (avx2, avx512);
         topk_row(row, out, k, mask, scratch);
     };
     if src.len() >= PAR_MIN {
-        src.par_chunks(dim)
-            .zip(dst.par_chunks_mut(dim))
-            .for_each_init(Scratch::default, fill);
+        let span = dim * rows_per_task(src.len() / dim);
+        src.par_chunks(span)
+            .zip(dst.par_chunks_mut(span))
+            .for_each(|(src, dst)| {
+                let mut scratch = Scratch::default();
+                src.chunks(dim)
+                    .zip(dst.chunks_mut(dim))
+                    .for_each(|p| fill(&mut scratch, p));
+            });
     } else {
         let mut scratch = Scratch::default();
         src.chunks(dim)
@@ -64,37 +79,57 @@ pub fn abs_topk_rows_inplace(x: &mut [f32], dim: usize, k: usize) {
         return;
     }
     let avx2 = has_avx2_fma();
-    // No AVX-512 instantiation: LLVM compiles the counting loops for it into per-chunk reductions that run
-    // several times slower than the AVX2 code (measured).
+    let avx512 = avx2 && has_avx512();
     let run = |scratch: &mut Scratch, row: &mut [f32]| {
+        #[cfg(target_arch = "x86_64")]
+        if avx512 {
+            // SAFETY: the CPU supports AVX-512F (checked at run time above).
+            unsafe { topk_row_inplace_avx512(row, k, scratch) };
+            return;
+        }
+        // The portable code compiled for AVX2, not AVX-512: LLVM compiles its counting loops for AVX-512 into
+        // per-chunk reductions that run several times slower (measured); `topk512` is written by hand instead.
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
             unsafe { topk_row_inplace_avx2(row, k, scratch) };
             return;
         }
-        let _ = avx2;
+        let _ = (avx2, avx512);
         topk_row_inplace(row, k, scratch);
     };
     if x.len() >= PAR_MIN {
-        x.par_chunks_mut(dim).for_each_init(Scratch::default, run);
+        // Contiguous runs of rows per task, so that each row's threshold is predicted from the one before.
+        x.par_chunks_mut(dim * rows_per_task(x.len() / dim)).for_each(|rows| {
+            let mut scratch = Scratch::default();
+            rows.chunks_mut(dim).for_each(|row| run(&mut scratch, row));
+        });
     } else {
         let mut scratch = Scratch::default();
         x.chunks_mut(dim).for_each(|row| run(&mut scratch, row));
     }
 }
 
-struct Scratch {
+/// Rows per parallel task: a few tasks per thread for balance, but long enough runs that the first row of
+/// each (which has no prediction) is rare.
+fn rows_per_task(rows: usize) -> usize {
+    let tasks = 4 * rayon::current_num_threads();
+    rows.div_ceil(tasks).max(16)
+}
+
+pub(crate) struct Scratch {
     hist: Vec<u32>,
-    candidates: Vec<u32>,
+    pub(crate) candidates: Vec<u32>,
     /// The last row's threshold over its mean |x|, which predicts the next row's threshold.
     ratio: Option<f32>,
+    /// Relative half-width of the AVX-512 path's bracket around the prediction, following recent errors.
+    width: f32,
 }
 
 impl Scratch {
     /// Room for `len` candidates. Every slot up to the match count is written before it is read, so the
     /// buffer is only grown, never cleared.
-    fn grow_candidates(&mut self, len: usize) {
+    pub(crate) fn grow_candidates(&mut self, len: usize) {
         if self.candidates.len() < len {
             self.candidates.resize(len, 0);
         }
@@ -107,6 +142,7 @@ impl Default for Scratch {
             hist: vec![0; 2 * BUCKETS],
             candidates: Vec::new(),
             ratio: None,
+            width: MAX_WIDTH,
         }
     }
 }
@@ -129,15 +165,64 @@ unsafe fn topk_row_inplace_avx2(row: &mut [f32], k: usize, s: &mut Scratch) {
     topk_row_inplace(row, k, s)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,popcnt")]
+unsafe fn topk_row_avx512(row: &[f32], out: &mut [f32], k: usize, mask: bool, s: &mut Scratch) {
+    let found = kth_largest_magnitude_avx512(row, k, s);
+    write_topk(row, out, k, mask, found)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,popcnt")]
+unsafe fn topk_row_inplace_avx512(row: &mut [f32], k: usize, s: &mut Scratch) {
+    let (threshold, above, equal) = kth_largest_magnitude_avx512(row, k, s);
+    topk512::zero_below(row, threshold);
+    clear_surplus_ties(row, threshold, k - above, equal);
+}
+
+/// The smallest and largest relative half-widths of the AVX-512 bracket.
+const MIN_WIDTH: f32 = 0.01;
+const MAX_WIDTH: f32 = 0.5;
+
+/// [`kth_largest_magnitude`] by the AVX-512 passes of `topk512`: one pass over the row with a bracket of
+/// adaptive width around the predicted threshold, instead of two passes of nine and seven counts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,popcnt")]
+unsafe fn kth_largest_magnitude_avx512(row: &[f32], k: usize, s: &mut Scratch) -> (u32, usize, usize) {
+    let scale = topk512::mean_abs(row);
+    let guess = s.ratio.map(|r| r * scale).filter(|g| *g > 0.0 && g.is_finite());
+    let bracketed = guess.and_then(|g| {
+        let lo = magnitude_bits(g * (1.0 - s.width)).max(1);
+        let hi = magnitude_bits(g * (1.0 + s.width));
+        topk512::kth_in_bracket(row, k, lo, hi, s)
+    });
+    let found = match bracketed {
+        Some(found) => found,
+        None => kth_by_histogram(row, k, s),
+    };
+    let threshold = f32::from_bits(found.0);
+    if let Some(g) = guess {
+        let err = (threshold / g - 1.0).abs();
+        s.width = (s.width * 0.9).max(2.0 * err).clamp(MIN_WIDTH, MAX_WIDTH);
+    }
+    s.ratio = (scale > 0.0 && threshold > 0.0 && threshold.is_finite()).then(|| threshold / scale);
+    found
+}
+
 #[inline(always)]
 fn topk_row_inplace(row: &mut [f32], k: usize, s: &mut Scratch) {
     let (threshold, above, equal) = kth_largest_magnitude(row, k, s);
-    let ties_wanted = k - above;
     // Entries equal to the threshold survive the first pass; the rare surplus of ties is cleared after it.
     for v in row.iter_mut() {
         let kept = magnitude_bits(*v) >= threshold;
         *v = if kept { *v } else { 0.0 };
     }
+    clear_surplus_ties(row, threshold, k - above, equal);
+}
+
+/// After a pass that kept every entry equal to the threshold, zeroes those past the first `ties_wanted`.
+#[inline(always)]
+fn clear_surplus_ties(row: &mut [f32], threshold: u32, ties_wanted: usize, equal: usize) {
     if ties_wanted != equal {
         let mut left = ties_wanted;
         for v in row.iter_mut() {
@@ -154,7 +239,13 @@ fn topk_row_inplace(row: &mut [f32], k: usize, s: &mut Scratch) {
 
 #[inline(always)]
 fn topk_row(row: &[f32], out: &mut [f32], k: usize, mask: bool, s: &mut Scratch) {
-    let (threshold, above, equal) = kth_largest_magnitude(row, k, s);
+    let found = kth_largest_magnitude(row, k, s);
+    write_topk(row, out, k, mask, found)
+}
+
+/// out ← the entries of `row` kept under the threshold search's result `(threshold, above, equal)`.
+#[inline(always)]
+fn write_topk(row: &[f32], out: &mut [f32], k: usize, mask: bool, (threshold, above, equal): (u32, usize, usize)) {
     let ties_wanted = k - above;
     // Usually every entry equal to the threshold is kept (typically there is one): a single `>=` pass.
     let cut = if ties_wanted == equal { threshold } else { threshold + 1 };
@@ -292,7 +383,7 @@ fn count_at_least<const N: usize>(row: &[f32], th: &[u32; N]) -> [usize; N] {
 /// The `need`-th largest of `candidates` (1 ≤ need ≤ len), with `above` entries known to lie above all of them:
 /// (threshold, entries strictly above it, entries equal to it).
 #[inline(always)]
-fn select_kth(candidates: &mut [u32], need: usize, above: usize) -> (u32, usize, usize) {
+pub(crate) fn select_kth(candidates: &mut [u32], need: usize, above: usize) -> (u32, usize, usize) {
     let n = candidates.len();
     let (_, &mut threshold, larger) = candidates.select_nth_unstable(n - need);
     let larger_strict = larger.iter().filter(|&&b| b > threshold).count();
@@ -415,6 +506,41 @@ mod tests {
             let mut out = vec![f32::NAN; src.len()];
             abs_topk_rows(&src, &mut out, dim, k, false);
             assert_eq!(out, want, "dim={dim} k={k}");
+        }
+    }
+
+    /// Each row path on its own, whichever the public functions pick on this CPU: the portable code and, where
+    /// the CPU has it, the AVX-512 search (bracket hits, misses that fall back, and ties).
+    #[test]
+    fn every_row_path_matches_sorting() {
+        for (dim, k) in [(2048, 512), (300, 7), (64, 63), (8192, 2048)] {
+            let src = activation_rows(dim);
+            let mut s = Scratch::default();
+            for row in src.chunks(dim) {
+                let want = naive(row, k);
+                let mut portable = row.to_vec();
+                topk_row_inplace(&mut portable, k, &mut s);
+                assert_eq!(portable, want, "portable, dim={dim} k={k}");
+            }
+            #[cfg(target_arch = "x86_64")]
+            if has_avx512() {
+                let mut s = Scratch::default();
+                for row in src.chunks(dim) {
+                    let want = naive(row, k);
+                    let exact = kth_by_histogram(row, k, &mut Scratch::default());
+                    let mut fast = row.to_vec();
+                    // SAFETY: AVX-512F is present (checked just above).
+                    let found = unsafe { kth_largest_magnitude_avx512(row, k, &mut s) };
+                    assert_eq!(found, exact, "avx512 search, dim={dim} k={k}");
+                    // SAFETY: as above.
+                    unsafe { topk_row_inplace_avx512(&mut fast, k, &mut s) };
+                    assert_eq!(fast, want, "avx512 in place, dim={dim} k={k}");
+                    let mut out = vec![f32::NAN; dim];
+                    // SAFETY: as above.
+                    unsafe { topk_row_avx512(row, &mut out, k, false, &mut s) };
+                    assert_eq!(out, want, "avx512, dim={dim} k={k}");
+                }
+            }
         }
     }
 

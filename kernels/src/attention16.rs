@@ -1,0 +1,277 @@
+//! Causal attention for d_head = 16 with AVX-512, where one register holds a whole head row.
+//!
+//! Per head: keys are transposed to channel-major so that a query scores sixteen keys per multiply-add and
+//! only over its own nonzero channels (q is AbsTopK-sparse); the score row's maximum is taken as it is
+//! written; the exponentials are 2^x by a polynomial and `vscalefps`; and sixteen queries share one pass over
+//! the values, each value row loaded once into a register for all of them.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Head rows per register, and queries per block.
+pub(crate) const W: usize = 16;
+
+/// Per-thread buffers of [`head16`], reused across heads.
+#[derive(Default)]
+pub(crate) struct Scratch16 {
+    /// Keys channel-major: (16, tp), tp = T rounded up to 16, zero-padded.
+    kt: Vec<f32>,
+    /// Values row-major: (tp, 16), zero-padded.
+    vr: Vec<f32>,
+    /// Unnormalised probabilities of one query block: (16, tp).
+    p: Vec<f32>,
+}
+
+/// A raw output pointer that heads running on different threads write through, each to its own columns.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+
+// SAFETY: every user writes a disjoint set of elements (one head's columns), so no two threads touch the
+// same memory.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// One head h of causal attention. `q`, `k`, `v`: (T, A) row-major with head h at columns [16h, 16h + 16);
+/// writes y[i, 16h..16h + 16] for every query i and nothing else of y, which is (T, A) row-major.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `y` must point to T·A writable floats that no other thread writes at head
+/// h's columns during the call; `q`, `k`, `v` must hold T·A floats and 16(h + 1) ≤ A.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn head16(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    t: usize,
+    a: usize,
+    h: usize,
+    scale: f32,
+    sink: Option<f32>,
+    y: SharedOut,
+    s: &mut Scratch16,
+) {
+    debug_assert!(q.len() >= t * a && k.len() >= t * a && v.len() >= t * a && (h + 1) * W <= a);
+    let tp = t.next_multiple_of(W);
+    s.kt.resize(W * tp, 0.0);
+    s.vr.resize(tp * W, 0.0);
+    s.p.resize(W * tp, 0.0);
+    let col = h * W;
+    // Keys transposed and values copied, a 16 x 16 tile at a time; rows past T are zero.
+    for j0 in (0..tp).step_by(W) {
+        let mut rows = [_mm512_setzero_ps(); W];
+        for (l, r) in rows.iter_mut().enumerate() {
+            let j = j0 + l;
+            if j < t {
+                *r = _mm512_loadu_ps(k.as_ptr().add(j * a + col));
+                _mm512_storeu_ps(
+                    s.vr.as_mut_ptr().add(j * W),
+                    _mm512_loadu_ps(v.as_ptr().add(j * a + col)),
+                );
+            } else {
+                _mm512_storeu_ps(s.vr.as_mut_ptr().add(j * W), _mm512_setzero_ps());
+            }
+        }
+        transpose16(&mut rows);
+        for (c, r) in rows.iter().enumerate() {
+            _mm512_storeu_ps(s.kt.as_mut_ptr().add(c * tp + j0), *r);
+        }
+    }
+    let log2e = std::f32::consts::LOG2_E;
+    let mut inv = [0f32; W];
+    for i0 in (0..t).step_by(W) {
+        let qn = W.min(t - i0);
+        // Every query of the block sees the same key blocks: all of [0, i0) and the block [i0, i0 + 16).
+        let nkb = i0 / W + 1;
+        for (qi, inv) in inv.iter_mut().enumerate() {
+            let prow = s.p.as_mut_ptr().add(qi * tp);
+            if qi >= qn {
+                for b in 0..nkb {
+                    _mm512_storeu_ps(prow.add(b * W), _mm512_setzero_ps());
+                }
+                *inv = 0.0;
+                continue;
+            }
+            let i = i0 + qi;
+            // The query's nonzero channels, gathered branch-free (which ones survived AbsTopK is random).
+            let mut nz = [(0usize, 0f32); W];
+            let mut live = 0;
+            for c in 0..W {
+                let x = *q.get_unchecked(i * a + col + c);
+                *nz.get_unchecked_mut(live) = (c * tp, x * scale);
+                live += (x != 0.0) as usize;
+            }
+            let nz = &nz[..live];
+            // Keys past i in the last block are masked out of the max here and of the sum below.
+            let last_mask = ((1u32 << (i + 1 - (nkb - 1) * W)) - 1) as __mmask16;
+            let mut mv = _mm512_set1_ps(f32::NEG_INFINITY);
+            for b in 0..nkb {
+                let mut acc = _mm512_setzero_ps();
+                for &(c, qc) in nz {
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(qc), _mm512_loadu_ps(s.kt.as_ptr().add(c + b * W)), acc);
+                }
+                let m = if b + 1 == nkb { last_mask } else { 0xffff };
+                mv = _mm512_mask_max_ps(mv, m, mv, acc);
+                _mm512_storeu_ps(prow.add(b * W), acc);
+            }
+            let mut m = _mm512_reduce_max_ps(mv);
+            if let Some(sl) = sink {
+                m = m.max(sl);
+            }
+            let ml = _mm512_set1_ps(m * log2e);
+            let mut sum = _mm512_setzero_ps();
+            for b in 0..nkb {
+                let x = _mm512_loadu_ps(prow.add(b * W));
+                let mut e = exp2(_mm512_fmsub_ps(x, _mm512_set1_ps(log2e), ml));
+                if b + 1 == nkb {
+                    e = _mm512_maskz_mov_ps(last_mask, e);
+                }
+                sum = _mm512_add_ps(sum, e);
+                _mm512_storeu_ps(prow.add(b * W), e);
+            }
+            let mut denom = _mm512_reduce_add_ps(sum);
+            if let Some(sl) = sink {
+                denom += (sl - m).exp();
+            }
+            *inv = 1.0 / denom;
+        }
+        weighted_values(s, tp, i0, qn, &inv, a, col, y);
+    }
+}
+
+/// y[i0 + qi, col..col + 16] = inv[qi] · Σ_j p[qi, j]·v[j] for the block's queries: each value row is loaded
+/// once and multiplied into all sixteen accumulators.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn weighted_values(
+    s: &Scratch16,
+    tp: usize,
+    i0: usize,
+    qn: usize,
+    inv: &[f32; W],
+    a: usize,
+    col: usize,
+    y: SharedOut,
+) {
+    let p = s.p.as_ptr();
+    let vr = s.vr.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); W];
+    for j in 0..i0 + qn {
+        let vj = _mm512_loadu_ps(vr.add(j * W));
+        for (qi, acc) in acc.iter_mut().enumerate() {
+            *acc = _mm512_fmadd_ps(_mm512_set1_ps(*p.add(qi * tp + j)), vj, *acc);
+        }
+    }
+    for (qi, acc) in acc.iter().enumerate().take(qn) {
+        let out = y.0.add((i0 + qi) * a + col);
+        _mm512_storeu_ps(out, _mm512_mul_ps(*acc, _mm512_set1_ps(inv[qi])));
+    }
+}
+
+/// 2^x lane-wise (x ≤ 0 in use, any finite x or -∞ handled): 2^round(x) · p(x - round(x)), p the degree-6
+/// Taylor polynomial of 2^f on [-1/2, 1/2] (relative error about 1e-7); `vscalefps` applies the exponent and
+/// flushes very negative arguments to zero.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn exp2(x: __m512) -> __m512 {
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+    let f = _mm512_sub_ps(x, n);
+    let c = |v: f32| _mm512_set1_ps(v);
+    let mut p = c(1.540_353e-4);
+    p = _mm512_fmadd_ps(p, f, c(1.333_355_8e-3));
+    p = _mm512_fmadd_ps(p, f, c(9.618_129e-3));
+    p = _mm512_fmadd_ps(p, f, c(5.550_411e-2));
+    p = _mm512_fmadd_ps(p, f, c(2.402_265e-1));
+    p = _mm512_fmadd_ps(p, f, c(std::f32::consts::LN_2));
+    p = _mm512_fmadd_ps(p, f, c(1.0));
+    _mm512_scalef_ps(p, n)
+}
+
+/// In-register transpose of a 16 x 16 tile: rows[r][c] ← rows[c][r].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn transpose16(rows: &mut [__m512; W]) {
+    let r = *rows;
+    // Pairs of rows interleaved within each 128-bit lane.
+    let mut t = [_mm512_setzero_ps(); W];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4g + e]: rows 4g..4g + 4, element e of each 128-bit lane.
+    let mut u = [_mm512_setzero_ps(); W];
+    for g in 0..4 {
+        let (a0, a1, b0, b1) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+        let pd = _mm512_castps_pd;
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(a0), pd(b0)));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(a0), pd(b0)));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(a1), pd(b1)));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(a1), pd(b1)));
+    }
+    for e in 0..4 {
+        let v0 = _mm512_shuffle_f32x4::<0x88>(u[e], u[4 + e]);
+        let v1 = _mm512_shuffle_f32x4::<0xdd>(u[e], u[4 + e]);
+        let v2 = _mm512_shuffle_f32x4::<0x88>(u[8 + e], u[12 + e]);
+        let v3 = _mm512_shuffle_f32x4::<0xdd>(u[8 + e], u[12 + e]);
+        rows[e] = _mm512_shuffle_f32x4::<0x88>(v0, v2);
+        rows[8 + e] = _mm512_shuffle_f32x4::<0xdd>(v0, v2);
+        rows[4 + e] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
+        rows[12 + e] = _mm512_shuffle_f32x4::<0xdd>(v1, v3);
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose16_transposes() {
+        if !is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let m: Vec<f32> = (0..W * W).map(|i| i as f32).collect();
+        let mut out = vec![0f32; W * W];
+        // SAFETY: AVX-512F checked above; every pointer stays inside `m` or `out`.
+        unsafe {
+            let mut rows = [_mm512_setzero_ps(); W];
+            for (r, row) in rows.iter_mut().enumerate() {
+                *row = _mm512_loadu_ps(m.as_ptr().add(r * W));
+            }
+            transpose16(&mut rows);
+            for (r, row) in rows.iter().enumerate() {
+                _mm512_storeu_ps(out.as_mut_ptr().add(r * W), *row);
+            }
+        }
+        for r in 0..W {
+            for c in 0..W {
+                assert_eq!(out[r * W + c], m[c * W + r], "({r}, {c})");
+            }
+        }
+    }
+
+    #[test]
+    fn exp2_is_accurate() {
+        if !is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let xs: Vec<f32> = (0..16 * 400).map(|i| -(i as f32) * 0.01 + 3.0).collect();
+        for chunk in xs.chunks(W) {
+            let mut out = [0f32; W];
+            // SAFETY: AVX-512F checked above; the chunk and `out` hold 16 floats.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), exp2(_mm512_loadu_ps(chunk.as_ptr()))) };
+            for (x, e) in chunk.iter().zip(out) {
+                let want = (*x as f64).exp2();
+                assert!(((e as f64) - want).abs() <= 3e-7 * want, "2^{x}: {e} vs {want}");
+            }
+        }
+        let mut out = [1f32; W];
+        // SAFETY: as above.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), exp2(_mm512_set1_ps(-300.0))) };
+        assert_eq!(out, [0.0; W]);
+    }
+}

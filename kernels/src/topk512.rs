@@ -1,0 +1,164 @@
+//! AVX-512 passes of AbsTopK (see `topk`): one pass over a row counts the entries above a bracket around the
+//! predicted threshold and compresses the ones inside it into a short candidate list; the list is narrowed by
+//! vectorised counts until a selection over a few dozen entries finishes; a last pass zeroes the rest.
+//!
+//! Compression goes through a register (`vpcompressd` to memory is microcoded and slow on AMD's cores).
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use crate::topk::{select_kth, Scratch};
+
+const W: usize = 16;
+const ABS: i32 = 0x7fff_ffff;
+
+/// Candidates at or below which the selection runs directly instead of another counting round.
+const FEW: usize = 32;
+
+/// Σ|x| / len.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,popcnt")]
+pub(crate) unsafe fn mean_abs(row: &[f32]) -> f32 {
+    let abs = _mm512_set1_epi32(ABS);
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut chunks = row.chunks_exact(4 * W);
+    for c in &mut chunks {
+        for (l, acc) in acc.iter_mut().enumerate() {
+            let x = _mm512_castps_si512(_mm512_loadu_ps(c.as_ptr().add(l * W)));
+            *acc = _mm512_add_ps(*acc, _mm512_castsi512_ps(_mm512_and_si512(x, abs)));
+        }
+    }
+    let mut sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    for c in chunks.remainder().chunks(W) {
+        let x = _mm512_castps_si512(_mm512_maskz_loadu_ps(tail_mask(c.len()), c.as_ptr()));
+        sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_and_si512(x, abs)));
+    }
+    _mm512_reduce_add_ps(sum) / row.len() as f32
+}
+
+/// Lanes [0, n) of a 16-lane mask, n ≤ 16.
+#[inline(always)]
+fn tail_mask(n: usize) -> __mmask16 {
+    ((1u32 << n) - 1) as __mmask16
+}
+
+/// The k-th largest magnitude, if it lies in [lo, hi) (magnitude bits): (threshold, entries above, entries
+/// equal), as `topk::kth_largest_magnitude` returns it. `s.candidates` is the working list.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,popcnt")]
+pub(crate) unsafe fn kth_in_bracket(
+    row: &[f32],
+    k: usize,
+    lo: u32,
+    hi: u32,
+    s: &mut Scratch,
+) -> Option<(u32, usize, usize)> {
+    s.grow_candidates(row.len() + W);
+    let cand = s.candidates.as_mut_ptr();
+    let abs = _mm512_set1_epi32(ABS);
+    let (lo_v, hi_v) = (_mm512_set1_epi32(lo as i32), _mm512_set1_epi32(hi as i32));
+    let one = _mm512_set1_epi32(1);
+    let mut above_v = _mm512_setzero_si512();
+    let mut n = 0usize;
+    let mut step = |b: __m512i| {
+        let m_hi = _mm512_cmpge_epu32_mask(b, hi_v);
+        above_v = _mm512_mask_add_epi32(above_v, m_hi, above_v, one);
+        let m_in = _mm512_mask_cmpge_epu32_mask(!m_hi, b, lo_v);
+        _mm512_storeu_si512(cand.add(n).cast(), _mm512_maskz_compress_epi32(m_in, b));
+        n += m_in.count_ones() as usize;
+    };
+    let mut chunks = row.chunks_exact(W);
+    for c in &mut chunks {
+        step(_mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(c.as_ptr())), abs));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // Padding lanes load as zero, below any positive `lo`.
+        let x = _mm512_castps_si512(_mm512_maskz_loadu_ps(tail_mask(rest.len()), rest.as_ptr()));
+        step(_mm512_and_si512(x, abs));
+    }
+    let above = _mm512_reduce_add_epi32(above_v) as usize;
+    if above >= k || above + n < k {
+        return None;
+    }
+    Some(narrow(&mut s.candidates[..n + W], n, k - above, above, lo, hi))
+}
+
+/// The `need`-th largest of the `n` candidates (all in [lo, hi), `above` entries known to be larger; `cands`
+/// has W slots of slack past n): rounds of sixteen-way vectorised counting shrink the list to a few entries
+/// around the answer before the final selection.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,popcnt")]
+unsafe fn narrow(
+    cands: &mut [u32],
+    mut n: usize,
+    mut need: usize,
+    mut above: usize,
+    mut lo: u32,
+    mut hi: u32,
+) -> (u32, usize, usize) {
+    let p = cands.as_mut_ptr();
+    while n > FEW && hi - lo >= W as u32 {
+        let step = (hi - lo) / W as u32;
+        // cuts[j] = lo + (j + 1)·step for j < 15; counts[j] = #(b ≥ cuts[j]).
+        let cuts: [u32; W - 1] = std::array::from_fn(|j| lo + step * (j as u32 + 1));
+        let mut counts_v = [_mm512_setzero_si512(); W - 1];
+        let one = _mm512_set1_epi32(1);
+        for c0 in (0..n).step_by(W) {
+            let m = tail_mask((n - c0).min(W));
+            let b = _mm512_maskz_loadu_epi32(m, p.add(c0).cast());
+            for (acc, &cut) in counts_v.iter_mut().zip(&cuts) {
+                let ge = _mm512_mask_cmpge_epu32_mask(m, b, _mm512_set1_epi32(cut as i32));
+                *acc = _mm512_mask_add_epi32(*acc, ge, *acc, one);
+            }
+        }
+        let counts: [usize; W - 1] = std::array::from_fn(|j| _mm512_reduce_add_epi32(counts_v[j]) as usize);
+        // The answer lies in [new_lo, new_hi): the highest cut with at least `need` entries at or above it.
+        let j = (0..W - 1).rev().find(|&j| counts[j] >= need);
+        let (new_lo, new_hi, at_hi) = match j {
+            Some(j) => (
+                cuts[j],
+                if j + 1 < W - 1 { cuts[j + 1] } else { hi },
+                if j + 1 < W - 1 { counts[j + 1] } else { 0 },
+            ),
+            None => (lo, cuts[0], counts[0]),
+        };
+        // Keep the candidates inside the new bracket, compacted in place (writes never pass the reads).
+        let (lo_v, hi_v) = (_mm512_set1_epi32(new_lo as i32), _mm512_set1_epi32(new_hi as i32));
+        let mut kept = 0;
+        for c0 in (0..n).step_by(W) {
+            let m = tail_mask((n - c0).min(W));
+            let b = _mm512_maskz_loadu_epi32(m, p.add(c0).cast());
+            let inside = _mm512_mask_cmplt_epu32_mask(_mm512_mask_cmpge_epu32_mask(m, b, lo_v), b, hi_v);
+            _mm512_storeu_si512(p.add(kept).cast(), _mm512_maskz_compress_epi32(inside, b));
+            kept += inside.count_ones() as usize;
+        }
+        above += at_hi;
+        need -= at_hi;
+        n = kept;
+        lo = new_lo;
+        hi = new_hi;
+    }
+    select_kth(&mut cands[..n], need, above)
+}
+
+/// row[i] ← 0 where |row[i]| < threshold (magnitude bits); entries at or above it are left as they are.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,popcnt")]
+pub(crate) unsafe fn zero_below(row: &mut [f32], threshold: u32) {
+    let abs = _mm512_set1_epi32(ABS);
+    let th = _mm512_set1_epi32(threshold as i32);
+    let mut chunks = row.chunks_exact_mut(W);
+    for c in &mut chunks {
+        let x = _mm512_loadu_ps(c.as_ptr());
+        let keep = _mm512_cmpge_epu32_mask(_mm512_and_si512(_mm512_castps_si512(x), abs), th);
+        _mm512_storeu_ps(c.as_mut_ptr(), _mm512_maskz_mov_ps(keep, x));
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let m = tail_mask(rest.len());
+        let x = _mm512_maskz_loadu_ps(m, rest.as_ptr());
+        let keep = _mm512_cmpge_epu32_mask(_mm512_and_si512(_mm512_castps_si512(x), abs), th);
+        _mm512_mask_storeu_ps(rest.as_mut_ptr(), m, _mm512_maskz_mov_ps(keep, x));
+    }
+}
