@@ -7,6 +7,7 @@
 
 mod attention;
 mod attention16;
+mod avx512;
 mod csr;
 mod elementwise;
 mod fma;

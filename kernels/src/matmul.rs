@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+mod avx512;
+
 use crate::fma::{Fused, MulAdd, Unfused};
 
 use crate::csr::{CsrError, CsrView, RowPtr};
@@ -466,6 +468,8 @@ fn xwt_rows_isa<P: PtrInt, const B: usize>(isa: Isa, w: &Csr<P>, xt: &[f32], r0:
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => unsafe { xwt_rows_avx2::<P, B>(w, xt, r0, outs) },
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if B == 16 => unsafe { avx512::xwt_rows16::<P>(w, xt, r0, outs) },
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { xwt_rows_avx512::<P, B>(w, xt, r0, outs) },
     }
 }
@@ -484,7 +488,15 @@ fn xwt_blocked<P: PtrInt, const B: usize>(
     let blk_len = cols * B;
     let mut xt_buf = ScratchBuf::take(nblk * blk_len);
     let xt: &mut [f32] = &mut xt_buf;
-    let pack = |(xb, dst): (&[f32], &mut [f32])| pack_tokens::<B>(xb, cols, dst);
+    let pack = |(xb, dst): (&[f32], &mut [f32])| {
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx512 && B.is_multiple_of(16) {
+            // SAFETY: `Isa::detect` confirmed AVX-512F on this CPU.
+            unsafe { avx512::pack_tokens::<B>(xb, cols, dst) };
+            return;
+        }
+        pack_tokens::<B>(xb, cols, dst)
+    };
     if parallel {
         x.par_chunks(B * cols).zip(xt.par_chunks_mut(blk_len)).for_each(pack);
     } else {
@@ -533,7 +545,10 @@ fn xwt_blocked<P: PtrInt, const B: usize>(
 /// of a call (so a nested call on the same thread, e.g. from inside a rayon task, simply gets
 /// an empty one and allocates) and put back afterwards unless it is larger than
 /// [`SCRATCH_KEEP_MAX`].
-struct ScratchBuf(Vec<f32>);
+struct ScratchBuf {
+    buf: Vec<f32>,
+    len: usize,
+}
 
 /// Largest scratch buffer, in floats, kept alive between calls (64 MiB).
 const SCRATCH_KEEP_MAX: usize = 16 << 20;
@@ -545,20 +560,19 @@ thread_local! {
 impl ScratchBuf {
     /// A buffer of exactly `len` floats with unspecified (but initialised) contents.
     fn take(len: usize) -> Self {
-        let mut v = SCRATCH.with(|s| s.take());
-        if v.len() < len {
-            v.clear();
-            v.resize(len, 0.0);
+        let mut buf = SCRATCH.with(|s| s.take());
+        // Grown, never truncated: a shorter length would make the next larger call zero the tail again.
+        if buf.len() < len {
+            buf.resize(len, 0.0);
         }
-        v.truncate(len);
-        ScratchBuf(v)
+        ScratchBuf { buf, len }
     }
 }
 
 impl Drop for ScratchBuf {
     fn drop(&mut self) {
-        if self.0.capacity() <= SCRATCH_KEEP_MAX {
-            let v = std::mem::take(&mut self.0);
+        if self.buf.capacity() <= SCRATCH_KEEP_MAX {
+            let v = std::mem::take(&mut self.buf);
             // `try_with` so that a drop during thread teardown does not panic.
             let _ = SCRATCH.try_with(|s| {
                 // Keep the larger of the two if a nested call left one behind.
@@ -572,13 +586,13 @@ impl Drop for ScratchBuf {
 impl std::ops::Deref for ScratchBuf {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
-        &self.0
+        &self.buf[..self.len]
     }
 }
 
 impl std::ops::DerefMut for ScratchBuf {
     fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.0
+        &mut self.buf[..self.len]
     }
 }
 

@@ -176,6 +176,10 @@ unsafe fn topk_row_avx512(row: &[f32], out: &mut [f32], k: usize, mask: bool, s:
 #[target_feature(enable = "avx512f,avx2,fma,popcnt")]
 unsafe fn topk_row_inplace_avx512(row: &mut [f32], k: usize, s: &mut Scratch) {
     let (threshold, above, equal) = kth_largest_magnitude_avx512(row, k, s);
+    if threshold == 0 {
+        // At most k entries are nonzero: every one is kept and the rest are zeros already.
+        return;
+    }
     topk512::zero_below(row, threshold);
     clear_surplus_ties(row, threshold, k - above, equal);
 }
@@ -189,7 +193,12 @@ const MAX_WIDTH: f32 = 0.5;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma,popcnt")]
 unsafe fn kth_largest_magnitude_avx512(row: &[f32], k: usize, s: &mut Scratch) -> (u32, usize, usize) {
-    let scale = topk512::mean_abs(row);
+    let (scale, nonzeros) = topk512::mean_abs_and_nonzeros(row);
+    if nonzeros < k {
+        // The k-th largest magnitude is zero. Such rows (sparse products of sparse inputs) say nothing about
+        // the next row's threshold, so the prediction is left as it was.
+        return (0, nonzeros, row.len() - nonzeros);
+    }
     let guess = s.ratio.map(|r| r * scale).filter(|g| *g > 0.0 && g.is_finite());
     let bracketed = guess.and_then(|g| {
         let lo = magnitude_bits(g * (1.0 - s.width)).max(1);

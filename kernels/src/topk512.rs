@@ -7,39 +7,39 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+#[cfg(target_arch = "x86_64")]
+use crate::avx512::{tail_mask, W};
 use crate::topk::{select_kth, Scratch};
 
-const W: usize = 16;
 const ABS: i32 = 0x7fff_ffff;
 
 /// Candidates at or below which the selection runs directly instead of another counting round.
 const FEW: usize = 32;
 
-/// Σ|x| / len.
+/// (Σ|x| / len, the number of nonzero entries), in one pass.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,popcnt")]
-pub(crate) unsafe fn mean_abs(row: &[f32]) -> f32 {
+pub(crate) unsafe fn mean_abs_and_nonzeros(row: &[f32]) -> (f32, usize) {
     let abs = _mm512_set1_epi32(ABS);
+    let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); 4];
+    let mut nonzeros = 0usize;
     let mut chunks = row.chunks_exact(4 * W);
     for c in &mut chunks {
         for (l, acc) in acc.iter_mut().enumerate() {
-            let x = _mm512_castps_si512(_mm512_loadu_ps(c.as_ptr().add(l * W)));
-            *acc = _mm512_add_ps(*acc, _mm512_castsi512_ps(_mm512_and_si512(x, abs)));
+            let b = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(c.as_ptr().add(l * W))), abs);
+            *acc = _mm512_add_ps(*acc, _mm512_castsi512_ps(b));
+            nonzeros += _mm512_cmpneq_epi32_mask(b, zero).count_ones() as usize;
         }
     }
     let mut sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
     for c in chunks.remainder().chunks(W) {
         let x = _mm512_castps_si512(_mm512_maskz_loadu_ps(tail_mask(c.len()), c.as_ptr()));
-        sum = _mm512_add_ps(sum, _mm512_castsi512_ps(_mm512_and_si512(x, abs)));
+        let b = _mm512_and_si512(x, abs);
+        sum = _mm512_add_ps(sum, _mm512_castsi512_ps(b));
+        nonzeros += _mm512_cmpneq_epi32_mask(b, zero).count_ones() as usize;
     }
-    _mm512_reduce_add_ps(sum) / row.len() as f32
-}
-
-/// Lanes [0, n) of a 16-lane mask, n ≤ 16.
-#[inline(always)]
-fn tail_mask(n: usize) -> __mmask16 {
-    ((1u32 << n) - 1) as __mmask16
+    (_mm512_reduce_add_ps(sum) / row.len() as f32, nonzeros)
 }
 
 /// The k-th largest magnitude, if it lies in [lo, hi) (magnitude bits): (threshold, entries above, entries
