@@ -36,16 +36,59 @@ pub fn causal_attention(
     sink: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<(), CsrError> {
-    let AttentionShape { t, n_head, d_head } = shape;
-    let a = n_head * d_head;
-    for (what, len) in [("q", q.len()), ("k", k.len()), ("v", v.len()), ("y", y.len())] {
-        if len != t * a {
+    let a = shape.n_head * shape.d_head;
+    for (what, len) in [("q", q.len()), ("k", k.len()), ("v", v.len())] {
+        if len != shape.t * a {
             return Err(CsrError::ShapeMismatch {
                 what,
-                expected: t * a,
+                expected: shape.t * a,
                 got: len,
             });
         }
+    }
+    causal_attention_strided(q, k, v, a, shape, scale, sink, y)
+}
+
+/// [`causal_attention`] on q, k, v that are column ranges of wider rows: row i of q is
+/// `q[i·stride .. i·stride + n_head·d_head]`, and likewise for k and v, so that the three can be read in
+/// place from one fused (T, 3A) projection (q = &qkv[..], k = &qkv[A..], v = &qkv[2A..], stride 3A).
+/// `y` is (T, n_head·d_head).
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_strided(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    stride: usize,
+    shape: AttentionShape,
+    scale: f32,
+    sink: Option<&[f32]>,
+    y: &mut [f32],
+) -> Result<(), CsrError> {
+    let AttentionShape { t, n_head, d_head } = shape;
+    let a = n_head * d_head;
+    if t > 0 && stride < a {
+        return Err(CsrError::ShapeMismatch {
+            what: "stride (at least n_head * d_head)",
+            expected: a,
+            got: stride,
+        });
+    }
+    let need = if t == 0 { 0 } else { (t - 1) * stride + a };
+    for (what, len) in [("q", q.len()), ("k", k.len()), ("v", v.len())] {
+        if len < need {
+            return Err(CsrError::ShapeMismatch {
+                what,
+                expected: need,
+                got: len,
+            });
+        }
+    }
+    if y.len() != t * a {
+        return Err(CsrError::ShapeMismatch {
+            what: "y",
+            expected: t * a,
+            got: y.len(),
+        });
     }
     if let Some(s) = sink {
         if s.len() != n_head {
@@ -63,9 +106,10 @@ pub fn causal_attention(
     if d_head == HEAD16 && has_avx512() {
         let out = SharedOut(y.as_mut_ptr());
         let run = |s: &mut Scratch16, h: usize| {
-            // SAFETY: AVX-512F is present (checked just above); the lengths were checked at the top, 16·n_head = A,
-            // and each head writes only its own columns of y, which `y`'s exclusive borrow keeps to this call.
-            unsafe { head16(q, k, v, t, a, h, scale, sink.map(|s| s[h]), out, s) }
+            // SAFETY: AVX-512F is present (checked just above); the lengths were checked at the top (q, k, v hold
+            // (T - 1)·stride + A floats, y T·A), 16·n_head = A, and each head writes only its own columns of y,
+            // which `y`'s exclusive borrow keeps to this call.
+            unsafe { head16(q, k, v, t, stride, a, h, scale, sink.map(|s| s[h]), out, s) }
         };
         if n_head > 1 && t * t * d_head * n_head >= 1 << 16 {
             (0..n_head).into_par_iter().for_each_init(Scratch16::default, run);
@@ -83,17 +127,17 @@ pub fn causal_attention(
         #[cfg(target_arch = "x86_64")]
         if avx512 {
             // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time just above).
-            unsafe { head_attention_avx512(q, k, v, t, a, h, d_head, scale, sink, out) };
+            unsafe { head_attention_avx512(q, k, v, t, stride, h, d_head, scale, sink, out) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
-            unsafe { head_attention_avx2(q, k, v, t, a, h, d_head, scale, sink, out) };
+            unsafe { head_attention_avx2(q, k, v, t, stride, h, d_head, scale, sink, out) };
             return;
         }
         let _ = (avx2, avx512);
-        head_attention::<Unfused>(q, k, v, t, a, h, d_head, scale, sink, out);
+        head_attention::<Unfused>(q, k, v, t, stride, h, d_head, scale, sink, out);
     };
     if n_head > 1 && t * t * d_head * n_head >= 1 << 16 {
         heads.par_chunks_mut(t * d_head).enumerate().for_each(run);
@@ -187,7 +231,8 @@ const QUERY_BLOCK: usize = 4;
 /// Keys per register block when scoring.
 const KEY_BLOCK: usize = 16;
 
-/// One head; `out`: (T, dh). `M` fuses the multiply-adds where the instantiation has FMA.
+/// One head; `q`, `k`, `v` have rows `a` apart (the full width, or a wider stride); `out`: (T, dh). `M` fuses
+/// the multiply-adds where the instantiation has FMA.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn head_attention<M: MulAdd>(
@@ -708,7 +753,7 @@ mod tests {
                 for h in 0..nh {
                     // SAFETY: AVX-512F is present (checked just above); y holds T·A floats and only this
                     // thread writes it.
-                    unsafe { head16(&q, &k, &v, t, a, h, 0.25, sink, SharedOut(y.as_mut_ptr()), &mut s) };
+                    unsafe { head16(&q, &k, &v, t, a, a, h, 0.25, sink, SharedOut(y.as_mut_ptr()), &mut s) };
                 }
                 close(&y, "avx512");
             }

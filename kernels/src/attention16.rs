@@ -33,12 +33,12 @@ pub(crate) struct SharedOut(pub(crate) *mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
-/// One head h of causal attention. `q`, `k`, `v`: (T, A) row-major with head h at columns [16h, 16h + 16);
-/// writes y[i, 16h..16h + 16] for every query i and nothing else of y, which is (T, A) row-major.
+/// One head h of causal attention. `q`, `k`, `v`: rows `stride` apart, head h at columns [16h, 16h + 16) of
+/// each; writes y[i, 16h..16h + 16] for every query i and nothing else of y, which is (T, A) row-major.
 ///
 /// # Safety
 /// The CPU must support AVX-512F; `y` must point to T·A writable floats that no other thread writes at head
-/// h's columns during the call; `q`, `k`, `v` must hold T·A floats and 16(h + 1) ≤ A.
+/// h's columns during the call; `q`, `k`, `v` must hold (T - 1)·stride + A floats, and 16(h + 1) ≤ A ≤ stride.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -47,6 +47,7 @@ pub(crate) unsafe fn head16(
     k: &[f32],
     v: &[f32],
     t: usize,
+    stride: usize,
     a: usize,
     h: usize,
     scale: f32,
@@ -54,7 +55,8 @@ pub(crate) unsafe fn head16(
     y: SharedOut,
     s: &mut Scratch16,
 ) {
-    debug_assert!(q.len() >= t * a && k.len() >= t * a && v.len() >= t * a && (h + 1) * W <= a);
+    let need = (t - 1) * stride + a;
+    debug_assert!(q.len() >= need && k.len() >= need && v.len() >= need && (h + 1) * W <= a && a <= stride);
     let tp = t.next_multiple_of(W);
     s.kt.resize(W * tp, 0.0);
     s.vr.resize(tp * W, 0.0);
@@ -66,10 +68,10 @@ pub(crate) unsafe fn head16(
         for (l, r) in rows.iter_mut().enumerate() {
             let j = j0 + l;
             if j < t {
-                *r = _mm512_loadu_ps(k.as_ptr().add(j * a + col));
+                *r = _mm512_loadu_ps(k.as_ptr().add(j * stride + col));
                 _mm512_storeu_ps(
                     s.vr.as_mut_ptr().add(j * W),
-                    _mm512_loadu_ps(v.as_ptr().add(j * a + col)),
+                    _mm512_loadu_ps(v.as_ptr().add(j * stride + col)),
                 );
             } else {
                 _mm512_storeu_ps(s.vr.as_mut_ptr().add(j * W), _mm512_setzero_ps());
@@ -100,7 +102,7 @@ pub(crate) unsafe fn head16(
             let mut nz = [(0usize, 0f32); W];
             let mut live = 0;
             for c in 0..W {
-                let x = *q.get_unchecked(i * a + col + c);
+                let x = *q.get_unchecked(i * stride + col + c);
                 *nz.get_unchecked_mut(live) = (c * tp, x * scale);
                 live += (x != 0.0) as usize;
             }

@@ -176,11 +176,79 @@ pub fn csr_matmul_xwt(x: &[f32], t: usize, w: &CsrView, out: &mut [f32]) -> Resu
         out.fill(0.0);
         return Ok(());
     }
-    with_csr!(w, |w| xwt_dispatch(&w, x, t, cols, out));
+    with_csr!(w, |w| xwt_dispatch(&w, x, t, cols, out, None));
     Ok(())
 }
 
-fn xwt_dispatch<P: PtrInt>(w: &Csr<P>, x: &[f32], t: usize, cols: usize, out: &mut [f32]) {
+/// [`csr_matmul_xwt`], then `finish(&mut state, i, row)` on every output row i (token i), with `state =
+/// init()` made once per task for a contiguous run of tokens (a `RowTopK` that predicts each row's threshold
+/// from the one before, say).
+///
+/// Where the product runs in token blocks (many tokens), each task packs its block, multiplies it and finishes
+/// its rows while they are still in cache: one parallel pass where a separate row pass would read every
+/// output back from memory and cost a second fork-join. Elsewhere the rows are finished after the product.
+pub fn csr_matmul_xwt_then<S, I, F>(
+    x: &[f32],
+    t: usize,
+    w: &CsrView,
+    out: &mut [f32],
+    init: I,
+    finish: F,
+) -> Result<(), CsrError>
+where
+    I: Fn() -> S + Sync,
+    F: Fn(&mut S, usize, &mut [f32]) + Sync,
+{
+    // The row pass goes in as a trait object, so that the product is compiled once, in this crate (optimised even
+    // in a debug build), and not again, at the caller's optimisation level, for every caller's closure type.
+    let finish = &finish;
+    let make = || -> RowFinisher<'_> {
+        let mut state = init();
+        Box::new(move |i, row| finish(&mut state, i, row))
+    };
+    xwt_then(x, t, w, out, &make)
+}
+
+fn xwt_then(x: &[f32], t: usize, w: &CsrView, out: &mut [f32], pass: &RowPass) -> Result<(), CsrError> {
+    let (rows, cols) = (w.rows(), w.cols());
+    check_len("x (t * cols)", t, cols, x.len())?;
+    check_len("out (t * rows)", t, rows, out.len())?;
+    if t == 0 || rows == 0 {
+        return Ok(());
+    }
+    if cols == 0 {
+        out.fill(0.0);
+        finish_rows(pass, out, rows, 0);
+        return Ok(());
+    }
+    with_csr!(w, |w| xwt_dispatch(&w, x, t, cols, out, Some(pass)));
+    Ok(())
+}
+
+/// A row pass: called once per task, it returns the function that finishes that task's rows.
+type RowPass<'a> = dyn Fn() -> RowFinisher<'a> + Sync + 'a;
+
+/// Finishes one task's rows: `(token, row)`.
+type RowFinisher<'a> = Box<dyn FnMut(usize, &mut [f32]) + 'a>;
+
+/// Finishes `out`'s rows (each `width` wide, the first being token `first`) serially, as one task.
+fn finish_rows(pass: &RowPass, out: &mut [f32], width: usize, first: usize) {
+    let mut finish = pass();
+    for (j, row) in out.chunks_exact_mut(width).enumerate() {
+        finish(first + j, row);
+    }
+}
+
+/// Finishes all of `out` in parallel runs of tokens.
+fn finish_rows_parallel(pass: &RowPass, out: &mut [f32], width: usize) {
+    let t = out.len() / width;
+    let per_task = t.div_ceil(4 * threads()).max(1);
+    out.par_chunks_mut(per_task * width)
+        .enumerate()
+        .for_each(|(i, run)| finish_rows(pass, run, width, i * per_task));
+}
+
+fn xwt_dispatch<P: PtrInt>(w: &Csr<P>, x: &[f32], t: usize, cols: usize, out: &mut [f32], then: Option<&RowPass>) {
     let rows = w.rows;
     let threads = threads();
     let work = (w.values.len() + rows).saturating_mul(t);
@@ -188,11 +256,23 @@ fn xwt_dispatch<P: PtrInt>(w: &Csr<P>, x: &[f32], t: usize, cols: usize, out: &m
     if t >= BLOCKED_MIN_T {
         let isa = Isa::detect();
         match block_tokens(t, w.values.len() / rows) {
-            8 => xwt_blocked::<P, 8>(w, x, t, cols, out, isa, parallel),
-            16 => xwt_blocked::<P, 16>(w, x, t, cols, out, isa, parallel),
-            _ => xwt_blocked::<P, 32>(w, x, t, cols, out, isa, parallel),
+            8 => xwt_blocked_then::<P, 8>(w, x, t, cols, out, isa, parallel, then),
+            16 => xwt_blocked_then::<P, 16>(w, x, t, cols, out, isa, parallel, then),
+            _ => xwt_blocked_then::<P, 32>(w, x, t, cols, out, isa, parallel, then),
         }
-    } else if !parallel {
+        return;
+    }
+    xwt_few_tokens(w, x, t, cols, out, parallel);
+    if let Some(pass) = then {
+        finish_rows(pass, out, rows, 0);
+    }
+}
+
+/// The product for fewer tokens than a block.
+fn xwt_few_tokens<P: PtrInt>(w: &Csr<P>, x: &[f32], t: usize, cols: usize, out: &mut [f32], parallel: bool) {
+    let rows = w.rows;
+    let threads = threads();
+    if !parallel {
         xwt_tokens(w, x, cols, out, &w.cache_blocks());
     } else {
         // Few tokens: split W's rows instead. Each task reads its W rows once and applies each
@@ -474,6 +554,7 @@ fn xwt_rows_isa<P: PtrInt, const B: usize>(isa: Isa, w: &Csr<P>, xt: &[f32], r0:
     }
 }
 
+#[cfg(test)]
 fn xwt_blocked<P: PtrInt, const B: usize>(
     w: &Csr<P>,
     x: &[f32],
@@ -483,12 +564,26 @@ fn xwt_blocked<P: PtrInt, const B: usize>(
     isa: Isa,
     parallel: bool,
 ) {
+    xwt_blocked_then::<P, B>(w, x, t, cols, out, isa, parallel, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn xwt_blocked_then<P: PtrInt, const B: usize>(
+    w: &Csr<P>,
+    x: &[f32],
+    t: usize,
+    cols: usize,
+    out: &mut [f32],
+    isa: Isa,
+    parallel: bool,
+    then: Option<&RowPass>,
+) {
     let rows = w.rows;
     let nblk = t.div_ceil(B);
     let blk_len = cols * B;
     let mut xt_buf = ScratchBuf::take(nblk * blk_len);
     let xt: &mut [f32] = &mut xt_buf;
-    let pack = |(xb, dst): (&[f32], &mut [f32])| {
+    let pack = |xb: &[f32], dst: &mut [f32]| {
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Avx512 && B.is_multiple_of(16) {
             // SAFETY: `Isa::detect` confirmed AVX-512F on this CPU.
@@ -497,11 +592,6 @@ fn xwt_blocked<P: PtrInt, const B: usize>(
         }
         pack_tokens::<B>(xb, cols, dst)
     };
-    if parallel {
-        x.par_chunks(B * cols).zip(xt.par_chunks_mut(blk_len)).for_each(pack);
-    } else {
-        x.chunks(B * cols).zip(xt.chunks_mut(blk_len)).for_each(pack);
-    }
 
     // Tasks are (token block, row range) pairs. Split rows only as far as needed to give every
     // thread a couple of tasks: each task re-reads its W rows, but keeps its packed x block hot.
@@ -511,11 +601,50 @@ fn xwt_blocked<P: PtrInt, const B: usize>(
     } else {
         1
     };
-    let bounds = if row_parts == 1 {
-        vec![0, rows]
-    } else {
-        w.split_by_nnz(row_parts)
-    };
+    if row_parts == 1 {
+        // Every task owns whole token blocks: it packs each, multiplies it and finishes its rows in one go.
+        // Runs of consecutive blocks per task, so that a row pass's state carries across blocks.
+        let per_task = if parallel { nblk.div_ceil(2 * threads) } else { nblk };
+        let task = |i: usize, xs: &[f32], xts: &mut [f32], outs: &mut [f32]| {
+            let mut finish = then.map(|pass| pass());
+            let blocks = xs
+                .chunks(B * cols)
+                .zip(xts.chunks_mut(blk_len))
+                .zip(outs.chunks_mut(B * rows));
+            for (j, ((xb, xtb), ob)) in blocks.enumerate() {
+                pack(xb, xtb);
+                let mut token_rows: Vec<&mut [f32]> = ob.chunks_mut(rows).collect();
+                xwt_rows_isa::<P, B>(isa, w, xtb, 0, &mut token_rows);
+                if let Some(finish) = &mut finish {
+                    let first = (i * per_task + j) * B;
+                    for (k, row) in ob.chunks_exact_mut(rows).enumerate() {
+                        finish(first + k, row);
+                    }
+                }
+            }
+        };
+        let (xs, xts, outs) = (per_task * B * cols, per_task * blk_len, per_task * B * rows);
+        if parallel {
+            x.par_chunks(xs)
+                .zip(xt.par_chunks_mut(xts))
+                .zip(out.par_chunks_mut(outs))
+                .enumerate()
+                .for_each(|(i, ((xs, xts), outs))| task(i, xs, xts, outs));
+        } else {
+            x.chunks(xs)
+                .zip(xt.chunks_mut(xts))
+                .zip(out.chunks_mut(outs))
+                .enumerate()
+                .for_each(|(i, ((xs, xts), outs))| task(i, xs, xts, outs));
+        }
+        return;
+    }
+
+    // Fewer blocks than tasks wanted: pack all blocks first, since tasks share them.
+    x.par_chunks(B * cols)
+        .zip(xt.par_chunks_mut(blk_len))
+        .for_each(|(xb, dst)| pack(xb, dst));
+    let bounds = w.split_by_nnz(row_parts);
     let mut tasks: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::with_capacity(nblk * row_parts);
     for (blk, ob) in out.chunks_mut(B * rows).enumerate() {
         let first = tasks.len();
@@ -528,13 +657,12 @@ fn xwt_blocked<P: PtrInt, const B: usize>(
             }
         }
     }
-    let run = |(blk, r0, mut outs): (usize, usize, Vec<&mut [f32]>)| {
-        xwt_rows_isa::<P, B>(isa, w, &xt[blk * blk_len..][..blk_len], r0, &mut outs)
-    };
-    if parallel {
-        tasks.into_par_iter().for_each(run);
-    } else {
-        tasks.into_iter().for_each(run);
+    let xt: &[f32] = xt;
+    tasks
+        .into_par_iter()
+        .for_each(|(blk, r0, mut outs)| xwt_rows_isa::<P, B>(isa, w, &xt[blk * blk_len..][..blk_len], r0, &mut outs));
+    if let Some(pass) = then {
+        finish_rows_parallel(pass, out, rows);
     }
 }
 

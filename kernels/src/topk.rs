@@ -71,42 +71,98 @@ pub fn abs_topk_rows(src: &[f32], dst: &mut [f32], dim: usize, k: usize, mask: b
 /// In place: all but the top-k |values| of each `dim`-wide row of `x` set to zero (signs kept), with the same
 /// tie rule as [`abs_topk_rows`]. Needs no output buffer, so the forward allocates and clears nothing per call.
 pub fn abs_topk_rows_inplace(x: &mut [f32], dim: usize, k: usize) {
-    if dim == 0 || k >= dim {
+    prepare_rows_topk(x, dim, Some(k), |_, _| {});
+}
+
+/// For every `dim`-wide row i of `x`: `prepare(i, row)`, then with `k` AbsTopK in place as in
+/// [`abs_topk_rows_inplace`]. One parallel pass does both, so the row is still in L1 cache for the second step
+/// and the forward pays one fork-join instead of two; `prepare` is where the forward writes a row (a norm, a
+/// bias, an activation, a residual add).
+pub fn prepare_rows_topk<F>(x: &mut [f32], dim: usize, k: Option<usize>, prepare: F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    // Through a trait object, so that the loop is compiled here and not again for each caller's closure type.
+    prepare_rows_topk_dyn(x, dim, k, &prepare)
+}
+
+fn prepare_rows_topk_dyn(x: &mut [f32], dim: usize, k: Option<usize>, prepare: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    if dim == 0 {
         return;
     }
-    if k == 0 {
-        x.fill(0.0);
-        return;
+    let run = |topk: &mut RowTopK, i: usize, row: &mut [f32]| {
+        prepare(i, row);
+        if let Some(k) = k {
+            topk.apply(row, k);
+        }
+    };
+    if x.len() >= PAR_MIN {
+        // Contiguous runs of rows per task, so that each row's threshold is predicted from the one before.
+        let per_task = rows_per_task(x.len() / dim);
+        x.par_chunks_mut(dim * per_task).enumerate().for_each(|(task, rows)| {
+            let mut topk = RowTopK::new();
+            for (j, row) in rows.chunks_mut(dim).enumerate() {
+                run(&mut topk, task * per_task + j, row);
+            }
+        });
+    } else {
+        let mut topk = RowTopK::new();
+        for (i, row) in x.chunks_mut(dim).enumerate() {
+            run(&mut topk, i, row);
+        }
     }
-    let avx2 = has_avx2_fma();
-    let avx512 = avx2 && has_avx512();
-    let run = |scratch: &mut Scratch, row: &mut [f32]| {
+}
+
+/// AbsTopK one row at a time, for callers that produce rows themselves (a fused product, a per-row pipeline).
+/// It remembers each row's threshold to predict the next one's, so one `RowTopK` should serve a run of rows
+/// of the same activation.
+pub struct RowTopK {
+    scratch: Scratch,
+    avx2: bool,
+    avx512: bool,
+}
+
+impl Default for RowTopK {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RowTopK {
+    pub fn new() -> Self {
+        let avx2 = has_avx2_fma();
+        RowTopK {
+            scratch: Scratch::default(),
+            avx2,
+            avx512: avx2 && has_avx512(),
+        }
+    }
+
+    /// row ← row with all but its k largest |values| zeroed (signs kept; ties keep the lowest index).
+    pub fn apply(&mut self, row: &mut [f32], k: usize) {
+        if k >= row.len() {
+            return;
+        }
+        if k == 0 {
+            row.fill(0.0);
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
-        if avx512 {
-            // SAFETY: the CPU supports AVX-512F (checked at run time above).
-            unsafe { topk_row_inplace_avx512(row, k, scratch) };
+        if self.avx512 {
+            // SAFETY: the CPU supports AVX-512F (checked at run time in `new`).
+            unsafe { topk_row_inplace_avx512(row, k, &mut self.scratch) };
             return;
         }
         // The portable code compiled for AVX2, not AVX-512: LLVM compiles its counting loops for AVX-512 into
         // per-chunk reductions that run several times slower (measured); `topk512` is written by hand instead.
         #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
-            unsafe { topk_row_inplace_avx2(row, k, scratch) };
+        if self.avx2 {
+            // SAFETY: the CPU supports AVX2 and FMA (checked at run time in `new`).
+            unsafe { topk_row_inplace_avx2(row, k, &mut self.scratch) };
             return;
         }
-        let _ = (avx2, avx512);
-        topk_row_inplace(row, k, scratch);
-    };
-    if x.len() >= PAR_MIN {
-        // Contiguous runs of rows per task, so that each row's threshold is predicted from the one before.
-        x.par_chunks_mut(dim * rows_per_task(x.len() / dim)).for_each(|rows| {
-            let mut scratch = Scratch::default();
-            rows.chunks_mut(dim).for_each(|row| run(&mut scratch, row));
-        });
-    } else {
-        let mut scratch = Scratch::default();
-        x.chunks_mut(dim).for_each(|row| run(&mut scratch, row));
+        let _ = (self.avx2, self.avx512);
+        topk_row_inplace(row, k, &mut self.scratch);
     }
 }
 
@@ -139,7 +195,7 @@ impl Scratch {
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
-            hist: vec![0; 2 * BUCKETS],
+            hist: Vec::new(),
             candidates: Vec::new(),
             ratio: None,
             width: MAX_WIDTH,
@@ -406,7 +462,11 @@ pub(crate) fn select_kth(candidates: &mut [u32], need: usize, above: usize) -> (
 fn kth_by_histogram(row: &[f32], k: usize, s: &mut Scratch) -> (u32, usize, usize) {
     // Two interleaved histograms: neighbouring values often share a bucket, and alternating between two
     // counters keeps each increment from waiting on the previous one.
-    s.hist.fill(0);
+    if s.hist.is_empty() {
+        s.hist = vec![0; 2 * BUCKETS];
+    } else {
+        s.hist.fill(0);
+    }
     let (h0, h1) = s.hist.split_at_mut(BUCKETS);
     let mut pairs = row.chunks_exact(2);
     for p in &mut pairs {

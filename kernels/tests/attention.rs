@@ -1,7 +1,7 @@
 //! The fused attention kernel against a naive f64 implementation, across head sizes (the d_head = 16 path is
 //! specialised), sinks, and AbsTopK-like sparse queries/keys/values.
 
-use circuitscope_kernels::{causal_attention, AttentionShape};
+use circuitscope_kernels::{causal_attention, causal_attention_strided, AttentionShape};
 use proptest::prelude::*;
 
 #[allow(clippy::too_many_arguments)]
@@ -219,5 +219,31 @@ fn backward_matches_finite_differences() {
                 );
             }
         }
+    }
+}
+
+/// q, k, v read in place from one (T, 3A) buffer give what the same three copied out give, on both the
+/// d_head = 16 path and the general one; bad strides and short buffers are errors.
+#[test]
+fn strided_inputs_match_copies() {
+    for (t, nh, dh) in [(40, 4, 16), (23, 3, 8)] {
+        let a = nh * dh;
+        let qkv = values(7, t * 3 * a, 0.3);
+        let part = |p: usize| -> Vec<f32> { qkv.chunks(3 * a).flat_map(|r| r[p * a..(p + 1) * a].to_vec()).collect() };
+        let (q, k, v) = (part(0), part(1), part(2));
+        let shape = AttentionShape {
+            t,
+            n_head: nh,
+            d_head: dh,
+        };
+        let sink = values(8, nh, 1.0);
+        let mut want = vec![0f32; t * a];
+        causal_attention(&q, &k, &v, shape, 0.3, Some(&sink), &mut want).unwrap();
+        let mut got = vec![f32::NAN; t * a];
+        causal_attention_strided(&qkv, &qkv[a..], &qkv[2 * a..], 3 * a, shape, 0.3, Some(&sink), &mut got).unwrap();
+        assert_eq!(got, want, "t={t} heads={nh}x{dh}");
+        assert!(causal_attention_strided(&qkv, &qkv[a..], &qkv[2 * a..], a - 1, shape, 0.3, None, &mut got).is_err());
+        let short = &qkv[2 * a + 1..];
+        assert!(causal_attention_strided(&qkv, &qkv[a..], short, 3 * a, shape, 0.3, None, &mut got).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! The kernels must agree with a naive dense matmul on every shape and sparsity pattern, with
 //! both row-pointer widths, on the serial and every parallel path.
 
-use circuitscope_kernels::{csr_matmul_grad_input, csr_matmul_xwt, CsrMatrix, CsrView};
+use circuitscope_kernels::{csr_matmul_grad_input, csr_matmul_xwt, csr_matmul_xwt_then, CsrMatrix, CsrView};
 use proptest::prelude::*;
 
 /// Small deterministic generator so a failing case is reproducible from its proptest seed.
@@ -105,6 +105,49 @@ fn check_case(seed: u64, rows: usize, cols: usize, t: usize, density: f64, empty
         let mut gx = vec![f32::NAN; t * cols];
         csr_matmul_grad_input(&gy, t, &view, &mut gx).unwrap();
         assert_close(&gx, &want_gx, &mag_gx, &format!("grad_input/{name}"));
+
+        check_then(&x, t, &view, &y, name);
+    }
+}
+
+/// The fused product-then-row-pass: the same product, every row finished exactly once with its own token index,
+/// after its product, and each task's state serving consecutive tokens.
+fn check_then(x: &[f32], t: usize, view: &CsrView, plain: &[f32], name: &str) {
+    let rows = view.rows();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let mut y = vec![f32::NAN; t * rows];
+    csr_matmul_xwt_then(
+        x,
+        t,
+        view,
+        &mut y,
+        || None::<usize>,
+        |last: &mut Option<usize>, i, row| {
+            if let Some(prev) = *last {
+                assert_eq!(i, prev + 1, "then/{name}: a task's tokens are consecutive");
+            }
+            *last = Some(i);
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Mark the row with its token index, on top of the product it must already hold.
+            for v in row.iter_mut() {
+                *v = *v * 2.0 + i as f32;
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        calls.into_inner(),
+        if rows == 0 { 0 } else { t },
+        "then/{name}: one call per token"
+    );
+    for (i, (got, want)) in y.chunks(rows.max(1)).zip(plain.chunks(rows.max(1))).enumerate() {
+        for (g, w) in got.iter().zip(want) {
+            let w = w * 2.0 + i as f32;
+            assert!(
+                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "then/{name}: token {i}: {g} vs {w}"
+            );
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use super::gpt::{Block, Gpt};
 use super::hooks::Hooks;
 use super::linear::{Linear, Weight};
 use super::norm::{Norm, LAYER_NORM_EPS, RMS_EPS};
-use super::topk::abs_topk_vec;
+use circuitscope_kernels::RowTopK;
 
 /// Activations of `rows` = B·T positions, each `width` wide, row-major.
 struct Acts {
@@ -32,7 +32,13 @@ impl Gpt {
                 add_assign(row, p);
             }
         }
-        let mut ctx = Ctx { gpt: self, hooks, b, t };
+        let mut ctx = Ctx {
+            gpt: self,
+            hooks,
+            b,
+            t,
+            pool: Pool::default(),
+        };
         for (l, block) in self.blocks.iter().enumerate() {
             x = ctx.block(l, block, x, &pos)?;
         }
@@ -61,6 +67,29 @@ struct Ctx<'a> {
     hooks: &'a mut Hooks,
     b: usize,
     t: usize,
+    pool: Pool,
+}
+
+/// Activation buffers handed back after use, so that later layers neither allocate nor zero their outputs
+/// (every user overwrites a buffer whole).
+#[derive(Default)]
+struct Pool(Vec<Vec<f32>>);
+
+impl Pool {
+    /// `len` floats with unspecified contents.
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        match self.0.iter().position(|v| v.len() == len) {
+            Some(i) => self.0.swap_remove(i),
+            None => vec![0.0; len],
+        }
+    }
+
+    fn give(&mut self, v: Vec<f32>) {
+        // A forward has at most a handful of buffers alive; more would only be kept memory.
+        if self.0.len() < 8 {
+            self.0.push(v);
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -78,32 +107,123 @@ impl Ctx<'_> {
         })
     }
 
-    fn topk(&self, loc: Loctype, mut x: Acts) -> Acts {
-        if let Some(k) = self.gpt.config.topk_at(loc, x.width) {
-            abs_topk_vec(&mut x.data, x.width, k);
+    /// Writes every row of `x` with `prepare(row_index, row)`, applies the AbsTopK configured at `loc`, and
+    /// passes the result through hook `name`: one parallel pass over the rows.
+    fn rows<F>(&mut self, name: Option<String>, loc: Loctype, mut x: Acts, prepare: F) -> Result<Acts>
+    where
+        F: Fn(usize, &mut [f32]) + Sync,
+    {
+        let k = self.gpt.config.topk_at(loc, x.width);
+        circuitscope_kernels::prepare_rows_topk(&mut x.data, x.width, k, prepare);
+        match name {
+            Some(name) => self.hook(&name, x),
+            None => Ok(x),
         }
-        x
     }
 
-    fn hooked_topk(&mut self, name: String, loc: Loctype, x: Acts) -> Result<Acts> {
-        let x = self.topk(loc, x);
-        self.hook(&name, x)
+    /// `lin`'s product x·Wᵀ (without the bias) in a pooled buffer, then `finish(&mut state, row_index, row)`
+    /// on every output row, with `state = init()` per run of rows: (B·T, in) → (B·T, out). For a CSR weight
+    /// the row pass runs inside the product's tasks, while each block of rows is still in cache.
+    fn product_then<S, I, F>(&mut self, lin: &Linear, x: &[f32], init: I, finish: F) -> Result<Acts>
+    where
+        I: Fn() -> S + Sync,
+        F: Fn(&mut S, usize, &mut [f32]) + Sync,
+    {
+        let rows = self.b * self.t;
+        let (out_dim, in_dim) = lin.weight.dims();
+        let data = match &lin.weight {
+            Weight::Csr(w) => {
+                let mut y = self.pool.take(rows * out_dim);
+                circuitscope_kernels::csr_matmul_xwt_then(x, rows, &w.view(), &mut y, init, finish)?;
+                y
+            }
+            Weight::Dense(w) => {
+                let xt = Tensor::from_slice(x, (rows, in_dim), &Device::Cpu)?;
+                let mut y: Vec<f32> = xt.matmul(&w.t()?)?.flatten_all()?.to_vec1()?;
+                let per_task = rows.div_ceil(4 * rayon::current_num_threads()).max(1);
+                y.par_chunks_mut(per_task * out_dim).enumerate().for_each(|(i, run)| {
+                    let mut state = init();
+                    for (j, row) in run.chunks_mut(out_dim).enumerate() {
+                        finish(&mut state, i * per_task + j, row);
+                    }
+                });
+                y
+            }
+        };
+        Ok(Acts { data, width: out_dim })
+    }
+
+    /// `lin`'s product with, on every row, the bias, then `activation`, then the AbsTopK configured at `loc`;
+    /// then hook `name`.
+    fn sublayer_product<A>(
+        &mut self,
+        name: String,
+        loc: Loctype,
+        lin: &Linear,
+        x: &[f32],
+        activation: A,
+    ) -> Result<Acts>
+    where
+        A: Fn(&mut [f32]) + Sync,
+    {
+        let bias = bias_of(lin)?;
+        let k = self.gpt.config.topk_at(loc, lin.weight.dims().0);
+        let out = self.product_then(lin, x, RowTopK::new, |topk, _, row| {
+            if let Some(b) = &bias {
+                add_assign(row, b);
+            }
+            activation(row);
+            if let Some(k) = k {
+                topk.apply(row, k);
+            }
+        })?;
+        self.hook(&name, out)
     }
 
     /// x: (B·T, D) → (B·T, D).
     fn block(&mut self, l: usize, block: &Block, x: Vec<f32>, pos: &[f32]) -> Result<Vec<f32>> {
         let cfg = &self.gpt.config;
         let (d, a, rows) = (cfg.d_model, cfg.attn_width(), self.b * self.t);
-        let x = self.hook(&format!("{l}.resid_in"), Acts { data: x, width: d })?.data;
+        let x = self.hook(&format!("{l}.resid_in"), Acts { data: x, width: d })?;
 
-        // Attention sublayer.
-        let read = self.read(&block.ln_1, block.ln_p.as_ref().map(|p| &p.0), &x, pos)?;
-        let read = self.hooked_topk(format!("{l}.attn.act_in"), Loctype::AttnIn, read)?;
-        let qkv = linear(&block.attn.c_attn, &read.data, rows)?; // (B·T, 3A)
-        let [q, k, v] = split_qkv(&qkv, a);
-        let k = self.hooked_topk(format!("{l}.attn.k"), Loctype::AttnK, Acts { data: k, width: a })?;
-        let q = self.hooked_topk(format!("{l}.attn.q"), Loctype::AttnQ, Acts { data: q, width: a })?;
-        let v = self.hooked_topk(format!("{l}.attn.v"), Loctype::AttnV, Acts { data: v, width: a })?;
+        // Attention sublayer. q, k and v stay in the fused (B·T, 3A) product, each biased and sparsified in place
+        // as the product's rows are finished, and attention reads them there.
+        let read = self.read(
+            format!("{l}.attn.act_in"),
+            Loctype::AttnIn,
+            &block.ln_1,
+            ln_p(block, 0),
+            &x.data,
+            pos,
+        )?;
+        let bias = bias_of(&block.attn.c_attn)?;
+        let ks = [Loctype::AttnQ, Loctype::AttnK, Loctype::AttnV].map(|loc| cfg.topk_at(loc, a));
+        let init = || [RowTopK::new(), RowTopK::new(), RowTopK::new()];
+        let mut qkv = self.product_then(&block.attn.c_attn, &read.data, init, |topk, _, row| {
+            for (part, (seg, topk)) in row.chunks_exact_mut(a).zip(topk.iter_mut()).enumerate() {
+                if let Some(b) = &bias {
+                    add_assign(seg, &b[part * a..(part + 1) * a]);
+                }
+                if let Some(k) = ks[part] {
+                    topk.apply(seg, k);
+                }
+            }
+        })?; // (B·T, 3A)
+        self.pool.give(read.data);
+        // The reference's hook order: k, q, v. A hooked part is copied out and, after the hook, back.
+        for (name, part) in [("k", 1), ("q", 0), ("v", 2)] {
+            let name = format!("{l}.attn.{name}");
+            if self.hooks.wants(&name) {
+                let mut seg = Vec::with_capacity(rows * a);
+                for row in qkv.data.chunks_exact(3 * a) {
+                    seg.extend_from_slice(&row[part * a..(part + 1) * a]);
+                }
+                let seg = self.hook(&name, Acts { data: seg, width: a })?;
+                for (row, src) in qkv.data.chunks_exact_mut(3 * a).zip(seg.data.chunks_exact(a)) {
+                    row[part * a..(part + 1) * a].copy_from_slice(src);
+                }
+            }
+        }
         let sink: Option<Vec<f32>> = match &block.attn.sink_logit {
             Some(s) => Some(s.to_vec1()?),
             None => None,
@@ -114,89 +234,143 @@ impl Ctx<'_> {
             d_head: cfg.d_head,
         };
         let scale = 1.0 / (cfg.d_head as f32).sqrt();
-        let mut y = vec![0f32; rows * a];
-        let seq = self.t * a;
-        for i in 0..self.b {
-            let r = i * seq..(i + 1) * seq;
-            circuitscope_kernels::causal_attention(
-                &q.data[r.clone()],
-                &k.data[r.clone()],
-                &v.data[r.clone()],
-                shape,
-                scale,
-                sink.as_deref(),
-                &mut y[r],
-            )?;
+        let mut y = self.pool.take(rows * a);
+        let seq = self.t * 3 * a;
+        for (i, y) in y.chunks_exact_mut(self.t * a).enumerate() {
+            let qkv = &qkv.data[i * seq..(i + 1) * seq];
+            let (q, k, v) = (qkv, &qkv[a..], &qkv[2 * a..]);
+            circuitscope_kernels::causal_attention_strided(q, k, v, 3 * a, shape, scale, sink.as_deref(), y)?;
         }
+        self.pool.give(qkv.data);
         let y = self.hook(&format!("{l}.attn.y"), Acts { data: y, width: a })?;
-        let o = Acts {
-            data: linear(&block.attn.c_proj, &y.data, rows)?,
-            width: d,
-        };
-        let o = self.hooked_topk(format!("{l}.attn.resid_delta"), Loctype::AttnOut, o)?;
-        let x = self.residual(Loctype::ResidPostAttn, x, &o.data);
-        let x = self.hook(&format!("{l}.resid_mid"), Acts { data: x, width: d })?.data;
+        let name = format!("{l}.attn.resid_delta");
+        let o = self.sublayer_product(name, Loctype::AttnOut, &block.attn.c_proj, &y.data, |_| {})?;
+        self.pool.give(y.data);
+        let x = self.residual(Some(format!("{l}.resid_mid")), Loctype::ResidPostAttn, x, &o.data)?;
+        self.pool.give(o.data);
 
         // MLP sublayer.
-        let read = self.read(&block.ln_2, block.ln_p.as_ref().map(|p| &p.1), &x, pos)?;
-        let read = self.hooked_topk(format!("{l}.mlp.act_in"), Loctype::MlpIn, read)?;
-        let mut h = linear(&block.mlp.c_fc, &read.data, rows)?; // (B·T, F)
-        match cfg.activation_type {
-            Activation::Gelu => circuitscope_kernels::gelu_erf_inplace(&mut h),
-            Activation::Relu => h.iter_mut().for_each(|v| *v = v.max(0.0)),
-        }
-        let h = self.hooked_topk(
-            format!("{l}.mlp.post_act"),
-            Loctype::MlpNeuron,
-            Acts {
-                data: h,
-                width: cfg.d_mlp,
-            },
+        let read = self.read(
+            format!("{l}.mlp.act_in"),
+            Loctype::MlpIn,
+            &block.ln_2,
+            ln_p(block, 1),
+            &x.data,
+            pos,
         )?;
-        let o = Acts {
-            data: linear(&block.mlp.c_proj, &h.data, rows)?,
-            width: d,
-        };
-        let o = self.hooked_topk(format!("{l}.mlp.resid_delta"), Loctype::MlpOut, o)?;
-        Ok(self.residual(Loctype::ResidPostMlp, x, &o.data))
+        let activation = cfg.activation_type;
+        let name = format!("{l}.mlp.post_act");
+        let h = self.sublayer_product(
+            name,
+            Loctype::MlpNeuron,
+            &block.mlp.c_fc,
+            &read.data,
+            |row| match activation {
+                Activation::Gelu => circuitscope_kernels::gelu_erf_inplace(row),
+                Activation::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+            },
+        )?; // (B·T, F)
+        self.pool.give(read.data);
+        let name = format!("{l}.mlp.resid_delta");
+        let o = self.sublayer_product(name, Loctype::MlpOut, &block.mlp.c_proj, &h.data, |_| {})?;
+        self.pool.give(h.data);
+        let x = self.residual(None, Loctype::ResidPostMlp, x, &o.data)?;
+        self.pool.give(o.data);
+        Ok(x.data)
     }
 
-    /// x + delta, then the optional residual ReLU and AbsTopK.
-    fn residual(&self, loc: Loctype, mut x: Vec<f32>, delta: &[f32]) -> Vec<f32> {
-        add_assign(&mut x, delta);
-        if self.gpt.config.residual_activation_type == ResidualActivation::Relu {
-            x.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-        self.topk(
-            loc,
-            Acts {
-                data: x,
-                width: self.gpt.config.d_model,
-            },
-        )
-        .data
+    /// x + delta, then the optional residual ReLU and AbsTopK, then hook `name`.
+    fn residual(&mut self, name: Option<String>, loc: Loctype, x: Acts, delta: &[f32]) -> Result<Acts> {
+        let relu = self.gpt.config.residual_activation_type == ResidualActivation::Relu;
+        let d = x.width;
+        self.rows(name, loc, x, |r, row| {
+            add_assign(row, &delta[r * d..(r + 1) * d]);
+            if relu {
+                row.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        })
     }
 
     /// A sublayer's input: the normed residual, with the normed positional channels appended in the
-    /// cat-pos-emb variant. (B·T, D) → (B·T, Din).
-    fn read(&self, norm: &Norm, ln_p: Option<&Norm>, x: &[f32], pos: &[f32]) -> Result<Acts> {
+    /// cat-pos-emb variant, then AbsTopK at `loc` and hook `name`. (B·T, D) → (B·T, Din).
+    fn read(
+        &mut self,
+        name: String,
+        loc: Loctype,
+        norm: &Norm,
+        ln_p: Option<&Norm>,
+        x: &[f32],
+        pos: &[f32],
+    ) -> Result<Acts> {
         let d = self.gpt.config.d_model;
-        let normed = norm_rows(norm, x, d)?;
-        Ok(match (ln_p, self.gpt.config.d_pos_emb) {
-            (Some(ln_p), Some(dp)) => {
-                let p = norm_rows(ln_p, pos, dp)?; // (T, dp)
-                let mut out = Vec::with_capacity(normed.len() / d * (d + dp));
-                for (row, p_row) in normed.chunks(d).zip(p.chunks(dp).cycle()) {
-                    out.extend_from_slice(row);
-                    out.extend_from_slice(p_row);
-                }
-                Acts {
-                    data: out,
-                    width: d + dp,
+        let rows = self.b * self.t;
+        let t = self.t;
+        let weights = NormWeights::of(norm)?;
+        let (p, dp) = match (ln_p, self.gpt.config.d_pos_emb) {
+            (Some(ln_p), Some(dp)) => (Some(norm_rows(ln_p, pos, dp)?), dp), // (T, dp)
+            _ => (None, 0),
+        };
+        let width = d + dp;
+        let acts = Acts {
+            data: self.pool.take(rows * width),
+            width,
+        };
+        self.rows(Some(name), loc, acts, |r, row| {
+            let (head, tail) = row.split_at_mut(d);
+            weights.apply(&x[r * d..(r + 1) * d], head);
+            if let Some(p) = &p {
+                tail.copy_from_slice(&p[(r % t) * dp..(r % t + 1) * dp]);
+            }
+        })
+    }
+}
+
+/// The norms of a cat-pos-emb block's two sublayers (None elsewhere).
+fn ln_p(block: &Block, sublayer: usize) -> Option<&Norm> {
+    block.ln_p.as_ref().map(|p| if sublayer == 0 { &p.0 } else { &p.1 })
+}
+
+fn bias_of(lin: &Linear) -> Result<Option<Vec<f32>>> {
+    Ok(match &lin.bias {
+        Some(b) => Some(b.to_vec1()?),
+        None => None,
+    })
+}
+
+/// A norm's parameters as plain vectors, applied one row at a time.
+enum NormWeights {
+    Rms(Vec<f32>),
+    Layer { weight: Vec<f32>, bias: Option<Vec<f32>> },
+}
+
+impl NormWeights {
+    fn of(norm: &Norm) -> Result<Self> {
+        Ok(match norm {
+            Norm::Rms { weight } => NormWeights::Rms(weight.to_vec1()?),
+            Norm::Layer { weight, bias } => NormWeights::Layer {
+                weight: weight.to_vec1()?,
+                bias: match bias {
+                    Some(b) => Some(b.to_vec1()?),
+                    None => None,
+                },
+            },
+        })
+    }
+
+    /// out ← the norm of one row, as `Norm::forward` computes it.
+    fn apply(&self, x: &[f32], out: &mut [f32]) {
+        match self {
+            NormWeights::Rms(w) => circuitscope_kernels::rms_norm_row(x, w, RMS_EPS as f32, out),
+            NormWeights::Layer { weight, bias } => {
+                let dim = x.len();
+                let mean = x.iter().sum::<f32>() / dim as f32;
+                let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
+                let inv = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
+                for (i, (o, v)) in out.iter_mut().zip(x).enumerate() {
+                    *o = (v - mean) * inv * weight[i] + bias.as_ref().map_or(0.0, |b| b[i]);
                 }
             }
-            _ => Acts { data: normed, width: d },
-        })
+        }
     }
 }
 
@@ -231,21 +405,6 @@ fn add_row(x: &mut [f32], row: &[f32]) {
 const PAR_MIN: usize = 1 << 16;
 const PAR_CHUNK: usize = 1 << 14;
 
-/// (B·T, 3A) → q, k, v, each (B·T, A).
-fn split_qkv(qkv: &[f32], a: usize) -> [Vec<f32>; 3] {
-    let rows = qkv.len() / (3 * a).max(1);
-    let mut out = [vec![0f32; rows * a], vec![0f32; rows * a], vec![0f32; rows * a]];
-    for (i, part) in out.iter_mut().enumerate() {
-        let copy = |(dst, src): (&mut [f32], &[f32])| dst.copy_from_slice(&src[i * a..(i + 1) * a]);
-        if qkv.len() >= PAR_MIN {
-            part.par_chunks_mut(a).zip(qkv.par_chunks(3 * a)).for_each(copy);
-        } else {
-            part.chunks_mut(a).zip(qkv.chunks(3 * a)).for_each(copy);
-        }
-    }
-    out
-}
-
 /// x (rows, in) → x·Wᵀ + b (rows, out).
 fn linear(lin: &Linear, x: &[f32], rows: usize) -> Result<Vec<f32>> {
     let (out_dim, in_dim) = lin.weight.dims();
@@ -269,27 +428,10 @@ fn linear(lin: &Linear, x: &[f32], rows: usize) -> Result<Vec<f32>> {
 
 /// Norm over rows of `dim`, as `Norm::forward` computes it.
 fn norm_rows(norm: &Norm, x: &[f32], dim: usize) -> Result<Vec<f32>> {
+    let weights = NormWeights::of(norm)?;
     let mut out = vec![0f32; x.len()];
-    match norm {
-        Norm::Rms { weight } => {
-            let w: Vec<f32> = weight.to_vec1()?;
-            circuitscope_kernels::rms_norm_rows(x, &w, RMS_EPS as f32, &mut out);
-        }
-        Norm::Layer { weight, bias } => {
-            let w: Vec<f32> = weight.to_vec1()?;
-            let bias: Option<Vec<f32>> = match bias {
-                Some(b) => Some(b.to_vec1()?),
-                None => None,
-            };
-            for (xr, or) in x.chunks(dim).zip(out.chunks_mut(dim)) {
-                let mean = xr.iter().sum::<f32>() / dim as f32;
-                let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
-                let inv = 1.0 / (var + LAYER_NORM_EPS as f32).sqrt();
-                for (i, (o, v)) in or.iter_mut().zip(xr).enumerate() {
-                    *o = (v - mean) * inv * w[i] + bias.as_ref().map_or(0.0, |b| b[i]);
-                }
-            }
-        }
+    for (xr, or) in x.chunks(dim).zip(out.chunks_mut(dim)) {
+        weights.apply(xr, or);
     }
     Ok(out)
 }

@@ -51,12 +51,19 @@ pub(super) unsafe fn xwt_rows16<P: PtrInt>(w: &Csr<P>, xt: &[f32], r0: usize, ou
         let mut acc = [_mm512_setzero_ps(); W];
         for (i, a) in acc.iter_mut().enumerate().take(gn) {
             let (vals, cols) = w.row(r0 + g0 + i);
-            let mut s = _mm512_setzero_ps();
-            for (&v, &c) in vals.iter().zip(cols) {
-                let c = (c as usize).min(last);
-                s = _mm512_fmadd_ps(_mm512_set1_ps(v), _mm512_loadu_ps(xp.add(c * W)), s);
+            // Two sums, so that a row's multiply-adds form two dependency chains of half the length.
+            let (mut s0, mut s1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            let mut pairs = vals.chunks_exact(2).zip(cols.chunks_exact(2));
+            for (v, c) in &mut pairs {
+                let (c0, c1) = ((c[0] as usize).min(last), (c[1] as usize).min(last));
+                s0 = _mm512_fmadd_ps(_mm512_set1_ps(v[0]), _mm512_loadu_ps(xp.add(c0 * W)), s0);
+                s1 = _mm512_fmadd_ps(_mm512_set1_ps(v[1]), _mm512_loadu_ps(xp.add(c1 * W)), s1);
             }
-            *a = s;
+            if vals.len() % 2 == 1 {
+                let c = (cols[vals.len() - 1] as usize).min(last);
+                s0 = _mm512_fmadd_ps(_mm512_set1_ps(vals[vals.len() - 1]), _mm512_loadu_ps(xp.add(c * W)), s0);
+            }
+            *a = _mm512_add_ps(s0, s1);
         }
         transpose16(&mut acc);
         let m = tail_mask(gn);
