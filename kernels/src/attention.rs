@@ -9,6 +9,7 @@ use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use crate::attention16::{head16, Scratch16, SharedOut};
 use crate::fma::{Fused, MulAdd, Unfused};
+use crate::isa::{has_avx2_fma, has_avx512};
 use crate::CsrError;
 
 /// The paper's head size, which gets a specialised inner loop.
@@ -162,29 +163,6 @@ pub fn causal_attention_strided(
         y.chunks_mut(a).enumerate().for_each(gather);
     }
     Ok(())
-}
-
-/// AVX-512F together with the older extensions every AVX-512 CPU has and the AVX-512 kernels also enable.
-pub(crate) fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("popcnt") && has_avx2_fma()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-pub(crate) fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// The same code as `head_attention`, compiled for AVX2 so that its loops run 8 lanes wide.

@@ -18,13 +18,13 @@ pub fn gelu_erf_inplace(x: &mut [f32]) {
 
 fn gelu_chunk(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::attention::has_avx2_fma() && crate::attention::has_avx512() {
+    if crate::isa::has_avx512() {
         // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time just above).
         unsafe { gelu_chunk_avx512(x) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if crate::attention::has_avx2_fma() {
+    if crate::isa::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time just above).
         unsafe { gelu_chunk_avx2(x) };
         return;
@@ -80,7 +80,7 @@ pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 /// RMSNorm of one row: out = x / sqrt(mean(x²) + eps) · w (all three of w's length).
 pub fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::attention::has_avx512() {
+    if crate::isa::has_avx512() {
         // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked at run time just above).
         unsafe { rms_norm_row_avx512(x, w, eps, out) };
         return;

@@ -11,6 +11,7 @@ mod avx512;
 mod csr;
 mod elementwise;
 mod fma;
+mod isa;
 mod matmul;
 mod topk;
 mod topk512;

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 mod avx512;
 
 use crate::fma::{Fused, MulAdd, Unfused};
+use crate::isa::Isa;
 
 use crate::csr::{CsrError, CsrView, RowPtr};
 
@@ -429,34 +430,6 @@ fn block_tokens(t: usize, nnz_per_row: usize) -> usize {
         16
     } else {
         8
-    }
-}
-
-/// Instruction sets the blocked kernels are compiled for; detected at run time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
-    Portable,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-impl Isa {
-    fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return Isa::Avx2Fma;
-            }
-        }
-        Isa::Portable
     }
 }
 

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::attention::{has_avx2_fma, has_avx512};
+use crate::isa::{has_avx2_fma, has_avx512};
 #[cfg(target_arch = "x86_64")]
 use crate::topk512;
 
