@@ -167,18 +167,7 @@ fn token_block(t: usize, threads: usize) -> usize {
 /// Parallel over blocks of tokens when there are many tokens, over nnz-balanced blocks of
 /// output rows when there are few (including `t == 1`), and serial for small problems.
 pub fn csr_matmul_xwt(x: &[f32], t: usize, w: &CsrView, out: &mut [f32]) -> Result<(), CsrError> {
-    let (rows, cols) = (w.rows(), w.cols());
-    check_len("x (t * cols)", t, cols, x.len())?;
-    check_len("out (t * rows)", t, rows, out.len())?;
-    if t == 0 || rows == 0 {
-        return Ok(());
-    }
-    if cols == 0 {
-        out.fill(0.0);
-        return Ok(());
-    }
-    with_csr!(w, |w| xwt_dispatch(&w, x, t, cols, out, None));
-    Ok(())
+    xwt_then(x, t, w, out, None)
 }
 
 /// [`csr_matmul_xwt`], then `finish(&mut state, i, row)` on every output row i (token i), with `state =
@@ -207,10 +196,11 @@ where
         let mut state = init();
         Box::new(move |i, row| finish(&mut state, i, row))
     };
-    xwt_then(x, t, w, out, &make)
+    xwt_then(x, t, w, out, Some(&make))
 }
 
-fn xwt_then(x: &[f32], t: usize, w: &CsrView, out: &mut [f32], pass: &RowPass) -> Result<(), CsrError> {
+/// The product, then the row pass if there is one.
+fn xwt_then(x: &[f32], t: usize, w: &CsrView, out: &mut [f32], pass: Option<&RowPass>) -> Result<(), CsrError> {
     let (rows, cols) = (w.rows(), w.cols());
     check_len("x (t * cols)", t, cols, x.len())?;
     check_len("out (t * rows)", t, rows, out.len())?;
@@ -219,10 +209,12 @@ fn xwt_then(x: &[f32], t: usize, w: &CsrView, out: &mut [f32], pass: &RowPass) -
     }
     if cols == 0 {
         out.fill(0.0);
-        finish_rows(pass, out, rows, 0);
+        if let Some(pass) = pass {
+            finish_rows(pass, out, rows, 0);
+        }
         return Ok(());
     }
-    with_csr!(w, |w| xwt_dispatch(&w, x, t, cols, out, Some(pass)));
+    with_csr!(w, |w| xwt_dispatch(&w, x, t, cols, out, pass));
     Ok(())
 }
 
@@ -517,7 +509,7 @@ fn xwt_rows_isa<P: PtrInt, const B: usize>(isa: Isa, w: &Csr<P>, xt: &[f32], r0:
         Isa::Portable => xwt_rows::<P, Unfused, B>(w, xt, r0, outs),
         // SAFETY: `Isa::detect` returned these variants only after `is_x86_feature_detected!`
         // confirmed that the running CPU supports every feature the callee is compiled with.
-        // The callees themselves are safe code (all indexing is bounds-checked).
+        // The callees keep every access in bounds (indexing is checked, or clamped in `avx512`).
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => unsafe { xwt_rows_avx2::<P, B>(w, xt, r0, outs) },
         #[cfg(target_arch = "x86_64")]
@@ -525,19 +517,6 @@ fn xwt_rows_isa<P: PtrInt, const B: usize>(isa: Isa, w: &Csr<P>, xt: &[f32], r0:
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { xwt_rows_avx512::<P, B>(w, xt, r0, outs) },
     }
-}
-
-#[cfg(test)]
-fn xwt_blocked<P: PtrInt, const B: usize>(
-    w: &Csr<P>,
-    x: &[f32],
-    t: usize,
-    cols: usize,
-    out: &mut [f32],
-    isa: Isa,
-    parallel: bool,
-) {
-    xwt_blocked_then::<P, B>(w, x, t, cols, out, isa, parallel, None)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -830,11 +809,11 @@ mod tests {
         for isa in isas {
             for parallel in [false, true] {
                 let mut got = vec![f32::NAN; t * rows];
-                xwt_blocked::<u32, 8>(&w, &x, t, cols, &mut got, isa, parallel);
+                xwt_blocked_then::<u32, 8>(&w, &x, t, cols, &mut got, isa, parallel, None);
                 assert!(close(&got, &want), "xwt B=8 {isa:?}");
-                xwt_blocked::<u32, 16>(&w, &x, t, cols, &mut got, isa, parallel);
+                xwt_blocked_then::<u32, 16>(&w, &x, t, cols, &mut got, isa, parallel, None);
                 assert!(close(&got, &want), "xwt B=16 {isa:?}");
-                xwt_blocked::<u32, 32>(&w, &x, t, cols, &mut got, isa, parallel);
+                xwt_blocked_then::<u32, 32>(&w, &x, t, cols, &mut got, isa, parallel, None);
                 assert!(close(&got, &want), "xwt B=32 {isa:?}");
 
                 let mut got = vec![f32::NAN; t * cols];
