@@ -40,7 +40,7 @@ unsafe impl Sync for SharedOut {}
 /// The CPU must support AVX-512F; `y` must point to T·A writable floats that no other thread writes at head
 /// h's columns during the call; `q`, `k`, `v` must hold (T - 1)·stride + A floats, and 16(h + 1) ≤ A ≤ stride.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn head16(
     q: &[f32],
@@ -83,6 +83,11 @@ pub(crate) unsafe fn head16(
         }
     }
     let log2e = std::f32::consts::LOG2_E;
+    // Channel c's key row starts at c·tp in `kt`.
+    let offsets = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(tp as i32),
+    );
     let mut inv = [0f32; W];
     for i0 in (0..t).step_by(W) {
         let qn = W.min(t - i0);
@@ -98,21 +103,29 @@ pub(crate) unsafe fn head16(
                 continue;
             }
             let i = i0 + qi;
-            // The query's nonzero channels, gathered branch-free (which ones survived AbsTopK is random).
-            let mut nz = [(0usize, 0f32); W];
-            let mut live = 0;
-            for c in 0..W {
-                let x = *q.get_unchecked(i * stride + col + c);
-                *nz.get_unchecked_mut(live) = (c * tp, x * scale);
-                live += (x != 0.0) as usize;
-            }
-            let nz = &nz[..live];
+            // The query's nonzero channels (which ones survived AbsTopK is random), compressed into a list of
+            // (offset of the channel's key row, scaled value).
+            let qrow = _mm512_loadu_ps(q.as_ptr().add(i * stride + col));
+            let live_mask = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(qrow, _mm512_setzero_ps());
+            let mut nz_off = [0i32; W];
+            let mut nz_val = [0f32; W];
+            _mm512_storeu_si512(
+                nz_off.as_mut_ptr().cast(),
+                _mm512_maskz_compress_epi32(live_mask, offsets),
+            );
+            let scaled = _mm512_mul_ps(qrow, _mm512_set1_ps(scale));
+            _mm512_storeu_ps(nz_val.as_mut_ptr(), _mm512_maskz_compress_ps(live_mask, scaled));
+            let live = live_mask.count_ones() as usize;
+            let nz = nz_off[..live]
+                .iter()
+                .map(|&o| o as usize)
+                .zip(nz_val[..live].iter().copied());
             // Keys past i in the last block are masked out of the max here and of the sum below.
             let last_mask = ((1u32 << (i + 1 - (nkb - 1) * W)) - 1) as __mmask16;
             let mut mv = _mm512_set1_ps(f32::NEG_INFINITY);
             for b in 0..nkb {
                 let mut acc = _mm512_setzero_ps();
-                for &(c, qc) in nz {
+                for (c, qc) in nz.clone() {
                     acc = _mm512_fmadd_ps(_mm512_set1_ps(qc), _mm512_loadu_ps(s.kt.as_ptr().add(c + b * W)), acc);
                 }
                 let m = if b + 1 == nkb { last_mask } else { 0xffff };
