@@ -24,14 +24,6 @@ pub fn abs_topk(x: &Tensor, k: usize) -> Result<Tensor> {
     }
 }
 
-/// AbsTopK over rows of `dim` entries of a plain buffer, in place.
-pub fn abs_topk_vec(values: &mut [f32], dim: usize, k: usize) {
-    if dim == 0 || k >= dim {
-        return;
-    }
-    circuitscope_kernels::abs_topk_rows_inplace(values, dim, k);
-}
-
 /// dst ← the top-k entries of each row of src (or 1.0 at their places when `mask`), zeros elsewhere.
 fn topk_rows(src: &[f32], dst: &mut [f32], dim: usize, k: usize, mask: bool) {
     circuitscope_kernels::abs_topk_rows(src, dst, dim, k, mask)
