@@ -692,16 +692,15 @@ mod tests {
     fn head16_paths_agree() {
         let (t, nh, dh) = (37, 3, HEAD16);
         let a = nh * dh;
-        let (q, k, v) = (
-            sparse_values(1, t * a),
-            sparse_values(2, t * a),
-            sparse_values(3, t * a),
-        );
+        // q, k, v as the column ranges of one (T, 3A) buffer, as the forward passes them: rows 3A apart.
+        let stride = 3 * a;
+        let qkv = sparse_values(1, t * stride);
+        let (q, k, v) = (&qkv[..], &qkv[a..], &qkv[2 * a..]);
         for sink in [None, Some(0.7f32)] {
             let mut portable = vec![0f32; t * a];
             for h in 0..nh {
                 let mut out = vec![0f32; t * dh];
-                head_attention::<Unfused>(&q, &k, &v, t, a, h, dh, 0.25, sink, &mut out);
+                head_attention::<Unfused>(q, k, v, t, stride, h, dh, 0.25, sink, &mut out);
                 for i in 0..t {
                     portable[i * a + h * dh..][..dh].copy_from_slice(&out[i * dh..][..dh]);
                 }
@@ -717,7 +716,7 @@ mod tests {
                 for h in 0..nh {
                     let mut out = vec![0f32; t * dh];
                     // SAFETY: AVX2 and FMA are present (checked just above).
-                    unsafe { head_attention_avx2(&q, &k, &v, t, a, h, dh, 0.25, sink, &mut out) };
+                    unsafe { head_attention_avx2(q, k, v, t, stride, h, dh, 0.25, sink, &mut out) };
                     for i in 0..t {
                         y[i * a + h * dh..][..dh].copy_from_slice(&out[i * dh..][..dh]);
                     }
@@ -731,7 +730,7 @@ mod tests {
                 for h in 0..nh {
                     // SAFETY: AVX-512F is present (checked just above); y holds T·A floats and only this
                     // thread writes it.
-                    unsafe { head16(&q, &k, &v, t, a, a, h, 0.25, sink, SharedOut(y.as_mut_ptr()), &mut s) };
+                    unsafe { head16(q, k, v, t, stride, a, h, 0.25, sink, SharedOut(y.as_mut_ptr()), &mut s) };
                 }
                 close(&y, "avx512");
             }
