@@ -461,28 +461,40 @@ pub(crate) fn select_kth(candidates: &mut [u32], need: usize, above: usize) -> (
 #[inline(always)]
 fn kth_by_histogram(row: &[f32], k: usize, s: &mut Scratch) -> (u32, usize, usize) {
     // Two interleaved histograms: neighbouring values often share a bucket, and alternating between two
-    // counters keeps each increment from waiting on the previous one.
+    // counters keeps each increment from waiting on the previous one. The histograms are all zero between calls,
+    // and only the buckets between the row's smallest and largest are scanned and cleared again: a row spans a
+    // few dozen of the 1,024, and clearing or scanning all of them cost more than a short row's whole search.
     if s.hist.is_empty() {
         s.hist = vec![0; 2 * BUCKETS];
-    } else {
-        s.hist.fill(0);
     }
     let (h0, h1) = s.hist.split_at_mut(BUCKETS);
+    let (mut lo, mut hi) = (BUCKETS - 1, 0);
     let mut pairs = row.chunks_exact(2);
     for p in &mut pairs {
-        h0[(magnitude_bits(p[0]) >> BUCKET_SHIFT) as usize] += 1;
-        h1[(magnitude_bits(p[1]) >> BUCKET_SHIFT) as usize] += 1;
+        let (b0, b1) = (
+            (magnitude_bits(p[0]) >> BUCKET_SHIFT) as usize,
+            (magnitude_bits(p[1]) >> BUCKET_SHIFT) as usize,
+        );
+        h0[b0] += 1;
+        h1[b1] += 1;
+        lo = lo.min(b0).min(b1);
+        hi = hi.max(b0).max(b1);
     }
     for v in pairs.remainder() {
-        h0[(magnitude_bits(*v) >> BUCKET_SHIFT) as usize] += 1;
+        let b = (magnitude_bits(*v) >> BUCKET_SHIFT) as usize;
+        h0[b] += 1;
+        lo = lo.min(b);
+        hi = hi.max(b);
     }
     let count = |b: usize| (h0[b] + h1[b]) as usize;
     let mut above = 0usize;
-    let mut bucket = BUCKETS - 1;
+    let mut bucket = hi;
     while above + count(bucket) < k {
         above += count(bucket);
         bucket -= 1;
     }
+    h0[lo..=hi].fill(0);
+    h1[lo..=hi].fill(0);
     // Branch-free gather of the bucket's members: always write, advance only on a match.
     s.grow_candidates(row.len());
     let mut n = 0;
