@@ -180,6 +180,8 @@ pub(crate) struct Scratch {
     ratio: Option<f32>,
     /// Relative half-width of the AVX-512 path's bracket around the prediction, following recent errors.
     width: f32,
+    /// Consecutive rows whose threshold fell outside the bracket the prediction gave (AVX-512 path).
+    misses: u8,
 }
 
 impl Scratch {
@@ -199,6 +201,7 @@ impl Default for Scratch {
             candidates: Vec::new(),
             ratio: None,
             width: MAX_WIDTH,
+            misses: 0,
         }
     }
 }
@@ -249,25 +252,41 @@ const MAX_WIDTH: f32 = 0.5;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma,popcnt")]
 unsafe fn kth_largest_magnitude_avx512(row: &[f32], k: usize, s: &mut Scratch) -> (u32, usize, usize) {
-    let (scale, nonzeros) = topk512::mean_abs_and_nonzeros(row);
+    let stats = topk512::row_stats(row);
+    let nonzeros = stats.nonzeros;
     if nonzeros < k {
         // The k-th largest magnitude is zero. Such rows (sparse products of sparse inputs) say nothing about
         // the next row's threshold, so the prediction is left as it was.
         return (0, nonzeros, row.len() - nonzeros);
     }
+    // The whole range of nonzero magnitudes brackets the threshold without any prediction.
+    let full_range = |s: &mut Scratch| {
+        topk512::kth_in_bracket(row, k, stats.min_nonzero, stats.max.saturating_add(1), s)
+            .unwrap_or_else(|| kth_by_histogram(row, k, s))
+    };
+    if nonzeros <= 2 * k {
+        // Barely more nonzeros than kept ones: the threshold sits among the smallest nonzeros, where no ratio
+        // predicts it (rows of one activation differ in how many they have). Such rows leave the prediction to
+        // the denser ones.
+        return full_range(s);
+    }
+    let scale = stats.mean_abs;
     let guess = s.ratio.map(|r| r * scale).filter(|g| *g > 0.0 && g.is_finite());
-    let bracketed = guess.and_then(|g| {
+    // After two rows in a row that the bracket would have missed (rows of two kinds interleaved, say), the
+    // bracket pass is skipped until a prediction would have hit again.
+    let bracketed = guess.filter(|_| s.misses < 2).and_then(|g| {
         let lo = magnitude_bits(g * (1.0 - s.width)).max(1);
         let hi = magnitude_bits(g * (1.0 + s.width));
         topk512::kth_in_bracket(row, k, lo, hi, s)
     });
     let found = match bracketed {
         Some(found) => found,
-        None => kth_by_histogram(row, k, s),
+        None => full_range(s),
     };
     let threshold = f32::from_bits(found.0);
     if let Some(g) = guess {
         let err = (threshold / g - 1.0).abs();
+        s.misses = if err < s.width { 0 } else { s.misses.saturating_add(1) };
         s.width = (s.width * 0.9).max(2.0 * err).clamp(MIN_WIDTH, MAX_WIDTH);
     }
     s.ratio = (scale > 0.0 && threshold > 0.0 && threshold.is_finite()).then(|| threshold / scale);
@@ -622,6 +641,46 @@ mod tests {
                     assert_eq!(out, want, "avx512, dim={dim} k={k}");
                 }
             }
+        }
+    }
+
+    /// Rows of two kinds interleaved (their threshold-to-mean ratios differ several-fold, so every prediction
+    /// misses and the bracket pass is skipped), and rows with between k and 2k nonzeros.
+    #[test]
+    fn interleaved_and_barely_dense_rows_match_sorting() {
+        let (dim, k) = (128, 32);
+        let base = activation_rows(dim);
+        let mut rows = Vec::new();
+        for (r, row) in base.chunks(dim).enumerate() {
+            rows.extend(row.iter().enumerate().map(|(i, &v)| match r % 3 {
+                // A few large entries over a floor of tiny ones: the threshold is far below the mean.
+                0 => {
+                    if i % 9 == 0 {
+                        v * 50.0
+                    } else {
+                        v * 0.01
+                    }
+                }
+                // k + 1 .. 2k nonzeros.
+                1 => {
+                    if i % 3 == 0 || i < 4 {
+                        v
+                    } else {
+                        0.0
+                    }
+                }
+                _ => v,
+            }));
+        }
+        let want: Vec<f32> = rows.chunks(dim).flat_map(|row| naive(row, k)).collect();
+        let mut got = rows.clone();
+        abs_topk_rows_inplace(&mut got, dim, k);
+        assert_eq!(got, want);
+        let mut s = Scratch::default();
+        for row in rows.chunks(dim) {
+            let mut portable = row.to_vec();
+            topk_row_inplace(&mut portable, k, &mut s);
+            assert_eq!(portable, naive(row, k));
         }
     }
 

@@ -16,30 +16,52 @@ const ABS: i32 = 0x7fff_ffff;
 /// Candidates at or below which the selection runs directly instead of another counting round.
 const FEW: usize = 32;
 
-/// (Σ|x| / len, the number of nonzero entries), in one pass.
+/// What one pass over a row tells the threshold search.
+pub(crate) struct RowStats {
+    /// Σ|x| / len.
+    pub(crate) mean_abs: f32,
+    pub(crate) nonzeros: usize,
+    /// The smallest nonzero and the largest magnitude, as magnitude bits (u32::MAX and 0 for an all-zero row).
+    pub(crate) min_nonzero: u32,
+    pub(crate) max: u32,
+}
+
+/// [`RowStats`] of a row, in one pass.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,popcnt")]
-pub(crate) unsafe fn mean_abs_and_nonzeros(row: &[f32]) -> (f32, usize) {
+pub(crate) unsafe fn row_stats(row: &[f32]) -> RowStats {
     let abs = _mm512_set1_epi32(ABS);
     let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); 4];
+    let mut lo = _mm512_set1_epi32(-1); // u32::MAX
+    let mut hi = zero;
     let mut nonzeros = 0usize;
+    let mut step = |b: __m512i, acc: &mut __m512| {
+        *acc = _mm512_add_ps(*acc, _mm512_castsi512_ps(b));
+        let nz = _mm512_cmpneq_epi32_mask(b, zero);
+        nonzeros += nz.count_ones() as usize;
+        lo = _mm512_mask_min_epu32(lo, nz, lo, b);
+        hi = _mm512_max_epu32(hi, b);
+    };
     let mut chunks = row.chunks_exact(4 * W);
     for c in &mut chunks {
         for (l, acc) in acc.iter_mut().enumerate() {
             let b = _mm512_and_si512(_mm512_castps_si512(_mm512_loadu_ps(c.as_ptr().add(l * W))), abs);
-            *acc = _mm512_add_ps(*acc, _mm512_castsi512_ps(b));
-            nonzeros += _mm512_cmpneq_epi32_mask(b, zero).count_ones() as usize;
+            step(b, acc);
         }
     }
-    let mut sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
     for c in chunks.remainder().chunks(W) {
+        // Padding lanes load as zero, which counts for none of the statistics.
         let x = _mm512_castps_si512(_mm512_maskz_loadu_ps(tail_mask(c.len()), c.as_ptr()));
-        let b = _mm512_and_si512(x, abs);
-        sum = _mm512_add_ps(sum, _mm512_castsi512_ps(b));
-        nonzeros += _mm512_cmpneq_epi32_mask(b, zero).count_ones() as usize;
+        step(_mm512_and_si512(x, abs), &mut acc[0]);
     }
-    (_mm512_reduce_add_ps(sum) / row.len() as f32, nonzeros)
+    let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    RowStats {
+        mean_abs: _mm512_reduce_add_ps(sum) / row.len() as f32,
+        nonzeros,
+        min_nonzero: _mm512_reduce_min_epu32(lo),
+        max: _mm512_reduce_max_epu32(hi),
+    }
 }
 
 /// The k-th largest magnitude, if it lies in [lo, hi) (magnitude bits): (threshold, entries above, entries
