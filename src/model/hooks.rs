@@ -96,8 +96,24 @@ impl Intervention {
             }
             Action::Custom(f) => f(x)?,
         };
-        if self.channels.is_none() && self.positions.is_none() {
+        let Some((pos, chan)) = self.selection(name, t, w)? else {
             return Ok(new);
+        };
+        let mask: Vec<f32> = pos.iter().flat_map(|p| chan.iter().map(move |c| p * c)).collect();
+        let mask = Tensor::from_vec(mask, (1, t, w), dev)?;
+        let keep = mask.affine(-1.0, 1.0)?;
+        Ok((x.broadcast_mul(&keep)? + new.broadcast_mul(&mask)?)?)
+    }
+
+    /// The positions and channels the intervention touches, as 0/1 weights ((T,), (W,)); None when it touches
+    /// everything.
+    fn selection(&self, name: &str, t: usize, w: usize) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+        let err = |msg: String| ModelError::Hook {
+            name: name.to_string(),
+            msg,
+        };
+        if self.channels.is_none() && self.positions.is_none() {
+            return Ok(None);
         }
         let mut chan = vec![1f32; w];
         if let Some(cs) = &self.channels {
@@ -120,14 +136,63 @@ impl Intervention {
                 pos[idx as usize] = 1.0;
             }
         }
-        let mask: Vec<f32> = pos.iter().flat_map(|p| chan.iter().map(move |c| p * c)).collect();
-        let mask = Tensor::from_vec(mask, (1, t, w), dev)?;
-        let keep = mask.affine(-1.0, 1.0)?;
-        Ok((x.broadcast_mul(&keep)? + new.broadcast_mul(&mask)?)?)
+        Ok(Some((pos, chan)))
+    }
+
+    /// Whether [`Intervention::apply_plain`] handles this action (all but patches and custom functions).
+    fn is_plain(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Set(_) | Action::MeanAblate(_) | Action::Scale(_) | Action::Add(_)
+        )
+    }
+
+    /// [`Intervention::apply`] in place on a (B, T, W) row-major buffer, with the same arithmetic element by
+    /// element (so the same bits), for the actions of [`Intervention::is_plain`]: the inference forward uses it
+    /// to skip building tensors and masks at every intervened hook.
+    fn apply_plain(&self, name: &str, x: &mut [f32], t: usize, w: usize) -> Result<()> {
+        let err = |msg: String| ModelError::Hook {
+            name: name.to_string(),
+            msg,
+        };
+        let check = |v: &[f32], what: &str| -> Result<()> {
+            if v.len() != w {
+                return Err(err(format!("{what} has {} entries but the hook is {w} wide", v.len())));
+            }
+            Ok(())
+        };
+        match &self.action {
+            Action::MeanAblate(v) => check(v, "the means vector")?,
+            Action::Add(v) => check(v, "the added vector")?,
+            _ => {}
+        }
+        // candle's affine computes v·mul + add in f32, and `Set` is ones·0 + v.
+        let new = |x: f32, c: usize| -> f32 {
+            match &self.action {
+                Action::Set(v) => 1.0 * 0.0 + *v,
+                Action::MeanAblate(means) => means[c],
+                Action::Scale(s) => x * *s + 0.0,
+                Action::Add(v) => x + v[c],
+                Action::Patch(_) | Action::Custom(_) => unreachable!("not a plain action"),
+            }
+        };
+        let selection = self.selection(name, t, w)?;
+        for (r, row) in x.chunks_exact_mut(w).enumerate() {
+            match &selection {
+                None => row.iter_mut().enumerate().for_each(|(c, v)| *v = new(*v, c)),
+                Some((pos, chan)) => {
+                    let p = pos[r % t];
+                    for (c, v) in row.iter_mut().enumerate() {
+                        let m = p * chan[c];
+                        *v = *v * (1.0 - m) + new(*v, c) * m;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// Which hooks to record and how to intervene; filled with recordings by a forward pass.
 #[derive(Clone, Default)]
 pub struct Hooks {
     /// Keep candle's autograd graph through the whole forward (slower): set it when gradients will be taken,
@@ -191,6 +256,31 @@ impl Hooks {
         self.recorded.clear();
     }
 
+    /// [`Hooks::apply`] on a plain (B, T, W) buffer, for the inference forward: interventions that need no
+    /// tensors run in place; only a recorded hook builds one.
+    pub(crate) fn apply_plain(
+        &mut self,
+        name: &str,
+        mut x: Vec<f32>,
+        b: usize,
+        t: usize,
+        w: usize,
+    ) -> Result<Vec<f32>> {
+        let ivs = self.interventions.get(name);
+        if !ivs.is_none_or(|ivs| ivs.iter().all(Intervention::is_plain)) {
+            let out = self.apply(name, Tensor::from_vec(x, (b, t, w), &candle_core::Device::Cpu)?)?;
+            return Ok(out.flatten_all()?.to_vec1()?);
+        }
+        for iv in ivs.into_iter().flatten() {
+            iv.apply_plain(name, &mut x, t, w)?;
+        }
+        if self.record.as_ref().is_some_and(|re| re.is_match(name)) {
+            let tensor = Tensor::from_slice(&x, (b, t, w), &candle_core::Device::Cpu)?;
+            self.recorded.insert(name.to_string(), tensor);
+        }
+        Ok(x)
+    }
+
     /// Called by the forward at every hook point: intervenes, records, and returns what flows on.
     pub(crate) fn apply(&mut self, name: &str, mut x: Tensor) -> Result<Tensor> {
         if let Some(ivs) = self.interventions.get(name) {
@@ -202,5 +292,65 @@ impl Hooks {
             self.recorded.insert(name.to_string(), x.clone());
         }
         Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The in-place path gives the tensor path's bits for every plain action, with and without channel and
+    /// position selections, and the same errors.
+    #[test]
+    fn plain_interventions_match_tensor_ones() {
+        let (b, t, w) = (2, 5, 7);
+        let x: Vec<f32> = (0..b * t * w).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.37).collect();
+        let means: Vec<f32> = (0..w).map(|c| c as f32 * 0.3 - 1.0).collect();
+        let actions = [
+            Action::Set(2.5),
+            Action::Set(f32::INFINITY),
+            Action::MeanAblate(means.clone()),
+            Action::Scale(-0.7),
+            Action::Add(means.clone()),
+        ];
+        let selections = [
+            (None::<Vec<usize>>, None::<Vec<i64>>),
+            (Some(vec![1, 4]), None),
+            (None, Some(vec![0, -1])),
+            (Some(vec![6]), Some(vec![2])),
+        ];
+        for action in &actions {
+            for (channels, positions) in &selections {
+                let iv = Intervention {
+                    action: action.clone(),
+                    channels: channels.clone(),
+                    positions: positions.clone(),
+                };
+                let tensor = Tensor::from_vec(x.clone(), (b, t, w), &Device::Cpu).unwrap();
+                let want: Vec<f32> = iv
+                    .apply("h", &tensor)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let mut got = x.clone();
+                iv.apply_plain("h", &mut got, t, w).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{channels:?} {positions:?}");
+            }
+        }
+        let bad = [
+            Intervention::new(Action::MeanAblate(vec![0.0; w + 1])),
+            Intervention::new(Action::Set(0.0)).channels(vec![w]),
+            Intervention::new(Action::Set(0.0)).positions(vec![t as i64]),
+        ];
+        for iv in bad {
+            let tensor = Tensor::from_vec(x.clone(), (b, t, w), &Device::Cpu).unwrap();
+            let want = iv.apply("h", &tensor).err().unwrap().to_string();
+            let got = iv.apply_plain("h", &mut x.clone(), t, w).err().unwrap().to_string();
+            assert_eq!(got, want);
+        }
     }
 }

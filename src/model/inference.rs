@@ -93,18 +93,15 @@ impl Pool {
 }
 
 impl Ctx<'_> {
-    /// Passes activations through a hook point; tensors are only built where the hook is used.
+    /// Passes activations through a hook point; tensors are only built where a hook records or runs a patch or
+    /// a custom function.
     fn hook(&mut self, name: &str, x: Acts) -> Result<Acts> {
         if !self.hooks.wants(name) {
             return Ok(x);
         }
         let width = x.width;
-        let tensor = Tensor::from_vec(x.data, (self.b, self.t, width), &Device::Cpu)?;
-        let out = self.hooks.apply(name, tensor)?;
-        Ok(Acts {
-            data: out.flatten_all()?.to_vec1()?,
-            width,
-        })
+        let data = self.hooks.apply_plain(name, x.data, self.b, self.t, width)?;
+        Ok(Acts { data, width })
     }
 
     /// Writes every row of `x` with `prepare(row_index, row)`, applies the AbsTopK configured at `loc`, and
