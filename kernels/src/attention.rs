@@ -39,15 +39,18 @@ pub fn causal_attention(
 ) -> Result<(), CsrError> {
     let a = shape.n_head * shape.d_head;
     for (what, len) in [("q", q.len()), ("k", k.len()), ("v", v.len())] {
-        if len != shape.t * a {
-            return Err(CsrError::ShapeMismatch {
-                what,
-                expected: shape.t * a,
-                got: len,
-            });
-        }
+        expect(len == shape.t * a, what, shape.t * a, len)?;
     }
     causal_attention_strided(q, k, v, a, shape, scale, sink, y)
+}
+
+/// Ok when `ok`, else the shape error for `what` (expected vs got).
+fn expect(ok: bool, what: &'static str, expected: usize, got: usize) -> Result<(), CsrError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(CsrError::ShapeMismatch { what, expected, got })
+    }
 }
 
 /// [`causal_attention`] on q, k, v that are column ranges of wider rows: row i of q is
@@ -67,38 +70,14 @@ pub fn causal_attention_strided(
 ) -> Result<(), CsrError> {
     let AttentionShape { t, n_head, d_head } = shape;
     let a = n_head * d_head;
-    if t > 0 && stride < a {
-        return Err(CsrError::ShapeMismatch {
-            what: "stride (at least n_head * d_head)",
-            expected: a,
-            got: stride,
-        });
-    }
+    expect(t == 0 || stride >= a, "stride (at least n_head * d_head)", a, stride)?;
     let need = if t == 0 { 0 } else { (t - 1) * stride + a };
     for (what, len) in [("q", q.len()), ("k", k.len()), ("v", v.len())] {
-        if len < need {
-            return Err(CsrError::ShapeMismatch {
-                what,
-                expected: need,
-                got: len,
-            });
-        }
+        expect(len >= need, what, need, len)?;
     }
-    if y.len() != t * a {
-        return Err(CsrError::ShapeMismatch {
-            what: "y",
-            expected: t * a,
-            got: y.len(),
-        });
-    }
+    expect(y.len() == t * a, "y", t * a, y.len())?;
     if let Some(s) = sink {
-        if s.len() != n_head {
-            return Err(CsrError::ShapeMismatch {
-                what: "sink",
-                expected: n_head,
-                got: s.len(),
-            });
-        }
+        expect(s.len() == n_head, "sink", n_head, s.len())?;
     }
     if t == 0 || a == 0 {
         return Ok(());
@@ -122,7 +101,7 @@ pub fn causal_attention_strided(
     }
     let mut heads = vec![0f32; n_head * t * d_head]; // (H, T, dh)
     let avx2 = has_avx2_fma();
-    let avx512 = avx2 && has_avx512();
+    let avx512 = has_avx512();
     let run = |(h, out): (usize, &mut [f32])| {
         let sink = sink.map(|s| s[h]);
         #[cfg(target_arch = "x86_64")]
@@ -184,7 +163,7 @@ unsafe fn head_attention_avx2(
     head_attention::<Fused>(q, k, v, t, a, h, dh, scale, sink, out)
 }
 
-/// The same code again for AVX-512, where one register holds a whole d_head = 16 row.
+/// The same code again for AVX-512, for head sizes other than 16 (which `head16` serves).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -486,21 +465,10 @@ pub fn causal_attention_backward(
         ("dk", dk.len()),
         ("dv", dv.len()),
     ] {
-        if len != t * a {
-            return Err(CsrError::ShapeMismatch {
-                what,
-                expected: t * a,
-                got: len,
-            });
-        }
+        expect(len == t * a, what, t * a, len)?;
     }
-    if sink.is_some_and(|s| s.len() != n_head) || dsink.len() != n_head {
-        return Err(CsrError::ShapeMismatch {
-            what: "sink",
-            expected: n_head,
-            got: dsink.len(),
-        });
-    }
+    let sinks_ok = sink.is_none_or(|s| s.len() == n_head) && dsink.len() == n_head;
+    expect(sinks_ok, "sink", n_head, dsink.len())?;
     if t == 0 || a == 0 {
         return Ok(());
     }

@@ -218,6 +218,25 @@ fn xwt_then(x: &[f32], t: usize, w: &CsrView, out: &mut [f32], pass: Option<&Row
     Ok(())
 }
 
+/// The row pass of [`csr_matmul_xwt_then`] on its own, for a product made elsewhere (a dense matmul):
+/// `finish(&mut state, i, row)` on every `width`-wide row i of `out`, in parallel runs of rows with one
+/// `state = init()` each.
+pub fn rows_then<S, I, F>(out: &mut [f32], width: usize, init: I, finish: F)
+where
+    I: Fn() -> S + Sync,
+    F: Fn(&mut S, usize, &mut [f32]) + Sync,
+{
+    if width == 0 {
+        return;
+    }
+    let finish = &finish;
+    let make = || -> RowFinisher<'_> {
+        let mut state = init();
+        Box::new(move |i, row| finish(&mut state, i, row))
+    };
+    finish_rows_parallel(&make, out, width);
+}
+
 /// A row pass: called once per task, it returns the function that finishes that task's rows.
 type RowPass<'a> = dyn Fn() -> RowFinisher<'a> + Sync + 'a;
 

@@ -7,7 +7,9 @@
 
 use rayon::prelude::*;
 
-use crate::isa::{has_avx2_fma, has_avx512};
+#[cfg(test)]
+use crate::isa::has_avx512;
+use crate::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use crate::topk512;
 
@@ -22,49 +24,20 @@ pub fn abs_topk_rows(src: &[f32], dst: &mut [f32], dim: usize, k: usize, mask: b
     if dim == 0 {
         return;
     }
-    if k == 0 {
-        dst.fill(0.0);
-        return;
-    }
-    if k >= dim {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = if mask { 1.0 } else { *s };
+    let run = |src: &[f32], dst: &mut [f32]| {
+        let mut topk = RowTopK::new();
+        for (row, out) in src.chunks(dim).zip(dst.chunks_mut(dim)) {
+            topk.apply_into(row, out, k, mask);
         }
-        return;
-    }
-    let avx2 = has_avx2_fma();
-    let avx512 = avx2 && has_avx512();
-    let fill = |scratch: &mut Scratch, (row, out): (&[f32], &mut [f32])| {
-        #[cfg(target_arch = "x86_64")]
-        if avx512 {
-            // SAFETY: the CPU supports AVX-512F (checked at run time above).
-            unsafe { topk_row_avx512(row, out, k, mask, scratch) };
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if avx2 {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
-            unsafe { topk_row_avx2(row, out, k, mask, scratch) };
-            return;
-        }
-        let _ = (avx2, avx512);
-        topk_row(row, out, k, mask, scratch);
     };
     if src.len() >= PAR_MIN {
+        // Contiguous runs of rows per task, so that each row's threshold is predicted from the one before.
         let span = dim * rows_per_task(src.len() / dim);
         src.par_chunks(span)
             .zip(dst.par_chunks_mut(span))
-            .for_each(|(src, dst)| {
-                let mut scratch = Scratch::default();
-                src.chunks(dim)
-                    .zip(dst.chunks_mut(dim))
-                    .for_each(|p| fill(&mut scratch, p));
-            });
+            .for_each(|(src, dst)| run(src, dst));
     } else {
-        let mut scratch = Scratch::default();
-        src.chunks(dim)
-            .zip(dst.chunks_mut(dim))
-            .for_each(|p| fill(&mut scratch, p));
+        run(src, dst);
     }
 }
 
@@ -118,8 +91,7 @@ fn prepare_rows_topk_dyn(x: &mut [f32], dim: usize, k: Option<usize>, prepare: &
 /// of the same activation.
 pub struct RowTopK {
     scratch: Scratch,
-    avx2: bool,
-    avx512: bool,
+    isa: Isa,
 }
 
 impl Default for RowTopK {
@@ -130,11 +102,9 @@ impl Default for RowTopK {
 
 impl RowTopK {
     pub fn new() -> Self {
-        let avx2 = has_avx2_fma();
         RowTopK {
             scratch: Scratch::default(),
-            avx2,
-            avx512: avx2 && has_avx512(),
+            isa: Isa::detect(),
         }
     }
 
@@ -147,22 +117,41 @@ impl RowTopK {
             row.fill(0.0);
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512 {
-            // SAFETY: the CPU supports AVX-512F (checked at run time in `new`).
-            unsafe { topk_row_inplace_avx512(row, k, &mut self.scratch) };
+        let s = &mut self.scratch;
+        match self.isa {
+            // SAFETY: `Isa::detect` found the instruction set each variant is compiled for.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { topk_row_inplace_avx512(row, k, s) },
+            // The portable code compiled for AVX2, not AVX-512: LLVM compiles its counting loops for AVX-512 into
+            // per-chunk reductions that run several times slower (measured); `topk512` is written by hand instead.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => unsafe { topk_row_inplace_avx2(row, k, s) },
+            Isa::Portable => topk_row_inplace(row, k, s),
+        }
+    }
+
+    /// out ← row with all but its k largest |values| zeroed, or with `mask` 1.0 at the kept places and 0.0
+    /// elsewhere (same tie rule as [`RowTopK::apply`]).
+    pub fn apply_into(&mut self, row: &[f32], out: &mut [f32], k: usize, mask: bool) {
+        if k == 0 {
+            out.fill(0.0);
             return;
         }
-        // The portable code compiled for AVX2, not AVX-512: LLVM compiles its counting loops for AVX-512 into
-        // per-chunk reductions that run several times slower (measured); `topk512` is written by hand instead.
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time in `new`).
-            unsafe { topk_row_inplace_avx2(row, k, &mut self.scratch) };
+        if k >= row.len() {
+            for (o, v) in out.iter_mut().zip(row) {
+                *o = if mask { 1.0 } else { *v };
+            }
             return;
         }
-        let _ = (self.avx2, self.avx512);
-        topk_row_inplace(row, k, &mut self.scratch);
+        let s = &mut self.scratch;
+        match self.isa {
+            // SAFETY: as in `apply`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { topk_row_avx512(row, out, k, mask, s) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => unsafe { topk_row_avx2(row, out, k, mask, s) },
+            Isa::Portable => topk_row(row, out, k, mask, s),
+        }
     }
 }
 

@@ -69,9 +69,7 @@ impl Intervention {
         let (_b, t, w) = x.dims3()?;
         let dev = x.device();
         let full_vec = |v: &[f32], what: &str| -> Result<Tensor> {
-            if v.len() != w {
-                return Err(err(format!("{what} has {} entries but the hook is {w} wide", v.len())));
-            }
+            check_width(name, v, w, what)?;
             Ok(Tensor::from_slice(v, (1, 1, w), dev)?)
         };
         let new = match &self.action {
@@ -151,19 +149,9 @@ impl Intervention {
     /// element (so the same bits), for the actions of [`Intervention::is_plain`]: the inference forward uses it
     /// to skip building tensors and masks at every intervened hook.
     fn apply_plain(&self, name: &str, x: &mut [f32], t: usize, w: usize) -> Result<()> {
-        let err = |msg: String| ModelError::Hook {
-            name: name.to_string(),
-            msg,
-        };
-        let check = |v: &[f32], what: &str| -> Result<()> {
-            if v.len() != w {
-                return Err(err(format!("{what} has {} entries but the hook is {w} wide", v.len())));
-            }
-            Ok(())
-        };
         match &self.action {
-            Action::MeanAblate(v) => check(v, "the means vector")?,
-            Action::Add(v) => check(v, "the added vector")?,
+            Action::MeanAblate(v) => check_width(name, v, w, "the means vector")?,
+            Action::Add(v) => check_width(name, v, w, "the added vector")?,
             _ => {}
         }
         // candle's affine computes v·mul + add in f32, and `Set` is ones·0 + v.
@@ -191,6 +179,17 @@ impl Intervention {
         }
         Ok(())
     }
+}
+
+/// An intervention's per-channel vector must be as wide as its hook.
+fn check_width(name: &str, v: &[f32], w: usize, what: &str) -> Result<()> {
+    if v.len() != w {
+        return Err(ModelError::Hook {
+            name: name.to_string(),
+            msg: format!("{what} has {} entries but the hook is {w} wide", v.len()),
+        });
+    }
+    Ok(())
 }
 
 #[derive(Clone, Default)]

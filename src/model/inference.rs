@@ -137,13 +137,7 @@ impl Ctx<'_> {
             Weight::Dense(w) => {
                 let xt = Tensor::from_slice(x, (rows, in_dim), &Device::Cpu)?;
                 let mut y: Vec<f32> = xt.matmul(&w.t()?)?.flatten_all()?.to_vec1()?;
-                let per_task = rows.div_ceil(4 * rayon::current_num_threads()).max(1);
-                y.par_chunks_mut(per_task * out_dim).enumerate().for_each(|(i, run)| {
-                    let mut state = init();
-                    for (j, row) in run.chunks_mut(out_dim).enumerate() {
-                        finish(&mut state, i * per_task + j, row);
-                    }
-                });
+                circuitscope_kernels::rows_then(&mut y, out_dim, init, finish);
                 y
             }
         };
