@@ -3,7 +3,7 @@
 //!
 //! The circuit is tests/fixtures/tui/bracket_counting.json: real nodes of the bundled tinypython-sparse model
 //! (the channels that differ most between the two classes of bracket_counting at the last token), with losses
-//! measured by zero-ablation. `cargo test --test tui -- --ignored make_fixture` rebuilds it.
+//! measured by zero-ablation. `cargo test --test integration tui::make_fixture -- --ignored` rebuilds it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

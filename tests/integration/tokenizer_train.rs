@@ -179,7 +179,7 @@ fn cli_refuses_to_overwrite_and_reads_require_file() {
 }
 
 /// Trains a vocab-1024 tokenizer on the first 1000 synthetic documents and prints token statistics
-/// (`cargo test --release --test tokenizer_train -- --ignored --nocapture`).
+/// (`cargo test --release --test integration tokenizer_train:: -- --ignored --nocapture`).
 #[test]
 #[ignore]
 fn report_vocab_1024_on_1000_documents() {

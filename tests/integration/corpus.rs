@@ -350,7 +350,7 @@ fn cli_sample_and_stats() {
     assert!(tokens.tokens > 0 && tokens.chars_per_token > 1.2, "{tokens:?}");
 }
 
-/// Prints the composition of the first 1000 synthetic documents (`cargo test --test corpus -- --ignored
+/// Prints the composition of the first 1000 synthetic documents (`cargo test --test integration corpus:: -- --ignored
 /// --nocapture`).
 #[test]
 #[ignore]

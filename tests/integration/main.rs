@@ -1,0 +1,19 @@
+//! The integration tests, as one crate (one link step instead of one per file). Each module is one area;
+//! `cargo test --test integration <module>::` runs one of them.
+
+mod bundled;
+mod circuit;
+mod cli;
+mod corpus;
+mod errors;
+mod half_precision;
+mod hooks;
+mod parity;
+mod prune;
+mod scan;
+mod session;
+mod tasks;
+mod tokenizer;
+mod tokenizer_train;
+mod train;
+mod tui;
