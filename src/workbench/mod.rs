@@ -17,3 +17,24 @@ pub use protocol::{
     RunSummary, SweepPoint, SweepResult, TaskView, TokenActs, WpeWindow, EMBED_BINS, WPE_WINDOW,
 };
 pub use scan_source::ScanSource;
+
+#[cfg(test)]
+mod tests {
+    /// The layer's rule (ARCHITECTURE.md): no UI crate and no `tui` module anywhere in it.
+    #[test]
+    fn the_workbench_imports_no_ui() {
+        let sources = [
+            ("engine.rs", include_str!("engine.rs")),
+            ("open.rs", include_str!("open.rs")),
+            ("protocol.rs", include_str!("protocol.rs")),
+            ("report.rs", include_str!("report.rs")),
+            ("scan_source.rs", include_str!("scan_source.rs")),
+        ];
+        let banned = [concat!("rata", "tui"), concat!("crate::", "tui")];
+        for (name, text) in sources {
+            for b in banned {
+                assert!(!text.contains(b), "src/workbench/{name} mentions `{b}`");
+            }
+        }
+    }
+}

@@ -18,3 +18,4 @@ mod tokenizer;
 mod tokenizer_train;
 mod train;
 mod tui;
+mod workbench;
