@@ -1,6 +1,7 @@
 //! circuitscope: a terminal workbench for circuits in weight-sparse transformers.
 //!
-//! Dependency direction: `cli` → `model`, `tokenize` → `circuitscope-kernels`.
+//! Dependency direction: `cli` → `tui` → `workbench` → `session`, `export`, `circuit`, `analysis` → `model`,
+//! `data`, `tokenize` → `circuitscope-kernels`.
 
 pub mod analysis;
 pub mod circuit;
@@ -12,3 +13,4 @@ pub mod session;
 pub mod tokenize;
 pub mod train;
 pub mod tui;
+pub mod workbench;

@@ -1,6 +1,13 @@
-//! Analyses that run models: task evaluation now; scans, pruning and ablations build on it.
+//! Analyses that run models or read their weights: task evaluation, scans, pruning, ablations, and the lenses
+//! the workbench shows (recorded runs, attention patterns, embedding tables, fallback means, the sweep).
 
 pub mod ablate;
+pub mod attention_pattern;
+pub mod embedding_tables;
 pub mod eval;
+pub mod hook_means;
+pub mod next_token;
 pub mod prune;
+pub mod recording;
 pub mod scan;
+pub mod sweep;

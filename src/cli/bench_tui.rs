@@ -12,7 +12,8 @@ use ratatui::Terminal;
 use serde_json::json;
 
 use super::common::print_json;
-use crate::tui::{self, update, ColorMode, Msg, OpenOptions, Screen, Theme};
+use crate::tui::{self, update, ColorMode, Msg, Screen, Theme};
+use crate::workbench::OpenOptions;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TuiBenchArgs {
@@ -74,7 +75,7 @@ pub fn run(args: TuiBenchArgs) -> Result<()> {
 
     // A prompt of exactly `tokens` tokens: task prompts back to back, cut at a token boundary.
     let task = crate::data::tasks::resolve(&args.task)?;
-    let tok = tui::Engine::model_tokenizer(&args.model).map_err(anyhow::Error::msg)?;
+    let tok = engine.tokenizer().clone();
     let mut ids = Vec::new();
     let mut i = 0;
     while ids.len() < args.tokens + 1 {

@@ -9,7 +9,7 @@ use crate::analysis::scan::ScanIndex;
 use crate::circuit::CircuitFile;
 use crate::export::{self, ReportInput};
 use crate::session::store;
-use crate::tui::Engine;
+use crate::workbench;
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
@@ -58,7 +58,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     match &model_dir {
         Some(dir) => {
             let scan = ScanIndex::open_for(&ScanIndex::default_dir(dir), &session.model.fingerprint);
-            let tok = Engine::model_tokenizer(dir);
+            let tok = workbench::model_tokenizer(dir);
             match (scan, tok) {
                 (Ok(scan), Ok(tok)) => {
                     exemplars = export::scan_exemplars(&scan, &tok, circuit.node_ids(), args.top);

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use crate::tui::{self, ColorMode, OpenOptions, Theme};
+use crate::tui::{self, ColorMode, Theme};
+use crate::workbench::OpenOptions;
 
 const DEFAULT_MODEL: &str = "assets/models/tinypython-sparse";
 

@@ -10,11 +10,11 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, M
 use ratatui::layout::Rect;
 use ratatui_textarea::TextArea;
 
-use super::engine::{Ablation, AblationKind, EmbeddingView, NodeDetail, Reply, Request, RunSummary, SweepResult};
 use super::msg::Msg;
 pub use super::persist::SessionState;
 use super::theme::Theme;
 use crate::circuit::{BlockId, CircuitFile, CircuitGraph, EdgeKind, GraphEdge, GraphNode, NodeId, Site};
+use crate::workbench::{Ablation, AblationKind, EmbeddingView, NodeDetail, Reply, Request, RunSummary, SweepResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {

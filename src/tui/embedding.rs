@@ -9,8 +9,8 @@ use ratatui::widgets::{Block, Borders, Paragraph, Sparkline};
 use ratatui::Frame;
 
 use super::app::App;
-use super::engine::EmbeddingView;
 use super::widgets::{fmt_val, token_label};
+use crate::workbench::EmbeddingView;
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;

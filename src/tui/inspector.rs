@@ -9,10 +9,10 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
 use super::app::App;
-use super::engine::{NodeDetail, TokenActs};
 use super::map::{draw_edges, node_summary};
 use super::widgets::{abs_max, fmt_val, heat_lines, histogram_line, token_label, window_around, HeatStrip};
 use crate::circuit::{NodeId, Site};
+use crate::workbench::{NodeDetail, TokenActs};
 
 /// Exemplars shown per side and quantile.
 const PER_SIDE: usize = 5;

@@ -49,7 +49,7 @@ pub fn chip(app: &App, n: &NodeId) -> String {
         s = format!("*{s}");
     }
     if let Some(a) = app.lab.ablations.iter().find(|a| a.node == *n) {
-        s.push(if a.kind == super::engine::AblationKind::Zero {
+        s.push(if a.kind == crate::workbench::AblationKind::Zero {
             '∅'
         } else {
             'μ'

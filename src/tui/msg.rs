@@ -2,7 +2,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent};
 
-use super::engine::Reply;
+use crate::workbench::Reply;
 
 #[derive(Debug, Clone)]
 pub enum Msg {

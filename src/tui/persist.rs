@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::app::{App, Screen};
-use super::engine::{Ablation, AblationKind, Request, RunSummary};
 use crate::circuit::NodeId;
 use crate::session::{
     self, store, AblationMode, AblationSpec, Evidence, OpenedSession, SavedPrompt, Session, SessionLock, Status,
 };
+use crate::workbench::{Ablation, AblationKind, Request, RunSummary};
 
 /// The session file behind an app.
 pub struct SessionState {

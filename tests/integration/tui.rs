@@ -323,7 +323,7 @@ fn ablation_toggles_and_undo_change_the_logit_difference() {
     // Mean ablation from the keyboard on the selected node (task-prompt means without a scan).
     send(&mut app, &mut engine, [Msg::ch('x'), Msg::ch('A')]);
     assert_eq!(app.lab.ablations.len(), 1);
-    assert_eq!(app.lab.ablations[0].kind, tui::engine::AblationKind::Mean);
+    assert_eq!(app.lab.ablations[0].kind, circuitscope::workbench::AblationKind::Mean);
     assert!(app.lab.error.is_none(), "{:?}", app.lab.error);
 }
 

@@ -1,12 +1,13 @@
 //! The generator of `sessions/example.json`, the shipped analysis of the bundled sparse model's bracket_counting
-//! circuit, and its report `docs/example-report.md`. Ignored: it measures everything afresh (about a minute):
+//! circuit, and its report `docs/example-report.md`. It measures everything afresh (about a minute in a release
+//! build):
 //!
 //! ```sh
-//! cargo test --release --test example_session -- --ignored --nocapture
+//! cargo run --release -p xtask -- example-session
 //! ```
 //!
 //! Every number in the session comes from circuitscope itself: the scan's exemplars (`ScanIndex`), the prompt
-//! lab's runs (`tui::Engine`, the workbench's own engine: recorded hooks, mean ablation with the scan's means,
+//! lab's runs (`workbench::Engine`, the workbench's own engine: recorded hooks, mean ablation with the scan's means,
 //! attention patterns), the circuit file's per-node ablations and our own task-loss ablations
 //! (`analysis::ablate::evaluate`). Labels, statuses and confidences are derived from that evidence by the rules
 //! in [`label_node`]; the mechanism write-up is a hand-written text whose numbers are filled in from the same
@@ -19,17 +20,14 @@ use std::path::{Path, PathBuf};
 
 use circuitscope::analysis::ablate::{self, Means, NodeSet, TaskData};
 use circuitscope::analysis::scan::{node_hooks, NodeScan, ScanIndex};
-use circuitscope::circuit::{halved, model_fingerprint, CircuitFile, EdgeEnd, NodeId, Site};
+use circuitscope::circuit::{halved, CircuitFile, EdgeEnd, NodeId, Site};
 use circuitscope::data::tasks::{self, Split};
-use circuitscope::export::{self, ReportInput};
-use circuitscope::model::{Checkpoint, Config, Gpt, LoadOptions, ModelFiles};
+use circuitscope::model::{Config, Gpt};
 use circuitscope::session::{
     store, AblationMode, AblationSpec, Annotation, CircuitRef, Evidence, SavedPrompt, Session, SessionModel, Status,
 };
 use circuitscope::tokenize::Tokenizer;
-use circuitscope::tui::engine::{Ablation, AblationKind, RunSummary};
-use circuitscope::tui::scan_source::ScanSource;
-use circuitscope::tui::Engine;
+use circuitscope::workbench::{self, Ablation, AblationKind, Engine, OpenOptions, RunSummary};
 
 const MODEL: &str = "assets/models/tinypython-sparse";
 const CIRCUIT: &str = "assets/circuits/tinypython-sparse/bracket_counting.json";
@@ -116,11 +114,10 @@ fn attacks() -> Vec<Attack> {
 }
 
 struct Lab {
+    /// The workbench's engine on the bundled model: the prompt lab's runs, and the model and scan it opened.
     engine: Engine,
-    model: Gpt,
     cfg: Config,
     tok: Tokenizer,
-    scan: ScanIndex,
     means: Means,
     circuit: CircuitFile,
     nodes: Vec<NodeId>,
@@ -130,30 +127,19 @@ struct Lab {
 }
 
 impl Lab {
+    /// Opens the bundled model on `circuit_path` as the workbench does (one load of the model, its scan and its
+    /// tokenizer).
     fn open(circuit_path: &Path) -> Lab {
-        let dir = Path::new(MODEL);
-        let files = ModelFiles::locate(dir).unwrap();
-        let cfg = Config::load(&files.config).unwrap().config;
-        let ckpt = Checkpoint::open(&files.weights).unwrap();
-        let fingerprint = model_fingerprint(&ckpt, &cfg).unwrap();
-        let circuit = CircuitFile::load(circuit_path).unwrap();
-        circuit.check_model(&fingerprint).unwrap();
-        circuit.validate(&cfg).unwrap();
-        let tok = Engine::model_tokenizer(dir).unwrap();
-        let scan_src = ScanSource::open(dir, &fingerprint)
-            .unwrap()
-            .expect("the bundled model has a scan");
-        let engine = Engine::new(
-            Gpt::from_checkpoint(cfg.clone(), &ckpt, LoadOptions::default()).unwrap(),
-            &ckpt,
-            tok.clone(),
-            &circuit,
-            TASK,
-            Some(scan_src),
-        )
-        .unwrap();
-        let model = Gpt::from_checkpoint(cfg.clone(), &ckpt, LoadOptions::default()).unwrap();
-        let scan = ScanIndex::open_for(&ScanIndex::default_dir(dir), &fingerprint).unwrap();
+        let opened = workbench::open(&OpenOptions {
+            model: PathBuf::from(MODEL),
+            circuit: Some(circuit_path.to_path_buf()),
+            task: TASK.into(),
+            session: None,
+        })
+        .unwrap_or_else(|e| panic!("{}: {e}", circuit_path.display()));
+        let engine = opened.engine;
+        let cfg = opened.config;
+        let scan = engine.scan().expect("the bundled model has a scan").index();
         let means: Means = node_hooks(&cfg)
             .into_iter()
             .map(|h| {
@@ -161,7 +147,7 @@ impl Lab {
                 (h.name, m)
             })
             .collect();
-        let mut nodes = circuit.node_ids();
+        let mut nodes = opened.circuit.node_ids();
         nodes.sort_by_key(|n| n.forward_order());
         let outside = NodeSet::of(&cfg, &nodes)
             .inverted()
@@ -173,17 +159,23 @@ impl Lab {
             })
             .collect();
         Lab {
+            tok: engine.tokenizer().clone(),
             engine,
-            model,
             cfg,
-            tok,
-            scan,
             means,
-            circuit,
+            circuit: opened.circuit,
             nodes,
-            fingerprint,
+            fingerprint: opened.fingerprint,
             outside,
         }
+    }
+
+    fn model(&self) -> &Gpt {
+        self.engine.model()
+    }
+
+    fn scan(&self) -> &ScanIndex {
+        self.engine.scan().expect("the bundled model has a scan").index()
     }
 
     fn run(&mut self, text: &str, ablations: &[Ablation]) -> RunSummary {
@@ -518,10 +510,11 @@ fn top_token(run: &RunSummary) -> String {
         .unwrap_or_default()
 }
 
-#[test]
-#[ignore = "measures the bundled model afresh and rewrites sessions/example.json and docs/example-report.md"]
-fn build_example_session() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+/// Measures the bundled model afresh and rewrites sessions/example.json and docs/example-report.md, from the
+/// repository root.
+pub fn build() {
+    // The xtask crate sits one folder below the repository root.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     std::env::set_current_dir(&root).unwrap();
     let circuit_path = std::env::var("EXAMPLE_CIRCUIT").unwrap_or_else(|_| CIRCUIT.to_string());
     let mut lab = Lab::open(Path::new(&circuit_path));
@@ -585,8 +578,14 @@ fn build_example_session() {
     // The full model's task loss, and with each node mean-ablated alone.
     let data = TaskData::new(&lab.tok, TASK, &pairs, lab.cfg.block_size).unwrap();
     let none = NodeSet::uniform(&lab.cfg, false);
-    let full = ablate::evaluate(&lab.model, &data, &none, &lab.means).unwrap();
-    let alone = ablate::evaluate(&lab.model, &data, &NodeSet::of(&lab.cfg, &nodes).inverted(), &lab.means).unwrap();
+    let full = ablate::evaluate(lab.model(), &data, &none, &lab.means).unwrap();
+    let alone = ablate::evaluate(
+        lab.model(),
+        &data,
+        &NodeSet::of(&lab.cfg, &nodes).inverted(),
+        &lab.means,
+    )
+    .unwrap();
     println!(
         "task loss (halved): full {:.4} (acc {:.2}), circuit alone {:.4} (acc {:.2})",
         halved(full.loss),
@@ -613,7 +612,7 @@ fn build_example_session() {
     // Per node facts.
     let mut facts: Vec<NodeFacts> = Vec::new();
     for n in &nodes {
-        let scan = lab.scan.node(n).unwrap();
+        let scan = lab.scan().node(n).unwrap();
         let top_pivots = pivot_counts(&scan.top, &lab.tok, EXEMPLARS);
         let bottom_pivots = pivot_counts(&scan.bottom, &lab.tok, EXEMPLARS);
         let v = &vals[n];
@@ -633,7 +632,7 @@ fn build_example_session() {
                 kind: AblationKind::Mean,
             }],
         );
-        let fe = ablate::evaluate(&lab.model, &data, &NodeSet::of(&lab.cfg, &[*n]), &lab.means).unwrap();
+        let fe = ablate::evaluate(lab.model(), &data, &NodeSet::of(&lab.cfg, &[*n]), &lab.means).unwrap();
         let cm = |c: usize| {
             let (s, k) = by_class[n][c];
             s / k.max(1) as f64
@@ -872,13 +871,7 @@ fn build_example_session() {
 
     std::fs::create_dir_all("sessions").unwrap();
     store::save(Path::new(SESSION), &session).unwrap();
-    let exemplars = export::scan_exemplars(&lab.scan, &lab.tok, nodes.iter().copied(), 3);
-    let md = export::markdown(&ReportInput {
-        session: &session,
-        circuit: &lab.circuit,
-        exemplars,
-        top_k: 3,
-    });
+    let md = workbench::report::markdown(&session, &lab.circuit, Some(lab.scan()), &lab.tok, 3);
     std::fs::create_dir_all("docs").unwrap();
     store::write_atomic(Path::new(REPORT), md.as_bytes()).unwrap();
     println!("\nwrote {SESSION} and {REPORT}");
@@ -1283,93 +1276,6 @@ fn mechanism(m: &Mechanism) -> String {
         m.attn_lines.join("\n")
     );
     s
-}
-
-/// The shipped example: it loads, it is a session of the bundled model and circuit (fingerprint and node set),
-/// every circuit node is labeled with evidence, it opens in the workbench without a warning, and its export is
-/// the committed report.
-#[test]
-fn example_session_matches_the_bundled_model_and_circuit() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let session = store::load(&root.join(SESSION))
-        .unwrap()
-        .expect("sessions/example.json is shipped");
-    assert_eq!(
-        session.model.path.as_deref(),
-        Some(MODEL),
-        "paths are relative to the repository root"
-    );
-    assert_eq!(session.circuit.path, CIRCUIT);
-    assert_eq!(session.circuit.task, TASK);
-
-    let dir = root.join(MODEL);
-    let files = ModelFiles::locate(&dir).unwrap();
-    let cfg = Config::load(&files.config).unwrap().config;
-    let ckpt = Checkpoint::open(&files.weights).unwrap();
-    let fingerprint = model_fingerprint(&ckpt, &cfg).unwrap();
-    assert_eq!(
-        session.model.fingerprint, fingerprint,
-        "the session was made for the bundled model"
-    );
-
-    let circuit = CircuitFile::load(&root.join(CIRCUIT)).unwrap();
-    assert_eq!(circuit.model.fingerprint, fingerprint);
-    let mut ids = circuit.node_ids();
-    ids.sort();
-    let annotated: Vec<NodeId> = session.annotations.keys().copied().collect();
-    assert_eq!(
-        annotated, ids,
-        "every node of the bundled circuit is annotated, and nothing else"
-    );
-    assert_eq!(session.circuit.nodes, ids.len());
-    for (n, a) in &session.annotations {
-        assert!(!a.label.is_empty(), "{n} has no label");
-        assert!(!a.notes.is_empty(), "{n} has no notes");
-        assert!(a.confidence.is_some(), "{n} has no confidence");
-        assert!(
-            a.evidence.iter().any(|e| matches!(e, Evidence::Prompt { .. }))
-                && a.evidence.iter().any(|e| matches!(e, Evidence::Ablation { .. })),
-            "{n} lacks prompt or ablation evidence"
-        );
-    }
-    assert!(session.summary.contains("Adversarial prompts"));
-    assert!(session.saved_prompts.iter().any(|p| p.name.starts_with("attack: ")));
-
-    // It opens in the workbench as `open --session sessions/example.json` opens it: writable, no warnings.
-    std::env::set_current_dir(&root).unwrap();
-    let opts = circuitscope::tui::OpenOptions {
-        model: PathBuf::from(MODEL),
-        circuit: Some(PathBuf::from(CIRCUIT)),
-        task: TASK.into(),
-        session: Some(PathBuf::from(SESSION)),
-    };
-    let loaded =
-        circuitscope::tui::load(&opts, circuitscope::tui::Theme::new(circuitscope::tui::ColorMode::None)).unwrap();
-    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    assert_eq!(loaded.app.annotations.len(), ids.len());
-    drop(loaded);
-
-    // The export succeeds and is the committed report.
-    let scan = ScanIndex::open_for(&ScanIndex::default_dir(&dir), &fingerprint).unwrap();
-    let tok = Engine::model_tokenizer(&dir).unwrap();
-    let md = export::markdown(&ReportInput {
-        session: &session,
-        circuit: &circuit,
-        exemplars: export::scan_exemplars(&scan, &tok, circuit.node_ids(), 3),
-        top_k: 3,
-    });
-    assert!(md.contains("## Mechanism") && md.contains("```mermaid"));
-    // The bundled circuit has more edges than the chart draws; the chart stays inside GitHub's mermaid limits
-    // (500 edges, 50,000 characters).
-    let chart = &md[md.find("```mermaid").unwrap()..];
-    let chart = &chart[..chart[3..].find("```").unwrap() + 3];
-    assert_eq!(chart.matches("-->").count(), export::MERMAID_MAX_EDGES);
-    assert!(chart.len() < 50_000, "{} characters", chart.len());
-    let committed = std::fs::read_to_string(root.join(REPORT)).unwrap();
-    assert!(
-        md == committed,
-        "{REPORT} is not the export of {SESSION}: `circuitscope export {SESSION} -o {REPORT}` rewrites it"
-    );
 }
 
 /// What the attacks show, read against the mechanism (the analyst's text; the numbers and the verdicts measured).

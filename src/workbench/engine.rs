@@ -1,0 +1,494 @@
+//! The engine: owns the model, the tokenizer and the scan, and answers [`Request`]s with owned summaries, so
+//! that a UI never holds a tensor and drawing never waits for a forward pass. The measurements themselves live
+//! in `analysis` (recorded runs, attention patterns, embedding tables, fallback means, the sweep); this module
+//! keeps the per-open state and caches and dispatches.
+//!
+//! [`Engine::handle`] is synchronous (tests, scripts and the benchmark call it directly); [`spawn`] runs it on a
+//! thread and hands every reply to a callback.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Instant;
+
+use super::protocol::{
+    Ablation, AblationKind, EmbeddingView, NodeDetail, QuantileView, Reply, Request, RunSummary, SweepResult, TaskView,
+    TokenActs, EMBED_BINS, WPE_WINDOW,
+};
+use super::scan_source::ScanSource;
+use crate::analysis::ablate::{self, TaskData};
+use crate::analysis::attention_pattern::{self, AttnPattern};
+use crate::analysis::embedding_tables::{self, EmbeddingTables};
+use crate::analysis::recording::{self, Recorded};
+use crate::analysis::{hook_means, next_token, sweep};
+use crate::circuit::{CircuitFile, Exemplar, NodeId, QuantileExemplars, Site};
+use crate::data::tasks::{self, Split, Task};
+use crate::model::{Action, Checkpoint, Config, Gpt, Hooks, Intervention};
+use crate::tokenize::Tokenizer;
+
+/// How many task pairs the task view and the fallback means use.
+const TASK_PAIRS: usize = 8;
+/// How many next-token candidates a run reports.
+const TOP_NEXT: usize = 8;
+/// Held-out task pairs behind a run's task loss (measured once per distinct set of ablations).
+const TASK_LOSS_PAIRS: usize = 32;
+/// How many tokens the inspector's vocabulary links list.
+const VOCAB_LINKS: usize = 10;
+/// How many of a wte column's largest and smallest entries the embedding view lists.
+const EMBED_EXTREMES: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Tokenize(#[from] crate::tokenize::TokenizeError),
+    #[error(transparent)]
+    Sweep(#[from] sweep::SweepError),
+    #[error("{0}")]
+    Other(String),
+}
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// The worker's state for one opened model and circuit.
+pub struct Engine {
+    model: Gpt,
+    tok: Tokenizer,
+    cfg: Config,
+    nodes: Vec<NodeId>,
+    record_pattern: String,
+    /// The heads with q or k nodes in the circuit, whose attention every run reports.
+    pattern_heads: BTreeSet<(usize, usize)>,
+    sinks: Vec<Option<Vec<f32>>>,
+    tables: EmbeddingTables,
+    scan: Option<ScanSource>,
+    circuit_exemplars: BTreeMap<NodeId, Vec<QuantileExemplars>>,
+    task: Option<Box<dyn Task>>,
+    target_ids: Option<(u32, u32)>,
+    /// Task-pair runs (class A then class B), made on first use.
+    task_runs: Option<(Vec<Recorded>, Vec<Recorded>)>,
+    /// Mean of each recorded hook over the task prompts: the mean ablation used when there is no scan.
+    fallback_means: BTreeMap<String, Vec<f32>>,
+    /// Held-out pairs for the task loss, tokenized on first use (None: no task, or its targets are not single
+    /// tokens with this tokenizer).
+    task_loss_data: Option<Option<TaskData>>,
+    /// Task loss by ablation set, so that typing in the lab costs no extra evaluation.
+    task_loss_cache: BTreeMap<Vec<Ablation>, f64>,
+}
+
+impl Engine {
+    /// An engine on `model` (loaded from `ckpt`, whose embedding tables and sink logits it reads) for `circuit`,
+    /// with `task`'s pairs and targets (an unknown task leaves them out).
+    pub fn new(
+        model: Gpt,
+        ckpt: &Checkpoint,
+        tok: Tokenizer,
+        circuit: &CircuitFile,
+        task: &str,
+        scan: Option<ScanSource>,
+    ) -> Result<Engine> {
+        let cfg = model.config.clone();
+        let nodes = circuit.node_ids();
+        let mut engine = Engine {
+            record_pattern: recording::record_pattern(&nodes),
+            pattern_heads: attention_pattern::heads_of_qk_nodes(&nodes, cfg.d_head),
+            sinks: attention_pattern::sink_logits(ckpt, cfg.n_layer)?,
+            tables: EmbeddingTables::read(ckpt, &cfg)?,
+            model,
+            tok,
+            cfg,
+            nodes,
+            scan,
+            circuit_exemplars: circuit.exemplars.clone().unwrap_or_default(),
+            task: None,
+            target_ids: None,
+            task_runs: None,
+            fallback_means: BTreeMap::new(),
+            task_loss_data: None,
+            task_loss_cache: BTreeMap::new(),
+        };
+        engine.set_task(task);
+        Ok(engine)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The model, for measurements beyond the protocol (the example-session generator's task evaluations).
+    pub fn model(&self) -> &Gpt {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tok
+    }
+
+    pub fn scan(&self) -> Option<&ScanSource> {
+        self.scan.as_ref()
+    }
+
+    /// Switches the task whose targets and pairs the lab and the task view use; unknown names clear it.
+    pub fn set_task(&mut self, name: &str) {
+        self.task = tasks::resolve(name).ok();
+        self.task_runs = None;
+        self.task_loss_data = None;
+        self.task_loss_cache.clear();
+        self.fallback_means.clear();
+        self.target_ids = self.task.as_ref().and_then(|t| {
+            let targets = t.targets();
+            let a = self.single_token(targets.first()?)?;
+            let b = self.single_token(targets.get(1)?)?;
+            Some((a, b))
+        });
+    }
+
+    fn single_token(&self, s: &str) -> Option<u32> {
+        match self.tok.encode(s).ok()?.as_slice() {
+            [id] => Some(*id),
+            _ => None,
+        }
+    }
+
+    pub fn token_text(&self, id: u32) -> String {
+        self.tok.token_display(id)
+    }
+
+    /// The markdown report of a session, with the scan's top exemplars.
+    pub fn export(&self, session: &crate::session::Session, circuit: &CircuitFile) -> String {
+        super::report::markdown(
+            session,
+            circuit,
+            self.scan.as_ref().map(|s| s.index()),
+            &self.tok,
+            super::report::TOP_EXEMPLARS,
+        )
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, req: Request) -> Reply {
+        match req {
+            Request::Export { session, circuit, path } => {
+                let md = self.export(&session, &circuit);
+                match crate::session::store::write_atomic(&path, md.as_bytes()) {
+                    Ok(()) => Reply::Info(format!("exported {}", path.display())),
+                    Err(e) => Reply::Error(format!("export failed: {e}")),
+                }
+            }
+            Request::PinRun { id, text } => match self.run(id, &text, &[]) {
+                Ok(r) => Reply::Ran(r),
+                Err(e) => Reply::RunFailed(id, e.to_string()),
+            },
+            Request::Run { id, text, ablations } => match self.run(id, &text, &ablations) {
+                Ok(r) => Reply::Ran(r),
+                Err(e) => Reply::RunFailed(id, e.to_string()),
+            },
+            Request::Embedding { channel } => match self.embedding(channel) {
+                Ok(v) => Reply::Embedding(Box::new(v)),
+                Err(e) => Reply::Error(format!("embedding: {e}")),
+            },
+            Request::NodeDetail { node } => match self.detail(node) {
+                Ok(d) => Reply::Detail(Box::new(d)),
+                Err(e) => Reply::Error(format!("{node}: {e}")),
+            },
+            Request::Sweep {
+                text,
+                at,
+                fragment,
+                max_n,
+                node,
+                ablations,
+            } => match self.sweep(&text, at, &fragment, max_n, node, &ablations) {
+                Ok(s) => Reply::Swept(s),
+                Err(e) => Reply::Error(format!("sweep: {e}")),
+            },
+        }
+    }
+
+    fn hooks_for(&mut self, ablations: &[Ablation]) -> Result<Hooks> {
+        let mut hooks = Hooks::recording(&self.record_pattern)?;
+        let mut by_hook: BTreeMap<(String, AblationKind), Vec<usize>> = BTreeMap::new();
+        for a in ablations {
+            by_hook
+                .entry((a.node.hook_name(), a.kind))
+                .or_default()
+                .push(a.node.index);
+        }
+        for ((hook, kind), channels) in by_hook {
+            let action = match kind {
+                AblationKind::Zero => Action::Set(0.0),
+                AblationKind::Mean => Action::MeanAblate(self.means(&hook)?),
+            };
+            hooks.intervene(&hook, Intervention::new(action).channels(channels));
+        }
+        Ok(hooks)
+    }
+
+    /// The means of a hook for mean ablation: the scan's, else the task prompts'.
+    fn means(&mut self, hook: &str) -> Result<Vec<f32>> {
+        if let Some(m) = self.scan.as_ref().and_then(|s| s.hook_means(hook)) {
+            return Ok(m);
+        }
+        self.ensure_task_runs()?;
+        self.fallback_means
+            .get(hook)
+            .cloned()
+            .ok_or_else(|| EngineError::Other(format!("no means for `{hook}` (no scan and no task prompts)")))
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let ids = self.tok.encode(text)?;
+        if ids.is_empty() {
+            return Err(EngineError::Other("the prompt is empty".into()));
+        }
+        if ids.len() > self.cfg.block_size {
+            return Err(EngineError::Other(format!(
+                "the prompt has {} tokens but the model's context is {}",
+                ids.len(),
+                self.cfg.block_size
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// Runs `text` with the circuit's hooks recorded and `ablations` applied.
+    pub fn run(&mut self, id: u64, text: &str, ablations: &[Ablation]) -> Result<RunSummary> {
+        let start = Instant::now();
+        let ids = self.encode(text)?;
+        let mut hooks = self.hooks_for(ablations)?;
+        let rec = recording::record(&self.model, &ids, &mut hooks)?;
+        let acts: BTreeMap<NodeId, Vec<f32>> = self.nodes.iter().map(|n| (*n, rec.node_values(n))).collect();
+        let probs = next_token::softmax(&rec.last_logits);
+        let top = next_token::top_k(&probs, TOP_NEXT)
+            .into_iter()
+            .map(|(i, p)| (self.token_text(i), p))
+            .collect();
+        let target_logits = self
+            .target_ids
+            .map(|(a, b)| (rec.last_logits[a as usize], rec.last_logits[b as usize]));
+        let attention = self.attention(&rec);
+        let task_loss = self.task_loss(ablations)?;
+        Ok(RunSummary {
+            id,
+            text: text.to_string(),
+            tokens: ids.iter().map(|&i| self.token_text(i)).collect(),
+            ids,
+            acts,
+            top,
+            target_logits,
+            attention,
+            ablations: ablations.to_vec(),
+            task_loss,
+            elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// The task's loss on held-out pairs with `ablations` applied, cached per ablation set.
+    fn task_loss(&mut self, ablations: &[Ablation]) -> Result<Option<f64>> {
+        let mut key = ablations.to_vec();
+        key.sort();
+        if let Some(&l) = self.task_loss_cache.get(&key) {
+            return Ok(Some(l));
+        }
+        if self.task_loss_data.is_none() {
+            let data = self.task.as_ref().and_then(|t| {
+                let pairs = tasks::split(t.as_ref(), Split::Test, TASK_LOSS_PAIRS);
+                TaskData::new(&self.tok, t.name(), &pairs, self.cfg.block_size).ok()
+            });
+            self.task_loss_data = Some(data);
+        }
+        if !matches!(self.task_loss_data, Some(Some(_))) {
+            return Ok(None);
+        }
+        let mut hooks = self.hooks_for(ablations)?;
+        hooks.set_record("$^")?; // interventions only: nothing is read back
+        let Some(Some(data)) = &self.task_loss_data else {
+            return Ok(None);
+        };
+        let (pos, neg) = ablate::last_logits(&self.model, data, &hooks)
+            .map_err(|e| EngineError::Other(format!("task loss: {e}")))?;
+        let loss = ablate::score_logits(data, &pos, &neg).loss;
+        self.task_loss_cache.insert(key, loss);
+        Ok(Some(loss))
+    }
+
+    /// The attention of every head that has q or k nodes in the circuit.
+    fn attention(&self, rec: &Recorded) -> BTreeMap<(usize, usize), AttnPattern> {
+        attention_pattern::patterns(rec, &self.pattern_heads, self.cfg.d_head, &self.sinks)
+    }
+
+    fn ensure_task_runs(&mut self) -> Result<()> {
+        if self.task_runs.is_some() {
+            return Ok(());
+        }
+        let pairs = match &self.task {
+            Some(t) => tasks::split(t.as_ref(), Split::Train, TASK_PAIRS),
+            None => Vec::new(),
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for p in &pairs {
+            for (text, out) in [(&p.prompt, &mut a), (&p.prompt_alt, &mut b)] {
+                let Ok(ids) = self.encode(text) else { continue };
+                let mut hooks = Hooks::recording(&self.record_pattern)?;
+                out.push(recording::record(&self.model, &ids, &mut hooks)?);
+            }
+        }
+        self.fallback_means = hook_means::mean_over_tokens(a.iter().chain(&b));
+        self.task_runs = Some((a, b));
+        Ok(())
+    }
+
+    fn token_acts(&self, ids: &[u32], acts: Vec<f32>, pivot: Option<usize>) -> TokenActs {
+        TokenActs {
+            tokens: ids.iter().map(|&i| self.token_text(i)).collect(),
+            acts,
+            pivot,
+        }
+    }
+
+    fn exemplar_view(&self, e: &Exemplar) -> TokenActs {
+        self.token_acts(&e.tokens, e.acts.clone(), Some(e.pivot))
+    }
+
+    /// Statistics, exemplars, task view and vocabulary links of one node.
+    pub fn detail(&mut self, node: NodeId) -> Result<NodeDetail> {
+        let stats = self.scan.as_ref().and_then(|s| s.node(&node));
+        let quantiles: Vec<QuantileExemplars> = match &stats {
+            Some(s) if !s.quantiles.is_empty() => s.quantiles.clone(),
+            _ => self.circuit_exemplars.get(&node).cloned().unwrap_or_default(),
+        };
+        let quantiles = quantiles
+            .iter()
+            .map(|q| QuantileView {
+                quantile: q.quantile,
+                bottom: q.bottom.iter().map(|e| self.exemplar_view(e)).collect(),
+                top: q.top.iter().map(|e| self.exemplar_view(e)).collect(),
+            })
+            .collect();
+        self.ensure_task_runs()?;
+        let mut task = TaskView::default();
+        if let Some((a, b)) = &self.task_runs {
+            for (ra, rb) in a.iter().zip(b) {
+                let va = ra.node_values(&node);
+                let vb = rb.node_values(&node);
+                let n = va.len().min(vb.len());
+                let diff: Vec<f32> = (0..n).map(|i| vb[i] - va[i]).collect();
+                task.diff.push(self.token_acts(&rb.ids[..n], diff, None));
+                task.class_a.push(self.token_acts(&ra.ids, va, None));
+                task.class_b.push(self.token_acts(&rb.ids, vb, None));
+            }
+        }
+        let residual = matches!(
+            node.site,
+            Site::AttnActIn | Site::MlpActIn | Site::AttnResidDelta | Site::MlpResidDelta | Site::FinalResid
+        ) && node.index < self.cfg.d_model;
+        let (embed_tokens, unembed_tokens) = if residual {
+            (
+                self.column_top(&self.tables.wte, node.index, true),
+                self.column_top(&self.tables.unembed, node.index, false),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(NodeDetail {
+            node,
+            stats,
+            quantiles,
+            task,
+            embed_tokens,
+            unembed_tokens,
+        })
+    }
+
+    /// The tokens with the largest entries in column `c` of a (V, D) table: by |value| when `abs`, else the
+    /// most positive.
+    fn column_top(&self, table: &[f32], c: usize, abs: bool) -> Vec<(String, f32)> {
+        self.tables
+            .column_sorted(table, c, abs)
+            .into_iter()
+            .take(VOCAB_LINKS)
+            .map(|(t, x)| (self.token_text(t), x))
+            .collect()
+    }
+
+    /// The embedding tab's view of residual channel `channel`: the same wte column the inspector's "embedding
+    /// writes it" list reads, all of it, plus a window of wpe.
+    pub fn embedding(&self, channel: usize) -> Result<EmbeddingView> {
+        let d = self.cfg.d_model;
+        if channel >= d {
+            return Err(EngineError::Other(format!("channel {channel} is past d_model = {d}")));
+        }
+        let col = self.tables.column_sorted(&self.tables.wte, channel, false);
+        let shown = |(t, x): &(u32, f32)| (*t, self.token_text(*t).replace(' ', "␣"), *x);
+        let top: Vec<_> = col.iter().take(EMBED_EXTREMES).map(shown).collect();
+        let bottom: Vec<_> = col.iter().rev().take(EMBED_EXTREMES).map(shown).collect();
+        let (hist, range) = embedding_tables::histogram(col.iter().map(|x| x.1), EMBED_BINS);
+        Ok(EmbeddingView {
+            channel,
+            d_model: d,
+            vocab: self.cfg.vocab_size,
+            nonzero: col.len(),
+            top,
+            bottom,
+            hist,
+            range,
+            wpe: self.tables.wpe_window(channel, WPE_WINDOW),
+        })
+    }
+
+    /// Inserts `fragment` 0..=max_n times at byte `at` of `text` and measures `node` at the last token; stops at
+    /// the first insertion count whose prompt does not fit (longer ones only overflow further).
+    pub fn sweep(
+        &mut self,
+        text: &str,
+        at: usize,
+        fragment: &str,
+        max_n: usize,
+        node: NodeId,
+        ablations: &[Ablation],
+    ) -> Result<SweepResult> {
+        let mut points = Vec::new();
+        for (n, t) in sweep::insertions(text, at, fragment, max_n)?.iter().enumerate() {
+            let Ok(ids) = self.encode(t) else { break };
+            let mut hooks = self.hooks_for(ablations)?;
+            let rec = recording::record(&self.model, &ids, &mut hooks)?;
+            points.push(sweep::point(n, &rec, &node, self.target_ids, |i| self.token_text(i)));
+        }
+        Ok(SweepResult {
+            node,
+            fragment: fragment.to_string(),
+            points,
+        })
+    }
+}
+
+/// Runs the engine on its own thread: requests in, every reply handed to `on_reply` (which returns false once
+/// nobody listens any more). The thread ends when the request sender is dropped or `on_reply` returns false.
+pub fn spawn(
+    mut engine: Engine,
+    mut on_reply: impl FnMut(Reply) -> bool + Send + 'static,
+) -> std::io::Result<Sender<Request>> {
+    let (tx, rx): (Sender<Request>, Receiver<Request>) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("circuitscope-engine".into())
+        .spawn(move || {
+            while let Ok(mut req) = rx.recv() {
+                // Only the newest prompt run matters: skip runs that a later one has superseded.
+                if matches!(req, Request::Run { .. }) {
+                    while let Ok(next) = rx.try_recv() {
+                        if matches!(next, Request::Run { .. }) {
+                            req = next;
+                        } else if !on_reply(engine.handle(next)) {
+                            return;
+                        }
+                    }
+                }
+                if !on_reply(engine.handle(req)) {
+                    return;
+                }
+            }
+        })?;
+    Ok(tx)
+}

@@ -1,0 +1,188 @@
+//! Opening a model, one of its circuits, its scan and a session, once: the model directory is located, its
+//! checkpoint mapped and its config loaded one time, and everything the workbench needs is built from them.
+
+use std::path::{Path, PathBuf};
+
+use super::engine::{Engine, EngineError};
+use super::scan_source::ScanSource;
+use crate::circuit::{model_fingerprint, CircuitError, CircuitFile, CircuitGraph};
+use crate::data::tasks::{self, Split};
+use crate::model::{Checkpoint, Config, Gpt, LoadOptions, ModelError, ModelFiles};
+use crate::session::store::OpenedSession;
+use crate::session::{CircuitRef, Session, SessionError, SessionModel};
+use crate::tokenize::{TokenizeError, Tokenizer};
+
+/// The lab's first prompt when the task is unknown.
+const FALLBACK_PROMPT: &str = "x = [[1, 2], [3, 4";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("no circuit file at {path} (task `{task}`): make one with `circuitscope prune`, or pass --circuit FILE")]
+    NoCircuit { path: PathBuf, task: String },
+    #[error("{}: no tokenizer.json beside the model", dir.display())]
+    NoTokenizer { dir: PathBuf },
+    #[error(transparent)]
+    Tokenize(#[from] TokenizeError),
+    #[error(transparent)]
+    Circuit(#[from] CircuitError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// What to open.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    pub model: PathBuf,
+    pub circuit: Option<PathBuf>,
+    pub task: String,
+    /// The session file to restore and save to (None: nothing is kept).
+    pub session: Option<PathBuf>,
+}
+
+impl OpenOptions {
+    /// `sessions/<model dir name>-<task>.json`.
+    pub fn default_session(model: &Path, task: &str) -> PathBuf {
+        PathBuf::from("sessions").join(format!("{}-{task}.json", model_dir_name(model)))
+    }
+
+    /// `assets/circuits/<model dir name>/<task>.json`.
+    pub fn default_circuit(model: &Path, task: &str) -> PathBuf {
+        PathBuf::from("assets/circuits")
+            .join(model_dir_name(model))
+            .join(format!("{task}.json"))
+    }
+
+    /// The circuit file: the one given, else the bundled one of the task.
+    pub fn circuit_path(&self) -> PathBuf {
+        self.circuit
+            .clone()
+            .unwrap_or_else(|| Self::default_circuit(&self.model, &self.task))
+    }
+}
+
+/// The model directory's name as the user sees it (after resolving `.` and links).
+fn model_dir_name(model: &Path) -> String {
+    model
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+        .or_else(|| model.file_name().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into())
+}
+
+/// Everything an open loads: the circuit and its graph checked against the model, the engine (model, tokenizer,
+/// scan) for the worker, the session when one was asked for, and warnings for the user.
+pub struct Opened {
+    pub circuit: CircuitFile,
+    pub circuit_path: PathBuf,
+    pub graph: CircuitGraph,
+    pub config: Config,
+    pub fingerprint: String,
+    /// The model directory's name, else the circuit's model name.
+    pub model_name: String,
+    /// The circuit's own task, else the one asked for.
+    pub task: String,
+    /// The task's first training prompt: where the prompt lab starts.
+    pub prompt: String,
+    pub session: Option<OpenedSession>,
+    pub engine: Engine,
+    pub warnings: Vec<String>,
+}
+
+/// Loads the model, checks the circuit against it, builds the graph and the engine, and opens the session.
+pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
+    let circuit_path = opts.circuit_path();
+    if !circuit_path.exists() {
+        return Err(OpenError::NoCircuit {
+            path: circuit_path,
+            task: opts.task.clone(),
+        });
+    }
+    let files = ModelFiles::locate(&opts.model)?;
+    let loaded = Config::load(&files.config)?;
+    let mut warnings: Vec<String> = loaded.warnings.clone();
+    let config = loaded.config;
+    let ckpt = Checkpoint::open(&files.weights)?;
+    let circuit = CircuitFile::load(&circuit_path)?;
+    let fingerprint = model_fingerprint(&ckpt, &config)?;
+    circuit.check_model(&fingerprint)?;
+    circuit.validate(&config)?;
+    let graph = CircuitGraph::build(&circuit, &config, &ckpt)?;
+    let model = Gpt::from_checkpoint(config.clone(), &ckpt, LoadOptions::default())?;
+    let tok = tokenizer_of(&files, &opts.model)?;
+    let scan = match ScanSource::open(&opts.model, &fingerprint) {
+        Ok(s) => s,
+        Err(e) => {
+            warnings.push(format!("scan not used: {e}"));
+            None
+        }
+    };
+    // The circuit's own task wins over --task's default when the file names one.
+    let task = if circuit.task.is_empty() {
+        opts.task.clone()
+    } else {
+        circuit.task.clone()
+    };
+    let prompt = tasks::resolve(&task)
+        .ok()
+        .and_then(|t| tasks::split(t.as_ref(), Split::Train, 1).into_iter().next())
+        .map(|p| p.prompt)
+        .unwrap_or_else(|| FALLBACK_PROMPT.to_string());
+    let model_name = opts
+        .model
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+        .or_else(|| circuit.model.name.clone())
+        .unwrap_or_else(|| "model".into());
+    let engine = Engine::new(model, &ckpt, tok, &circuit, &task, scan)?;
+    let session = match &opts.session {
+        Some(path) => {
+            let model = SessionModel {
+                fingerprint: fingerprint.clone(),
+                name: Some(model_name.clone()),
+                path: Some(opts.model.display().to_string()),
+            };
+            let circuit_ref = CircuitRef {
+                path: circuit_path.display().to_string(),
+                task: task.clone(),
+                nodes: circuit.nodes.len(),
+            };
+            Some(crate::session::store::open(path, &fingerprint, || {
+                Session::new(model, circuit_ref)
+            })?)
+        }
+        None => None,
+    };
+    Ok(Opened {
+        circuit,
+        circuit_path,
+        graph,
+        config,
+        fingerprint,
+        model_name,
+        task,
+        prompt,
+        session,
+        engine,
+        warnings,
+    })
+}
+
+/// The tokenizer beside a located model.
+fn tokenizer_of(files: &ModelFiles, dir: &Path) -> Result<Tokenizer, OpenError> {
+    let path = files
+        .tokenizer
+        .as_ref()
+        .ok_or_else(|| OpenError::NoTokenizer { dir: dir.to_path_buf() })?;
+    Ok(Tokenizer::load(path)?)
+}
+
+/// The tokenizer of the model at `dir` (a model directory or a weights file with its config beside it).
+pub fn model_tokenizer(dir: &Path) -> Result<Tokenizer, OpenError> {
+    tokenizer_of(&ModelFiles::locate(dir)?, dir)
+}

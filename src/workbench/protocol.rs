@@ -1,0 +1,174 @@
+//! The worker's protocol: the requests the UI (or a script) sends and the owned replies it gets back. No tensor
+//! crosses it: summaries are `Vec<f32>`s and strings.
+
+use std::collections::BTreeMap;
+
+pub use super::scan_source::NodeStats;
+pub use crate::analysis::attention_pattern::AttnPattern;
+pub use crate::analysis::embedding_tables::WpeWindow;
+pub use crate::analysis::sweep::{SweepPoint, SweepResult};
+use crate::circuit::{CircuitFile, NodeId};
+
+/// What an ablated node is set to: zero, or its mean (the scan's, else the task prompts').
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AblationKind {
+    Zero,
+    Mean,
+}
+
+impl AblationKind {
+    /// The name sessions and the UI use.
+    pub fn name(self) -> &'static str {
+        match self {
+            AblationKind::Zero => "zero",
+            AblationKind::Mean => "mean",
+        }
+    }
+}
+
+/// One node ablated in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ablation {
+    pub node: NodeId,
+    pub kind: AblationKind,
+}
+
+/// What the engine is asked to do.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Run a prompt with the circuit's hooks recorded and the ablations applied.
+    Run {
+        id: u64,
+        text: String,
+        ablations: Vec<Ablation>,
+    },
+    /// A run of the pinned baseline prompt (no ablations); never skipped as superseded.
+    PinRun { id: u64, text: String },
+    /// Statistics, exemplars, task view and vocabulary links of one node.
+    NodeDetail { node: NodeId },
+    /// Insert `fragment` repeated n times (n = 0..=max_n) at byte `at` of `text`; report the node's value at
+    /// the last token and the prediction for each n.
+    Sweep {
+        text: String,
+        at: usize,
+        fragment: String,
+        max_n: usize,
+        node: NodeId,
+        ablations: Vec<Ablation>,
+    },
+    /// The embedding tab's view of one residual channel: its wte column and a window of wpe.
+    Embedding { channel: usize },
+    /// Write the markdown report of a session (the engine holds the scan and the tokenizer).
+    Export {
+        session: Box<crate::session::Session>,
+        circuit: Box<CircuitFile>,
+        path: std::path::PathBuf,
+    },
+}
+
+/// One prompt run: tokens, every circuit node's activations, the prediction and the attention of the circuit's heads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub id: u64,
+    pub text: String,
+    pub ids: Vec<u32>,
+    /// Display text of each token.
+    pub tokens: Vec<String>,
+    /// Every circuit node's activation at every token.
+    pub acts: BTreeMap<NodeId, Vec<f32>>,
+    /// The next token after the last one: (display text, probability), most probable first.
+    pub top: Vec<(String, f32)>,
+    /// Logits of the task's two targets at the last token.
+    pub target_logits: Option<(f32, f32)>,
+    /// (layer, head) → pattern, for the heads with q or k nodes in the circuit.
+    pub attention: BTreeMap<(usize, usize), AttnPattern>,
+    pub ablations: Vec<Ablation>,
+    /// The task loss (raw, 2× scale) on held-out task pairs under this run's ablations; None without a task.
+    pub task_loss: Option<f64>,
+    pub elapsed_ms: f64,
+}
+
+impl RunSummary {
+    /// Logit of target A minus target B at the last token.
+    pub fn logit_diff(&self) -> Option<f32> {
+        self.target_logits.map(|(a, b)| a - b)
+    }
+}
+
+/// Tokens with one node's activation at each, as shown in heat strips.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenActs {
+    pub tokens: Vec<String>,
+    pub acts: Vec<f32>,
+    /// The boxed token, if any.
+    pub pivot: Option<usize>,
+}
+
+/// Exemplars at one quantile of a node's activations (0: the outermost, top and bottom).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantileView {
+    pub quantile: f64,
+    pub bottom: Vec<TokenActs>,
+    pub top: Vec<TokenActs>,
+}
+
+/// A node on the task's pairs: class A, class B and their difference.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskView {
+    pub class_a: Vec<TokenActs>,
+    pub class_b: Vec<TokenActs>,
+    /// class B − class A, position by position over the common length (class B's tokens).
+    pub diff: Vec<TokenActs>,
+}
+
+/// Everything the inspector shows about one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeDetail {
+    pub node: NodeId,
+    pub stats: Option<NodeStats>,
+    /// From the scan, else from the circuit file.
+    pub quantiles: Vec<QuantileView>,
+    pub task: TaskView,
+    /// Residual channels: the tokens whose embedding writes the channel most, (token, weight).
+    pub embed_tokens: Vec<(String, f32)>,
+    /// Residual channels: the tokens whose unembedding reads the channel most (promoted by a positive value).
+    pub unembed_tokens: Vec<(String, f32)>,
+}
+
+/// How many channels of wpe the embedding view shows around the selected one.
+pub const WPE_WINDOW: usize = 16;
+/// Histogram bins of a wte column's nonzero values.
+pub const EMBED_BINS: usize = 40;
+
+/// One residual channel as the embedding tab shows it (the reference viewer's "wte/wpe viz").
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingView {
+    pub channel: usize,
+    pub d_model: usize,
+    pub vocab: usize,
+    /// Tokens whose wte entry in this channel is nonzero.
+    pub nonzero: usize,
+    /// The 20 largest and 20 smallest nonzero entries of wte[:, channel]: (token id, display text, weight).
+    pub top: Vec<(u32, String, f32)>,
+    pub bottom: Vec<(u32, String, f32)>,
+    /// Histogram of the column's nonzero values over `range`.
+    pub hist: Vec<u64>,
+    pub range: (f32, f32),
+    /// wpe[:, first..first + channels] as (positions, channels) row-major, when the model has a position table
+    /// indexed by residual channel.
+    pub wpe: Option<WpeWindow>,
+}
+
+/// The engine's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Ran(RunSummary),
+    /// A run that failed (e.g. the prompt is too long): the request id and the message.
+    RunFailed(u64, String),
+    Detail(Box<NodeDetail>),
+    Swept(SweepResult),
+    Embedding(Box<EmbeddingView>),
+    Error(String),
+    /// A message for the status bar.
+    Info(String),
+}
