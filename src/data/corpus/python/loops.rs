@@ -307,8 +307,11 @@ mod tests {
     use super::super::check::{assert_well_formed, samples, Logical};
     use super::Gen;
 
+    /// Writes one statement of a kind at a depth.
+    type Make = fn(&mut Gen, usize);
+
     /// The loop header of each sample: the first line at the sample's depth that opens a block.
-    fn headers(make: fn(&mut Gen, usize), d: usize) -> Vec<String> {
+    fn headers(make: Make, d: usize) -> Vec<String> {
         assert_well_formed(&samples(300, d, make), d)
             .into_iter()
             .map(|lines: Vec<Logical>| {
@@ -320,7 +323,7 @@ mod tests {
 
     #[test]
     fn for_loops_iterate_over_what_their_kind_says() {
-        let kinds: [(fn(&mut Gen, usize), &str); 5] = [
+        let kinds: [(Make, &str); 5] = [
             (Gen::for_range, "range("),
             (Gen::for_enumerate, "enumerate("),
             (Gen::for_in, " in "),
