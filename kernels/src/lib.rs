@@ -6,7 +6,6 @@
 //! fall back to a serial loop when the work is too small to pay for task spawning.
 
 mod attention;
-mod attention16;
 mod avx512;
 mod csr;
 mod elementwise;
@@ -14,7 +13,6 @@ mod fma;
 mod isa;
 mod matmul;
 mod topk;
-mod topk512;
 
 pub use attention::{causal_attention, causal_attention_backward, causal_attention_strided, AttentionShape};
 pub use csr::{CsrError, CsrMatrix, CsrView, RowPtr};

@@ -1,15 +1,20 @@
 //! AVX-512 versions of the blocked forward's two loops for blocks of 16 (or 32) tokens: token packing and the
 //! per-row products both move 16 x 16 tiles through registers with one in-register transpose, where the
-//! portable code moves one float at a time.
+//! portable code moves one float at a time. Also the portable loops compiled for AVX-512 (other block widths,
+//! and the gradient).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::portable::{grad_rows, xwt_rows};
 use super::{Csr, PtrInt};
 #[cfg(target_arch = "x86_64")]
 use crate::avx512::{tail_mask, transpose16, W};
+#[cfg(target_arch = "x86_64")]
+use crate::fma::Fused;
 
-/// [`super::pack_tokens`] for B = 16 or 32: tokens `x[0..nb]` (rows of `cols`) into `dst` as `(cols, B)`.
+/// [`super::portable::pack_tokens`] for B = 16 or 32: tokens `x[0..nb]` (rows of `cols`) into `dst` as `(cols, B)`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn pack_tokens<const B: usize>(x: &[f32], cols: usize, dst: &mut [f32]) {
@@ -33,7 +38,7 @@ pub(super) unsafe fn pack_tokens<const B: usize>(x: &[f32], cols: usize, dst: &m
     }
 }
 
-/// [`super::xwt_rows`] for B = 16: each row's sixteen token sums are one register, and sixteen rows' registers
+/// [`super::portable::xwt_rows`] for B = 16: each row's sixteen token sums are one register, and sixteen rows' registers
 /// are transposed into sixteen per-token runs of output.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -72,4 +77,16 @@ pub(super) unsafe fn xwt_rows16<P: PtrInt>(w: &Csr<P>, xt: &[f32], r0: usize, ou
             _mm512_mask_storeu_ps(o.as_mut_ptr(), m, *a);
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) fn xwt_rows_avx512<P: PtrInt, const B: usize>(w: &Csr<P>, xt: &[f32], r0: usize, outs: &mut [&mut [f32]]) {
+    xwt_rows::<P, Fused, B>(w, xt, r0, outs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) fn grad_rows_avx512<P: PtrInt, const B: usize>(w: &Csr<P>, gyt: &[f32], gxt: &mut [f32]) {
+    grad_rows::<P, Fused, B>(w, gyt, gxt)
 }

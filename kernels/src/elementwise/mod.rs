@@ -1,9 +1,23 @@
 //! Element-wise inference kernels that candle runs slowly on CPU: exact-form GELU (libm's erff is scalar and
 //! dominated the MLP) and RMSNorm over rows.
+//!
+//! The public functions and their choice of instruction set live here; the bodies are in `portable`, compiled
+//! again for wider registers in `avx2` and `avx512`.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod portable;
 
 use rayon::prelude::*;
 
-use crate::attention::fast_exp_any;
+#[cfg(target_arch = "x86_64")]
+use self::avx2::gelu_chunk_avx2;
+#[cfg(target_arch = "x86_64")]
+use self::avx512::{gelu_chunk_avx512, rms_norm_row_avx512};
+pub use self::portable::erf;
+use self::portable::{gelu_body, rms_norm_body};
 
 const PAR_MIN: usize = 1 << 15;
 
@@ -32,37 +46,6 @@ fn gelu_chunk(x: &mut [f32]) {
     gelu_body(x)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_chunk_avx2(x: &mut [f32]) {
-    gelu_body(x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gelu_chunk_avx512(x: &mut [f32]) {
-    gelu_body(x)
-}
-
-#[inline(always)]
-fn gelu_body(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
-    }
-}
-
-/// erf(x) branch-free: sign · (1 − poly(t)·exp(−x²)), t = 1/(1 + p·|x|).
-#[inline(always)]
-pub fn erf(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152_1, 1.061_405_4];
-    let ax = x.abs();
-    let t = 1.0 / (1.0 + P * ax);
-    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let y = 1.0 - poly * fast_exp_any(-ax * ax);
-    y.copysign(x)
-}
-
 /// RMSNorm of each row of x (rows × dim): out = x / sqrt(mean(x²) + eps) · w.
 pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let dim = w.len();
@@ -86,30 +69,6 @@ pub fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
         return;
     }
     rms_norm_body(x, w, eps, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn rms_norm_row_avx512(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    rms_norm_body(x, w, eps, out)
-}
-
-#[inline(always)]
-fn rms_norm_body(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    // Sixteen partial sums, so that the sum of squares vectorises (a single f32 sum cannot be reordered).
-    let mut acc = [0f32; 16];
-    let chunks = x.chunks_exact(16);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..16 {
-            acc[l] += c[l] * c[l];
-        }
-    }
-    let ss = acc.iter().sum::<f32>() + rest.iter().map(|v| v * v).sum::<f32>();
-    let inv = 1.0 / (ss / w.len() as f32 + eps).sqrt();
-    for ((o, v), g) in out.iter_mut().zip(x).zip(w) {
-        *o = v * inv * g;
-    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,82 @@
-//! AVX-512 passes of AbsTopK (see `topk`): one pass over a row counts the entries above a bracket around the
-//! predicted threshold and compresses the ones inside it into a short candidate list; the list is narrowed by
-//! vectorised counts until a selection over a few dozen entries finishes; a last pass zeroes the rest.
+//! AbsTopK with AVX-512: the row entry points and the threshold search that drives these passes, and the passes
+//! themselves. One pass over a row counts the entries above a bracket around the predicted threshold and
+//! compresses the ones inside it into a short candidate list; the list is narrowed by vectorised counts until a
+//! selection over a few dozen entries finishes; a last pass zeroes the rest.
 //!
 //! Compression goes through a register (`vpcompressd` to memory is microcoded and slow on AMD's cores).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use super::portable::{clear_surplus_ties, kth_by_histogram, select_kth, write_topk};
+use super::{magnitude_bits, Scratch, MAX_WIDTH, MIN_WIDTH};
 #[cfg(target_arch = "x86_64")]
 use crate::avx512::{tail_mask, W};
-use crate::topk::{select_kth, Scratch};
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,popcnt")]
+pub(super) unsafe fn topk_row_avx512(row: &[f32], out: &mut [f32], k: usize, mask: bool, s: &mut Scratch) {
+    let found = kth_largest_magnitude_avx512(row, k, s);
+    write_topk(row, out, k, mask, found)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,popcnt")]
+pub(super) unsafe fn topk_row_inplace_avx512(row: &mut [f32], k: usize, s: &mut Scratch) {
+    let (threshold, above, equal) = kth_largest_magnitude_avx512(row, k, s);
+    if threshold == 0 {
+        // At most k entries are nonzero: every one is kept and the rest are zeros already.
+        return;
+    }
+    zero_below(row, threshold);
+    clear_surplus_ties(row, threshold, k - above, equal);
+}
+
+/// [`kth_largest_magnitude`] by the AVX-512 passes of `topk512`: one pass over the row with a bracket of
+/// adaptive width around the predicted threshold, instead of two passes of nine and seven counts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,popcnt")]
+pub(super) unsafe fn kth_largest_magnitude_avx512(row: &[f32], k: usize, s: &mut Scratch) -> (u32, usize, usize) {
+    let stats = row_stats(row);
+    let nonzeros = stats.nonzeros;
+    if nonzeros < k {
+        // The k-th largest magnitude is zero. Such rows (sparse products of sparse inputs) say nothing about
+        // the next row's threshold, so the prediction is left as it was.
+        return (0, nonzeros, row.len() - nonzeros);
+    }
+    // The whole range of nonzero magnitudes brackets the threshold without any prediction.
+    let full_range = |s: &mut Scratch| {
+        kth_in_bracket(row, k, stats.min_nonzero, stats.max.saturating_add(1), s)
+            .unwrap_or_else(|| kth_by_histogram(row, k, s))
+    };
+    if nonzeros <= 2 * k {
+        // Barely more nonzeros than kept ones: the threshold sits among the smallest nonzeros, where no ratio
+        // predicts it (rows of one activation differ in how many they have). Such rows leave the prediction to
+        // the denser ones.
+        return full_range(s);
+    }
+    let scale = stats.mean_abs;
+    let guess = s.ratio.map(|r| r * scale).filter(|g| *g > 0.0 && g.is_finite());
+    // After two rows in a row that the bracket would have missed (rows of two kinds interleaved, say), the
+    // bracket pass is skipped until a prediction would have hit again.
+    let bracketed = guess.filter(|_| s.misses < 2).and_then(|g| {
+        let lo = magnitude_bits(g * (1.0 - s.width)).max(1);
+        let hi = magnitude_bits(g * (1.0 + s.width));
+        kth_in_bracket(row, k, lo, hi, s)
+    });
+    let found = match bracketed {
+        Some(found) => found,
+        None => full_range(s),
+    };
+    let threshold = f32::from_bits(found.0);
+    if let Some(g) = guess {
+        let err = (threshold / g - 1.0).abs();
+        s.misses = if err < s.width { 0 } else { s.misses.saturating_add(1) };
+        s.width = (s.width * 0.9).max(2.0 * err).clamp(MIN_WIDTH, MAX_WIDTH);
+    }
+    s.ratio = (scale > 0.0 && threshold > 0.0 && threshold.is_finite()).then(|| threshold / scale);
+    found
+}
 
 const ABS: i32 = 0x7fff_ffff;
 
@@ -17,19 +84,19 @@ const ABS: i32 = 0x7fff_ffff;
 const FEW: usize = 32;
 
 /// What one pass over a row tells the threshold search.
-pub(crate) struct RowStats {
+pub(super) struct RowStats {
     /// Σ|x| / len.
-    pub(crate) mean_abs: f32,
-    pub(crate) nonzeros: usize,
+    pub(super) mean_abs: f32,
+    pub(super) nonzeros: usize,
     /// The smallest nonzero and the largest magnitude, as magnitude bits (u32::MAX and 0 for an all-zero row).
-    pub(crate) min_nonzero: u32,
-    pub(crate) max: u32,
+    pub(super) min_nonzero: u32,
+    pub(super) max: u32,
 }
 
 /// [`RowStats`] of a row, in one pass.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,popcnt")]
-pub(crate) unsafe fn row_stats(row: &[f32]) -> RowStats {
+pub(super) unsafe fn row_stats(row: &[f32]) -> RowStats {
     let abs = _mm512_set1_epi32(ABS);
     let zero = _mm512_setzero_si512();
     let mut acc = [_mm512_setzero_ps(); 4];
@@ -68,7 +135,7 @@ pub(crate) unsafe fn row_stats(row: &[f32]) -> RowStats {
 /// equal), as `topk::kth_largest_magnitude` returns it. `s.candidates` is the working list.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,popcnt")]
-pub(crate) unsafe fn kth_in_bracket(
+pub(super) unsafe fn kth_in_bracket(
     row: &[f32],
     k: usize,
     lo: u32,
@@ -167,7 +234,7 @@ unsafe fn narrow(
 /// row[i] ← 0 where |row[i]| < threshold (magnitude bits); entries at or above it are left as they are.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,popcnt")]
-pub(crate) unsafe fn zero_below(row: &mut [f32], threshold: u32) {
+pub(super) unsafe fn zero_below(row: &mut [f32], threshold: u32) {
     let abs = _mm512_set1_epi32(ABS);
     let th = _mm512_set1_epi32(threshold as i32);
     let mut chunks = row.chunks_exact_mut(W);

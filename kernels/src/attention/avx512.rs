@@ -1,21 +1,45 @@
-//! Causal attention for d_head = 16 with AVX-512, where one register holds a whole head row.
+//! Attention with AVX-512: the portable head body compiled for 16-lane registers (head sizes other than 16),
+//! and the d_head = 16 kernel, where one register holds a whole head row.
 //!
-//! Per head: keys are transposed to channel-major so that a query scores sixteen keys per multiply-add and
-//! only over its own nonzero channels (q is AbsTopK-sparse); the score row's maximum is taken as it is
-//! written; the exponentials are 2^x by a polynomial and `vscalefps`; and sixteen queries share one pass over
-//! the values, each value row loaded once into a register for all of them.
+//! d_head = 16, per head: keys are transposed to channel-major so that a query scores sixteen keys per
+//! multiply-add and only over its own nonzero channels (q is AbsTopK-sparse); the score row's maximum is taken
+//! as it is written; the exponentials are 2^x by a polynomial and `vscalefps`; and sixteen queries share one
+//! pass over the values, each value row loaded once into a register for all of them.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 #[cfg(target_arch = "x86_64")]
+use super::portable::head_attention;
+#[cfg(target_arch = "x86_64")]
 use crate::avx512::transpose16;
 /// Head rows per register, and queries per block.
 use crate::avx512::W;
+#[cfg(target_arch = "x86_64")]
+use crate::fma::Fused;
+
+/// The same code again for AVX-512, for head sizes other than 16 (which `head16` serves).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn head_attention_avx512(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    t: usize,
+    a: usize,
+    h: usize,
+    dh: usize,
+    scale: f32,
+    sink: Option<f32>,
+    out: &mut [f32],
+) {
+    head_attention::<Fused>(q, k, v, t, a, h, dh, scale, sink, out)
+}
 
 /// Per-thread buffers of [`head16`], reused across heads.
 #[derive(Default)]
-pub(crate) struct Scratch16 {
+pub(super) struct Scratch16 {
     /// Keys channel-major: (16, tp), tp = T rounded up to 16, zero-padded.
     kt: Vec<f32>,
     /// Values row-major: (tp, 16), zero-padded.
@@ -26,7 +50,7 @@ pub(crate) struct Scratch16 {
 
 /// A raw output pointer that heads running on different threads write through, each to its own columns.
 #[derive(Clone, Copy)]
-pub(crate) struct SharedOut(pub(crate) *mut f32);
+pub(super) struct SharedOut(pub(super) *mut f32);
 
 // SAFETY: every user writes a disjoint set of elements (one head's columns), so no two threads touch the
 // same memory.
@@ -42,7 +66,7 @@ unsafe impl Sync for SharedOut {}
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,popcnt")]
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn head16(
+pub(super) unsafe fn head16(
     q: &[f32],
     k: &[f32],
     v: &[f32],
