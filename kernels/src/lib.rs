@@ -3,7 +3,15 @@
 //! Weight-sparse transformers store each Linear weight `W` (shape `(out_features, in_features)`)
 //! in CSR form. The two kernels here are all the engine needs from it: the forward product
 //! `y = x · Wᵀ` and the input gradient `gx = gy · W`. Both are multi-threaded with rayon and
-//! fall back to a serial loop when the work is too small to pay for task spawning.
+//! fall back to a serial loop when the work is too small to pay for task spawning. Beside them: fused causal
+//! attention (and its backward), AbsTopK over rows, GELU and RMSNorm, which the inference forward runs.
+//!
+//! Layout: one folder per op (`attention`, `matmul`, `topk`, `elementwise`), each with `mod.rs` (the public
+//! functions, their checks and the choice of instruction set), `portable.rs` (plain Rust, generic over fused
+//! multiply-add where that matters), `avx2.rs` (the portable code compiled for AVX2 + FMA) and `avx512.rs`
+//! (compiled for AVX-512, and hand-written intrinsics for the hot loops). `isa.rs` is the one run-time CPU
+//! feature detection; `fma.rs` and `avx512.rs` hold building blocks the ops share. Benchmarks:
+//! `cargo bench -p circuitscope-kernels`.
 
 mod attention;
 mod avx512;
