@@ -51,9 +51,7 @@ impl OpenOptions {
 
     /// `assets/circuits/<model dir name>/<task>.json`.
     pub fn default_circuit(model: &Path, task: &str) -> PathBuf {
-        PathBuf::from("assets/circuits")
-            .join(model_dir_name(model))
-            .join(format!("{task}.json"))
+        circuit_in(&model_dir_name(model), task)
     }
 
     /// The circuit file: the one given, else the bundled one of the task.
@@ -64,12 +62,29 @@ impl OpenOptions {
     }
 }
 
+/// `assets/circuits/<dir name>/<task>.json`.
+fn circuit_in(dir_name: &str, task: &str) -> PathBuf {
+    PathBuf::from("assets/circuits")
+        .join(dir_name)
+        .join(format!("{task}.json"))
+}
+
 /// The model directory's name as the user sees it (after resolving `.` and links).
 fn model_dir_name(model: &Path) -> String {
+    dir_name(canonical_name(model), model)
+}
+
+/// The last component of the canonical path, when the path resolves.
+fn canonical_name(model: &Path) -> Option<String> {
     model
         .canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+}
+
+/// The canonical name, else the path's own last component, else "model".
+fn dir_name(canonical: Option<String>, model: &Path) -> String {
+    canonical
         .or_else(|| model.file_name().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "model".into())
 }
@@ -95,7 +110,12 @@ pub struct Opened {
 
 /// Loads the model, checks the circuit against it, builds the graph and the engine, and opens the session.
 pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
-    let circuit_path = opts.circuit_path();
+    // The path is resolved once: for the default circuit and for the name the UI and the session show.
+    let canonical = canonical_name(&opts.model);
+    let circuit_path = opts
+        .circuit
+        .clone()
+        .unwrap_or_else(|| circuit_in(&dir_name(canonical.clone(), &opts.model), &opts.task));
     if !circuit_path.exists() {
         return Err(OpenError::NoCircuit {
             path: circuit_path,
@@ -132,11 +152,7 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
         .and_then(|t| tasks::split(t.as_ref(), Split::Train, 1).into_iter().next())
         .map(|p| p.prompt)
         .unwrap_or_else(|| FALLBACK_PROMPT.to_string());
-    let model_name = opts
-        .model
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+    let model_name = canonical
         .or_else(|| circuit.model.name.clone())
         .unwrap_or_else(|| "model".into());
     let engine = Engine::new(model, &ckpt, tok, &circuit, &task, scan)?;
