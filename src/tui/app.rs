@@ -1247,8 +1247,21 @@ pub fn update(app: &mut App, msg: Msg) {
             app.request_run();
         }
     }
-    // Every change is saved as it happens (a no-op when nothing the session holds changed).
+    // Saving never runs here on the input path: a message only marks the session dirty, and the snapshot goes
+    // to the writer thread when the input pauses (a tick) or the app quits. Dropping the app flushes the rest.
     if !is_tick {
+        if let Some(st) = app.session.as_mut() {
+            st.dirty = true;
+        }
+    }
+    if is_tick || app.quit {
         app.autosave();
+    }
+}
+
+impl Drop for App {
+    /// Hands the last changes to the writer; the session's writer then writes them before its thread ends.
+    fn drop(&mut self) {
+        self.autosave();
     }
 }
