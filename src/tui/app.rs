@@ -10,6 +10,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, M
 use ratatui::layout::Rect;
 use ratatui_textarea::TextArea;
 
+use super::command::{Command, CommandError, EvidenceKind};
 use super::engine::{Ablation, AblationKind, EmbeddingView, NodeDetail, Reply, Request, RunSummary, SweepResult};
 use super::msg::Msg;
 pub use super::persist::SessionState;
@@ -771,107 +772,85 @@ impl App {
         }
     }
 
-    fn run_command(&mut self, line: &str) {
-        let line = line.trim();
-        let (cmd, rest) = line.split_once(' ').map_or((line, ""), |(a, b)| (a, b.trim()));
+    /// Runs a `:` command line; a line that does not parse says why on the status bar.
+    pub fn run_command(&mut self, line: &str) {
+        match line.parse::<Command>() {
+            Ok(cmd) => self.execute(cmd),
+            Err(CommandError::Empty) => {}
+            Err(e) => self.status = e.to_string(),
+        }
+    }
+
+    /// Runs one parsed command.
+    pub fn execute(&mut self, cmd: Command) {
         match cmd {
-            "" => {}
-            "wq" | "x" => {
+            Command::SaveQuit => {
                 self.save_command();
                 self.quit = true;
             }
-            "q" | "quit" | "q!" => self.quit = true,
-            "help" => self.help = true,
-            "goto" | "g" => match rest.parse::<NodeId>() {
-                Ok(n) if self.circuit.position(&n).is_some() => self.jump(n),
-                Ok(n) => self.status = format!("{n} is not in this circuit"),
-                Err(e) => self.status = e.to_string(),
+            Command::Quit => self.quit = true,
+            Command::Help => self.help = true,
+            Command::Goto(n) if self.circuit.position(&n).is_some() => self.jump(n),
+            Command::Goto(n) => self.status = format!("{n} is not in this circuit"),
+            Command::Ablate { node, kind } => match node.or(self.selected) {
+                Some(n) if self.circuit.position(&n).is_some() => self.toggle_ablation(n, kind),
+                Some(n) => self.status = format!("{n} is not in this circuit"),
+                None => self.status = "no node selected".into(),
             },
-            "ablate" => {
-                let mut parts = rest.split_whitespace();
-                let node = match parts.next() {
-                    Some(s) => s.parse::<NodeId>().map_err(|e| e.to_string()),
-                    None => self.selected.ok_or_else(|| "no node selected".to_string()),
-                };
-                let kind = match parts.next() {
-                    None | Some("zero") => Ok(AblationKind::Zero),
-                    Some("mean") => Ok(AblationKind::Mean),
-                    Some(k) => Err(format!("unknown ablation `{k}` (zero or mean)")),
-                };
-                match (node, kind) {
-                    (Ok(n), Ok(k)) if self.circuit.position(&n).is_some() => self.toggle_ablation(n, k),
-                    (Ok(n), Ok(_)) => self.status = format!("{n} is not in this circuit"),
-                    (Err(e), _) | (_, Err(e)) => self.status = e,
-                }
-            }
-            "clear" => {
-                self.lab.undo.push(std::mem::take(&mut self.lab.ablations));
-                self.lab.redo.clear();
-                self.status = "ablations cleared".into();
-                self.request_run();
-            }
-            "task" => {
-                if rest.is_empty() {
-                    self.status = format!("task: {}", self.task);
+            Command::Clear => self.clear_ablations(),
+            Command::Task(None) => self.status = format!("task: {}", self.task),
+            Command::Task(Some(name)) => {
+                let path = self
+                    .circuit
+                    .path
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join(format!("{name}.json"));
+                if path.is_file() {
+                    self.switch_task = Some(name);
+                    self.quit = true;
                 } else {
-                    let path = self
-                        .circuit
-                        .path
-                        .parent()
-                        .unwrap_or(std::path::Path::new("."))
-                        .join(format!("{rest}.json"));
-                    if path.is_file() {
-                        self.switch_task = Some(rest.to_string());
-                        self.quit = true;
-                    } else {
-                        self.status = format!(
-                            "no circuit for task {rest} at {}; make one with `circuitscope prune --task {rest}`",
-                            path.display()
-                        );
-                    }
+                    self.status = format!(
+                        "no circuit for task {name} at {}; make one with `circuitscope prune --task {name}`",
+                        path.display()
+                    );
                 }
             }
-            "threshold" | "t" => match rest.parse::<f64>() {
-                Ok(t) if (0.0..=1.0).contains(&t) => {
-                    self.threshold = t;
-                    self.edge_sel = 0;
+            Command::Threshold(t) => {
+                self.threshold = t;
+                self.edge_sel = 0;
+            }
+            Command::Pin => self.pin_baseline(),
+            Command::Sweep { fragment, max } => {
+                if let Some(f) = fragment {
+                    self.lab.sweep_fragment = f;
                 }
-                _ => self.status = "threshold takes a fraction in 0..1".into(),
-            },
-            "pin" => self.pin_baseline(),
-            "sweep" => {
-                // `:sweep FRAGMENT [N]`; the fragment may contain spaces, so N is the last word if numeric.
-                let (frag, n) = match rest.rsplit_once(' ') {
-                    Some((f, n)) if n.parse::<usize>().is_ok() => (f.to_string(), n.parse().ok()),
-                    _ => (rest.to_string(), None),
-                };
-                if !frag.is_empty() {
-                    self.lab.sweep_fragment = unescape(&frag);
-                }
-                if let Some(n) = n {
+                if let Some(n) = max {
                     self.lab.sweep_max = n;
                 }
                 self.request_sweep();
             }
-            "label" | "note" | "tags" | "tag" | "status" | "confidence" | "conf" | "resolve" => {
-                self.annotate(cmd, rest)
-            }
-            "evidence" => match rest {
-                "" | "prompt" => self.attach_prompt_evidence(),
-                "ablation" => self.attach_ablation_evidence(),
-                _ => self.status = "evidence takes `prompt` (default) or `ablation`".into(),
-            },
-            "keep" => self.keep_prompt(rest),
-            "recall" => self.recall_prompt(rest),
-            "save" | "w" => self.save_command(),
-            "export" => self.export_command(rest),
-            "notes" | "filter" => {
-                self.notes_filter = rest.to_string();
+            Command::Annotate(a) => self.annotate(a),
+            Command::Evidence(EvidenceKind::Prompt) => self.attach_prompt_evidence(),
+            Command::Evidence(EvidenceKind::Ablation) => self.attach_ablation_evidence(),
+            Command::Keep(name) => self.keep_prompt(name.as_deref().unwrap_or("")),
+            Command::Recall(which) => self.recall_prompt(&which),
+            Command::Save => self.save_command(),
+            Command::Export(file) => self.export_command(file.as_deref().unwrap_or("")),
+            Command::Notes(filter) => {
+                self.notes_filter = filter;
                 self.notes_sel = 0;
                 self.set_screen(Screen::Notes);
             }
-            other => self.status = format!("unknown command `{other}` (? lists them)"),
         }
+    }
+
+    /// Every ablation off, undoably.
+    pub fn clear_ablations(&mut self) {
+        self.lab.undo.push(std::mem::take(&mut self.lab.ablations));
+        self.lab.redo.clear();
+        self.status = "ablations cleared".into();
+        self.request_run();
     }
 
     fn on_key(&mut self, k: KeyEvent) {
@@ -1148,7 +1127,7 @@ impl App {
                 }
             }
             KeyCode::Char('u') => self.undo(),
-            KeyCode::Char('x') => self.run_command("clear"),
+            KeyCode::Char('x') => self.clear_ablations(),
             KeyCode::Char('s') => self.request_sweep(),
             KeyCode::Char('S') => self.lab.sweep = None,
             KeyCode::Char('R') => self.request_run(),
@@ -1218,11 +1197,6 @@ pub fn is_residual(s: crate::circuit::Site) -> bool {
         s,
         Site::AttnActIn | Site::MlpActIn | Site::AttnResidDelta | Site::MlpResidDelta | Site::FinalResid
     )
-}
-
-/// `\n` and `\t` in command arguments.
-pub(crate) fn unescape(s: &str) -> String {
-    s.replace("\\n", "\n").replace("\\t", "\t")
 }
 
 /// The one place the app changes.

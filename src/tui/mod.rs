@@ -5,6 +5,7 @@
 //! answers with owned summaries, so drawing never waits for a forward pass.
 
 pub mod app;
+pub mod command;
 pub mod embedding;
 pub mod engine;
 pub mod help;

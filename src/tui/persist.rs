@@ -8,11 +8,10 @@ use std::path::PathBuf;
 
 use self::writer::{SaveOutcome, SessionWriter};
 use super::app::{App, Screen};
+use super::command::Annotate;
 use super::engine::{Ablation, AblationKind, Request, RunSummary};
 use crate::circuit::NodeId;
-use crate::session::{
-    self, AblationMode, AblationSpec, Evidence, OpenedSession, SavedPrompt, Session, SessionLock, Status,
-};
+use crate::session::{self, AblationMode, AblationSpec, Evidence, OpenedSession, SavedPrompt, Session, SessionLock};
 
 /// The session file behind an app.
 pub struct SessionState {
@@ -285,58 +284,42 @@ impl App {
     }
 
     /// `:label`, `:note`, `:tags`, `:status`, `:confidence`, `:resolve` on the selected node.
-    pub fn annotate(&mut self, cmd: &str, rest: &str) {
-        let rest_owned = super::app::unescape(rest);
+    pub fn annotate(&mut self, change: Annotate) {
         let Some((n, a)) = self.annotation_mut() else {
             self.status = "no node selected".into();
             return;
         };
-        let msg = match cmd {
-            "label" => {
-                a.label = rest_owned.trim().to_string();
+        self.status = match change {
+            Annotate::Label(label) => {
+                a.label = label;
                 format!("{n}: label {:?}", a.label)
             }
-            "note" => {
-                a.notes = rest_owned;
+            Annotate::Note(notes) => {
+                a.notes = notes;
                 format!("{n}: notes set")
             }
-            "tags" | "tag" => {
-                a.tags = rest_owned
-                    .split(',')
-                    .map(|t| t.trim().to_string())
-                    .filter(|t| !t.is_empty())
-                    .collect();
+            Annotate::Tags(tags) => {
+                a.tags = tags;
                 format!("{n}: tags {}", a.tags.join(", "))
             }
-            "status" => match Status::parse(&rest_owned) {
-                Some(s) => {
-                    a.status = s;
-                    format!("{n}: {}", s.name())
-                }
-                None => "status takes hypothesis, supported or refuted".into(),
-            },
-            "confidence" | "conf" => match rest_owned.trim().parse::<f32>() {
-                Ok(c) if (0.0..=1.0).contains(&c) => {
-                    a.confidence = Some(c);
-                    format!("{n}: confidence {c:.2}")
-                }
-                _ if rest_owned.trim().is_empty() => {
-                    a.confidence = None;
-                    format!("{n}: confidence cleared")
-                }
-                _ => "confidence takes a number in 0..1".into(),
-            },
-            "resolve" => {
-                let i = rest_owned.trim().parse::<usize>().ok().and_then(|i| i.checked_sub(1));
-                match i {
-                    Some(i) if a.resolve(i) => format!("{n}: label conflict resolved: {:?}", a.label),
-                    _ if a.conflict.is_empty() => format!("{n} has no label conflict"),
-                    _ => format!("resolve takes 1..{} (the candidates shown)", a.conflict.len()),
-                }
+            Annotate::Status(s) => {
+                a.status = s;
+                format!("{n}: {}", s.name())
             }
-            _ => return,
+            Annotate::Confidence(Some(c)) => {
+                a.confidence = Some(c);
+                format!("{n}: confidence {c:.2}")
+            }
+            Annotate::Confidence(None) => {
+                a.confidence = None;
+                format!("{n}: confidence cleared")
+            }
+            Annotate::Resolve(i) => match i.checked_sub(1) {
+                Some(i) if a.resolve(i) => format!("{n}: label conflict resolved: {:?}", a.label),
+                _ if a.conflict.is_empty() => format!("{n} has no label conflict"),
+                _ => format!("resolve takes 1..{} (the candidates shown)", a.conflict.len()),
+            },
         };
-        self.status = msg;
     }
 
     /// Cycles the selected node's status.
