@@ -5,18 +5,15 @@
 //! answers with owned summaries, so drawing never waits for a forward pass.
 
 pub mod app;
+pub mod circuit_view;
 pub mod command;
-pub mod embedding;
 pub mod engine;
 pub mod help;
-pub mod inspector;
-pub mod lab;
-pub mod map;
+pub mod keymap;
 pub mod msg;
-pub mod notes;
 pub mod persist;
-pub mod pruning;
 pub mod scan_source;
+pub mod screens;
 pub mod theme;
 pub mod view;
 pub mod widgets;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use self::writer::{SaveOutcome, SessionWriter};
-use super::app::{App, Screen};
+use super::app::App;
 use super::command::Annotate;
 use super::engine::{Ablation, AblationKind, Request, RunSummary};
 use crate::circuit::NodeId;
@@ -463,42 +463,6 @@ impl App {
                 self.status = format!("recalled {:?}", p.name);
             }
             None => self.status = format!("no kept prompt {which:?}"),
-        }
-    }
-
-    /// The notes view's rows: every annotation matching the filter (id, label, notes, tags, status), in forward
-    /// order of the node.
-    pub fn notes_rows(&self) -> Vec<NodeId> {
-        let q = self.notes_filter.trim().to_lowercase();
-        let mut v: Vec<NodeId> = self
-            .annotations
-            .iter()
-            .filter(|(_, a)| !a.is_empty())
-            .filter(|(n, a)| {
-                q.is_empty()
-                    || n.to_string().to_lowercase().contains(&q)
-                    || a.label.to_lowercase().contains(&q)
-                    || a.notes.to_lowercase().contains(&q)
-                    || a.status.name().contains(&q)
-                    || a.tags.iter().any(|t| t.to_lowercase().contains(&q))
-                    || (q == "conflict" && !a.conflict.is_empty())
-            })
-            .map(|(n, _)| *n)
-            .collect();
-        v.sort_by_key(|n| n.forward_order());
-        v
-    }
-
-    /// Enter in the notes view: to the node on the map.
-    pub fn notes_jump(&mut self) {
-        let rows = self.notes_rows();
-        match rows.get(self.notes_sel.min(rows.len().saturating_sub(1))) {
-            Some(&n) if self.circuit.position(&n).is_some() => {
-                self.jump(n);
-                self.set_screen(Screen::Map);
-            }
-            Some(n) => self.status = format!("{n} is not in this circuit"),
-            None => self.status = "no annotation matches".into(),
         }
     }
 }
