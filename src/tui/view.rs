@@ -3,7 +3,7 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
 use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
@@ -42,11 +42,13 @@ pub fn view(app: &App, f: &mut Frame) {
     }
 }
 
+/// The top line: the name, the screens as tabs (clickable), and what is open.
 fn draw_top(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let mut spans = vec![Span::styled(" circuitscope ", t.title())];
-    let mut x = area.x + 14;
+    const BRAND: &str = " circuitscope ";
     let narrow = area.width < 110;
+    let mut titles: Vec<Line> = Vec::new();
+    let mut x = area.x + BRAND.width() as u16;
     for s in Screen::all() {
         let label = format!(" {} ", if narrow { s.short_title() } else { s.title() });
         let w = label.width() as u16;
@@ -59,35 +61,47 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
             },
             Hit::Tab(s),
         ));
+        // One column of divider after each tab.
         x += w + 1;
-        spans.push(Span::styled(
+        titles.push(Line::styled(
             label,
             if s == app.screen { t.selected() } else { t.dim() },
         ));
-        spans.push(Span::raw(" "));
     }
+    let tabs_w = x.saturating_sub(area.x + BRAND.width() as u16 + 1);
+    let [brand, tabs, info] = Layout::horizontal([
+        Constraint::Length(BRAND.width() as u16),
+        Constraint::Length(tabs_w),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    f.render_widget(Paragraph::new(Span::styled(BRAND, t.title())), brand);
+    let selected = Screen::all().position(|s| s == app.screen);
+    f.render_widget(
+        Tabs::new(titles)
+            .select(selected)
+            .highlight_style(t.selected())
+            .divider(" ")
+            .padding("", ""),
+        tabs,
+    );
     let c = &app.circuit;
-    spans.push(Span::styled(
-        format!(
-            " {} · {} · k={}{}",
-            c.model_name,
-            app.task,
-            c.file.nodes.len(),
-            match &app.session {
-                Some(st) => format!(
-                    " · {}{}",
-                    st.path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    if st.read_only.is_some() { " (read-only)" } else { "" }
-                ),
-                None => String::new(),
-            }
+    let session = match &app.session {
+        Some(st) => format!(
+            " · {}{}",
+            st.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            if st.read_only.is_some() { " (read-only)" } else { "" }
         ),
-        t.dim(),
-    ));
-    f.render_widget(Paragraph::new(Line::from(spans)), area);
+        None => String::new(),
+    };
+    let what = format!(" {} · {} · k={}{session}", c.model_name, app.task, c.file.nodes.len());
+    f.render_widget(
+        Paragraph::new(Line::from(vec![Span::raw(" "), Span::styled(what, t.dim())])),
+        info,
+    );
 }
 
 fn mode_name(m: Mode) -> &'static str {
