@@ -1,5 +1,10 @@
 //! The one app model and `update`: every message changes the app here, and requests for the engine are queued
 //! in `outbox` (the runtime or a test hands them to the engine), so that update never blocks.
+//!
+//! What is here is what the screens share (the circuit, the selection and its history, marks, annotations, the
+//! lab's runs and ablations) and the routing of input: keys go through [`keymap`] to an [`Action`], which runs
+//! here or in the screen's module under [`screens`]; `:` lines go to [`command`]. Session saving is in
+//! [`super::persist`] and never runs on the input path.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -10,7 +15,7 @@ use ratatui::layout::Rect;
 use ratatui_textarea::TextArea;
 
 pub use super::circuit_view::{fuzzy_score, BlockInfo, CircuitView, EdgeItem, MapRow};
-use super::command::{Command, CommandError, EvidenceKind};
+use super::command;
 use super::engine::{Ablation, AblationKind, NodeDetail, Reply, Request};
 use super::keymap::{self, Action};
 use super::msg::Msg;
@@ -443,79 +448,6 @@ impl App {
         }
     }
 
-    /// Runs a `:` command line; a line that does not parse says why on the status bar.
-    pub fn run_command(&mut self, line: &str) {
-        match line.parse::<Command>() {
-            Ok(cmd) => self.execute(cmd),
-            Err(CommandError::Empty) => {}
-            Err(e) => self.status = e.to_string(),
-        }
-    }
-
-    /// Runs one parsed command.
-    pub fn execute(&mut self, cmd: Command) {
-        match cmd {
-            Command::SaveQuit => {
-                self.save_command();
-                self.quit = true;
-            }
-            Command::Quit => self.quit = true,
-            Command::Help => self.help = true,
-            Command::Goto(n) if self.circuit.position(&n).is_some() => self.jump(n),
-            Command::Goto(n) => self.status = format!("{n} is not in this circuit"),
-            Command::Ablate { node, kind } => match node.or(self.selected) {
-                Some(n) if self.circuit.position(&n).is_some() => self.toggle_ablation(n, kind),
-                Some(n) => self.status = format!("{n} is not in this circuit"),
-                None => self.status = "no node selected".into(),
-            },
-            Command::Clear => self.clear_ablations(),
-            Command::Task(None) => self.status = format!("task: {}", self.task),
-            Command::Task(Some(name)) => {
-                let path = self
-                    .circuit
-                    .path
-                    .parent()
-                    .unwrap_or(std::path::Path::new("."))
-                    .join(format!("{name}.json"));
-                if path.is_file() {
-                    self.switch_task = Some(name);
-                    self.quit = true;
-                } else {
-                    self.status = format!(
-                        "no circuit for task {name} at {}; make one with `circuitscope prune --task {name}`",
-                        path.display()
-                    );
-                }
-            }
-            Command::Threshold(t) => {
-                self.threshold = t;
-                self.edge_sel = 0;
-            }
-            Command::Pin => self.pin_baseline(),
-            Command::Sweep { fragment, max } => {
-                if let Some(f) = fragment {
-                    self.lab.sweep_fragment = f;
-                }
-                if let Some(n) = max {
-                    self.lab.sweep_max = n;
-                }
-                self.request_sweep();
-            }
-            Command::Annotate(a) => self.annotate(a),
-            Command::Evidence(EvidenceKind::Prompt) => self.attach_prompt_evidence(),
-            Command::Evidence(EvidenceKind::Ablation) => self.attach_ablation_evidence(),
-            Command::Keep(name) => self.keep_prompt(name.as_deref().unwrap_or("")),
-            Command::Recall(which) => self.recall_prompt(&which),
-            Command::Save => self.save_command(),
-            Command::Export(file) => self.export_command(file.as_deref().unwrap_or("")),
-            Command::Notes(filter) => {
-                self.notes.filter = filter;
-                self.notes.sel = 0;
-                self.set_screen(Screen::Notes);
-            }
-        }
-    }
-
     /// Every ablation off, undoably.
     pub fn clear_ablations(&mut self) {
         self.lab.undo.push(std::mem::take(&mut self.lab.ablations));
@@ -592,7 +524,7 @@ impl App {
                 KeyCode::Enter => {
                     self.mode = Mode::Normal;
                     let line = std::mem::take(&mut self.command);
-                    self.run_command(&line);
+                    command::run(self, &line);
                 }
                 KeyCode::Backspace if self.command.pop().is_none() => self.mode = Mode::Normal,
                 KeyCode::Char(c) => self.command.push(c),

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::app::{App, Screen};
 use super::engine::AblationKind;
 use crate::circuit::{NodeId, NodeIdError};
 use crate::session::Status;
@@ -239,6 +240,79 @@ impl fmt::Display for Command {
             Command::Notes(filter) => format!("notes {filter}"),
         };
         f.write_str(s.trim_end())
+    }
+}
+
+/// Runs a `:` command line; a line that does not parse says why on the status bar.
+pub fn run(app: &mut App, line: &str) {
+    match line.parse::<Command>() {
+        Ok(cmd) => execute(app, cmd),
+        Err(CommandError::Empty) => {}
+        Err(e) => app.status = e.to_string(),
+    }
+}
+
+/// Runs one parsed command.
+pub fn execute(app: &mut App, cmd: Command) {
+    match cmd {
+        Command::SaveQuit => {
+            app.save_command();
+            app.quit = true;
+        }
+        Command::Quit => app.quit = true,
+        Command::Help => app.help = true,
+        Command::Goto(n) if app.circuit.position(&n).is_some() => app.jump(n),
+        Command::Goto(n) => app.status = format!("{n} is not in this circuit"),
+        Command::Ablate { node, kind } => match node.or(app.selected) {
+            Some(n) if app.circuit.position(&n).is_some() => app.toggle_ablation(n, kind),
+            Some(n) => app.status = format!("{n} is not in this circuit"),
+            None => app.status = "no node selected".into(),
+        },
+        Command::Clear => app.clear_ablations(),
+        Command::Task(None) => app.status = format!("task: {}", app.task),
+        Command::Task(Some(name)) => {
+            let path = app
+                .circuit
+                .path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(format!("{name}.json"));
+            if path.is_file() {
+                app.switch_task = Some(name);
+                app.quit = true;
+            } else {
+                app.status = format!(
+                    "no circuit for task {name} at {}; make one with `circuitscope prune --task {name}`",
+                    path.display()
+                );
+            }
+        }
+        Command::Threshold(t) => {
+            app.threshold = t;
+            app.edge_sel = 0;
+        }
+        Command::Pin => app.pin_baseline(),
+        Command::Sweep { fragment, max } => {
+            if let Some(f) = fragment {
+                app.lab.sweep_fragment = f;
+            }
+            if let Some(n) = max {
+                app.lab.sweep_max = n;
+            }
+            app.request_sweep();
+        }
+        Command::Annotate(a) => app.annotate(a),
+        Command::Evidence(EvidenceKind::Prompt) => app.attach_prompt_evidence(),
+        Command::Evidence(EvidenceKind::Ablation) => app.attach_ablation_evidence(),
+        Command::Keep(name) => app.keep_prompt(name.as_deref().unwrap_or("")),
+        Command::Recall(which) => app.recall_prompt(&which),
+        Command::Save => app.save_command(),
+        Command::Export(file) => app.export_command(file.as_deref().unwrap_or("")),
+        Command::Notes(filter) => {
+            app.notes.filter = filter;
+            app.notes.sel = 0;
+            app.set_screen(Screen::Notes);
+        }
     }
 }
 
