@@ -1,64 +1,35 @@
 //! The one app model and `update`: every message changes the app here, and requests for the engine are queued
 //! in `outbox` (the runtime or a test hands them to the engine), so that update never blocks.
+//!
+//! What is here is what the screens share (the circuit, the selection and its history, marks, annotations, the
+//! lab's runs and ablations) and the routing of input: keys go through [`keymap`] to an [`Action`], which runs
+//! here or in the screen's module under [`screens`]; `:` lines go to [`command`]. Session saving is in
+//! [`super::persist`] and never runs on the input path.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind};
 use ratatui::layout::Rect;
 use ratatui_textarea::TextArea;
 
+pub use super::circuit_view::{fuzzy_score, BlockInfo, CircuitView, EdgeItem, MapRow};
+use super::command;
+use crate::workbench::{Ablation, AblationKind, NodeDetail, Reply, Request};
+use super::keymap::{self, Action};
 use super::msg::Msg;
 pub use super::persist::SessionState;
+use super::screens;
+pub use super::screens::embedding::EmbedState;
+use super::screens::inspector::{InspectorAction, InspectorState};
+use super::screens::lab::LabAction;
+pub use super::screens::lab::LabState;
+use super::screens::notes::{NotesAction, NotesState};
+use super::screens::pruning::{PruningAction, PruningState};
+pub use super::screens::Screen;
 use super::theme::Theme;
-use crate::circuit::{BlockId, CircuitFile, CircuitGraph, EdgeKind, GraphEdge, GraphNode, NodeId, Site};
-use crate::workbench::{Ablation, AblationKind, EmbeddingView, NodeDetail, Reply, Request, RunSummary, SweepResult};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Screen {
-    Map,
-    Inspector,
-    Lab,
-    Notes,
-    Pruning,
-    Embedding,
-}
-
-impl Screen {
-    pub const ALL: [Screen; 6] = [
-        Screen::Map,
-        Screen::Inspector,
-        Screen::Lab,
-        Screen::Notes,
-        Screen::Pruning,
-        Screen::Embedding,
-    ];
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Screen::Map => "1 Circuit map",
-            Screen::Inspector => "2 Node inspector",
-            Screen::Lab => "3 Prompt lab",
-            Screen::Notes => "4 Notes",
-            Screen::Pruning => "5 Pruning",
-            Screen::Embedding => "6 Embedding",
-        }
-    }
-
-    /// The tab label on terminals too narrow for [`Screen::title`] (all six fit in 80 columns).
-    pub fn short_title(self) -> &'static str {
-        match self {
-            Screen::Map => "1 Map",
-            Screen::Inspector => "2 Node",
-            Screen::Lab => "3 Lab",
-            Screen::Notes => "4 Notes",
-            Screen::Pruning => "5 Prune",
-            Screen::Embedding => "6 Embed",
-        }
-    }
-}
+use crate::circuit::{GraphNode, NodeId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -73,200 +44,6 @@ pub enum Mode {
     Filter,
 }
 
-/// One line of the circuit map: the nodes of one site of one block, grouped by head for q/k/v.
-#[derive(Debug, Clone)]
-pub struct MapRow {
-    pub block: Option<BlockId>,
-    pub site: Site,
-    /// (head, nodes) groups; head is None outside q/k/v.
-    pub groups: Vec<(Option<usize>, Vec<NodeId>)>,
-    pub nodes: Vec<NodeId>,
-}
-
-/// A block header on the map.
-#[derive(Debug, Clone)]
-pub struct BlockInfo {
-    pub block: BlockId,
-    /// Halved loss change when the whole block is ablated.
-    pub delta: Option<f64>,
-    pub count: usize,
-}
-
-/// The circuit as the UI shows it: the file, its graph, and the map's rows.
-pub struct CircuitView {
-    pub file: CircuitFile,
-    pub graph: CircuitGraph,
-    pub path: PathBuf,
-    pub model_name: String,
-    pub d_head: usize,
-    pub rows: Vec<MapRow>,
-    pub blocks: Vec<BlockInfo>,
-    pub max_weight: f64,
-    /// Largest |node delta| (halved), for shading.
-    pub max_node_delta: f64,
-    pos: HashMap<NodeId, (usize, usize)>,
-}
-
-impl CircuitView {
-    pub fn new(file: CircuitFile, graph: CircuitGraph, path: PathBuf, model_name: String, d_head: usize) -> Self {
-        let mut nodes = file.node_ids();
-        nodes.sort_by_key(|n| n.forward_order());
-        let mut rows: Vec<MapRow> = Vec::new();
-        for n in &nodes {
-            let block = BlockId::of(n);
-            let head = n.head_channel(d_head).map(|(h, _)| h);
-            match rows.last_mut() {
-                Some(r) if r.block == block && r.site == n.site => {
-                    r.nodes.push(*n);
-                    match r.groups.last_mut() {
-                        Some(g) if g.0 == head => g.1.push(*n),
-                        _ => r.groups.push((head, vec![*n])),
-                    }
-                }
-                _ => rows.push(MapRow {
-                    block,
-                    site: n.site,
-                    groups: vec![(head, vec![*n])],
-                    nodes: vec![*n],
-                }),
-            }
-        }
-        let mut blocks: Vec<BlockInfo> = Vec::new();
-        for r in &rows {
-            let Some(b) = r.block else { continue };
-            match blocks.last_mut() {
-                Some(info) if info.block == b => info.count += r.nodes.len(),
-                _ => blocks.push(BlockInfo {
-                    block: b,
-                    delta: file
-                        .blocks
-                        .iter()
-                        .find(|x| x.block == b)
-                        .map(|x| x.delta_halved(&file.losses)),
-                    count: r.nodes.len(),
-                }),
-            }
-        }
-        let mut pos = HashMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            for (j, n) in r.nodes.iter().enumerate() {
-                pos.insert(*n, (i, j));
-            }
-        }
-        let max_node_delta = file
-            .nodes
-            .iter()
-            .filter_map(|n| n.delta_halved(&file.losses))
-            .map(f64::abs)
-            .fold(0.0, f64::max);
-        CircuitView {
-            max_weight: graph.max_abs_weight(),
-            file,
-            graph,
-            path,
-            model_name,
-            d_head,
-            rows,
-            blocks,
-            max_node_delta,
-            pos,
-        }
-    }
-
-    pub fn position(&self, n: &NodeId) -> Option<(usize, usize)> {
-        self.pos.get(n).copied()
-    }
-
-    pub fn first_node(&self) -> Option<NodeId> {
-        self.rows.first().and_then(|r| r.nodes.first()).copied()
-    }
-
-    /// The node's halved importance (loss change when ablated), if the file has it.
-    pub fn node_delta(&self, n: &NodeId) -> Option<f64> {
-        self.file.node(n).and_then(|c| c.delta_halved(&self.file.losses))
-    }
-
-    /// 0..=1 shading of a node by importance.
-    pub fn importance(&self, n: &NodeId) -> f32 {
-        match self.node_delta(n) {
-            Some(d) if self.max_node_delta > 0.0 => (d.abs() / self.max_node_delta) as f32,
-            _ => 0.0,
-        }
-    }
-
-    /// In-edges then out-edges of a node that pass the threshold (a fraction of the largest |weight|; only
-    /// weight edges are filtered), strongest first within each.
-    pub fn edges(&self, n: &NodeId, threshold: f64) -> Vec<EdgeItem> {
-        let g = GraphNode::Node(*n);
-        let keep = |e: &GraphEdge| e.kind != EdgeKind::Weight || e.weight.abs() >= threshold * self.max_weight;
-        let mut out = Vec::new();
-        for (incoming, list) in [
-            (true, self.graph.in_neighbors(&g)),
-            (false, self.graph.out_neighbors(&g)),
-        ] {
-            let mut list: Vec<(GraphNode, GraphEdge)> =
-                list.unwrap_or_default().into_iter().filter(|(_, e)| keep(e)).collect();
-            list.sort_by(|a, b| b.1.weight.abs().total_cmp(&a.1.weight.abs()).then(a.0.cmp(&b.0)));
-            out.extend(list.into_iter().map(|(other, edge)| EdgeItem { incoming, other, edge }));
-        }
-        out
-    }
-
-    /// Fuzzy matches of `query` against node ids and labels: best first.
-    pub fn search(&self, query: &str, labels: &BTreeMap<NodeId, Annotation>) -> Vec<NodeId> {
-        let q = query.trim().to_lowercase();
-        let mut scored: Vec<(i64, NodeId)> = self
-            .rows
-            .iter()
-            .flat_map(|r| r.nodes.iter())
-            .filter_map(|n| {
-                let id = n.to_string().to_lowercase();
-                let label = labels.get(n).map(|a| a.label.to_lowercase()).unwrap_or_default();
-                let s = fuzzy_score(&q, &id).max(fuzzy_score(&q, &label));
-                s.map(|s| (s, *n))
-            })
-            .collect();
-        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.forward_order().cmp(&b.1.forward_order())));
-        scored.into_iter().map(|(_, n)| n).collect()
-    }
-}
-
-/// Subsequence match score: None if `q` is not a subsequence of `s`; higher for contiguous and early matches,
-/// highest for an exact match.
-pub fn fuzzy_score(q: &str, s: &str) -> Option<i64> {
-    if q.is_empty() {
-        return Some(0);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    if q == s {
-        return Some(10_000);
-    }
-    if let Some(i) = s.find(q) {
-        return Some(5_000 - i as i64 - s.len() as i64);
-    }
-    let mut score = 0i64;
-    let mut last: Option<usize> = None;
-    let mut it = s.char_indices();
-    for qc in q.chars() {
-        let (i, _) = it.by_ref().find(|(_, c)| *c == qc)?;
-        score += match last {
-            Some(l) if i == l + 1 => 10,
-            _ => 1,
-        };
-        last = Some(i);
-    }
-    Some(score - s.len() as i64)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EdgeItem {
-    pub incoming: bool,
-    pub other: GraphNode,
-    pub edge: GraphEdge,
-}
-
 pub use crate::session::Annotation;
 
 /// Where a mouse click lands, recorded while drawing.
@@ -277,49 +54,6 @@ pub enum Hit {
     Edge(usize),
     TableRow(usize),
     Token(usize),
-}
-
-#[derive(Default)]
-pub struct LabState {
-    pub run: Option<RunSummary>,
-    pub baseline: Option<RunSummary>,
-    /// The token the table reads; None follows the last token.
-    pub cursor: Option<usize>,
-    pub ablations: Vec<Ablation>,
-    pub undo: Vec<Vec<Ablation>>,
-    pub redo: Vec<Vec<Ablation>>,
-    pub sweep: Option<SweepResult>,
-    pub sweep_fragment: String,
-    pub sweep_max: usize,
-    pub table_sel: usize,
-    /// The pinned baseline's prompt (what a session keeps; the run itself may still be on its way).
-    pub pinned_text: Option<String>,
-    /// The id of a run whose reply becomes the baseline (a restored pinned prompt).
-    pub pin_pending: Option<u64>,
-    /// The last ablation change and its measured effect, for "attach evidence".
-    pub last_ablation: Option<crate::session::Evidence>,
-    /// When the prompt last changed without a run being sent.
-    pub dirty_since: Option<Instant>,
-    pub next_id: u64,
-    pub error: Option<String>,
-}
-
-impl LabState {
-    /// The token index the table reads in `run`.
-    pub fn cursor_in(&self, run: &RunSummary) -> usize {
-        let last = run.tokens.len().saturating_sub(1);
-        self.cursor.map_or(last, |c| c.min(last))
-    }
-}
-
-/// The embedding screen: the residual channel it shows and the views the engine has sent.
-#[derive(Default)]
-pub struct EmbedState {
-    pub channel: usize,
-    /// The model's d_model (the channel selector's range); 0 until `load` sets it.
-    pub d_model: usize,
-    pub views: HashMap<usize, EmbeddingView>,
-    pub pending: BTreeSet<usize>,
 }
 
 /// One row of the magnitudes table.
@@ -347,7 +81,6 @@ pub struct App {
     /// Edge-strength threshold as a fraction of the largest |weight|.
     pub threshold: f64,
     pub edge_sel: usize,
-    pub map_scroll: usize,
     pub search: String,
     pub search_sel: usize,
     pub command: String,
@@ -355,9 +88,7 @@ pub struct App {
     pub lab: LabState,
     pub details: HashMap<NodeId, NodeDetail>,
     pub detail_pending: BTreeSet<NodeId>,
-    pub quantile: usize,
-    pub inspector_scroll: usize,
-    pub zero_centre: bool,
+    pub inspector: InspectorState,
     pub outbox: Vec<Request>,
     pub status: String,
     pub quit: bool,
@@ -373,10 +104,8 @@ pub struct App {
     pub size: (u16, u16),
     /// The session this app saves to (None: nothing is kept after quit).
     pub session: Option<SessionState>,
-    pub notes_filter: String,
-    pub notes_sel: usize,
-    /// The pruning screen's prune_config pane scroll.
-    pub prune_scroll: usize,
+    pub notes: NotesState,
+    pub pruning: PruningState,
     pub embed: EmbedState,
     pub hits: RefCell<Vec<(Rect, Hit)>>,
 }
@@ -405,7 +134,6 @@ impl App {
             annotations: BTreeMap::new(),
             threshold: 0.0,
             edge_sel: 0,
-            map_scroll: 0,
             search: String::new(),
             search_sel: 0,
             command: String::new(),
@@ -417,9 +145,7 @@ impl App {
             },
             details: HashMap::new(),
             detail_pending: BTreeSet::new(),
-            quantile: 0,
-            inspector_scroll: 0,
-            zero_centre: true,
+            inspector: InspectorState::default(),
             outbox: Vec::new(),
             status: "? help · : commands · / jump".into(),
             quit: false,
@@ -428,9 +154,8 @@ impl App {
             show_timing: true,
             size: (120, 40),
             session: None,
-            notes_filter: String::new(),
-            notes_sel: 0,
-            prune_scroll: 0,
+            notes: NotesState::default(),
+            pruning: PruningState::default(),
             embed: EmbedState::default(),
             hits: RefCell::new(Vec::new()),
         };
@@ -451,6 +176,11 @@ impl App {
             text: self.prompt_text(),
             ablations: self.lab.ablations.clone(),
         });
+    }
+
+    /// The notes view's rows (see [`screens::notes::rows`]).
+    pub fn notes_rows(&self) -> Vec<NodeId> {
+        screens::notes::rows(self)
     }
 
     /// Takes the queued engine requests.
@@ -478,10 +208,10 @@ impl App {
     }
 
     /// Selects without touching the history.
-    fn select(&mut self, n: NodeId) {
+    pub fn select(&mut self, n: NodeId) {
         self.selected = Some(n);
         self.edge_sel = 0;
-        self.inspector_scroll = 0;
+        self.inspector.scroll = 0;
         if self.screen == Screen::Inspector {
             self.request_detail();
         }
@@ -511,21 +241,7 @@ impl App {
             if let Some(n) = self.selected.filter(|n| is_residual(n.site)) {
                 self.embed.channel = n.index;
             }
-            self.set_embed_channel(self.embed.channel as i64);
-        }
-    }
-
-    /// Shows residual channel `ch` (clamped to 0..d_model) on the embedding screen, asking the engine for it.
-    pub fn set_embed_channel(&mut self, ch: i64) {
-        let max = self.embed.d_model.saturating_sub(1) as i64;
-        let ch = if self.embed.d_model > 0 {
-            ch.clamp(0, max)
-        } else {
-            ch.max(0)
-        } as usize;
-        self.embed.channel = ch;
-        if !self.embed.views.contains_key(&ch) && self.embed.pending.insert(ch) {
-            self.outbox.push(Request::Embedding { channel: ch });
+            screens::embedding::set_channel(self, self.embed.channel as i64);
         }
     }
 
@@ -545,45 +261,6 @@ impl App {
         }
     }
 
-    /// Follows the strongest in- or out-edge that leads to a circuit node.
-    fn follow_strongest(&mut self, incoming: bool) {
-        let edges = self.edges();
-        match edges
-            .iter()
-            .position(|e| e.incoming == incoming && matches!(e.other, GraphNode::Node(_)))
-        {
-            Some(i) => self.follow(i),
-            None => {
-                self.status = format!(
-                    "no {} edge to a circuit node above the threshold",
-                    if incoming { "in" } else { "out" }
-                )
-            }
-        }
-    }
-
-    fn move_map(&mut self, drow: i64, dcol: i64) {
-        let rows = &self.circuit.rows;
-        if rows.is_empty() {
-            return;
-        }
-        let (r, c) = self.selected.and_then(|n| self.circuit.position(&n)).unwrap_or((0, 0));
-        let nr = (r as i64 + drow).clamp(0, rows.len() as i64 - 1) as usize;
-        let len = rows[nr].nodes.len() as i64;
-        let nc = if drow != 0 {
-            (c as i64).min(len - 1)
-        } else {
-            (c as i64 + dcol).clamp(0, len - 1)
-        } as usize;
-        let n = rows[nr].nodes[nc];
-        self.select(n);
-        self.history.truncate(self.hist_pos + 1);
-        if self.history.last() != Some(&n) {
-            self.history.push(n);
-            self.hist_pos = self.history.len() - 1;
-        }
-    }
-
     pub fn toggle_mark(&mut self) {
         if let Some(n) = self.selected {
             if !self.marks.remove(&n) {
@@ -595,7 +272,7 @@ impl App {
         }
     }
 
-    fn next_mark(&mut self) {
+    pub fn next_mark(&mut self) {
         let Some(&first) = self.marks.iter().next() else {
             self.status = "no marks (m marks the selected node)".into();
             return;
@@ -771,107 +448,12 @@ impl App {
         }
     }
 
-    fn run_command(&mut self, line: &str) {
-        let line = line.trim();
-        let (cmd, rest) = line.split_once(' ').map_or((line, ""), |(a, b)| (a, b.trim()));
-        match cmd {
-            "" => {}
-            "wq" | "x" => {
-                self.save_command();
-                self.quit = true;
-            }
-            "q" | "quit" | "q!" => self.quit = true,
-            "help" => self.help = true,
-            "goto" | "g" => match rest.parse::<NodeId>() {
-                Ok(n) if self.circuit.position(&n).is_some() => self.jump(n),
-                Ok(n) => self.status = format!("{n} is not in this circuit"),
-                Err(e) => self.status = e.to_string(),
-            },
-            "ablate" => {
-                let mut parts = rest.split_whitespace();
-                let node = match parts.next() {
-                    Some(s) => s.parse::<NodeId>().map_err(|e| e.to_string()),
-                    None => self.selected.ok_or_else(|| "no node selected".to_string()),
-                };
-                let kind = match parts.next() {
-                    None | Some("zero") => Ok(AblationKind::Zero),
-                    Some("mean") => Ok(AblationKind::Mean),
-                    Some(k) => Err(format!("unknown ablation `{k}` (zero or mean)")),
-                };
-                match (node, kind) {
-                    (Ok(n), Ok(k)) if self.circuit.position(&n).is_some() => self.toggle_ablation(n, k),
-                    (Ok(n), Ok(_)) => self.status = format!("{n} is not in this circuit"),
-                    (Err(e), _) | (_, Err(e)) => self.status = e,
-                }
-            }
-            "clear" => {
-                self.lab.undo.push(std::mem::take(&mut self.lab.ablations));
-                self.lab.redo.clear();
-                self.status = "ablations cleared".into();
-                self.request_run();
-            }
-            "task" => {
-                if rest.is_empty() {
-                    self.status = format!("task: {}", self.task);
-                } else {
-                    let path = self
-                        .circuit
-                        .path
-                        .parent()
-                        .unwrap_or(std::path::Path::new("."))
-                        .join(format!("{rest}.json"));
-                    if path.is_file() {
-                        self.switch_task = Some(rest.to_string());
-                        self.quit = true;
-                    } else {
-                        self.status = format!(
-                            "no circuit for task {rest} at {}; make one with `circuitscope prune --task {rest}`",
-                            path.display()
-                        );
-                    }
-                }
-            }
-            "threshold" | "t" => match rest.parse::<f64>() {
-                Ok(t) if (0.0..=1.0).contains(&t) => {
-                    self.threshold = t;
-                    self.edge_sel = 0;
-                }
-                _ => self.status = "threshold takes a fraction in 0..1".into(),
-            },
-            "pin" => self.pin_baseline(),
-            "sweep" => {
-                // `:sweep FRAGMENT [N]`; the fragment may contain spaces, so N is the last word if numeric.
-                let (frag, n) = match rest.rsplit_once(' ') {
-                    Some((f, n)) if n.parse::<usize>().is_ok() => (f.to_string(), n.parse().ok()),
-                    _ => (rest.to_string(), None),
-                };
-                if !frag.is_empty() {
-                    self.lab.sweep_fragment = unescape(&frag);
-                }
-                if let Some(n) = n {
-                    self.lab.sweep_max = n;
-                }
-                self.request_sweep();
-            }
-            "label" | "note" | "tags" | "tag" | "status" | "confidence" | "conf" | "resolve" => {
-                self.annotate(cmd, rest)
-            }
-            "evidence" => match rest {
-                "" | "prompt" => self.attach_prompt_evidence(),
-                "ablation" => self.attach_ablation_evidence(),
-                _ => self.status = "evidence takes `prompt` (default) or `ablation`".into(),
-            },
-            "keep" => self.keep_prompt(rest),
-            "recall" => self.recall_prompt(rest),
-            "save" | "w" => self.save_command(),
-            "export" => self.export_command(rest),
-            "notes" | "filter" => {
-                self.notes_filter = rest.to_string();
-                self.notes_sel = 0;
-                self.set_screen(Screen::Notes);
-            }
-            other => self.status = format!("unknown command `{other}` (? lists them)"),
-        }
+    /// Every ablation off, undoably.
+    pub fn clear_ablations(&mut self) {
+        self.lab.undo.push(std::mem::take(&mut self.lab.ablations));
+        self.lab.redo.clear();
+        self.status = "ablations cleared".into();
+        self.request_run();
     }
 
     fn on_key(&mut self, k: KeyEvent) {
@@ -928,12 +510,12 @@ impl App {
             Mode::Filter => match k.code {
                 KeyCode::Esc | KeyCode::Enter => self.mode = Mode::Normal,
                 KeyCode::Backspace => {
-                    self.notes_filter.pop();
-                    self.notes_sel = 0;
+                    self.notes.filter.pop();
+                    self.notes.sel = 0;
                 }
                 KeyCode::Char(c) => {
-                    self.notes_filter.push(c);
-                    self.notes_sel = 0;
+                    self.notes.filter.push(c);
+                    self.notes.sel = 0;
                 }
                 _ => {}
             },
@@ -942,7 +524,7 @@ impl App {
                 KeyCode::Enter => {
                     self.mode = Mode::Normal;
                     let line = std::mem::take(&mut self.command);
-                    self.run_command(&line);
+                    command::run(self, &line);
                 }
                 KeyCode::Backspace if self.command.pop().is_none() => self.mode = Mode::Normal,
                 KeyCode::Char(c) => self.command.push(c),
@@ -953,207 +535,60 @@ impl App {
     }
 
     fn on_normal_key(&mut self, k: KeyEvent) {
-        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
-        // Global keys.
-        match k.code {
-            KeyCode::Char('q') => {
-                self.quit = true;
-                return;
-            }
-            KeyCode::Char('?') => {
+        if let Some(action) = keymap::lookup(self.screen, &k) {
+            self.perform(action);
+        }
+    }
+
+    /// Runs what a key is bound to (see [`keymap::BINDINGS`]).
+    pub fn perform(&mut self, action: Action) {
+        match action {
+            Action::App(a) => self.perform_app(a),
+            Action::Graph(a) => screens::graph::perform(self, a),
+            Action::Map(a) => screens::map::perform(self, a),
+            Action::Inspector(a) => screens::inspector::perform(self, a),
+            Action::Lab(a) => screens::lab::perform(self, a),
+            Action::Notes(a) => screens::notes::perform(self, a),
+            Action::Pruning(a) => screens::pruning::perform(self, a),
+            Action::Embedding(a) => screens::embedding::perform(self, a),
+        }
+    }
+
+    fn perform_app(&mut self, a: AppAction) {
+        match a {
+            AppAction::Quit => self.quit = true,
+            AppAction::Help => {
                 self.help = true;
                 self.help_scroll = 0;
-                return;
             }
-            KeyCode::Char(':') => {
+            AppAction::CommandLine => {
                 self.mode = Mode::Command;
                 self.command.clear();
-                return;
             }
-            KeyCode::Char('/') => {
+            AppAction::Search => {
                 self.mode = Mode::Search;
                 self.search.clear();
                 self.search_sel = 0;
-                return;
             }
-            KeyCode::Char('1') => return self.set_screen(Screen::Map),
-            KeyCode::Char('2') => return self.set_screen(Screen::Inspector),
-            KeyCode::Char('3') => return self.set_screen(Screen::Lab),
-            KeyCode::Char('4') => return self.set_screen(Screen::Notes),
-            KeyCode::Char('5') => return self.set_screen(Screen::Pruning),
-            KeyCode::Char('6') => return self.set_screen(Screen::Embedding),
-            KeyCode::Char('E') => return self.attach_prompt_evidence(),
-            KeyCode::Char('e') if ctrl => return self.attach_ablation_evidence(),
-            KeyCode::Tab => {
-                let i = Screen::ALL.iter().position(|s| *s == self.screen).unwrap_or(0);
-                return self.set_screen(Screen::ALL[(i + 1) % Screen::ALL.len()]);
-            }
-            KeyCode::BackTab => {
-                let i = Screen::ALL.iter().position(|s| *s == self.screen).unwrap_or(0);
-                return self.set_screen(Screen::ALL[(i + Screen::ALL.len() - 1) % Screen::ALL.len()]);
-            }
-            KeyCode::Char('[') | KeyCode::Backspace => return self.back(),
-            KeyCode::Char(']') => return self.forward(),
-            KeyCode::Char('m') => return self.toggle_mark(),
-            KeyCode::Char('\'') => return self.next_mark(),
-            KeyCode::Char('+') | KeyCode::Char('=') => {
-                self.threshold = (self.threshold + 0.05).min(1.0);
-                self.edge_sel = 0;
-                self.status = format!("edge threshold {:.2} of max |w|", self.threshold);
-                return;
-            }
-            KeyCode::Char('-') => {
-                self.threshold = (self.threshold - 0.05).max(0.0);
-                self.edge_sel = 0;
-                self.status = format!("edge threshold {:.2} of max |w|", self.threshold);
-                return;
-            }
-            KeyCode::Char('r') if ctrl => return self.redo(),
-            _ => {}
-        }
-        match self.screen {
-            Screen::Map | Screen::Inspector => self.on_graph_key(k),
-            Screen::Lab => self.on_lab_key(k),
-            Screen::Notes => self.on_notes_key(k),
-            Screen::Pruning => self.on_pruning_key(k),
-            Screen::Embedding => self.on_embedding_key(k),
+            AppAction::Screen(s) => self.set_screen(s),
+            AppAction::NextScreen => self.set_screen(self.screen.next()),
+            AppAction::PrevScreen => self.set_screen(self.screen.prev()),
+            AppAction::Back => self.back(),
+            AppAction::Forward => self.forward(),
+            AppAction::ToggleMark => self.toggle_mark(),
+            AppAction::NextMark => self.next_mark(),
+            AppAction::ThresholdUp => self.set_threshold(self.threshold + 0.05),
+            AppAction::ThresholdDown => self.set_threshold(self.threshold - 0.05),
+            AppAction::Redo => self.redo(),
+            AppAction::PromptEvidence => self.attach_prompt_evidence(),
+            AppAction::AblationEvidence => self.attach_ablation_evidence(),
         }
     }
 
-    fn on_pruning_key(&mut self, k: KeyEvent) {
-        match k.code {
-            KeyCode::Char('j') | KeyCode::Down => self.prune_scroll += 1,
-            KeyCode::Char('k') | KeyCode::Up => self.prune_scroll = self.prune_scroll.saturating_sub(1),
-            KeyCode::PageDown => self.prune_scroll += 10,
-            KeyCode::PageUp => self.prune_scroll = self.prune_scroll.saturating_sub(10),
-            KeyCode::Char('g') | KeyCode::Home => self.prune_scroll = 0,
-            _ => {}
-        }
-    }
-
-    fn on_embedding_key(&mut self, k: KeyEvent) {
-        let ch = self.embed.channel as i64;
-        match k.code {
-            KeyCode::Char('j') | KeyCode::Down | KeyCode::Char('l') | KeyCode::Right => self.set_embed_channel(ch + 1),
-            KeyCode::Char('k') | KeyCode::Up | KeyCode::Char('h') | KeyCode::Left => self.set_embed_channel(ch - 1),
-            KeyCode::PageDown => self.set_embed_channel(ch + 16),
-            KeyCode::PageUp => self.set_embed_channel(ch - 16),
-            KeyCode::Char('g') => match self.selected.filter(|n| is_residual(n.site)) {
-                Some(n) => self.set_embed_channel(n.index as i64),
-                None => self.status = "the selected node is not a residual channel".into(),
-            },
-            _ => {}
-        }
-    }
-
-    fn on_notes_key(&mut self, k: KeyEvent) {
-        let n = self.notes_rows().len();
-        match k.code {
-            KeyCode::Char('j') | KeyCode::Down if n > 0 => self.notes_sel = (self.notes_sel + 1).min(n - 1),
-            KeyCode::Char('k') | KeyCode::Up => self.notes_sel = self.notes_sel.saturating_sub(1),
-            KeyCode::Enter => self.notes_jump(),
-            KeyCode::Char('f') => {
-                self.mode = Mode::Filter;
-                self.status = "filter: id, label, notes, tags, status or `conflict`".into();
-            }
-            KeyCode::Esc => {
-                self.notes_filter.clear();
-                self.notes_sel = 0;
-            }
-            _ => {}
-        }
-    }
-
-    /// Keys shared by the map and the inspector: moving, following edges.
-    fn on_graph_key(&mut self, k: KeyEvent) {
-        let n_edges = self.edges().len();
-        match (self.screen, k.code) {
-            (Screen::Map, KeyCode::Char('h') | KeyCode::Left) => self.move_map(0, -1),
-            (Screen::Map, KeyCode::Char('l') | KeyCode::Right) => self.move_map(0, 1),
-            (Screen::Map, KeyCode::Char('j') | KeyCode::Down) => self.move_map(1, 0),
-            (Screen::Map, KeyCode::Char('k') | KeyCode::Up) => self.move_map(-1, 0),
-            (Screen::Map, KeyCode::PageDown) => self.move_map(8, 0),
-            (Screen::Map, KeyCode::PageUp) => self.move_map(-8, 0),
-            (Screen::Map, KeyCode::Char('g') | KeyCode::Home) => self.move_map(-(self.circuit.rows.len() as i64), 0),
-            (Screen::Map, KeyCode::Char('G') | KeyCode::End) => self.move_map(self.circuit.rows.len() as i64, 0),
-            (Screen::Map, KeyCode::Enter) => self.set_screen(Screen::Inspector),
-            (Screen::Inspector, KeyCode::Char('j') | KeyCode::Down) => self.inspector_scroll += 1,
-            (Screen::Inspector, KeyCode::Char('k') | KeyCode::Up) => {
-                self.inspector_scroll = self.inspector_scroll.saturating_sub(1)
-            }
-            (Screen::Inspector, KeyCode::PageDown) => self.inspector_scroll += 10,
-            (Screen::Inspector, KeyCode::PageUp) => self.inspector_scroll = self.inspector_scroll.saturating_sub(10),
-            (Screen::Inspector, KeyCode::Char('n')) => self.quantile += 1,
-            (Screen::Inspector, KeyCode::Char('N')) => self.quantile = self.quantile.saturating_sub(1),
-            (Screen::Inspector, KeyCode::Char('z')) => self.zero_centre = !self.zero_centre,
-            (Screen::Inspector, KeyCode::Esc) => self.set_screen(Screen::Map),
-            (_, KeyCode::Char('c')) => self.edit_field("label"),
-            (_, KeyCode::Char('e')) => self.edit_field("note"),
-            (_, KeyCode::Char('T')) => self.edit_field("tags"),
-            (_, KeyCode::Char('s')) => self.cycle_status(),
-            (_, KeyCode::Char('J')) if n_edges > 0 => self.edge_sel = (self.edge_sel + 1).min(n_edges - 1),
-            (_, KeyCode::Char('K')) => self.edge_sel = self.edge_sel.saturating_sub(1),
-            (_, KeyCode::Char('f')) => self.follow(self.edge_sel),
-            (_, KeyCode::Char('o')) => self.follow_strongest(false),
-            (_, KeyCode::Char('i')) => self.follow_strongest(true),
-            (_, KeyCode::Char('a')) => {
-                if let Some(n) = self.selected {
-                    self.toggle_ablation(n, AblationKind::Zero);
-                }
-            }
-            (_, KeyCode::Char('A')) => {
-                if let Some(n) = self.selected {
-                    self.toggle_ablation(n, AblationKind::Mean);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_lab_key(&mut self, k: KeyEvent) {
-        let rows = self.magnitudes();
-        let n_tokens = self.lab.run.as_ref().map_or(0, |r| r.tokens.len());
-        match k.code {
-            KeyCode::Char('e') | KeyCode::Char('i') | KeyCode::Enter => {
-                self.mode = Mode::Insert;
-                self.status = "editing the prompt: Esc to stop".into();
-            }
-            KeyCode::Char('h') | KeyCode::Left => {
-                let cur = self.lab.run.as_ref().map_or(0, |r| self.lab.cursor_in(r));
-                self.lab.cursor = Some(cur.saturating_sub(1));
-            }
-            KeyCode::Char('l') | KeyCode::Right => {
-                let cur = self.lab.run.as_ref().map_or(0, |r| self.lab.cursor_in(r));
-                self.lab.cursor = if cur + 1 >= n_tokens { None } else { Some(cur + 1) };
-            }
-            KeyCode::Char('H') | KeyCode::Home => self.lab.cursor = Some(0),
-            KeyCode::Char('L') | KeyCode::End => self.lab.cursor = None,
-            KeyCode::Char('j') | KeyCode::Down if !rows.is_empty() => {
-                self.lab.table_sel = (self.lab.table_sel + 1).min(rows.len() - 1);
-                self.select(rows[self.lab.table_sel].node);
-            }
-            KeyCode::Char('k') | KeyCode::Up if !rows.is_empty() => {
-                self.lab.table_sel = self.lab.table_sel.saturating_sub(1).min(rows.len() - 1);
-                self.select(rows[self.lab.table_sel].node);
-            }
-            KeyCode::Char('p') => self.pin_baseline(),
-            KeyCode::Char('a') | KeyCode::Char('A') => {
-                let kind = if k.code == KeyCode::Char('A') {
-                    AblationKind::Mean
-                } else {
-                    AblationKind::Zero
-                };
-                if let Some(n) = self.selected {
-                    self.toggle_ablation(n, kind);
-                }
-            }
-            KeyCode::Char('u') => self.undo(),
-            KeyCode::Char('x') => self.run_command("clear"),
-            KeyCode::Char('s') => self.request_sweep(),
-            KeyCode::Char('S') => self.lab.sweep = None,
-            KeyCode::Char('R') => self.request_run(),
-            _ => {}
-        }
+    fn set_threshold(&mut self, t: f64) {
+        self.threshold = t.clamp(0.0, 1.0);
+        self.edge_sel = 0;
+        self.status = format!("edge threshold {:.2} of max |w|", self.threshold);
     }
 
     fn on_mouse(&mut self, m: ratatui::crossterm::event::MouseEvent) {
@@ -1191,24 +626,45 @@ impl App {
         }
     }
 
+    /// The mouse wheel: `d` notches down (negative: up), on whatever the screen scrolls.
     fn scroll(&mut self, d: i64) {
         match self.screen {
-            Screen::Map => self.move_map(d, 0),
-            Screen::Inspector => {
-                self.inspector_scroll = (self.inspector_scroll as i64 + d * 3).max(0) as usize;
-            }
-            Screen::Lab => {
-                let code = if d > 0 { KeyCode::Down } else { KeyCode::Up };
-                self.on_lab_key(KeyEvent::new(code, KeyModifiers::NONE));
-            }
-            Screen::Notes => {
-                let code = if d > 0 { KeyCode::Down } else { KeyCode::Up };
-                self.on_notes_key(KeyEvent::new(code, KeyModifiers::NONE));
-            }
-            Screen::Pruning => self.prune_scroll = (self.prune_scroll as i64 + d * 3).max(0) as usize,
-            Screen::Embedding => self.set_embed_channel(self.embed.channel as i64 + d),
+            Screen::Map => screens::map::move_selection(self, d, 0),
+            Screen::Inspector => screens::inspector::perform(self, InspectorAction::Scroll(d * 3)),
+            Screen::Lab => screens::lab::perform(
+                self,
+                if d > 0 {
+                    LabAction::TableDown
+                } else {
+                    LabAction::TableUp
+                },
+            ),
+            Screen::Notes => screens::notes::perform(self, if d > 0 { NotesAction::Down } else { NotesAction::Up }),
+            Screen::Pruning => screens::pruning::perform(self, PruningAction::Scroll(d * 3)),
+            Screen::Embedding => screens::embedding::set_channel(self, self.embed.channel as i64 + d),
         }
     }
+}
+
+/// What the app-wide keys do (bound in [`keymap::BINDINGS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppAction {
+    Quit,
+    Help,
+    CommandLine,
+    Search,
+    Screen(Screen),
+    NextScreen,
+    PrevScreen,
+    Back,
+    Forward,
+    ToggleMark,
+    NextMark,
+    ThresholdUp,
+    ThresholdDown,
+    Redo,
+    PromptEvidence,
+    AblationEvidence,
 }
 
 /// Residual reads, writes and the final residual: nodes whose index is a residual channel.
@@ -1218,11 +674,6 @@ pub fn is_residual(s: crate::circuit::Site) -> bool {
         s,
         Site::AttnActIn | Site::MlpActIn | Site::AttnResidDelta | Site::MlpResidDelta | Site::FinalResid
     )
-}
-
-/// `\n` and `\t` in command arguments.
-pub(crate) fn unescape(s: &str) -> String {
-    s.replace("\\n", "\n").replace("\\t", "\t")
 }
 
 /// The one place the app changes.
@@ -1247,8 +698,21 @@ pub fn update(app: &mut App, msg: Msg) {
             app.request_run();
         }
     }
-    // Every change is saved as it happens (a no-op when nothing the session holds changed).
+    // Saving never runs here on the input path: a message only marks the session dirty, and the snapshot goes
+    // to the writer thread when the input pauses (a tick) or the app quits. Dropping the app flushes the rest.
     if !is_tick {
+        if let Some(st) = app.session.as_mut() {
+            st.dirty = true;
+        }
+    }
+    if is_tick || app.quit {
         app.autosave();
+    }
+}
+
+impl Drop for App {
+    /// Hands the last changes to the writer; the session's writer then writes them before its thread ends.
+    fn drop(&mut self) {
+        self.autosave();
     }
 }

@@ -1,143 +1,98 @@
-//! Every key and command, in one table: the `?` overlay draws it and a test checks that the README lists it.
+//! The `?` overlay: the keymap's bindings, the mouse and the `:` commands, each drawn from the table that drives
+//! it ([`keymap::BINDINGS`], [`keymap::MOUSE`], [`command::HELP`]), so that the help cannot list a key that does
+//! nothing or miss one that does something.
 
-/// (where, key, what it does).
-pub const KEYS: &[(&str, &str, &str)] = &[
-    ("any", "?", "this help (j/k scroll it, any other key closes it)"),
-    ("any", "q / Ctrl-c", "quit"),
-    (
-        "any",
-        "1 2 3 4 5 6 / Tab / Shift-Tab",
-        "circuit map, node inspector, prompt lab, notes, pruning, embedding",
-    ),
-    ("any", ":", "command line (see the commands below)"),
-    (
-        "any",
-        "/",
-        "fuzzy jump to a node by id or label (Up/Down pick, Enter jumps)",
-    ),
-    ("any", "[ / Backspace", "back in the node history"),
-    ("any", "]", "forward in the node history"),
-    ("any", "m", "mark / unmark the selected node"),
-    ("any", "'", "jump to the next marked node"),
-    (
-        "any",
-        "+ / -",
-        "raise / lower the edge-strength threshold (fraction of max |w|)",
-    ),
-    ("any", "Ctrl-r", "redo an ablation change"),
-    (
-        "any",
-        "E",
-        "attach evidence: the lab's prompt with the selected and marked nodes' values and the logit difference",
-    ),
-    (
-        "any",
-        "Ctrl-e",
-        "attach evidence: the last ablation change, its logit difference and task loss before / after",
-    ),
-    (
-        "map",
-        "h j k l / arrows",
-        "move between nodes (j/k: sites, h/l: nodes of a site)",
-    ),
-    ("map", "g / G, PgUp / PgDn", "first / last site, eight sites up / down"),
-    ("map", "Enter", "open the node inspector"),
-    ("map, node", "J / K", "move the edge cursor down / up"),
-    ("map, node", "f", "follow the edge under the edge cursor"),
-    ("map, node", "o / i", "follow the strongest out- / in-edge"),
-    (
-        "map, node",
-        "a / A",
-        "toggle a zero / mean ablation of the selected node",
-    ),
-    ("map, node", "c", "edit the selected node's label"),
-    ("map, node", "e", "edit its notes (\\n for a new line)"),
-    ("map, node", "T", "edit its tags (comma-separated)"),
-    ("map, node", "s", "cycle its status: hypothesis, supported, refuted"),
-    ("node", "j k / PgUp PgDn", "scroll"),
-    ("node", "n / N", "next / previous exemplar quantile"),
-    ("node", "z", "zero-centred colour scale on / off (task view)"),
-    ("node", "Esc", "back to the map"),
-    (
-        "lab",
-        "e / i / Enter",
-        "edit the prompt (Esc stops editing; edits re-run the model)",
-    ),
-    ("lab", "h l / arrows", "move the token cursor"),
-    ("lab", "H / L", "first token / follow the last token"),
-    ("lab", "j k", "select a node in the magnitudes table"),
-    ("lab", "p", "pin the current run as the baseline"),
-    ("lab", "a / A", "toggle a zero / mean ablation of the selected node"),
-    ("lab", "u / Ctrl-r", "undo / redo an ablation change"),
-    ("lab", "x", "clear all ablations"),
-    ("lab", "s / S", "length sweep at the editor cursor / hide it"),
-    ("lab", "R", "re-run now"),
-    (
-        "pruning",
-        "j k / PgUp PgDn, g",
-        "scroll the prune_config pane, back to its top",
-    ),
-    ("embedding", "j k / arrows", "next / previous residual channel"),
-    ("embedding", "PgUp / PgDn", "16 channels back / forward"),
-    ("embedding", "g", "the selected node's channel (residual nodes)"),
-    (
-        "mouse",
-        "click",
-        "select a node, tab, edge (twice: follow), table row or token",
-    ),
-    ("mouse", "wheel", "move / scroll"),
-];
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::Frame;
+use unicode_width::UnicodeWidthStr;
 
-/// (command, what it does).
-pub const COMMANDS: &[(&str, &str)] = &[
-    (":goto ID", "jump to a node, e.g. :goto 0.attn.q[37]"),
-    (
-        ":ablate [ID] [zero|mean]",
-        "toggle an ablation (default: the selected node, zero)",
-    ),
-    (":clear", "remove all ablations"),
-    (":pin", "pin the current run as the baseline"),
-    (
-        ":sweep FRAGMENT [N]",
-        "repeat FRAGMENT 0..N times at the editor cursor (\\n for newline)",
-    ),
-    (
-        ":threshold X",
-        "edge-strength threshold, a fraction 0..1 of the largest |weight|",
-    ),
-    (
-        ":label TEXT / :note TEXT / :tags A, B",
-        "annotate the selected node (\\n in notes for a new line)",
-    ),
-    (
-        ":status hypothesis|supported|refuted / :confidence X",
-        "the selected node's status, confidence 0..1",
-    ),
-    (
-        ":evidence [prompt|ablation]",
-        "attach the lab's prompt (default) or the last ablation result to the selected node",
-    ),
-    (
-        ":resolve N",
-        "settle a label conflict (from session merge) with candidate N",
-    ),
-    (":notes [FILTER]", "the notes view, filtered"),
-    (
-        ":keep [NAME] / :recall NAME|N",
-        "keep the prompt in the session / bring a kept one back",
-    ),
-    (
-        ":task [NAME]",
-        "show the task, or reopen on the circuit of task NAME (the file beside this one)",
-    ),
-    (
-        ":save / :w",
-        "save the session now (it is also saved after every change)",
-    ),
-    (
-        ":export [FILE]",
-        "write the markdown report (default: the session's path with .md)",
-    ),
-    (":wq / :x", "save and quit"),
-    (":q / :quit", "quit"),
-];
+use super::app::App;
+use super::{command, keymap};
+
+/// (command, what it does), as the overlay and the README list them.
+pub const COMMANDS: &[(&str, &str)] = command::HELP;
+
+/// (where, keys, what they do): every key row the overlay shows, in its order: the keymap, then the mouse.
+pub fn key_rows() -> Vec<(&'static str, &'static str, &'static str)> {
+    keymap::BINDINGS
+        .iter()
+        .map(|b| (b.scope.name(), b.keys, b.help))
+        .chain(keymap::MOUSE.iter().map(|(what, help)| ("mouse", *what, *help)))
+        .collect()
+}
+
+/// The overlay's lines: a heading per scope, the key rows, then the commands.
+pub fn lines(app: &App) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let rows = key_rows();
+    let key_w = rows.iter().map(|r| r.1.width()).max().unwrap_or(10);
+    let cmd_w = COMMANDS.iter().map(|c| c.0.width()).max().unwrap_or(10);
+    let mut lines = Vec::new();
+    let mut last = "";
+    for (scope, keys, what) in rows {
+        if scope != last {
+            lines.push(Line::styled(scope.to_string(), t.title()));
+            last = scope;
+        }
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {}  ", pad(keys, key_w)), t.accent()),
+            Span::raw(what),
+        ]));
+    }
+    lines.push(Line::styled("commands", t.title()));
+    for (c, what) in COMMANDS {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {}  ", pad(c, cmd_w)), t.accent()),
+            Span::raw(*what),
+        ]));
+    }
+    lines
+}
+
+/// `s` padded with spaces to `w` terminal columns.
+fn pad(s: &str, w: usize) -> String {
+    format!("{s}{}", " ".repeat(w.saturating_sub(s.width())))
+}
+
+/// Draws the overlay over `body`, scrolled by `app.help_scroll`.
+pub fn draw(app: &App, f: &mut Frame, body: Rect) {
+    let t = &app.theme;
+    let lines = lines(app);
+    let r = centered(body, 110, body.height);
+    f.render_widget(Clear, r);
+    let total = lines.len();
+    let inner_h = r.height.saturating_sub(2) as usize;
+    let scroll = app.help_scroll.min(total.saturating_sub(inner_h));
+    let title = if total > inner_h {
+        format!(
+            " keys {}-{} of {total} (j/k scroll, any other key closes) ",
+            scroll + 1,
+            (scroll + inner_h).min(total)
+        )
+    } else {
+        " keys (any key closes) ".to_string()
+    };
+    f.render_widget(
+        Paragraph::new(lines).scroll((scroll as u16, 0)).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.focused_border())
+                .title(title),
+        ),
+        r,
+    );
+}
+
+/// A `w`×`h` rectangle in the middle of `area` (clipped to it).
+pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}

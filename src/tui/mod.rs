@@ -6,15 +6,13 @@
 //! session) is [`crate::workbench::open`]; [`load`] only adds the UI's state.
 
 pub mod app;
-pub mod embedding;
+pub mod circuit_view;
+pub mod command;
 pub mod help;
-pub mod inspector;
-pub mod lab;
-pub mod map;
+pub mod keymap;
 pub mod msg;
-pub mod notes;
 pub mod persist;
-pub mod pruning;
+pub mod screens;
 pub mod theme;
 pub mod view;
 pub mod widgets;

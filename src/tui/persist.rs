@@ -1,15 +1,17 @@
-//! The app's session: restoring one into the app, building one from it, saving after every change, the
-//! annotation commands and "attach evidence".
+//! The app's session: restoring one into the app, building one from it, saving it (from a dirty flag, on the
+//! writer thread of [`writer`]), the annotation commands and "attach evidence".
+
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::app::{App, Screen};
-use crate::circuit::NodeId;
-use crate::session::{
-    self, store, AblationMode, AblationSpec, Evidence, OpenedSession, SavedPrompt, Session, SessionLock, Status,
-};
+use self::writer::{SaveOutcome, SessionWriter};
+use super::app::App;
+use super::command::Annotate;
 use crate::workbench::{Ablation, AblationKind, Request, RunSummary};
+use crate::circuit::NodeId;
+use crate::session::{self, AblationMode, AblationSpec, Evidence, OpenedSession, SavedPrompt, Session, SessionLock};
 
 /// The session file behind an app.
 pub struct SessionState {
@@ -18,9 +20,13 @@ pub struct SessionState {
     pub base: Session,
     /// Some(reason): this file is never written.
     pub read_only: Option<String>,
+    /// None when read-only. Declared before `lock` so that it drops (flushing what is queued) while the lock is
+    /// still held.
+    pub writer: Option<SessionWriter>,
     pub lock: Option<SessionLock>,
-    /// The JSON last written or read, to save only on a change.
-    pub last_saved: String,
+    /// Something may have changed since the last snapshot went to the writer.
+    pub dirty: bool,
+    /// The last write's error, until a write succeeds.
     pub save_error: Option<String>,
 }
 
@@ -110,18 +116,35 @@ impl App {
             }
             self.request_run();
         }
-        let mut state = SessionState {
+        self.session = None;
+        // For a restored session this is what the file holds; for a new one, what it would hold: either way
+        // nothing is written until something changes.
+        let on_disk = self.session_snapshot(&s);
+        let mut read_only = read_only;
+        let writer = match &read_only {
+            Some(_) => None,
+            None => match SessionWriter::spawn(path.clone(), &on_disk) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    let why = format!(
+                        "{}: cannot start the session writer ({e}); nothing will be saved",
+                        path.display()
+                    );
+                    warnings.push(why.clone());
+                    read_only = Some(why);
+                    None
+                }
+            },
+        };
+        let state = SessionState {
             path: path.clone(),
             base: s,
             read_only,
+            writer,
             lock,
-            last_saved: String::new(),
+            dirty: false,
             save_error: None,
         };
-        self.session = None;
-        if let Some(cur) = self.session_snapshot(&state.base) {
-            state.last_saved = if existed { cur.to_json() } else { String::new() };
-        }
         self.status = match (&state.read_only, existed) {
             (Some(_), _) => format!(
                 "session {} is read-only (see the warning); nothing will be saved",
@@ -134,19 +157,12 @@ impl App {
             ),
             (None, false) => format!("new session {} (saved on the first change)", path.display()),
         };
-        if !existed {
-            // A new session is written on the first change, not on opening.
-            state.last_saved = self
-                .session_snapshot(&state.base)
-                .map(|s| s.to_json())
-                .unwrap_or_default();
-        }
         self.session = Some(state);
         warnings
     }
 
     /// The session as the app holds it now, on top of `base`.
-    fn session_snapshot(&self, base: &Session) -> Option<Session> {
+    fn session_snapshot(&self, base: &Session) -> Session {
         let mut s = base.clone();
         s.cursor = self.selected;
         s.marks = self.marks.iter().copied().collect();
@@ -159,51 +175,69 @@ impl App {
             .filter(|(_, a)| !a.is_empty())
             .map(|(n, a)| (*n, a.clone()))
             .collect();
-        Some(s)
+        s
     }
 
     /// The session as it would be saved now (None without a session).
     pub fn to_session(&self) -> Option<Session> {
-        self.session.as_ref().and_then(|st| self.session_snapshot(&st.base))
+        self.session.as_ref().map(|st| self.session_snapshot(&st.base))
     }
 
-    /// Saves when anything the session holds has changed (called after every message).
+    /// Hands the session to the writer thread when something may have changed since the last hand-over, and
+    /// shows a write error the writer has reported. Never waits for the disk: `update` calls it on ticks (when
+    /// input has paused) and when the app quits.
     pub fn autosave(&mut self) {
-        self.save(false);
+        let dirty = self.session.as_ref().is_some_and(|st| st.dirty);
+        if dirty {
+            let snapshot = self.to_session();
+            if let (Some(st), Some(s)) = (self.session.as_mut(), snapshot) {
+                st.dirty = false;
+                if let Some(w) = st.writer.as_mut() {
+                    w.send(s, false);
+                }
+            }
+        }
+        let err = self
+            .session
+            .as_mut()
+            .and_then(|st| st.writer.as_mut())
+            .and_then(SessionWriter::take_new_error);
+        if let (Some(e), Some(st)) = (err, self.session.as_mut()) {
+            st.save_error = Some(e.clone());
+            self.status = e;
+        }
     }
 
-    /// Writes the session (`force`: even when unchanged). Returns whether it wrote.
-    pub fn save(&mut self, force: bool) -> bool {
-        let Some(st) = &self.session else { return false };
-        if st.read_only.is_some() {
-            return false;
-        }
-        let Some(mut s) = self.session_snapshot(&st.base) else {
-            return false;
-        };
-        if !force && s.to_json() == st.last_saved {
-            return false;
-        }
-        s.modified = session::now_rfc3339();
-        let json = s.to_json();
-        let path = st.path.clone();
-        let result = store::write_atomic(&path, json.as_bytes());
-        let st = self.session.as_mut().expect("checked above");
-        match result {
-            Ok(()) => {
-                st.base.modified = s.modified;
-                st.last_saved = json;
-                st.save_error = None;
-                true
+    /// Waits until the writer has written everything handed to it (tests; quitting waits the same way when the
+    /// app is dropped). Returns the outcome of the last write.
+    pub fn wait_for_saves(&mut self) -> Option<SaveOutcome> {
+        let outcome = self.session.as_ref()?.writer.as_ref()?.wait_all();
+        self.note_outcome(&outcome);
+        Some(outcome)
+    }
+
+    /// Writes the session now (`force`: even when unchanged) and waits for the disk: the explicit `:save`.
+    pub fn save(&mut self, force: bool) -> Option<SaveOutcome> {
+        let s = self.to_session()?;
+        let st = self.session.as_mut()?;
+        st.dirty = false;
+        let w = st.writer.as_mut()?;
+        let seq = w.send(s, force);
+        let outcome = w.wait(seq);
+        self.note_outcome(&outcome);
+        Some(outcome)
+    }
+
+    fn note_outcome(&mut self, outcome: &SaveOutcome) {
+        let Some(st) = self.session.as_mut() else { return };
+        // Taken here so that `autosave` does not report the same error again.
+        let _ = st.writer.as_mut().and_then(SessionWriter::take_new_error);
+        match outcome {
+            SaveOutcome::Failed(e) => {
+                st.save_error = Some(e.clone());
+                self.status = e.clone();
             }
-            Err(e) => {
-                let msg = format!("session not saved: {e}");
-                st.save_error = Some(msg.clone());
-                // Remembered so that the same failure is not retried on every message.
-                st.last_saved = s.to_json();
-                self.status = msg;
-                false
-            }
+            SaveOutcome::Written | SaveOutcome::Unchanged => st.save_error = None,
         }
     }
 
@@ -215,7 +249,7 @@ impl App {
             }
             Some(st) => {
                 let path = st.path.display().to_string();
-                if self.save(true) {
+                if let Some(SaveOutcome::Written) = self.save(true) {
                     self.status = format!("saved {path}");
                 }
             }
@@ -250,58 +284,42 @@ impl App {
     }
 
     /// `:label`, `:note`, `:tags`, `:status`, `:confidence`, `:resolve` on the selected node.
-    pub fn annotate(&mut self, cmd: &str, rest: &str) {
-        let rest_owned = super::app::unescape(rest);
+    pub fn annotate(&mut self, change: Annotate) {
         let Some((n, a)) = self.annotation_mut() else {
             self.status = "no node selected".into();
             return;
         };
-        let msg = match cmd {
-            "label" => {
-                a.label = rest_owned.trim().to_string();
+        self.status = match change {
+            Annotate::Label(label) => {
+                a.label = label;
                 format!("{n}: label {:?}", a.label)
             }
-            "note" => {
-                a.notes = rest_owned;
+            Annotate::Note(notes) => {
+                a.notes = notes;
                 format!("{n}: notes set")
             }
-            "tags" | "tag" => {
-                a.tags = rest_owned
-                    .split(',')
-                    .map(|t| t.trim().to_string())
-                    .filter(|t| !t.is_empty())
-                    .collect();
+            Annotate::Tags(tags) => {
+                a.tags = tags;
                 format!("{n}: tags {}", a.tags.join(", "))
             }
-            "status" => match Status::parse(&rest_owned) {
-                Some(s) => {
-                    a.status = s;
-                    format!("{n}: {}", s.name())
-                }
-                None => "status takes hypothesis, supported or refuted".into(),
-            },
-            "confidence" | "conf" => match rest_owned.trim().parse::<f32>() {
-                Ok(c) if (0.0..=1.0).contains(&c) => {
-                    a.confidence = Some(c);
-                    format!("{n}: confidence {c:.2}")
-                }
-                _ if rest_owned.trim().is_empty() => {
-                    a.confidence = None;
-                    format!("{n}: confidence cleared")
-                }
-                _ => "confidence takes a number in 0..1".into(),
-            },
-            "resolve" => {
-                let i = rest_owned.trim().parse::<usize>().ok().and_then(|i| i.checked_sub(1));
-                match i {
-                    Some(i) if a.resolve(i) => format!("{n}: label conflict resolved: {:?}", a.label),
-                    _ if a.conflict.is_empty() => format!("{n} has no label conflict"),
-                    _ => format!("resolve takes 1..{} (the candidates shown)", a.conflict.len()),
-                }
+            Annotate::Status(s) => {
+                a.status = s;
+                format!("{n}: {}", s.name())
             }
-            _ => return,
+            Annotate::Confidence(Some(c)) => {
+                a.confidence = Some(c);
+                format!("{n}: confidence {c:.2}")
+            }
+            Annotate::Confidence(None) => {
+                a.confidence = None;
+                format!("{n}: confidence cleared")
+            }
+            Annotate::Resolve(i) => match i.checked_sub(1) {
+                Some(i) if a.resolve(i) => format!("{n}: label conflict resolved: {:?}", a.label),
+                _ if a.conflict.is_empty() => format!("{n} has no label conflict"),
+                _ => format!("resolve takes 1..{} (the candidates shown)", a.conflict.len()),
+            },
         };
-        self.status = msg;
     }
 
     /// Cycles the selected node's status.
@@ -445,42 +463,6 @@ impl App {
                 self.status = format!("recalled {:?}", p.name);
             }
             None => self.status = format!("no kept prompt {which:?}"),
-        }
-    }
-
-    /// The notes view's rows: every annotation matching the filter (id, label, notes, tags, status), in forward
-    /// order of the node.
-    pub fn notes_rows(&self) -> Vec<NodeId> {
-        let q = self.notes_filter.trim().to_lowercase();
-        let mut v: Vec<NodeId> = self
-            .annotations
-            .iter()
-            .filter(|(_, a)| !a.is_empty())
-            .filter(|(n, a)| {
-                q.is_empty()
-                    || n.to_string().to_lowercase().contains(&q)
-                    || a.label.to_lowercase().contains(&q)
-                    || a.notes.to_lowercase().contains(&q)
-                    || a.status.name().contains(&q)
-                    || a.tags.iter().any(|t| t.to_lowercase().contains(&q))
-                    || (q == "conflict" && !a.conflict.is_empty())
-            })
-            .map(|(n, _)| *n)
-            .collect();
-        v.sort_by_key(|n| n.forward_order());
-        v
-    }
-
-    /// Enter in the notes view: to the node on the map.
-    pub fn notes_jump(&mut self) {
-        let rows = self.notes_rows();
-        match rows.get(self.notes_sel.min(rows.len().saturating_sub(1))) {
-            Some(&n) if self.circuit.position(&n).is_some() => {
-                self.jump(n);
-                self.set_screen(Screen::Map);
-            }
-            Some(n) => self.status = format!("{n} is not in this circuit"),
-            None => self.status = "no annotation matches".into(),
         }
     }
 }

@@ -3,12 +3,13 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
 use ratatui::Frame;
+use unicode_width::UnicodeWidthStr;
 
 use super::app::{App, Hit, Mode, Screen, MIN_HEIGHT, MIN_WIDTH};
-use super::help::{COMMANDS, KEYS};
-use super::{embedding, inspector, lab, map, notes, pruning};
+use super::help;
+use super::screens::{embedding, inspector, lab, map, notes, pruning};
 
 pub fn view(app: &App, f: &mut Frame) {
     app.hits.borrow_mut().clear();
@@ -37,18 +38,20 @@ pub fn view(app: &App, f: &mut Frame) {
         draw_search(app, f, body);
     }
     if app.help {
-        draw_help(app, f, body);
+        help::draw(app, f, body);
     }
 }
 
+/// The top line: the name, the screens as tabs (clickable), and what is open.
 fn draw_top(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let mut spans = vec![Span::styled(" circuitscope ", t.title())];
-    let mut x = area.x + 14;
+    const BRAND: &str = " circuitscope ";
     let narrow = area.width < 110;
-    for s in Screen::ALL {
+    let mut titles: Vec<Line> = Vec::new();
+    let mut x = area.x + BRAND.width() as u16;
+    for s in Screen::all() {
         let label = format!(" {} ", if narrow { s.short_title() } else { s.title() });
-        let w = label.chars().count() as u16;
+        let w = label.width() as u16;
         app.hits.borrow_mut().push((
             Rect {
                 x,
@@ -58,35 +61,47 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
             },
             Hit::Tab(s),
         ));
+        // One column of divider after each tab.
         x += w + 1;
-        spans.push(Span::styled(
+        titles.push(Line::styled(
             label,
             if s == app.screen { t.selected() } else { t.dim() },
         ));
-        spans.push(Span::raw(" "));
     }
+    let tabs_w = x.saturating_sub(area.x + BRAND.width() as u16 + 1);
+    let [brand, tabs, info] = Layout::horizontal([
+        Constraint::Length(BRAND.width() as u16),
+        Constraint::Length(tabs_w),
+        Constraint::Fill(1),
+    ])
+    .areas(area);
+    f.render_widget(Paragraph::new(Span::styled(BRAND, t.title())), brand);
+    let selected = Screen::all().position(|s| s == app.screen);
+    f.render_widget(
+        Tabs::new(titles)
+            .select(selected)
+            .highlight_style(t.selected())
+            .divider(" ")
+            .padding("", ""),
+        tabs,
+    );
     let c = &app.circuit;
-    spans.push(Span::styled(
-        format!(
-            " {} · {} · k={}{}",
-            c.model_name,
-            app.task,
-            c.file.nodes.len(),
-            match &app.session {
-                Some(st) => format!(
-                    " · {}{}",
-                    st.path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    if st.read_only.is_some() { " (read-only)" } else { "" }
-                ),
-                None => String::new(),
-            }
+    let session = match &app.session {
+        Some(st) => format!(
+            " · {}{}",
+            st.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            if st.read_only.is_some() { " (read-only)" } else { "" }
         ),
-        t.dim(),
-    ));
-    f.render_widget(Paragraph::new(Line::from(spans)), area);
+        None => String::new(),
+    };
+    let what = format!(" {} · {} · k={}{session}", c.model_name, app.task, c.file.nodes.len());
+    f.render_widget(
+        Paragraph::new(Line::from(vec![Span::raw(" "), Span::styled(what, t.dim())])),
+        info,
+    );
 }
 
 fn mode_name(m: Mode) -> &'static str {
@@ -138,17 +153,6 @@ fn draw_status(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(Paragraph::new(line), area);
 }
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    }
-}
-
 fn draw_search(app: &App, f: &mut Frame, body: Rect) {
     let t = &app.theme;
     let hits = app.circuit.search(&app.search, &app.annotations);
@@ -181,54 +185,6 @@ fn draw_search(app: &App, f: &mut Frame, body: Rect) {
                 .borders(Borders::ALL)
                 .border_style(t.focused_border())
                 .title(format!(" jump: {} matches ", hits.len())),
-        ),
-        r,
-    );
-}
-
-fn draw_help(app: &App, f: &mut Frame, body: Rect) {
-    let t = &app.theme;
-    let mut lines: Vec<Line> = Vec::new();
-    let key_w = KEYS.iter().map(|k| k.1.chars().count()).max().unwrap_or(10);
-    let cmd_w = COMMANDS.iter().map(|k| k.0.chars().count()).max().unwrap_or(10);
-    let mut last = "";
-    for (ctx, key, what) in KEYS {
-        if *ctx != last {
-            lines.push(Line::styled(ctx.to_string(), t.title()));
-            last = ctx;
-        }
-        lines.push(Line::from(vec![
-            Span::styled(format!("  {key:<key_w$}  "), t.accent()),
-            Span::raw(*what),
-        ]));
-    }
-    lines.push(Line::styled("commands", t.title()));
-    for (c, what) in COMMANDS {
-        lines.push(Line::from(vec![
-            Span::styled(format!("  {c:<cmd_w$}  "), t.accent()),
-            Span::raw(*what),
-        ]));
-    }
-    let r = centered(body, 110, body.height);
-    f.render_widget(Clear, r);
-    let total = lines.len();
-    let inner_h = r.height.saturating_sub(2) as usize;
-    let scroll = app.help_scroll.min(total.saturating_sub(inner_h));
-    let title = if total > inner_h {
-        format!(
-            " keys {}-{} of {total} (j/k scroll, any other key closes) ",
-            scroll + 1,
-            (scroll + inner_h).min(total)
-        )
-    } else {
-        " keys (any key closes) ".to_string()
-    };
-    f.render_widget(
-        Paragraph::new(lines).scroll((scroll as u16, 0)).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(t.focused_border())
-                .title(title),
         ),
         r,
     );

@@ -5,6 +5,8 @@ use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
 use super::theme::Theme;
 
 /// A token as one cell run: newlines and tabs made visible, never empty.
@@ -26,9 +28,21 @@ pub fn token_label(t: &str) -> String {
     }
 }
 
-/// Display width of a label (chars; our labels are single-width).
-fn width(s: &str) -> usize {
-    s.chars().count()
+/// Terminal columns `s` takes: tokens can be CJK (two columns a character) or emoji.
+pub fn text_width(s: &str) -> usize {
+    UnicodeWidthStr::width(s)
+}
+
+/// The longest prefix of `s` that fits in `w` columns (a wide character that would straddle the edge is
+/// dropped).
+pub fn truncate_to_width(s: &str, w: usize) -> String {
+    let mut used = 0;
+    s.chars()
+        .take_while(|c| {
+            used += UnicodeWidthChar::width(*c).unwrap_or(0);
+            used <= w
+        })
+        .collect()
 }
 
 /// Options for [`heat_lines`].
@@ -66,7 +80,7 @@ pub fn heat_lines(
         if boxed {
             label = format!("[{label}]");
         }
-        let w = width(&label).min(width_cols.max(1));
+        let w = text_width(&label).min(width_cols.max(1));
         if col + w > width_cols && col > 0 {
             lines.push(Line::from(std::mem::take(&mut cur)));
             col = 0;
@@ -81,7 +95,7 @@ pub fn heat_lines(
         if strip.cursor == Some(i) {
             style = style.add_modifier(Modifier::UNDERLINED | Modifier::BOLD);
         }
-        let label: String = label.chars().take(w).collect();
+        let label = truncate_to_width(&label, w);
         places.push((i, lines.len(), col, w));
         cur.push(Span::styled(label, style));
         col += w;
@@ -185,6 +199,28 @@ mod tests {
         assert_eq!(lines[0].spans[1].content, "[bb]");
         assert_eq!(places[3], (3, 1, 0, 3));
         assert_eq!(histogram_line(&[0, 1, 100], 3).chars().count(), 3);
+    }
+
+    #[test]
+    fn wide_tokens_take_their_terminal_width() {
+        assert_eq!(text_width("ab"), 2);
+        assert_eq!(text_width("日本"), 4);
+        assert_eq!(text_width("🦀"), 2);
+        assert_eq!(truncate_to_width("日本語", 5), "日本");
+        assert_eq!(truncate_to_width("abc", 2), "ab");
+        // A strip of CJK tokens wraps by columns, not by characters.
+        let tokens: Vec<String> = ["日本", "語", "x"].iter().map(|s| s.to_string()).collect();
+        let strip = HeatStrip {
+            tokens: &tokens,
+            acts: &[0.0, 0.0, 0.0],
+            scale: 1.0,
+            pivot: None,
+            cursor: None,
+            window: None,
+        };
+        let (lines, places) = heat_lines(&strip, &Theme::new(ColorMode::TrueColor), 5, 5);
+        assert_eq!(places, vec![(0, 0, 0, 4), (1, 1, 0, 2), (2, 1, 2, 1)]);
+        assert_eq!(lines.len(), 2);
         assert_eq!(window_around(100, 50, 10), (44, 54));
         assert_eq!(window_around(5, 3, 10), (0, 5));
     }

@@ -91,6 +91,10 @@ fn label_evidence_save_reopen_restores_everything() {
         send(&mut app, &mut engine, [Msg::ch('a')]);
         send(&mut app, &mut engine, [Msg::ctrl('e')]);
         send(&mut app, &mut engine, [Msg::ch('3'), Msg::ch('p')]);
+        // Saved off the input path: the keys only marked the session dirty; a pause in the input (a tick)
+        // hands it to the writer thread.
+        tui::update(&mut app, Msg::Tick);
+        app.wait_for_saves();
         assert!(path.exists(), "autosaved");
         let s = store::load(&path).unwrap().unwrap();
         let a = &s.annotations[&target];
@@ -468,7 +472,7 @@ fn a_writer_killed_mid_save_leaves_the_old_or_the_new_file() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "crash_writer_child",
+                "session::crash_writer_child",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",
@@ -500,6 +504,116 @@ fn a_writer_killed_mid_save_leaves_the_old_or_the_new_file() {
         seen >= 8,
         "the writer wrote too rarely ({seen} rounds); stale locks not taken over?"
     );
+}
+
+#[test]
+fn quitting_right_after_an_edit_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quit.json");
+    let target = node("1.attn.q[62]");
+    {
+        let tui::Loaded {
+            mut app, mut engine, ..
+        } = open_session(&path).unwrap();
+        tui::pump(&mut app, &mut engine);
+        command(&mut app, &mut engine, &format!("goto {target}"));
+        command(&mut app, &mut engine, "label first");
+        // No tick has come: nothing was written while the keys came in.
+        assert!(!path.exists(), "written on the input path");
+        tui::update(&mut app, Msg::Tick);
+        app.wait_for_saves();
+        assert_eq!(store::load(&path).unwrap().unwrap().annotations[&target].label, "first");
+        // The last edit, then `q` at once: no tick in between.
+        command(&mut app, &mut engine, "label last");
+        send(&mut app, &mut engine, [Msg::ch('q')]);
+        assert!(app.quit);
+    }
+    let s = store::load(&path).unwrap().unwrap();
+    assert_eq!(
+        s.annotations[&target].label, "last",
+        "the edit before quitting was lost"
+    );
+    // The lock went with the app: the file opens writable again.
+    let l = open_session(&path).unwrap();
+    assert!(l.app.session.as_ref().unwrap().read_only.is_none());
+}
+
+/// The child of the UI-writer crash test: edits a session through the app, pausing (a tick) after each edit so
+/// that the writer thread saves it, until killed. Each label says how long its notes are, so a torn file shows.
+#[test]
+#[ignore]
+fn app_writer_child() {
+    let Ok(path) = std::env::var("CS_APP_WRITER_PATH") else {
+        return;
+    };
+    let tui::Loaded {
+        mut app, mut engine, ..
+    } = open_session(Path::new(&path)).unwrap();
+    tui::pump(&mut app, &mut engine);
+    let target = node("1.attn.q[62]");
+    println!("ready");
+    for i in 0u64.. {
+        let body = "y".repeat(50_000 + (i as usize % 5) * 20_000);
+        let a = app.annotations.entry(target).or_default();
+        a.label = format!("{i}:{}", body.len());
+        a.notes = body;
+        // Any message marks the session dirty; the tick hands it to the writer.
+        tui::update(&mut app, Msg::Resize(120, 40));
+        tui::update(&mut app, Msg::Tick);
+        if i % 4 == 0 {
+            app.wait_for_saves();
+        }
+    }
+}
+
+#[test]
+fn the_app_killed_while_its_writer_saves_leaves_a_whole_file() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app-crash.json");
+    let exe = std::env::current_exe().unwrap();
+    let mut seed = 0x9e37_79b9_u64;
+    let mut seen = 0;
+    for round in 0..6 {
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "session::app_writer_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("CS_APP_WRITER_PATH", &path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the model to load, so that the kill lands among the writes.
+        let stdout = child.stdout.take().unwrap();
+        let ready = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("ready"));
+        assert!(ready, "round {round}: the child never got ready");
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(30 + seed % 150));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let Some(s) = store::load(&path).unwrap_or_else(|e| panic!("round {round}: {e}")) else {
+            continue;
+        };
+        let a = &s.annotations[&node("1.attn.q[62]")];
+        let (_, len) = a.label.split_once(':').unwrap();
+        assert_eq!(
+            len.parse::<usize>().unwrap(),
+            a.notes.len(),
+            "round {round}: a torn file"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 3, "the app's writer wrote too rarely ({seen} rounds)");
 }
 
 #[test]

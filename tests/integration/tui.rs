@@ -443,29 +443,76 @@ fn bad_input_is_a_clear_message() {
 }
 
 #[test]
-fn readme_lists_every_key() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let section = readme
-        .split("## The workbench")
-        .nth(1)
-        .expect("README has a section \"The workbench\"");
+fn help_overlay_lists_exactly_the_keymaps_bindings_and_the_commands() {
+    use circuitscope::tui::keymap::{BINDINGS, MOUSE};
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('?')]);
+    // Tall enough that nothing scrolls.
+    let text = screen_text(&draw(&app, 120, 100));
+    // The overlay is 110 columns wide, centred over the body (rows 1..99): its inside is columns 6..114 of
+    // rows 2..98.
+    let inner: Vec<String> = text
+        .lines()
+        .skip(2)
+        .take(96)
+        .map(|l| l.chars().skip(6).take(108).collect())
+        .collect();
+    let rows: Vec<&str> = inner
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("  "))
+        .collect();
+    let rows: Vec<&str> = rows.into_iter().filter(|l| !l.trim().is_empty()).collect();
+    let headings: Vec<&str> = inner
+        .iter()
+        .map(|l| l.trim_end())
+        .filter(|l| !l.is_empty() && !l.starts_with(' '))
+        .collect();
+    // Every row of the overlay is a binding, a mouse row or a command, in the tables' order, and nothing else.
+    let expected: Vec<(String, &str)> = BINDINGS
+        .iter()
+        .map(|b| (b.keys.to_string(), b.help))
+        .chain(MOUSE.iter().map(|(k, h)| (k.to_string(), *h)))
+        .chain(tui::help::COMMANDS.iter().map(|(c, h)| (c.to_string(), *h)))
+        .collect();
+    assert_eq!(rows.len(), expected.len(), "{text}");
+    for (row, (keys, help)) in rows.iter().zip(&expected) {
+        let row = row.trim_start();
+        assert!(row.starts_with(keys.as_str()), "{row:?} is not the row of `{keys}`");
+        let shown = row[keys.len()..].trim_start();
+        let head: String = help.chars().take(30).collect();
+        assert!(shown.starts_with(&head), "`{keys}`: {shown:?} is not {help:?}");
+    }
+    let mut scopes: Vec<&str> = Vec::new();
+    for b in BINDINGS {
+        if scopes.last() != Some(&b.scope.name()) {
+            scopes.push(b.scope.name());
+        }
+    }
+    scopes.extend(["mouse", "commands"]);
+    assert_eq!(headings, scopes);
+}
+
+#[test]
+fn workbench_doc_lists_every_key() {
+    let section = std::fs::read_to_string(root().join("docs/workbench.md")).unwrap();
     // Markdown tables escape `|`.
     let section = section.replace("\\|", "|");
-    for (_, key, _) in tui::help::KEYS {
+    for (_, key, _) in tui::help::key_rows() {
         assert!(
             section.contains(key),
-            "README's workbench section misses the key `{key}`"
+            "docs/workbench.md misses the key `{key}`"
         );
     }
     for (cmd, _) in tui::help::COMMANDS {
-        assert!(section.contains(cmd), "README's workbench section misses `{cmd}`");
+        assert!(section.contains(cmd), "docs/workbench.md misses `{cmd}`");
     }
     let first_block = readme.split("```").nth(1).unwrap_or("");
     assert!(
         first_block
             .lines()
             .nth(1)
-            .is_some_and(|l| l.trim() == "cargo run --release -- open"),
+            .is_some_and(|l| l.trim().starts_with("cargo run --release -- open ") || l.trim() == "cargo run --release -- open"),
         "README's first command block must start with `cargo run --release -- open`"
     );
 }
@@ -692,16 +739,16 @@ fn pruning_screen_shows_what_the_file_recorded() {
     assert!(text.contains("150 steps"), "{text}");
     assert!(text.contains("\"ablation\": \"mean"), "{text}");
     assert!(!text.contains("not recorded"), "{text}");
-    let pts = tui::pruning::bisection(app.circuit.file.prune_config.as_ref());
+    let pts = tui::screens::pruning::bisection(app.circuit.file.prune_config.as_ref());
     assert_eq!(pts.len(), 8);
     assert!(pts.windows(2).all(|p| p[0].0 < p[1].0));
     // The prune_config pane scrolls, and not past its end.
     send(&mut app, &mut engine, [Msg::ch('j'), Msg::ch('j')]);
-    assert_eq!(app.prune_scroll, 2);
+    assert_eq!(app.pruning.scroll, 2);
     let scrolled = screen_text(&draw(&app, 120, 40));
     assert!(scrolled.contains("prune_config 3-"), "{scrolled}");
     send(&mut app, &mut engine, [Msg::ch('g')]);
-    assert_eq!(app.prune_scroll, 0);
+    assert_eq!(app.pruning.scroll, 0);
 }
 
 #[test]

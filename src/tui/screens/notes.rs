@@ -5,20 +5,97 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::app::{App, Mode};
+use crate::circuit::NodeId;
+use crate::tui::app::{App, Mode, Screen};
+
+/// The notes view's state: the filter and the selected row.
+#[derive(Debug, Default)]
+pub struct NotesState {
+    pub filter: String,
+    pub sel: usize,
+}
+
+/// What the notes view's keys do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotesAction {
+    Down,
+    Up,
+    /// To the selected annotation's node on the map.
+    Jump,
+    /// Start typing the filter.
+    Filter,
+    ClearFilter,
+}
+
+pub fn perform(app: &mut App, a: NotesAction) {
+    match a {
+        NotesAction::Down => {
+            let n = rows(app).len();
+            if n > 0 {
+                app.notes.sel = (app.notes.sel + 1).min(n - 1);
+            }
+        }
+        NotesAction::Up => app.notes.sel = app.notes.sel.saturating_sub(1),
+        NotesAction::Jump => jump(app),
+        NotesAction::Filter => {
+            app.mode = Mode::Filter;
+            app.status = "filter: id, label, notes, tags, status or `conflict`".into();
+        }
+        NotesAction::ClearFilter => {
+            app.notes.filter.clear();
+            app.notes.sel = 0;
+        }
+    }
+}
+
+/// The view's rows: every annotation matching the filter (id, label, notes, tags, status), in forward order of
+/// the node.
+pub fn rows(app: &App) -> Vec<NodeId> {
+    let q = app.notes.filter.trim().to_lowercase();
+    let mut v: Vec<NodeId> = app
+        .annotations
+        .iter()
+        .filter(|(_, a)| !a.is_empty())
+        .filter(|(n, a)| {
+            q.is_empty()
+                || n.to_string().to_lowercase().contains(&q)
+                || a.label.to_lowercase().contains(&q)
+                || a.notes.to_lowercase().contains(&q)
+                || a.status.name().contains(&q)
+                || a.tags.iter().any(|t| t.to_lowercase().contains(&q))
+                || (q == "conflict" && !a.conflict.is_empty())
+        })
+        .map(|(n, _)| *n)
+        .collect();
+    v.sort_by_key(|n| n.forward_order());
+    v
+}
+
+/// Enter: to the selected row's node on the map.
+fn jump(app: &mut App) {
+    let rows = rows(app);
+    match rows.get(app.notes.sel.min(rows.len().saturating_sub(1))) {
+        Some(&n) if app.circuit.position(&n).is_some() => {
+            app.jump(n);
+            app.set_screen(Screen::Map);
+        }
+        Some(n) => app.status = format!("{n} is not in this circuit"),
+        None => app.status = "no annotation matches".into(),
+    }
+}
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let rows = app.notes_rows();
-    let sel = app.notes_sel.min(rows.len().saturating_sub(1));
+    let rows = rows(app);
+    let sel = app.notes.sel.min(rows.len().saturating_sub(1));
     let [list, detail] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
     let mut lines: Vec<Line> = Vec::new();
-    let filter = if app.notes_filter.is_empty() && app.mode != Mode::Filter {
+    let filter = if app.notes.filter.is_empty() && app.mode != Mode::Filter {
         "f filters".to_string()
     } else {
         format!(
             "filter: {}{}",
-            app.notes_filter,
+            app.notes.filter,
             if app.mode == Mode::Filter { "█" } else { "" }
         )
     };

@@ -7,13 +7,57 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
-use super::app::{App, EdgeItem, Hit};
-use super::theme::Theme;
-use super::widgets::fmt_opt;
 use crate::circuit::{halved, GraphNode, NodeId, Site};
+use crate::tui::app::{App, EdgeItem, Hit, Screen};
+use crate::tui::theme::Theme;
+use crate::tui::widgets::{fmt_opt, text_width};
 
 /// Blocks whose ablation moves the (halved) loss by more than this get a marker, as in the reference viewer.
 const DELTA_MARK: f64 = 0.3;
+
+/// What the map's own keys do (the edge and annotation keys are [`super::graph`]'s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapAction {
+    /// Move by (sites, nodes of the site).
+    Move(i64, i64),
+    First,
+    Last,
+    /// Open the node inspector.
+    Inspect,
+}
+
+pub fn perform(app: &mut App, a: MapAction) {
+    let n_rows = app.circuit.rows.len() as i64;
+    match a {
+        MapAction::Move(drow, dcol) => move_selection(app, drow, dcol),
+        MapAction::First => move_selection(app, -n_rows, 0),
+        MapAction::Last => move_selection(app, n_rows, 0),
+        MapAction::Inspect => app.set_screen(Screen::Inspector),
+    }
+}
+
+/// Moves the selection `drow` sites and `dcol` nodes along the site, recording it in the history.
+pub fn move_selection(app: &mut App, drow: i64, dcol: i64) {
+    let rows = &app.circuit.rows;
+    if rows.is_empty() {
+        return;
+    }
+    let (r, c) = app.selected.and_then(|n| app.circuit.position(&n)).unwrap_or((0, 0));
+    let nr = (r as i64 + drow).clamp(0, rows.len() as i64 - 1) as usize;
+    let len = rows[nr].nodes.len() as i64;
+    let nc = if drow != 0 {
+        (c as i64).min(len - 1)
+    } else {
+        (c as i64 + dcol).clamp(0, len - 1)
+    } as usize;
+    let n = rows[nr].nodes[nc];
+    app.select(n);
+    app.history.truncate(app.hist_pos + 1);
+    if app.history.last() != Some(&n) {
+        app.history.push(n);
+        app.hist_pos = app.history.len() - 1;
+    }
+}
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let [left, right] = Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(area);
@@ -124,7 +168,7 @@ fn draw_graph(app: &App, f: &mut Frame, area: Rect) {
             }
             for n in nodes {
                 let text = chip(app, n);
-                let w = text.chars().count();
+                let w = text_width(&text);
                 if col + w + 1 > width && col > label_w {
                     lines.push(Line::from(std::mem::take(&mut spans)));
                     spans.push(Span::raw(" ".repeat(label_w)));

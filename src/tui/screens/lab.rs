@@ -9,9 +9,111 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph};
 use ratatui::Frame;
 
-use super::app::{App, Hit, Mode};
-use super::widgets::{abs_max, fmt_val, heat_lines, token_label, HeatStrip};
+use std::time::Instant;
+
 use crate::circuit::NodeId;
+use crate::tui::app::{App, Hit, Mode};
+use crate::workbench::{Ablation, AblationKind, RunSummary, SweepResult};
+use crate::tui::widgets::{abs_max, fmt_val, heat_lines, token_label, HeatStrip};
+
+/// The lab's state: the runs the engine sent, the token cursor, the ablations and their undo history, the sweep.
+#[derive(Default)]
+pub struct LabState {
+    pub run: Option<RunSummary>,
+    pub baseline: Option<RunSummary>,
+    /// The token the table reads; None follows the last token.
+    pub cursor: Option<usize>,
+    pub ablations: Vec<Ablation>,
+    pub undo: Vec<Vec<Ablation>>,
+    pub redo: Vec<Vec<Ablation>>,
+    pub sweep: Option<SweepResult>,
+    pub sweep_fragment: String,
+    pub sweep_max: usize,
+    pub table_sel: usize,
+    /// The pinned baseline's prompt (what a session keeps; the run itself may still be on its way).
+    pub pinned_text: Option<String>,
+    /// The id of a run whose reply becomes the baseline (a restored pinned prompt).
+    pub pin_pending: Option<u64>,
+    /// The last ablation change and its measured effect, for "attach evidence".
+    pub last_ablation: Option<crate::session::Evidence>,
+    /// When the prompt last changed without a run being sent.
+    pub dirty_since: Option<Instant>,
+    pub next_id: u64,
+    pub error: Option<String>,
+}
+
+impl LabState {
+    /// The token index the table reads in `run`.
+    pub fn cursor_in(&self, run: &RunSummary) -> usize {
+        let last = run.tokens.len().saturating_sub(1);
+        self.cursor.map_or(last, |c| c.min(last))
+    }
+}
+
+/// What the lab's keys do (bound in [`crate::tui::keymap::BINDINGS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabAction {
+    Edit,
+    TokenLeft,
+    TokenRight,
+    FirstToken,
+    FollowLast,
+    TableDown,
+    TableUp,
+    Pin,
+    AblateZero,
+    AblateMean,
+    Undo,
+    Clear,
+    Sweep,
+    HideSweep,
+    Rerun,
+}
+
+pub fn perform(app: &mut App, a: LabAction) {
+    let cur = app.lab.run.as_ref().map_or(0, |r| app.lab.cursor_in(r));
+    let n_tokens = app.lab.run.as_ref().map_or(0, |r| r.tokens.len());
+    match a {
+        LabAction::Edit => {
+            app.mode = Mode::Insert;
+            app.status = "editing the prompt: Esc to stop".into();
+        }
+        LabAction::TokenLeft => app.lab.cursor = Some(cur.saturating_sub(1)),
+        LabAction::TokenRight => app.lab.cursor = if cur + 1 >= n_tokens { None } else { Some(cur + 1) },
+        LabAction::FirstToken => app.lab.cursor = Some(0),
+        LabAction::FollowLast => app.lab.cursor = None,
+        LabAction::TableDown | LabAction::TableUp => {
+            let rows = app.magnitudes();
+            if rows.is_empty() {
+                return;
+            }
+            let sel = app.lab.table_sel;
+            app.lab.table_sel = if a == LabAction::TableDown {
+                sel + 1
+            } else {
+                sel.saturating_sub(1)
+            }
+            .min(rows.len() - 1);
+            app.select(rows[app.lab.table_sel].node);
+        }
+        LabAction::Pin => app.pin_baseline(),
+        LabAction::AblateZero | LabAction::AblateMean => {
+            let kind = if a == LabAction::AblateMean {
+                AblationKind::Mean
+            } else {
+                AblationKind::Zero
+            };
+            if let Some(n) = app.selected {
+                app.toggle_ablation(n, kind);
+            }
+        }
+        LabAction::Undo => app.undo(),
+        LabAction::Clear => app.clear_ablations(),
+        LabAction::Sweep => app.request_sweep(),
+        LabAction::HideSweep => app.lab.sweep = None,
+        LabAction::Rerun => app.request_run(),
+    }
+}
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let [left, right] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);

@@ -8,14 +8,57 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
-use super::app::App;
 use super::map::{draw_edges, node_summary};
-use super::widgets::{abs_max, fmt_val, heat_lines, histogram_line, token_label, window_around, HeatStrip};
 use crate::circuit::{NodeId, Site};
+use crate::tui::app::{App, Screen};
 use crate::workbench::{NodeDetail, TokenActs};
+use crate::tui::widgets::{
+    abs_max, fmt_val, heat_lines, histogram_line, text_width, token_label, window_around, HeatStrip,
+};
 
 /// Exemplars shown per side and quantile.
 const PER_SIDE: usize = 5;
+
+/// The inspector's state: which exemplar quantile it shows, its scroll, the task view's colour scale.
+#[derive(Debug)]
+pub struct InspectorState {
+    pub quantile: usize,
+    pub scroll: usize,
+    /// Colour the task view on a scale centred on zero (else min to max).
+    pub zero_centre: bool,
+}
+
+impl Default for InspectorState {
+    fn default() -> Self {
+        InspectorState {
+            quantile: 0,
+            scroll: 0,
+            zero_centre: true,
+        }
+    }
+}
+
+/// What the inspector's own keys do (the edge and annotation keys are [`super::graph`]'s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InspectorAction {
+    /// Scroll by this many lines (negative: up).
+    Scroll(i64),
+    NextQuantile,
+    PrevQuantile,
+    ToggleZeroCentre,
+    BackToMap,
+}
+
+pub fn perform(app: &mut App, a: InspectorAction) {
+    let st = &mut app.inspector;
+    match a {
+        InspectorAction::Scroll(d) => st.scroll = (st.scroll as i64 + d).max(0) as usize,
+        InspectorAction::NextQuantile => st.quantile += 1,
+        InspectorAction::PrevQuantile => st.quantile = st.quantile.saturating_sub(1),
+        InspectorAction::ToggleZeroCentre => st.zero_centre = !st.zero_centre,
+        InspectorAction::BackToMap => app.set_screen(Screen::Map),
+    }
+}
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
@@ -201,7 +244,7 @@ fn strip_lines(
 
 /// Tokens around `pivot` that take about `before` columns before it and `after` columns from it on.
 fn char_window(tokens: &[String], pivot: usize, before: usize, after: usize) -> (usize, usize) {
-    let w = |i: usize| token_label(&tokens[i]).chars().count();
+    let w = |i: usize| text_width(&token_label(&tokens[i]));
     let mut start = pivot.min(tokens.len().saturating_sub(1));
     let mut used = 0;
     while start > 0 && used + w(start - 1) <= before {
@@ -247,7 +290,7 @@ fn draw_samples(app: &App, f: &mut Frame, area: Rect, n: &NodeId, detail: Option
             t.dim(),
         ));
     } else {
-        let qi = app.quantile % d.quantiles.len();
+        let qi = app.inspector.quantile % d.quantiles.len();
         let q = &d.quantiles[qi];
         let scale = abs_max(q.top.iter().chain(&q.bottom).flat_map(|e| e.acts.iter()));
         lines.push(Line::from(vec![
@@ -281,7 +324,7 @@ fn draw_samples(app: &App, f: &mut Frame, area: Rect, n: &NodeId, detail: Option
             .chain(&tv.class_b)
             .flat_map(|s| s.acts.iter().copied())
             .collect();
-        let (shift, scale) = if app.zero_centre {
+        let (shift, scale) = if app.inspector.zero_centre {
             (0.0, abs_max(all.iter()))
         } else {
             let lo = all.iter().copied().fold(f32::INFINITY, f32::min);
@@ -294,7 +337,11 @@ fn draw_samples(app: &App, f: &mut Frame, area: Rect, n: &NodeId, detail: Option
                 format!(
                     "{} pairs · {} (z) · class A/B ±{}",
                     tv.class_a.len(),
-                    if app.zero_centre { "zero-centred" } else { "min-max" },
+                    if app.inspector.zero_centre {
+                        "zero-centred"
+                    } else {
+                        "min-max"
+                    },
                     fmt_val(scale)
                 ),
                 t.dim(),
@@ -308,7 +355,7 @@ fn draw_samples(app: &App, f: &mut Frame, area: Rect, n: &NodeId, detail: Option
         }
     }
     let h = area.height.saturating_sub(2) as usize;
-    let scroll = app.inspector_scroll.min(lines.len().saturating_sub(h));
+    let scroll = app.inspector.scroll.min(lines.len().saturating_sub(h));
     f.render_widget(
         Paragraph::new(lines).scroll((scroll as u16, 0)).block(
             Block::default()

@@ -9,11 +9,32 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph};
 use ratatui::Frame;
 
-use super::app::App;
 use crate::circuit::halved;
+use crate::tui::app::App;
 
 /// Losses at or above this (halved) are drawn in the warning style, as in the reference viewer.
 const WARN_AT: f64 = 0.5;
+
+/// The pruning screen's state: the prune_config pane's scroll.
+#[derive(Debug, Default)]
+pub struct PruningState {
+    pub scroll: usize,
+}
+
+/// What the pruning screen's keys do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruningAction {
+    /// Scroll by this many lines (negative: up).
+    Scroll(i64),
+    Top,
+}
+
+pub fn perform(app: &mut App, a: PruningAction) {
+    app.pruning.scroll = match a {
+        PruningAction::Scroll(d) => (app.pruning.scroll as i64 + d).max(0) as usize,
+        PruningAction::Top => 0,
+    };
+}
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let [left, right] = Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
@@ -102,7 +123,7 @@ fn draw_config(app: &App, f: &mut Frame, area: Rect) {
     let lines: Vec<Line> = text.lines().map(|l| Line::raw(l.to_string())).collect();
     let inner_h = area.height.saturating_sub(2) as usize;
     let total = lines.len();
-    let scroll = app.prune_scroll.min(total.saturating_sub(inner_h));
+    let scroll = app.pruning.scroll.min(total.saturating_sub(inner_h));
     let title = if total > inner_h {
         format!(
             " prune_config {}-{} of {total} (j/k scroll) ",

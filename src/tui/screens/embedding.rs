@@ -8,9 +8,55 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Sparkline};
 use ratatui::Frame;
 
-use super::app::App;
-use super::widgets::{fmt_val, token_label};
+use std::collections::{BTreeSet, HashMap};
+
+use crate::tui::app::{is_residual, App};
 use crate::workbench::EmbeddingView;
+use crate::workbench::Request;
+use crate::tui::widgets::{fmt_val, text_width, token_label, truncate_to_width};
+
+/// The embedding screen: the residual channel it shows and the views the engine has sent.
+#[derive(Default)]
+pub struct EmbedState {
+    pub channel: usize,
+    /// The model's d_model (the channel selector's range); 0 until `load` sets it.
+    pub d_model: usize,
+    pub views: HashMap<usize, EmbeddingView>,
+    pub pending: BTreeSet<usize>,
+}
+
+/// What the embedding screen's keys do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingAction {
+    /// Move by this many channels.
+    Channel(i64),
+    /// The selected node's channel, when it is a residual node.
+    SelectedChannel,
+}
+
+pub fn perform(app: &mut App, a: EmbeddingAction) {
+    match a {
+        EmbeddingAction::Channel(d) => set_channel(app, app.embed.channel as i64 + d),
+        EmbeddingAction::SelectedChannel => match app.selected.filter(|n| is_residual(n.site)) {
+            Some(n) => set_channel(app, n.index as i64),
+            None => app.status = "the selected node is not a residual channel".into(),
+        },
+    }
+}
+
+/// Shows residual channel `ch` (clamped to 0..d_model) on the embedding screen, asking the engine for it.
+pub fn set_channel(app: &mut App, ch: i64) {
+    let max = app.embed.d_model.saturating_sub(1) as i64;
+    let ch = if app.embed.d_model > 0 {
+        ch.clamp(0, max)
+    } else {
+        ch.max(0)
+    } as usize;
+    app.embed.channel = ch;
+    if !app.embed.views.contains_key(&ch) && app.embed.pending.insert(ch) {
+        app.outbox.push(Request::Embedding { channel: ch });
+    }
+}
 
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
@@ -31,7 +77,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         ))),
         None => spans.push(Span::styled(" · loading…", t.dim())),
     }
-    if let Some(n) = app.selected.filter(|n| super::app::is_residual(n.site)) {
+    if let Some(n) = app.selected.filter(|n| crate::tui::app::is_residual(n.site)) {
         spans.push(Span::styled(format!(" · g: {n}"), t.dim()));
     }
     f.render_widget(
@@ -63,8 +109,8 @@ fn draw_tokens(app: &App, f: &mut Frame, area: Rect, title: &str, rows: &[(u32, 
     } else {
         rows.iter()
             .map(|(id, text, w)| {
-                let mut label: String = token_label(text).chars().take(tok_w).collect();
-                let pad = tok_w.saturating_sub(label.chars().count());
+                let mut label = truncate_to_width(&token_label(text), tok_w);
+                let pad = tok_w.saturating_sub(text_width(&label));
                 label.push_str(&" ".repeat(pad));
                 Line::from(vec![
                     Span::styled(label, t.text()),
@@ -127,7 +173,7 @@ fn draw_hist(app: &App, f: &mut Frame, area: Rect, v: &EmbeddingView) {
     f.render_widget(Sparkline::default().data(&data).style(t.accent()), bars);
     let lo = fmt_val(v.range.0);
     let hi = fmt_val(v.range.1);
-    let gap = (axis.width as usize).saturating_sub(lo.chars().count() + hi.chars().count());
+    let gap = (axis.width as usize).saturating_sub(text_width(&lo) + text_width(&hi));
     f.render_widget(
         Paragraph::new(Line::styled(format!("{lo}{}{hi}", " ".repeat(gap)), t.dim())),
         axis,

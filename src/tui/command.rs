@@ -1,0 +1,550 @@
+//! The `:` command line: every command as a value, parsed with [`FromStr`] and written back with [`Display`]
+//! (what it parses to, written the canonical way), so that parsing is tested on its own and the app only runs
+//! well-formed commands.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::app::{App, Screen};
+use crate::workbench::AblationKind;
+use crate::circuit::{NodeId, NodeIdError};
+use crate::session::Status;
+
+/// One `:` command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `:q`, `:quit`, `:q!`.
+    Quit,
+    /// `:wq`, `:x`: save, then quit.
+    SaveQuit,
+    /// `:w`, `:save`.
+    Save,
+    Help,
+    /// `:goto ID`, `:g ID`.
+    Goto(NodeId),
+    /// `:ablate [ID] [zero|mean]`: None is the selected node.
+    Ablate {
+        node: Option<NodeId>,
+        kind: AblationKind,
+    },
+    /// `:clear`: every ablation off.
+    Clear,
+    /// `:task [NAME]`: None shows the task.
+    Task(Option<String>),
+    /// `:threshold X`, `:t X`: a fraction in 0..=1.
+    Threshold(f64),
+    Pin,
+    /// `:sweep [FRAGMENT [N]]`: None keeps the current fragment / count.
+    Sweep {
+        fragment: Option<String>,
+        max: Option<usize>,
+    },
+    /// `:label`, `:note`, `:tags`, `:status`, `:confidence`, `:resolve` on the selected node.
+    Annotate(Annotate),
+    /// `:evidence [prompt|ablation]`.
+    Evidence(EvidenceKind),
+    /// `:keep [NAME]`: None names it by number.
+    Keep(Option<String>),
+    /// `:recall NAME|N`.
+    Recall(String),
+    /// `:export [FILE]`: None is the session's path with `.md`.
+    Export(Option<String>),
+    /// `:notes [FILTER]`, `:filter [FILTER]`.
+    Notes(String),
+}
+
+/// A change to the selected node's annotation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Annotate {
+    Label(String),
+    Note(String),
+    Tags(Vec<String>),
+    Status(Status),
+    /// None clears it.
+    Confidence(Option<f32>),
+    /// The candidate's number as shown (1-based).
+    Resolve(usize),
+}
+
+/// What `:evidence` attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceKind {
+    Prompt,
+    Ablation,
+}
+
+/// Why a command line does not parse; the messages are what the status bar shows.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    /// An empty line (the app ignores it).
+    #[error("no command")]
+    Empty,
+    #[error("unknown command `{0}` (? lists them)")]
+    Unknown(String),
+    #[error(transparent)]
+    Node(#[from] NodeIdError),
+    #[error("unknown ablation `{0}` (zero or mean)")]
+    AblationKind(String),
+    #[error("threshold takes a fraction in 0..1")]
+    Threshold,
+    #[error("status takes hypothesis, supported or refuted")]
+    Status,
+    #[error("confidence takes a number in 0..1")]
+    Confidence,
+    #[error("resolve takes the number of a candidate (1, 2, …)")]
+    Resolve,
+    #[error("evidence takes `prompt` (default) or `ablation`")]
+    Evidence,
+}
+
+/// `\n` and `\t` in command arguments.
+pub fn unescape(s: &str) -> String {
+    s.replace("\\n", "\n").replace("\\t", "\t")
+}
+
+/// The inverse of [`unescape`], for writing an argument back.
+pub fn escape(s: &str) -> String {
+    s.replace('\n', "\\n").replace('\t', "\\t")
+}
+
+fn ablation_kind(s: &str) -> Option<AblationKind> {
+    match s {
+        "zero" => Some(AblationKind::Zero),
+        "mean" => Some(AblationKind::Mean),
+        _ => None,
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+impl FromStr for Command {
+    type Err = CommandError;
+
+    fn from_str(line: &str) -> Result<Command, CommandError> {
+        let line = line.trim();
+        let (cmd, rest) = line.split_once(' ').map_or((line, ""), |(a, b)| (a, b.trim()));
+        Ok(match cmd {
+            "" => return Err(CommandError::Empty),
+            "wq" | "x" => Command::SaveQuit,
+            "q" | "quit" | "q!" => Command::Quit,
+            "save" | "w" => Command::Save,
+            "help" => Command::Help,
+            "goto" | "g" => Command::Goto(rest.parse()?),
+            "ablate" => {
+                let mut parts = rest.split_whitespace().peekable();
+                // A leading kind (`:ablate mean`) is the selected node's ablation.
+                let node = match parts.peek() {
+                    Some(w) if ablation_kind(w).is_none() => Some(parts.next().unwrap_or_default().parse()?),
+                    _ => None,
+                };
+                let kind = match parts.next() {
+                    None => AblationKind::Zero,
+                    Some(k) => ablation_kind(k).ok_or_else(|| CommandError::AblationKind(k.to_string()))?,
+                };
+                Command::Ablate { node, kind }
+            }
+            "clear" => Command::Clear,
+            "task" => Command::Task(non_empty(rest)),
+            "threshold" | "t" => match rest.parse::<f64>() {
+                Ok(t) if (0.0..=1.0).contains(&t) => Command::Threshold(t),
+                _ => return Err(CommandError::Threshold),
+            },
+            "pin" => Command::Pin,
+            "sweep" => {
+                // The fragment may contain spaces, so N is the last word when it is a number.
+                let (fragment, max) = match rest.rsplit_once(' ') {
+                    Some((f, n)) if n.parse::<usize>().is_ok() => (f, n.parse().ok()),
+                    _ => (rest, None),
+                };
+                Command::Sweep {
+                    fragment: non_empty(fragment).map(|f| unescape(&f)),
+                    max,
+                }
+            }
+            "label" => Command::Annotate(Annotate::Label(unescape(rest).trim().to_string())),
+            "note" => Command::Annotate(Annotate::Note(unescape(rest))),
+            "tags" | "tag" => Command::Annotate(Annotate::Tags(
+                unescape(rest)
+                    .split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect(),
+            )),
+            "status" => Command::Annotate(Annotate::Status(Status::parse(rest).ok_or(CommandError::Status)?)),
+            "confidence" | "conf" => Command::Annotate(Annotate::Confidence(match rest.parse::<f32>() {
+                Ok(c) if (0.0..=1.0).contains(&c) => Some(c),
+                _ if rest.is_empty() => None,
+                _ => return Err(CommandError::Confidence),
+            })),
+            "resolve" => Command::Annotate(Annotate::Resolve(rest.parse().map_err(|_| CommandError::Resolve)?)),
+            "evidence" => Command::Evidence(match rest {
+                "" | "prompt" => EvidenceKind::Prompt,
+                "ablation" => EvidenceKind::Ablation,
+                _ => return Err(CommandError::Evidence),
+            }),
+            "keep" => Command::Keep(non_empty(rest)),
+            "recall" => Command::Recall(rest.to_string()),
+            "export" => Command::Export(non_empty(rest)),
+            "notes" | "filter" => Command::Notes(rest.to_string()),
+            other => return Err(CommandError::Unknown(other.to_string())),
+        })
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |name: &str, arg: &Option<String>| match arg {
+            Some(a) => format!("{name} {a}"),
+            None => name.to_string(),
+        };
+        let s = match self {
+            Command::Quit => "quit".to_string(),
+            Command::SaveQuit => "wq".to_string(),
+            Command::Save => "save".to_string(),
+            Command::Help => "help".to_string(),
+            Command::Goto(n) => format!("goto {n}"),
+            Command::Ablate { node, kind } => match node {
+                Some(n) => format!("ablate {n} {}", kind.name()),
+                None => format!("ablate {}", kind.name()),
+            },
+            Command::Clear => "clear".to_string(),
+            Command::Task(t) => opt("task", t),
+            Command::Threshold(t) => format!("threshold {t}"),
+            Command::Pin => "pin".to_string(),
+            Command::Sweep { fragment, max } => {
+                let mut s = "sweep".to_string();
+                if let Some(fr) = fragment {
+                    s += &format!(" {}", escape(fr));
+                }
+                if let Some(n) = max {
+                    s += &format!(" {n}");
+                }
+                s
+            }
+            Command::Annotate(a) => match a {
+                Annotate::Label(l) => format!("label {}", escape(l)),
+                Annotate::Note(n) => format!("note {}", escape(n)),
+                Annotate::Tags(t) => format!("tags {}", escape(&t.join(", "))),
+                Annotate::Status(s) => format!("status {}", s.name()),
+                Annotate::Confidence(Some(c)) => format!("confidence {c}"),
+                Annotate::Confidence(None) => "confidence".to_string(),
+                Annotate::Resolve(i) => format!("resolve {i}"),
+            },
+            Command::Evidence(EvidenceKind::Prompt) => "evidence prompt".to_string(),
+            Command::Evidence(EvidenceKind::Ablation) => "evidence ablation".to_string(),
+            Command::Keep(name) => opt("keep", name),
+            Command::Recall(which) => format!("recall {which}"),
+            Command::Export(file) => opt("export", file),
+            Command::Notes(filter) => format!("notes {filter}"),
+        };
+        f.write_str(s.trim_end())
+    }
+}
+
+/// Runs a `:` command line; a line that does not parse says why on the status bar.
+pub fn run(app: &mut App, line: &str) {
+    match line.parse::<Command>() {
+        Ok(cmd) => execute(app, cmd),
+        Err(CommandError::Empty) => {}
+        Err(e) => app.status = e.to_string(),
+    }
+}
+
+/// Runs one parsed command.
+pub fn execute(app: &mut App, cmd: Command) {
+    match cmd {
+        Command::SaveQuit => {
+            app.save_command();
+            app.quit = true;
+        }
+        Command::Quit => app.quit = true,
+        Command::Help => app.help = true,
+        Command::Goto(n) if app.circuit.position(&n).is_some() => app.jump(n),
+        Command::Goto(n) => app.status = format!("{n} is not in this circuit"),
+        Command::Ablate { node, kind } => match node.or(app.selected) {
+            Some(n) if app.circuit.position(&n).is_some() => app.toggle_ablation(n, kind),
+            Some(n) => app.status = format!("{n} is not in this circuit"),
+            None => app.status = "no node selected".into(),
+        },
+        Command::Clear => app.clear_ablations(),
+        Command::Task(None) => app.status = format!("task: {}", app.task),
+        Command::Task(Some(name)) => {
+            let path = app
+                .circuit
+                .path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(format!("{name}.json"));
+            if path.is_file() {
+                app.switch_task = Some(name);
+                app.quit = true;
+            } else {
+                app.status = format!(
+                    "no circuit for task {name} at {}; make one with `circuitscope prune --task {name}`",
+                    path.display()
+                );
+            }
+        }
+        Command::Threshold(t) => {
+            app.threshold = t;
+            app.edge_sel = 0;
+        }
+        Command::Pin => app.pin_baseline(),
+        Command::Sweep { fragment, max } => {
+            if let Some(f) = fragment {
+                app.lab.sweep_fragment = f;
+            }
+            if let Some(n) = max {
+                app.lab.sweep_max = n;
+            }
+            app.request_sweep();
+        }
+        Command::Annotate(a) => app.annotate(a),
+        Command::Evidence(EvidenceKind::Prompt) => app.attach_prompt_evidence(),
+        Command::Evidence(EvidenceKind::Ablation) => app.attach_ablation_evidence(),
+        Command::Keep(name) => app.keep_prompt(name.as_deref().unwrap_or("")),
+        Command::Recall(which) => app.recall_prompt(&which),
+        Command::Save => app.save_command(),
+        Command::Export(file) => app.export_command(file.as_deref().unwrap_or("")),
+        Command::Notes(filter) => {
+            app.notes.filter = filter;
+            app.notes.sel = 0;
+            app.set_screen(Screen::Notes);
+        }
+    }
+}
+
+/// (command, what it does): the `:` part of the help overlay and of the README.
+pub const HELP: &[(&str, &str)] = &[
+    (":goto ID", "jump to a node, e.g. :goto 0.attn.q[37]"),
+    (
+        ":ablate [ID] [zero|mean]",
+        "toggle an ablation (default: the selected node, zero)",
+    ),
+    (":clear", "remove all ablations"),
+    (":pin", "pin the current run as the baseline"),
+    (
+        ":sweep FRAGMENT [N]",
+        "repeat FRAGMENT 0..N times at the editor cursor (\\n for newline)",
+    ),
+    (
+        ":threshold X",
+        "edge-strength threshold, a fraction 0..1 of the largest |weight|",
+    ),
+    (
+        ":label TEXT / :note TEXT / :tags A, B",
+        "annotate the selected node (\\n in notes for a new line)",
+    ),
+    (
+        ":status hypothesis|supported|refuted / :confidence X",
+        "the selected node's status, confidence 0..1",
+    ),
+    (
+        ":evidence [prompt|ablation]",
+        "attach the lab's prompt (default) or the last ablation result to the selected node",
+    ),
+    (
+        ":resolve N",
+        "settle a label conflict (from session merge) with candidate N",
+    ),
+    (":notes [FILTER]", "the notes view, filtered"),
+    (
+        ":keep [NAME] / :recall NAME|N",
+        "keep the prompt in the session / bring a kept one back",
+    ),
+    (
+        ":task [NAME]",
+        "show the task, or reopen on the circuit of task NAME (the file beside this one)",
+    ),
+    (
+        ":save / :w",
+        "save the session now (it is also saved whenever input pauses)",
+    ),
+    (
+        ":export [FILE]",
+        "write the markdown report (default: the session's path with .md)",
+    ),
+    (":wq / :x", "save and quit"),
+    (":q / :quit", "quit"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Command, CommandError> {
+        s.parse()
+    }
+
+    fn node(s: &str) -> NodeId {
+        s.parse().expect("a valid node id")
+    }
+
+    #[test]
+    fn parses_each_command_and_its_aliases() {
+        let n = node("1.attn.q[62]");
+        let cases: Vec<(&str, Command)> = vec![
+            ("q", Command::Quit),
+            ("quit", Command::Quit),
+            ("q!", Command::Quit),
+            ("wq", Command::SaveQuit),
+            ("x", Command::SaveQuit),
+            ("w", Command::Save),
+            ("save", Command::Save),
+            ("help", Command::Help),
+            ("goto 1.attn.q[62]", Command::Goto(n)),
+            ("  g   1.attn.q[62]  ", Command::Goto(n)),
+            (
+                "ablate",
+                Command::Ablate {
+                    node: None,
+                    kind: AblationKind::Zero,
+                },
+            ),
+            (
+                "ablate mean",
+                Command::Ablate {
+                    node: None,
+                    kind: AblationKind::Mean,
+                },
+            ),
+            (
+                "ablate 1.attn.q[62] mean",
+                Command::Ablate {
+                    node: Some(n),
+                    kind: AblationKind::Mean,
+                },
+            ),
+            ("clear", Command::Clear),
+            ("task", Command::Task(None)),
+            ("task with_as", Command::Task(Some("with_as".into()))),
+            ("threshold 0.25", Command::Threshold(0.25)),
+            ("t 1", Command::Threshold(1.0)),
+            ("pin", Command::Pin),
+            (
+                "sweep",
+                Command::Sweep {
+                    fragment: None,
+                    max: None,
+                },
+            ),
+            (
+                "sweep , 0 12",
+                Command::Sweep {
+                    fragment: Some(", 0".into()),
+                    max: Some(12),
+                },
+            ),
+            (
+                "sweep [\\n",
+                Command::Sweep {
+                    fragment: Some("[\n".into()),
+                    max: None,
+                },
+            ),
+            ("label  a  b ", Command::Annotate(Annotate::Label("a  b".into()))),
+            ("note x\\ny", Command::Annotate(Annotate::Note("x\ny".into()))),
+            (
+                "tag depth, , attention ",
+                Command::Annotate(Annotate::Tags(vec!["depth".into(), "attention".into()])),
+            ),
+            ("status s", Command::Annotate(Annotate::Status(Status::Supported))),
+            ("confidence 0.8", Command::Annotate(Annotate::Confidence(Some(0.8)))),
+            ("conf", Command::Annotate(Annotate::Confidence(None))),
+            ("resolve 2", Command::Annotate(Annotate::Resolve(2))),
+            ("evidence", Command::Evidence(EvidenceKind::Prompt)),
+            ("evidence ablation", Command::Evidence(EvidenceKind::Ablation)),
+            ("keep", Command::Keep(None)),
+            ("keep deep one", Command::Keep(Some("deep one".into()))),
+            ("recall 2", Command::Recall("2".into())),
+            ("export", Command::Export(None)),
+            ("export out/r.md", Command::Export(Some("out/r.md".into()))),
+            ("notes depth", Command::Notes("depth".into())),
+            ("filter", Command::Notes(String::new())),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse(line).as_ref(), Ok(&want), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn what_parses_writes_back_to_the_same_command() {
+        for line in [
+            "q",
+            "wq",
+            "save",
+            "help",
+            "goto 0.mlp.post_act[985]",
+            "g final_resid[3]",
+            "ablate",
+            "ablate mean",
+            "ablate 2.attn.v[44]",
+            "ablate 2.attn.v[44] mean",
+            "clear",
+            "task",
+            "task bracket_counting",
+            "threshold 0.1",
+            "t 0.3333333333333333",
+            "pin",
+            "sweep",
+            "sweep , 0",
+            "sweep [\\n\\t 7",
+            "label a | `b`",
+            "label",
+            "note one\\ntwo\\\\n",
+            "tags a, b c",
+            "tags",
+            "status refuted",
+            "confidence 0.125",
+            "confidence",
+            "resolve 1",
+            "evidence",
+            "evidence ablation",
+            "keep",
+            "keep name with spaces",
+            "recall 1",
+            "export",
+            "export r.md",
+            "notes",
+            "notes conflict",
+        ] {
+            let cmd = parse(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            let written = cmd.to_string();
+            assert_eq!(parse(&written), Ok(cmd.clone()), "{line:?} → {written:?}");
+            // And the written form is a fixed point.
+            assert_eq!(parse(&written).map(|c| c.to_string()), Ok(written));
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_errors_that_say_why() {
+        assert_eq!(parse(""), Err(CommandError::Empty));
+        assert_eq!(parse("   "), Err(CommandError::Empty));
+        assert_eq!(parse("frobnicate 3"), Err(CommandError::Unknown("frobnicate".into())));
+        assert!(matches!(parse("goto 9.nope[1]"), Err(CommandError::Node(_))));
+        assert!(matches!(parse("goto"), Err(CommandError::Node(_))));
+        assert!(matches!(parse("ablate junk"), Err(CommandError::Node(_))));
+        assert_eq!(
+            parse("ablate 1.attn.q[62] half"),
+            Err(CommandError::AblationKind("half".into()))
+        );
+        for t in ["threshold", "threshold 1.5", "threshold -0.1", "t NaN", "t x"] {
+            assert_eq!(parse(t), Err(CommandError::Threshold), "{t}");
+        }
+        assert_eq!(parse("status maybe"), Err(CommandError::Status));
+        for c in ["confidence 2", "conf -1", "conf high"] {
+            assert_eq!(parse(c), Err(CommandError::Confidence), "{c}");
+        }
+        assert_eq!(parse("resolve"), Err(CommandError::Resolve));
+        assert_eq!(parse("resolve first"), Err(CommandError::Resolve));
+        assert_eq!(parse("evidence logits"), Err(CommandError::Evidence));
+        // The messages the status bar shows.
+        assert_eq!(
+            parse("frobnicate").unwrap_err().to_string(),
+            "unknown command `frobnicate` (? lists them)"
+        );
+        assert!(parse("goto x").unwrap_err().to_string().contains("invalid node id `x`"));
+    }
+}
