@@ -507,6 +507,7 @@ fn workbench_doc_lists_every_key() {
     for (cmd, _) in tui::help::COMMANDS {
         assert!(section.contains(cmd), "docs/workbench.md misses `{cmd}`");
     }
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let first_block = readme.split("```").nth(1).unwrap_or("");
     assert!(
         first_block
