@@ -84,8 +84,11 @@ pub fn run(args: ExportArgs) -> Result<()> {
     };
     match &args.output {
         Some(p) => {
-            store::write_atomic(p, text.as_bytes())?;
-            eprintln!("wrote {}", p.display());
+            let out = crate::fsio::Output::from_path(p);
+            out.write(text.as_bytes())?;
+            if !out.is_stdout() {
+                eprintln!("wrote {}", p.display());
+            }
         }
         None => print!("{text}"),
     }
