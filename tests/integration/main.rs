@@ -5,6 +5,7 @@ mod bundled;
 mod circuit;
 mod cli;
 mod corpus;
+mod crash;
 mod errors;
 mod half_precision;
 mod hooks;
