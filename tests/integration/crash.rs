@@ -7,7 +7,7 @@
 //! `CRASH_ROUNDS=200 cargo test --release --test integration crash:: -- --ignored --nocapture`
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -468,7 +468,7 @@ fn a_writer_killed_mid_save_leaves_the_old_or_the_new_file() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "crash_writer_child",
+                "session::crash_writer_child",
                 "--ignored",
                 "--nocapture",
                 "--test-threads=1",
