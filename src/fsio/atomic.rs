@@ -122,8 +122,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes what `fill` writes to `path`: a reader finds the old contents or the new ones, never a mix, a
 /// truncation or an empty file. A symbolic link is written through (the link stays, its target changes); a
-/// device, FIFO or open descriptor is streamed to; a folder or block device is refused. Missing parent folders
-/// are created. On any error the old file is left as it was and the temp file removed; temp files of dead
+/// device, FIFO or open descriptor is streamed to; a folder or block device is refused. The folder must exist
+/// (a typo in a path is an error, not a new tree). On any error the old file is left as it was and the temp file removed; temp files of dead
 /// writers of the same target are swept first.
 pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     match Destination::resolve(path)? {
@@ -147,7 +147,6 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::
 
 fn replace_file(target: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let dir = dir_of(target);
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
     let name = target.file_name().ok_or_else(|| FsioError::NotRegular {
         path: target.to_path_buf(),
         what: "not a file name",
@@ -199,7 +198,7 @@ mod tests {
     #[test]
     fn writes_and_replaces_and_leaves_no_temp() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sub/a.json");
+        let p = dir.path().join("a.json");
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");

@@ -19,8 +19,11 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> SessionError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` atomically and durably (see [`crate::fsio::write_atomic`]).
+/// Writes `bytes` to `path` atomically and durably (see [`crate::fsio::write_atomic`]), creating its folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
     fsio::write_atomic(path, bytes).map_err(|e| io_err(path)(e.into_io()))
 }
 
