@@ -8,6 +8,7 @@ pub mod circuit;
 pub mod cli;
 pub mod data;
 pub mod export;
+pub mod fsio;
 pub mod model;
 pub mod session;
 pub mod tokenize;

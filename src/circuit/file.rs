@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 
 use super::error::{io_err, CircuitError, Result};
 use super::node_id::{split_indexed, NodeId};
-use crate::model::checkpoint::write_atomic;
 use crate::model::{Checkpoint, Config};
 
 /// The newest circuit-file format this build reads and writes.
@@ -368,11 +367,10 @@ impl CircuitFile {
         Ok(out)
     }
 
-    /// Writes atomically.
+    /// Writes atomically ([`crate::fsio::write_atomic`]; a link is written through).
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = self.to_json_string()?;
-        write_atomic(path, text.as_bytes())?;
-        Ok(())
+        crate::fsio::write_atomic(path, text.as_bytes()).map_err(|e| io_err(path)(e.into_io()))
     }
 
     fn invalid(&self, msg: impl Into<String>) -> CircuitError {

@@ -295,11 +295,34 @@ pub fn run_show(a: ShowArgs) -> Result<()> {
     Ok(())
 }
 
+/// The lock on a circuit file, `<file>.lock`; waits (saying so) while another process holds it.
+fn lock_circuit_file(file: &Path) -> Result<crate::fsio::FileLock> {
+    use crate::fsio::{FileLock, FsioError};
+    let mut lock_path = file.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    match FileLock::try_acquire(&lock_path) {
+        Ok(l) => Ok(l),
+        Err(FsioError::Locked { pid, .. }) => {
+            eprintln!("{}: in use by process {pid}; waiting for it", file.display());
+            Ok(FileLock::acquire(&lock_path)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub fn run_check(a: CheckArgs) -> Result<()> {
     use crate::analysis::ablate::{self, NodeSet, TaskData};
     use crate::data::tasks::{self, Split};
     use crate::model::{Gpt, LoadOptions};
 
+    // Held from the read to the write: a second check of the same file waits, then measures on top of this
+    // one's result instead of silently overwriting it with its own older read.
+    let _lock = if a.no_write {
+        None
+    } else {
+        Some(lock_circuit_file(&a.file)?)
+    };
     let mut circuit = CircuitFile::load(&a.file)?;
     let model_dir = match (&a.model, &circuit.model.path) {
         (Some(m), _) => m.clone(),

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::common::{parse_density, print_json};
+use crate::fsio::{DirWriter, Keep};
 use crate::model::checkpoint::{write_atomic, write_safetensors};
 use crate::model::sparse_linear::CsrWeight;
 use crate::model::{Checkpoint, Config, Gpt, LoadOptions, ModelFiles, Stored};
@@ -83,7 +84,10 @@ pub fn convert(input: &Path, out_dir: &Path, sparse_below: f64, force: bool) -> 
     if same_file(&files.weights, &weights_out) {
         bail!("{}: input and output are the same file", weights_out.display());
     }
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    // The model is written into a temp folder and swapped in whole: a reader (or a convert killed at any
+    // moment) sees the old model directory or the new one, never new weights beside an old config.
+    let writer = DirWriter::begin(out_dir, Keep::Others).with_context(|| format!("writing {}", out_dir.display()))?;
+    let staging = writer.path().to_path_buf();
 
     let mut tensors = BTreeMap::new();
     let mut csr = Vec::new();
@@ -101,9 +105,12 @@ pub fn convert(input: &Path, out_dir: &Path, sparse_below: f64, force: bool) -> 
         tensors.insert(name.clone(), out);
     }
     let dense_tensors = tensors.len() - csr.len();
-    write_safetensors(&weights_out, &tensors, &[])?;
-    write_atomic(&config_out, loaded.config.to_json_string().as_bytes())?;
-    let tokenizer = write_tokenizer(&files, out_dir, force)?;
+    write_safetensors(&staging.join("model.safetensors"), &tensors, &[])?;
+    write_atomic(&staging.join("config.json"), loaded.config.to_json_string().as_bytes())?;
+    let tokenizer = write_tokenizer(&files, out_dir, &staging, force)?;
+    writer
+        .commit()
+        .with_context(|| format!("writing {}", out_dir.display()))?;
     Ok(ConvertReport {
         out_dir: out_dir.to_path_buf(),
         csr_matrices: csr,
@@ -113,15 +120,18 @@ pub fn convert(input: &Path, out_dir: &Path, sparse_below: f64, force: bool) -> 
     })
 }
 
-/// Copies tokenizer.json, or imports encoder.json + vocab.bpe found beside the checkpoint.
-fn write_tokenizer(files: &ModelFiles, out_dir: &Path, force: bool) -> Result<Option<String>> {
-    let out = out_dir.join("tokenizer.json");
-    if out.exists() && !force {
+/// Copies tokenizer.json, or imports encoder.json + vocab.bpe found beside the checkpoint, into `staging`
+/// (the new `out_dir`); a tokenizer kept in `out_dir` is carried over by the folder swap.
+fn write_tokenizer(files: &ModelFiles, out_dir: &Path, staging: &Path, force: bool) -> Result<Option<String>> {
+    let existing = out_dir.join("tokenizer.json");
+    let out = staging.join("tokenizer.json");
+    if existing.exists() && !force {
         return Ok(Some("kept existing".into()));
     }
     if let Some(src) = &files.tokenizer {
-        if !same_file(src, &out) {
-            std::fs::copy(src, &out).with_context(|| format!("copying {}", src.display()))?;
+        if !same_file(src, &existing) {
+            let bytes = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+            write_atomic(&out, &bytes)?;
         }
         return Ok(Some("copied".into()));
     }

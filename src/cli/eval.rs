@@ -76,7 +76,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let table = markdown_table(&scores, corpus_loss, density, args.pairs);
     print!("{table}");
     if let Some(p) = &args.markdown {
-        std::fs::write(p, &table).with_context(|| format!("writing {}", p.display()))?;
+        crate::fsio::Output::from_path(p)
+            .write(table.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }

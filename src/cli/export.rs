@@ -83,10 +83,13 @@ pub fn run(args: ExportArgs) -> Result<()> {
         export::markdown(&input)
     };
     match &args.output {
-        Some(p) => {
-            store::write_atomic(p, text.as_bytes())?;
-            eprintln!("wrote {}", p.display());
-        }
+        Some(p) => match crate::fsio::Output::from_path(p) {
+            crate::fsio::Output::Stdout => crate::fsio::Output::Stdout.write(text.as_bytes())?,
+            crate::fsio::Output::Path(p) => {
+                store::write_atomic(&p, text.as_bytes())?;
+                eprintln!("wrote {}", p.display());
+            }
+        },
         None => print!("{text}"),
     }
     Ok(())

@@ -52,7 +52,7 @@ pub struct TokenizerImportArgs {
     pub encoder_json: PathBuf,
     /// vocab.bpe: a header line, then one merge `A B` per line.
     pub vocab_bpe: PathBuf,
-    /// Where to write the tokenizer.json.
+    /// Where to write the tokenizer.json (`-`: standard output).
     #[arg(short, long, default_value = "tokenizer.json")]
     pub output: PathBuf,
     /// Overwrite the output if it exists.
@@ -103,7 +103,7 @@ pub fn run_import(args: TokenizerImportArgs) -> anyhow::Result<()> {
             args.vocab_bpe.display()
         )
     })?;
-    tok.save(&args.output)?;
+    save_to(&tok, &args.output)?;
     eprintln!(
         "wrote {} (vocab_size {}, <|endoftext|> = {})",
         args.output.display(),
@@ -170,4 +170,16 @@ pub fn format_table(tok: &Tokenizer, ids: &[u32]) -> String {
         ));
     }
     s
+}
+
+/// Saves a tokenizer to `out`, where `-` is standard output (see [`crate::fsio::Output`]).
+pub(crate) fn save_to(tok: &Tokenizer, out: &std::path::Path) -> anyhow::Result<()> {
+    match crate::fsio::Output::from_path(out) {
+        crate::fsio::Output::Stdout => {
+            let text = tok.inner().to_string(true).map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::fsio::Output::Stdout.write(text.as_bytes())?;
+        }
+        crate::fsio::Output::Path(p) => tok.save(&p)?,
+    }
+    Ok(())
 }

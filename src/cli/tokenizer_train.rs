@@ -39,7 +39,7 @@ pub struct TokenizerTrainArgs {
     /// every target string of the built-in tasks is required (as `circuitscope train` does).
     #[arg(long, value_name = "FILE")]
     pub require_file: Option<PathBuf>,
-    /// Where to write the tokenizer.json.
+    /// Where to write the tokenizer.json (`-`: standard output).
     #[arg(short, long, default_value = "tokenizer.json")]
     pub output: PathBuf,
     /// Overwrite the output if it exists.
@@ -108,7 +108,7 @@ pub fn run(args: TokenizerTrainArgs) -> Result<()> {
     }
     let trained = train(&args)?;
     let tok = &trained.tokenizer;
-    tok.save(&args.output)?;
+    super::tokenize::save_to(tok, &args.output)?;
     if args.json {
         let required: Vec<serde_json::Value> = trained
             .required_ids

@@ -403,24 +403,10 @@ fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-/// Writes a file atomically: a temp file beside it, fsynced, renamed over the target.
+/// Writes a file atomically through the one writer ([`crate::fsio::write_atomic`]): a temp file beside it,
+/// fsynced, renamed over the target, the folder fsynced; the old file intact and no temp left on error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
-        std::process::id()
-    ));
-    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    Ok(())
+    crate::fsio::write_atomic(path, bytes).map_err(|e| io_err(path)(e.into_io()))
 }
 
 struct RawView {

@@ -1,15 +1,16 @@
 //! Crash-safe persistence of session files and the lock that keeps a second instance from writing one.
 //!
-//! A save writes a temp file beside the session, fsyncs it, renames it over the session and fsyncs the
-//! directory: a reader (or the next start after a crash) finds the old file or the new one, never a mix.
-//! The lock is `<session>.lock`, created with O_EXCL and holding the owner's pid; a lock whose pid is dead is
-//! stale and taken over.
+//! A save goes through the one atomic writer ([`crate::fsio::write_atomic`]): a reader (or the next start
+//! after a crash) finds the old file or the new one, never a mix, and a session given as a symbolic link is
+//! written through to its target. The lock is an OS file lock on `<session>.lock` (holding the owner's pid
+//! for messages), which the OS releases when its holder dies.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::{Result, Session, SessionError};
+use crate::fsio::{self, FileLock, FsioError};
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> SessionError + '_ {
     move |source| SessionError::Io {
@@ -18,35 +19,12 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> SessionError + '_ {
     }
 }
 
-fn dir_of(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-}
-
-/// Writes `bytes` to `path` atomically and durably (temp file in the same directory, fsync, rename, fsync dir).
+/// Writes `bytes` to `path` atomically and durably (see [`crate::fsio::write_atomic`]), creating its folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = dir_of(path);
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("session");
-    // The pid keeps two writers (a read-only viewer exporting, say) from sharing a temp file.
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(io_err(path))?;
-        // The rename is durable only once the directory entry is.
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
-    result
+    fsio::write_atomic(path, bytes).map_err(|e| io_err(path)(e.into_io()))
 }
 
 /// Saves a session (its canonical JSON) atomically.
@@ -63,78 +41,32 @@ pub fn load(path: &Path) -> Result<Option<Session>> {
     }
 }
 
-/// Whether a process with this pid exists (signal 0 checks without sending anything).
-fn pid_alive(pid: u32) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: kill with signal 0 only checks for the process's existence and our permission.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// The held lock on a session file; released (the lock file removed) on drop.
+/// The held lock on a session file; released on drop, or by the OS when the process dies.
 #[derive(Debug)]
 pub struct SessionLock {
-    path: PathBuf,
+    _lock: FileLock,
 }
 
 impl SessionLock {
+    /// The lock file of a session: `<session>.lock`.
     pub fn lock_path(session: &Path) -> PathBuf {
         let mut s = session.as_os_str().to_owned();
         s.push(".lock");
         PathBuf::from(s)
     }
 
-    /// Takes the lock, or says which live process holds it. A lock left by a dead process is taken over.
+    /// Takes the lock, or says which live process holds it.
     pub fn acquire(session: &Path) -> Result<SessionLock> {
         let path = Self::lock_path(session);
-        let dir = dir_of(&path);
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
-        for _ in 0..3 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(format!("{}\n", std::process::id()).as_bytes())
-                        .map_err(io_err(&path))?;
-                    let _ = f.sync_all();
-                    return Ok(SessionLock { path });
-                }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    let text = fs::read_to_string(&path).unwrap_or_default();
-                    match text.trim().parse::<u32>() {
-                        Ok(pid) if pid == std::process::id() => {
-                            return Err(SessionError::Locked {
-                                path: session.display().to_string(),
-                                pid,
-                                lock: path.display().to_string(),
-                            })
-                        }
-                        Ok(pid) if pid_alive(pid) => {
-                            return Err(SessionError::Locked {
-                                path: session.display().to_string(),
-                                pid,
-                                lock: path.display().to_string(),
-                            })
-                        }
-                        // Dead owner, or a lock file cut short by a crash between create and write: stale.
-                        _ => {
-                            let _ = fs::remove_file(&path);
-                        }
-                    }
-                }
-                Err(e) => return Err(io_err(&path)(e)),
-            }
+        match FileLock::try_acquire(&path) {
+            Ok(l) => Ok(SessionLock { _lock: l }),
+            Err(FsioError::Locked { pid, .. }) => Err(SessionError::Locked {
+                path: session.display().to_string(),
+                pid,
+                lock: path.display().to_string(),
+            }),
+            Err(e) => Err(io_err(&path)(e.into_io())),
         }
-        Err(SessionError::Other(format!(
-            "could not take the lock {} (another instance keeps racing for it)",
-            path.display()
-        )))
-    }
-}
-
-impl Drop for SessionLock {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
     }
 }
 

@@ -178,12 +178,15 @@ impl Tokenizer {
     /// are to be encoded as ordinary text; [`Tokenizer::load`] restores that,
     /// other `tokenizers` users will parse `<|endoftext|>` as the special
     /// token unless they call `set_encode_special_tokens(true)`.
+    /// Written atomically ([`crate::fsio::write_atomic`]): a failed or killed save leaves the old file whole.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), TokenizeError> {
         let path = path.as_ref();
-        self.inner.save(path, true).map_err(|e| TokenizeError::Save {
+        let save_err = |message: String| TokenizeError::Save {
             path: path.to_owned(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let text = self.inner.to_string(true).map_err(|e| save_err(e.to_string()))?;
+        crate::fsio::write_atomic(path, text.as_bytes()).map_err(|e| save_err(e.to_string()))
     }
 
     /// The wrapped `tokenizers::Tokenizer`.

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::eval;
 use crate::data::corpus::CorpusSource;
 use crate::data::tasks;
+use crate::fsio::{DirWriter, Keep};
 use crate::model::checkpoint::{write_atomic, write_safetensors};
 use crate::model::{Checkpoint, Config, Hooks, Stored};
 use crate::tokenize::Tokenizer;
@@ -407,15 +408,24 @@ fn prepare_tokenizer(
     Ok(tok)
 }
 
-/// Writes the model files (config.json, model.safetensors with CSR sparse matrices) into `out_dir`.
+/// Writes the model files (config.json, model.safetensors with CSR sparse matrices) into `out_dir`, swapped in
+/// together with the rest of the folder so that the weights and the config always match.
 fn export(params: &Params, cfg: &TrainConfig, out_dir: &Path) -> Result<()> {
-    write_safetensors(&out_dir.join("model.safetensors"), &params.to_stored()?, &[])?;
-    write_atomic(&out_dir.join("config.json"), cfg.model.to_json_string().as_bytes())?;
+    let writer = DirWriter::begin(out_dir, Keep::Others).map_err(|e| file_err(out_dir)(e.into_io()))?;
+    write_safetensors(&writer.path().join("model.safetensors"), &params.to_stored()?, &[])?;
+    write_atomic(
+        &writer.path().join("config.json"),
+        cfg.model.to_json_string().as_bytes(),
+    )?;
+    writer.commit().map_err(|e| file_err(out_dir)(e.into_io()))?;
     Ok(())
 }
 
+/// Writes the resumable state (weights, optimiser, step) as one folder swap: a resume never mixes two steps.
 fn save_checkpoint(params: &Params, opt: &AdamW, out_dir: &Path, step: usize, best: Option<f64>) -> Result<()> {
-    let dir = out_dir.join("checkpoint");
+    let target = out_dir.join("checkpoint");
+    let writer = DirWriter::begin(&target, Keep::Nothing).map_err(|e| file_err(&target)(e.into_io()))?;
+    let dir = writer.path().to_path_buf();
     let model: BTreeMap<String, Stored> = params
         .vars
         .iter()
@@ -432,5 +442,6 @@ fn save_checkpoint(params: &Params, opt: &AdamW, out_dir: &Path, step: usize, be
         &dir.join("state.json"),
         serde_json::to_string(&state).expect("serialisable").as_bytes(),
     )?;
+    writer.commit().map_err(|e| file_err(&target)(e.into_io()))?;
     Ok(())
 }

@@ -5,6 +5,7 @@ mod bundled;
 mod circuit;
 mod cli;
 mod corpus;
+mod crash;
 mod errors;
 mod example_session;
 mod half_precision;

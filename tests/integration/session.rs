@@ -717,9 +717,9 @@ fn bad_sessions_are_clear_messages_and_never_overwritten() {
     let s = store::load(&unknown).unwrap().unwrap();
     assert_eq!(s.annotations[&node("0.attn.q[3]")].label, "elsewhere");
 
-    // A live lock (this process): read-only; a dead one is taken over.
+    // A held lock: read-only; a lock file left by a dead process (no OS lock on it) is taken over.
     let locked = dir.path().join("locked.json");
-    std::fs::write(SessionLock::lock_path(&locked), format!("{}\n", std::process::id())).unwrap();
+    let held = SessionLock::acquire(&locked).unwrap();
     let l = open_session(&locked).unwrap();
     assert!(l
         .app
@@ -731,6 +731,7 @@ fn bad_sessions_are_clear_messages_and_never_overwritten() {
         .unwrap_or("")
         .contains("in use by process"));
     drop(l);
+    drop(held);
     let mut dead = Command::new("true").spawn().unwrap();
     let dead_pid = dead.id();
     dead.wait().unwrap();

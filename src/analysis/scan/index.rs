@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -27,6 +26,7 @@ use super::error::{io_err, Result, ScanError};
 use super::ScanData;
 use crate::circuit::file::{Exemplar, QuantileExemplars};
 use crate::circuit::NodeId;
+use crate::fsio::{DirWriter, Keep};
 
 /// The newest scan format this build reads and writes.
 pub const SCAN_FORMAT_VERSION: u32 = 1;
@@ -646,91 +646,19 @@ impl ScanData {
     }
 }
 
-fn sync_dir(path: &Path) -> Result<()> {
-    // Directory fsync makes the renames durable; not every platform allows opening a directory, so best effort.
-    if let Ok(f) = File::open(path) {
-        let _ = f.sync_all();
-    }
-    Ok(())
-}
-
-/// Replaces directory `dir` by one holding exactly `files`, atomically where the platform allows.
+/// Replaces directory `dir` by one holding exactly `files`, in one rename ([`crate::fsio::DirWriter`]).
 fn replace_dir_atomic(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
-    let name = dir
-        .file_name()
-        .ok_or_else(|| ScanError::Invalid(format!("{}: not a directory name", dir.display())))?
-        .to_string_lossy()
-        .into_owned();
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let exists = dir.exists();
-    if exists {
+    if dir.exists() {
         let is_scan = dir.join(INDEX_FILE).is_file();
         let empty = dir.is_dir() && fs::read_dir(dir).map_err(io_err(dir))?.next().is_none();
         if !dir.is_dir() || !(is_scan || empty) {
             return Err(ScanError::NotAScanDir { dir: dir.to_path_buf() });
         }
     }
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let fsio_err = |e: crate::fsio::FsioError| io_err(dir)(e.into_io());
+    let writer = DirWriter::begin(dir, Keep::Nothing).map_err(fsio_err)?;
+    for (file, bytes) in files {
+        crate::fsio::write_atomic(&writer.path().join(file), bytes).map_err(fsio_err)?;
     }
-    fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-    let result = (|| -> Result<()> {
-        for (file, bytes) in files {
-            let p = tmp.join(file);
-            let mut f = File::create(&p).map_err(io_err(&p))?;
-            f.write_all(bytes).map_err(io_err(&p))?;
-            f.sync_all().map_err(io_err(&p))?;
-        }
-        sync_dir(&tmp)?;
-        if !exists {
-            fs::rename(&tmp, dir).map_err(io_err(dir))?;
-        } else if !exchange(&tmp, dir) {
-            // No atomic exchange here: move the old index aside first, so that the window in which `dir` is
-            // missing is two renames long and the old index survives a crash in it.
-            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-            fs::rename(dir, &old).map_err(io_err(dir))?;
-            fs::rename(&tmp, dir).map_err(io_err(dir))?;
-            let _ = fs::remove_dir_all(&old);
-        }
-        sync_dir(parent)
-    })();
-    // After an exchange `tmp` holds the old index; after a failure, the partial new one.
-    if tmp.exists() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    result
-}
-
-/// Swaps two directories in one step (Linux renameat2 RENAME_EXCHANGE); false where unsupported.
-#[cfg(target_os = "linux")]
-fn exchange(a: &Path, b: &Path) -> bool {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let (Ok(ca), Ok(cb)) = (
-        CString::new(a.as_os_str().as_bytes()),
-        CString::new(b.as_os_str().as_bytes()),
-    ) else {
-        return false;
-    };
-    // SAFETY: both arguments are valid NUL-terminated paths that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    rc == 0
-}
-
-#[cfg(not(target_os = "linux"))]
-fn exchange(_a: &Path, _b: &Path) -> bool {
-    false
+    writer.commit().map_err(fsio_err)
 }
