@@ -8,6 +8,7 @@ pub mod cli;
 pub mod data;
 pub mod export;
 pub mod model;
+pub mod optim;
 pub mod session;
 pub mod tokenize;
 pub mod train;

@@ -19,7 +19,7 @@ use crate::circuit::{
 };
 use crate::data::tasks::contrast_loss_tensor;
 use crate::model::{Action, Checkpoint, Gpt, Hooks, Intervention, LoadOptions, Stored};
-use crate::train::adamw::{AdamW, AdamWParams};
+use crate::optim::{AdamW, AdamWParams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {

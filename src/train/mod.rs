@@ -7,7 +7,6 @@
 //! `checkpoint/` (the latest full state, for `--resume`) and the exported model (`config.json`,
 //! `model.safetensors` with CSR matrices): the checkpoint with the best mean task accuracy seen at evaluations.
 
-pub mod adamw;
 pub mod data;
 pub mod params;
 pub mod sparsity;
@@ -25,8 +24,8 @@ use crate::data::corpus::CorpusSource;
 use crate::data::tasks;
 use crate::model::checkpoint::{write_atomic, write_safetensors};
 use crate::model::{Checkpoint, Config, Hooks, Stored};
+use crate::optim::{AdamW, AdamWParams};
 use crate::tokenize::Tokenizer;
-use adamw::{AdamW, AdamWParams};
 use params::{is_sparse_param, Params};
 
 #[derive(Debug, thiserror::Error)]
@@ -274,9 +273,9 @@ pub fn train(
             for (k, v) in &optim.tensors {
                 moments.insert(k.clone(), v.to_dense()?);
             }
-            opt.load_state(&moments, state.step).map_err(|msg| TrainError::File {
+            opt.load_state(&moments, state.step).map_err(|e| TrainError::File {
                 path: ckpt_dir.join("optim.safetensors"),
-                msg,
+                msg: e.to_string(),
             })?;
             start = state.step;
             best = state.best_accuracy;
