@@ -8,18 +8,14 @@
 
 use std::time::Instant;
 
-use circuitscope_kernels::{abs_topk_rows_inplace, causal_attention, AttentionShape};
+use circuitscope_kernels::{abs_topk_rows_inplace, causal_attention, AttentionShape, SplitMix64};
 
-/// Deterministic generator (no `rand` dependency in this crate).
-struct Lcg(u64);
+/// The workspace's deterministic generator (no `rand` dependency in this crate).
+struct Rng(SplitMix64);
 
-impl Lcg {
+impl Rng {
     fn next_f32(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        self.0.uniform_f32(-1.0, 1.0)
     }
 
     /// Roughly normal: the sum of four uniforms.
@@ -29,7 +25,7 @@ impl Lcg {
 }
 
 /// `rows` rows of `dim` roughly normal values, each row at its own scale (as residual-stream rows are).
-fn activations(rng: &mut Lcg, rows: usize, dim: usize) -> Vec<f32> {
+fn activations(rng: &mut Rng, rows: usize, dim: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows * dim);
     for _ in 0..rows {
         let scale = 0.5 + rng.next_f32().abs() * 2.0;
@@ -58,7 +54,7 @@ fn main() {
             .build_global()
             .expect("thread pool");
     }
-    let mut rng = Lcg(0x5eed);
+    let mut rng = Rng(SplitMix64::new(0x5eed));
     let t = 256;
     for dim in [2048, 8192] {
         let src = activations(&mut rng, t, dim);

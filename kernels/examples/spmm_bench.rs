@@ -8,32 +8,24 @@
 
 use std::time::{Duration, Instant};
 
-use circuitscope_kernels::{csr_matmul_grad_input, csr_matmul_xwt, CsrMatrix, CsrView};
+use circuitscope_kernels::{csr_matmul_grad_input, csr_matmul_xwt, CsrMatrix, CsrView, SplitMix64};
 
-/// Deterministic generator (no `rand` dependency in this crate).
-struct Lcg(u64);
+/// The workspace's deterministic generator (no `rand` dependency in this crate).
+struct Rng(SplitMix64);
 
-impl Lcg {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0
-    }
-
+impl Rng {
     fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.next_f64()
     }
 
     fn value(&mut self) -> f32 {
-        (self.next_f64() * 2.0 - 1.0) as f32
+        self.0.uniform_f32(-1.0, 1.0)
     }
 }
 
 /// A random (rows, cols) CSR matrix where each entry is nonzero with probability `density`.
 /// Column positions are drawn by geometric skips so generation is O(nnz), not O(rows·cols).
-fn random_csr(rng: &mut Lcg, rows: usize, cols: usize, density: f64) -> CsrMatrix {
+fn random_csr(rng: &mut Rng, rows: usize, cols: usize, density: f64) -> CsrMatrix {
     let mut values = Vec::new();
     let mut col_idx = Vec::new();
     let mut row_ptr = vec![0u64];
@@ -130,7 +122,7 @@ fn main() {
         "{:<6} {:>14} {:>8} {:>8} {:>5} {:>10} {:>12} {:>9}",
         "kernel", "shape", "density", "nnz", "t", "ms/call", "Gnnz·tok/s", "rel.err"
     );
-    let mut rng = Lcg(0x5eed);
+    let mut rng = Rng(SplitMix64::new(0x5eed));
     let mut total_fwd_256 = 0.0;
     for &(rows, cols, density) in &shapes {
         let m = random_csr(&mut rng, rows, cols, density);
