@@ -10,6 +10,7 @@ pub mod data;
 pub mod export;
 pub mod fsio;
 pub mod model;
+pub mod optim;
 pub mod session;
 pub mod tokenize;
 pub mod train;

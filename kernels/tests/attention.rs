@@ -44,17 +44,11 @@ fn naive(
 }
 
 fn values(seed: u64, n: usize, density: f64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut rng = circuitscope_kernels::SplitMix64::new(seed);
     (0..n)
         .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let u = (state >> 33) as f64 / (1u64 << 31) as f64;
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let w = (state >> 33) as f64 / (1u64 << 31) as f64;
+            let u = rng.next_f64();
+            let w = rng.next_f64();
             if u < density {
                 (w * 6.0 - 3.0) as f32
             } else {

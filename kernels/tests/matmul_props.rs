@@ -1,19 +1,17 @@
 //! The kernels must agree with a naive dense matmul on every shape and sparsity pattern, with
 //! both row-pointer widths, on the serial and every parallel path.
 
-use circuitscope_kernels::{csr_matmul_grad_input, csr_matmul_xwt, csr_matmul_xwt_then, CsrMatrix, CsrView};
+use circuitscope_kernels::{
+    csr_matmul_grad_input, csr_matmul_xwt, csr_matmul_xwt_then, CsrMatrix, CsrView, SplitMix64,
+};
 use proptest::prelude::*;
 
-/// Small deterministic generator so a failing case is reproducible from its proptest seed.
-struct Lcg(u64);
+/// The workspace's deterministic generator, so a failing case is reproducible from its proptest seed.
+struct Rng(SplitMix64);
 
-impl Lcg {
+impl Rng {
     fn next_f64(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        self.0.next_f64()
     }
 
     fn value(&mut self) -> f32 {
@@ -23,7 +21,7 @@ impl Lcg {
 
 /// A dense (rows, cols) matrix with the given density, where each row is additionally
 /// emptied with probability `empty_row_p` so fully empty rows are common.
-fn random_weight(rng: &mut Lcg, rows: usize, cols: usize, density: f64, empty_row_p: f64) -> Vec<f32> {
+fn random_weight(rng: &mut Rng, rows: usize, cols: usize, density: f64, empty_row_p: f64) -> Vec<f32> {
     let mut w = vec![0.0f32; rows * cols];
     for row in w.chunks_exact_mut(cols) {
         if rng.next_f64() < empty_row_p {
@@ -39,7 +37,7 @@ fn random_weight(rng: &mut Lcg, rows: usize, cols: usize, density: f64, empty_ro
     w
 }
 
-fn random_dense(rng: &mut Lcg, n: usize) -> Vec<f32> {
+fn random_dense(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.value()).collect()
 }
 
@@ -83,7 +81,7 @@ fn assert_close(got: &[f32], want: &[f64], mag: &[f64], what: &str) {
 
 /// Runs both kernels on one case with both row-pointer widths and checks them.
 fn check_case(seed: u64, rows: usize, cols: usize, t: usize, density: f64, empty_row_p: f64) {
-    let mut rng = Lcg(seed);
+    let mut rng = Rng(SplitMix64::new(seed));
     let dense_w = random_weight(&mut rng, rows, cols, density, empty_row_p);
     let x = random_dense(&mut rng, t * cols);
     let gy = random_dense(&mut rng, t * rows);

@@ -19,7 +19,7 @@ use crate::circuit::{
 };
 use crate::data::tasks::contrast_loss_tensor;
 use crate::model::{Action, Checkpoint, Gpt, Hooks, Intervention, LoadOptions, Stored};
-use crate::train::adamw::{AdamW, AdamWParams};
+use crate::optim::{AdamW, AdamWParams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
@@ -530,19 +530,19 @@ fn subset(data: &TaskData, idx: &[usize]) -> TaskData {
 
 /// The weight matrix (name, row, column) and bias carrying a within-block edge `s → t`.
 fn edge_entry(cfg: &crate::model::Config, s: &NodeId, t: &NodeId) -> Option<(String, String, usize, usize)> {
+    use crate::model::weight_names::{linear_bias, linear_weight, BlockLinear};
     let l = s.layer?;
-    let p = format!("transformer.h.{l}");
     let a = cfg.attn_width();
     let (m, row, col) = match (s.site, t.site) {
-        (Site::AttnActIn, Site::AttnQ) => ("attn.c_attn", t.index, s.index),
-        (Site::AttnActIn, Site::AttnK) => ("attn.c_attn", t.index + a, s.index),
-        (Site::AttnActIn, Site::AttnV) => ("attn.c_attn", t.index + 2 * a, s.index),
-        (Site::AttnV, Site::AttnResidDelta) => ("attn.c_proj", t.index, s.index),
-        (Site::MlpActIn, Site::MlpPostAct) => ("mlp.c_fc", t.index, s.index),
-        (Site::MlpPostAct, Site::MlpResidDelta) => ("mlp.c_proj", t.index, s.index),
+        (Site::AttnActIn, Site::AttnQ) => (BlockLinear::AttnQkv, t.index, s.index),
+        (Site::AttnActIn, Site::AttnK) => (BlockLinear::AttnQkv, t.index + a, s.index),
+        (Site::AttnActIn, Site::AttnV) => (BlockLinear::AttnQkv, t.index + 2 * a, s.index),
+        (Site::AttnV, Site::AttnResidDelta) => (BlockLinear::AttnOut, t.index, s.index),
+        (Site::MlpActIn, Site::MlpPostAct) => (BlockLinear::MlpIn, t.index, s.index),
+        (Site::MlpPostAct, Site::MlpResidDelta) => (BlockLinear::MlpOut, t.index, s.index),
         _ => return None,
     };
-    Some((format!("{p}.{m}.weight"), format!("{p}.{m}.bias"), row, col))
+    Some((linear_weight(l, m), linear_bias(l, m), row, col))
 }
 
 /// The circuit's loss with edge `s → t` mean-ablated: the weight removed and `w·μ(s)` added to the target's bias,

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{CircuitError, Result};
 use super::file::{CircuitFile, EdgeEnd};
 use super::node_id::{NodeId, Site};
+use crate::model::weight_names::{self as wn, BlockLinear};
 use crate::model::{Checkpoint, Config};
 
 /// A graph vertex: a circuit node or one of the two pseudo-nodes.
@@ -235,12 +236,11 @@ impl CircuitGraph {
         };
         let node = |layer: usize, site: Site, i: usize| GraphNode::Node(NodeId::new(layer, site, i));
         for l in 0..cfg.n_layer {
-            let p = format!("transformer.h.{l}");
             let attn_in = at(l, Site::AttnActIn);
             let (qs, ks, vs) = (at(l, Site::AttnQ), at(l, Site::AttnK), at(l, Site::AttnV));
             let attn_out = at(l, Site::AttnResidDelta);
             if !attn_in.is_empty() && (!qs.is_empty() || !ks.is_empty() || !vs.is_empty()) {
-                let w = Matrix::load(ckpt, &format!("{p}.attn.c_attn.weight"), 3 * a, din)?;
+                let w = Matrix::load(ckpt, &wn::linear_weight(l, BlockLinear::AttnQkv), 3 * a, din)?;
                 for &c in &attn_in {
                     for (site, off, js) in [(Site::AttnQ, 0, &qs), (Site::AttnK, a, &ks), (Site::AttnV, 2 * a, &vs)] {
                         for &j in js {
@@ -258,7 +258,7 @@ impl CircuitGraph {
                 }
             }
             if !vs.is_empty() && !attn_out.is_empty() {
-                let w = Matrix::load(ckpt, &format!("{p}.attn.c_proj.weight"), d, a)?;
+                let w = Matrix::load(ckpt, &wn::linear_weight(l, BlockLinear::AttnOut), d, a)?;
                 for &j in &vs {
                     for &c in &attn_out {
                         let x = w.at(c, j);
@@ -289,7 +289,7 @@ impl CircuitGraph {
             let post = at(l, Site::MlpPostAct);
             let mlp_out = at(l, Site::MlpResidDelta);
             if !mlp_in.is_empty() && !post.is_empty() {
-                let w = Matrix::load(ckpt, &format!("{p}.mlp.c_fc.weight"), f, din)?;
+                let w = Matrix::load(ckpt, &wn::linear_weight(l, BlockLinear::MlpIn), f, din)?;
                 for &c in &mlp_in {
                     for &n in &post {
                         let x = w.at(n, c);
@@ -305,7 +305,7 @@ impl CircuitGraph {
                 }
             }
             if !post.is_empty() && !mlp_out.is_empty() {
-                let w = Matrix::load(ckpt, &format!("{p}.mlp.c_proj.weight"), d, f)?;
+                let w = Matrix::load(ckpt, &wn::linear_weight(l, BlockLinear::MlpOut), d, f)?;
                 for &n in &post {
                     for &c in &mlp_out {
                         let x = w.at(c, n);
@@ -339,10 +339,10 @@ impl CircuitGraph {
         }
         // Embedding → reads.
         if !reads.is_empty() {
-            let wte = Matrix::load(ckpt, "transformer.wte.weight", v, d)?;
+            let wte = Matrix::load(ckpt, wn::WTE, v, d)?;
             let pos_width = cfg.d_pos_emb.unwrap_or(d);
-            let wpe = match ckpt.get("transformer.wpe.weight") {
-                Some(_) => Some(Matrix::load(ckpt, "transformer.wpe.weight", cfg.block_size, pos_width)?),
+            let wpe = match ckpt.get(wn::WPE) {
+                Some(_) => Some(Matrix::load(ckpt, wn::WPE, cfg.block_size, pos_width)?),
                 None => None,
             };
             let writes = |c: usize| -> bool {
@@ -365,10 +365,10 @@ impl CircuitGraph {
             .map(|n| n.index)
             .collect();
         if !finals.is_empty() {
-            let name = if ckpt.get("lm_head.weight").is_some() {
-                "lm_head.weight"
+            let name = if ckpt.get(wn::LM_HEAD).is_some() {
+                wn::LM_HEAD
             } else {
-                "transformer.wte.weight"
+                wn::WTE
             };
             let head = Matrix::load(ckpt, name, v, d)?;
             for c in finals {

@@ -4,7 +4,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The pruning-node sites of a block (spec B), plus `final_resid` after the last block.
+use crate::model::{HookName, HookSite};
+
+/// The pruning-node sites of a block (spec B), plus `final_resid` after the last block: the subset of the model's
+/// hook points ([`HookName`]) that carries circuit nodes, spelled by the model's one name table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Site {
     AttnActIn,
@@ -31,17 +34,39 @@ impl Site {
         Site::FinalResid,
     ];
 
+    /// The block-relative hook name (`attn.q`), or `final_resid`.
     pub fn name(self) -> &'static str {
-        match self {
-            Site::AttnActIn => "attn.act_in",
-            Site::AttnQ => "attn.q",
-            Site::AttnK => "attn.k",
-            Site::AttnV => "attn.v",
-            Site::AttnResidDelta => "attn.resid_delta",
-            Site::MlpActIn => "mlp.act_in",
-            Site::MlpPostAct => "mlp.post_act",
-            Site::MlpResidDelta => "mlp.resid_delta",
-            Site::FinalResid => "final_resid",
+        match self.hook_site() {
+            Some(site) => site.name(),
+            None => crate::model::hook_name::FINAL_RESID,
+        }
+    }
+
+    /// The model's hook site of a block site (None for `final_resid`, which lies after the blocks).
+    pub const fn hook_site(self) -> Option<HookSite> {
+        Some(match self {
+            Site::AttnActIn => HookSite::AttnActIn,
+            Site::AttnQ => HookSite::AttnQ,
+            Site::AttnK => HookSite::AttnK,
+            Site::AttnV => HookSite::AttnV,
+            Site::AttnResidDelta => HookSite::AttnResidDelta,
+            Site::MlpActIn => HookSite::MlpActIn,
+            Site::MlpPostAct => HookSite::MlpPostAct,
+            Site::MlpResidDelta => HookSite::MlpResidDelta,
+            Site::FinalResid => return None,
+        })
+    }
+
+    /// The node site at a model hook site (None for hooks without pruning nodes, e.g. `resid_in`).
+    pub fn from_hook_site(site: HookSite) -> Option<Site> {
+        Site::ALL.into_iter().find(|s| s.hook_site() == Some(site))
+    }
+
+    /// The hook this site lives at in block `layer` (`layer` is ignored for `final_resid`).
+    pub fn hook(self, layer: usize) -> HookName {
+        match self.hook_site() {
+            Some(site) => HookName::block(layer, site),
+            None => HookName::FinalResid,
         }
     }
 
@@ -106,11 +131,24 @@ impl NodeId {
         }
     }
 
+    /// The hook this node lives at.
+    pub fn hook(&self) -> HookName {
+        match self.layer {
+            Some(l) => self.site.hook(l),
+            None => HookName::FinalResid,
+        }
+    }
+
     /// The reference's hook name this node lives at, e.g. `2.attn.v`.
     pub fn hook_name(&self) -> String {
-        match self.layer {
-            Some(l) => format!("{l}.{}", self.site.name()),
-            None => self.site.name().to_string(),
+        self.hook().to_string()
+    }
+
+    /// The node at channel `index` of a typed hook; None for a hook that holds no pruning nodes.
+    pub fn at_hook(hook: HookName, index: usize) -> Option<Self> {
+        match hook {
+            HookName::FinalResid => Some(NodeId::final_resid(index)),
+            HookName::Block { layer, site } => Some(NodeId::new(layer, Site::from_hook_site(site)?, index)),
         }
     }
 
@@ -243,6 +281,23 @@ mod tests {
         let id: NodeId = "3.attn.q[37]".parse().unwrap();
         assert_eq!(id.head_channel(16), Some((2, 5)));
         assert_eq!(id.hook_name(), "3.attn.q");
+        assert_eq!(id.hook(), HookName::block(3, HookSite::AttnQ));
+    }
+
+    /// Every node site is a model hook site, and back; `final_resid` is the model's final hook.
+    #[test]
+    fn sites_are_model_hooks() {
+        for site in Site::ALL {
+            let id = if site == Site::FinalResid {
+                NodeId::final_resid(5)
+            } else {
+                NodeId::new(2, site, 5)
+            };
+            assert_eq!(id.hook().to_string(), id.hook_name());
+            assert_eq!(NodeId::at_hook(id.hook(), 5), Some(id));
+            assert_eq!(NodeId::from_hook(&id.hook_name(), 5), Some(id));
+        }
+        assert_eq!(NodeId::at_hook(HookName::block(0, HookSite::ResidMid), 1), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::common::{parse_density, print_json};
-use crate::train::{train, TrainConfig};
+use crate::train::{train_with_progress, TrainConfig, TrainEvent};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -60,7 +60,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(lr) = args.lr {
         cfg.lr = lr;
     }
-    let summary = train(&cfg, &args.out, args.tokenizer.as_deref(), args.resume, args.stop_after)?;
+    let mut bar = ProgressBar::default();
+    let summary = train_with_progress(
+        &cfg,
+        &args.out,
+        args.tokenizer.as_deref(),
+        args.resume,
+        args.stop_after,
+        &mut |event| bar.show(event),
+    )?;
     if args.json {
         return print_json(&json!(summary));
     }
@@ -77,4 +85,62 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The trainer's progress on stderr: phases as lines, steps as an indicatif bar, evaluations above the bar.
+#[derive(Default)]
+struct ProgressBar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ProgressBar {
+    fn show(&mut self, event: TrainEvent) {
+        match event {
+            TrainEvent::TrainingTokenizer { vocab } => eprintln!("training a {vocab}-token BPE on the corpus ..."),
+            TrainEvent::Tokenizing { tokens } => eprintln!("tokenizing the corpus ({tokens} tokens) ..."),
+            TrainEvent::Started { start, total, resumed } => {
+                if resumed {
+                    eprintln!("resuming at step {start}");
+                }
+                let bar = indicatif::ProgressBar::new(total as u64);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} eta {eta}]")
+                        .expect("valid template"),
+                );
+                bar.set_position(start as u64);
+                self.bar = Some(bar);
+            }
+            TrainEvent::Step {
+                loss,
+                kept,
+                tokens_per_s,
+                ..
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("loss {loss:.3} L0 {kept:.3} {tokens_per_s:.0} tok/s"));
+                    bar.inc(1);
+                }
+            }
+            TrainEvent::Evaluated {
+                done,
+                loss,
+                held_out_loss,
+                mean_task_accuracy,
+            } => {
+                let line = format!(
+                    "step {done}: loss {loss:.3}, held-out {held_out_loss:.3}, mean task accuracy {mean_task_accuracy:.3}"
+                );
+                match &self.bar {
+                    // A hidden bar (stderr not a terminal, e.g. under nohup) drops println: say it plainly there.
+                    Some(bar) if !bar.is_hidden() => bar.println(line),
+                    _ => eprintln!("{line}"),
+                }
+            }
+            TrainEvent::Finished => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+            }
+        }
+    }
 }

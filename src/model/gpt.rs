@@ -1,17 +1,20 @@
-//! The weight-sparse GPT of the reference (spec A.2-A.4), with hooks at every point the reference names.
+//! The weight-sparse GPT of the reference (spec A.2-A.4), with hooks at every point the reference names: the
+//! embeddings, the blocks (`block.rs`: attention, MLP and block layers with their own load and forward) and the
+//! unembedding.
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
-use super::attention_op::CausalAttentionOp;
+use super::block::{Block, Loader};
 use super::checkpoint::Checkpoint;
-use super::config::{Activation, Config, Loctype, ResidualActivation};
+use super::config::Config;
 use super::error::{ModelError, Result};
+use super::hook_name::HookName;
 use super::hooks::Hooks;
 use super::linear::{Linear, Weight};
 use super::norm::Norm;
-use super::topk::abs_topk;
+use super::weight_names as wn;
 
 /// How to lay out weights at load time.
 #[derive(Debug, Clone, Copy)]
@@ -33,27 +36,6 @@ impl LoadOptions {
     pub const ALL_SPARSE: LoadOptions = LoadOptions { sparse_below: 2.0 };
 }
 
-pub(super) struct Attention {
-    pub(super) c_attn: Linear,
-    pub(super) c_proj: Linear,
-    /// (n_head) learned logit of the per-head sink slot.
-    pub(super) sink_logit: Option<Tensor>,
-}
-
-pub(super) struct Mlp {
-    pub(super) c_fc: Linear,
-    pub(super) c_proj: Linear,
-}
-
-pub(super) struct Block {
-    pub(super) ln_1: Norm,
-    pub(super) ln_2: Norm,
-    /// Norms of the positional channels in the cat-pos-emb variant.
-    pub(super) ln_p: Option<(Norm, Norm)>,
-    pub(super) attn: Attention,
-    pub(super) mlp: Mlp,
-}
-
 pub struct Gpt {
     pub config: Config,
     /// (V, D)
@@ -71,27 +53,9 @@ pub struct Gpt {
 
 /// The names of every hook point, in recording order, with their widths.
 pub fn hook_points(cfg: &Config) -> Vec<(String, usize)> {
-    let (d, din, a, f) = (cfg.d_model, cfg.d_model_in(), cfg.attn_width(), cfg.d_mlp);
-    let mut out = Vec::new();
-    for l in 0..cfg.n_layer {
-        for (site, w) in [
-            ("resid_in", d),
-            ("attn.act_in", din),
-            ("attn.k", a),
-            ("attn.q", a),
-            ("attn.v", a),
-            ("attn.y", a),
-            ("attn.resid_delta", d),
-            ("resid_mid", d),
-            ("mlp.act_in", din),
-            ("mlp.post_act", f),
-            ("mlp.resid_delta", d),
-        ] {
-            out.push((format!("{l}.{site}"), w));
-        }
-    }
-    out.push(("final_resid".to_string(), d));
-    out
+    HookName::all(cfg.n_layer)
+        .filter_map(|h| Some((h.to_string(), h.width(cfg)?)))
+        .collect()
 }
 
 impl Gpt {
@@ -106,91 +70,37 @@ impl Gpt {
 
     /// Builds the model from a checkpoint, checking that every required tensor is present with the right shape.
     pub fn from_checkpoint(cfg: Config, ck: &Checkpoint, opts: LoadOptions) -> Result<Self> {
-        let (v, d, din, a, f) = (
-            cfg.vocab_size,
-            cfg.d_model,
-            cfg.d_model_in(),
-            cfg.attn_width(),
-            cfg.d_mlp,
-        );
-        let dense = |name: &str, shape: &[usize]| ck.require_dense(name, shape);
-        let matrix = |name: &str, shape: &[usize]| -> Result<Weight> {
-            Weight::from_stored(ck.require(name, shape)?, opts.sparse_below)
-        };
-        let linear = |prefix: &str, out: usize, inp: usize| -> Result<Linear> {
-            Ok(Linear {
-                weight: matrix(&format!("{prefix}.weight"), &[out, inp])?,
-                bias: if cfg.bias {
-                    Some(dense(&format!("{prefix}.bias"), &[out])?)
-                } else {
-                    None
-                },
-            })
-        };
-        let norm = |prefix: &str, dim: usize| -> Result<Norm> {
-            let weight = dense(&format!("{prefix}.weight"), &[dim])?;
-            Ok(if cfg.rms_norm {
-                Norm::Rms { weight }
-            } else {
-                Norm::Layer {
-                    weight,
-                    bias: if cfg.ln_bias {
-                        Some(dense(&format!("{prefix}.bias"), &[dim])?)
-                    } else {
-                        None
-                    },
-                }
-            })
-        };
-        let mut blocks = Vec::with_capacity(cfg.n_layer);
-        for l in 0..cfg.n_layer {
-            let p = format!("transformer.h.{l}");
-            blocks.push(Block {
-                ln_1: norm(&format!("{p}.ln_1"), d)?,
-                ln_2: norm(&format!("{p}.ln_2"), d)?,
-                ln_p: match cfg.d_pos_emb {
-                    Some(dp) => Some((norm(&format!("{p}.ln_p1"), dp)?, norm(&format!("{p}.ln_p2"), dp)?)),
-                    None => None,
-                },
-                attn: Attention {
-                    c_attn: linear(&format!("{p}.attn.c_attn"), 3 * a, din)?,
-                    c_proj: linear(&format!("{p}.attn.c_proj"), d, a)?,
-                    sink_logit: if cfg.sink {
-                        Some(dense(&format!("{p}.attn.attn_imp.sink_logit"), &[cfg.n_head])?)
-                    } else {
-                        None
-                    },
-                },
-                mlp: Mlp {
-                    c_fc: linear(&format!("{p}.mlp.c_fc"), f, din)?,
-                    c_proj: linear(&format!("{p}.mlp.c_proj"), d, f)?,
-                },
-            });
-        }
+        let (v, d) = (cfg.vocab_size, cfg.d_model);
+        let loader = Loader { ck, cfg: &cfg, opts };
+        let dense = |name: &str, shape: &[usize]| loader.dense(name, shape);
+        let blocks = (0..cfg.n_layer)
+            .map(|l| Block::load(&loader, l))
+            .collect::<Result<Vec<_>>>()?;
         // Tied: the reference copies lm_head.weight last, so it wins over wte when both exist.
-        let unembed_name = if cfg.tied_unembed && ck.get("lm_head.weight").is_none() {
-            "transformer.wte.weight"
+        let unembed_name = if cfg.tied_unembed && ck.get(wn::LM_HEAD).is_none() {
+            wn::WTE
         } else {
-            "lm_head.weight"
+            wn::LM_HEAD
         };
         let lm_head_stored = ck.require(unembed_name, &[v, d])?;
         let wte = if cfg.tied_unembed {
             lm_head_stored.to_dense()?
         } else {
-            dense("transformer.wte.weight", &[v, d])?
+            dense(wn::WTE, &[v, d])?
         };
-        let wpe = dense("transformer.wpe.weight", &[cfg.block_size, cfg.d_pos_emb.unwrap_or(d)])?;
-        let final_logits_bias = match ck.get("final_logits_bias") {
-            Some(_) => dense("final_logits_bias", &[v])?,
+        let wpe = dense(wn::WPE, &[cfg.block_size, cfg.d_pos_emb.unwrap_or(d)])?;
+        let final_logits_bias = match ck.get(wn::FINAL_LOGITS_BIAS) {
+            Some(_) => dense(wn::FINAL_LOGITS_BIAS, &[v])?,
             None => Tensor::zeros(v, DType::F32, &Device::Cpu)?,
         };
         let bigram_table = if cfg.enable_bigram_table {
-            Some(dense("bigram_table", &[v, v])?)
+            Some(dense(wn::BIGRAM_TABLE, &[v, v])?)
         } else {
             None
         };
+        let ln_f = loader.norm(wn::LN_F, d)?;
         Ok(Gpt {
-            ln_f: norm("transformer.ln_f", d)?,
+            ln_f,
             lm_head: Linear {
                 weight: Weight::from_stored(lm_head_stored, opts.sparse_below)?,
                 bias: None,
@@ -285,9 +195,9 @@ impl Gpt {
             x = x.broadcast_add(&pos)?;
         }
         for (l, block) in self.blocks.iter().enumerate() {
-            x = self.block_forward(l, block, x, &pos, hooks)?;
+            x = block.forward(cfg, l, x, &pos, hooks)?;
         }
-        let x = hooks.apply("final_resid", x)?;
+        let x = hooks.apply(&HookName::FinalResid.to_string(), x)?;
         let mut logits = self.lm_head.forward(&self.ln_f.forward(&x)?)?; // (B, T, V)
         logits = logits.broadcast_add(&self.final_logits_bias)?;
         if let Some(table) = &self.bigram_table {
@@ -295,131 +205,6 @@ impl Gpt {
             logits = (logits + rows)?;
         }
         Ok(logits)
-    }
-
-    fn topk(&self, loc: Loctype, x: Tensor) -> Result<Tensor> {
-        let dim = *x.dims().last().expect("rank >= 1");
-        Ok(match self.config.topk_at(loc, dim) {
-            Some(k) => abs_topk(&x, k)?,
-            None => x,
-        })
-    }
-
-    fn residual(&self, loc: Loctype, x: Tensor) -> Result<Tensor> {
-        let x = match self.config.residual_activation_type {
-            ResidualActivation::Relu => x.relu()?,
-            ResidualActivation::Identity => x,
-        };
-        self.topk(loc, x)
-    }
-
-    /// x: (B, T, D) → (B, T, D). `pos`: (T, D or d_pos_emb).
-    fn block_forward(&self, l: usize, block: &Block, x: Tensor, pos: &Tensor, hooks: &mut Hooks) -> Result<Tensor> {
-        let cfg = &self.config;
-        let a = cfg.attn_width();
-        let x = hooks.apply(&format!("{l}.resid_in"), x)?;
-
-        // Attention sublayer.
-        let read = self.with_pos(block.ln_1.forward(&x)?, block.ln_p.as_ref().map(|p| &p.0), pos)?;
-        let read = hooks.apply(&format!("{l}.attn.act_in"), self.topk(Loctype::AttnIn, read)?)?; // (B, T, Din)
-        let qkv = block.attn.c_attn.forward(&read)?; // (B, T, 3A)
-        let k = self.topk(Loctype::AttnK, qkv.narrow(2, a, a)?.contiguous()?)?;
-        let k = hooks.apply(&format!("{l}.attn.k"), k)?;
-        let q = self.topk(Loctype::AttnQ, qkv.narrow(2, 0, a)?.contiguous()?)?;
-        let q = hooks.apply(&format!("{l}.attn.q"), q)?;
-        let v = self.topk(Loctype::AttnV, qkv.narrow(2, 2 * a, a)?.contiguous()?)?;
-        let v = hooks.apply(&format!("{l}.attn.v"), v)?;
-        let y = if hooks.differentiable || q.track_op() || k.track_op() || v.track_op() {
-            self.attention_graph(block, &q, &k, &v)?
-        } else {
-            self.attention_fused(block, &q, &k, &v)?
-        };
-        let y = hooks.apply(&format!("{l}.attn.y"), y)?;
-        let o = self.topk(Loctype::AttnOut, block.attn.c_proj.forward(&y)?)?;
-        let o = hooks.apply(&format!("{l}.attn.resid_delta"), o)?; // (B, T, D)
-        let x = self.residual(Loctype::ResidPostAttn, (x + o)?)?;
-        let x = hooks.apply(&format!("{l}.resid_mid"), x)?;
-
-        // MLP sublayer.
-        let read = self.with_pos(block.ln_2.forward(&x)?, block.ln_p.as_ref().map(|p| &p.1), pos)?;
-        let read = hooks.apply(&format!("{l}.mlp.act_in"), self.topk(Loctype::MlpIn, read)?)?;
-        let h = block.mlp.c_fc.forward(&read)?; // (B, T, F)
-        let h = match cfg.activation_type {
-            Activation::Gelu if !h.track_op() => {
-                let mut v: Vec<f32> = h.flatten_all()?.to_vec1()?;
-                circuitscope_kernels::gelu_erf_inplace(&mut v);
-                Tensor::from_vec(v, h.shape(), h.device())?
-            }
-            Activation::Gelu => h.gelu_erf()?,
-            Activation::Relu => h.relu()?,
-        };
-        let h = hooks.apply(&format!("{l}.mlp.post_act"), self.topk(Loctype::MlpNeuron, h)?)?;
-        let o = self.topk(Loctype::MlpOut, block.mlp.c_proj.forward(&h)?)?;
-        let o = hooks.apply(&format!("{l}.mlp.resid_delta"), o)?;
-        self.residual(Loctype::ResidPostMlp, (x + o)?)
-    }
-
-    /// Attention as a differentiable custom op (fused kernel forward and backward). q, k, v: (B, T, A) → (B, T, A).
-    fn attention_graph(&self, block: &Block, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let qkv = Tensor::cat(&[q, k, v], D::Minus1)?.contiguous()?; // (B, T, 3A)
-        let op = CausalAttentionOp {
-            n_head: self.config.n_head,
-            d_head: self.config.d_head,
-            scale: 1.0 / (self.config.d_head as f32).sqrt(),
-            has_sink: block.attn.sink_logit.is_some(),
-        };
-        let sink = match &block.attn.sink_logit {
-            Some(s) => s.clone(),
-            None => Tensor::zeros(self.config.n_head, DType::F32, q.device())?,
-        };
-        Ok(qkv.apply_op2(&sink, op)?)
-    }
-
-    /// Attention through the fused CPU kernel (no gradients). q, k, v: (B, T, A) → y: (B, T, A).
-    fn attention_fused(&self, block: &Block, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-        let (b, t, a) = q.dims3()?;
-        let shape = circuitscope_kernels::AttentionShape {
-            t,
-            n_head: self.config.n_head,
-            d_head: self.config.d_head,
-        };
-        let sink: Option<Vec<f32>> = match &block.attn.sink_logit {
-            Some(s) => Some(s.to_vec1()?),
-            None => None,
-        };
-        let (qv, kv, vv): (Vec<f32>, Vec<f32>, Vec<f32>) = (
-            q.flatten_all()?.to_vec1()?,
-            k.flatten_all()?.to_vec1()?,
-            v.flatten_all()?.to_vec1()?,
-        );
-        let mut y = vec![0f32; b * t * a];
-        let scale = 1.0 / (self.config.d_head as f32).sqrt();
-        for i in 0..b {
-            let r = i * t * a..(i + 1) * t * a;
-            circuitscope_kernels::causal_attention(
-                &qv[r.clone()],
-                &kv[r.clone()],
-                &vv[r.clone()],
-                shape,
-                scale,
-                sink.as_deref(),
-                &mut y[r],
-            )?;
-        }
-        Ok(Tensor::from_vec(y, (b, t, a), q.device())?)
-    }
-
-    /// In the cat-pos-emb variant, appends the normalised positional channels to a sublayer's input.
-    /// read: (B, T, D) → (B, T, Din).
-    fn with_pos(&self, read: Tensor, ln_p: Option<&Norm>, pos: &Tensor) -> Result<Tensor> {
-        Ok(match ln_p {
-            Some(norm) => {
-                let (b, t, _) = read.dims3()?;
-                let p = norm.forward(pos)?.unsqueeze(0)?.broadcast_as((b, t, pos.dims()[1]))?;
-                Tensor::cat(&[&read, &p], D::Minus1)?
-            }
-            None => read,
-        })
     }
 }
 
@@ -470,8 +255,5 @@ impl ModelFiles {
 
 /// Convenience for callers holding a checkpoint map: every 2-D weight a Linear uses.
 pub fn is_linear_weight(name: &str) -> bool {
-    name.ends_with("c_attn.weight")
-        || name.ends_with("c_proj.weight")
-        || name.ends_with("c_fc.weight")
-        || name == "lm_head.weight"
+    wn::is_linear_weight(name)
 }

@@ -198,6 +198,9 @@ pub struct Hooks {
     /// e.g. through pruning masks. Otherwise attention and AbsTopK run through fused inference kernels.
     pub differentiable: bool,
     record: Option<regex::Regex>,
+    /// Which attention patterns (`L.attn.pattern`) to record; apart from `record` so that recording every
+    /// activation hook (`.*`) does not also pay for every head's (T, T) weights.
+    record_patterns: Option<regex::Regex>,
     interventions: HashMap<String, Vec<Intervention>>,
     /// Recorded activations by hook name, each (B, T, W).
     pub recorded: BTreeMap<String, Tensor>,
@@ -223,6 +226,28 @@ impl Hooks {
         })?;
         self.record = Some(re);
         Ok(())
+    }
+
+    /// Records the attention patterns (`L.attn.pattern`, (B, n_head, T, T)) whose names match `pattern` at
+    /// their start, e.g. `0\.` for every head of layer 0 or `.*` for all layers. Patterns are read-only: they
+    /// cannot be intervened on.
+    pub fn set_record_patterns(&mut self, pattern: &str) -> Result<()> {
+        let re = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|e| ModelError::HookRegex {
+            pattern: pattern.to_string(),
+            msg: e.to_string(),
+        })?;
+        self.record_patterns = Some(re);
+        Ok(())
+    }
+
+    /// Whether the attention pattern `name` (e.g. `2.attn.pattern`) is to be recorded.
+    pub fn wants_pattern(&self, name: &str) -> bool {
+        self.record_patterns.as_ref().is_some_and(|re| re.is_match(name))
+    }
+
+    /// Stores a computed attention pattern (B, n_head, T, T) under `name`.
+    pub(crate) fn record_pattern(&mut self, name: String, pattern: Tensor) {
+        self.recorded.insert(name, pattern);
     }
 
     /// Adds an intervention at `hook`; several at one hook apply in the order added.

@@ -5,12 +5,15 @@
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use super::block::Block;
 use super::config::{Activation, Loctype, ResidualActivation};
 use super::error::Result;
-use super::gpt::{Block, Gpt};
+use super::gpt::Gpt;
+use super::hook_name::{HookName, HookSite};
 use super::hooks::Hooks;
 use super::linear::{Linear, Weight};
 use super::norm::{Norm, LAYER_NORM_EPS, RMS_EPS};
+use super::pattern::{attention_pattern, QkLayout};
 use circuitscope_kernels::RowTopK;
 
 /// Activations of `rows` = B·T positions, each `width` wide, row-major.
@@ -43,7 +46,7 @@ impl Gpt {
             x = ctx.block(l, block, x, &pos)?;
         }
         let x = ctx.hook(
-            "final_resid",
+            &HookName::FinalResid.to_string(),
             Acts {
                 data: x,
                 width: cfg.d_model,
@@ -175,12 +178,13 @@ impl Ctx<'_> {
     fn block(&mut self, l: usize, block: &Block, x: Vec<f32>, pos: &[f32]) -> Result<Vec<f32>> {
         let cfg = &self.gpt.config;
         let (d, a, rows) = (cfg.d_model, cfg.attn_width(), self.b * self.t);
-        let x = self.hook(&format!("{l}.resid_in"), Acts { data: x, width: d })?;
+        let at = |site: HookSite| HookName::block(l, site).to_string();
+        let x = self.hook(&at(HookSite::ResidIn), Acts { data: x, width: d })?;
 
         // Attention sublayer. q, k and v stay in the fused (B·T, 3A) product, each biased and sparsified in place
         // as the product's rows are finished, and attention reads them there.
         let read = self.read(
-            format!("{l}.attn.act_in"),
+            at(HookSite::AttnActIn),
             Loctype::AttnIn,
             &block.ln_1,
             ln_p(block, 0),
@@ -202,8 +206,8 @@ impl Ctx<'_> {
         })?; // (B·T, 3A)
         self.pool.give(read.data);
         // The reference's hook order: k, q, v. A hooked part is copied out and, after the hook, back.
-        for (name, part) in [("k", 1), ("q", 0), ("v", 2)] {
-            let name = format!("{l}.attn.{name}");
+        for (site, part) in [(HookSite::AttnK, 1), (HookSite::AttnQ, 0), (HookSite::AttnV, 2)] {
+            let name = at(site);
             if self.hooks.wants(&name) {
                 let mut seg = Vec::with_capacity(rows * a);
                 for row in qkv.data.chunks_exact(3 * a) {
@@ -219,6 +223,19 @@ impl Ctx<'_> {
             Some(s) => Some(s.to_vec1()?),
             None => None,
         };
+        let pattern = at(HookSite::AttnPattern);
+        if self.hooks.wants_pattern(&pattern) {
+            let lay = QkLayout {
+                b: self.b,
+                t: self.t,
+                n_head: cfg.n_head,
+                d_head: cfg.d_head,
+                stride: 3 * a,
+            };
+            let p = attention_pattern(&qkv.data, &qkv.data[a..], lay, sink.as_deref());
+            let p = Tensor::from_vec(p, (self.b, cfg.n_head, self.t, self.t), &Device::Cpu)?;
+            self.hooks.record_pattern(pattern, p);
+        }
         let shape = circuitscope_kernels::AttentionShape {
             t: self.t,
             n_head: cfg.n_head,
@@ -233,16 +250,16 @@ impl Ctx<'_> {
             circuitscope_kernels::causal_attention_strided(q, k, v, 3 * a, shape, scale, sink.as_deref(), y)?;
         }
         self.pool.give(qkv.data);
-        let y = self.hook(&format!("{l}.attn.y"), Acts { data: y, width: a })?;
-        let name = format!("{l}.attn.resid_delta");
+        let y = self.hook(&at(HookSite::AttnY), Acts { data: y, width: a })?;
+        let name = at(HookSite::AttnResidDelta);
         let o = self.sublayer_product(name, Loctype::AttnOut, &block.attn.c_proj, &y.data, |_| {})?;
         self.pool.give(y.data);
-        let x = self.residual(Some(format!("{l}.resid_mid")), Loctype::ResidPostAttn, x, &o.data)?;
+        let x = self.residual(Some(at(HookSite::ResidMid)), Loctype::ResidPostAttn, x, &o.data)?;
         self.pool.give(o.data);
 
         // MLP sublayer.
         let read = self.read(
-            format!("{l}.mlp.act_in"),
+            at(HookSite::MlpActIn),
             Loctype::MlpIn,
             &block.ln_2,
             ln_p(block, 1),
@@ -250,7 +267,7 @@ impl Ctx<'_> {
             pos,
         )?;
         let activation = cfg.activation_type;
-        let name = format!("{l}.mlp.post_act");
+        let name = at(HookSite::MlpPostAct);
         let h = self.sublayer_product(
             name,
             Loctype::MlpNeuron,
@@ -262,7 +279,7 @@ impl Ctx<'_> {
             },
         )?; // (B·T, F)
         self.pool.give(read.data);
-        let name = format!("{l}.mlp.resid_delta");
+        let name = at(HookSite::MlpResidDelta);
         let o = self.sublayer_product(name, Loctype::MlpOut, &block.mlp.c_proj, &h.data, |_| {})?;
         self.pool.give(h.data);
         let x = self.residual(None, Loctype::ResidPostMlp, x, &o.data)?;

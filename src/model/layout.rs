@@ -2,6 +2,7 @@
 //! writer and the trainer's initialisation all follow this one list.
 
 use super::config::Config;
+use super::weight_names::{self as wn, BlockLinear, BlockNorm};
 
 /// What a tensor is for; decides its initialisation and whether training keeps it weight-sparse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,61 +53,60 @@ pub fn tensor_specs(cfg: &Config) -> Vec<TensorSpec> {
     let mut out = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, role: TensorRole| out.push(TensorSpec { name, shape, role });
     let layer_norm_bias = !cfg.rms_norm && cfg.ln_bias;
-    push("transformer.wte.weight".into(), vec![v, d], TensorRole::Embedding);
+    push(wn::WTE.into(), vec![v, d], TensorRole::Embedding);
     push(
-        "transformer.wpe.weight".into(),
+        wn::WPE.into(),
         vec![cfg.block_size, cfg.d_pos_emb.unwrap_or(d)],
         TensorRole::Embedding,
     );
     for l in 0..cfg.n_layer {
-        let p = format!("transformer.h.{l}");
-        for ln in ["ln_1", "ln_2"] {
-            push(format!("{p}.{ln}.weight"), vec![d], TensorRole::NormWeight);
+        for ln in [BlockNorm::Ln1, BlockNorm::Ln2] {
+            let p = wn::norm(l, ln);
+            push(format!("{p}.weight"), vec![d], TensorRole::NormWeight);
             if layer_norm_bias {
-                push(format!("{p}.{ln}.bias"), vec![d], TensorRole::NormBias);
+                push(format!("{p}.bias"), vec![d], TensorRole::NormBias);
             }
         }
         if let Some(dp) = cfg.d_pos_emb {
-            for ln in ["ln_p1", "ln_p2"] {
-                push(format!("{p}.{ln}.weight"), vec![dp], TensorRole::NormWeight);
+            for ln in [BlockNorm::LnP1, BlockNorm::LnP2] {
+                let p = wn::norm(l, ln);
+                push(format!("{p}.weight"), vec![dp], TensorRole::NormWeight);
                 if layer_norm_bias {
-                    push(format!("{p}.{ln}.bias"), vec![dp], TensorRole::NormBias);
+                    push(format!("{p}.bias"), vec![dp], TensorRole::NormBias);
                 }
             }
         }
-        for (name, rows, cols, output) in [
-            ("attn.c_attn", 3 * a, din, false),
-            ("attn.c_proj", d, a, true),
-            ("mlp.c_fc", f, din, false),
-            ("mlp.c_proj", d, f, true),
+        for (which, rows, cols) in [
+            (BlockLinear::AttnQkv, 3 * a, din),
+            (BlockLinear::AttnOut, d, a),
+            (BlockLinear::MlpIn, f, din),
+            (BlockLinear::MlpOut, d, f),
         ] {
             push(
-                format!("{p}.{name}.weight"),
+                wn::linear_weight(l, which),
                 vec![rows, cols],
-                TensorRole::Matrix { output },
+                TensorRole::Matrix {
+                    output: which.writes_residual(),
+                },
             );
             if cfg.bias {
-                push(format!("{p}.{name}.bias"), vec![rows], TensorRole::Bias);
+                push(wn::linear_bias(l, which), vec![rows], TensorRole::Bias);
             }
         }
         if cfg.sink {
-            push(
-                format!("{p}.attn.attn_imp.sink_logit"),
-                vec![cfg.n_head],
-                TensorRole::SinkLogit,
-            );
+            push(wn::sink_logit(l), vec![cfg.n_head], TensorRole::SinkLogit);
         }
     }
-    push("transformer.ln_f.weight".into(), vec![d], TensorRole::NormWeight);
+    push(format!("{}.weight", wn::LN_F), vec![d], TensorRole::NormWeight);
     if layer_norm_bias {
-        push("transformer.ln_f.bias".into(), vec![d], TensorRole::NormBias);
+        push(format!("{}.bias", wn::LN_F), vec![d], TensorRole::NormBias);
     }
     if !cfg.tied_unembed {
-        push("lm_head.weight".into(), vec![v, d], TensorRole::Embedding);
+        push(wn::LM_HEAD.into(), vec![v, d], TensorRole::Embedding);
     }
-    push("final_logits_bias".into(), vec![v], TensorRole::FinalLogitsBias);
+    push(wn::FINAL_LOGITS_BIAS.into(), vec![v], TensorRole::FinalLogitsBias);
     if cfg.enable_bigram_table {
-        push("bigram_table".into(), vec![v, v], TensorRole::BigramTable);
+        push(wn::BIGRAM_TABLE.into(), vec![v, v], TensorRole::BigramTable);
     }
     out
 }

@@ -2,21 +2,26 @@
 //! interventions.
 
 pub mod attention_op;
+mod block;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod gpt;
+pub mod hook_name;
 pub mod hooks;
 mod inference;
 pub mod layout;
 pub mod linear;
 pub mod norm;
+mod pattern;
 pub mod sparse_linear;
 pub mod synth;
 pub mod topk;
+pub mod weight_names;
 
 pub use checkpoint::{Checkpoint, Stored};
 pub use config::{Config, Loctype};
 pub use error::{ModelError, Result};
 pub use gpt::{hook_points, Gpt, LoadOptions, ModelFiles};
+pub use hook_name::{HookName, HookSite};
 pub use hooks::{Action, Hooks, Intervention};

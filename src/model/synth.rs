@@ -96,7 +96,7 @@ pub fn synth_tensors(cfg: &Config, density: f64, seed: u64) -> Result<BTreeMap<S
     for spec in tensor_specs(cfg) {
         let shape = &spec.shape;
         let stored = match spec.role {
-            TensorRole::Matrix { .. } | TensorRole::Embedding if spec.name != "transformer.wpe.weight" => {
+            TensorRole::Matrix { .. } | TensorRole::Embedding if spec.name != super::weight_names::WPE => {
                 Stored::Csr(Arc::new(random_csr(&mut rng, shape[0], shape[1], density, 4)?))
             }
             // wpe: dense with exact zeros, as the reference stores position tables.

@@ -7,7 +7,6 @@
 //! `checkpoint/` (the latest full state, for `--resume`) and the exported model (`config.json`,
 //! `model.safetensors` with CSR matrices): the checkpoint with the best mean task accuracy seen at evaluations.
 
-pub mod adamw;
 pub mod data;
 pub mod params;
 pub mod sparsity;
@@ -26,8 +25,8 @@ use crate::data::tasks;
 use crate::fsio::{DirWriter, Keep};
 use crate::model::checkpoint::{write_atomic, write_safetensors};
 use crate::model::{Checkpoint, Config, Hooks, Stored};
+use crate::optim::{AdamW, AdamWParams};
 use crate::tokenize::Tokenizer;
-use adamw::{AdamW, AdamWParams};
 use params::{is_sparse_param, Params};
 
 #[derive(Debug, thiserror::Error)]
@@ -202,14 +201,75 @@ fn sparsify(params: &Params, kept: f64, min_per_row: usize) -> Result<()> {
     Ok(())
 }
 
-/// Trains into `out_dir` (or continues the run there with `resume`). `stop_after` ends this invocation after
-/// that many total steps (with a checkpoint), to train in several sittings; the schedule is that of the full run.
+/// What a run reports while it trains, for a caller to show (the CLI draws a progress bar from these).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    /// A BPE tokenizer of `vocab` tokens is being trained on the corpus.
+    TrainingTokenizer {
+        /// The tokenizer's vocabulary size.
+        vocab: usize,
+    },
+    /// The corpus is being tokenized.
+    Tokenizing {
+        /// The number of training tokens taken from it.
+        tokens: usize,
+    },
+    /// Training starts (or resumes) at step `start` of `total`.
+    Started {
+        /// The first step this invocation takes (non-zero when resuming).
+        start: usize,
+        /// The run's number of steps.
+        total: usize,
+        /// Whether the run continues from a checkpoint.
+        resumed: bool,
+    },
+    /// A step finished.
+    Step {
+        /// Steps done so far.
+        done: usize,
+        /// The step's training loss.
+        loss: f64,
+        /// The fraction of matrix weights kept after the step.
+        kept: f64,
+        /// Training throughput of this invocation.
+        tokens_per_s: f64,
+    },
+    /// An evaluation finished.
+    Evaluated {
+        /// Steps done so far.
+        done: usize,
+        /// The last step's training loss.
+        loss: f64,
+        /// The loss on held-out text.
+        held_out_loss: f64,
+        /// The mean accuracy over the task registry.
+        mean_task_accuracy: f64,
+    },
+    /// This invocation's last step is done.
+    Finished,
+}
+
+/// [`train_with_progress`] without progress reports.
 pub fn train(
     cfg: &TrainConfig,
     out_dir: &Path,
     tokenizer: Option<&Path>,
     resume: bool,
     stop_after: Option<usize>,
+) -> Result<TrainSummary> {
+    train_with_progress(cfg, out_dir, tokenizer, resume, stop_after, &mut |_| {})
+}
+
+/// Trains into `out_dir` (or continues the run there with `resume`). `stop_after` ends this invocation after
+/// that many total steps (with a checkpoint), to train in several sittings; the schedule is that of the full run.
+/// `progress` hears of each phase, step and evaluation; the library itself prints nothing.
+pub fn train_with_progress(
+    cfg: &TrainConfig,
+    out_dir: &Path,
+    tokenizer: Option<&Path>,
+    resume: bool,
+    stop_after: Option<usize>,
+    progress: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainSummary> {
     std::fs::create_dir_all(out_dir.join("checkpoint")).map_err(file_err(out_dir))?;
     let cfg_path = out_dir.join("train_config.json");
@@ -234,7 +294,7 @@ pub fn train(
         )));
     }
     let corpus = CorpusSource::parse(&cfg.corpus)?;
-    let tok = prepare_tokenizer(cfg, &corpus, out_dir, tokenizer)?;
+    let tok = prepare_tokenizer(cfg, &corpus, out_dir, tokenizer, progress)?;
     if tok.vocab_size() > cfg.model.vocab_size {
         return Err(TrainError::Invalid(format!(
             "the tokenizer has {} tokens but the model's vocab_size is {}",
@@ -242,7 +302,9 @@ pub fn train(
             cfg.model.vocab_size
         )));
     }
-    eprintln!("tokenizing the corpus ({} tokens) ...", cfg.corpus_tokens);
+    progress(TrainEvent::Tokenizing {
+        tokens: cfg.corpus_tokens,
+    });
     let pool = data::TokenPool::build(corpus.train()?, &tok, cfg.corpus_tokens)?;
     let held_out = data::TokenPool::build(corpus.held_out()?, &tok, 16 * (cfg.model.block_size + 1))?;
     // Written once the inputs are known good, so that a failed start leaves no half-made run behind.
@@ -258,6 +320,7 @@ pub fn train(
     )?;
     let mut start = 0;
     let mut best: Option<f64> = None;
+    let mut resumed = false;
     if resume {
         let ckpt_dir = out_dir.join("checkpoint");
         let state_path = ckpt_dir.join("state.json");
@@ -275,13 +338,13 @@ pub fn train(
             for (k, v) in &optim.tensors {
                 moments.insert(k.clone(), v.to_dense()?);
             }
-            opt.load_state(&moments, state.step).map_err(|msg| TrainError::File {
+            opt.load_state(&moments, state.step).map_err(|e| TrainError::File {
                 path: ckpt_dir.join("optim.safetensors"),
-                msg,
+                msg: e.to_string(),
             })?;
             start = state.step;
             best = state.best_accuracy;
-            eprintln!("resuming at step {start}");
+            resumed = true;
         }
     }
     let model = params.model(&cfg.model)?;
@@ -292,12 +355,11 @@ pub fn train(
         .append(true)
         .open(&log_path)
         .map_err(file_err(&log_path))?;
-    let bar = indicatif::ProgressBar::new(cfg.steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise} eta {eta}]")
-            .expect("valid template"),
-    );
-    bar.set_position(start as u64);
+    progress(TrainEvent::Started {
+        start,
+        total: cfg.steps,
+        resumed,
+    });
     let started = Instant::now();
     let tokens_per_step = cfg.batch_size * cfg.model.block_size;
     let mut last_loss = f64::NAN;
@@ -323,8 +385,12 @@ pub fn train(
         last_loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let done = step + 1;
         let rate = ((done - start) * tokens_per_step) as f64 / started.elapsed().as_secs_f64();
-        bar.set_message(format!("loss {last_loss:.3} L0 {kept:.3} {rate:.0} tok/s"));
-        bar.inc(1);
+        progress(TrainEvent::Step {
+            done,
+            loss: last_loss,
+            kept,
+            tokens_per_s: rate,
+        });
         let mut record = serde_json::json!({
             "step": done, "loss": last_loss, "lr": lr, "kept_fraction": kept, "grad_norm": norm,
             "tokens_per_s": rate, "elapsed_s": started.elapsed().as_secs_f64(),
@@ -346,20 +412,19 @@ pub fn train(
                 export(&params, cfg, out_dir)?;
                 record["exported"] = true.into();
             }
-            let line = format!("step {done}: loss {last_loss:.3}, held-out {held:.3}, mean task accuracy {mean:.3}");
-            // A hidden bar (stderr not a terminal, e.g. under nohup) drops println: say it plainly there.
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
+            progress(TrainEvent::Evaluated {
+                done,
+                loss: last_loss,
+                held_out_loss: held,
+                mean_task_accuracy: mean,
+            });
         }
         writeln!(log, "{record}").map_err(file_err(&log_path))?;
         if done == end || (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) {
             save_checkpoint(&params, &opt, out_dir, done, best)?;
         }
     }
-    bar.finish_and_clear();
+    progress(TrainEvent::Finished);
     if best.is_none() && end == cfg.steps {
         export(&params, cfg, out_dir)?;
     }
@@ -389,6 +454,7 @@ fn prepare_tokenizer(
     corpus: &CorpusSource,
     out_dir: &Path,
     given: Option<&Path>,
+    progress: &mut dyn FnMut(TrainEvent),
 ) -> Result<Tokenizer> {
     let path = out_dir.join("tokenizer.json");
     if let Some(g) = given {
@@ -399,7 +465,9 @@ fn prepare_tokenizer(
     if path.exists() {
         return Ok(Tokenizer::load(&path)?);
     }
-    eprintln!("training a {}-token BPE on the corpus ...", cfg.tokenizer_vocab);
+    progress(TrainEvent::TrainingTokenizer {
+        vocab: cfg.tokenizer_vocab,
+    });
     let targets = tasks::target_strings();
     let required: Vec<&str> = targets.iter().map(String::as_str).collect();
     let docs = corpus.train()?.take(4000);

@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
 use crate::model::sparse_linear::CsrWeight;
+use crate::model::weight_names::{self as wn, BlockLinear, BlockNorm};
 use crate::model::{Checkpoint, Config, Gpt, LoadOptions, Stored};
 
 pub struct Params {
@@ -25,7 +26,7 @@ pub fn is_sparse_param(name: &str) -> bool {
             || name.contains(".c_fc.")
             || name.contains("wte.")
             || name.contains("wpe.")
-            || name == "lm_head.weight");
+            || name == wn::LM_HEAD);
     let bias =
         name.ends_with(".bias") && (name.contains(".c_attn.") || name.contains(".c_proj.") || name.contains(".c_fc."));
     matrix || bias
@@ -52,21 +53,23 @@ impl Params {
             Ok(())
         };
         let proj_std = 0.02 / (2.0 * cfg.n_layer as f64).sqrt();
-        normal("transformer.wte.weight".into(), &[v, d], 0.02)?;
-        normal(
-            "transformer.wpe.weight".into(),
-            &[cfg.block_size, cfg.d_pos_emb.unwrap_or(d)],
-            0.01,
-        )?;
+        normal(wn::WTE.into(), &[v, d], 0.02)?;
+        normal(wn::WPE.into(), &[cfg.block_size, cfg.d_pos_emb.unwrap_or(d)], 0.01)?;
         if !cfg.tied_unembed {
-            normal("lm_head.weight".into(), &[v, d], 0.02)?;
+            normal(wn::LM_HEAD.into(), &[v, d], 0.02)?;
         }
+        // The draw order (and so every initial weight) follows BlockLinear::ALL.
+        let shape = |which: BlockLinear| match which {
+            BlockLinear::AttnQkv => [3 * a, din],
+            BlockLinear::AttnOut => [d, a],
+            BlockLinear::MlpIn => [f, din],
+            BlockLinear::MlpOut => [d, f],
+        };
         for l in 0..cfg.n_layer {
-            let p = format!("transformer.h.{l}");
-            normal(format!("{p}.attn.c_attn.weight"), &[3 * a, din], 0.02)?;
-            normal(format!("{p}.attn.c_proj.weight"), &[d, a], proj_std)?;
-            normal(format!("{p}.mlp.c_fc.weight"), &[f, din], 0.02)?;
-            normal(format!("{p}.mlp.c_proj.weight"), &[d, f], proj_std)?;
+            for which in BlockLinear::ALL {
+                let std = if which.writes_residual() { proj_std } else { 0.02 };
+                normal(wn::linear_weight(l, which), &shape(which), std)?;
+            }
         }
         let mut constant = |name: String, n: usize, value: f64| -> Result<()> {
             let t = (Tensor::ones(n, DType::F32, &Device::Cpu)? * value)?;
@@ -74,38 +77,38 @@ impl Params {
             Ok(())
         };
         for l in 0..cfg.n_layer {
-            let p = format!("transformer.h.{l}");
             if cfg.bias {
-                constant(format!("{p}.attn.c_attn.bias"), 3 * a, 0.0)?;
-                constant(format!("{p}.attn.c_proj.bias"), d, 0.0)?;
-                constant(format!("{p}.mlp.c_fc.bias"), f, 0.0)?;
-                constant(format!("{p}.mlp.c_proj.bias"), d, 0.0)?;
+                for which in BlockLinear::ALL {
+                    constant(wn::linear_bias(l, which), shape(which)[0], 0.0)?;
+                }
             }
-            for ln in ["ln_1", "ln_2"] {
-                constant(format!("{p}.{ln}.weight"), d, 1.0)?;
+            for ln in [BlockNorm::Ln1, BlockNorm::Ln2] {
+                let p = wn::norm(l, ln);
+                constant(format!("{p}.weight"), d, 1.0)?;
                 if !cfg.rms_norm && cfg.ln_bias {
-                    constant(format!("{p}.{ln}.bias"), d, 0.0)?;
+                    constant(format!("{p}.bias"), d, 0.0)?;
                 }
             }
             if let Some(dp) = cfg.d_pos_emb {
-                for ln in ["ln_p1", "ln_p2"] {
-                    constant(format!("{p}.{ln}.weight"), dp, 1.0)?;
+                for ln in [BlockNorm::LnP1, BlockNorm::LnP2] {
+                    let p = wn::norm(l, ln);
+                    constant(format!("{p}.weight"), dp, 1.0)?;
                     if !cfg.rms_norm && cfg.ln_bias {
-                        constant(format!("{p}.{ln}.bias"), dp, 0.0)?;
+                        constant(format!("{p}.bias"), dp, 0.0)?;
                     }
                 }
             }
             if cfg.sink {
-                constant(format!("{p}.attn.attn_imp.sink_logit"), cfg.n_head, 0.0)?;
+                constant(wn::sink_logit(l), cfg.n_head, 0.0)?;
             }
         }
-        constant("transformer.ln_f.weight".into(), d, 1.0)?;
+        constant(format!("{}.weight", wn::LN_F), d, 1.0)?;
         if !cfg.rms_norm && cfg.ln_bias {
-            constant("transformer.ln_f.bias".into(), d, 0.0)?;
+            constant(format!("{}.bias", wn::LN_F), d, 0.0)?;
         }
         if cfg.enable_bigram_table {
             vars.insert(
-                "bigram_table".into(),
+                wn::BIGRAM_TABLE.into(),
                 Var::from_tensor(&Tensor::zeros((v, v), DType::F32, &Device::Cpu)?)?,
             );
         }

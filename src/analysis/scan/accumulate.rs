@@ -122,11 +122,8 @@ fn tie(token: usize, seed: u32) -> u32 {
 
 /// A per-(node, selector) seed for [`tie`].
 fn seed(node: usize, salt: u64) -> u32 {
-    let mut z = (node as u64) ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 32) as u32
+    let z = (node as u64) ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    (circuitscope_kernels::rng::splitmix64(z) >> 32) as u32
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -126,7 +126,7 @@ pub fn node_hooks(cfg: &Config) -> Vec<HookEntry> {
     };
     for l in 0..cfg.n_layer {
         for site in Site::ALL.into_iter().filter(|s| *s != Site::FinalResid) {
-            push(format!("{l}.{}", site.name()), site.width(cfg));
+            push(site.hook(l).to_string(), site.width(cfg));
         }
     }
     push(Site::FinalResid.name().to_string(), Site::FinalResid.width(cfg));

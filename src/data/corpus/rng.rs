@@ -1,44 +1,33 @@
-//! A tiny, version-stable pseudo-random generator for the synthetic corpus.
+//! The synthetic corpus's pseudo-random draws, on the workspace's one generator
+//! ([`circuitscope_kernels::rng::SplitMix64`]).
 //!
 //! The corpus must stay byte-identical across dependency upgrades (a model's
 //! held-out split is an index range), so it does not use `rand`'s `StdRng`,
 //! whose stream may change between `rand` versions. SplitMix64 is enough for
 //! picking identifiers and shapes.
 
-/// SplitMix64's finaliser: a good 64-bit mixing function.
-pub(crate) fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use circuitscope_kernels::rng::{splitmix64, SplitMix64};
 
-/// SplitMix64 generator with a few helpers.
+/// The corpus's draws from the workspace's SplitMix64; the seeding and the draw conventions are part of the
+/// committed corpora and must not change.
 #[derive(Debug, Clone)]
 pub(crate) struct Rng {
-    state: u64,
+    inner: SplitMix64,
 }
 
 impl Rng {
     /// The generator of document `index` of corpus `seed`.
     pub(crate) fn for_document(seed: u64, index: u64) -> Self {
         Self {
-            state: mix64(mix64(seed ^ 0x5EED_C0DE_0000_0001).wrapping_add(mix64(index))),
+            inner: SplitMix64::new(splitmix64(
+                splitmix64(seed ^ 0x5EED_C0DE_0000_0001).wrapping_add(splitmix64(index)),
+            )),
         }
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 
     /// Uniform in `0..n` (`n > 0`).
     pub(crate) fn below(&mut self, n: usize) -> usize {
-        debug_assert!(n > 0);
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+        self.inner.below(n)
     }
 
     /// Uniform in `lo..=hi`.
@@ -54,7 +43,7 @@ impl Rng {
 
     /// True with probability `p`.
     pub(crate) fn chance(&mut self, p: f64) -> bool {
-        ((self.next_u64() >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < p
+        self.inner.next_f64() < p
     }
 
     pub(crate) fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {

@@ -1,27 +1,23 @@
-//! A tiny deterministic PRNG (SplitMix64) and a stable string hash, so that a task's pairs depend only on
+//! The tasks' pseudo-random draws on the workspace's one generator (SplitMix64) and a stable string hash, so that a task's pairs depend only on
 //! (task, seed, index) and never change with a `rand` upgrade.
 
-/// SplitMix64 (Steele, Lea, Flood 2014): one 64-bit state, good enough for picking templates.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+use circuitscope_kernels::rng::{mix64 as mix, SplitMix64, GOLDEN_GAMMA};
 
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+/// The tasks' draws from the workspace's SplitMix64; the seeding and the draw conventions (modulo, `<=`) are part
+/// of the committed task pairs and must not change.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(SplitMix64);
 
 impl Rng {
     /// The stream of pair `index` of the task whose name hashes to `stream`, under `seed`.
     pub(crate) fn new(seed: u64, stream: u64, index: u64) -> Self {
-        Rng(mix(mix(seed ^ 0x9e37_79b9_7f4a_7c15)
+        Rng(SplitMix64::new(mix(mix(seed ^ GOLDEN_GAMMA)
             ^ mix(stream).rotate_left(17)
-            ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d)))
+            ^ index.wrapping_mul(0x2545_f491_4f6c_dd1d))))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix(self.0)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (n > 0; the modulo bias is irrelevant here).
@@ -37,7 +33,7 @@ impl Rng {
 
     /// True with probability `p`.
     pub(crate) fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        self.0.next_f64() <= p
     }
 
     pub(crate) fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {

@@ -4,25 +4,54 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor, Var};
 
+/// AdamW's hyperparameters (the learning rate is passed per step, for schedules).
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct AdamWParams {
+    /// Decay of the first moment.
     pub beta1: f64,
+    /// Decay of the second moment.
     pub beta2: f64,
+    /// Added to the second moment's root, against division by zero.
     pub eps: f64,
+    /// Decoupled weight decay, multiplied by the learning rate.
     pub weight_decay: f64,
+}
+
+/// Why saved optimiser state cannot be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptimStateError {
+    /// A moment of a variable is missing from the saved state.
+    #[error("optimizer state lacks `{key}`")]
+    Missing {
+        /// The missing entry, e.g. `m.transformer.wte.weight`.
+        key: String,
+    },
+    /// A saved moment does not have its variable's shape.
+    #[error("optimizer state `{key}` has shape {found:?}, expected {expected:?}")]
+    Shape {
+        /// The entry with the wrong shape.
+        key: String,
+        /// Its shape in the saved state.
+        found: Vec<usize>,
+        /// The variable's shape.
+        expected: Vec<usize>,
+    },
 }
 
 /// Decoupled-weight-decay Adam over named variables.
 pub struct AdamW {
+    /// The hyperparameters.
     pub params: AdamWParams,
     vars: Vec<(String, Var)>,
     /// First and second moments by variable name.
     m: BTreeMap<String, Tensor>,
     v: BTreeMap<String, Tensor>,
+    /// Updates taken so far (for the bias correction).
     pub step: usize,
 }
 
 impl AdamW {
+    /// An optimiser over `vars` with zero moments.
     pub fn new(vars: Vec<(String, Var)>, params: AdamWParams) -> Result<Self> {
         let mut m = BTreeMap::new();
         let mut v = BTreeMap::new();
@@ -77,19 +106,23 @@ impl AdamW {
     }
 
     /// Restores moments saved by `state`; every variable must be present with its shape.
-    pub fn load_state(&mut self, state: &BTreeMap<String, Tensor>, step: usize) -> std::result::Result<(), String> {
+    pub fn load_state(
+        &mut self,
+        state: &BTreeMap<String, Tensor>,
+        step: usize,
+    ) -> std::result::Result<(), OptimStateError> {
         for (name, var) in &self.vars {
             for (prefix, map) in [("m", &mut self.m), ("v", &mut self.v)] {
                 let key = format!("{prefix}.{name}");
-                let t = state
-                    .get(&key)
-                    .ok_or_else(|| format!("optimizer state lacks `{key}`"))?;
+                let Some(t) = state.get(&key) else {
+                    return Err(OptimStateError::Missing { key });
+                };
                 if t.dims() != var.dims() {
-                    return Err(format!(
-                        "optimizer state `{key}` has shape {:?}, expected {:?}",
-                        t.dims(),
-                        var.dims()
-                    ));
+                    return Err(OptimStateError::Shape {
+                        key,
+                        found: t.dims().to_vec(),
+                        expected: var.dims().to_vec(),
+                    });
                 }
                 map.insert(name.clone(), t.clone());
             }
