@@ -14,6 +14,7 @@ pub mod norm;
 pub mod sparse_linear;
 pub mod synth;
 pub mod topk;
+pub mod torch_pickle;
 
 pub use checkpoint::{Checkpoint, Stored};
 pub use config::{Config, Loctype};
