@@ -20,6 +20,8 @@ pub const EVAL_CORPUS: &str = "synthetic";
 pub struct EvalArgs {
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub checks: super::common::LoadChecks,
     /// `all` or a comma-separated list of task names and `.jsonl` task files.
     #[arg(long, default_value = "all")]
     pub tasks: String,
@@ -39,7 +41,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let model = load_model(&args.model, LoadOptions::default())?;
+    let model = load_model(&args.model, args.checks.apply(LoadOptions::default()))?;
     let Some(tok) = resolve_tokenizer(args.tokenizer.as_deref(), &args.model)? else {
         bail!(
             "{}: no tokenizer.json beside the model; pass --tokenizer FILE",

@@ -8,6 +8,7 @@ mod corpus;
 mod errors;
 mod half_precision;
 mod hooks;
+mod hostile;
 mod parity;
 mod prune;
 mod scan;
