@@ -56,6 +56,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .map(|n| tasks::resolve(n.trim()).map_err(anyhow::Error::from))
             .collect::<Result<_>>()?
     };
+    warn_truncated_prompts(&selected, &tok, model.config.block_size, args.pairs);
     let scores = eval::score_tasks(&model, &tok, &selected, args.pairs)?;
     let corpus = CorpusSource::parse(&args.corpus)?;
     let block = model.config.block_size;
@@ -81,6 +82,28 @@ pub fn run(args: EvalArgs) -> Result<()> {
         std::fs::write(p, &table).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// Scoring left-truncates prompts to the context, as the reference does; a user's file with longer prompts is
+/// told so instead of being scored on text it did not write.
+fn warn_truncated_prompts(tasks: &[Box<dyn Task>], tok: &crate::tokenize::Tokenizer, block: usize, pairs: usize) {
+    for t in tasks {
+        let Some(len) = t.finite_len() else { continue };
+        let long = (0..len.min(pairs) as u64)
+            .map(|i| t.pair(0, i))
+            .filter(|p| {
+                [&p.prompt, &p.prompt_alt]
+                    .iter()
+                    .any(|s| tok.encode(s).is_ok_and(|ids| ids.len() > block))
+            })
+            .count();
+        if long > 0 {
+            eprintln!(
+                "warning: task {}: {long} prompt(s) longer than the context ({block} tokens) are scored left-truncated",
+                t.name()
+            );
+        }
+    }
 }
 
 /// The eval table as GitHub markdown.

@@ -6,6 +6,7 @@ mod circuit;
 mod cli;
 mod corpus;
 mod errors;
+mod fuzz;
 mod half_precision;
 mod hooks;
 mod hostile;
