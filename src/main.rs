@@ -108,7 +108,7 @@ fn keep_freed_memory() {
 fn one_line(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
-        let text = cause.to_string();
+        let text = without_backtrace(&cause.to_string());
         if out.ends_with(&text) {
             continue;
         }
@@ -118,4 +118,42 @@ fn one_line(e: &anyhow::Error) -> String {
         out.push_str(&text);
     }
     out.replace('\n', " ")
+}
+
+/// The message without a backtrace that a library appended to its Display (candle does when RUST_BACKTRACE is
+/// set: ~800 characters of frames inside what should be one line).
+fn without_backtrace(text: &str) -> String {
+    let is_frame_start = |line: &str| {
+        let t = line.trim_start();
+        let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+        t.starts_with("stack backtrace")
+            || t.starts_with("disabled backtrace")
+            || t.starts_with("unsupported backtrace")
+            || (digits > 0 && t[digits..].starts_with(':'))
+    };
+    let mut kept = Vec::new();
+    for line in text.lines() {
+        if !kept.is_empty() && is_frame_start(line) {
+            break;
+        }
+        kept.push(line);
+    }
+    kept.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backtraces_are_cut_from_the_one_line_error() {
+        let candle = "shape mismatch in matmul, lhs: [2, 3], rhs: [4, 5]\n   0: candle_core::error::Error::bt\n             at src/error.rs:1\n   1: main";
+        assert_eq!(
+            without_backtrace(candle),
+            "shape mismatch in matmul, lhs: [2, 3], rhs: [4, 5]"
+        );
+        assert_eq!(without_backtrace("a\nb"), "a\nb");
+        let e = anyhow::anyhow!("{candle}").context("run");
+        assert_eq!(one_line(&e), "run: shape mismatch in matmul, lhs: [2, 3], rhs: [4, 5]");
+    }
 }

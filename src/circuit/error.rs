@@ -45,3 +45,13 @@ pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) ->
     let path = path.into();
     move |source| CircuitError::Io { path, source }
 }
+
+impl From<crate::model::torch_pickle::TorchZipError> for CircuitError {
+    fn from(e: crate::model::torch_pickle::TorchZipError) -> Self {
+        use crate::model::torch_pickle::TorchZipError;
+        match e {
+            TorchZipError::Io { path, source } => CircuitError::Io { path, source },
+            TorchZipError::Format { path, msg } => CircuitError::Pickle { path, msg },
+        }
+    }
+}

@@ -14,7 +14,7 @@ use super::file::{
     BlockLoss, CircuitEdge, CircuitFile, CircuitNode, EdgeEnd, Exemplar, ModelRef, QuantileExemplars, TaskSamples,
 };
 use super::node_id::NodeId;
-use super::torch_pickle::{Py, TensorData, TorchZip};
+use crate::model::torch_pickle::{Py, TensorData, TorchZip};
 use crate::model::Config;
 
 /// What the import needs to know about the model the payload belongs to.

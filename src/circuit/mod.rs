@@ -6,7 +6,8 @@ pub mod file;
 pub mod graph;
 pub mod import_viz;
 pub mod node_id;
-pub mod torch_pickle;
+/// The torch zip reader moved to `model` (checkpoints read it too); this keeps the old path working.
+pub use crate::model::torch_pickle;
 
 pub use error::CircuitError;
 pub use file::{

@@ -8,6 +8,30 @@ use crate::circuit::node_id::split_indexed;
 use crate::model::{Gpt, LoadOptions, ModelFiles};
 use crate::tokenize::Tokenizer;
 
+/// The opt-outs of the load-time checks, shared by every command that loads a model.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct LoadChecks {
+    /// Load even when the checkpoint holds tensors the config does not use (extra layers, sink logits with
+    /// `sink: false`, ...): they become warnings instead of an error.
+    #[arg(long)]
+    pub allow_extra: bool,
+    /// Load even when weights hold NaN or infinite values (for research on broken checkpoints): a warning
+    /// instead of an error.
+    #[arg(long)]
+    pub allow_nonfinite: bool,
+}
+
+impl LoadChecks {
+    /// `opts` with these opt-outs.
+    pub fn apply(self, opts: LoadOptions) -> LoadOptions {
+        LoadOptions {
+            allow_extra: self.allow_extra,
+            allow_nonfinite: self.allow_nonfinite,
+            ..opts
+        }
+    }
+}
+
 /// Loads a model, printing config warnings to stderr.
 pub fn load_model(path: &Path, opts: LoadOptions) -> Result<Gpt> {
     let (model, warnings) = Gpt::load(path, opts)?;

@@ -20,6 +20,8 @@ pub const EVAL_CORPUS: &str = "synthetic";
 pub struct EvalArgs {
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub checks: super::common::LoadChecks,
     /// `all` or a comma-separated list of task names and `.jsonl` task files.
     #[arg(long, default_value = "all")]
     pub tasks: String,
@@ -39,7 +41,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    let model = load_model(&args.model, LoadOptions::default())?;
+    let model = load_model(&args.model, args.checks.apply(LoadOptions::default()))?;
     let Some(tok) = resolve_tokenizer(args.tokenizer.as_deref(), &args.model)? else {
         bail!(
             "{}: no tokenizer.json beside the model; pass --tokenizer FILE",
@@ -54,6 +56,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .map(|n| tasks::resolve(n.trim()).map_err(anyhow::Error::from))
             .collect::<Result<_>>()?
     };
+    warn_truncated_prompts(&selected, &tok, model.config.block_size, args.pairs);
     let scores = eval::score_tasks(&model, &tok, &selected, args.pairs)?;
     let corpus = CorpusSource::parse(&args.corpus)?;
     let block = model.config.block_size;
@@ -81,6 +84,28 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// Scoring left-truncates prompts to the context, as the reference does; a user's file with longer prompts is
+/// told so instead of being scored on text it did not write.
+fn warn_truncated_prompts(tasks: &[Box<dyn Task>], tok: &crate::tokenize::Tokenizer, block: usize, pairs: usize) {
+    for t in tasks {
+        let Some(len) = t.finite_len() else { continue };
+        let long = (0..len.min(pairs) as u64)
+            .map(|i| t.pair(0, i))
+            .filter(|p| {
+                [&p.prompt, &p.prompt_alt]
+                    .iter()
+                    .any(|s| tok.encode(s).is_ok_and(|ids| ids.len() > block))
+            })
+            .count();
+        if long > 0 {
+            eprintln!(
+                "warning: task {}: {long} prompt(s) longer than the context ({block} tokens) are scored left-truncated",
+                t.name()
+            );
+        }
+    }
 }
 
 /// The eval table as GitHub markdown.

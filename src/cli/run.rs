@@ -16,6 +16,8 @@ pub struct RunArgs {
     /// Model directory (config.json + model.safetensors, or beeg_config.json + final_model.pt).
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub checks: super::common::LoadChecks,
     /// Prompt text (tokenized with the model's tokenizer.json or --tokenizer).
     #[arg(long, conflicts_with = "tokens")]
     pub prompt: Option<String>,
@@ -93,6 +95,9 @@ impl InterventionSpec {
             .trim()
             .parse()
             .with_context(|| format!("--intervene `{spec}`: `{rhs}` is not a number"))?;
+        if !value.is_finite() {
+            bail!("--intervene `{spec}`: the value must be finite, not {value}");
+        }
         Ok(InterventionSpec {
             target: chans.remove(0),
             position,
@@ -121,7 +126,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     } else {
         LoadOptions::default()
     };
-    let model = load_model(&args.model, opts)?;
+    let model = load_model(&args.model, args.checks.apply(opts))?;
     let tok = resolve_tokenizer(args.tokenizer.as_deref(), &args.model)?;
     let mut ids = match (&args.prompt, &args.tokens) {
         (Some(p), _) => {
@@ -184,7 +189,15 @@ pub fn run(args: RunArgs) -> Result<()> {
     let t = ids.len();
     let last = logits.get(t - 1)?;
     let probs = candle_nn::ops::softmax_last_dim(&last)?;
-    let top = top_k(&last.to_vec1::<f32>()?, &probs.to_vec1::<f32>()?, args.top);
+    let last_values = last.to_vec1::<f32>()?;
+    let non_finite = last_values.iter().filter(|v| !v.is_finite()).count();
+    if non_finite > 0 {
+        // Flagged, not hidden: with --allow-nonfinite this is what the user asked to see.
+        eprintln!(
+            "warning: {non_finite} of the last position's logits are NaN or infinite; probabilities are meaningless"
+        );
+    }
+    let top = top_k(&last_values, &probs.to_vec1::<f32>()?, args.top);
 
     let positions: Vec<usize> = if args.per_token { (0..t).collect() } else { vec![t - 1] };
     let mut channel_rows = Vec::new();

@@ -116,60 +116,127 @@ pub fn run_import(args: TokenizerImportArgs) -> anyhow::Result<()> {
 /// `circuitscope tokenize --tokenizer FILE [--text TEXT] [--json]`.
 pub fn run_tokenize(args: TokenizeArgs) -> anyhow::Result<()> {
     let tok = Tokenizer::load(&args.tokenizer)?;
-    let text = match args.text {
-        Some(t) => t,
-        None => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading text from stdin (it must be UTF-8)")?;
-            s
-        }
+    let ids = match &args.text {
+        Some(t) => encode(&tok, t, args.allow_special)?,
+        None => encode_stream(&tok, std::io::stdin().lock(), args.allow_special, STREAM_CHUNK)?,
     };
-    let ids = if args.allow_special {
-        tok.encode_with_specials(&text)?
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    if args.json {
+        write_json(&mut stdout, &tok, &ids)?;
     } else {
-        tok.encode(&text)?
-    };
-    let out = if args.json {
-        format_json(&tok, &ids)
-    } else {
-        format_table(&tok, &ids)
-    };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes())?;
+        write_table(&mut stdout, &tok, &ids)?;
+    }
     stdout.flush()?;
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct TokenizeJson<'a> {
-    ids: &'a [u32],
-    tokens: Vec<String>,
+/// How much stdin is encoded at a time. The tokenizers crate takes ~200 bytes of memory per input byte, so a
+/// whole 50 MB stdin once took 11.7 GB; in chunks, memory is this times that plus 4 bytes per token.
+const STREAM_CHUNK: usize = 1 << 20;
+
+fn encode(tok: &Tokenizer, text: &str, allow_special: bool) -> anyhow::Result<Vec<u32>> {
+    Ok(if allow_special {
+        tok.encode_with_specials(text)?
+    } else {
+        tok.encode(text)?
+    })
+}
+
+/// Encodes `reader`'s text in chunks of about `chunk` bytes, cut only where the byte-level pre-tokenizer cuts
+/// anyway, so the ids equal those of encoding the whole text at once.
+pub fn encode_stream(
+    tok: &Tokenizer,
+    mut reader: impl Read,
+    allow_special: bool,
+    chunk: usize,
+) -> anyhow::Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut block = vec![0u8; chunk.max(1)];
+    let mut offset = 0usize;
+    loop {
+        let n = reader.read(&mut block).context("reading text from stdin")?;
+        buf.extend_from_slice(&block[..n]);
+        let cut = if n == 0 {
+            Some(buf.len())
+        } else if buf.len() >= chunk {
+            safe_cut(&buf)
+        } else {
+            None
+        };
+        if let Some(cut) = cut {
+            let text = std::str::from_utf8(&buf[..cut]).map_err(|e| {
+                anyhow::anyhow!(
+                    "stdin is not UTF-8: invalid byte at offset {}",
+                    offset + e.valid_up_to()
+                )
+            })?;
+            ids.extend(encode(tok, text, allow_special)?);
+            buf.drain(..cut);
+            offset += cut;
+        }
+        if n == 0 {
+            return Ok(ids);
+        }
+    }
+}
+
+/// The last position in `text` where GPT-2's pre-tokenizer regex always splits: after a newline followed by a
+/// character that is not whitespace, or before a single space between two non-whitespace characters (the
+/// space starts the next word's pre-token). Such a cut never splits a special token (they hold neither).
+fn safe_cut(text: &[u8]) -> Option<usize> {
+    let ws = |b: u8| b.is_ascii_whitespace();
+    // Only ASCII bytes are tested, so a cut always lands on a UTF-8 boundary.
+    (1..text.len().saturating_sub(1)).rev().find(|&i| {
+        let (prev, here, next) = (text[i - 1], text[i], text[i + 1]);
+        (prev == b'\n' && !ws(here) && here.is_ascii() && here != b' ')
+            || (here == b' ' && !ws(prev) && !ws(next) && prev.is_ascii())
+    })
 }
 
 /// `{"ids":[...],"tokens":[...]}` and a newline; tokens are each token's
 /// bytes as lossy UTF-8.
 pub fn format_json(tok: &Tokenizer, ids: &[u32]) -> String {
-    let tokens = ids.iter().map(|&id| tok.token_display(id)).collect();
-    let mut s = serde_json::to_string(&TokenizeJson { ids, tokens }).expect("serializing ids and strings cannot fail");
-    s.push('\n');
-    s
+    let mut out = Vec::new();
+    write_json(&mut out, tok, ids).expect("writing to a Vec cannot fail");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// [`format_json`] written piece by piece, without building the whole text.
+pub fn write_json(w: &mut impl Write, tok: &Tokenizer, ids: &[u32]) -> std::io::Result<()> {
+    w.write_all(b"{\"ids\":")?;
+    serde_json::to_writer(&mut *w, ids)?;
+    w.write_all(b",\"tokens\":[")?;
+    for (i, &id) in ids.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *w, &tok.token_display(id))?;
+    }
+    w.write_all(b"]}\n")
 }
 
 /// A table with one row per token: index, id and the token quoted with
 /// escapes (`"\n"`, `" in"`).
 pub fn format_table(tok: &Tokenizer, ids: &[u32]) -> String {
+    let mut out = Vec::new();
+    write_table(&mut out, tok, ids).expect("writing to a Vec cannot fail");
+    String::from_utf8(out).expect("the table is UTF-8")
+}
+
+/// [`format_table`] written row by row.
+pub fn write_table(w: &mut impl Write, tok: &Tokenizer, ids: &[u32]) -> std::io::Result<()> {
     let idx_w = ids.len().saturating_sub(1).to_string().len().max(3);
     let id_w = tok.vocab_size().saturating_sub(1).to_string().len().max(2);
-    let mut s = format!("{:>idx_w$}  {:>id_w$}  token\n", "idx", "id");
+    writeln!(w, "{:>idx_w$}  {:>id_w$}  token", "idx", "id")?;
     for (i, &id) in ids.iter().enumerate() {
-        s.push_str(&format!(
-            "{i:>idx_w$}  {id:>id_w$}  \"{}\"\n",
+        writeln!(
+            w,
+            "{i:>idx_w$}  {id:>id_w$}  \"{}\"",
             escape_token(&tok.token_display(id))
-        ));
+        )?;
     }
-    s
+    Ok(())
 }
 
 /// Saves a tokenizer to `out`, where `-` is standard output (see [`crate::fsio::Output`]).

@@ -5,7 +5,7 @@
 //! `<name>.csr.row_ptr` (U32/U64), with the dense shape in the metadata key `<name>.csr.shape` as `"[rows, cols]"`.
 //! F32 values with aligned offsets are used straight from the map; anything else is copied once at load.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,8 +13,11 @@ use candle_core::{DType, Device, Tensor};
 use memmap2::Mmap;
 use safetensors::Dtype;
 
+use super::config::Config;
 use super::error::{io_err, ModelError, Result};
+use super::gpt::LoadOptions;
 use super::sparse_linear::{CsrWeight, CsrWeightError};
+use super::torch_pickle::{Py, TensorData, TensorRef, TorchZip, TorchZipError};
 
 /// The newest model.safetensors layout this build reads and writes.
 pub const MODEL_FORMAT_VERSION: u32 = 1;
@@ -114,6 +117,11 @@ impl Checkpoint {
             .collect();
         csr_names.sort();
         for name in &csr_names {
+            if infos.contains_key(name.as_str()) {
+                return Err(ckpt.format_err(format!(
+                    "`{name}` is stored both dense and as CSR (`{name}.csr.*`); which one is meant is ambiguous"
+                )));
+            }
             let w = ckpt.load_csr(name, &mmap, &infos, &extra, &byte_range)?;
             ckpt.tensors.insert(name.clone(), Stored::Csr(Arc::new(w)));
         }
@@ -229,36 +237,163 @@ impl Checkpoint {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
         }
-        let pth = candle_core::pickle::PthTensors::new(path, None)
-            .map_err(|e| fmt(format!("not a PyTorch zip state dict: {e}")))?;
-        if pth.tensor_infos().is_empty() {
-            return Err(fmt("no tensors found in the pickle".into()));
-        }
+        // Our own reader, not candle's: candle's recursive pickle VM overflows the stack on deeply nested
+        // pickles, and it allocates whatever shape a tensor claims before looking at the storage's bytes.
+        let (mut zip, root) = TorchZip::open(path).map_err(|e| match e {
+            TorchZipError::Io { path, source } => ModelError::Io { path, source },
+            TorchZipError::Format { msg, .. } => fmt(format!("not a PyTorch zip state dict: {msg}")),
+        })?;
+        let items = state_dict_items(&root).ok_or_else(|| {
+            fmt(format!(
+                "the pickle holds a {}, not a state dict of named tensors",
+                root.type_name()
+            ))
+        })?;
         let mut tensors = BTreeMap::new();
-        for name in pth.tensor_infos().keys() {
+        for (name, t) in items {
             if name.ends_with(".attn.bias") && !name.ends_with("c_attn.bias") {
                 continue;
             }
-            let t = pth
-                .get(name)
-                .map_err(|e| ModelError::BadTensor {
-                    path: path.to_path_buf(),
-                    name: name.clone(),
-                    msg: e.to_string(),
-                })?
-                .ok_or_else(|| fmt(format!("tensor `{name}` vanished while reading")))?;
-            let t = match t.dtype() {
-                DType::F32 => t,
-                DType::BF16 | DType::F16 | DType::F64 => t.to_dtype(DType::F32)?,
-                // Integer buffers are not weights of the GPT; keep them as they are.
-                _ => t,
+            let bad = |msg: String| ModelError::BadTensor {
+                path: path.to_path_buf(),
+                name: name.to_string(),
+                msg,
             };
-            tensors.insert(name.clone(), Stored::Dense(t.contiguous()?));
+            let tensor = if t.kind.is_float() {
+                let values = zip.read_f32(t).map_err(|e| bad(e.to_string()))?;
+                Tensor::from_vec(values, t.shape.as_slice(), &Device::Cpu)?
+            } else {
+                // Integer buffers are not weights of the GPT; keep them as they are.
+                let values = match zip.read(t).map_err(|e| bad(e.to_string()))? {
+                    TensorData::Int(v) => v,
+                    TensorData::Float(_) => return Err(bad("integer storage read back as floats".into())),
+                };
+                Tensor::from_vec(values, t.shape.as_slice(), &Device::Cpu)?
+            };
+            tensors.insert(name.to_string(), Stored::Dense(tensor));
+        }
+        if tensors.is_empty() {
+            return Err(fmt("no tensors found in the pickle".into()));
         }
         Ok(Checkpoint {
             path: path.to_path_buf(),
             tensors,
         })
+    }
+
+    /// Tensors a model of `cfg` does not read: extra layers, sink logits with `sink: false`, a bigram table with
+    /// `enable_bigram_table: false`, anything unknown. A tied model's separate `transformer.wte.weight` counts as
+    /// read only when it equals `lm_head.weight` (torch saves tied parameters under both names).
+    pub fn unread_tensors(&self, cfg: &Config) -> Result<Vec<String>> {
+        let mut expected: BTreeSet<String> = BTreeSet::new();
+        let norm = |p: &str, expected: &mut BTreeSet<String>| {
+            expected.insert(format!("{p}.weight"));
+            if !cfg.rms_norm && cfg.ln_bias {
+                expected.insert(format!("{p}.bias"));
+            }
+        };
+        let linear = |p: &str, expected: &mut BTreeSet<String>| {
+            expected.insert(format!("{p}.weight"));
+            if cfg.bias {
+                expected.insert(format!("{p}.bias"));
+            }
+        };
+        for l in 0..cfg.n_layer {
+            let p = format!("transformer.h.{l}");
+            norm(&format!("{p}.ln_1"), &mut expected);
+            norm(&format!("{p}.ln_2"), &mut expected);
+            if cfg.d_pos_emb.is_some() {
+                norm(&format!("{p}.ln_p1"), &mut expected);
+                norm(&format!("{p}.ln_p2"), &mut expected);
+            }
+            linear(&format!("{p}.attn.c_attn"), &mut expected);
+            linear(&format!("{p}.attn.c_proj"), &mut expected);
+            linear(&format!("{p}.mlp.c_fc"), &mut expected);
+            linear(&format!("{p}.mlp.c_proj"), &mut expected);
+            if cfg.sink {
+                expected.insert(format!("{p}.attn.attn_imp.sink_logit"));
+            }
+        }
+        norm("transformer.ln_f", &mut expected);
+        for name in ["transformer.wpe.weight", "lm_head.weight", "final_logits_bias"] {
+            expected.insert(name.to_string());
+        }
+        if cfg.enable_bigram_table {
+            expected.insert("bigram_table".into());
+        }
+        let wte = "transformer.wte.weight";
+        let tied_copy = match (self.get(wte), self.get("lm_head.weight")) {
+            (Some(w), Some(h)) if cfg.tied_unembed => {
+                w.shape() == h.shape() && w.to_dense()?.eq(&h.to_dense()?)?.min_all()?.to_scalar::<u8>()? == 1
+            }
+            _ => true,
+        };
+        if !cfg.tied_unembed || tied_copy {
+            expected.insert(wte.to_string());
+        }
+        Ok(self
+            .tensors
+            .keys()
+            .filter(|k| !expected.contains(k.as_str()))
+            .cloned()
+            .collect())
+    }
+
+    /// The first tensor holding a NaN or an infinity, with the count of such values: weights like that make
+    /// every downstream number meaningless without any error.
+    pub fn non_finite(&self) -> Result<Option<(String, usize)>> {
+        for (name, stored) in &self.tensors {
+            let bad = match stored {
+                Stored::Dense(t) if t.dtype() == DType::F32 => t
+                    .flatten_all()?
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .filter(|v| !v.is_finite())
+                    .count(),
+                Stored::Dense(_) => 0,
+                Stored::Csr(w) => w.view().values().iter().filter(|v| !v.is_finite()).count(),
+            };
+            if bad > 0 {
+                return Ok(Some((name.clone(), bad)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The checks a model load applies to a checkpoint beyond shapes (issue 22): non-finite weights are an
+    /// error unless `opts.allow_nonfinite`; unread tensors are an error, or warnings with `opts.allow_extra`.
+    pub fn audit(&self, cfg: &Config, opts: &LoadOptions) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        if let Some((name, n)) = self.non_finite()? {
+            let msg = format!("{n} NaN or infinite value(s)");
+            if !opts.allow_nonfinite {
+                return Err(ModelError::BadTensor {
+                    path: self.path.clone(),
+                    name,
+                    msg: format!("{msg}; refusing to compute with them (--allow-nonfinite to load anyway)"),
+                });
+            }
+            warnings.push(format!("tensor `{name}`: {msg}"));
+        }
+        let unread = self.unread_tensors(cfg)?;
+        if !unread.is_empty() {
+            let shown: Vec<&str> = unread.iter().take(5).map(String::as_str).collect();
+            let more = if unread.len() > 5 {
+                format!(" and {} more", unread.len() - 5)
+            } else {
+                String::new()
+            };
+            let msg = format!(
+                "{} tensor(s) the config does not use: {}{more} (check n_layer, sink, tied_unembed, enable_bigram_table)",
+                unread.len(),
+                shown.join(", ")
+            );
+            if !opts.allow_extra {
+                return Err(self.format_err(format!("{msg}; --allow-extra loads anyway")));
+            }
+            warnings.push(msg);
+        }
+        Ok(warnings)
     }
 
     pub fn get(&self, name: &str) -> Option<&Stored> {
@@ -295,6 +430,32 @@ impl Checkpoint {
         }
         Ok(t)
     }
+}
+
+/// The named tensors of a state dict: the top-level dict, or the dict under `state_dict` / `model` when the
+/// file wraps it (as training scripts often do). Non-tensor entries are skipped.
+fn state_dict_items(root: &Py) -> Option<Vec<(&str, &TensorRef)>> {
+    fn tensors(d: &Py) -> Vec<(&str, &TensorRef)> {
+        d.as_dict()
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|(k, v)| match (k, v) {
+                (Py::Str(k), Py::Tensor(t)) => Some((k.as_str(), t)),
+                _ => None,
+            })
+            .collect()
+    }
+    root.as_dict()?;
+    let top = tensors(root);
+    if !top.is_empty() {
+        return Some(top);
+    }
+    ["state_dict", "model"]
+        .iter()
+        .filter_map(|k| root.get(k))
+        .map(tensors)
+        .find(|t| !t.is_empty())
+        .or(Some(top))
 }
 
 fn bytes_to_f32_vec(bytes: &[u8], dtype: Dtype) -> std::result::Result<Vec<f32>, String> {

@@ -177,6 +177,13 @@ pub struct LoadedConfig {
     pub warnings: Vec<String>,
 }
 
+/// Most layers a config may claim.
+const MAX_LAYERS: usize = 4096;
+/// Largest single dimension (width, vocabulary, context) a config may claim.
+const MAX_WIDTH: usize = 1 << 24;
+/// Most elements of any one weight matrix a config may imply (16 GB of f32).
+const MAX_MATRIX: usize = 1 << 32;
+
 impl Config {
     /// Reads `config.json` or `beeg_config.json`.
     pub fn load(path: &Path) -> Result<LoadedConfig> {
@@ -275,7 +282,65 @@ impl Config {
                 return Err(format!("afrac {a} is outside [0, 1]"));
             }
         }
+        config.check_sizes()?;
         Ok(LoadedConfig { config, warnings })
+    }
+
+    /// Refuses sizes no real model has before anything is allocated from them: `n_layer` 1e9 once asked for
+    /// 176 GB of layer structs before the first missing tensor was noticed. The limits are far above any model
+    /// this tool can run, and every matrix's element count must fit comfortably in memory arithmetic.
+    fn check_sizes(&self) -> std::result::Result<(), String> {
+        for (name, value, max) in [
+            ("n_layer", self.n_layer, MAX_LAYERS),
+            ("n_head", self.n_head, MAX_WIDTH),
+            ("d_head", self.d_head, MAX_WIDTH),
+            ("d_model", self.d_model, MAX_WIDTH),
+            ("d_mlp", self.d_mlp, MAX_WIDTH),
+            ("d_pos_emb", self.d_pos_emb.unwrap_or(0), MAX_WIDTH),
+            ("vocab_size", self.vocab_size, MAX_WIDTH),
+            ("block_size", self.block_size, MAX_WIDTH),
+        ] {
+            if value > max {
+                return Err(format!("{name} {value} is larger than circuitscope supports ({max})"));
+            }
+        }
+        let products = [
+            ("n_head * d_head", self.n_head.checked_mul(self.d_head)),
+            (
+                "3 * attention width * input width",
+                self.attn_width_checked()
+                    .and_then(|a| a.checked_mul(3 * self.d_model_in())),
+            ),
+            ("d_mlp * input width", self.d_mlp.checked_mul(self.d_model_in())),
+            ("vocab_size * d_model", self.vocab_size.checked_mul(self.d_model)),
+            (
+                "vocab_size^2 (bigram table)",
+                if self.enable_bigram_table {
+                    self.vocab_size.checked_mul(self.vocab_size)
+                } else {
+                    Some(0)
+                },
+            ),
+            (
+                "block_size * input width",
+                self.block_size.checked_mul(self.d_model_in()),
+            ),
+        ];
+        for (what, n) in products {
+            match n {
+                Some(n) if n <= MAX_MATRIX => {}
+                _ => {
+                    return Err(format!(
+                        "{what} is larger than circuitscope supports ({MAX_MATRIX} elements)"
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn attn_width_checked(&self) -> Option<usize> {
+        self.n_head.checked_mul(self.d_head)
     }
 
     /// Our `config.json`: every field explicit, plus the format version.
@@ -353,5 +418,16 @@ mod tests {
         assert!(Config::from_json_str(r#"{"d_model": 15, "n_head": 4}"#).is_err());
         assert!(Config::from_json_str(r#"{"activation_type": "swish"}"#).is_err());
         assert!(Config::from_json_str("[1]").is_err());
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_allocation() {
+        let e = Config::from_json_str(r#"{"n_layer": 1000000000}"#).err().unwrap();
+        assert!(e.contains("n_layer 1000000000"), "{e}");
+        let e = Config::from_json_str(r#"{"vocab_size": 100000, "enable_bigram_table": true}"#)
+            .err()
+            .unwrap();
+        assert!(e.contains("bigram"), "{e}");
+        assert!(Config::from_json_str(r#"{"n_layer": 48, "d_model": 4096, "n_head": 32}"#).is_ok());
     }
 }

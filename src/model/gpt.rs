@@ -22,18 +22,41 @@ pub struct LoadOptions {
     /// Matrices with a density below this run through the CSR kernel; the rest through dense matmul.
     /// 0 forces every matrix dense; anything above 1 forces every matrix sparse.
     pub sparse_below: f64,
+    /// Tensors the config does not read are warnings instead of an error.
+    pub allow_extra: bool,
+    /// NaN or infinite weights are warnings instead of an error (for research on broken checkpoints).
+    pub allow_nonfinite: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         // Measured crossover of our CSR kernel against gemm on 2 cores lies well above this (see README bench).
-        LoadOptions { sparse_below: 0.25 }
+        LoadOptions {
+            sparse_below: 0.25,
+            ..Self::ALL_DENSE
+        }
     }
 }
 
 impl LoadOptions {
-    pub const ALL_DENSE: LoadOptions = LoadOptions { sparse_below: 0.0 };
-    pub const ALL_SPARSE: LoadOptions = LoadOptions { sparse_below: 2.0 };
+    pub const ALL_DENSE: LoadOptions = LoadOptions {
+        sparse_below: 0.0,
+        allow_extra: false,
+        allow_nonfinite: false,
+    };
+    pub const ALL_SPARSE: LoadOptions = LoadOptions {
+        sparse_below: 2.0,
+        ..Self::ALL_DENSE
+    };
+
+    /// These options with the checks' opt-outs of `other`.
+    pub fn with_checks_of(self, other: LoadOptions) -> LoadOptions {
+        LoadOptions {
+            allow_extra: other.allow_extra,
+            allow_nonfinite: other.allow_nonfinite,
+            ..self
+        }
+    }
 }
 
 pub struct Gpt {
@@ -64,8 +87,11 @@ impl Gpt {
         let files = ModelFiles::locate(path)?;
         let loaded = Config::load(&files.config)?;
         let ckpt = Checkpoint::open(&files.weights)?;
+        // Built first: a missing or misshapen tensor is the clearer message when a file is also unusual.
         let model = Self::from_checkpoint(loaded.config, &ckpt, opts)?;
-        Ok((model, loaded.warnings))
+        let mut warnings = loaded.warnings;
+        warnings.extend(ckpt.audit(&model.config, &opts)?);
+        Ok((model, warnings))
     }
 
     /// Builds the model from a checkpoint, checking that every required tensor is present with the right shape.

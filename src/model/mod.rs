@@ -18,6 +18,7 @@ pub mod sparse_linear;
 pub mod synth;
 pub mod topk;
 pub mod weight_names;
+pub mod torch_pickle;
 
 pub use checkpoint::{Checkpoint, Stored};
 pub use config::{Config, Loctype};

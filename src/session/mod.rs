@@ -30,7 +30,9 @@ pub enum SessionError {
     },
     #[error("{path} is not a valid session file: {msg}; left untouched")]
     Corrupt { path: String, msg: String },
-    #[error("{path} is session format version {found}; this build reads up to {supported}: opened read-only")]
+    #[error(
+        "{path} is session format version {found}, newer than this build reads ({supported}); upgrade circuitscope"
+    )]
     NewerVersion { path: String, found: u64, supported: u32 },
     #[error("{path} was made for model {made_for}, not this model ({given}): opened read-only")]
     OtherModel {
@@ -304,7 +306,22 @@ impl Session {
                 supported: SESSION_FORMAT_VERSION,
             });
         }
-        serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+        let session: Session = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        session.check_values().map_err(corrupt)?;
+        Ok(session)
+    }
+
+    /// Values the UI would never write but a hand-edited or hostile file can hold; refused on every read so that
+    /// `export` and `merge` do not pass them on.
+    fn check_values(&self) -> std::result::Result<(), String> {
+        for (node, a) in &self.annotations {
+            if let Some(c) = a.confidence {
+                if !(0.0..=1.0).contains(&c) {
+                    return Err(format!("annotation on {node}: confidence {c} is outside 0..=1"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Annotations on nodes that `known` does not contain (a session of another circuit, or an edited file).

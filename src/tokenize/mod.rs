@@ -77,6 +77,10 @@ pub enum TokenizeError {
     Build(String),
     #[error("tokenizer {}: {message}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<in memory>".into()))]
     NotByteLevel { path: Option<PathBuf>, message: String },
+    /// An empty vocabulary, or ids so sparse that the id table would be mostly holes (a hostile file's way of
+    /// asking for gigabytes).
+    #[error("tokenizer {}: {message}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<in memory>".into()))]
+    BadVocab { path: Option<PathBuf>, message: String },
     #[error("encoding failed: {0}")]
     Encode(String),
     #[error("token id {0} has no bytes (unknown or undecodable id)")]
@@ -123,6 +127,10 @@ impl Tokenizer {
                 path: Some(path.to_owned()),
                 message,
             },
+            TokenizeError::BadVocab { message, .. } => TokenizeError::BadVocab {
+                path: Some(path.to_owned()),
+                message,
+            },
             e => e,
         })
     }
@@ -140,6 +148,20 @@ impl Tokenizer {
             .copied()
             .max()
             .map_or(0, |m| m as usize + 1);
+        let entries = model_vocab.len() + added.len();
+        if model_vocab.is_empty() {
+            return Err(TokenizeError::BadVocab {
+                path: None,
+                message: "the vocabulary is empty (0 tokens); every text would encode to nothing".into(),
+            });
+        }
+        // Real vocabularies number their tokens densely; allow generous holes, not a 4-billion-slot table.
+        if max_id > 4 * entries + 1024 {
+            return Err(TokenizeError::BadVocab {
+                path: None,
+                message: format!("token ids reach {} for only {entries} tokens", max_id - 1),
+            });
+        }
         let mut id_bytes: Vec<Option<Vec<u8>>> = vec![None; max_id];
         for (token, &id) in &model_vocab {
             if added.contains_key(&id) {

@@ -18,6 +18,10 @@ use serde::Deserialize;
 
 use super::{Task, TaskError, TaskPair};
 
+/// The longest record accepted. Prompts are left-truncated to the context anyway; a 5 MB prompt once took
+/// 1.1 GB to tokenize before the truncation threw it away.
+const MAX_RECORD_BYTES: usize = 256 << 10;
+
 #[derive(Deserialize)]
 struct Record {
     prompt: Option<String>,
@@ -60,6 +64,16 @@ impl JsonlTask {
             let line = i + 1;
             if raw.trim().is_empty() {
                 continue;
+            }
+            if raw.len() > MAX_RECORD_BYTES {
+                return Err(err(
+                    line,
+                    format!(
+                        "record of {} bytes; a task prompt longer than {} KiB cannot fit any model's context",
+                        raw.len(),
+                        MAX_RECORD_BYTES >> 10
+                    ),
+                ));
             }
             let rec: Record = serde_json::from_str(raw).map_err(|e| err(line, format!("invalid JSON: {e}")))?;
             let prompt = rec.prompt.ok_or_else(|| err(line, "missing field \"prompt\"".into()))?;

@@ -5,12 +5,41 @@
 //! memoises a container when it is still empty, then fills it) comes back empty the second time; the reference's
 //! viz_data.pt shares `prune_config` and the `pair_data` name lists that way. This VM keeps containers in arenas
 //! and memoises references to them, so shared containers read back complete.
+//!
+//! Files are hostile until checked: the VM never recurses on the pickle's nesting (tuples carry their depth and
+//! are refused past [`MAX_DEPTH`]), the resolved value is bounded in size by the pickle's bytes, and a tensor's
+//! claimed shape, strides and offset are checked, without overflow, against its storage's actual bytes before
+//! anything is allocated for it. It lives in `model` because both checkpoint loading (`final_model.pt`) and the
+//! viewer import (`viz_data.pt`) read torch zips.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::error::{io_err, CircuitError, Result};
+/// The deepest nesting of containers a pickle may have; torch state dicts and viz payloads nest a handful.
+pub const MAX_DEPTH: u32 = 256;
+
+/// Why a torch zip could not be read. Both variants name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TorchZipError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+}
+
+type Result<T, E = TorchZipError> = std::result::Result<T, E>;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TorchZipError + '_ {
+    move |source| TorchZipError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// The element type of a torch storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +73,7 @@ impl StorageKind {
         })
     }
 
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             StorageKind::F64 | StorageKind::I64 => 8,
@@ -53,6 +83,7 @@ impl StorageKind {
         }
     }
 
+    /// Whether the elements are floating point.
     pub fn is_float(self) -> bool {
         matches!(
             self,
@@ -73,8 +104,12 @@ pub struct TensorRef {
 }
 
 impl TensorRef {
+    /// The number of elements the shape claims; saturates instead of wrapping on a hostile shape.
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -97,6 +132,7 @@ pub enum Py {
 }
 
 impl Py {
+    /// The Python type's name, for messages.
     pub fn type_name(&self) -> &'static str {
         match self {
             Py::None => "None",
@@ -132,6 +168,7 @@ impl Py {
         }
     }
 
+    /// Items of a dict, in insertion order.
     pub fn as_dict(&self) -> Option<&[(Py, Py)]> {
         match self {
             Py::Dict(v) => Some(v),
@@ -139,6 +176,7 @@ impl Py {
         }
     }
 
+    /// The text of a str.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Py::Str(s) => Some(s),
@@ -155,6 +193,7 @@ pub enum TensorData {
 }
 
 impl TensorData {
+    /// The number of values.
     pub fn len(&self) -> usize {
         match self {
             TensorData::Float(v) => v.len(),
@@ -162,10 +201,12 @@ impl TensorData {
         }
     }
 
+    /// Whether there are no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The values as f64.
     pub fn to_f64(&self) -> Vec<f64> {
         match self {
             TensorData::Float(v) => v.clone(),
@@ -190,14 +231,20 @@ pub struct TorchZip {
     pub path: PathBuf,
     archive: zip::ZipArchive<std::fs::File>,
     prefix: String,
+    /// The zip file's length: no entry may claim to decompress to much more than this allows.
+    file_len: u64,
     storages: HashMap<String, Vec<u8>>,
 }
+
+/// deflate cannot expand a stream by more than about 1032:1; an entry claiming more is corrupt or a bomb.
+const MAX_DEFLATE_RATIO: u64 = 1032;
 
 impl TorchZip {
     /// Opens the zip and decodes its `*/data.pkl`.
     pub fn open(path: &Path) -> Result<(Self, Py)> {
         let file = std::fs::File::open(path).map_err(io_err(path))?;
-        let bad = |msg: String| CircuitError::Pickle {
+        let file_len = file.metadata().map_err(io_err(path))?.len();
+        let bad = |msg: String| TorchZipError::Format {
             path: path.to_path_buf(),
             msg,
         };
@@ -210,28 +257,66 @@ impl TorchZip {
             .min_by_key(|n| n.len())
             .ok_or_else(|| bad("the zip has no `data.pkl` entry".into()))?;
         let prefix = pkl.strip_suffix("data.pkl").unwrap_or("").to_string();
-        let mut bytes = Vec::new();
-        archive
-            .by_name(&pkl)
-            .map_err(|e| bad(format!("cannot open `{pkl}`: {e}")))?
-            .read_to_end(&mut bytes)
-            .map_err(|e| bad(format!("cannot read `{pkl}`: {e}")))?;
+        let bytes = read_entry(&mut archive, &pkl, file_len).map_err(bad)?;
         let value = unpickle(&bytes).map_err(|e| bad(format!("`{pkl}`: {e}")))?;
         Ok((
             TorchZip {
                 path: path.to_path_buf(),
                 archive,
                 prefix,
+                file_len,
                 storages: HashMap::new(),
             },
             value,
         ))
     }
 
-    /// Reads a tensor's values (any strides; bounds checked against the storage).
+    /// Reads a tensor's values, widened (any strides; bounds checked against the storage).
     pub fn read(&mut self, t: &TensorRef) -> Result<TensorData> {
-        let bad = |msg: String| CircuitError::Pickle {
-            path: self.path.clone(),
+        let k = t.kind;
+        Ok(match k {
+            StorageKind::F64 | StorageKind::F32 | StorageKind::F16 | StorageKind::BF16 => {
+                TensorData::Float(self.gather(t, |b| widen_float(k, b))?)
+            }
+            _ => TensorData::Int(self.gather(t, |b| widen_int(k, b))?),
+        })
+    }
+
+    /// Reads a float tensor's values as f32 (weights: no detour through f64).
+    pub fn read_f32(&mut self, t: &TensorRef) -> Result<Vec<f32>> {
+        let k = t.kind;
+        if !k.is_float() {
+            return Err(TorchZipError::Format {
+                path: self.path.clone(),
+                msg: format!("tensor storage `{}`: expected floats, found {k:?}", t.key),
+            });
+        }
+        self.gather(t, |b| match k {
+            StorageKind::F64 => f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
+            StorageKind::F32 => f32::from_le_bytes(b.try_into().expect("4 bytes")),
+            StorageKind::F16 => half::f16::from_le_bytes(b.try_into().expect("2 bytes")).to_f32(),
+            _ => half::bf16::from_le_bytes(b.try_into().expect("2 bytes")).to_f32(),
+        })
+    }
+
+    /// The storage's bytes, read from the zip once.
+    fn storage(&mut self, key: &str) -> Result<&[u8]> {
+        if !self.storages.contains_key(key) {
+            let name = format!("{}data/{}", self.prefix, key);
+            let buf = read_entry(&mut self.archive, &name, self.file_len).map_err(|msg| TorchZipError::Format {
+                path: self.path.clone(),
+                msg: format!("tensor storage `{key}`: {msg}"),
+            })?;
+            self.storages.insert(key.to_string(), buf);
+        }
+        Ok(&self.storages[key])
+    }
+
+    /// The tensor's elements in row-major order of its logical shape, each converted by `conv` from its bytes.
+    fn gather<T>(&mut self, t: &TensorRef, conv: impl Fn(&[u8]) -> T) -> Result<Vec<T>> {
+        let path = self.path.clone();
+        let bad = |msg: String| TorchZipError::Format {
+            path: path.clone(),
             msg: format!("tensor storage `{}`: {msg}", t.key),
         };
         if t.shape.len() != t.stride.len() {
@@ -240,42 +325,40 @@ impl TorchZip {
                 t.shape, t.stride
             )));
         }
-        if !self.storages.contains_key(&t.key) {
-            let name = format!("{}data/{}", self.prefix, t.key);
-            let mut buf = Vec::new();
-            let mut entry = self
-                .archive
-                .by_name(&name)
-                .map_err(|e| bad(format!("zip entry `{name}`: {e}")))?;
-            entry
-                .read_to_end(&mut buf)
-                .map_err(|e| bad(format!("zip entry `{name}`: {e}")))?;
-            drop(entry);
-            self.storages.insert(t.key.clone(), buf);
-        }
-        let bytes = &self.storages[&t.key];
         let size = t.kind.size();
+        let bytes = self.storage(&t.key)?;
         let n_storage = bytes.len() / size;
         let numel = t.numel();
-        if numel > 0 {
-            let last = t.offset
-                + t.shape
-                    .iter()
-                    .zip(&t.stride)
-                    .map(|(&d, &s)| (d - 1).saturating_mul(s))
-                    .sum::<usize>();
-            if last >= n_storage {
+        if numel == 0 {
+            return Ok(Vec::new());
+        }
+        // Checked arithmetic: a stride near 2^63 must not wrap into a small, "in bounds" element.
+        let last = t.shape.iter().zip(&t.stride).try_fold(t.offset, |acc, (&d, &s)| {
+            (d - 1).checked_mul(s).and_then(|x| acc.checked_add(x))
+        });
+        match last {
+            Some(last) if last < n_storage => {}
+            _ => {
                 return Err(bad(format!(
-                    "shape {:?} stride {:?} offset {} reaches element {last}, but the storage holds {n_storage}",
+                    "shape {:?} stride {:?} offset {} reaches past the storage's {n_storage} elements",
                     t.shape, t.stride, t.offset
-                )));
+                )))
             }
         }
-        // Element offsets in row-major order of the logical shape.
-        let mut offsets = Vec::with_capacity(numel);
+        // Stride 0 repeats elements; a file claiming far more elements than it stores would make us allocate
+        // what the file never paid for, so the claim is held to the storage's size.
+        if numel > n_storage {
+            return Err(bad(format!(
+                "shape {:?} claims {numel} elements but the storage holds only {n_storage} (stride 0?)",
+                t.shape
+            )));
+        }
+        let mut out = Vec::with_capacity(numel);
         let mut idx = vec![0usize; t.shape.len()];
         for _ in 0..numel {
-            offsets.push(t.offset + idx.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>());
+            // In bounds: every index is below its dimension and the largest element was checked above.
+            let o = t.offset + idx.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
+            out.push(conv(&bytes[o * size..(o + 1) * size]));
             for d in (0..idx.len()).rev() {
                 idx[d] += 1;
                 if idx[d] < t.shape[d] {
@@ -284,53 +367,53 @@ impl TorchZip {
                 idx[d] = 0;
             }
         }
-        let at = |o: usize| &bytes[o * size..(o + 1) * size];
-        Ok(match t.kind {
-            StorageKind::F64 => TensorData::Float(
-                offsets
-                    .iter()
-                    .map(|&o| f64::from_le_bytes(at(o).try_into().expect("8 bytes")))
-                    .collect(),
-            ),
-            StorageKind::F32 => TensorData::Float(
-                offsets
-                    .iter()
-                    .map(|&o| short_f64(f32::from_le_bytes(at(o).try_into().expect("4 bytes"))))
-                    .collect(),
-            ),
-            StorageKind::F16 => TensorData::Float(
-                offsets
-                    .iter()
-                    .map(|&o| short_f64(half::f16::from_le_bytes(at(o).try_into().expect("2 bytes")).to_f32()))
-                    .collect(),
-            ),
-            StorageKind::BF16 => TensorData::Float(
-                offsets
-                    .iter()
-                    .map(|&o| short_f64(half::bf16::from_le_bytes(at(o).try_into().expect("2 bytes")).to_f32()))
-                    .collect(),
-            ),
-            StorageKind::I64 => TensorData::Int(
-                offsets
-                    .iter()
-                    .map(|&o| i64::from_le_bytes(at(o).try_into().expect("8 bytes")))
-                    .collect(),
-            ),
-            StorageKind::I32 => TensorData::Int(
-                offsets
-                    .iter()
-                    .map(|&o| i32::from_le_bytes(at(o).try_into().expect("4 bytes")) as i64)
-                    .collect(),
-            ),
-            StorageKind::I16 => TensorData::Int(
-                offsets
-                    .iter()
-                    .map(|&o| i16::from_le_bytes(at(o).try_into().expect("2 bytes")) as i64)
-                    .collect(),
-            ),
-            StorageKind::I8 => TensorData::Int(offsets.iter().map(|&o| bytes[o] as i8 as i64).collect()),
-            StorageKind::U8 | StorageKind::Bool => TensorData::Int(offsets.iter().map(|&o| bytes[o] as i64).collect()),
-        })
+        Ok(out)
+    }
+}
+
+/// Reads one zip entry whole, refusing a size the archive cannot honestly hold.
+fn read_entry(
+    archive: &mut zip::ZipArchive<std::fs::File>,
+    name: &str,
+    file_len: u64,
+) -> std::result::Result<Vec<u8>, String> {
+    let entry = archive.by_name(name).map_err(|e| format!("zip entry `{name}`: {e}"))?;
+    let claimed = entry.size();
+    let limit = if entry.compression() == zip::CompressionMethod::Stored {
+        file_len
+    } else {
+        file_len.saturating_mul(MAX_DEFLATE_RATIO)
+    };
+    if claimed > limit {
+        return Err(format!(
+            "zip entry `{name}` claims {claimed} bytes, more than a {file_len}-byte file can hold"
+        ));
+    }
+    let mut buf = Vec::with_capacity(claimed as usize);
+    // take(): the declared size is what was checked; a stream that runs on past it is not believed.
+    entry
+        .take(claimed)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("zip entry `{name}`: {e}"))?;
+    Ok(buf)
+}
+
+fn widen_float(k: StorageKind, b: &[u8]) -> f64 {
+    match k {
+        StorageKind::F64 => f64::from_le_bytes(b.try_into().expect("8 bytes")),
+        StorageKind::F32 => short_f64(f32::from_le_bytes(b.try_into().expect("4 bytes"))),
+        StorageKind::F16 => short_f64(half::f16::from_le_bytes(b.try_into().expect("2 bytes")).to_f32()),
+        _ => short_f64(half::bf16::from_le_bytes(b.try_into().expect("2 bytes")).to_f32()),
+    }
+}
+
+fn widen_int(k: StorageKind, b: &[u8]) -> i64 {
+    match k {
+        StorageKind::I64 => i64::from_le_bytes(b.try_into().expect("8 bytes")),
+        StorageKind::I32 => i32::from_le_bytes(b.try_into().expect("4 bytes")) as i64,
+        StorageKind::I16 => i16::from_le_bytes(b.try_into().expect("2 bytes")) as i64,
+        StorageKind::I8 => b[0] as i8 as i64,
+        _ => b[0] as i64,
     }
 }
 
@@ -356,13 +439,63 @@ enum V {
     Float(f64),
     Str(String),
     Bytes(Vec<u8>),
-    Tuple(Vec<V>),
+    /// Items and nesting depth (1 + the deepest item's), kept so that depth is checked without recursion.
+    Tuple(Vec<V>, u32),
     List(usize),
     Dict(usize),
     Global(String, String),
-    Tensor(TensorRef),
-    Persid(Box<V>),
+    Tensor(Box<TensorRef>),
+    /// The persistent id and its nesting depth.
+    Persid(Box<V>, u32),
     Other(String),
+}
+
+impl V {
+    /// Nesting depth of the value itself (containers in arenas count when resolved, not here).
+    /// What the value is, for messages (never its contents: they may be huge).
+    fn kind(&self) -> &'static str {
+        match self {
+            V::Mark => "MARK",
+            V::None => "None",
+            V::Bool(_) => "bool",
+            V::Int(_) => "int",
+            V::Float(_) => "float",
+            V::Str(_) => "str",
+            V::Bytes(_) => "bytes",
+            V::Tuple(..) => "tuple",
+            V::List(_) => "list",
+            V::Dict(_) => "dict",
+            V::Global(..) => "global",
+            V::Tensor(_) => "tensor",
+            V::Persid(..) => "persistent id",
+            V::Other(_) => "object",
+        }
+    }
+
+    fn depth(&self) -> u32 {
+        match self {
+            V::Tuple(_, d) | V::Persid(_, d) => *d,
+            _ => 0,
+        }
+    }
+}
+
+/// A tuple of `items`, refused when it would nest deeper than [`MAX_DEPTH`]: a pickle of 200,000 nested TUPLE1
+/// opcodes would otherwise build a value whose drop alone overflows the stack.
+fn tuple(items: Vec<V>) -> VmResult<V> {
+    let d = 1 + items.iter().map(V::depth).max().unwrap_or(0);
+    if d > MAX_DEPTH {
+        return Err(format!("pickle nests deeper than {MAX_DEPTH} levels"));
+    }
+    Ok(V::Tuple(items, d))
+}
+
+fn persid(pid: V) -> VmResult<V> {
+    let d = 1 + pid.depth();
+    if d > MAX_DEPTH {
+        return Err(format!("pickle nests deeper than {MAX_DEPTH} levels"));
+    }
+    Ok(V::Persid(Box::new(pid), d))
 }
 
 struct Vm<'a> {
@@ -372,7 +505,16 @@ struct Vm<'a> {
     memo: HashMap<u32, V>,
     lists: Vec<Vec<V>>,
     dicts: Vec<Vec<(V, V)>>,
+    /// Bytes of values made by copying (memo gets, DUP, resolving), against `budget`: a few bytes of BINGET
+    /// can copy a large value, and shared containers expand when resolved, so without this a small file
+    /// could ask for gigabytes.
+    spent: std::cell::Cell<usize>,
+    budget: usize,
 }
+
+/// Copies and resolved values may take this many bytes per byte of pickle (plus [`BUDGET_BASE`]).
+const BUDGET_PER_BYTE: usize = 64;
+const BUDGET_BASE: usize = 64 << 20;
 
 type VmResult<T> = std::result::Result<T, String>;
 
@@ -385,12 +527,41 @@ pub fn unpickle(data: &[u8]) -> std::result::Result<Py, String> {
         memo: HashMap::new(),
         lists: Vec::new(),
         dicts: Vec::new(),
+        spent: std::cell::Cell::new(0),
+        budget: data.len().saturating_mul(BUDGET_PER_BYTE).saturating_add(BUDGET_BASE),
     };
     let top = vm.run()?;
     vm.resolve(&top, 0)
 }
 
+/// Roughly the bytes a copy of `v` takes (containers in arenas are charged when resolved).
+fn weight(v: &V) -> usize {
+    const NODE: usize = std::mem::size_of::<V>();
+    NODE + match v {
+        V::Str(s) | V::Other(s) => s.len(),
+        V::Bytes(b) => b.len(),
+        V::Global(m, n) => m.len() + n.len(),
+        V::Tuple(items, _) => items.iter().map(weight).sum(),
+        V::Persid(p, _) => weight(p),
+        V::Tensor(t) => std::mem::size_of::<TensorRef>() + t.key.len() + 16 * t.shape.len(),
+        _ => 0,
+    }
+}
+
 impl Vm<'_> {
+    fn charge(&self, bytes: usize) -> VmResult<()> {
+        let spent = self.spent.get().saturating_add(bytes);
+        if spent > self.budget {
+            return Err(format!(
+                "pickle expands past {} MB for a {}-byte file (shared or repeated values); refusing",
+                self.budget >> 20,
+                self.data.len()
+            ));
+        }
+        self.spent.set(spent);
+        Ok(())
+    }
+
     fn take(&mut self, n: usize) -> VmResult<&[u8]> {
         let end = self
             .pos
@@ -465,11 +636,9 @@ impl Vm<'_> {
     }
 
     fn memo_put(&mut self, id: u32) -> VmResult<()> {
-        let v = self
-            .stack
-            .last()
-            .ok_or("corrupt pickle: PUT on an empty stack")?
-            .clone();
+        let top = self.stack.last().ok_or("corrupt pickle: PUT on an empty stack")?;
+        self.charge(weight(top))?;
+        let v = top.clone();
         self.memo.insert(id, v);
         Ok(())
     }
@@ -478,8 +647,9 @@ impl Vm<'_> {
         let v = self
             .memo
             .get(&id)
-            .ok_or_else(|| format!("corrupt pickle: memo entry {id} is missing"))?
-            .clone();
+            .ok_or_else(|| format!("corrupt pickle: memo entry {id} is missing"))?;
+        self.charge(weight(v))?;
+        let v = v.clone();
         self.stack.push(v);
         Ok(())
     }
@@ -491,7 +661,7 @@ impl Vm<'_> {
                 self.lists[id].extend(items);
                 Ok(())
             }
-            other => Err(format!("corrupt pickle: APPEND to a {other:?}")),
+            other => Err(format!("corrupt pickle: APPEND to a {}", other.kind())),
         }
     }
 
@@ -508,7 +678,7 @@ impl Vm<'_> {
                 }
                 Ok(())
             }
-            other => Err(format!("corrupt pickle: SETITEM on a {other:?}")),
+            other => Err(format!("corrupt pickle: SETITEM on a {}", other.kind())),
         }
     }
 
@@ -527,13 +697,18 @@ impl Vm<'_> {
             return Ok(V::Other("a call of a non-global".into()));
         };
         let args = match args {
-            V::Tuple(a) => a,
-            other => return Err(format!("corrupt pickle: {module}.{name} called with {other:?}")),
+            V::Tuple(a, _) => a,
+            other => {
+                return Err(format!(
+                    "corrupt pickle: {module}.{name} called with a {}",
+                    other.kind()
+                ))
+            }
         };
         Ok(match (module.as_str(), name.as_str()) {
             ("collections", "OrderedDict") | ("builtins", "dict") | ("__builtin__", "dict") => self.new_dict(),
             ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
-                V::Tensor(rebuild_tensor(&args)?)
+                V::Tensor(Box::new(rebuild_tensor(&args)?))
             }
             ("torch._utils", "_rebuild_parameter") => args.into_iter().next().unwrap_or(V::None),
             ("builtins", "set") | ("builtins", "frozenset") => match args.into_iter().next() {
@@ -566,11 +741,9 @@ impl Vm<'_> {
                     self.pop_mark()?;
                 }
                 b'2' => {
-                    let v = self
-                        .stack
-                        .last()
-                        .ok_or("corrupt pickle: DUP on an empty stack")?
-                        .clone();
+                    let top = self.stack.last().ok_or("corrupt pickle: DUP on an empty stack")?;
+                    self.charge(weight(top))?;
+                    let v = top.clone();
                     self.stack.push(v);
                 }
                 b'N' => self.stack.push(V::None),
@@ -660,10 +833,10 @@ impl Vm<'_> {
                     let b = self.take(n)?.to_vec();
                     self.stack.push(V::Bytes(b));
                 }
-                b')' => self.stack.push(V::Tuple(Vec::new())),
+                b')' => self.stack.push(V::Tuple(Vec::new(), 1)),
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.stack.push(V::Tuple(items));
+                    self.stack.push(tuple(items)?);
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -674,7 +847,7 @@ impl Vm<'_> {
                     if items.iter().any(|v| matches!(v, V::Mark)) {
                         return Err("corrupt pickle: MARK inside a tuple".into());
                     }
-                    self.stack.push(V::Tuple(items));
+                    self.stack.push(tuple(items)?);
                 }
                 b']' => {
                     let v = self.new_list(Vec::new());
@@ -770,11 +943,11 @@ impl Vm<'_> {
                 }
                 b'Q' => {
                     let pid = self.pop()?;
-                    self.stack.push(V::Persid(Box::new(pid)));
+                    self.stack.push(persid(pid)?);
                 }
                 b'P' => {
                     let pid = self.line()?;
-                    self.stack.push(V::Persid(Box::new(V::Str(pid))));
+                    self.stack.push(persid(V::Str(pid))?);
                 }
                 b'h' => {
                     let id = self.u8()? as u32;
@@ -816,10 +989,17 @@ impl Vm<'_> {
         }
     }
 
-    fn resolve(&self, v: &V, depth: usize) -> VmResult<Py> {
-        if depth > 256 {
-            return Err("pickle nests too deep (or is cyclic)".into());
+    fn resolve(&self, v: &V, depth: u32) -> VmResult<Py> {
+        if depth > MAX_DEPTH {
+            return Err(format!("pickle nests deeper than {MAX_DEPTH} levels (or is cyclic)"));
         }
+        // Only this node: its items are charged as they are resolved.
+        let own = match v {
+            V::Str(s) | V::Other(s) => s.len(),
+            V::Bytes(b) => b.len(),
+            _ => 0,
+        };
+        self.charge(own + std::mem::size_of::<Py>())?;
         Ok(match v {
             V::Mark => return Err("corrupt pickle: stray MARK".into()),
             V::None => Py::None,
@@ -828,7 +1008,7 @@ impl Vm<'_> {
             V::Float(f) => Py::Float(*f),
             V::Str(s) => Py::Str(s.clone()),
             V::Bytes(b) => Py::Bytes(b.clone()),
-            V::Tuple(items) => Py::Tuple(
+            V::Tuple(items, _) => Py::Tuple(
                 items
                     .iter()
                     .map(|x| self.resolve(x, depth + 1))
@@ -846,9 +1026,9 @@ impl Vm<'_> {
                     .map(|(k, x)| Ok((self.resolve(k, depth + 1)?, self.resolve(x, depth + 1)?)))
                     .collect::<VmResult<_>>()?,
             ),
-            V::Tensor(t) => Py::Tensor(t.clone()),
+            V::Tensor(t) => Py::Tensor(t.as_ref().clone()),
             V::Global(m, n) => Py::Other(format!("{m}.{n}")),
-            V::Persid(_) => Py::Other("a persistent reference".into()),
+            V::Persid(..) => Py::Other("a persistent reference".into()),
             V::Other(s) => Py::Other(s.clone()),
         })
     }
@@ -856,7 +1036,7 @@ impl Vm<'_> {
 
 fn as_usizes(v: &V, what: &str) -> VmResult<Vec<usize>> {
     match v {
-        V::Tuple(items) => items
+        V::Tuple(items, _) => items
             .iter()
             .map(|x| match x {
                 V::Int(i) if *i >= 0 => Ok(*i as usize),
@@ -873,10 +1053,10 @@ fn rebuild_tensor(args: &[V]) -> VmResult<TensorRef> {
     if args.len() < 4 {
         return Err("tensor rebuild with fewer than 4 arguments".into());
     }
-    let V::Persid(pid) = &args[0] else {
+    let V::Persid(pid, _) = &args[0] else {
         return Err("tensor without a storage reference".into());
     };
-    let V::Tuple(pid) = pid.as_ref() else {
+    let V::Tuple(pid, _) = pid.as_ref() else {
         return Err("tensor storage reference is not a tuple".into());
     };
     let (kind, key) = match pid.as_slice() {
