@@ -17,8 +17,8 @@ mod pattern;
 pub mod sparse_linear;
 pub mod synth;
 pub mod topk;
-pub mod weight_names;
 pub mod torch_pickle;
+pub mod weight_names;
 
 pub use checkpoint::{Checkpoint, Stored};
 pub use config::{Config, Loctype};

@@ -16,7 +16,6 @@ use ratatui_textarea::TextArea;
 
 pub use super::circuit_view::{fuzzy_score, BlockInfo, CircuitView, EdgeItem, MapRow};
 use super::command;
-use crate::workbench::{Ablation, AblationKind, NodeDetail, Reply, Request};
 use super::keymap::{self, Action};
 use super::msg::Msg;
 pub use super::persist::SessionState;
@@ -30,6 +29,7 @@ use super::screens::pruning::{PruningAction, PruningState};
 pub use super::screens::Screen;
 use super::theme::Theme;
 use crate::circuit::{GraphNode, NodeId};
+use crate::workbench::{Ablation, AblationKind, NodeDetail, Reply, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -6,9 +6,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::app::{App, Screen};
-use crate::workbench::AblationKind;
 use crate::circuit::{NodeId, NodeIdError};
 use crate::session::Status;
+use crate::workbench::AblationKind;
 
 /// One `:` command.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use self::writer::{SaveOutcome, SessionWriter};
 use super::app::App;
 use super::command::Annotate;
-use crate::workbench::{Ablation, AblationKind, Request, RunSummary};
 use crate::circuit::NodeId;
 use crate::session::{self, AblationMode, AblationSpec, Evidence, OpenedSession, SavedPrompt, Session, SessionLock};
+use crate::workbench::{Ablation, AblationKind, Request, RunSummary};
 
 /// The session file behind an app.
 pub struct SessionState {

@@ -499,10 +499,7 @@ fn workbench_doc_lists_every_key() {
     // Markdown tables escape `|`.
     let section = section.replace("\\|", "|");
     for (_, key, _) in tui::help::key_rows() {
-        assert!(
-            section.contains(key),
-            "docs/workbench.md misses the key `{key}`"
-        );
+        assert!(section.contains(key), "docs/workbench.md misses the key `{key}`");
     }
     for (cmd, _) in tui::help::COMMANDS {
         assert!(section.contains(cmd), "docs/workbench.md misses `{cmd}`");
@@ -510,10 +507,9 @@ fn workbench_doc_lists_every_key() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let first_block = readme.split("```").nth(1).unwrap_or("");
     assert!(
-        first_block
-            .lines()
-            .nth(1)
-            .is_some_and(|l| l.trim().starts_with("cargo run --release -- open ") || l.trim() == "cargo run --release -- open"),
+        first_block.lines().nth(1).is_some_and(
+            |l| l.trim().starts_with("cargo run --release -- open ") || l.trim() == "cargo run --release -- open"
+        ),
         "README's first command block must start with `cargo run --release -- open`"
     );
 }

@@ -11,9 +11,9 @@ use ratatui::Frame;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::tui::app::{is_residual, App};
+use crate::tui::widgets::{fmt_val, text_width, token_label, truncate_to_width};
 use crate::workbench::EmbeddingView;
 use crate::workbench::Request;
-use crate::tui::widgets::{fmt_val, text_width, token_label, truncate_to_width};
 
 /// The embedding screen: the residual channel it shows and the views the engine has sent.
 #[derive(Default)]

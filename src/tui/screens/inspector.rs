@@ -11,10 +11,10 @@ use ratatui::Frame;
 use super::map::{draw_edges, node_summary};
 use crate::circuit::{NodeId, Site};
 use crate::tui::app::{App, Screen};
-use crate::workbench::{NodeDetail, TokenActs};
 use crate::tui::widgets::{
     abs_max, fmt_val, heat_lines, histogram_line, text_width, token_label, window_around, HeatStrip,
 };
+use crate::workbench::{NodeDetail, TokenActs};
 
 /// Exemplars shown per side and quantile.
 const PER_SIDE: usize = 5;

@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use crate::circuit::NodeId;
 use crate::tui::app::{App, Hit, Mode};
-use crate::workbench::{Ablation, AblationKind, RunSummary, SweepResult};
 use crate::tui::widgets::{abs_max, fmt_val, heat_lines, token_label, HeatStrip};
+use crate::workbench::{Ablation, AblationKind, RunSummary, SweepResult};
 
 /// The lab's state: the runs the engine sent, the token cursor, the ablations and their undo history, the sweep.
 #[derive(Default)]
