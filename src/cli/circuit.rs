@@ -340,6 +340,9 @@ pub fn run_check(a: CheckArgs) -> Result<()> {
         .validate(&parts.config)
         .with_context(|| format!("{}", a.file.display()))?;
     let model = Gpt::from_checkpoint(parts.config.clone(), &parts.ckpt, LoadOptions::default())?;
+    for w in parts.ckpt.audit(&parts.config, &LoadOptions::default())? {
+        eprintln!("warning: {}: {w}", parts.dir.display());
+    }
     let Some(tok) = super::common::resolve_tokenizer(None, &model_dir)? else {
         bail!("{}: no tokenizer.json beside the model", model_dir.display());
     };

@@ -119,6 +119,9 @@ pub fn run(a: PruneArgs) -> Result<()> {
     let task = tasks::resolve(&a.task)?;
     let parts = load_model_parts(&a.model)?;
     let model = Gpt::from_checkpoint(parts.config.clone(), &parts.ckpt, LoadOptions::default())?;
+    for w in parts.ckpt.audit(&parts.config, &LoadOptions::default())? {
+        eprintln!("warning: {}: {w}", parts.dir.display());
+    }
     let Some(tok) = resolve_tokenizer(None, &a.model)? else {
         bail!("{}: no tokenizer.json beside the model", a.model.display());
     };

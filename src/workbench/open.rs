@@ -133,6 +133,8 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
     circuit.validate(&config)?;
     let graph = CircuitGraph::build(&circuit, &config, &ckpt)?;
     let model = Gpt::from_checkpoint(config.clone(), &ckpt, LoadOptions::default())?;
+    // The same load-time checks as `run`: NaN weights and tensors the config does not use are refused.
+    warnings.extend(ckpt.audit(&config, &LoadOptions::default())?);
     let tok = tokenizer_of(&files, &opts.model)?;
     let scan = match ScanSource::open(&opts.model, &fingerprint) {
         Ok(s) => s,
