@@ -261,7 +261,10 @@ impl CorpusSource {
     }
 
     /// The documents of one split, each with the index of the part (see [`CorpusSource::parts`]) it came from.
-    pub fn split_labelled(&self, split: Split) -> Result<Box<dyn Iterator<Item = (usize, String)> + Send>, CorpusError> {
+    pub fn split_labelled(
+        &self,
+        split: Split,
+    ) -> Result<Box<dyn Iterator<Item = (usize, String)> + Send>, CorpusError> {
         match self {
             CorpusSource::Mix { parts } => {
                 let mut streams = Vec::with_capacity(parts.len());

@@ -494,6 +494,7 @@ fn cli_list_and_show_render_pairs() {
         jsonl: None,
         n: 2,
         split: Split::Test,
+        corpus: "stdlib".to_owned(),
         seed: 5,
         tokenizer: None,
         lines: 6,

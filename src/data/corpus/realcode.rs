@@ -120,7 +120,10 @@ pub fn code_files(root: &Path, seed: u64) -> Result<Vec<CodeFile>, CorpusError> 
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
                 .join("/");
-            if relative.split('/').any(|c| c == "site-packages" || c == "dist-packages") {
+            if relative
+                .split('/')
+                .any(|c| c == "site-packages" || c == "dist-packages")
+            {
                 return None;
             }
             Some(CodeFile { path, relative })
@@ -285,7 +288,10 @@ mod tests {
     #[test]
     fn long_docstrings_keep_their_first_line() {
         let src = "def f():\n    \"\"\"Sum things.\n\n    a\n    b\n    c\n    d\n    \"\"\"\n    return 1\n";
-        assert_eq!(clean(src).unwrap(), "def f():\n    \"\"\"Sum things.\"\"\"\n    return 1\n");
+        assert_eq!(
+            clean(src).unwrap(),
+            "def f():\n    \"\"\"Sum things.\"\"\"\n    return 1\n"
+        );
         let short = "def f():\n    \"\"\"Short.\n\n    more\n    \"\"\"\n    return 1\n";
         assert_eq!(clean(short).unwrap(), short);
     }
