@@ -21,7 +21,7 @@ use super::TaskPair;
 pub const CONTEXT_LINES: usize = 30;
 
 /// At most this many pairs of one task come from one file, so that a few large files do not dominate.
-pub const MAX_PER_FILE: usize = 4;
+pub const MAX_PER_FILE: usize = 12;
 
 /// The tasks that have wild pairs.
 pub const WILD_TASKS: &[&str] = &[
@@ -442,10 +442,6 @@ fn set_or_string_pair(lines: &[&str], i: usize, only: Option<&str>) -> Option<Fo
             let p = format!("{head}{name} = set()\n{between}{use_head}{name}");
             let q = format!("{head}{name} = {empty}\n{between}{use_head}{name}");
             return Some((p, ".add", q, Some(" +=")));
-        }
-        if lt.contains(name) && !lt.starts_with('#') {
-            // Another use first (e.g. `if x in NAME`) may give the type away both ways; keep pairs clean.
-            return None;
         }
     }
     None
