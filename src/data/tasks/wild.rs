@@ -143,7 +143,8 @@ fn is_keyword(s: &str) -> bool {
 }
 
 fn ends_word(s: &str) -> bool {
-    s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    // Not `_`: the pre-tokenizer joins it with a following punctuation target (`_]]`).
+    s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 /// `("text")` / `('text')` after a name: the prompt ends inside the string at its last letter.
@@ -377,7 +378,7 @@ fn lambda_pair(indent: &str, t: &str) -> Option<Found> {
         (name, rhs.split_once(':')?.0)
     };
     let ok_arg = arg.split(", ").all(is_ident) && !arg.is_empty();
-    (is_ident(name) && ok_arg && name != arg).then(|| {
+    (is_ident(name) && ok_arg && name != arg && ends_word(name) && ends_word(arg)).then(|| {
         (
             format!("{indent}{name} = lambda {arg}"),
             ":",
