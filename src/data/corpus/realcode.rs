@@ -273,7 +273,7 @@ fn long_docstring(lines: &[&str], i: usize) -> Option<(usize, String)> {
     if !lines[end].trim_end().ends_with(quote) || lines[end].matches(quote).count() != 1 {
         return None;
     }
-    if end - i + 1 <= MAX_DOCSTRING_LINES {
+    if end - i < MAX_DOCSTRING_LINES {
         return None;
     }
     let first = std::iter::once(rest.trim())
