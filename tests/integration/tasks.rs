@@ -689,3 +689,32 @@ fn the_wild_split_reads_only_held_out_files_deterministically() {
         assert!(held.contains(&i), "mod_{i}.py is a training file");
     }
 }
+
+#[test]
+fn the_eval_table_puts_the_wild_split_beside_the_test_split() {
+    use circuitscope::analysis::eval::TaskScore;
+    use circuitscope::cli::eval::markdown_table_with_wild;
+    let s = |accuracy: f64, pairs: usize| TaskScore {
+        accuracy,
+        loss: 0.5,
+        pairs,
+    };
+    let scores = vec![
+        ("bracket_counting".to_owned(), s(0.97, 200)),
+        ("var_swap".to_owned(), s(0.72, 200)),
+    ];
+    let wild = vec![
+        ("bracket_counting".to_owned(), Some(s(0.3, 10))),
+        ("var_swap".to_owned(), None),
+    ];
+    let t = markdown_table_with_wild(&scores, &wild, "stdlib", 1.5, 0.125, 200);
+    assert!(
+        t.contains("| bracket_counting | 0.970 | 0.5000 | 0.300 | 0.5000 | 10 |"),
+        "{t}"
+    );
+    assert!(t.contains("| var_swap | 0.720 | 0.5000 | - | - | 0 |"), "{t}");
+    assert!(
+        t.contains("1 of 2 tasks at ≥ 90%") && t.contains("0 of 1 tasks with wild pairs at ≥ 90%"),
+        "{t}"
+    );
+}
