@@ -13,6 +13,8 @@ pub enum EvalError {
     Candle(#[from] candle_core::Error),
     #[error(transparent)]
     Ablate(#[from] AblateError),
+    #[error(transparent)]
+    Corpus(#[from] crate::data::corpus::CorpusError),
 }
 
 /// One task's result on its test pairs.
@@ -61,6 +63,29 @@ pub fn score_tasks(
                 None => tasks::split(t.as_ref(), Split::Test, n),
             };
             Ok((t.name().to_string(), score_pairs(model, tok, t.name(), &pairs)?))
+        })
+        .collect()
+}
+
+/// Scores each built-in task on up to `n` wild pairs mined from the held-out real code of `corpus`
+/// ([`tasks::wild_split`]); `None` for a task without wild pairs (no miner, or none found).
+pub fn score_wild(
+    model: &Gpt,
+    tok: &Tokenizer,
+    tasks: &[Box<dyn Task>],
+    n: usize,
+    corpus: &crate::data::corpus::CorpusSource,
+) -> Result<Vec<(String, Option<TaskScore>)>, EvalError> {
+    tasks
+        .iter()
+        .map(|t| {
+            let pairs = tasks::wild_split(t.name(), corpus, n)?;
+            let score = if pairs.is_empty() {
+                None
+            } else {
+                Some(score_pairs(model, tok, t.name(), &pairs)?)
+            };
+            Ok((t.name().to_string(), score))
         })
         .collect()
 }

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::data::corpus::{CorpusSource, CorpusStats, SyntheticCorpus, CONSTRUCTS};
+use crate::data::corpus::{realcode, CorpusSource, CorpusStats, SyntheticCorpus, CONSTRUCTS};
 use crate::tokenize::Tokenizer;
 
 /// `circuitscope corpus ...` subcommands.
@@ -56,7 +56,8 @@ pub struct CorpusSampleArgs {
 /// Arguments of `circuitscope corpus stats`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CorpusStatsArgs {
-    /// `synthetic`, `synthetic:SEED`, a directory of text files, or a .jsonl file with a "text" field per line.
+    /// `synthetic[:SEED]`, `stdlib[:SEED]`, `dir:PATH` (cleaned .py files), `mix:stdlib=0.7,synthetic=0.3`, a
+    /// directory of text files, or a .jsonl file with a "text" field per line.
     #[arg(long, default_value = "synthetic")]
     pub corpus: String,
     /// Number of documents to count (file corpora: at most this many).
@@ -151,29 +152,81 @@ pub struct TokenStats {
     pub unused_ids: usize,
 }
 
+/// One part of a corpus (a mix has several): what of it the counted documents hold.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartStats {
+    /// The part's spec.
+    pub source: String,
+    /// Its weight's share of the mix.
+    pub weight: f64,
+    pub documents: u64,
+    pub bytes: u64,
+    /// Tokens, when a tokenizer was given.
+    pub tokens: Option<u64>,
+    /// Real code: the whole tree's cleaning figures (files found, kept, rejected, held-out share).
+    pub survey: Option<realcode::Survey>,
+}
+
 /// Statistics of the first `docs` documents, and token counts when a tokenizer is given.
 pub fn corpus_stats(args: &CorpusStatsArgs) -> Result<(CorpusStats, Option<TokenStats>)> {
+    corpus_stats_parts(args).map(|(s, t, _)| (s, t))
+}
+
+/// [`corpus_stats`] with the figures of each part of the corpus.
+pub fn corpus_stats_parts(args: &CorpusStatsArgs) -> Result<(CorpusStats, Option<TokenStats>, Vec<PartStats>)> {
     let source = parse_source(&args.corpus)?;
+    let total_weight: u32 = source.parts().iter().map(|(_, w)| w).sum();
+    let mut parts: Vec<PartStats> = source
+        .parts()
+        .into_iter()
+        .map(|(p, w)| {
+            let survey = match &p {
+                CorpusSource::RealCode { root, .. } => Some(realcode::survey(root)),
+                _ => None,
+            }
+            .transpose()?;
+            Ok(PartStats {
+                source: p.to_string(),
+                weight: w as f64 / total_weight.max(1) as f64,
+                documents: 0,
+                bytes: 0,
+                tokens: args.tokenizer.as_ref().map(|_| 0),
+                survey,
+            })
+        })
+        .collect::<Result<_>>()?;
     let tok = args
         .tokenizer
         .as_ref()
         .map(|p| Tokenizer::load(p).map(|t| (p.clone(), t)))
         .transpose()?;
     let mut docs = source.split(crate::data::corpus::Split::All)?;
+    let mut labelled = source.split_labelled(crate::data::corpus::Split::All)?;
     let mut stats = CorpusStats::new();
     let mut tokens = 0u64;
     let mut used = vec![false; tok.as_ref().map_or(0, |(_, t)| t.vocab_size())];
-    for d in docs.by_ref().take(args.docs) {
+    for (part, d) in labelled.by_ref().take(args.docs) {
         stats.add(&d);
+        let ps = &mut parts[part];
+        ps.documents += 1;
+        ps.bytes += d.len() as u64;
         if let Some((_, t)) = &tok {
             let ids = t.encode(&d)?;
             tokens += ids.len() as u64;
+            if let Some(n) = &mut ps.tokens {
+                *n += ids.len() as u64;
+            }
             for id in ids {
                 if let Some(u) = used.get_mut(id as usize) {
                     *u = true;
                 }
             }
         }
+    }
+    // The labelled pass does not count skipped files; a short look at the plain split does (cheap for
+    // directories, where skipping happens).
+    if matches!(source, CorpusSource::Directory(_)) {
+        for _ in docs.by_ref().take(args.docs) {}
     }
     if docs.skipped() > 0 {
         eprintln!(
@@ -199,15 +252,16 @@ pub fn corpus_stats(args: &CorpusStatsArgs) -> Result<(CorpusStats, Option<Token
             unused_ids,
         }
     });
-    Ok((stats, token_stats))
+    Ok((stats, token_stats, parts))
 }
 
 /// `circuitscope corpus stats [--corpus SPEC] [--docs N] [--tokenizer FILE] [--json]`.
 pub fn run_stats(args: CorpusStatsArgs) -> Result<()> {
-    let (stats, tokens) = corpus_stats(&args)?;
+    let (stats, tokens, parts) = corpus_stats_parts(&args)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut v = serde_json::to_value(&stats)?;
+        v["parts"] = serde_json::to_value(&parts)?;
         v["corpus"] = serde_json::Value::String(args.corpus.clone());
         v["list_stmt_share"] = serde_json::json!(share(stats.count("list_stmt"), stats.statement_lines));
         if let Some(t) = &tokens {
@@ -239,6 +293,7 @@ pub fn run_stats(args: CorpusStatsArgs) -> Result<()> {
             t.tokens, t.chars_per_token, t.vocab_size, t.unused_ids
         )?;
     }
+    write_parts(&mut out, &parts, stats.bytes)?;
     writeln!(
         out,
         "list statements {:.1}% of statement lines",
@@ -258,6 +313,52 @@ pub fn run_stats(args: CorpusStatsArgs) -> Result<()> {
         )?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// The per-part table (only for mixes and real code, where it says something).
+fn write_parts(out: &mut impl Write, parts: &[PartStats], total_bytes: u64) -> Result<()> {
+    if parts.len() < 2 && parts.iter().all(|p| p.survey.is_none()) {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{:<28} {:>7} {:>6} {:>11} {:>7} {:>10}",
+        "part", "weight", "docs", "bytes", "share", "tokens"
+    )?;
+    for p in parts {
+        writeln!(
+            out,
+            "{:<28} {:>7.3} {:>6} {:>11} {:>6.1}% {:>10}",
+            p.source,
+            p.weight,
+            p.documents,
+            p.bytes,
+            100.0 * share(p.bytes, total_bytes),
+            p.tokens.map_or("-".to_owned(), |t| t.to_string())
+        )?;
+    }
+    for p in parts {
+        let Some(s) = &p.survey else { continue };
+        writeln!(
+            out,
+            "{}: {} .py files ({} bytes); kept {} ({} bytes after cleaning, {} long docstrings cut); held out {} \
+             files ({:.1}% of kept bytes)",
+            p.source,
+            s.files,
+            s.raw_bytes,
+            s.kept_files,
+            s.kept_bytes,
+            s.docstrings_cut,
+            s.held_out_files,
+            100.0 * share(s.held_out_bytes, s.kept_bytes)
+        )?;
+        for (reason, (n, bytes)) in &s.rejected {
+            writeln!(out, "  dropped {reason}: {n} files ({bytes} bytes)")?;
+        }
+    }
+    writeln!(out)?;
     Ok(())
 }
 

@@ -50,9 +50,12 @@ pub struct ShowArgs {
     /// How many pairs.
     #[arg(short, default_value_t = 3)]
     pub n: usize,
-    /// Which split: train or test.
+    /// Which split: train, test, or wild (pairs mined from the held-out files of real code, see --corpus).
     #[arg(long, default_value = "train")]
     pub split: Split,
+    /// The wild split's real code: `stdlib`, `dir:PATH` or a mix (its real-code parts).
+    #[arg(long, default_value = tasks::WILD_CORPUS)]
+    pub corpus: String,
     /// The generators' seed.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
@@ -125,7 +128,20 @@ pub fn show(args: &ShowArgs) -> Result<String> {
         Some(p) => Some(Tokenizer::load(p).with_context(|| format!("loading tokenizer {}", p.display()))?),
         None => None,
     };
-    let pairs = tasks::split_seeded(task.as_ref(), args.split, args.n, args.seed);
+    let pairs = if args.split == Split::Wild {
+        let corpus = crate::data::corpus::CorpusSource::parse(&args.corpus)
+            .with_context(|| format!("--corpus {}", args.corpus))?;
+        if !tasks::wild::has_miner(task.name()) {
+            bail!(
+                "{} has no wild pairs (see docs/corpus.md); tasks with wild pairs: {}",
+                task.name(),
+                tasks::wild::WILD_TASKS.join(", ")
+            );
+        }
+        tasks::wild_split(task.name(), &corpus, args.n)?
+    } else {
+        tasks::split_seeded(task.as_ref(), args.split, args.n, args.seed)
+    };
     if args.json {
         let v = serde_json::json!({"task": task.name(), "pairs": pairs});
         return Ok(serde_json::to_string_pretty(&v)? + "\n");

@@ -10,7 +10,8 @@ use crate::train::{train_with_progress, TrainConfig, TrainEvent};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// tiny (the bundled sparse model), tiny-dense (its dense baseline), or test (seconds, for checks).
+    /// tiny (the bundled sparse model), tiny-dense (its dense baseline), realcode / realcode-dense (the same on
+    /// the stdlib + synthetic mix with a 2,048-token BPE), or test (seconds, for checks).
     #[arg(long, default_value = "tiny")]
     pub preset: String,
     /// Output directory: model, tokenizer, train_config.json, log.jsonl, checkpoint/.

@@ -14,9 +14,14 @@
 //! * [`CorpusSource`]: a corpus named on the command line: `synthetic`, `synthetic:SEED`, a directory (every text
 //!   file below it), or a `.jsonl` file (one `{"text": ...}` object per line), with a deterministic
 //!   train / held-out split ([`Split`]).
+//! * Real code ([`realcode`]): `stdlib` (the machine's Python standard library) and `dir:PATH` (the `.py` files
+//!   below a directory), cleaned, split into train / held-out by file.
+//! * Mixtures: `mix:stdlib=0.7,synthetic=0.3` ([`CorpusSource::Mix`]): documents of the parts interleaved so that
+//!   each part's share of the characters follows its weight.
 //! * [`CorpusStats`]: character, line and construct counts, to check a corpus's composition.
 
 mod python;
+pub mod realcode;
 mod rng;
 
 use std::collections::BTreeMap;
@@ -114,6 +119,21 @@ pub enum CorpusSource {
     Directory(PathBuf),
     /// A `.jsonl` file: one JSON object with a string field `"text"` per line (blank lines are ignored).
     Jsonl(PathBuf),
+    /// `stdlib[:SEED]` (the machine's Python standard library, found with `python3`) or `dir:PATH[:SEED]`: the
+    /// cleaned `.py` files below `root` in a seeded order, held out by file ([`realcode`]).
+    RealCode {
+        /// `stdlib` or `dir:PATH`, as written.
+        label: String,
+        root: PathBuf,
+        seed: u64,
+    },
+    /// `mix:PART=WEIGHT,PART=WEIGHT[,seed=N]`: parts (any spec but another mix, without commas) interleaved so
+    /// that each part's share of the characters is its weight's share of the total. The mix ends when a finite
+    /// part runs out, so the shares hold over every prefix.
+    Mix {
+        /// (part, weight in thousandths).
+        parts: Vec<(CorpusSource, u32)>,
+    },
 }
 
 impl std::fmt::Display for CorpusSource {
@@ -121,6 +141,21 @@ impl std::fmt::Display for CorpusSource {
         match self {
             CorpusSource::Synthetic { seed } => write!(f, "synthetic:{seed}"),
             CorpusSource::Directory(p) | CorpusSource::Jsonl(p) => write!(f, "{}", p.display()),
+            CorpusSource::RealCode { label, seed, .. } => {
+                if *seed == DEFAULT_SEED {
+                    write!(f, "{label}")
+                } else {
+                    write!(f, "{label}:{seed}")
+                }
+            }
+            CorpusSource::Mix { parts } => {
+                f.write_str("mix:")?;
+                for (i, (p, w)) in parts.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "," };
+                    write!(f, "{sep}{p}={}", *w as f64 / 1000.0)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -133,9 +168,40 @@ impl std::str::FromStr for CorpusSource {
 }
 
 impl CorpusSource {
-    /// Parses `synthetic`, `synthetic:SEED`, a directory, or a `.jsonl` file. Paths must exist.
+    /// Parses `synthetic`, `synthetic:SEED`, `stdlib`, `stdlib:SEED`, `dir:PATH`, `mix:PART=W,...`, a
+    /// directory, or a `.jsonl` file. Paths must exist.
     pub fn parse(spec: &str) -> Result<Self, CorpusError> {
         let trimmed = spec.trim();
+        if let Some(rest) = trimmed.strip_prefix("mix:") {
+            return parse_mix(spec, rest);
+        }
+        if trimmed == "stdlib" || trimmed.starts_with("stdlib:") {
+            let seed = match trimmed.strip_prefix("stdlib:") {
+                Some(s) => parse_seed(spec, s)?,
+                None => DEFAULT_SEED,
+            };
+            return Ok(CorpusSource::RealCode {
+                label: "stdlib".into(),
+                root: realcode::stdlib_dir()?,
+                seed,
+            });
+        }
+        if let Some(rest) = trimmed.strip_prefix("dir:") {
+            // `dir:PATH:SEED` when the text after the last colon is a number and PATH alone exists.
+            let (path, seed) = match rest.rsplit_once(':') {
+                Some((p, s)) if s.parse::<u64>().is_ok() && Path::new(p).is_dir() => (p, parse_seed(spec, s)?),
+                _ => (rest, DEFAULT_SEED),
+            };
+            let root = PathBuf::from(path);
+            if !root.is_dir() {
+                return Err(CorpusError::NotFound { path: root });
+            }
+            return Ok(CorpusSource::RealCode {
+                label: format!("dir:{path}"),
+                root,
+                seed,
+            });
+        }
         if trimmed.is_empty() {
             return Err(CorpusError::BadSpec {
                 spec: spec.to_owned(),
@@ -186,10 +252,68 @@ impl CorpusSource {
         self.split(Split::Train)
     }
 
+    /// The parts of a mix with their weights (in thousandths); any other corpus is its own single part.
+    pub fn parts(&self) -> Vec<(CorpusSource, u32)> {
+        match self {
+            CorpusSource::Mix { parts } => parts.clone(),
+            other => vec![(other.clone(), 1000)],
+        }
+    }
+
+    /// The documents of one split, each with the index of the part (see [`CorpusSource::parts`]) it came from.
+    pub fn split_labelled(
+        &self,
+        split: Split,
+    ) -> Result<Box<dyn Iterator<Item = (usize, String)> + Send>, CorpusError> {
+        match self {
+            CorpusSource::Mix { parts } => {
+                let mut streams = Vec::with_capacity(parts.len());
+                for (p, w) in parts {
+                    streams.push((p.split(split)?, *w, 0u64));
+                }
+                Ok(Box::new(Mixed { streams }))
+            }
+            other => Ok(Box::new(other.split(split)?.map(|d| (0, d)))),
+        }
+    }
+
     /// The documents of one split, with a count of skipped files.
     pub fn split(&self, split: Split) -> Result<Documents, CorpusError> {
         let skipped = Arc::new(AtomicUsize::new(0));
         let inner: Box<dyn Iterator<Item = String> + Send> = match self {
+            CorpusSource::RealCode { root, seed, .. } => {
+                let files = realcode::code_files(root, *seed)?;
+                let counter = skipped.clone();
+                Box::new(
+                    files
+                        .into_iter()
+                        .filter(move |f| match split {
+                            Split::All => true,
+                            Split::Train => !f.is_held_out(),
+                            Split::HeldOut => f.is_held_out(),
+                        })
+                        .filter_map(move |f| match f.read() {
+                            Ok(t) => Some(t),
+                            Err(realcode::Rejected::NotText) => {
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                None
+                            }
+                            Err(_) => None,
+                        }),
+                )
+            }
+            CorpusSource::Mix { parts } => {
+                let mut streams = Vec::with_capacity(parts.len());
+                for (p, w) in parts {
+                    streams.push((p.split(split)?, *w));
+                }
+                Box::new(
+                    Mixed {
+                        streams: streams.into_iter().map(|(d, w)| (d, w, 0u64)).collect(),
+                    }
+                    .map(|(_, d)| d),
+                )
+            }
             CorpusSource::Synthetic { seed } => {
                 let range = match split {
                     Split::All | Split::Train => 0..SYNTHETIC_HELD_OUT_START,
@@ -238,6 +362,86 @@ impl CorpusSource {
             }
         };
         Ok(Documents { inner, skipped })
+    }
+}
+
+fn parse_seed(spec: &str, s: &str) -> Result<u64, CorpusError> {
+    s.trim().parse::<u64>().map_err(|e| CorpusError::BadSpec {
+        spec: spec.to_owned(),
+        reason: format!("the seed must be a non-negative integer ({e})"),
+    })
+}
+
+/// `PART=WEIGHT,...[,seed=N]`; `seed=N` reseeds the parts that take a seed (synthetic and real code) unless the
+/// part names its own.
+fn parse_mix(spec: &str, rest: &str) -> Result<CorpusSource, CorpusError> {
+    let bad = |reason: String| CorpusError::BadSpec {
+        spec: spec.to_owned(),
+        reason,
+    };
+    let mut parts = Vec::new();
+    let mut seed = None;
+    for item in rest.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, weight) = item
+            .rsplit_once('=')
+            .ok_or_else(|| bad(format!("`{item}` is not PART=WEIGHT (e.g. stdlib=0.7)")))?;
+        if name.trim() == "seed" {
+            seed = Some(parse_seed(spec, weight)?);
+            continue;
+        }
+        let w: f64 = weight
+            .trim()
+            .parse()
+            .map_err(|e| bad(format!("the weight of `{name}` is not a number ({e})")))?;
+        if !(w.is_finite() && w > 0.0) {
+            return Err(bad(format!("the weight of `{name}` must be positive")));
+        }
+        if name.trim().starts_with("mix:") {
+            return Err(bad("a mix cannot contain another mix".into()));
+        }
+        let part = CorpusSource::parse(name)?;
+        let thousandths = (w * 1000.0).round().max(1.0) as u32;
+        parts.push((part, thousandths, name.contains(':') && !name.starts_with("dir:")));
+    }
+    if parts.is_empty() {
+        return Err(bad("a mix needs at least one PART=WEIGHT".into()));
+    }
+    let parts = parts
+        .into_iter()
+        .map(|(mut p, w, own_seed)| {
+            if let (Some(s), false) = (seed, own_seed) {
+                match &mut p {
+                    CorpusSource::Synthetic { seed } | CorpusSource::RealCode { seed, .. } => *seed = s,
+                    _ => {}
+                }
+            }
+            (p, w)
+        })
+        .collect();
+    Ok(CorpusSource::Mix { parts })
+}
+
+/// Interleaves documents: the next comes from the part furthest below its share of the characters so far (ties:
+/// the first part), so the mix is deterministic and each prefix follows the weights. Ends when a part ends.
+struct Mixed {
+    /// (documents, weight, characters taken).
+    streams: Vec<(Documents, u32, u64)>,
+}
+
+impl Iterator for Mixed {
+    /// (index of the part, document).
+    type Item = (usize, String);
+    fn next(&mut self) -> Option<(usize, String)> {
+        // chars / weight smallest, compared exactly as chars_a * w_b < chars_b * w_a.
+        let i = (0..self.streams.len()).min_by(|&a, &b| {
+            let (_, wa, ca) = &self.streams[a];
+            let (_, wb, cb) = &self.streams[b];
+            (*ca as u128 * *wb as u128).cmp(&(*cb as u128 * *wa as u128))
+        })?;
+        let (docs, _, chars) = &mut self.streams[i];
+        let d = docs.next()?;
+        *chars += d.len() as u64;
+        Some((i, d))
     }
 }
 

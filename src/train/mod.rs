@@ -128,6 +128,15 @@ impl TrainConfig {
         Ok(match name {
             "tiny" => base,
             "tiny-dense" => TrainConfig { density: 1.0, ..base },
+            // The real-code models (issue 21): tiny's architecture on 70% cleaned standard library and 30%
+            // synthetic text by characters, with a 2,048-token BPE trained on that mix (as tinypython_2k).
+            "realcode" | "realcode-dense" => TrainConfig {
+                model: model(2, 128, 8, 512, 128, 2048),
+                corpus: "mix:stdlib=0.7,synthetic=0.3".into(),
+                tokenizer_vocab: 2048,
+                density: if name == "realcode" { 1.0 / 8.0 } else { 1.0 },
+                ..base
+            },
             "test" => TrainConfig {
                 model: model(1, 32, 2, 64, 32, 512),
                 steps: 6,
@@ -143,7 +152,7 @@ impl TrainConfig {
             },
             other => {
                 return Err(TrainError::Invalid(format!(
-                    "unknown preset `{other}` (tiny, tiny-dense, test)"
+                    "unknown preset `{other}` (tiny, tiny-dense, realcode, realcode-dense, test)"
                 )))
             }
         })

@@ -494,6 +494,7 @@ fn cli_list_and_show_render_pairs() {
         jsonl: None,
         n: 2,
         split: Split::Test,
+        corpus: "stdlib".to_owned(),
         seed: 5,
         tokenizer: None,
         lines: 6,
@@ -550,4 +551,170 @@ fn cli_list_and_show_render_pairs() {
         a.lines = 3;
         eprintln!("{}", show(&a).unwrap());
     }
+}
+
+/// Real-looking code with every construct the wild miners look for.
+const WILD_SOURCE: &str = r#"import os
+
+
+def load(path, names):
+    """Load things."""
+    seen = set()
+    for name in names:
+        seen.add(name)
+    text = ""
+    for ch in path:
+        text += ch
+    grid = [[1, 2], [3, 4]]
+    row = [width, height, depth]
+    with open(path) as handle:
+        data = handle.read()
+    if data == None:
+        raise ValueError("no data here")
+    elif data:
+        print('loaded file')
+    else:
+        pass
+    key = lambda item: item
+    flag = True
+    mode = 1 if flag else 2
+    for i, item in enumerate(names):
+        pass
+    for k in range(3):
+        pass
+    while True:
+        break
+    return True
+"#;
+
+#[test]
+fn wild_pairs_differ_minimally_and_end_at_the_decision_point() {
+    use circuitscope::data::tasks::wild;
+    for &name in wild::WILD_TASKS {
+        let pairs = wild::mine_document(name, WILD_SOURCE);
+        if name == "set_or_string_fixedvarname" {
+            assert!(pairs.is_empty(), "no variable named current here");
+            continue;
+        }
+        assert!(!pairs.is_empty(), "{name}: nothing mined");
+        let targets = by_name(name).unwrap().targets();
+        for p in &pairs {
+            let ctx = || format!("{name}: {p:?}");
+            assert!(targets.contains(&p.target), "{}", ctx());
+            if let Some(a) = &p.alt {
+                assert!(targets.contains(a) && a != &p.target, "{}", ctx());
+            } else {
+                assert_eq!(name, "else_elif");
+            }
+            let (da, db, common_prefix) = diff_span(&p.prompt, &p.prompt_alt);
+            let edit = levenshtein(da, db);
+            assert!((1..=24).contains(&edit), "{}: edit {edit} ({da:?} vs {db:?})", ctx());
+            assert!(common_prefix > 0, "{}", ctx());
+            // One side is the file's own text up to the decision: the file continues with the target's
+            // non-newline part (or, for pairs built from the other side's line, the other prompt is real).
+            let real = |prompt: &str, target: Option<&String>| {
+                target.is_some_and(|t| WILD_SOURCE.contains(&format!("{prompt}{}", t.trim_end_matches('\n'))))
+            };
+            assert!(
+                real(&p.prompt, Some(&p.target))
+                    || real(&p.prompt_alt, p.alt.as_ref())
+                    || WILD_SOURCE.contains(&p.prompt_alt)
+                    || WILD_SOURCE.contains(&p.prompt),
+                "{}: neither side is real code",
+                ctx()
+            );
+            for prompt in [&p.prompt, &p.prompt_alt] {
+                let last = prompt.chars().last().unwrap();
+                assert!(last.is_ascii_alphanumeric() || last == ')', "{}: ends {last:?}", ctx());
+            }
+        }
+    }
+    // Exact shapes of the key tasks.
+    let b = wild::mine_document("bracket_counting", WILD_SOURCE);
+    assert!(b
+        .iter()
+        .any(|p| p.prompt.ends_with("grid = [[1, 2], [3, 4") && p.prompt_alt.ends_with("grid = [[1, 2], 3, 4")));
+    assert!(b
+        .iter()
+        .any(|p| p.prompt.ends_with("row = [width, height, [depth")
+            && p.prompt_alt.ends_with("row = [width, height, depth")));
+    let q = wild::mine_document("single_double_quote", WILD_SOURCE);
+    assert!(
+        q.iter()
+            .any(|p| p.prompt.ends_with("ValueError(\"no data here")
+                && p.prompt_alt.ends_with("ValueError('no data here"))
+    );
+    let s = wild::mine_document("set_or_string", WILD_SOURCE);
+    assert!(s.iter().any(|p| p.prompt.contains("seen = set()")
+        && p.prompt_alt.contains("seen = \"\"")
+        && p.prompt.ends_with("seen")));
+    // Tasks without a miner get none.
+    assert!(wild::mine_document("var_swap", "a, b = b, a\n").is_empty());
+}
+
+#[test]
+fn the_wild_split_reads_only_held_out_files_deterministically() {
+    use circuitscope::data::corpus::{realcode, CorpusSource};
+    use circuitscope::data::tasks::wild_split;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..60 {
+        std::fs::write(
+            dir.path().join(format!("mod_{i}.py")),
+            WILD_SOURCE.replace("grid", &format!("grid{i}")),
+        )
+        .unwrap();
+    }
+    let spec = format!("dir:{}", dir.path().display());
+    let corpus = CorpusSource::parse(&spec).unwrap();
+    let a = wild_split("bracket_counting", &corpus, 20).unwrap();
+    assert_eq!(
+        a,
+        wild_split("bracket_counting", &CorpusSource::parse(&spec).unwrap(), 20).unwrap()
+    );
+    assert!(!a.is_empty());
+    let held: Vec<usize> = (0..60)
+        .filter(|i| realcode::is_held_out(&format!("mod_{i}.py")))
+        .collect();
+    for p in &a {
+        let i: usize = p
+            .prompt
+            .split("grid")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(held.contains(&i), "mod_{i}.py is a training file");
+    }
+}
+
+#[test]
+fn the_eval_table_puts_the_wild_split_beside_the_test_split() {
+    use circuitscope::analysis::eval::TaskScore;
+    use circuitscope::cli::eval::markdown_table_with_wild;
+    let s = |accuracy: f64, pairs: usize| TaskScore {
+        accuracy,
+        loss: 0.5,
+        pairs,
+    };
+    let scores = vec![
+        ("bracket_counting".to_owned(), s(0.97, 200)),
+        ("var_swap".to_owned(), s(0.72, 200)),
+    ];
+    let wild = vec![
+        ("bracket_counting".to_owned(), Some(s(0.3, 10))),
+        ("var_swap".to_owned(), None),
+    ];
+    let t = markdown_table_with_wild(&scores, &wild, "stdlib", 1.5, 0.125, 200);
+    assert!(
+        t.contains("| bracket_counting | 0.970 | 0.5000 | 0.300 | 0.5000 | 10 |"),
+        "{t}"
+    );
+    assert!(t.contains("| var_swap | 0.720 | 0.5000 | - | - | 0 |"), "{t}");
+    assert!(
+        t.contains("1 of 2 tasks at ≥ 90%") && t.contains("0 of 1 tasks with wild pairs at ≥ 90%"),
+        "{t}"
+    );
 }

@@ -238,3 +238,41 @@ fn cli_parses() {
     assert_eq!(a.corpus, "synthetic");
     assert!(a.require_file.is_none());
 }
+
+#[test]
+fn a_2048_token_bpe_on_a_real_code_mix_keeps_every_task_target_single() {
+    use circuitscope::cli::tokenizer_train::train;
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..40 {
+        std::fs::write(
+            dir.path().join(format!("m{i}.py")),
+            format!(
+                "import os\n\n\ndef load_{i}(path, names):\n    seen = set()\n    for name in names:\n        \
+                 seen.add(name)\n    return [[{i}, 2], [3, path]]\n"
+            ),
+        )
+        .unwrap();
+    }
+    let args = TokenizerTrainArgs {
+        corpus: format!("mix:dir:{}=0.7,synthetic=0.3", dir.path().display()),
+        docs: 120,
+        vocab: 2048,
+        require_file: None,
+        output: dir.path().join("tokenizer.json"),
+        force: false,
+        json: false,
+    };
+    let trained = train(&args).unwrap();
+    let tok = &trained.tokenizer;
+    assert!(tok.vocab_size() <= 2048);
+    assert_eq!(tok.eot_id(), Some(tok.vocab_size() as u32 - 1));
+    for t in circuitscope::data::tasks::target_strings() {
+        assert_eq!(tok.encode(&t).unwrap().len(), 1, "{t:?}");
+    }
+    // Deterministic for the same files and seed.
+    let again = train(&args).unwrap();
+    assert_eq!(
+        again.tokenizer.encode("seen.add(name)").unwrap(),
+        tok.encode("seen.add(name)").unwrap()
+    );
+}

@@ -14,6 +14,7 @@ mod jsonl;
 pub mod loss;
 mod rng;
 pub(crate) mod snippets;
+pub mod wild;
 
 use std::path::PathBuf;
 
@@ -161,11 +162,38 @@ pub fn target_strings() -> Vec<String> {
     out
 }
 
-/// Train or test.
+/// Train or test of the generator, or wild: pairs mined from the held-out files of real code ([`wild`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Split {
     Train,
     Test,
+    Wild,
+}
+
+/// The corpus whose held-out files the wild split mines unless told otherwise.
+pub const WILD_CORPUS: &str = "stdlib";
+
+/// `n` wild pairs of `task` from the held-out files of `corpus` (a real-code or mixed corpus; see [`wild`]),
+/// deterministic for the corpus's seed and files. A task without a miner has none.
+pub fn wild_split(
+    task: &str,
+    corpus: &crate::data::corpus::CorpusSource,
+    n: usize,
+) -> Result<Vec<TaskPair>, crate::data::corpus::CorpusError> {
+    if !wild::has_miner(task) {
+        return Ok(Vec::new());
+    }
+    // Only real code: synthetic parts of a mix are the generator's own register.
+    let mut pairs = Vec::new();
+    for (part, _) in corpus.parts() {
+        if matches!(part, crate::data::corpus::CorpusSource::RealCode { .. }) {
+            pairs.extend(wild::mine(task, part.held_out()?, n - pairs.len()));
+        }
+        if pairs.len() >= n {
+            break;
+        }
+    }
+    Ok(pairs)
 }
 
 impl std::str::FromStr for Split {
@@ -174,7 +202,8 @@ impl std::str::FromStr for Split {
         match s {
             "train" => Ok(Split::Train),
             "test" => Ok(Split::Test),
-            _ => Err(format!("unknown split `{s}` (expected train or test)")),
+            "wild" => Ok(Split::Wild),
+            _ => Err(format!("unknown split `{s}` (expected train, test or wild)")),
         }
     }
 }
@@ -184,6 +213,7 @@ impl std::fmt::Display for Split {
         f.write_str(match self {
             Split::Train => "train",
             Split::Test => "test",
+            Split::Wild => "wild",
         })
     }
 }
@@ -210,8 +240,19 @@ pub fn split(task: &dyn Task, split: Split, n: usize) -> Vec<TaskPair> {
 /// [`TEST_INDEX_OFFSET`] (test), keeping the pairs whose content belongs to the split ([`split_of`]), so train
 /// and test never share a pair. Finite tasks: their pairs that belong to the split, in order, at most `n` (may
 /// be fewer, even none for a tiny file's test split). Generators give fewer than `n` only when 200·n + 1000
-/// draws do not find enough.
+/// draws do not find enough. [`Split::Wild`] mines [`WILD_CORPUS`] (see [`wild_split`], which names the corpus
+/// and reports errors); here a corpus that cannot be read gives no pairs, with a warning in the log.
 pub fn split_seeded(task: &dyn Task, split: Split, n: usize, seed: u64) -> Vec<TaskPair> {
+    if split == Split::Wild {
+        let source = crate::data::corpus::CorpusSource::parse(&format!("{WILD_CORPUS}:{seed}"));
+        return match source.and_then(|c| wild_split(task.name(), &c, n)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("wild split of {}: {e}", task.name());
+                Vec::new()
+            }
+        };
+    }
     if let Some(len) = task.finite_len() {
         return (0..len as u64)
             .map(|i| task.pair(seed, i))
@@ -221,7 +262,7 @@ pub fn split_seeded(task: &dyn Task, split: Split, n: usize, seed: u64) -> Vec<T
     }
     let start = match split {
         Split::Train => 0,
-        Split::Test => TEST_INDEX_OFFSET,
+        Split::Test | Split::Wild => TEST_INDEX_OFFSET,
     };
     let mut out = Vec::with_capacity(n);
     let budget = 200 * n as u64 + 1000;
