@@ -23,8 +23,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::rng::mix64;
 use super::{list_files, read_text_file, CorpusError};
+use circuitscope_kernels::rng::mix64;
 
 /// A file is held out when the hash of its relative path is 0 modulo this (about 10% of the files: the
 /// standard library keeps ~700 files after cleaning, and the wild split needs enough of them).
