@@ -1,12 +1,10 @@
-//! Attention patterns recomputed from recorded q and k (after AbsTopK and any ablation) and the heads' sink
-//! logits, as the model computes them. This is the one place that recomputes attention; a recorded pattern hook
-//! can replace it.
+//! The attention of single heads on one prompt, cut from the patterns the model recorded (`L.attn.pattern`,
+//! after AbsTopK and any ablation of q and k), so that nothing outside the model recomputes attention.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::recording::Recorded;
 use crate::circuit::{NodeId, Site};
-use crate::model::{Checkpoint, ModelError};
 
 /// The attention of one head on one prompt: (T, T) weights, query-major, and the sink's weight per query.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,18 +21,6 @@ impl AttnPattern {
     }
 }
 
-/// Every layer's per-head sink logits, (H) each; None for a layer without a sink.
-pub fn sink_logits(ckpt: &Checkpoint, n_layer: usize) -> Result<Vec<Option<Vec<f32>>>, ModelError> {
-    (0..n_layer)
-        .map(
-            |l| match ckpt.get(&format!("transformer.h.{l}.attn.attn_imp.sink_logit")) {
-                Some(s) => Ok(Some(s.to_dense()?.flatten_all()?.to_vec1()?)),
-                None => Ok(None),
-            },
-        )
-        .collect()
-}
-
 /// The (layer, head) of every q or k node.
 pub fn heads_of_qk_nodes(nodes: &[NodeId], d_head: usize) -> BTreeSet<(usize, usize)> {
     nodes
@@ -44,62 +30,41 @@ pub fn heads_of_qk_nodes(nodes: &[NodeId], d_head: usize) -> BTreeSet<(usize, us
         .collect()
 }
 
-/// Causal softmax attention of head `h` from q (T, wq) and k (T, wk), row-major, with scores scaled by
-/// 1/sqrt(d_head) and an optional sink logit that takes part in each query's softmax.
-pub fn head_pattern(
-    q: (usize, &[f32]),
-    k: (usize, &[f32]),
-    t: usize,
-    d_head: usize,
-    h: usize,
-    sink_logit: Option<f32>,
-) -> AttnPattern {
-    let ((wq, q), (wk, k)) = (q, k);
-    let dh = d_head;
-    let scale = 1.0 / (dh as f32).sqrt();
-    let mut weights = vec![0f32; t * t];
-    let mut sink = vec![0f32; t];
-    for i in 0..t {
-        let qi = &q[i * wq + h * dh..i * wq + (h + 1) * dh];
-        let scores: Vec<f32> = (0..=i)
-            .map(|j| {
-                let kj = &k[j * wk + h * dh..j * wk + (h + 1) * dh];
-                qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale
-            })
-            .collect();
-        let m = scores
-            .iter()
-            .copied()
-            .chain(sink_logit)
-            .fold(f32::NEG_INFINITY, f32::max);
-        let z: f32 = scores.iter().map(|s| (s - m).exp()).sum::<f32>() + sink_logit.map_or(0.0, |s| (s - m).exp());
-        for (j, s) in scores.iter().enumerate() {
-            weights[i * t + j] = (s - m).exp() / z;
-        }
-        sink[i] = sink_logit.map_or(0.0, |s| (s - m).exp() / z);
-    }
-    AttnPattern { t, weights, sink }
+/// The layers whose patterns `heads` need: what to record (`recording::pattern_record`).
+pub fn layers_of(heads: &BTreeSet<(usize, usize)>) -> BTreeSet<usize> {
+    heads.iter().map(|&(l, _)| l).collect()
 }
 
-/// The pattern of every head in `heads` whose layer's q and k were recorded in `rec`.
+/// The pattern of every head in `heads` whose layer's pattern was recorded in `rec`. With `has_sink`, a query's
+/// sink weight is what its row leaves of one (the model's softmax shares it with the sink slot); without, zero.
 pub fn patterns(
     rec: &Recorded,
     heads: &BTreeSet<(usize, usize)>,
-    d_head: usize,
-    sinks: &[Option<Vec<f32>>],
+    has_sink: bool,
 ) -> BTreeMap<(usize, usize), AttnPattern> {
+    let t = rec.ids.len();
     let mut out = BTreeMap::new();
     for &(l, h) in heads {
-        let (Some((wq, q)), Some((wk, k))) = (
-            rec.hooks.get(&format!("{l}.attn.q")),
-            rec.hooks.get(&format!("{l}.attn.k")),
-        ) else {
+        let Some(weights) = rec.patterns.get(&l).and_then(|p| p.get(h * t * t..(h + 1) * t * t)) else {
             continue;
         };
-        let sink_logit = sinks.get(l).and_then(|s| s.as_ref()).and_then(|s| s.get(h).copied());
+        let sink = (0..t)
+            .map(|i| {
+                if has_sink {
+                    // Rounding can leave a hair below zero where the sink takes (almost) nothing.
+                    (1.0 - weights[i * t..=i * t + i].iter().sum::<f32>()).max(0.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         out.insert(
             (l, h),
-            head_pattern((*wq, q), (*wk, k), rec.ids.len(), d_head, h, sink_logit),
+            AttnPattern {
+                t,
+                weights: weights.to_vec(),
+                sink,
+            },
         );
     }
     out
@@ -108,22 +73,53 @@ pub fn patterns(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::recording::{pattern_record, record};
+    use crate::model::synth::{synth_tensors, SynthShape};
+    use crate::model::{Checkpoint, Gpt, Hooks, LoadOptions};
 
+    fn model(sink: bool) -> Gpt {
+        let mut cfg = SynthShape::Tiny.config();
+        cfg.n_layer = 2;
+        cfg.sink = sink;
+        let ck = Checkpoint {
+            path: "<synth>".into(),
+            tensors: synth_tensors(&cfg, 0.3, 11).unwrap(),
+        };
+        Gpt::from_checkpoint(cfg, &ck, LoadOptions::default()).unwrap()
+    }
+
+    /// Rows are causal; with a sink, row and sink sum to one and the sink takes a share; without, the rows
+    /// alone sum to one. Only the asked layers are recorded, and only their heads come back.
     #[test]
-    fn rows_and_sink_sum_to_one_and_are_causal() {
-        // T = 3, one head of width 2.
-        let q = [1.0, 0.0, 0.5, 0.5, 0.0, 1.0];
-        let k = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
-        let p = head_pattern((2, &q), (2, &k), 3, 2, 0, Some(0.3));
-        for i in 0..3 {
-            let s: f32 = p.row(i).iter().sum::<f32>() + p.sink[i];
-            assert!((s - 1.0).abs() < 1e-6, "row {i} sums to {s}");
-            for j in i + 1..3 {
-                assert_eq!(p.weights[i * 3 + j], 0.0);
+    fn heads_are_cut_from_the_recorded_patterns() {
+        let ids = [3u32, 17, 5, 99, 3];
+        let t = ids.len();
+        for sink in [true, false] {
+            let m = model(sink);
+            let heads = BTreeSet::from([(1, 0), (1, m.config.n_head - 1), (0, 1)]);
+            let mut hooks = Hooks::recording("$^").unwrap();
+            hooks.set_record_patterns(&pattern_record([1])).unwrap();
+            let rec = record(&m, &ids, &mut hooks).unwrap();
+            assert_eq!(rec.patterns.keys().copied().collect::<Vec<_>>(), vec![1]);
+            assert!(rec.hooks.is_empty(), "patterns are not activation rows");
+            let p = patterns(&rec, &heads, sink);
+            assert_eq!(
+                p.keys().copied().collect::<Vec<_>>(),
+                vec![(1, 0), (1, m.config.n_head - 1)]
+            );
+            for ((_, h), pat) in &p {
+                assert_eq!(pat.weights, rec.patterns[&1][h * t * t..(h + 1) * t * t]);
+                for i in 0..t {
+                    assert!(pat.weights[i * t + i + 1..(i + 1) * t].iter().all(|&w| w == 0.0));
+                    let total = pat.row(i).iter().sum::<f32>() + pat.sink[i];
+                    assert!((total - 1.0).abs() < 1e-5, "query {i}: {total}");
+                    if sink {
+                        assert!(pat.sink[i] > 0.0);
+                    } else {
+                        assert_eq!(pat.sink[i], 0.0);
+                    }
+                }
             }
         }
-        let no_sink = head_pattern((2, &q), (2, &k), 3, 2, 0, None);
-        assert_eq!(no_sink.row(0), &[1.0]);
-        assert!(no_sink.sink.iter().all(|&s| s == 0.0));
     }
 }

@@ -4,6 +4,7 @@
 
 use candle_core::DType;
 
+use crate::model::weight_names as wn;
 use crate::model::{Checkpoint, Config, ModelError};
 
 /// The vocabulary-sized tables of a model, dense f32.
@@ -45,13 +46,13 @@ impl EmbeddingTables {
                 .to_dtype(DType::F32)?;
             Ok(t.flatten_all()?.to_vec1()?)
         };
-        let wte = dense("transformer.wte.weight")?;
-        let unembed = if ckpt.get("lm_head.weight").is_some() {
-            dense("lm_head.weight")?
+        let wte = dense(wn::WTE)?;
+        let unembed = if ckpt.get(wn::LM_HEAD).is_some() {
+            dense(wn::LM_HEAD)?
         } else {
             wte.clone()
         };
-        let wpe = match ckpt.get("transformer.wpe.weight") {
+        let wpe = match ckpt.get(wn::WPE) {
             Some(t) => {
                 let t = t.to_dense()?.to_dtype(DType::F32)?;
                 match t.dims() {

@@ -33,6 +33,7 @@ mod tests {
             ids: vec![0; vals.len() / 2],
             last_logits: vec![],
             hooks: BTreeMap::from([("0.attn.q".to_string(), (2, vals))]),
+            patterns: BTreeMap::new(),
         };
         let a = run(vec![1.0, 2.0, 3.0, 4.0]);
         let b = run(vec![5.0, 6.0]);

@@ -1,21 +1,24 @@
-//! One forward pass with hooks recorded, flattened into owned rows, so that lenses read node values without
-//! touching tensors.
+//! One forward pass with hooks recorded, flattened into owned rows, so that lenses read node values (and the
+//! attention patterns the model recorded) without touching tensors.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use candle_core::{DType, Tensor};
 
 use crate::circuit::NodeId;
-use crate::model::{Gpt, Hooks, ModelError};
+use crate::model::{Gpt, HookName, HookSite, Hooks, ModelError};
 
-/// One recorded run: the prompt's ids, the logits at its last token and every recorded hook as (width, values),
-/// the values (T, width) row-major.
+/// One recorded run: the prompt's ids, the logits at its last token, every recorded activation hook as (width,
+/// values), the values (T, width) row-major, and the recorded attention patterns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
     pub ids: Vec<u32>,
     /// (V) logits at the last token.
     pub last_logits: Vec<f32>,
     pub hooks: BTreeMap<String, (usize, Vec<f32>)>,
+    /// The attention weights of every layer whose `L.attn.pattern` was recorded (see [`pattern_record`]):
+    /// (n_head, T, T) row-major, query-major within a head.
+    pub patterns: BTreeMap<usize, Vec<f32>>,
 }
 
 impl Recorded {
@@ -43,14 +46,45 @@ pub fn record(model: &Gpt, ids: &[u32], hooks: &mut Hooks) -> Result<Recorded, M
     })?;
     let last_logits: Vec<f32> = logits.get(last)?.to_vec1()?;
     let mut out = BTreeMap::new();
+    let mut patterns = BTreeMap::new();
     for (name, t) in &hooks.recorded {
-        out.insert(name.clone(), flatten(t)?);
+        // Patterns are (1, H, T, T), not (T, width) rows: kept apart so that per-token lenses never see them.
+        match name.parse::<HookName>() {
+            Ok(HookName::Block {
+                layer,
+                site: HookSite::AttnPattern,
+            }) => {
+                patterns.insert(layer, flatten(t)?.1);
+            }
+            _ => {
+                out.insert(name.clone(), flatten(t)?);
+            }
+        }
     }
     Ok(Recorded {
         ids: ids.to_vec(),
         last_logits,
         hooks: out,
+        patterns,
     })
+}
+
+/// The pattern for [`Hooks::set_record_patterns`] that records the attention patterns of exactly `layers`
+/// (and nothing when there are none).
+pub fn pattern_record(layers: impl IntoIterator<Item = usize>) -> String {
+    let names: BTreeSet<String> = layers
+        .into_iter()
+        .map(|l| HookName::block(l, HookSite::AttnPattern).to_string())
+        .collect();
+    if names.is_empty() {
+        // Matches no hook name.
+        return "$^".to_string();
+    }
+    names
+        .iter()
+        .map(|h| format!("{}$", regex::escape(h)))
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// The hook pattern that records exactly the hooks of `nodes` (and nothing when there are none).

@@ -2,10 +2,13 @@
 //! lines, as candle-transformers' model files have them: [`Attention`], [`Mlp`] and the [`Block`] that joins them
 //! through the residual stream.
 //!
-//! These `forward`s are the tensor path (autograd-capable: training, pruning masks, patches); the inference
-//! forward (`inference.rs`) runs the same structs' weights through fused row kernels with the same hook points.
+//! Each layer has two forwards with the same hook points and the same numbers: `forward`, the tensor path
+//! (autograd-capable: training, pruning masks, patches), and `forward_inference`, which runs the same weights on
+//! plain (B·T, width) row buffers through the fused row kernels of `inference.rs` ([`InferCtx`]). Another model
+//! family is one more file of layers with this API.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
+use circuitscope_kernels::RowTopK;
 
 use super::attention_op::CausalAttentionOp;
 use super::checkpoint::Checkpoint;
@@ -14,6 +17,7 @@ use super::error::Result;
 use super::gpt::LoadOptions;
 use super::hook_name::{HookName, HookSite};
 use super::hooks::Hooks;
+use super::inference::{add_assign, bias_of, Acts, InferCtx};
 use super::linear::{Linear, Weight};
 use super::norm::Norm;
 use super::pattern::{attention_pattern, QkLayout};
@@ -119,6 +123,79 @@ impl Attention {
         let y = hooks.apply(&at(HookSite::AttnY), y)?;
         let o = topk(cfg, Loctype::AttnOut, self.c_proj.forward(&y)?)?;
         hooks.apply(&at(HookSite::AttnResidDelta), o)
+    }
+
+    /// read (B·T, Din) → the sublayer's residual delta (B·T, D) on the inference path, through the same hooks
+    /// as [`Attention::forward`]. q, k and v stay in the fused (B·T, 3A) product, each biased and sparsified in
+    /// place as the product's rows are finished, and attention reads them there.
+    pub(super) fn forward_inference(&self, ctx: &mut InferCtx, layer: usize, read: Acts) -> Result<Acts> {
+        let cfg = ctx.cfg;
+        let (a, rows, t) = (cfg.attn_width(), ctx.b * ctx.t, ctx.t);
+        let at = |site: HookSite| HookName::block(layer, site).to_string();
+        let bias = bias_of(&self.c_attn)?;
+        let ks = [Loctype::AttnQ, Loctype::AttnK, Loctype::AttnV].map(|loc| cfg.topk_at(loc, a));
+        let init = || [RowTopK::new(), RowTopK::new(), RowTopK::new()];
+        let mut qkv = ctx.product_then(&self.c_attn, &read.data, init, |topk, _, row| {
+            for (part, (seg, topk)) in row.chunks_exact_mut(a).zip(topk.iter_mut()).enumerate() {
+                if let Some(b) = &bias {
+                    add_assign(seg, &b[part * a..(part + 1) * a]);
+                }
+                if let Some(k) = ks[part] {
+                    topk.apply(seg, k);
+                }
+            }
+        })?; // (B·T, 3A)
+        ctx.recycle(read.data);
+        // The reference's hook order: k, q, v. A hooked part is copied out and, after the hook, back.
+        for (site, part) in [(HookSite::AttnK, 1), (HookSite::AttnQ, 0), (HookSite::AttnV, 2)] {
+            let name = at(site);
+            if ctx.hooks.wants(&name) {
+                let mut seg = Vec::with_capacity(rows * a);
+                for row in qkv.data.chunks_exact(3 * a) {
+                    seg.extend_from_slice(&row[part * a..(part + 1) * a]);
+                }
+                let seg = ctx.hook(&name, Acts { data: seg, width: a })?;
+                for (row, src) in qkv.data.chunks_exact_mut(3 * a).zip(seg.data.chunks_exact(a)) {
+                    row[part * a..(part + 1) * a].copy_from_slice(src);
+                }
+            }
+        }
+        let sink: Option<Vec<f32>> = match &self.sink_logit {
+            Some(s) => Some(s.to_vec1()?),
+            None => None,
+        };
+        let pattern = at(HookSite::AttnPattern);
+        if ctx.hooks.wants_pattern(&pattern) {
+            let lay = QkLayout {
+                b: ctx.b,
+                t,
+                n_head: cfg.n_head,
+                d_head: cfg.d_head,
+                stride: 3 * a,
+            };
+            let p = attention_pattern(&qkv.data, &qkv.data[a..], lay, sink.as_deref());
+            let p = Tensor::from_vec(p, (ctx.b, cfg.n_head, t, t), &Device::Cpu)?;
+            ctx.hooks.record_pattern(pattern, p);
+        }
+        let shape = circuitscope_kernels::AttentionShape {
+            t,
+            n_head: cfg.n_head,
+            d_head: cfg.d_head,
+        };
+        let scale = 1.0 / (cfg.d_head as f32).sqrt();
+        let mut y = ctx.take(rows * a);
+        let seq = t * 3 * a;
+        for (i, y) in y.chunks_exact_mut(t * a).enumerate() {
+            let qkv = &qkv.data[i * seq..(i + 1) * seq];
+            let (q, k, v) = (qkv, &qkv[a..], &qkv[2 * a..]);
+            circuitscope_kernels::causal_attention_strided(q, k, v, 3 * a, shape, scale, sink.as_deref(), y)?;
+        }
+        ctx.recycle(qkv.data);
+        let y = ctx.hook(&at(HookSite::AttnY), Acts { data: y, width: a })?; // (B·T, A)
+        let name = at(HookSite::AttnResidDelta);
+        let o = ctx.sublayer_product(name, Loctype::AttnOut, &self.c_proj, &y.data, |_| {})?;
+        ctx.recycle(y.data);
+        Ok(o)
     }
 
     /// The attention weights (B, n_head, T, T) of q, k: (B, T, A), detached from any graph.
@@ -228,6 +305,32 @@ impl Mlp {
         let o = topk(cfg, Loctype::MlpOut, self.c_proj.forward(&h)?)?;
         hooks.apply(&at(HookSite::MlpResidDelta), o)
     }
+    /// read (B·T, Din) → the sublayer's residual delta (B·T, D) on the inference path, through the same hooks
+    /// as [`Mlp::forward`]; the bias, activation and AbsTopK run inside the product's row pass.
+    pub(super) fn forward_inference(&self, ctx: &mut InferCtx, layer: usize, read: Acts) -> Result<Acts> {
+        let at = |site: HookSite| HookName::block(layer, site).to_string();
+        let activation = ctx.cfg.activation_type;
+        let h = ctx.sublayer_product(
+            at(HookSite::MlpPostAct),
+            Loctype::MlpNeuron,
+            &self.c_fc,
+            &read.data,
+            |row| match activation {
+                Activation::Gelu => circuitscope_kernels::gelu_erf_inplace(row),
+                Activation::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+            },
+        )?; // (B·T, F)
+        ctx.recycle(read.data);
+        let o = ctx.sublayer_product(
+            at(HookSite::MlpResidDelta),
+            Loctype::MlpOut,
+            &self.c_proj,
+            &h.data,
+            |_| {},
+        )?;
+        ctx.recycle(h.data);
+        Ok(o)
+    }
 }
 
 /// A transformer block: norm → attention → residual, norm → MLP → residual.
@@ -280,6 +383,44 @@ impl Block {
         let read = hooks.apply(&at(HookSite::MlpActIn), topk(cfg, Loctype::MlpIn, read)?)?;
         let o = self.mlp.forward(cfg, layer, &read, hooks)?;
         residual(cfg, Loctype::ResidPostMlp, (x + o)?)
+    }
+    /// x: (B·T, D) → (B·T, D) on the inference path, through the same hooks as [`Block::forward`].
+    /// `pos`: (T, D or d_pos_emb) row-major.
+    pub(super) fn forward_inference(
+        &self,
+        ctx: &mut InferCtx,
+        layer: usize,
+        x: Vec<f32>,
+        pos: &[f32],
+    ) -> Result<Vec<f32>> {
+        let at = |site: HookSite| HookName::block(layer, site).to_string();
+        let d = ctx.cfg.d_model;
+        let x = ctx.hook(&at(HookSite::ResidIn), Acts { data: x, width: d })?;
+        let ln_p = self.ln_p.as_ref();
+        let read = ctx.read(
+            at(HookSite::AttnActIn),
+            Loctype::AttnIn,
+            &self.ln_1,
+            ln_p.map(|p| &p.0),
+            &x.data,
+            pos,
+        )?;
+        let o = self.attn.forward_inference(ctx, layer, read)?;
+        let x = ctx.residual(Some(at(HookSite::ResidMid)), Loctype::ResidPostAttn, x, &o.data)?;
+        ctx.recycle(o.data);
+
+        let read = ctx.read(
+            at(HookSite::MlpActIn),
+            Loctype::MlpIn,
+            &self.ln_2,
+            ln_p.map(|p| &p.1),
+            &x.data,
+            pos,
+        )?;
+        let o = self.mlp.forward_inference(ctx, layer, read)?;
+        let x = ctx.residual(None, Loctype::ResidPostMlp, x, &o.data)?;
+        ctx.recycle(o.data);
+        Ok(x.data)
     }
 }
 

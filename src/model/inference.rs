@@ -1,25 +1,27 @@
 //! The inference forward: the same computation as `Gpt::forward`'s graph path, on plain buffers with fused
 //! kernels, for when no gradient is needed. Candle tensors are built only at hook points that are recorded or
 //! intervened on, so hooks behave exactly as on the graph path (the parity tests run both).
+//!
+//! This file holds the machinery every layer shares ([`InferCtx`]: hooks on plain buffers, fused products with
+//! a per-row finish, norms, residual adds, a buffer pool); the layers themselves (`block.rs`) run their weights
+//! through it in their own `forward_inference`, beside their tensor `forward`.
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::block::Block;
-use super::config::{Activation, Loctype, ResidualActivation};
+use super::config::{Config, Loctype, ResidualActivation};
 use super::error::Result;
 use super::gpt::Gpt;
-use super::hook_name::{HookName, HookSite};
+use super::hook_name::HookName;
 use super::hooks::Hooks;
 use super::linear::{Linear, Weight};
 use super::norm::{Norm, LAYER_NORM_EPS, RMS_EPS};
-use super::pattern::{attention_pattern, QkLayout};
 use circuitscope_kernels::RowTopK;
 
 /// Activations of `rows` = B·T positions, each `width` wide, row-major.
-struct Acts {
-    data: Vec<f32>,
-    width: usize,
+pub(super) struct Acts {
+    pub(super) data: Vec<f32>,
+    pub(super) width: usize,
 }
 
 impl Gpt {
@@ -35,15 +37,15 @@ impl Gpt {
                 add_assign(row, p);
             }
         }
-        let mut ctx = Ctx {
-            gpt: self,
+        let mut ctx = InferCtx {
+            cfg,
             hooks,
             b,
             t,
             pool: Pool::default(),
         };
         for (l, block) in self.blocks.iter().enumerate() {
-            x = ctx.block(l, block, x, &pos)?;
+            x = block.forward_inference(&mut ctx, l, x, &pos)?;
         }
         let x = ctx.hook(
             &HookName::FinalResid.to_string(),
@@ -65,11 +67,14 @@ impl Gpt {
     }
 }
 
-struct Ctx<'a> {
-    gpt: &'a Gpt,
-    hooks: &'a mut Hooks,
-    b: usize,
-    t: usize,
+/// One inference forward's state: the config, the hooks, the batch's shape and the buffers to reuse.
+pub(super) struct InferCtx<'a> {
+    pub(super) cfg: &'a Config,
+    pub(super) hooks: &'a mut Hooks,
+    /// Sequences in the batch.
+    pub(super) b: usize,
+    /// Tokens per sequence.
+    pub(super) t: usize,
     pool: Pool,
 }
 
@@ -95,10 +100,20 @@ impl Pool {
     }
 }
 
-impl Ctx<'_> {
+impl InferCtx<'_> {
+    /// `len` floats with unspecified contents, from the pool when it has a buffer of that length.
+    pub(super) fn take(&mut self, len: usize) -> Vec<f32> {
+        self.pool.take(len)
+    }
+
+    /// Hands a buffer that is no longer read back to the pool.
+    pub(super) fn recycle(&mut self, v: Vec<f32>) {
+        self.pool.give(v);
+    }
+
     /// Passes activations through a hook point; tensors are only built where a hook records or runs a patch or
     /// a custom function.
-    fn hook(&mut self, name: &str, x: Acts) -> Result<Acts> {
+    pub(super) fn hook(&mut self, name: &str, x: Acts) -> Result<Acts> {
         if !self.hooks.wants(name) {
             return Ok(x);
         }
@@ -113,7 +128,7 @@ impl Ctx<'_> {
     where
         F: Fn(usize, &mut [f32]) + Sync,
     {
-        let k = self.gpt.config.topk_at(loc, x.width);
+        let k = self.cfg.topk_at(loc, x.width);
         circuitscope_kernels::prepare_rows_topk(&mut x.data, x.width, k, prepare);
         match name {
             Some(name) => self.hook(&name, x),
@@ -124,7 +139,7 @@ impl Ctx<'_> {
     /// `lin`'s product x·Wᵀ (without the bias) in a pooled buffer, then `finish(&mut state, row_index, row)`
     /// on every output row, with `state = init()` per run of rows: (B·T, in) → (B·T, out). For a CSR weight
     /// the row pass runs inside the product's tasks, while each block of rows is still in cache.
-    fn product_then<S, I, F>(&mut self, lin: &Linear, x: &[f32], init: I, finish: F) -> Result<Acts>
+    pub(super) fn product_then<S, I, F>(&mut self, lin: &Linear, x: &[f32], init: I, finish: F) -> Result<Acts>
     where
         I: Fn() -> S + Sync,
         F: Fn(&mut S, usize, &mut [f32]) + Sync,
@@ -149,7 +164,7 @@ impl Ctx<'_> {
 
     /// `lin`'s product with, on every row, the bias, then `activation`, then the AbsTopK configured at `loc`;
     /// then hook `name`.
-    fn sublayer_product<A>(
+    pub(super) fn sublayer_product<A>(
         &mut self,
         name: String,
         loc: Loctype,
@@ -161,7 +176,7 @@ impl Ctx<'_> {
         A: Fn(&mut [f32]) + Sync,
     {
         let bias = bias_of(lin)?;
-        let k = self.gpt.config.topk_at(loc, lin.weight.dims().0);
+        let k = self.cfg.topk_at(loc, lin.weight.dims().0);
         let out = self.product_then(lin, x, RowTopK::new, |topk, _, row| {
             if let Some(b) = &bias {
                 add_assign(row, b);
@@ -174,122 +189,9 @@ impl Ctx<'_> {
         self.hook(&name, out)
     }
 
-    /// x: (B·T, D) → (B·T, D).
-    fn block(&mut self, l: usize, block: &Block, x: Vec<f32>, pos: &[f32]) -> Result<Vec<f32>> {
-        let cfg = &self.gpt.config;
-        let (d, a, rows) = (cfg.d_model, cfg.attn_width(), self.b * self.t);
-        let at = |site: HookSite| HookName::block(l, site).to_string();
-        let x = self.hook(&at(HookSite::ResidIn), Acts { data: x, width: d })?;
-
-        // Attention sublayer. q, k and v stay in the fused (B·T, 3A) product, each biased and sparsified in place
-        // as the product's rows are finished, and attention reads them there.
-        let read = self.read(
-            at(HookSite::AttnActIn),
-            Loctype::AttnIn,
-            &block.ln_1,
-            ln_p(block, 0),
-            &x.data,
-            pos,
-        )?;
-        let bias = bias_of(&block.attn.c_attn)?;
-        let ks = [Loctype::AttnQ, Loctype::AttnK, Loctype::AttnV].map(|loc| cfg.topk_at(loc, a));
-        let init = || [RowTopK::new(), RowTopK::new(), RowTopK::new()];
-        let mut qkv = self.product_then(&block.attn.c_attn, &read.data, init, |topk, _, row| {
-            for (part, (seg, topk)) in row.chunks_exact_mut(a).zip(topk.iter_mut()).enumerate() {
-                if let Some(b) = &bias {
-                    add_assign(seg, &b[part * a..(part + 1) * a]);
-                }
-                if let Some(k) = ks[part] {
-                    topk.apply(seg, k);
-                }
-            }
-        })?; // (B·T, 3A)
-        self.pool.give(read.data);
-        // The reference's hook order: k, q, v. A hooked part is copied out and, after the hook, back.
-        for (site, part) in [(HookSite::AttnK, 1), (HookSite::AttnQ, 0), (HookSite::AttnV, 2)] {
-            let name = at(site);
-            if self.hooks.wants(&name) {
-                let mut seg = Vec::with_capacity(rows * a);
-                for row in qkv.data.chunks_exact(3 * a) {
-                    seg.extend_from_slice(&row[part * a..(part + 1) * a]);
-                }
-                let seg = self.hook(&name, Acts { data: seg, width: a })?;
-                for (row, src) in qkv.data.chunks_exact_mut(3 * a).zip(seg.data.chunks_exact(a)) {
-                    row[part * a..(part + 1) * a].copy_from_slice(src);
-                }
-            }
-        }
-        let sink: Option<Vec<f32>> = match &block.attn.sink_logit {
-            Some(s) => Some(s.to_vec1()?),
-            None => None,
-        };
-        let pattern = at(HookSite::AttnPattern);
-        if self.hooks.wants_pattern(&pattern) {
-            let lay = QkLayout {
-                b: self.b,
-                t: self.t,
-                n_head: cfg.n_head,
-                d_head: cfg.d_head,
-                stride: 3 * a,
-            };
-            let p = attention_pattern(&qkv.data, &qkv.data[a..], lay, sink.as_deref());
-            let p = Tensor::from_vec(p, (self.b, cfg.n_head, self.t, self.t), &Device::Cpu)?;
-            self.hooks.record_pattern(pattern, p);
-        }
-        let shape = circuitscope_kernels::AttentionShape {
-            t: self.t,
-            n_head: cfg.n_head,
-            d_head: cfg.d_head,
-        };
-        let scale = 1.0 / (cfg.d_head as f32).sqrt();
-        let mut y = self.pool.take(rows * a);
-        let seq = self.t * 3 * a;
-        for (i, y) in y.chunks_exact_mut(self.t * a).enumerate() {
-            let qkv = &qkv.data[i * seq..(i + 1) * seq];
-            let (q, k, v) = (qkv, &qkv[a..], &qkv[2 * a..]);
-            circuitscope_kernels::causal_attention_strided(q, k, v, 3 * a, shape, scale, sink.as_deref(), y)?;
-        }
-        self.pool.give(qkv.data);
-        let y = self.hook(&at(HookSite::AttnY), Acts { data: y, width: a })?;
-        let name = at(HookSite::AttnResidDelta);
-        let o = self.sublayer_product(name, Loctype::AttnOut, &block.attn.c_proj, &y.data, |_| {})?;
-        self.pool.give(y.data);
-        let x = self.residual(Some(at(HookSite::ResidMid)), Loctype::ResidPostAttn, x, &o.data)?;
-        self.pool.give(o.data);
-
-        // MLP sublayer.
-        let read = self.read(
-            at(HookSite::MlpActIn),
-            Loctype::MlpIn,
-            &block.ln_2,
-            ln_p(block, 1),
-            &x.data,
-            pos,
-        )?;
-        let activation = cfg.activation_type;
-        let name = at(HookSite::MlpPostAct);
-        let h = self.sublayer_product(
-            name,
-            Loctype::MlpNeuron,
-            &block.mlp.c_fc,
-            &read.data,
-            |row| match activation {
-                Activation::Gelu => circuitscope_kernels::gelu_erf_inplace(row),
-                Activation::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
-            },
-        )?; // (B·T, F)
-        self.pool.give(read.data);
-        let name = at(HookSite::MlpResidDelta);
-        let o = self.sublayer_product(name, Loctype::MlpOut, &block.mlp.c_proj, &h.data, |_| {})?;
-        self.pool.give(h.data);
-        let x = self.residual(None, Loctype::ResidPostMlp, x, &o.data)?;
-        self.pool.give(o.data);
-        Ok(x.data)
-    }
-
     /// x + delta, then the optional residual ReLU and AbsTopK, then hook `name`.
-    fn residual(&mut self, name: Option<String>, loc: Loctype, x: Acts, delta: &[f32]) -> Result<Acts> {
-        let relu = self.gpt.config.residual_activation_type == ResidualActivation::Relu;
+    pub(super) fn residual(&mut self, name: Option<String>, loc: Loctype, x: Acts, delta: &[f32]) -> Result<Acts> {
+        let relu = self.cfg.residual_activation_type == ResidualActivation::Relu;
         let d = x.width;
         self.rows(name, loc, x, |r, row| {
             add_assign(row, &delta[r * d..(r + 1) * d]);
@@ -301,7 +203,7 @@ impl Ctx<'_> {
 
     /// A sublayer's input: the normed residual, with the normed positional channels appended in the
     /// cat-pos-emb variant, then AbsTopK at `loc` and hook `name`. (B·T, D) → (B·T, Din).
-    fn read(
+    pub(super) fn read(
         &mut self,
         name: String,
         loc: Loctype,
@@ -310,11 +212,11 @@ impl Ctx<'_> {
         x: &[f32],
         pos: &[f32],
     ) -> Result<Acts> {
-        let d = self.gpt.config.d_model;
+        let d = self.cfg.d_model;
         let rows = self.b * self.t;
         let t = self.t;
         let weights = NormWeights::of(norm)?;
-        let (p, dp) = match (ln_p, self.gpt.config.d_pos_emb) {
+        let (p, dp) = match (ln_p, self.cfg.d_pos_emb) {
             (Some(ln_p), Some(dp)) => (Some(norm_rows(ln_p, pos, dp)?), dp), // (T, dp)
             _ => (None, 0),
         };
@@ -333,12 +235,8 @@ impl Ctx<'_> {
     }
 }
 
-/// The norms of a cat-pos-emb block's two sublayers (None elsewhere).
-fn ln_p(block: &Block, sublayer: usize) -> Option<&Norm> {
-    block.ln_p.as_ref().map(|p| if sublayer == 0 { &p.0 } else { &p.1 })
-}
-
-fn bias_of(lin: &Linear) -> Result<Option<Vec<f32>>> {
+/// A linear layer's bias as a plain vector (None without one).
+pub(super) fn bias_of(lin: &Linear) -> Result<Option<Vec<f32>>> {
     Ok(match &lin.bias {
         Some(b) => Some(b.to_vec1()?),
         None => None,
@@ -382,7 +280,8 @@ impl NormWeights {
     }
 }
 
-fn add_assign(x: &mut [f32], y: &[f32]) {
+/// x += y, element by element.
+pub(super) fn add_assign(x: &mut [f32], y: &[f32]) {
     if x.len() >= PAR_MIN {
         // Memory-bound, but a serial pass over megabytes is a visible share of a multi-threaded forward.
         x.par_chunks_mut(PAR_CHUNK)

@@ -61,7 +61,8 @@ pub struct Engine {
     record_pattern: String,
     /// The heads with q or k nodes in the circuit, whose attention every run reports.
     pattern_heads: BTreeSet<(usize, usize)>,
-    sinks: Vec<Option<Vec<f32>>>,
+    /// Records the attention patterns of those heads' layers.
+    record_attention: String,
     tables: EmbeddingTables,
     scan: Option<ScanSource>,
     circuit_exemplars: BTreeMap<NodeId, Vec<QuantileExemplars>>,
@@ -94,7 +95,9 @@ impl Engine {
         let mut engine = Engine {
             record_pattern: recording::record_pattern(&nodes),
             pattern_heads: attention_pattern::heads_of_qk_nodes(&nodes, cfg.d_head),
-            sinks: attention_pattern::sink_logits(ckpt, cfg.n_layer)?,
+            record_attention: recording::pattern_record(attention_pattern::layers_of(
+                &attention_pattern::heads_of_qk_nodes(&nodes, cfg.d_head),
+            )),
             tables: EmbeddingTables::read(ckpt, &cfg)?,
             model,
             tok,
@@ -258,6 +261,7 @@ impl Engine {
         let start = Instant::now();
         let ids = self.encode(text)?;
         let mut hooks = self.hooks_for(ablations)?;
+        hooks.set_record_patterns(&self.record_attention)?;
         let rec = recording::record(&self.model, &ids, &mut hooks)?;
         let acts: BTreeMap<NodeId, Vec<f32>> = self.nodes.iter().map(|n| (*n, rec.node_values(n))).collect();
         let probs = next_token::softmax(&rec.last_logits);
@@ -316,7 +320,7 @@ impl Engine {
 
     /// The attention of every head that has q or k nodes in the circuit.
     fn attention(&self, rec: &Recorded) -> BTreeMap<(usize, usize), AttnPattern> {
-        attention_pattern::patterns(rec, &self.pattern_heads, self.cfg.d_head, &self.sinks)
+        attention_pattern::patterns(rec, &self.pattern_heads, self.cfg.sink)
     }
 
     fn ensure_task_runs(&mut self) -> Result<()> {
