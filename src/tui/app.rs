@@ -16,7 +16,6 @@ use ratatui_textarea::TextArea;
 
 pub use super::circuit_view::{fuzzy_score, BlockInfo, CircuitView, EdgeItem, MapRow};
 use super::command;
-use crate::workbench::{Ablation, AblationKind, NodeDetail, Reply, Request};
 use super::keymap::{self, Action};
 use super::msg::Msg;
 pub use super::persist::SessionState;
@@ -30,6 +29,7 @@ use super::screens::pruning::{PruningAction, PruningState};
 pub use super::screens::Screen;
 use super::theme::Theme;
 use crate::circuit::{GraphNode, NodeId};
+use crate::workbench::{Ablation, AblationKind, NodeDetail, Reply, Request, RunSummary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -294,15 +294,18 @@ impl App {
     pub fn magnitudes(&self) -> Vec<MagnitudeRow> {
         let Some(run) = &self.lab.run else { return Vec::new() };
         let pos = self.lab.cursor_in(run);
+        let base_pos = self.lab.baseline.as_ref().and_then(|b| baseline_position(run, b, pos));
         let mut rows: Vec<MagnitudeRow> = run
             .acts
             .iter()
             .map(|(n, v)| {
                 let value = v.get(pos).copied().unwrap_or(0.0);
-                let baseline = self.lab.baseline.as_ref().and_then(|b| {
-                    let bv = b.acts.get(n)?;
-                    bv.get(pos.min(bv.len().saturating_sub(1))).copied()
-                });
+                let baseline = self
+                    .lab
+                    .baseline
+                    .as_ref()
+                    .zip(base_pos)
+                    .and_then(|(b, bp)| b.acts.get(n)?.get(bp).copied());
                 MagnitudeRow {
                     node: *n,
                     value,
@@ -665,6 +668,17 @@ pub enum AppAction {
     Redo,
     PromptEvidence,
     AblationEvidence,
+}
+
+/// How the lab pairs a token of the run with a token of the baseline, named where the table shows it.
+pub const BASELINE_ALIGNMENT: &str = "aligned from the end";
+
+/// The baseline's token compared with token `pos` of `run`: positions are aligned from the end, so the last
+/// token (a task prompt's decision token) meets the baseline's last token whatever an edit did to the length.
+/// None where the baseline has no token there (it is shorter than the run by more than `pos` from the end).
+pub fn baseline_position(run: &RunSummary, baseline: &RunSummary, pos: usize) -> Option<usize> {
+    let from_end = run.tokens.len().checked_sub(pos + 1)?;
+    baseline.tokens.len().checked_sub(from_end + 1)
 }
 
 /// Residual reads, writes and the final residual: nodes whose index is a residual channel.

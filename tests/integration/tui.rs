@@ -499,10 +499,7 @@ fn workbench_doc_lists_every_key() {
     // Markdown tables escape `|`.
     let section = section.replace("\\|", "|");
     for (_, key, _) in tui::help::key_rows() {
-        assert!(
-            section.contains(key),
-            "docs/workbench.md misses the key `{key}`"
-        );
+        assert!(section.contains(key), "docs/workbench.md misses the key `{key}`");
     }
     for (cmd, _) in tui::help::COMMANDS {
         assert!(section.contains(cmd), "docs/workbench.md misses `{cmd}`");
@@ -510,10 +507,9 @@ fn workbench_doc_lists_every_key() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let first_block = readme.split("```").nth(1).unwrap_or("");
     assert!(
-        first_block
-            .lines()
-            .nth(1)
-            .is_some_and(|l| l.trim().starts_with("cargo run --release -- open ") || l.trim() == "cargo run --release -- open"),
+        first_block.lines().nth(1).is_some_and(
+            |l| l.trim().starts_with("cargo run --release -- open ") || l.trim() == "cargo run --release -- open"
+        ),
         "README's first command block must start with `cargo run --release -- open`"
     );
 }
@@ -806,4 +802,48 @@ fn embedding_screen_follows_the_node_and_moves_channels() {
     // g goes back to the selected node's channel.
     send(&mut app, &mut engine, [Msg::ch('g')]);
     assert_eq!(app.embed.channel, residual.index);
+}
+
+/// Replaces the lab's prompt as an edit would, and runs it.
+fn set_prompt(app: &mut App, engine: &mut Engine, text: &str) {
+    app.prompt = ratatui_textarea::TextArea::new(text.split('\n').map(str::to_string).collect());
+    app.request_run();
+    tui::pump(app, engine);
+}
+
+#[test]
+fn baseline_comparison_aligns_tokens_from_the_end() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let base = app.lab.baseline.clone().expect("the first run is the baseline");
+    // Deleting the first line shortens the prompt: the last token must still meet the baseline's last token.
+    let text = app.prompt_text();
+    let shorter = text.split_once('\n').expect("a multi-line prompt").1.to_string();
+    set_prompt(&mut app, &mut engine, &shorter);
+    let run = app.lab.run.clone().unwrap();
+    assert!(run.tokens.len() < base.tokens.len());
+    let rows = app.magnitudes();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        assert_eq!(r.baseline, base.acts[&r.node].last().copied(), "{}", r.node);
+    }
+    // Other positions are aligned from the end too.
+    let off = base.tokens.len() - run.tokens.len();
+    send(&mut app, &mut engine, [Msg::ch('H')]);
+    for r in app.magnitudes() {
+        assert_eq!(r.baseline, Some(base.acts[&r.node][off]), "{}", r.node);
+    }
+    // A prompt longer than the baseline has no baseline token before the baseline's start.
+    set_prompt(&mut app, &mut engine, &format!("x = 1\ny = 2\n{text}"));
+    app.lab.cursor = Some(0);
+    assert!(app.magnitudes().iter().all(|r| r.baseline.is_none()));
+    app.lab.cursor = None;
+    for r in app.magnitudes() {
+        assert_eq!(r.baseline, base.acts[&r.node].last().copied(), "{}", r.node);
+    }
+    // The rule in force is on screen.
+    for (w, h) in [(120, 40), (80, 24)] {
+        let s = screen_text(&draw(&app, w, h));
+        assert!(s.contains("aligned from the end"), "{s}");
+    }
 }

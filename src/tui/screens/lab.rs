@@ -12,9 +12,9 @@ use ratatui::Frame;
 use std::time::Instant;
 
 use crate::circuit::NodeId;
-use crate::tui::app::{App, Hit, Mode};
-use crate::workbench::{Ablation, AblationKind, RunSummary, SweepResult};
+use crate::tui::app::{App, Hit, Mode, BASELINE_ALIGNMENT};
 use crate::tui::widgets::{abs_max, fmt_val, heat_lines, token_label, HeatStrip};
+use crate::workbench::{Ablation, AblationKind, RunSummary, SweepResult};
 
 /// The lab's state: the runs the engine sent, the token cursor, the ablations and their undo history, the sweep.
 #[derive(Default)]
@@ -221,7 +221,7 @@ fn draw_table(app: &App, f: &mut Frame, area: Rect) {
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(t.border())
-        .title(" circuit nodes at the cursor token vs the pinned baseline, by change (j/k, p pins) ");
+        .title(format!(" at cursor vs baseline, {BASELINE_ALIGNMENT} "));
     let inner = block.inner(area);
     f.render_widget(block, area);
     if rows.is_empty() {
