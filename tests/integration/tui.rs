@@ -357,7 +357,7 @@ fn inspector_and_sweep() {
     send(&mut app, &mut engine, Msg::typed(&format!(":goto {ex}\n")));
     let t = draw(&app, 120, 40);
     assert!(screen_text(&t).contains("top #1"));
-    assert!(find(&t, "[").is_some());
+    assert!(pivot_cells(&t) > 0, "the pivot is marked by style");
     // Length sweep on the lab prompt.
     send(&mut app, &mut engine, [Msg::ch('3')]);
     send(&mut app, &mut engine, Msg::typed(":sweep , 7 6\n"));
@@ -846,4 +846,48 @@ fn baseline_comparison_aligns_tokens_from_the_end() {
         let s = screen_text(&draw(&app, w, h));
         assert!(s.contains("aligned from the end"), "{s}");
     }
+}
+
+/// Cells drawn reversed and underlined: how a heat strip marks its pivot when there are colours.
+fn pivot_cells(t: &Terminal<TestBackend>) -> usize {
+    use ratatui::style::Modifier;
+    let buf = t.backend().buffer();
+    buf.content
+        .iter()
+        .filter(|c| c.modifier.contains(Modifier::REVERSED | Modifier::UNDERLINED))
+        .count()
+}
+
+#[test]
+fn exemplar_pivots_are_marked_without_code_characters() {
+    let (mut app, mut engine) = open();
+    let ex = app
+        .circuit
+        .file
+        .exemplars
+        .as_ref()
+        .and_then(|e| e.keys().next().copied())
+        .unwrap();
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {ex}\n")));
+    send(&mut app, &mut engine, [Msg::ch('2')]);
+    let t = draw(&app, 120, 40);
+    let text = screen_text(&t);
+    assert!(pivot_cells(&t) > 0, "{text}");
+    // The exemplar's text is shown as it is: nothing is added around the pivot.
+    assert!(!text.contains('⟦'), "{text}");
+    let d = app.details.get(&ex).expect("detail arrived");
+    let top = &d.quantiles[0].top[0];
+    let pivot = top.pivot.expect("exemplars carry their pivot");
+    let around: String = top.tokens[pivot.saturating_sub(1)..=pivot]
+        .iter()
+        .map(|s| circuitscope::tui::widgets::token_label(s))
+        .collect();
+    assert!(text.contains(&around), "{around:?} not in\n{text}");
+    // The exemplar's caption quotes the pivot token, as the lab does, instead of bracketing it.
+    let label = circuitscope::tui::widgets::token_label(&top.tokens[pivot]);
+    assert!(find(&t, &format!("top #1 {label:?} = ")).is_some(), "{text}");
+    // Without colours the pivot is framed in brackets that never occur in code.
+    app.theme = Theme::new(ColorMode::None);
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains('⟦') && text.contains('⟧'), "{text}");
 }
