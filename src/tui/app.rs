@@ -178,6 +178,32 @@ impl App {
         });
     }
 
+    /// Why the lab's run is not the run of the prompt and ablations as they are now, if it is not: its numbers
+    /// are then drawn dimmed and labelled stale, and no evidence is taken from them.
+    pub fn run_staleness(&self) -> Option<&'static str> {
+        let run = self.lab.run.as_ref()?;
+        if run.text != self.prompt_text() {
+            Some(if self.lab.error.is_some() {
+                "of an earlier prompt; the current one did not run"
+            } else {
+                "of an earlier prompt"
+            })
+        } else if run.ablations != self.lab.ablations {
+            Some("of other ablations")
+        } else if run.dropped > 0 && !self.lab.truncate {
+            Some("of the prompt truncated; :truncate is off")
+        } else {
+            None
+        }
+    }
+
+    /// `:truncate`: toggles keeping the last block_size tokens of prompts longer than the context, and re-runs.
+    pub fn toggle_truncate(&mut self) {
+        self.lab.truncate = !self.lab.truncate;
+        self.outbox.push(Request::Truncate(self.lab.truncate));
+        self.request_run();
+    }
+
     /// The notes view's rows (see [`screens::notes::rows`]).
     pub fn notes_rows(&self) -> Vec<NodeId> {
         screens::notes::rows(self)

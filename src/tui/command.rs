@@ -6,9 +6,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::app::{App, Screen};
-use crate::workbench::AblationKind;
 use crate::circuit::{NodeId, NodeIdError};
 use crate::session::Status;
+use crate::workbench::AblationKind;
 
 /// One `:` command.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +34,8 @@ pub enum Command {
     /// `:threshold X`, `:t X`: a fraction in 0..=1.
     Threshold(f64),
     Pin,
+    /// `:truncate`: toggles keeping the last block_size tokens of a prompt longer than the context.
+    Truncate,
     /// `:sweep [FRAGMENT [N]]`: None keeps the current fragment / count.
     Sweep {
         fragment: Option<String>,
@@ -152,6 +154,7 @@ impl FromStr for Command {
                 _ => return Err(CommandError::Threshold),
             },
             "pin" => Command::Pin,
+            "truncate" => Command::Truncate,
             "sweep" => {
                 // The fragment may contain spaces, so N is the last word when it is a number.
                 let (fragment, max) = match rest.rsplit_once(' ') {
@@ -213,6 +216,7 @@ impl fmt::Display for Command {
             Command::Task(t) => opt("task", t),
             Command::Threshold(t) => format!("threshold {t}"),
             Command::Pin => "pin".to_string(),
+            Command::Truncate => "truncate".to_string(),
             Command::Sweep { fragment, max } => {
                 let mut s = "sweep".to_string();
                 if let Some(fr) = fragment {
@@ -292,6 +296,7 @@ pub fn execute(app: &mut App, cmd: Command) {
             app.edge_sel = 0;
         }
         Command::Pin => app.pin_baseline(),
+        Command::Truncate => app.toggle_truncate(),
         Command::Sweep { fragment, max } => {
             if let Some(f) = fragment {
                 app.lab.sweep_fragment = f;
@@ -325,6 +330,10 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (":clear", "remove all ablations"),
     (":pin", "pin the current run as the baseline"),
+    (
+        ":truncate",
+        "toggle keeping the last block_size tokens of a prompt longer than the context",
+    ),
     (
         ":sweep FRAGMENT [N]",
         "repeat FRAGMENT 0..N times at the editor cursor (\\n for newline)",

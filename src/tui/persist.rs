@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use self::writer::{SaveOutcome, SessionWriter};
 use super::app::App;
 use super::command::Annotate;
-use crate::workbench::{Ablation, AblationKind, Request, RunSummary};
 use crate::circuit::NodeId;
 use crate::session::{self, AblationMode, AblationSpec, Evidence, OpenedSession, SavedPrompt, Session, SessionLock};
+use crate::workbench::{Ablation, AblationKind, Request, RunSummary};
 
 /// The session file behind an app.
 pub struct SessionState {
@@ -374,6 +374,10 @@ impl App {
             self.status = "no run yet to attach".into();
             return;
         };
+        if let Some(why) = self.run_staleness() {
+            self.status = format!("evidence refused: the lab's numbers are stale ({why})");
+            return;
+        }
         let ev = self.prompt_evidence(&run);
         match self.annotation_mut() {
             Some((n, a)) => {
@@ -390,6 +394,10 @@ impl App {
             self.status = "no ablation result yet (toggle one with a / A first)".into();
             return;
         };
+        if let Some(why) = self.run_staleness() {
+            self.status = format!("evidence refused: the lab's numbers are stale ({why})");
+            return;
+        }
         match self.annotation_mut() {
             Some((n, a)) => {
                 a.evidence.push(ev);

@@ -891,3 +891,59 @@ fn exemplar_pivots_are_marked_without_code_characters() {
     let text = screen_text(&draw(&app, 120, 40));
     assert!(text.contains('⟦') && text.contains('⟧'), "{text}");
 }
+
+/// The number of evidence pieces on `node`'s annotation.
+fn evidence_count(app: &App, node: NodeId) -> usize {
+    app.annotations.get(&node).map_or(0, |a| a.evidence.len())
+}
+
+#[test]
+fn stale_numbers_are_marked_and_refused_as_evidence_and_truncation_runs_long_prompts() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let node = app.selected.unwrap();
+    let before = app.lab.run.clone().unwrap();
+    assert_eq!(app.run_staleness(), None);
+    assert!(!screen_text(&draw(&app, 120, 40)).contains("STALE"));
+    // A prompt longer than the context does not run: the panes still hold the earlier prompt's numbers.
+    let long = format!("{}{}", "x = 1\n".repeat(60), app.prompt_text());
+    set_prompt(&mut app, &mut engine, &long);
+    assert!(
+        app.lab.error.as_deref().unwrap_or("").contains("context"),
+        "{:?}",
+        app.lab.error
+    );
+    assert_eq!(app.lab.run.as_ref().unwrap().id, before.id);
+    assert!(app.run_staleness().is_some());
+    for (w, h) in [(120, 40), (80, 24)] {
+        let t = draw(&app, w, h);
+        let text = screen_text(&t);
+        assert!(text.contains("STALE"), "{text}");
+        // The numbers are dimmed.
+        let buf = t.backend().buffer();
+        assert!(buf
+            .content
+            .iter()
+            .any(|c| c.modifier.contains(ratatui::style::Modifier::DIM)));
+    }
+    // Evidence is refused while stale.
+    send(&mut app, &mut engine, [Msg::ch('E')]);
+    assert!(app.status.contains("evidence refused"), "{}", app.status);
+    assert_eq!(evidence_count(&app, node), 0);
+    // :truncate keeps the last block_size tokens: the long prompt runs and the numbers are current again.
+    send(&mut app, &mut engine, Msg::typed(":truncate\n"));
+    let run = app.lab.run.clone().unwrap();
+    assert_eq!(run.text, long);
+    assert!(run.dropped > 0);
+    assert_eq!(run.tokens.len(), 128);
+    assert_eq!(app.run_staleness(), None);
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(!text.contains("STALE"), "{text}");
+    assert!(text.contains(&format!("first {} cut", run.dropped)), "{text}");
+    send(&mut app, &mut engine, [Msg::ch('E')]);
+    assert_eq!(evidence_count(&app, node), 1, "{}", app.status);
+    // Off again: the long prompt is refused once more and the numbers are stale.
+    send(&mut app, &mut engine, Msg::typed(":truncate\n"));
+    assert!(app.lab.error.is_some());
+    assert!(app.run_staleness().is_some());
+}

@@ -40,6 +40,8 @@ pub struct LabState {
     pub dirty_since: Option<Instant>,
     pub next_id: u64,
     pub error: Option<String>,
+    /// Prompts longer than the context keep their last block_size tokens (`:truncate`), as `run --truncate` does.
+    pub truncate: bool,
 }
 
 impl LabState {
@@ -150,6 +152,10 @@ fn draw_editor(app: &App, f: &mut Frame, area: Rect) {
         (Some(r), None) => format!("{} tokens", r.tokens.len()),
         (None, None) => "running…".into(),
     };
+    let info = match &app.lab.run {
+        Some(r) if r.dropped > 0 => format!("{info} · first {} cut (:truncate)", r.dropped),
+        _ => info,
+    };
     let title = format!(
         " prompt {} · {info} ",
         if editing { "(editing, Esc stops)" } else { "(e edits)" }
@@ -172,15 +178,15 @@ fn draw_strip(app: &App, f: &mut Frame, area: Rect) {
     let acts = run.acts.get(&n).cloned().unwrap_or_default();
     let cur = app.lab.cursor_in(run);
     let scale = abs_max(acts.iter());
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(t.border())
-        .title(format!(
+    let block = pane(
+        app,
+        format!(
             " {n} per token · cursor {:?} = {} · ±{} ",
             token_label(run.tokens.get(cur).map_or("", |s| s)),
             fmt_val(acts.get(cur).copied().unwrap_or(0.0)),
             fmt_val(scale)
-        ));
+        ),
+    );
     let inner = block.inner(area);
     f.render_widget(block, area);
     let strip = HeatStrip {
@@ -212,16 +218,13 @@ fn draw_strip(app: &App, f: &mut Frame, area: Rect) {
     }
     drop(hits);
     lines.drain(..offset.min(lines.len()));
-    f.render_widget(Paragraph::new(lines), inner);
+    f.render_widget(Paragraph::new(dim_if_stale(app, lines)), inner);
 }
 
 fn draw_table(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let rows = app.magnitudes();
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(t.border())
-        .title(format!(" at cursor vs baseline, {BASELINE_ALIGNMENT} "));
+    let block = pane(app, format!(" at cursor vs baseline, {BASELINE_ALIGNMENT} "));
     let inner = block.inner(area);
     f.render_widget(block, area);
     if rows.is_empty() {
@@ -284,12 +287,35 @@ fn draw_table(app: &App, f: &mut Frame, area: Rect) {
         lines.push(line);
     }
     drop(hits);
-    f.render_widget(Paragraph::new(lines), inner);
+    f.render_widget(Paragraph::new(dim_if_stale(app, lines)), inner);
+}
+
+/// A bordered pane titled `title`, the title led by a stale label (and why) when the lab's run is stale.
+fn pane(app: &App, title: String) -> Block<'static> {
+    let block = Block::default().borders(Borders::ALL).border_style(app.theme.border());
+    match app.run_staleness() {
+        Some(why) => block.title(Line::from(vec![
+            Span::styled(format!(" STALE ({why})"), app.theme.warn()),
+            Span::raw(format!(" ·{title}")),
+        ])),
+        None => block.title(title),
+    }
+}
+
+/// The lines dimmed when the lab's run is stale, so that its numbers do not read as the current prompt's.
+fn dim_if_stale(app: &App, lines: Vec<Line<'static>>) -> Vec<Line<'static>> {
+    if app.run_staleness().is_none() {
+        return lines;
+    }
+    lines
+        .into_iter()
+        .map(|l| l.patch_style(ratatui::style::Style::new().add_modifier(Modifier::DIM)))
+        .collect()
 }
 
 fn draw_next(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let mut lines: Vec<Line> = Vec::new();
+    let mut lines: Vec<Line<'static>> = Vec::new();
     if let Some(run) = &app.lab.run {
         match (run.logit_diff(), app.lab.baseline.as_ref().and_then(|b| b.logit_diff())) {
             (Some(d), base) => {
@@ -314,12 +340,7 @@ fn draw_next(app: &App, f: &mut Frame, area: Rect) {
         }
     }
     f.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(t.border())
-                .title(" next token "),
-        ),
+        Paragraph::new(dim_if_stale(app, lines)).block(pane(app, " next token ".into())),
         area,
     );
 }
