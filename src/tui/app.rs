@@ -446,8 +446,9 @@ impl App {
                     return;
                 }
                 self.lab.error = None;
+                // The first run is the baseline until one is pinned; it is not a pin the user made, so the session
+                // does not record it (opening a session must not change it).
                 if self.lab.baseline.is_none() && self.lab.pin_pending.is_none() {
-                    self.lab.pinned_text = Some(run.text.clone());
                     self.lab.baseline = Some(run.clone());
                 }
                 if let Some(prev) = self.lab.run.take() {

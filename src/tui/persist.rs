@@ -165,7 +165,15 @@ impl App {
     fn session_snapshot(&self, base: &Session) -> Session {
         let mut s = base.clone();
         s.cursor = self.selected;
-        s.marks = self.marks.iter().copied().collect();
+        // The file's order is kept (marks not in this circuit too); new marks follow in the app's order.
+        s.marks = base
+            .marks
+            .iter()
+            .copied()
+            .filter(|n| self.marks.contains(n) || self.circuit.position(n).is_none())
+            .collect();
+        s.marks
+            .extend(self.marks.iter().copied().filter(|n| !base.marks.contains(n)));
         s.prompt = self.prompt_text();
         s.pinned_prompt = self.lab.pinned_text.clone();
         s.ablations = self.lab.ablations.iter().map(to_spec).collect();
