@@ -295,6 +295,7 @@ impl App {
             } else {
                 self.status = format!("unmarked {n}");
             }
+            self.note_unsaved();
         }
     }
 

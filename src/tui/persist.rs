@@ -328,6 +328,15 @@ impl App {
                 _ => format!("resolve takes 1..{} (the candidates shown)", a.conflict.len()),
             },
         };
+        self.note_unsaved();
+    }
+
+    /// Appends to the status that the change just made will not be saved, when the session is read-only: the
+    /// answer must not read as if the change were kept.
+    pub(crate) fn note_unsaved(&mut self) {
+        if let Some(why) = self.session.as_ref().and_then(|st| st.read_only.as_ref()) {
+            self.status = format!("{} · read-only session, not saved: {why}", self.status);
+        }
     }
 
     /// Cycles the selected node's status.
@@ -335,6 +344,7 @@ impl App {
         if let Some((n, a)) = self.annotation_mut() {
             a.status = a.status.next();
             self.status = format!("{n}: {}", a.status.name());
+            self.note_unsaved();
         }
     }
 
@@ -391,6 +401,7 @@ impl App {
             Some((n, a)) => {
                 a.evidence.push(ev);
                 self.status = format!("{n}: prompt evidence attached ({} pieces)", a.evidence.len());
+                self.note_unsaved();
             }
             None => self.status = "no node selected".into(),
         }
@@ -410,6 +421,7 @@ impl App {
             Some((n, a)) => {
                 a.evidence.push(ev);
                 self.status = format!("{n}: ablation evidence attached ({} pieces)", a.evidence.len());
+                self.note_unsaved();
             }
             None => self.status = "no node selected".into(),
         }
@@ -457,6 +469,7 @@ impl App {
             text,
         });
         self.status = format!("kept the prompt as {name:?}");
+        self.note_unsaved();
     }
 
     pub fn recall_prompt(&mut self, which: &str) {

@@ -879,3 +879,32 @@ fn opening_a_session_writes_nothing_until_the_user_changes_it() {
     }
     assert!(!fresh.exists(), "opening a new session wrote it");
 }
+
+#[test]
+fn a_read_only_instance_says_its_changes_are_not_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.json");
+    let first = open_session(&path).unwrap();
+    assert!(first.app.session.as_ref().unwrap().read_only.is_none());
+    // The first instance holds the lock: the second opens read-only.
+    let tui::Loaded {
+        mut app, mut engine, ..
+    } = open_session(&path).unwrap();
+    assert!(app.session.as_ref().unwrap().read_only.is_some());
+    tui::pump(&mut app, &mut engine);
+    for line in ["label x", "status supported", "evidence", "keep probe"] {
+        command(&mut app, &mut engine, line);
+        assert!(app.status.contains("read-only"), "`:{line}` answered {:?}", app.status);
+    }
+    send(&mut app, &mut engine, [Msg::ch('m')]);
+    assert!(app.status.contains("read-only"), "{}", app.status);
+    // A writable instance answers as before.
+    let tui::Loaded {
+        app: mut writable,
+        engine: mut e2,
+        ..
+    } = first;
+    tui::pump(&mut writable, &mut e2);
+    command(&mut writable, &mut e2, "label y");
+    assert!(!writable.status.contains("read-only"), "{}", writable.status);
+}
