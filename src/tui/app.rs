@@ -491,6 +491,9 @@ impl App {
         if k.kind == KeyEventKind::Release {
             return;
         }
+        // A message answers the last thing done: the next key retires it (as in vim), so that it never outlives
+        // its moment (the editing message stayed after Esc, across screens) and the hints get their room back.
+        self.status.clear();
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && k.code == KeyCode::Char('c') {
             self.quit = true;
@@ -616,7 +619,8 @@ impl App {
         }
     }
 
-    fn set_threshold(&mut self, t: f64) {
+    /// Sets the edge-strength threshold (a fraction of the largest |weight|, clamped to 0..=1) and says so.
+    pub fn set_threshold(&mut self, t: f64) {
         self.threshold = t.clamp(0.0, 1.0);
         self.edge_sel = 0;
         self.status = format!("edge threshold {:.2} of max |w|", self.threshold);

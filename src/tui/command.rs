@@ -291,10 +291,7 @@ pub fn execute(app: &mut App, cmd: Command) {
                 );
             }
         }
-        Command::Threshold(t) => {
-            app.threshold = t;
-            app.edge_sel = 0;
-        }
+        Command::Threshold(t) => app.set_threshold(t),
         Command::Pin => app.pin_baseline(),
         Command::Truncate => app.toggle_truncate(),
         Command::Sweep { fragment, max } => {

@@ -947,3 +947,59 @@ fn stale_numbers_are_marked_and_refused_as_evidence_and_truncation_runs_long_pro
     assert!(app.lab.error.is_some());
     assert!(app.run_staleness().is_some());
 }
+
+/// The last line of the screen (the status bar).
+fn status_line(t: &Terminal<TestBackend>) -> String {
+    screen_text(t).lines().last().unwrap_or("").to_string()
+}
+
+#[test]
+fn at_80x24_messages_and_key_numbers_are_whole() {
+    let (mut app, mut engine) = open();
+    // The editing message does not outlive the editing.
+    send(&mut app, &mut engine, [Msg::ch('3'), Msg::ch('e')]);
+    send(&mut app, &mut engine, Msg::typed("x"));
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Esc), Msg::ch('1')]);
+    assert!(!status_line(&draw(&app, 80, 24)).contains("editing"), "{}", app.status);
+    // A message is shown whole at 80 columns.
+    send(&mut app, &mut engine, Msg::typed(":threshold 0.25\n"));
+    let msg = app.status.clone();
+    assert!(!msg.is_empty());
+    assert!(status_line(&draw(&app, 80, 24)).contains(&msg), "{msg:?}");
+    send(&mut app, &mut engine, Msg::typed(":threshold 0\n"));
+    // Every screen shows its tab number whole.
+    for key in ['1', '2', '3', '4', '5', '6'] {
+        send(&mut app, &mut engine, [Msg::ch(key)]);
+        let t = draw(&app, 80, 24);
+        let header = screen_text(&t).lines().next().unwrap().to_string();
+        for n in 1..=6 {
+            assert!(header.contains(&format!(" {n} ")), "{header}");
+        }
+    }
+    // The map: the selected node's ablation numbers.
+    send(&mut app, &mut engine, [Msg::ch('1')]);
+    let text = screen_text(&draw(&app, 80, 24));
+    let after = text.split("ablated loss ").nth(1).expect("the ablated loss is shown");
+    let number: String = after.chars().take_while(|c| !c.is_whitespace() && *c != '│').collect();
+    assert!(
+        number.parse::<f64>().is_ok() && number.len() >= 5,
+        "{number:?} in\n{text}"
+    );
+    // The lab: the logit difference's change against the baseline.
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let last = app.circuit.rows.last().unwrap().nodes[0];
+    send(&mut app, &mut engine, Msg::typed(&format!(":ablate {last} zero\n")));
+    let run = app.lab.run.as_ref().unwrap();
+    let d = run.logit_diff().unwrap() - app.lab.baseline.as_ref().unwrap().logit_diff().unwrap();
+    let text = screen_text(&draw(&app, 80, 24));
+    assert!(text.contains(&format!("Δ {d:+.3}")), "{text}");
+    // The embedding screen: the channel's top tokens are not cut to a few characters.
+    send(&mut app, &mut engine, [Msg::ch('6')]);
+    let ch = app.embed.channel;
+    let view = app.embed.views.get(&ch).expect("the embedding view arrived");
+    let text = screen_text(&draw(&app, 80, 24));
+    for (_, tok, _) in view.top.iter().take(5) {
+        let label = circuitscope::tui::widgets::token_label(tok).replace(' ', "␣");
+        assert!(text.contains(&label), "{label:?} cut in\n{text}");
+    }
+}

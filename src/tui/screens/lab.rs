@@ -77,8 +77,8 @@ pub fn perform(app: &mut App, a: LabAction) {
     let n_tokens = app.lab.run.as_ref().map_or(0, |r| r.tokens.len());
     match a {
         LabAction::Edit => {
+            // The mode and the hints say how to stop: no status message, which would outlive the editing.
             app.mode = Mode::Insert;
-            app.status = "editing the prompt: Esc to stop".into();
         }
         LabAction::TokenLeft => app.lab.cursor = Some(cur.saturating_sub(1)),
         LabAction::TokenRight => app.lab.cursor = if cur + 1 >= n_tokens { None } else { Some(cur + 1) },
@@ -319,14 +319,14 @@ fn draw_next(app: &App, f: &mut Frame, area: Rect) {
     if let Some(run) = &app.lab.run {
         match (run.logit_diff(), app.lab.baseline.as_ref().and_then(|b| b.logit_diff())) {
             (Some(d), base) => {
-                let mut spans = vec![
+                lines.push(Line::from(vec![
                     Span::raw("logit diff A−B "),
                     Span::styled(format!("{d:+.3}"), if d >= 0.0 { t.good() } else { t.warn() }),
-                ];
+                ]));
+                // On its own line, so that a narrow pane does not cut the change.
                 if let Some(b) = base {
-                    spans.push(Span::styled(format!("  baseline {b:+.3}  Δ {:+.3}", d - b), t.dim()));
+                    lines.push(Line::styled(format!("Δ {:+.3} vs baseline {b:+.3}", d - b), t.dim()));
                 }
-                lines.push(Line::from(spans));
             }
             (None, _) => lines.push(Line::styled("the task's targets are not single tokens", t.dim())),
         }
