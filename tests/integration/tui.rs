@@ -1003,3 +1003,19 @@ fn at_80x24_messages_and_key_numbers_are_whole() {
         assert!(text.contains(&label), "{label:?} cut in\n{text}");
     }
 }
+
+#[test]
+fn the_notes_view_shows_the_ablation_evidence_was_taken_under() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let node = app.selected.unwrap();
+    let last = app.circuit.rows.last().unwrap().nodes[0];
+    send(&mut app, &mut engine, [Msg::ch('E')]);
+    send(&mut app, &mut engine, Msg::typed(&format!(":ablate {last} mean\n")));
+    send(&mut app, &mut engine, [Msg::ch('E')]);
+    assert_eq!(evidence_count(&app, node), 2, "{}", app.status);
+    send(&mut app, &mut engine, [Msg::ch('4')]);
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains("no ablation"), "{text}");
+    assert!(text.contains(&format!("under {last} mean")), "{text}");
+}
