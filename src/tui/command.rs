@@ -273,7 +273,20 @@ pub fn execute(app: &mut App, cmd: Command) {
             None => app.status = "no node selected".into(),
         },
         Command::Clear => app.clear_ablations(),
-        Command::Task(None) => app.status = format!("task: {}", app.task),
+        Command::Task(None) => {
+            app.status = match crate::workbench::task_description(&app.task) {
+                Some((description, targets)) => format!(
+                    "task {}: {description} · targets {}",
+                    app.task,
+                    targets
+                        .iter()
+                        .map(|x| format!("{x:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" vs ")
+                ),
+                None => format!("task {} (not a built-in task: no description or targets)", app.task),
+            }
+        }
         Command::Task(Some(name)) => {
             let path = app
                 .circuit
@@ -284,6 +297,11 @@ pub fn execute(app: &mut App, cmd: Command) {
             if path.is_file() {
                 app.switch_task = Some(name);
                 app.quit = true;
+            } else if crate::workbench::task_description(&name).is_none() {
+                app.status = format!(
+                    "unknown task `{name}`; the tasks are: {}",
+                    crate::workbench::task_names().join(", ")
+                );
             } else {
                 app.status = format!(
                     "no circuit for task {name} at {}; make one with `circuitscope prune --task {name}`",
@@ -362,7 +380,7 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         ":task [NAME]",
-        "show the task, or reopen on the circuit of task NAME (the file beside this one)",
+        "show the task's description and targets, or reopen on the circuit of task NAME (the file beside this one; an unknown name lists the tasks)",
     ),
     (
         ":save / :w",

@@ -430,7 +430,7 @@ fn bad_input_is_a_clear_message() {
     }
     let text = screen_text(&draw(&app, 60, 20));
     assert!(text.contains("terminal is 60x20"), "{text}");
-    // The CLI: a missing circuit exits non-zero with one line.
+    // The CLI: an unknown task exits non-zero with one line that lists the tasks.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_circuitscope"))
         .args(["open", "--task", "no_such_task_circuit"])
         .current_dir(root())
@@ -439,7 +439,10 @@ fn bad_input_is_a_clear_message() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("no circuit file"), "{stderr}");
+    assert!(
+        stderr.contains("unknown task `no_such_task_circuit`") && stderr.contains("bracket_counting"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -1018,4 +1021,34 @@ fn the_notes_view_shows_the_ablation_evidence_was_taken_under() {
     let text = screen_text(&draw(&app, 120, 40));
     assert!(text.contains("no ablation"), "{text}");
     assert!(text.contains(&format!("under {last} mean")), "{text}");
+}
+
+#[test]
+fn task_names_are_checked_and_the_task_is_described() {
+    // `open --task` with a typo lists the valid names.
+    let opts = OpenOptions {
+        model: model_dir(),
+        circuit: None,
+        task: "for_whil".into(),
+        session: None,
+    };
+    let err = tui::load(&opts, Theme::new(ColorMode::TrueColor))
+        .err()
+        .expect("an unknown task is refused");
+    let msg = err.to_string();
+    assert!(msg.contains("unknown task `for_whil`"), "{msg}");
+    for name in tasks::names() {
+        assert!(msg.contains(name), "{name} missing from {msg}");
+    }
+    // `:task` describes the task and its targets; `:task TYPO` lists the names.
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, Msg::typed(":task\n"));
+    let task = tasks::by_name("bracket_counting").unwrap();
+    assert!(app.status.contains(task.description()), "{}", app.status);
+    for target in task.targets() {
+        assert!(app.status.contains(&format!("{target:?}")), "{}", app.status);
+    }
+    send(&mut app, &mut engine, Msg::typed(":task for_whil\n"));
+    assert!(app.status.contains("unknown task `for_whil`"), "{}", app.status);
+    assert!(app.status.contains("bracket_counting"), "{}", app.status);
 }
