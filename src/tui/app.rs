@@ -29,7 +29,7 @@ use super::screens::pruning::{PruningAction, PruningState};
 pub use super::screens::Screen;
 use super::theme::Theme;
 use crate::circuit::{GraphNode, NodeId};
-use crate::workbench::{Ablation, AblationKind, NodeDetail, Reply, Request};
+use crate::workbench::{Ablation, AblationKind, NodeDetail, Reply, Request, RunSummary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -178,6 +178,32 @@ impl App {
         });
     }
 
+    /// Why the lab's run is not the run of the prompt and ablations as they are now, if it is not: its numbers
+    /// are then drawn dimmed and labelled stale, and no evidence is taken from them.
+    pub fn run_staleness(&self) -> Option<&'static str> {
+        let run = self.lab.run.as_ref()?;
+        if run.text != self.prompt_text() {
+            Some(if self.lab.error.is_some() {
+                "of an earlier prompt; the current one did not run"
+            } else {
+                "of an earlier prompt"
+            })
+        } else if run.ablations != self.lab.ablations {
+            Some("of other ablations")
+        } else if run.dropped > 0 && !self.lab.truncate {
+            Some("of the prompt truncated; :truncate is off")
+        } else {
+            None
+        }
+    }
+
+    /// `:truncate`: toggles keeping the last block_size tokens of prompts longer than the context, and re-runs.
+    pub fn toggle_truncate(&mut self) {
+        self.lab.truncate = !self.lab.truncate;
+        self.outbox.push(Request::Truncate(self.lab.truncate));
+        self.request_run();
+    }
+
     /// The notes view's rows (see [`screens::notes::rows`]).
     pub fn notes_rows(&self) -> Vec<NodeId> {
         screens::notes::rows(self)
@@ -269,6 +295,7 @@ impl App {
             } else {
                 self.status = format!("unmarked {n}");
             }
+            self.note_unsaved();
         }
     }
 
@@ -294,15 +321,18 @@ impl App {
     pub fn magnitudes(&self) -> Vec<MagnitudeRow> {
         let Some(run) = &self.lab.run else { return Vec::new() };
         let pos = self.lab.cursor_in(run);
+        let base_pos = self.lab.baseline.as_ref().and_then(|b| baseline_position(run, b, pos));
         let mut rows: Vec<MagnitudeRow> = run
             .acts
             .iter()
             .map(|(n, v)| {
                 let value = v.get(pos).copied().unwrap_or(0.0);
-                let baseline = self.lab.baseline.as_ref().and_then(|b| {
-                    let bv = b.acts.get(n)?;
-                    bv.get(pos.min(bv.len().saturating_sub(1))).copied()
-                });
+                let baseline = self
+                    .lab
+                    .baseline
+                    .as_ref()
+                    .zip(base_pos)
+                    .and_then(|(b, bp)| b.acts.get(n)?.get(bp).copied());
                 MagnitudeRow {
                     node: *n,
                     value,
@@ -417,8 +447,9 @@ impl App {
                     return;
                 }
                 self.lab.error = None;
+                // The first run is the baseline until one is pinned; it is not a pin the user made, so the session
+                // does not record it (opening a session must not change it).
                 if self.lab.baseline.is_none() && self.lab.pin_pending.is_none() {
-                    self.lab.pinned_text = Some(run.text.clone());
                     self.lab.baseline = Some(run.clone());
                 }
                 if let Some(prev) = self.lab.run.take() {
@@ -460,6 +491,9 @@ impl App {
         if k.kind == KeyEventKind::Release {
             return;
         }
+        // A message answers the last thing done: the next key retires it (as in vim), so that it never outlives
+        // its moment (the editing message stayed after Esc, across screens) and the hints get their room back.
+        self.status.clear();
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && k.code == KeyCode::Char('c') {
             self.quit = true;
@@ -585,7 +619,8 @@ impl App {
         }
     }
 
-    fn set_threshold(&mut self, t: f64) {
+    /// Sets the edge-strength threshold (a fraction of the largest |weight|, clamped to 0..=1) and says so.
+    pub fn set_threshold(&mut self, t: f64) {
         self.threshold = t.clamp(0.0, 1.0);
         self.edge_sel = 0;
         self.status = format!("edge threshold {:.2} of max |w|", self.threshold);
@@ -665,6 +700,17 @@ pub enum AppAction {
     Redo,
     PromptEvidence,
     AblationEvidence,
+}
+
+/// How the lab pairs a token of the run with a token of the baseline, named where the table shows it.
+pub const BASELINE_ALIGNMENT: &str = "aligned from the end";
+
+/// The baseline's token compared with token `pos` of `run`: positions are aligned from the end, so the last
+/// token (a task prompt's decision token) meets the baseline's last token whatever an edit did to the length.
+/// None where the baseline has no token there (it is shorter than the run by more than `pos` from the end).
+pub fn baseline_position(run: &RunSummary, baseline: &RunSummary, pos: usize) -> Option<usize> {
+    let from_end = run.tokens.len().checked_sub(pos + 1)?;
+    baseline.tokens.len().checked_sub(from_end + 1)
 }
 
 /// Residual reads, writes and the final residual: nodes whose index is a residual channel.

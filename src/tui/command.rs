@@ -34,6 +34,8 @@ pub enum Command {
     /// `:threshold X`, `:t X`: a fraction in 0..=1.
     Threshold(f64),
     Pin,
+    /// `:truncate`: toggles keeping the last block_size tokens of a prompt longer than the context.
+    Truncate,
     /// `:sweep [FRAGMENT [N]]`: None keeps the current fragment / count.
     Sweep {
         fragment: Option<String>,
@@ -152,6 +154,7 @@ impl FromStr for Command {
                 _ => return Err(CommandError::Threshold),
             },
             "pin" => Command::Pin,
+            "truncate" => Command::Truncate,
             "sweep" => {
                 // The fragment may contain spaces, so N is the last word when it is a number.
                 let (fragment, max) = match rest.rsplit_once(' ') {
@@ -213,6 +216,7 @@ impl fmt::Display for Command {
             Command::Task(t) => opt("task", t),
             Command::Threshold(t) => format!("threshold {t}"),
             Command::Pin => "pin".to_string(),
+            Command::Truncate => "truncate".to_string(),
             Command::Sweep { fragment, max } => {
                 let mut s = "sweep".to_string();
                 if let Some(fr) = fragment {
@@ -269,7 +273,20 @@ pub fn execute(app: &mut App, cmd: Command) {
             None => app.status = "no node selected".into(),
         },
         Command::Clear => app.clear_ablations(),
-        Command::Task(None) => app.status = format!("task: {}", app.task),
+        Command::Task(None) => {
+            app.status = match crate::workbench::task_description(&app.task) {
+                Some((description, targets)) => format!(
+                    "task {}: {description} · targets {}",
+                    app.task,
+                    targets
+                        .iter()
+                        .map(|x| format!("{x:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" vs ")
+                ),
+                None => format!("task {} (not a built-in task: no description or targets)", app.task),
+            }
+        }
         Command::Task(Some(name)) => {
             let path = app
                 .circuit
@@ -280,6 +297,11 @@ pub fn execute(app: &mut App, cmd: Command) {
             if path.is_file() {
                 app.switch_task = Some(name);
                 app.quit = true;
+            } else if crate::workbench::task_description(&name).is_none() {
+                app.status = format!(
+                    "unknown task `{name}`; the tasks are: {}",
+                    crate::workbench::task_names().join(", ")
+                );
             } else {
                 app.status = format!(
                     "no circuit for task {name} at {}; make one with `circuitscope prune --task {name}`",
@@ -287,11 +309,9 @@ pub fn execute(app: &mut App, cmd: Command) {
                 );
             }
         }
-        Command::Threshold(t) => {
-            app.threshold = t;
-            app.edge_sel = 0;
-        }
+        Command::Threshold(t) => app.set_threshold(t),
         Command::Pin => app.pin_baseline(),
+        Command::Truncate => app.toggle_truncate(),
         Command::Sweep { fragment, max } => {
             if let Some(f) = fragment {
                 app.lab.sweep_fragment = f;
@@ -326,6 +346,10 @@ pub const HELP: &[(&str, &str)] = &[
     (":clear", "remove all ablations"),
     (":pin", "pin the current run as the baseline"),
     (
+        ":truncate",
+        "toggle keeping the last block_size tokens of a prompt longer than the context",
+    ),
+    (
         ":sweep FRAGMENT [N]",
         "repeat FRAGMENT 0..N times at the editor cursor (\\n for newline)",
     ),
@@ -356,7 +380,7 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         ":task [NAME]",
-        "show the task, or reopen on the circuit of task NAME (the file beside this one)",
+        "show the task's description and targets, or reopen on the circuit of task NAME (the file beside this one; an unknown name lists the tasks)",
     ),
     (
         ":save / :w",

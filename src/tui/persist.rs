@@ -165,7 +165,15 @@ impl App {
     fn session_snapshot(&self, base: &Session) -> Session {
         let mut s = base.clone();
         s.cursor = self.selected;
-        s.marks = self.marks.iter().copied().collect();
+        // The file's order is kept (marks not in this circuit too); new marks follow in the app's order.
+        s.marks = base
+            .marks
+            .iter()
+            .copied()
+            .filter(|n| self.marks.contains(n) || self.circuit.position(n).is_none())
+            .collect();
+        s.marks
+            .extend(self.marks.iter().copied().filter(|n| !base.marks.contains(n)));
         s.prompt = self.prompt_text();
         s.pinned_prompt = self.lab.pinned_text.clone();
         s.ablations = self.lab.ablations.iter().map(to_spec).collect();
@@ -320,6 +328,15 @@ impl App {
                 _ => format!("resolve takes 1..{} (the candidates shown)", a.conflict.len()),
             },
         };
+        self.note_unsaved();
+    }
+
+    /// Appends to the status that the change just made will not be saved, when the session is read-only: the
+    /// answer must not read as if the change were kept.
+    pub(crate) fn note_unsaved(&mut self) {
+        if let Some(why) = self.session.as_ref().and_then(|st| st.read_only.as_ref()) {
+            self.status = format!("{} · read-only session, not saved: {why}", self.status);
+        }
     }
 
     /// Cycles the selected node's status.
@@ -327,6 +344,7 @@ impl App {
         if let Some((n, a)) = self.annotation_mut() {
             a.status = a.status.next();
             self.status = format!("{n}: {}", a.status.name());
+            self.note_unsaved();
         }
     }
 
@@ -374,11 +392,16 @@ impl App {
             self.status = "no run yet to attach".into();
             return;
         };
+        if let Some(why) = self.run_staleness() {
+            self.status = format!("evidence refused: the lab's numbers are stale ({why})");
+            return;
+        }
         let ev = self.prompt_evidence(&run);
         match self.annotation_mut() {
             Some((n, a)) => {
                 a.evidence.push(ev);
                 self.status = format!("{n}: prompt evidence attached ({} pieces)", a.evidence.len());
+                self.note_unsaved();
             }
             None => self.status = "no node selected".into(),
         }
@@ -390,10 +413,15 @@ impl App {
             self.status = "no ablation result yet (toggle one with a / A first)".into();
             return;
         };
+        if let Some(why) = self.run_staleness() {
+            self.status = format!("evidence refused: the lab's numbers are stale ({why})");
+            return;
+        }
         match self.annotation_mut() {
             Some((n, a)) => {
                 a.evidence.push(ev);
                 self.status = format!("{n}: ablation evidence attached ({} pieces)", a.evidence.len());
+                self.note_unsaved();
             }
             None => self.status = "no node selected".into(),
         }
@@ -441,6 +469,7 @@ impl App {
             text,
         });
         self.status = format!("kept the prompt as {name:?}");
+        self.note_unsaved();
     }
 
     pub fn recall_prompt(&mut self, which: &str) {

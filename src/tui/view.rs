@@ -142,13 +142,34 @@ fn draw_status(app: &App, f: &mut Frame, area: Rect) {
             Span::raw(format!(" /{}", app.search)),
             Span::styled("█", t.accent()),
         ]),
-        m => Line::from(vec![
-            Span::styled(format!(" {} ", mode_name(m)), t.selected()),
-            Span::raw(" "),
-            Span::styled(hints(app), t.dim()),
-            Span::raw("  "),
-            Span::styled(app.status.clone(), t.accent()),
-        ]),
+        m => {
+            // The message comes first: it answers what the user just did, while the hints are always the same,
+            // so they take only the room that is left, and only whole.
+            let mode = format!(" {} ", mode_name(m));
+            let mut spans = vec![Span::styled(mode.clone(), t.selected()), Span::raw(" ")];
+            let mut used = mode.width() + 1;
+            if !app.status.is_empty() {
+                spans.push(Span::styled(app.status.clone(), t.accent()));
+                spans.push(Span::raw("  "));
+                used += app.status.width() + 2;
+            }
+            // As many whole hints as fit.
+            let room = (area.width as usize).saturating_sub(used);
+            let mut shown = String::new();
+            for h in hints(app).split(" · ") {
+                let next = if shown.is_empty() {
+                    h.to_string()
+                } else {
+                    format!("{shown} · {h}")
+                };
+                if next.width() > room {
+                    break;
+                }
+                shown = next;
+            }
+            spans.push(Span::styled(shown, t.dim()));
+            Line::from(spans)
+        }
     };
     f.render_widget(Paragraph::new(line), area);
 }

@@ -1,5 +1,5 @@
 //! Small drawing helpers: the token heat strip (tokens coloured by an activation on one signed scale, the pivot
-//! token boxed, the cursor token underlined) and a histogram line.
+//! token reversed, or framed in `⟦ ⟧` without colours, the cursor token underlined) and a histogram line.
 
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use super::theme::Theme;
+use super::theme::{ColorMode, Theme};
 
 /// A token as one cell run: newlines and tabs made visible, never empty.
 pub fn token_label(t: &str) -> String {
@@ -77,8 +77,10 @@ pub fn heat_lines(
         let v = strip.acts.get(i).copied().unwrap_or(0.0);
         let mut label = token_label(&strip.tokens[i]);
         let boxed = strip.pivot == Some(i);
-        if boxed {
-            label = format!("[{label}]");
+        // Brackets would read as code (`[[0` on a bracket task): with colours the pivot is reversed and
+        // underlined instead, and only without colours is it framed, with brackets that do not occur in code.
+        if boxed && theme.mode == ColorMode::None {
+            label = format!("⟦{label}⟧");
         }
         let w = text_width(&label).min(width_cols.max(1));
         if col + w > width_cols && col > 0 {
@@ -90,7 +92,7 @@ pub fn heat_lines(
         }
         let mut style = theme.heat(v, strip.scale);
         if boxed {
-            style = style.add_modifier(Modifier::BOLD);
+            style = style.add_modifier(Modifier::BOLD | Modifier::REVERSED | Modifier::UNDERLINED);
         }
         if strip.cursor == Some(i) {
             style = style.add_modifier(Modifier::UNDERLINED | Modifier::BOLD);
@@ -179,7 +181,6 @@ pub fn key_style(theme: &Theme) -> Style {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tui::theme::ColorMode;
 
     #[test]
     fn strip_wraps_and_boxes() {
@@ -196,8 +197,15 @@ mod tests {
         };
         let (lines, places) = heat_lines(&s, &t, 6, 10);
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].spans[1].content, "[bb]");
+        // With colours the pivot keeps its text and is marked by style only.
+        assert_eq!(lines[0].spans[1].content, "bb");
+        assert!(lines[0].spans[1].style.add_modifier.contains(Modifier::REVERSED));
+        assert!(!lines[0].spans[0].style.add_modifier.contains(Modifier::REVERSED));
+        assert_eq!(places[2], (2, 0, 3, 1));
         assert_eq!(places[3], (3, 1, 0, 3));
+        // Without colours it is framed in brackets that do not occur in code.
+        let (lines, _) = heat_lines(&s, &Theme::new(ColorMode::None), 6, 10);
+        assert_eq!(lines[0].spans[1].content, "⟦bb⟧");
         assert_eq!(histogram_line(&[0, 1, 100], 3).chars().count(), 3);
     }
 

@@ -77,6 +77,8 @@ pub struct Engine {
     task_loss_data: Option<Option<TaskData>>,
     /// Task loss by ablation set, so that typing in the lab costs no extra evaluation.
     task_loss_cache: BTreeMap<Vec<Ablation>, f64>,
+    /// Prompts longer than the context keep their last `block_size` tokens instead of failing (`--truncate`).
+    truncate: bool,
 }
 
 impl Engine {
@@ -111,6 +113,7 @@ impl Engine {
             fallback_means: BTreeMap::new(),
             task_loss_data: None,
             task_loss_cache: BTreeMap::new(),
+            truncate: false,
         };
         engine.set_task(task);
         Ok(engine)
@@ -188,6 +191,17 @@ impl Engine {
                 Ok(r) => Reply::Ran(r),
                 Err(e) => Reply::RunFailed(id, e.to_string()),
             },
+            Request::Truncate(on) => {
+                self.truncate = on;
+                Reply::Info(if on {
+                    format!(
+                        "prompts longer than the context keep their last {} tokens",
+                        self.cfg.block_size
+                    )
+                } else {
+                    "prompts longer than the context are refused (:truncate keeps their end)".into()
+                })
+            }
             Request::Embedding { channel } => match self.embedding(channel) {
                 Ok(v) => Reply::Embedding(Box::new(v)),
                 Err(e) => Reply::Error(format!("embedding: {e}")),
@@ -256,10 +270,24 @@ impl Engine {
         Ok(ids)
     }
 
+    /// A lab prompt's tokens and how many were dropped from its start: with truncation on, a prompt longer
+    /// than the context keeps its last `block_size` tokens (the decision token is the last one).
+    fn encode_prompt(&self, text: &str) -> Result<(Vec<u32>, usize)> {
+        if !self.truncate {
+            return Ok((self.encode(text)?, 0));
+        }
+        let ids = self.tok.encode(text)?;
+        if ids.is_empty() {
+            return Err(EngineError::Other("the prompt is empty".into()));
+        }
+        let dropped = ids.len().saturating_sub(self.cfg.block_size);
+        Ok((ids[dropped..].to_vec(), dropped))
+    }
+
     /// Runs `text` with the circuit's hooks recorded and `ablations` applied.
     pub fn run(&mut self, id: u64, text: &str, ablations: &[Ablation]) -> Result<RunSummary> {
         let start = Instant::now();
-        let ids = self.encode(text)?;
+        let (ids, dropped) = self.encode_prompt(text)?;
         let mut hooks = self.hooks_for(ablations)?;
         hooks.set_record_patterns(&self.record_attention)?;
         let rec = recording::record(&self.model, &ids, &mut hooks)?;
@@ -279,6 +307,7 @@ impl Engine {
             text: text.to_string(),
             tokens: ids.iter().map(|&i| self.token_text(i)).collect(),
             ids,
+            dropped,
             acts,
             top,
             target_logits,

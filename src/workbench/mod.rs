@@ -11,7 +11,7 @@ pub mod report;
 pub mod scan_source;
 
 pub use engine::{spawn, Engine, EngineError};
-pub use open::{model_tokenizer, open, OpenError, OpenOptions, Opened};
+pub use open::{model_tokenizer, open, task_description, task_names, OpenError, OpenOptions, Opened};
 pub use protocol::{
     Ablation, AblationKind, AttnPattern, EmbeddingView, NodeDetail, NodeStats, QuantileView, Reply, Request,
     RunSummary, SweepPoint, SweepResult, TaskView, TokenActs, WpeWindow, EMBED_BINS, WPE_WINDOW,

@@ -19,6 +19,9 @@ const FALLBACK_PROMPT: &str = "x = [[1, 2], [3, 4";
 pub enum OpenError {
     #[error("no circuit file at {path} (task `{task}`): make one with `circuitscope prune`, or pass --circuit FILE")]
     NoCircuit { path: PathBuf, task: String },
+    /// A task name that is no task (a typo): the valid names are listed.
+    #[error("unknown task `{task}`; the tasks are: {known}")]
+    UnknownTask { task: String, known: String },
     #[error("{}: no tokenizer.json beside the model", dir.display())]
     NoTokenizer { dir: PathBuf },
     #[error(transparent)]
@@ -108,6 +111,16 @@ pub struct Opened {
     pub warnings: Vec<String>,
 }
 
+/// A built-in task's description and its targets (None: no built-in task of that name).
+pub fn task_description(name: &str) -> Option<(String, Vec<String>)> {
+    tasks::by_name(name).map(|t| (t.description().to_string(), t.targets()))
+}
+
+/// The built-in tasks' names, in the registry's order.
+pub fn task_names() -> Vec<&'static str> {
+    tasks::names()
+}
+
 /// Loads the model, checks the circuit against it, builds the graph and the engine, and opens the session.
 pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
     // The path is resolved once: for the default circuit and for the name the UI and the session show.
@@ -116,6 +129,12 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
         .circuit
         .clone()
         .unwrap_or_else(|| circuit_in(&dir_name(canonical.clone(), &opts.model), &opts.task));
+    if !circuit_path.exists() && opts.circuit.is_none() && tasks::by_name(&opts.task).is_none() {
+        return Err(OpenError::UnknownTask {
+            task: opts.task.clone(),
+            known: tasks::names().join(", "),
+        });
+    }
     if !circuit_path.exists() {
         return Err(OpenError::NoCircuit {
             path: circuit_path,

@@ -56,6 +56,9 @@ pub enum Request {
         node: NodeId,
         ablations: Vec<Ablation>,
     },
+    /// Whether later runs keep the last `block_size` tokens of a prompt longer than the context (the CLI's
+    /// `--truncate`) instead of failing; answered with an [`Reply::Info`] saying which rule is in force.
+    Truncate(bool),
     /// The embedding tab's view of one residual channel: its wte column and a window of wpe.
     Embedding { channel: usize },
     /// Write the markdown report of a session (the engine holds the scan and the tokenizer).
@@ -72,6 +75,8 @@ pub struct RunSummary {
     pub id: u64,
     pub text: String,
     pub ids: Vec<u32>,
+    /// Tokens dropped from the prompt's start to fit the context (0 unless truncation is on).
+    pub dropped: usize,
     /// Display text of each token.
     pub tokens: Vec<String>,
     /// Every circuit node's activation at every token.

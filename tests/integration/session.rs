@@ -815,3 +815,96 @@ fn cli_export_and_merge() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// The committed example session opened on the bundled circuit it was written for.
+fn open_example(path: &Path) -> tui::Loaded {
+    let opts = OpenOptions {
+        model: root().join("assets/models/tinypython-sparse"),
+        circuit: Some(root().join("assets/circuits/tinypython-sparse/bracket_counting.json")),
+        task: "bracket_counting".into(),
+        session: Some(path.to_path_buf()),
+    };
+    tui::load(&opts, Theme::new(ColorMode::TrueColor)).expect("the example session opens")
+}
+
+#[test]
+fn opening_a_session_writes_nothing_until_the_user_changes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.json");
+    let original = std::fs::read_to_string(root().join("sessions/example.json")).unwrap();
+    std::fs::write(&path, &original).unwrap();
+    {
+        let tui::Loaded {
+            mut app, mut engine, ..
+        } = open_example(&path);
+        assert!(app.session.as_ref().unwrap().read_only.is_none());
+        tui::pump(&mut app, &mut engine);
+        // Looking around: screens, the lab's runs, ticks, quitting.
+        for key in ['2', '3', '4', '5', '6', '1'] {
+            send(&mut app, &mut engine, [Msg::ch(key), Msg::Tick]);
+        }
+        app.wait_for_saves();
+        send(&mut app, &mut engine, [Msg::ch('q')]);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        original,
+        "opening and looking rewrote the session"
+    );
+    // A change the user made is written, and the marks keep their order.
+    let before = store::load(&path).unwrap().unwrap();
+    {
+        let tui::Loaded {
+            mut app, mut engine, ..
+        } = open_example(&path);
+        tui::pump(&mut app, &mut engine);
+        command(&mut app, &mut engine, "label changed");
+        tui::update(&mut app, Msg::Tick);
+        app.wait_for_saves();
+    }
+    let after = store::load(&path).unwrap().unwrap();
+    assert_eq!(after.marks, before.marks);
+    assert_ne!(std::fs::read_to_string(&path).unwrap(), original);
+    let cursor = before.cursor.unwrap();
+    assert_eq!(after.annotations[&cursor].label, "changed");
+    // A new session is not written by opening it either (the first run is a baseline, not a pin).
+    let fresh = dir.path().join("fresh.json");
+    {
+        let tui::Loaded {
+            mut app, mut engine, ..
+        } = open_session(&fresh).unwrap();
+        tui::pump(&mut app, &mut engine);
+        send(&mut app, &mut engine, [Msg::ch('3'), Msg::Tick]);
+        app.wait_for_saves();
+    }
+    assert!(!fresh.exists(), "opening a new session wrote it");
+}
+
+#[test]
+fn a_read_only_instance_says_its_changes_are_not_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.json");
+    let first = open_session(&path).unwrap();
+    assert!(first.app.session.as_ref().unwrap().read_only.is_none());
+    // The first instance holds the lock: the second opens read-only.
+    let tui::Loaded {
+        mut app, mut engine, ..
+    } = open_session(&path).unwrap();
+    assert!(app.session.as_ref().unwrap().read_only.is_some());
+    tui::pump(&mut app, &mut engine);
+    for line in ["label x", "status supported", "evidence", "keep probe"] {
+        command(&mut app, &mut engine, line);
+        assert!(app.status.contains("read-only"), "`:{line}` answered {:?}", app.status);
+    }
+    send(&mut app, &mut engine, [Msg::ch('m')]);
+    assert!(app.status.contains("read-only"), "{}", app.status);
+    // A writable instance answers as before.
+    let tui::Loaded {
+        app: mut writable,
+        engine: mut e2,
+        ..
+    } = first;
+    tui::pump(&mut writable, &mut e2);
+    command(&mut writable, &mut e2, "label y");
+    assert!(!writable.status.contains("read-only"), "{}", writable.status);
+}

@@ -357,7 +357,7 @@ fn inspector_and_sweep() {
     send(&mut app, &mut engine, Msg::typed(&format!(":goto {ex}\n")));
     let t = draw(&app, 120, 40);
     assert!(screen_text(&t).contains("top #1"));
-    assert!(find(&t, "[").is_some());
+    assert!(pivot_cells(&t) > 0, "the pivot is marked by style");
     // Length sweep on the lab prompt.
     send(&mut app, &mut engine, [Msg::ch('3')]);
     send(&mut app, &mut engine, Msg::typed(":sweep , 7 6\n"));
@@ -430,7 +430,7 @@ fn bad_input_is_a_clear_message() {
     }
     let text = screen_text(&draw(&app, 60, 20));
     assert!(text.contains("terminal is 60x20"), "{text}");
-    // The CLI: a missing circuit exits non-zero with one line.
+    // The CLI: an unknown task exits non-zero with one line that lists the tasks.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_circuitscope"))
         .args(["open", "--task", "no_such_task_circuit"])
         .current_dir(root())
@@ -439,7 +439,10 @@ fn bad_input_is_a_clear_message() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("no circuit file"), "{stderr}");
+    assert!(
+        stderr.contains("unknown task `no_such_task_circuit`") && stderr.contains("bracket_counting"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -802,4 +805,250 @@ fn embedding_screen_follows_the_node_and_moves_channels() {
     // g goes back to the selected node's channel.
     send(&mut app, &mut engine, [Msg::ch('g')]);
     assert_eq!(app.embed.channel, residual.index);
+}
+
+/// Replaces the lab's prompt as an edit would, and runs it.
+fn set_prompt(app: &mut App, engine: &mut Engine, text: &str) {
+    app.prompt = ratatui_textarea::TextArea::new(text.split('\n').map(str::to_string).collect());
+    app.request_run();
+    tui::pump(app, engine);
+}
+
+#[test]
+fn baseline_comparison_aligns_tokens_from_the_end() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let base = app.lab.baseline.clone().expect("the first run is the baseline");
+    // Deleting the first line shortens the prompt: the last token must still meet the baseline's last token.
+    let text = app.prompt_text();
+    let shorter = text.split_once('\n').expect("a multi-line prompt").1.to_string();
+    set_prompt(&mut app, &mut engine, &shorter);
+    let run = app.lab.run.clone().unwrap();
+    assert!(run.tokens.len() < base.tokens.len());
+    let rows = app.magnitudes();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        assert_eq!(r.baseline, base.acts[&r.node].last().copied(), "{}", r.node);
+    }
+    // Other positions are aligned from the end too.
+    let off = base.tokens.len() - run.tokens.len();
+    send(&mut app, &mut engine, [Msg::ch('H')]);
+    for r in app.magnitudes() {
+        assert_eq!(r.baseline, Some(base.acts[&r.node][off]), "{}", r.node);
+    }
+    // A prompt longer than the baseline has no baseline token before the baseline's start.
+    set_prompt(&mut app, &mut engine, &format!("x = 1\ny = 2\n{text}"));
+    app.lab.cursor = Some(0);
+    assert!(app.magnitudes().iter().all(|r| r.baseline.is_none()));
+    app.lab.cursor = None;
+    for r in app.magnitudes() {
+        assert_eq!(r.baseline, base.acts[&r.node].last().copied(), "{}", r.node);
+    }
+    // The rule in force is on screen.
+    for (w, h) in [(120, 40), (80, 24)] {
+        let s = screen_text(&draw(&app, w, h));
+        assert!(s.contains("aligned from the end"), "{s}");
+    }
+}
+
+/// Cells drawn reversed and underlined: how a heat strip marks its pivot when there are colours.
+fn pivot_cells(t: &Terminal<TestBackend>) -> usize {
+    use ratatui::style::Modifier;
+    let buf = t.backend().buffer();
+    buf.content
+        .iter()
+        .filter(|c| c.modifier.contains(Modifier::REVERSED | Modifier::UNDERLINED))
+        .count()
+}
+
+#[test]
+fn exemplar_pivots_are_marked_without_code_characters() {
+    let (mut app, mut engine) = open();
+    let ex = app
+        .circuit
+        .file
+        .exemplars
+        .as_ref()
+        .and_then(|e| e.keys().next().copied())
+        .unwrap();
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {ex}\n")));
+    send(&mut app, &mut engine, [Msg::ch('2')]);
+    let t = draw(&app, 120, 40);
+    let text = screen_text(&t);
+    assert!(pivot_cells(&t) > 0, "{text}");
+    // The exemplar's text is shown as it is: nothing is added around the pivot.
+    assert!(!text.contains('⟦'), "{text}");
+    let d = app.details.get(&ex).expect("detail arrived");
+    let top = &d.quantiles[0].top[0];
+    let pivot = top.pivot.expect("exemplars carry their pivot");
+    let around: String = top.tokens[pivot.saturating_sub(1)..=pivot]
+        .iter()
+        .map(|s| circuitscope::tui::widgets::token_label(s))
+        .collect();
+    assert!(text.contains(&around), "{around:?} not in\n{text}");
+    // The exemplar's caption quotes the pivot token, as the lab does, instead of bracketing it.
+    let label = circuitscope::tui::widgets::token_label(&top.tokens[pivot]);
+    assert!(find(&t, &format!("top #1 {label:?} = ")).is_some(), "{text}");
+    // Without colours the pivot is framed in brackets that never occur in code.
+    app.theme = Theme::new(ColorMode::None);
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains('⟦') && text.contains('⟧'), "{text}");
+}
+
+/// The number of evidence pieces on `node`'s annotation.
+fn evidence_count(app: &App, node: NodeId) -> usize {
+    app.annotations.get(&node).map_or(0, |a| a.evidence.len())
+}
+
+#[test]
+fn stale_numbers_are_marked_and_refused_as_evidence_and_truncation_runs_long_prompts() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let node = app.selected.unwrap();
+    let before = app.lab.run.clone().unwrap();
+    assert_eq!(app.run_staleness(), None);
+    assert!(!screen_text(&draw(&app, 120, 40)).contains("STALE"));
+    // A prompt longer than the context does not run: the panes still hold the earlier prompt's numbers.
+    let long = format!("{}{}", "x = 1\n".repeat(60), app.prompt_text());
+    set_prompt(&mut app, &mut engine, &long);
+    assert!(
+        app.lab.error.as_deref().unwrap_or("").contains("context"),
+        "{:?}",
+        app.lab.error
+    );
+    assert_eq!(app.lab.run.as_ref().unwrap().id, before.id);
+    assert!(app.run_staleness().is_some());
+    for (w, h) in [(120, 40), (80, 24)] {
+        let t = draw(&app, w, h);
+        let text = screen_text(&t);
+        assert!(text.contains("STALE"), "{text}");
+        // The numbers are dimmed.
+        let buf = t.backend().buffer();
+        assert!(buf
+            .content
+            .iter()
+            .any(|c| c.modifier.contains(ratatui::style::Modifier::DIM)));
+    }
+    // Evidence is refused while stale.
+    send(&mut app, &mut engine, [Msg::ch('E')]);
+    assert!(app.status.contains("evidence refused"), "{}", app.status);
+    assert_eq!(evidence_count(&app, node), 0);
+    // :truncate keeps the last block_size tokens: the long prompt runs and the numbers are current again.
+    send(&mut app, &mut engine, Msg::typed(":truncate\n"));
+    let run = app.lab.run.clone().unwrap();
+    assert_eq!(run.text, long);
+    assert!(run.dropped > 0);
+    assert_eq!(run.tokens.len(), 128);
+    assert_eq!(app.run_staleness(), None);
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(!text.contains("STALE"), "{text}");
+    assert!(text.contains(&format!("first {} cut", run.dropped)), "{text}");
+    send(&mut app, &mut engine, [Msg::ch('E')]);
+    assert_eq!(evidence_count(&app, node), 1, "{}", app.status);
+    // Off again: the long prompt is refused once more and the numbers are stale.
+    send(&mut app, &mut engine, Msg::typed(":truncate\n"));
+    assert!(app.lab.error.is_some());
+    assert!(app.run_staleness().is_some());
+}
+
+/// The last line of the screen (the status bar).
+fn status_line(t: &Terminal<TestBackend>) -> String {
+    screen_text(t).lines().last().unwrap_or("").to_string()
+}
+
+#[test]
+fn at_80x24_messages_and_key_numbers_are_whole() {
+    let (mut app, mut engine) = open();
+    // The editing message does not outlive the editing.
+    send(&mut app, &mut engine, [Msg::ch('3'), Msg::ch('e')]);
+    send(&mut app, &mut engine, Msg::typed("x"));
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Esc), Msg::ch('1')]);
+    assert!(!status_line(&draw(&app, 80, 24)).contains("editing"), "{}", app.status);
+    // A message is shown whole at 80 columns.
+    send(&mut app, &mut engine, Msg::typed(":threshold 0.25\n"));
+    let msg = app.status.clone();
+    assert!(!msg.is_empty());
+    assert!(status_line(&draw(&app, 80, 24)).contains(&msg), "{msg:?}");
+    send(&mut app, &mut engine, Msg::typed(":threshold 0\n"));
+    // Every screen shows its tab number whole.
+    for key in ['1', '2', '3', '4', '5', '6'] {
+        send(&mut app, &mut engine, [Msg::ch(key)]);
+        let t = draw(&app, 80, 24);
+        let header = screen_text(&t).lines().next().unwrap().to_string();
+        for n in 1..=6 {
+            assert!(header.contains(&format!(" {n} ")), "{header}");
+        }
+    }
+    // The map: the selected node's ablation numbers.
+    send(&mut app, &mut engine, [Msg::ch('1')]);
+    let text = screen_text(&draw(&app, 80, 24));
+    let after = text.split("ablated loss ").nth(1).expect("the ablated loss is shown");
+    let number: String = after.chars().take_while(|c| !c.is_whitespace() && *c != '│').collect();
+    assert!(
+        number.parse::<f64>().is_ok() && number.len() >= 5,
+        "{number:?} in\n{text}"
+    );
+    // The lab: the logit difference's change against the baseline.
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let last = app.circuit.rows.last().unwrap().nodes[0];
+    send(&mut app, &mut engine, Msg::typed(&format!(":ablate {last} zero\n")));
+    let run = app.lab.run.as_ref().unwrap();
+    let d = run.logit_diff().unwrap() - app.lab.baseline.as_ref().unwrap().logit_diff().unwrap();
+    let text = screen_text(&draw(&app, 80, 24));
+    assert!(text.contains(&format!("Δ {d:+.3}")), "{text}");
+    // The embedding screen: the channel's top tokens are not cut to a few characters.
+    send(&mut app, &mut engine, [Msg::ch('6')]);
+    let ch = app.embed.channel;
+    let view = app.embed.views.get(&ch).expect("the embedding view arrived");
+    let text = screen_text(&draw(&app, 80, 24));
+    for (_, tok, _) in view.top.iter().take(5) {
+        let label = circuitscope::tui::widgets::token_label(tok).replace(' ', "␣");
+        assert!(text.contains(&label), "{label:?} cut in\n{text}");
+    }
+}
+
+#[test]
+fn the_notes_view_shows_the_ablation_evidence_was_taken_under() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let node = app.selected.unwrap();
+    let last = app.circuit.rows.last().unwrap().nodes[0];
+    send(&mut app, &mut engine, [Msg::ch('E')]);
+    send(&mut app, &mut engine, Msg::typed(&format!(":ablate {last} mean\n")));
+    send(&mut app, &mut engine, [Msg::ch('E')]);
+    assert_eq!(evidence_count(&app, node), 2, "{}", app.status);
+    send(&mut app, &mut engine, [Msg::ch('4')]);
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains("no ablation"), "{text}");
+    assert!(text.contains(&format!("under {last} mean")), "{text}");
+}
+
+#[test]
+fn task_names_are_checked_and_the_task_is_described() {
+    // `open --task` with a typo lists the valid names.
+    let opts = OpenOptions {
+        model: model_dir(),
+        circuit: None,
+        task: "for_whil".into(),
+        session: None,
+    };
+    let err = tui::load(&opts, Theme::new(ColorMode::TrueColor))
+        .err()
+        .expect("an unknown task is refused");
+    let msg = err.to_string();
+    assert!(msg.contains("unknown task `for_whil`"), "{msg}");
+    for name in tasks::names() {
+        assert!(msg.contains(name), "{name} missing from {msg}");
+    }
+    // `:task` describes the task and its targets; `:task TYPO` lists the names.
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, Msg::typed(":task\n"));
+    let task = tasks::by_name("bracket_counting").unwrap();
+    assert!(app.status.contains(task.description()), "{}", app.status);
+    for target in task.targets() {
+        assert!(app.status.contains(&format!("{target:?}")), "{}", app.status);
+    }
+    send(&mut app, &mut engine, Msg::typed(":task for_whil\n"));
+    assert!(app.status.contains("unknown task `for_whil`"), "{}", app.status);
+    assert!(app.status.contains("bracket_counting"), "{}", app.status);
 }

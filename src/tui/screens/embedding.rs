@@ -90,7 +90,13 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         head,
     );
     let Some(v) = view else { return };
-    let [tokens, right] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(body);
+    // Narrow windows give the token lists more room: a token cut to 3 characters cannot be read.
+    let token_share = if body.width < 110 { 60 } else { 50 };
+    let [tokens, right] = Layout::horizontal([
+        Constraint::Percentage(token_share),
+        Constraint::Percentage(100 - token_share),
+    ])
+    .areas(body);
     let [top, bottom] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(tokens);
     draw_tokens(app, f, top, " top 20 ", &v.top);
     draw_tokens(app, f, bottom, " bottom 20 ", &v.bottom);
@@ -102,8 +108,8 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
 fn draw_tokens(app: &App, f: &mut Frame, area: Rect, title: &str, rows: &[(u32, String, f32)]) {
     let t = &app.theme;
     let inner_w = area.width.saturating_sub(2) as usize;
-    // token, id (5), weight (9)
-    let tok_w = inner_w.saturating_sub(15).max(3);
+    // token, id (5), weight (8)
+    let tok_w = inner_w.saturating_sub(13).max(3);
     let lines: Vec<Line> = if rows.is_empty() {
         vec![Line::styled("no nonzero entries", t.dim())]
     } else {
@@ -115,7 +121,7 @@ fn draw_tokens(app: &App, f: &mut Frame, area: Rect, title: &str, rows: &[(u32, 
                 Line::from(vec![
                     Span::styled(label, t.text()),
                     Span::styled(format!(" {id:>4}"), t.dim()),
-                    Span::styled(format!(" {:>8}", fmt_val(*w)), t.accent()),
+                    Span::styled(format!(" {:>7}", fmt_val(*w)), t.accent()),
                 ])
             })
             .collect()

@@ -1,5 +1,5 @@
 //! The node inspector: the node's numbers and edges; its exemplars at each quantile as token heat maps on one
-//! signed scale with the pivot boxed; the task view (class A, class B, B − A); a histogram; the head's
+//! signed scale with the pivot reversed (`⟦ ⟧` without colours); the task view (class A, class B, B − A); a histogram; the head's
 //! attention on the lab's prompt for q/k nodes (with the sink's share); the embedding and unembedding tokens
 //! of residual channels.
 
@@ -220,7 +220,7 @@ fn strip_lines(
         Span::styled(caption, t.dim()),
         Span::styled(
             format!(
-                " [{}]={}",
+                " {:?} = {}",
                 token_label(s.tokens.get(pivot).map_or("", |x| x)),
                 fmt_val(value)
             ),

@@ -12,7 +12,7 @@ use ratatui::Frame;
 use std::time::Instant;
 
 use crate::circuit::NodeId;
-use crate::tui::app::{App, Hit, Mode};
+use crate::tui::app::{App, Hit, Mode, BASELINE_ALIGNMENT};
 use crate::tui::widgets::{abs_max, fmt_val, heat_lines, token_label, HeatStrip};
 use crate::workbench::{Ablation, AblationKind, RunSummary, SweepResult};
 
@@ -40,6 +40,8 @@ pub struct LabState {
     pub dirty_since: Option<Instant>,
     pub next_id: u64,
     pub error: Option<String>,
+    /// Prompts longer than the context keep their last block_size tokens (`:truncate`), as `run --truncate` does.
+    pub truncate: bool,
 }
 
 impl LabState {
@@ -75,8 +77,8 @@ pub fn perform(app: &mut App, a: LabAction) {
     let n_tokens = app.lab.run.as_ref().map_or(0, |r| r.tokens.len());
     match a {
         LabAction::Edit => {
+            // The mode and the hints say how to stop: no status message, which would outlive the editing.
             app.mode = Mode::Insert;
-            app.status = "editing the prompt: Esc to stop".into();
         }
         LabAction::TokenLeft => app.lab.cursor = Some(cur.saturating_sub(1)),
         LabAction::TokenRight => app.lab.cursor = if cur + 1 >= n_tokens { None } else { Some(cur + 1) },
@@ -150,6 +152,10 @@ fn draw_editor(app: &App, f: &mut Frame, area: Rect) {
         (Some(r), None) => format!("{} tokens", r.tokens.len()),
         (None, None) => "running…".into(),
     };
+    let info = match &app.lab.run {
+        Some(r) if r.dropped > 0 => format!("{info} · first {} cut (:truncate)", r.dropped),
+        _ => info,
+    };
     let title = format!(
         " prompt {} · {info} ",
         if editing { "(editing, Esc stops)" } else { "(e edits)" }
@@ -172,15 +178,15 @@ fn draw_strip(app: &App, f: &mut Frame, area: Rect) {
     let acts = run.acts.get(&n).cloned().unwrap_or_default();
     let cur = app.lab.cursor_in(run);
     let scale = abs_max(acts.iter());
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(t.border())
-        .title(format!(
+    let block = pane(
+        app,
+        format!(
             " {n} per token · cursor {:?} = {} · ±{} ",
             token_label(run.tokens.get(cur).map_or("", |s| s)),
             fmt_val(acts.get(cur).copied().unwrap_or(0.0)),
             fmt_val(scale)
-        ));
+        ),
+    );
     let inner = block.inner(area);
     f.render_widget(block, area);
     let strip = HeatStrip {
@@ -212,16 +218,13 @@ fn draw_strip(app: &App, f: &mut Frame, area: Rect) {
     }
     drop(hits);
     lines.drain(..offset.min(lines.len()));
-    f.render_widget(Paragraph::new(lines), inner);
+    f.render_widget(Paragraph::new(dim_if_stale(app, lines)), inner);
 }
 
 fn draw_table(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let rows = app.magnitudes();
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(t.border())
-        .title(" circuit nodes at the cursor token vs the pinned baseline, by change (j/k, p pins) ");
+    let block = pane(app, format!(" at cursor vs baseline, {BASELINE_ALIGNMENT} "));
     let inner = block.inner(area);
     f.render_widget(block, area);
     if rows.is_empty() {
@@ -284,23 +287,46 @@ fn draw_table(app: &App, f: &mut Frame, area: Rect) {
         lines.push(line);
     }
     drop(hits);
-    f.render_widget(Paragraph::new(lines), inner);
+    f.render_widget(Paragraph::new(dim_if_stale(app, lines)), inner);
+}
+
+/// A bordered pane titled `title`, the title led by a stale label (and why) when the lab's run is stale.
+fn pane(app: &App, title: String) -> Block<'static> {
+    let block = Block::default().borders(Borders::ALL).border_style(app.theme.border());
+    match app.run_staleness() {
+        Some(why) => block.title(Line::from(vec![
+            Span::styled(format!(" STALE ({why})"), app.theme.warn()),
+            Span::raw(format!(" ·{title}")),
+        ])),
+        None => block.title(title),
+    }
+}
+
+/// The lines dimmed when the lab's run is stale, so that its numbers do not read as the current prompt's.
+fn dim_if_stale(app: &App, lines: Vec<Line<'static>>) -> Vec<Line<'static>> {
+    if app.run_staleness().is_none() {
+        return lines;
+    }
+    lines
+        .into_iter()
+        .map(|l| l.patch_style(ratatui::style::Style::new().add_modifier(Modifier::DIM)))
+        .collect()
 }
 
 fn draw_next(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let mut lines: Vec<Line> = Vec::new();
+    let mut lines: Vec<Line<'static>> = Vec::new();
     if let Some(run) = &app.lab.run {
         match (run.logit_diff(), app.lab.baseline.as_ref().and_then(|b| b.logit_diff())) {
             (Some(d), base) => {
-                let mut spans = vec![
+                lines.push(Line::from(vec![
                     Span::raw("logit diff A−B "),
                     Span::styled(format!("{d:+.3}"), if d >= 0.0 { t.good() } else { t.warn() }),
-                ];
+                ]));
+                // On its own line, so that a narrow pane does not cut the change.
                 if let Some(b) = base {
-                    spans.push(Span::styled(format!("  baseline {b:+.3}  Δ {:+.3}", d - b), t.dim()));
+                    lines.push(Line::styled(format!("Δ {:+.3} vs baseline {b:+.3}", d - b), t.dim()));
                 }
-                lines.push(Line::from(spans));
             }
             (None, _) => lines.push(Line::styled("the task's targets are not single tokens", t.dim())),
         }
@@ -314,12 +340,7 @@ fn draw_next(app: &App, f: &mut Frame, area: Rect) {
         }
     }
     f.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(t.border())
-                .title(" next token "),
-        ),
+        Paragraph::new(dim_if_stale(app, lines)).block(pane(app, " next token ".into())),
         area,
     );
 }

@@ -428,14 +428,19 @@ fn draw_node_panel(app: &App, f: &mut Frame, area: Rect) {
         return;
     };
     let summary = node_summary(app, &n);
-    let [top, rest] = Layout::vertical([Constraint::Length(summary.len() as u16 + 2), Constraint::Min(3)]).areas(area);
+    // Wrapped, so that a narrow panel does not cut the numbers; each line takes the rows its width needs.
+    let inner_w = area.width.saturating_sub(2).max(1) as usize;
+    let rows: usize = summary.iter().map(|l| l.width().div_ceil(inner_w).max(1)).sum();
+    let [top, rest] = Layout::vertical([Constraint::Length(rows as u16 + 2), Constraint::Min(3)]).areas(area);
     f.render_widget(
-        Paragraph::new(summary).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(t.border())
-                .title(" selected (Enter inspects) "),
-        ),
+        Paragraph::new(summary)
+            .wrap(ratatui::widgets::Wrap { trim: true })
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(t.border())
+                    .title(" selected (Enter inspects) "),
+            ),
         top,
     );
     draw_edges(app, f, rest, "edges");

@@ -201,9 +201,10 @@ pub fn evidence_summary(e: &crate::session::Evidence, n: &crate::circuit::NodeId
             position,
             magnitudes,
             logit_diff,
+            ablations,
             ..
         } => format!(
-            "· prompt {:?} @{position}: {} {}",
+            "· prompt {:?} @{position}: {} {} · {}",
             prompt
                 .chars()
                 .rev()
@@ -213,7 +214,20 @@ pub fn evidence_summary(e: &crate::session::Evidence, n: &crate::circuit::NodeId
                 .rev()
                 .collect::<String>(),
             magnitudes.get(n).map_or("—".into(), |v| format!("{v:+.3}")),
-            logit_diff.map_or(String::new(), |d| format!("· logit diff {d:+.3}"))
+            logit_diff.map_or(String::new(), |d| format!("· logit diff {d:+.3}")),
+            // The numbers only mean something with the ablations they were taken under (the export shows them).
+            if ablations.is_empty() {
+                "no ablation".to_string()
+            } else {
+                format!(
+                    "under {}",
+                    ablations
+                        .iter()
+                        .map(|a| format!("{} {}", a.node, a.mode.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
         ),
         Evidence::Ablation {
             ablations,
