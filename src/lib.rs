@@ -3,16 +3,33 @@
 //! Dependency direction: `cli` → `tui` → `workbench` → `session`, `export`, `circuit`, `analysis` → `model`,
 //! `data`, `tokenize` → `circuitscope-kernels`.
 
+#![warn(missing_docs)]
+// Modules marked `allow(missing_docs)` below are not fully documented yet (issue 12 item 5); the
+// marker comes off each one as it is finished, so no new undocumented item slips into a finished one.
+
+#[allow(missing_docs)]
 pub mod analysis;
+#[allow(missing_docs)]
 pub mod circuit;
+#[allow(missing_docs)]
 pub mod cli;
+#[allow(missing_docs)]
 pub mod data;
+#[allow(missing_docs)]
 pub mod export;
+#[allow(missing_docs)]
 pub mod fsio;
+#[allow(missing_docs)]
 pub mod model;
+#[allow(missing_docs)]
 pub mod optim;
+#[allow(missing_docs)]
 pub mod session;
+#[allow(missing_docs)]
 pub mod tokenize;
+#[allow(missing_docs)]
 pub mod train;
+#[allow(missing_docs)]
 pub mod tui;
+#[allow(missing_docs)]
 pub mod workbench;
