@@ -19,9 +19,7 @@ pub mod data;
 pub mod export;
 #[allow(missing_docs)]
 pub mod fsio;
-#[allow(missing_docs)]
 pub mod model;
-#[allow(missing_docs)]
 pub mod optim;
 #[allow(missing_docs)]
 pub mod session;
