@@ -15,13 +15,10 @@ pub mod circuit;
 pub mod cli;
 #[allow(missing_docs)]
 pub mod data;
-#[allow(missing_docs)]
 pub mod export;
-#[allow(missing_docs)]
 pub mod fsio;
 pub mod model;
 pub mod optim;
-#[allow(missing_docs)]
 pub mod session;
 #[allow(missing_docs)]
 pub mod tokenize;
