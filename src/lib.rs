@@ -9,7 +9,6 @@
 
 #[allow(missing_docs)]
 pub mod analysis;
-#[allow(missing_docs)]
 pub mod circuit;
 #[allow(missing_docs)]
 pub mod cli;
