@@ -19,9 +19,7 @@ pub mod fsio;
 pub mod model;
 pub mod optim;
 pub mod session;
-#[allow(missing_docs)]
 pub mod tokenize;
-#[allow(missing_docs)]
 pub mod train;
 #[allow(missing_docs)]
 pub mod tui;
