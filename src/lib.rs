@@ -12,7 +12,6 @@ pub mod analysis;
 pub mod circuit;
 #[allow(missing_docs)]
 pub mod cli;
-#[allow(missing_docs)]
 pub mod data;
 pub mod export;
 pub mod fsio;
