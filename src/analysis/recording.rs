@@ -12,9 +12,11 @@ use crate::model::{Gpt, Hooks, ModelError};
 /// the values (T, width) row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
+    /// The prompt's token ids.
     pub ids: Vec<u32>,
     /// (V) logits at the last token.
     pub last_logits: Vec<f32>,
+    /// Hook name → (width, values (T, width) row-major).
     pub hooks: BTreeMap<String, (usize, Vec<f32>)>,
 }
 

@@ -198,7 +198,8 @@ fn check_width(name: &str, v: &[f32], w: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// What one forward pass records and changes: a recording pattern, interventions by hook name, and the recorded activations it fills in.
+/// What one forward pass records and changes: a recording pattern, interventions by hook name, and the recorded
+/// activations it fills in.
 #[derive(Clone, Default)]
 pub struct Hooks {
     /// Keep candle's autograd graph through the whole forward (slower): set it when gradients will be taken,
