@@ -5,33 +5,80 @@ use thiserror::Error;
 /// What is wrong with a CSR matrix or with the shapes passed to a kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CsrError {
+    /// `row_ptr` does not have `rows + 1` entries.
     #[error("row_ptr has {got} entries, expected rows + 1 = {expected}")]
-    RowPtrLength { got: usize, expected: usize },
+    RowPtrLength {
+        /// Entries found in `row_ptr`.
+        got: usize,
+        /// Entries required: `rows + 1`.
+        expected: usize,
+    },
+    /// `row_ptr` does not start at 0.
     #[error("row_ptr[0] is {got}, expected 0")]
-    RowPtrStart { got: u64 },
+    RowPtrStart {
+        /// The value found in `row_ptr[0]`.
+        got: u64,
+    },
+    /// Some row ends before it starts.
     #[error("row_ptr is not monotone: row_ptr[{row}] = {start} > row_ptr[{}] = {end}", row + 1)]
-    RowPtrNotMonotone { row: usize, start: u64, end: u64 },
+    RowPtrNotMonotone {
+        /// The first row whose pointers decrease.
+        row: usize,
+        /// `row_ptr[row]`.
+        start: u64,
+        /// `row_ptr[row + 1]`, smaller than `start`.
+        end: u64,
+    },
+    /// The last row pointer disagrees with the number of stored values.
     #[error("row_ptr ends at {last}, but there are {nnz} stored nonzeros")]
-    RowPtrEnd { last: u64, nnz: usize },
+    RowPtrEnd {
+        /// The last entry of `row_ptr`.
+        last: u64,
+        /// Length of `values` (and of `col_idx`).
+        nnz: usize,
+    },
+    /// `values` and `col_idx` differ in length; they must pair up one to one.
     #[error("values has {values} entries but col_idx has {col_idx}")]
-    ValuesColIdxLength { values: usize, col_idx: usize },
+    ValuesColIdxLength {
+        /// Length of `values`.
+        values: usize,
+        /// Length of `col_idx`.
+        col_idx: usize,
+    },
+    /// A stored column index is not below the matrix's column count.
     #[error("col_idx[{pos}] = {col} (row {row}) is out of range for {cols} columns")]
     ColumnOutOfRange {
+        /// Position of the bad index in `col_idx`.
         pos: usize,
+        /// The row that position belongs to.
         row: usize,
+        /// The column index found.
         col: u32,
+        /// The matrix's column count.
         cols: usize,
     },
+    /// The column count cannot be addressed by the u32 `col_idx`.
     #[error("{cols} columns do not fit in u32 column indices")]
-    TooManyColumns { cols: usize },
+    TooManyColumns {
+        /// The requested column count.
+        cols: usize,
+    },
+    /// A buffer passed to a kernel has the wrong number of elements for the stated shape.
     #[error("{what}: expected {expected} elements, got {got}")]
     ShapeMismatch {
+        /// Which buffer (e.g. `"x"`, `"out"`), for the message.
         what: &'static str,
+        /// Elements the shape requires.
         expected: usize,
+        /// Elements the buffer holds.
         got: usize,
     },
+    /// A product of dimensions does not fit in `usize`.
     #[error("{what}: element count overflows usize")]
-    SizeOverflow { what: &'static str },
+    SizeOverflow {
+        /// Which size overflowed, for the message.
+        what: &'static str,
+    },
 }
 
 /// Row pointers of a CSR matrix, in whichever integer width the producer chose.
@@ -41,11 +88,14 @@ pub enum CsrError {
 /// data comes straight from a memory map.
 #[derive(Debug, Clone, Copy)]
 pub enum RowPtr<'a> {
+    /// 32-bit row pointers: at most `u32::MAX` nonzeros.
     U32(&'a [u32]),
+    /// 64-bit row pointers, for matrices with more nonzeros than u32 can count.
     U64(&'a [u64]),
 }
 
 impl RowPtr<'_> {
+    /// Number of entries, `rows + 1` for a valid matrix.
     pub fn len(&self) -> usize {
         match self {
             RowPtr::U32(p) => p.len(),
@@ -53,6 +103,7 @@ impl RowPtr<'_> {
         }
     }
 
+    /// Whether there are no entries at all (never true of a valid matrix, which has at least one).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -186,26 +237,32 @@ impl<'a> CsrView<'a> {
         }
     }
 
+    /// Number of rows (`out_features` for a Linear weight).
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Number of columns (`in_features` for a Linear weight).
     pub fn cols(&self) -> usize {
         self.cols
     }
 
+    /// Number of stored nonzeros.
     pub fn nnz(&self) -> usize {
         self.values.len()
     }
 
+    /// The stored values, row by row; `nnz` entries.
     pub fn values(&self) -> &'a [f32] {
         self.values
     }
 
+    /// Column of each stored value; `nnz` entries, each below `cols`.
     pub fn col_idx(&self) -> &'a [u32] {
         self.col_idx
     }
 
+    /// Row pointers: row `r` owns positions `row_ptr[r]..row_ptr[r + 1]` of `values`/`col_idx`.
     pub fn row_ptr(&self) -> RowPtr<'a> {
         self.row_ptr
     }
@@ -318,26 +375,32 @@ impl CsrMatrix {
         self.view().to_dense()
     }
 
+    /// Number of rows (`out_features` for a Linear weight).
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Number of columns (`in_features` for a Linear weight).
     pub fn cols(&self) -> usize {
         self.cols
     }
 
+    /// Number of stored nonzeros.
     pub fn nnz(&self) -> usize {
         self.values.len()
     }
 
+    /// The stored values, row by row; `nnz` entries.
     pub fn values(&self) -> &[f32] {
         &self.values
     }
 
+    /// Column of each stored value; `nnz` entries, each below `cols`.
     pub fn col_idx(&self) -> &[u32] {
         &self.col_idx
     }
 
+    /// Row pointers (`rows + 1` entries): row `r` owns positions `row_ptr[r]..row_ptr[r + 1]`.
     pub fn row_ptr(&self) -> &[u64] {
         &self.row_ptr
     }

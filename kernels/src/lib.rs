@@ -13,6 +13,8 @@
 //! feature detection; `fma.rs` and `avx512.rs` hold building blocks the ops share. Benchmarks:
 //! `cargo bench -p circuitscope-kernels`.
 
+#![warn(missing_docs)]
+
 mod attention;
 mod avx512;
 mod csr;

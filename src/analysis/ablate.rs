@@ -10,20 +10,42 @@ use crate::data::tasks::{self as loss, TaskPair};
 use crate::model::{Action, Config, Gpt, Hooks, Intervention, ModelError};
 use crate::tokenize::Tokenizer;
 
+/// Why task data could not be built or a task evaluated under ablation.
 #[derive(Debug, thiserror::Error)]
 pub enum AblateError {
+    /// Running the model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Tokenizing a prompt or target failed.
     #[error(transparent)]
     Tokenize(#[from] crate::tokenize::TokenizeError),
+    /// A target string is not exactly one token with this tokenizer, so its logit cannot be read.
     #[error("task {task}: target {target:?} is {n} tokens with this tokenizer; task targets must be single tokens")]
-    TargetNotSingle { task: String, target: String, n: usize },
+    TargetNotSingle {
+        /// The task's name.
+        task: String,
+        /// The target string.
+        target: String,
+        /// How many tokens it encodes to.
+        n: usize,
+    },
+    /// The task has no pairs to evaluate.
     #[error("task {task}: no pairs to evaluate")]
-    NoPairs { task: String },
+    NoPairs {
+        /// The task's name.
+        task: String,
+    },
+    /// Mean ablation needs a hook's means that the scan does not have (or has at another width).
     #[error("no mean for hook {hook} (width {width}): the scan does not cover this model's hooks")]
-    MissingMean { hook: String, width: usize },
+    MissingMean {
+        /// The hook name, e.g. `0.attn.q`.
+        hook: String,
+        /// The hook's width in this model.
+        width: usize,
+    },
 }
 
 /// Per-channel means of every node hook (`0.attn.q` → one mean per channel), the values that mean ablation puts in
@@ -72,12 +94,14 @@ impl NodeSet {
         s
     }
 
+    /// Adds (`on`) or removes a node; ids outside the model are ignored.
     pub fn set(&mut self, n: &NodeId, on: bool) {
         if let Some(c) = self.flags.get_mut(&n.hook_name()).and_then(|f| f.get_mut(n.index)) {
             *c = on;
         }
     }
 
+    /// Whether `n` is in the set.
     pub fn contains(&self, n: &NodeId) -> bool {
         self.flags
             .get(&n.hook_name())
@@ -86,10 +110,12 @@ impl NodeSet {
             .unwrap_or(false)
     }
 
+    /// Number of nodes in the set.
     pub fn len(&self) -> usize {
         self.flags.values().map(|f| f.iter().filter(|&&b| b).count()).sum()
     }
 
+    /// Whether the set holds no node.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -143,14 +169,20 @@ impl NodeSet {
 /// A task's pairs as token ids, ready to run: left-truncated to the context, both sides of each pair.
 #[derive(Debug, Clone)]
 pub struct TaskData {
+    /// The task's name, for messages.
     pub task: String,
+    /// Class-1 prompts (`prompt`), one token list per pair.
     pub pos: Vec<Vec<u32>>,
+    /// Counterfactual prompts (`prompt_alt`), aligned with `pos`.
     pub neg: Vec<Vec<u32>>,
+    /// The token id of each pair's `target`.
     pub tok: Vec<u32>,
+    /// The token id of each pair's `alt`, when it has one.
     pub alt: Vec<Option<u32>>,
 }
 
 impl TaskData {
+    /// Tokenizes `pairs`, keeping each prompt's last `block` tokens; targets must be single tokens.
     pub fn new(tokenizer: &Tokenizer, task: &str, pairs: &[TaskPair], block: usize) -> Result<Self, AblateError> {
         if pairs.is_empty() {
             return Err(AblateError::NoPairs { task: task.to_string() });
@@ -189,10 +221,12 @@ impl TaskData {
         Ok(d)
     }
 
+    /// Number of pairs.
     pub fn len(&self) -> usize {
         self.tok.len()
     }
 
+    /// Whether there are no pairs.
     pub fn is_empty(&self) -> bool {
         self.tok.is_empty()
     }
@@ -216,7 +250,9 @@ impl TaskData {
 /// Task loss (raw 2× scale, spec D.2) and accuracy.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct TaskEval {
+    /// Mean two-sided contrast loss over the pairs (raw 2× scale).
     pub loss: f64,
+    /// Fraction of pairs where both sides prefer their own token.
     pub accuracy: f64,
 }
 
@@ -278,12 +314,17 @@ pub fn evaluate(model: &Gpt, data: &TaskData, ablated: &NodeSet, means: &Means) 
 /// and the model with only the circuit mean-ablated (necessity), on the same pairs.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct CircuitCheck {
+    /// The unablated model.
     pub full: TaskEval,
+    /// The circuit alone: every node outside it mean-ablated.
     pub sufficiency: TaskEval,
+    /// The model with the circuit's nodes mean-ablated.
     pub necessity: TaskEval,
+    /// Number of pairs evaluated.
     pub pairs: usize,
 }
 
+/// Measures the full model, the circuit's sufficiency and its necessity on `data` with mean ablation by `means`.
 pub fn check_circuit(
     model: &Gpt,
     data: &TaskData,

@@ -9,8 +9,11 @@ use crate::circuit::{NodeId, Site};
 /// The attention of one head on one prompt: (T, T) weights, query-major, and the sink's weight per query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttnPattern {
+    /// Sequence length T.
     pub t: usize,
+    /// (T, T) attention weights, row = query, column = key; zero above the diagonal.
     pub weights: Vec<f32>,
+    /// (T) weight each query gives the sink (all zero for a model without sinks).
     pub sink: Vec<f32>,
 }
 

@@ -10,7 +10,9 @@ use crate::model::{Checkpoint, Config, ModelError};
 /// The vocabulary-sized tables of a model, dense f32.
 #[derive(Debug, Clone)]
 pub struct EmbeddingTables {
+    /// Vocabulary size V.
     pub vocab: usize,
+    /// Residual width D.
     pub d_model: usize,
     /// (V, D) token embedding.
     pub wte: Vec<f32>,
@@ -23,9 +25,13 @@ pub struct EmbeddingTables {
 /// wpe[:, first..first + channels] as (positions, channels) row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WpeWindow {
+    /// Rows (positions) in the window.
     pub positions: usize,
+    /// First channel of the window.
     pub first: usize,
+    /// Channels in the window.
     pub channels: usize,
+    /// (positions, channels) values, row-major.
     pub values: Vec<f32>,
 }
 

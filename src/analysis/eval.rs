@@ -5,12 +5,16 @@ use crate::data::tasks::{self, Split, Task, TaskPair};
 use crate::model::{Gpt, Hooks, ModelError};
 use crate::tokenize::Tokenizer;
 
+/// Why evaluating a model on its tasks failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// Running the model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Building or scoring the task data failed.
     #[error(transparent)]
     Ablate(#[from] AblateError),
     #[error(transparent)]
@@ -24,6 +28,7 @@ pub struct TaskScore {
     pub accuracy: f64,
     /// Mean two-sided contrast loss (spec D.2; 2× a per-sequence loss).
     pub loss: f64,
+    /// Number of test pairs scored.
     pub pairs: usize,
 }
 

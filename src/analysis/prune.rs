@@ -21,18 +21,29 @@ use crate::data::tasks::contrast_loss_tensor;
 use crate::model::{Action, Checkpoint, Gpt, Hooks, Intervention, LoadOptions, Stored};
 use crate::optim::{AdamW, AdamWParams};
 
+/// Why a prune failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
+    /// Building or evaluating the task data failed.
     #[error(transparent)]
     Ablate(#[from] AblateError),
+    /// Running the model failed.
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Building the circuit (edges, file) failed.
     #[error(transparent)]
     Circuit(#[from] crate::circuit::CircuitError),
+    /// A pair has no counterfactual prompt, which the pruning loss needs.
     #[error("task {task}: pruning needs minimal pairs, but pair {index} has no counterfactual prompt")]
-    OneSided { task: String, index: usize },
+    OneSided {
+        /// The task's name.
+        task: String,
+        /// Index of the one-sided pair.
+        index: usize,
+    },
 }
 
 /// Hyperparameters. Defaults follow the centres of the paper's CARBS search (Table 2) except `k_coef` (1e-3, not
@@ -50,14 +61,23 @@ pub struct PruneConfig {
     pub train_pairs: usize,
     /// Held-out pairs (test split) on which every reported loss is measured.
     pub eval_pairs: usize,
+    /// Peak learning rate of the mask logits.
     pub lr: f64,
+    /// Fraction of the steps over which the learning rate warms up linearly.
     pub warmup_frac: f64,
+    /// Weight of the node count in the objective `task_loss + k_coef·Σ mask`.
     pub k_coef: f64,
+    /// Mean of the mask logits' initial normal noise (positive: every node starts on).
     pub init_noise_bias: f64,
+    /// Standard deviation of the mask logits' initial noise.
     pub init_noise_scale: f64,
+    /// AdamW weight decay on the mask logits.
     pub weight_decay: f64,
+    /// AdamW's second-moment decay β2.
     pub beta2: f64,
+    /// Temperature T of the sigmoid-derivative surrogate gradient of the Heaviside mask.
     pub heaviside_temp: f64,
+    /// Global gradient-norm clip.
     pub grad_clip: f64,
     /// Adam steps fitting the logit scale and bias (the paper uses 16 LBFGS steps).
     pub calibration_steps: usize,
@@ -66,6 +86,7 @@ pub struct PruneConfig {
     pub diagnostic_pairs: usize,
     /// Edge-ablation deltas are computed for at most this many weight edges, strongest first.
     pub max_edge_ablations: usize,
+    /// Seed of the mask initialisation and the batch order.
     pub seed: u64,
 }
 
@@ -107,7 +128,9 @@ impl PruneConfig {
 
 /// Where a running prune reports progress (the CLI draws a bar; tests ignore it).
 pub trait Progress {
+    /// A new phase starts (e.g. `"train masks"`), `len` steps long; 0 when the length is unknown.
     fn phase(&self, _name: &str, _len: u64) {}
+    /// One step of the current phase is done; `msg` says where it stands (e.g. the loss).
     fn step(&self, _msg: &str) {}
     /// A line worth keeping in a log (bisection steps).
     fn note(&self, _msg: &str) {}
@@ -196,6 +219,7 @@ fn top_k(model: &Gpt, ranked: &[(NodeId, f32)], k: usize) -> NodeSet {
 /// The logit calibration of spec E.6: `logits' = scale·logits + bias`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Calibration {
+    /// Multiplier of every logit.
     pub scale: f32,
     /// Nonzero entries of the per-vocabulary bias, by token id.
     pub bias: BTreeMap<u32, f32>,
@@ -259,24 +283,34 @@ fn calibrate(data: &TaskData, pos: &[Vec<f32>], neg: &[Vec<f32>], steps: usize) 
 /// What one prune produced, besides the circuit file.
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneSummary {
+    /// Nodes in the circuit.
     pub nodes: usize,
+    /// Edges written to the circuit file.
     pub edges: usize,
+    /// The target loss asked for.
     pub target_loss: f64,
     /// The loss the bisection aimed for: the target, or the full model's loss on the training pairs when that is
     /// higher.
     pub effective_target: f64,
+    /// Full-model, circuit and calibrated losses on the held-out pairs.
     pub losses: Losses,
+    /// Wall-clock seconds of the whole prune.
     pub seconds: f64,
 }
 
 /// Everything a prune needs.
 pub struct PruneInput<'a> {
+    /// The model to prune.
     pub model: &'a Gpt,
     /// The checkpoint the model was built from (edge weights, edge ablations).
     pub checkpoint: &'a Checkpoint,
+    /// The model's fingerprint and name, recorded in the circuit file.
     pub model_ref: ModelRef,
+    /// Training pairs: mask optimisation, bisection and calibration.
     pub train: TaskData,
+    /// Held-out pairs: every reported loss.
     pub test: TaskData,
+    /// Node means from the scan, the values that ablated nodes take.
     pub means: &'a Means,
 }
 

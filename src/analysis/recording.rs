@@ -12,9 +12,11 @@ use crate::model::{Gpt, HookName, HookSite, Hooks, ModelError};
 /// values), the values (T, width) row-major, and the recorded attention patterns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
+    /// The prompt's token ids.
     pub ids: Vec<u32>,
     /// (V) logits at the last token.
     pub last_logits: Vec<f32>,
+    /// Hook name → (width, values (T, width) row-major).
     pub hooks: BTreeMap<String, (usize, Vec<f32>)>,
     /// The attention weights of every layer whose `L.attn.pattern` was recorded (see [`pattern_record`]):
     /// (n_head, T, T) row-major, query-major within a head.

@@ -5,12 +5,21 @@ use super::next_token;
 use super::recording::Recorded;
 use crate::circuit::NodeId;
 
+/// Why a sweep's insertion could not be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SweepError {
+    /// The byte offset splits a UTF-8 character.
     #[error("the insertion point is inside a character")]
     InsideCharacter,
+    /// The byte offset lies beyond the prompt.
     #[error("the insertion point {at} is past the prompt's {len} bytes")]
-    PastEnd { at: usize, len: usize },
+    PastEnd {
+        /// The byte offset asked for.
+        at: usize,
+        /// The prompt's length in bytes.
+        len: usize,
+    },
+    /// There is nothing to insert.
     #[error("the fragment is empty")]
     EmptyFragment,
 }
@@ -18,19 +27,28 @@ pub enum SweepError {
 /// One insertion count's measurement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepPoint {
+    /// How many times the fragment was inserted.
     pub n: usize,
+    /// Tokens in the resulting prompt.
     pub tokens: usize,
     /// The node's value at the last token.
     pub value: f32,
+    /// Logit of target A minus target B at the last token, when targets were given.
     pub logit_diff: Option<f32>,
+    /// The most likely next token, as displayed.
     pub top: String,
+    /// Its probability.
     pub top_prob: f32,
 }
 
+/// A repetition sweep of one node: the fragment and one measurement per insertion count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SweepResult {
+    /// The node read.
     pub node: NodeId,
+    /// The fragment inserted.
     pub fragment: String,
+    /// Measurements for n = 0, 1, …, in order.
     pub points: Vec<SweepPoint>,
 }
 

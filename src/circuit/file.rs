@@ -97,8 +97,10 @@ impl Losses {
     }
 }
 
+/// One node of a circuit, with its importance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CircuitNode {
+    /// Which model channel the node is.
     pub id: NodeId,
     /// Raw loss of the circuit with this node also ablated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,7 +118,9 @@ impl CircuitNode {
 /// A sublayer, `<layer>.attn` or `<layer>.mlp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlockId {
+    /// Block index, 0-based.
     pub layer: usize,
+    /// True for the MLP sublayer, false for attention.
     pub mlp: bool,
 }
 
@@ -163,8 +167,10 @@ impl<'de> Deserialize<'de> for BlockId {
     }
 }
 
+/// The loss when a whole sublayer's circuit nodes are ablated at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockLoss {
+    /// The sublayer.
     pub block: BlockId,
     /// Raw loss of the circuit with this whole block ablated.
     pub ablated_loss: f64,
@@ -180,6 +186,7 @@ impl BlockLoss {
 /// One end of an edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EdgeEnd {
+    /// A circuit node.
     Node(NodeId),
     /// The bias of the target's linear layer (`bias`).
     Bias,
@@ -241,9 +248,12 @@ impl<'de> Deserialize<'de> for EdgeEnd {
     }
 }
 
+/// An edge between two circuit nodes (or a bias/embedding end), as stored in the circuit file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CircuitEdge {
+    /// Where the edge starts (the upstream end).
     pub source: EdgeEnd,
+    /// Where the edge ends (the downstream end).
     pub target: EdgeEnd,
     /// The model weight joining them (the reference's `pair_data_connections`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,6 +275,7 @@ pub struct TaskSamples {
 /// One pretraining document around a position whose activation falls in a quantile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Exemplar {
+    /// The document's token ids around the pivot.
     pub tokens: Vec<u32>,
     /// The node's activation at each token.
     pub acts: Vec<f32>,
@@ -275,31 +286,42 @@ pub struct Exemplar {
 /// The exemplars of one quantile (0.001, 0.01, 0.1, 0.5): from the bottom and from the top of the distribution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuantileExemplars {
+    /// The quantile, as a fraction (e.g. 0.01).
     pub quantile: f64,
+    /// Exemplars from the bottom `quantile` of the activation distribution.
     pub bottom: Vec<Exemplar>,
+    /// Exemplars from the top `quantile` of the activation distribution.
     pub top: Vec<Exemplar>,
 }
 
+/// A circuit file: the nodes a pruning run (or an import) kept for one task, with losses, edges and exemplars.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CircuitFile {
+    /// The format this was written in; readers refuse newer versions.
     pub format_version: u32,
+    /// The model (fingerprint, name) the circuit was found in.
     pub model: ModelRef,
     /// The task's name (e.g. `single_double_quote`).
     pub task: String,
     /// Where the circuit came from: `prune`, `import:viz_data.pt`, ...
     pub source: String,
+    /// Losses of the full model, the circuit and the calibrated circuit.
     pub losses: Losses,
     /// In forward order.
     pub nodes: Vec<CircuitNode>,
+    /// Per-sublayer ablation losses, in forward order.
     #[serde(default)]
     pub blocks: Vec<BlockLoss>,
+    /// Edges between circuit nodes, with weights and ablation deltas where known.
     #[serde(default)]
     pub edges: Vec<CircuitEdge>,
+    /// The pruning run's settings as given, kept verbatim for reproducibility.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune_config: Option<serde_json::Value>,
     /// (iteration, loss) of the pruning search.
     #[serde(default)]
     pub loss_curve: Vec<(usize, f64)>,
+    /// The circuit nodes' activations on the task's pairs, when recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_samples: Option<TaskSamples>,
     /// Pretraining exemplars per node, one entry per quantile (imported circuits carry the reference's here).
@@ -489,6 +511,7 @@ impl CircuitFile {
         self.nodes.iter().map(|n| n.id).collect()
     }
 
+    /// The node with id `id`, if it is in the circuit.
     pub fn node(&self, id: &NodeId) -> Option<&CircuitNode> {
         self.nodes.iter().find(|n| n.id == *id)
     }

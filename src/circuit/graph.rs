@@ -40,6 +40,7 @@ use crate::model::{Checkpoint, Config};
 pub enum GraphNode {
     /// The token (and positional) embedding.
     Embed,
+    /// A circuit node.
     Node(NodeId),
     /// The unembedding / logits.
     Logits,
@@ -55,12 +56,18 @@ impl fmt::Display for GraphNode {
     }
 }
 
+/// How two graph vertices are related; see the module docs for each kind's exact rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EdgeKind {
+    /// A nonzero matrix entry within one block; the weight is the entry.
     Weight,
+    /// A residual write read later on the same channel (weight 1.0).
     Residual,
+    /// From the embedding to a channel some token or position writes (weight 1.0).
     Embed,
+    /// From a `final_resid` channel to the logits, when some unembedding row reads it (weight 1.0).
     Unembed,
+    /// A query channel to a key channel of the same head: they multiply in the score, values do not flow.
     QkInteraction,
 }
 
@@ -71,9 +78,12 @@ impl EdgeKind {
     }
 }
 
+/// The data on one graph edge.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GraphEdge {
+    /// How the two ends are related.
     pub kind: EdgeKind,
+    /// The model weight joining them (1.0 for residual, embed, unembed and q·k edges).
     pub weight: f64,
     /// From the circuit file, when it has this edge (raw loss scale).
     pub ablation_delta: Option<f64>,
@@ -82,6 +92,7 @@ pub struct GraphEdge {
 /// A path through the graph.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GraphPath {
+    /// The vertices from start to end.
     pub nodes: Vec<GraphNode>,
     /// The edge weights along the path (nodes.len() − 1 of them).
     pub weights: Vec<f64>,
@@ -111,8 +122,10 @@ impl fmt::Display for GraphPath {
     }
 }
 
+/// The circuit's nodes plus `embed` and `logits`, joined by edges derived from the model's weights.
 #[derive(Debug, Clone)]
 pub struct CircuitGraph {
+    /// The petgraph graph; its indices are not stable across edits, so persist [`GraphNode`]s instead.
     pub graph: StableDiGraph<GraphNode, GraphEdge>,
     index: HashMap<GraphNode, NodeIndex>,
 }
@@ -385,14 +398,17 @@ impl CircuitGraph {
         Ok(g)
     }
 
+    /// Number of vertices, pseudo-nodes included.
     pub fn node_count(&self) -> usize {
         self.graph.node_count()
     }
 
+    /// Number of edges of every kind.
     pub fn edge_count(&self) -> usize {
         self.graph.edge_count()
     }
 
+    /// Number of edges per kind, keyed by the kind's name (e.g. `"Weight"`).
     pub fn edge_counts_by_kind(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for e in self.graph.edge_weights() {
@@ -401,6 +417,7 @@ impl CircuitGraph {
         out
     }
 
+    /// Whether `n` is a vertex of the graph.
     pub fn contains(&self, n: &GraphNode) -> bool {
         self.index.contains_key(n)
     }

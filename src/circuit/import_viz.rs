@@ -19,9 +19,13 @@ use crate::model::Config;
 
 /// What the import needs to know about the model the payload belongs to.
 pub struct ImportTarget<'a> {
+    /// The model's config, to check the payload's node indices against.
     pub config: &'a Config,
+    /// The model's fingerprint, recorded in the circuit file.
     pub fingerprint: String,
+    /// A display name for the model, recorded in the circuit file.
     pub name: Option<String>,
+    /// The model directory, recorded in the circuit file.
     pub path: Option<String>,
 }
 

@@ -10,18 +10,28 @@ use crate::model::{HookName, HookSite};
 /// hook points ([`HookName`]) that carries circuit nodes, spelled by the model's one name table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Site {
+    /// `attn.act_in`: the normalised input of attention (width `d_model_in`).
     AttnActIn,
+    /// `attn.q`: query channels (width `n_head * d_head`).
     AttnQ,
+    /// `attn.k`: key channels (width `n_head * d_head`).
     AttnK,
+    /// `attn.v`: value channels (width `n_head * d_head`).
     AttnV,
+    /// `attn.resid_delta`: what attention adds to the residual (width `d_model`).
     AttnResidDelta,
+    /// `mlp.act_in`: the normalised input of the MLP (width `d_model_in`).
     MlpActIn,
+    /// `mlp.post_act`: MLP neurons after the nonlinearity (width `d_mlp`).
     MlpPostAct,
+    /// `mlp.resid_delta`: what the MLP adds to the residual (width `d_model`).
     MlpResidDelta,
+    /// `final_resid`: the residual after the last block (width `d_model`); has no layer.
     FinalResid,
 }
 
 impl Site {
+    /// Every site, in forward order within a block, `final_resid` last.
     pub const ALL: [Site; 9] = [
         Site::AttnActIn,
         Site::AttnQ,
@@ -70,6 +80,7 @@ impl Site {
         }
     }
 
+    /// Whether the site is a query, key or value (whose channels belong to a head).
     pub fn is_qkv(self) -> bool {
         matches!(self, Site::AttnQ | Site::AttnK | Site::AttnV)
     }
@@ -98,22 +109,30 @@ impl Site {
     }
 }
 
+/// One channel at one site: a circuit node. Its canonical string (`2.attn.v[44]`) round-trips through
+/// `Display`/`FromStr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId {
     /// None only for `final_resid`.
     pub layer: Option<usize>,
+    /// Where in the block the channel is.
     pub site: Site,
+    /// The channel index within the site's width.
     pub index: usize,
 }
 
+/// A string that is not a node id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid node id `{input}`: {msg} (expected e.g. `2.attn.v[44]`, `0.mlp.post_act[985]` or `final_resid[7]`)")]
 pub struct NodeIdError {
+    /// The string as given.
     pub input: String,
+    /// What is wrong with it.
     pub msg: String,
 }
 
 impl NodeId {
+    /// A node of a block (`layer` 0-based); not for `final_resid`, which has no layer.
     pub fn new(layer: usize, site: Site, index: usize) -> Self {
         debug_assert!(site != Site::FinalResid);
         NodeId {
@@ -123,6 +142,7 @@ impl NodeId {
         }
     }
 
+    /// The `final_resid[index]` node.
     pub fn final_resid(index: usize) -> Self {
         NodeId {
             layer: None,

@@ -45,27 +45,53 @@ pub const HELD_OUT_EVERY: usize = 20;
 /// Errors of naming and reading corpora. Messages name the file (and line for jsonl).
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
+    /// The corpus spec names no corpus this build knows (e.g. a bad `synthetic:SEED`).
     #[error("bad corpus spec {spec:?}: {reason}")]
-    BadSpec { spec: String, reason: String },
+    BadSpec {
+        /// The spec as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The named path does not exist.
     #[error("corpus {} does not exist", path.display())]
-    NotFound { path: PathBuf },
+    NotFound {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// The path exists but is neither a folder nor a `.jsonl` file.
     #[error("corpus {} is neither a directory nor a .jsonl file", path.display())]
-    NotACorpus { path: PathBuf },
+    NotACorpus {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A corpus file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// A jsonl line is not a json object with a text field.
     #[error("{}:{line}: {reason}", path.display())]
     Jsonl {
+        /// The jsonl file.
         path: PathBuf,
         /// 1-based line number.
         line: usize,
+        /// What is wrong with the line.
         reason: String,
     },
+    /// The corpus yields no documents.
     #[error("corpus {} has no documents{detail}", path.display())]
-    Empty { path: PathBuf, detail: String },
+    Empty {
+        /// The corpus path.
+        path: PathBuf,
+        /// Why, appended to the message as is (e.g. `" (no files below it)"`), or empty.
+        detail: String,
+    },
 }
 
 /// The deterministic synthetic Python corpus.
@@ -75,10 +101,12 @@ pub struct SyntheticCorpus {
 }
 
 impl SyntheticCorpus {
+    /// The corpus generated from `seed`; the same seed always yields the same documents.
     pub fn new(seed: u64) -> Self {
         Self { seed }
     }
 
+    /// The seed the documents are generated from.
     pub fn seed(&self) -> u64 {
         self.seed
     }
@@ -112,7 +140,10 @@ pub enum Split {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CorpusSource {
     /// `synthetic` or `synthetic:SEED`.
-    Synthetic { seed: u64 },
+    Synthetic {
+        /// Seed of the generator (the default seed when the spec has none).
+        seed: u64,
+    },
     /// Every text file below the directory, recursively, in sorted path order. Hidden files and directories
     /// (names starting with `.`) are skipped, and so are files that are not UTF-8 or contain a NUL byte
     /// (counted, see [`Documents::skipped`]) and empty files.
@@ -586,7 +617,9 @@ fn validate_jsonl(path: &Path) -> Result<usize, CorpusError> {
 
 /// A construct counted by [`CorpusStats`]: a name, what it means, and a test on one line (without its newline).
 pub struct Construct {
+    /// Short name, the key in [`CorpusStats::constructs`].
     pub name: &'static str,
+    /// One line saying what is counted.
     pub description: &'static str,
     matches: fn(&str, &str) -> bool,
 }
@@ -939,21 +972,30 @@ pub const CONSTRUCTS: &[Construct] = &[
 /// Counts of characters, lines and [`CONSTRUCTS`] over some documents.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct CorpusStats {
+    /// Documents counted.
     pub documents: u64,
+    /// Unicode scalar values (chars) over all documents.
     pub chars: u64,
+    /// UTF-8 bytes over all documents.
     pub bytes: u64,
+    /// Lines over all documents (a last line without newline counts).
     pub lines: u64,
+    /// Lines holding only whitespace (or nothing).
     pub blank_lines: u64,
+    /// Lines whose first non-blank character is `#`.
     pub comment_lines: u64,
     /// Non-blank, non-comment lines.
     pub statement_lines: u64,
+    /// Characters of the shortest document.
     pub min_doc_chars: u64,
+    /// Characters of the longest document.
     pub max_doc_chars: u64,
     /// Per construct name (in [`CONSTRUCTS`]): the number of lines showing it.
     pub constructs: BTreeMap<String, u64>,
 }
 
 impl CorpusStats {
+    /// All counts zero, with every construct of [`CONSTRUCTS`] present at 0.
     pub fn new() -> Self {
         Self {
             constructs: CONSTRUCTS.iter().map(|c| (c.name.to_owned(), 0)).collect(),

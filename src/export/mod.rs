@@ -20,14 +20,19 @@ pub const REPORT_FORMAT_VERSION: u32 = 1;
 /// One pretraining exemplar, with display tokens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShownExemplar {
+    /// The context window's tokens as displayed.
     pub tokens: Vec<String>,
+    /// The node's activation at each of those tokens; same length as `tokens`.
     pub acts: Vec<f32>,
+    /// Index into `tokens` of the token the exemplar was chosen for.
     pub pivot: usize,
 }
 
 /// What a report is made of.
 pub struct ReportInput<'a> {
+    /// The analyst's session: annotations, evidence, summary.
     pub session: &'a Session,
+    /// The circuit the session annotates.
     pub circuit: &'a CircuitFile,
     /// Node → its top exemplars (largest activation first); empty without a scan.
     pub exemplars: BTreeMap<NodeId, Vec<ShownExemplar>>,

@@ -22,14 +22,36 @@ use std::path::{Path, PathBuf};
 /// What can go wrong writing or locking a file.
 #[derive(Debug, thiserror::Error)]
 pub enum FsioError {
+    /// A system call on `path` failed.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or folder concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The target exists but is not a regular file (a folder, device, socket), so it is not replaced.
     #[error("{}: {what}; refusing to replace it", path.display())]
-    NotRegular { path: PathBuf, what: &'static str },
+    NotRegular {
+        /// The target.
+        path: PathBuf,
+        /// What it is instead, for the message (e.g. "a directory").
+        what: &'static str,
+    },
+    /// Following symbolic links from `path` did not end within 40 steps.
     #[error("{}: more than 40 levels of symbolic links", path.display())]
-    LinkLoop { path: PathBuf },
+    LinkLoop {
+        /// Where the chain of links started.
+        path: PathBuf,
+    },
+    /// Another live process holds the lock.
     #[error("{}: locked by process {pid}", path.display())]
-    Locked { path: PathBuf, pid: u32 },
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The process id written in the lock file.
+        pid: u32,
+    },
 }
 
 impl FsioError {

@@ -7,8 +7,11 @@ use circuitscope_kernels::{causal_attention, causal_attention_backward, Attentio
 
 /// Inputs: qkv (B, T, 3A) with q, k, v side by side, and the per-head sink logits (H). Output y: (B, T, A).
 pub struct CausalAttentionOp {
+    /// Number of heads H.
     pub n_head: usize,
+    /// Channels per head D; the attention width is `A = H * D`.
     pub d_head: usize,
+    /// Multiplier of q·k before the softmax, normally `1 / sqrt(D)`.
     pub scale: f32,
     /// Without a sink the second input is ignored and gets no gradient.
     pub has_sink: bool,

@@ -26,11 +26,14 @@ const CSR_SUFFIXES: [&str; 3] = [".csr.values", ".csr.col_idx", ".csr.row_ptr"];
 /// One tensor as stored: dense (always f32 after load) or a CSR matrix.
 #[derive(Clone)]
 pub enum Stored {
+    /// A dense f32 tensor.
     Dense(Tensor),
+    /// A CSR matrix (from `.csr.*` parts), shared so that layers can hold it without a copy.
     Csr(Arc<CsrWeight>),
 }
 
 impl Stored {
+    /// The dense shape (a CSR matrix reports `[rows, cols]`).
     pub fn shape(&self) -> Vec<usize> {
         match self {
             Stored::Dense(t) => t.dims().to_vec(),
@@ -61,7 +64,9 @@ impl Stored {
 
 /// All tensors of one checkpoint file, by name.
 pub struct Checkpoint {
+    /// The file the tensors came from, for error messages.
     pub path: PathBuf,
+    /// Tensors by state-dict name; CSR parts are already joined into one entry.
     pub tensors: BTreeMap<String, Stored>,
 }
 
@@ -396,6 +401,7 @@ impl Checkpoint {
         Ok(warnings)
     }
 
+    /// The tensor named `name`, if present.
     pub fn get(&self, name: &str) -> Option<&Stored> {
         self.tensors.get(name)
     }

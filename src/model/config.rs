@@ -12,36 +12,53 @@ use super::error::{io_err, ModelError, Result};
 /// The newest config format this build reads and writes.
 pub const CONFIG_FORMAT_VERSION: u32 = 1;
 
+/// The MLP's nonlinearity (`activation_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
+    /// GELU in its exact erf form (not the tanh approximation).
     Gelu,
+    /// ReLU.
     Relu,
 }
 
+/// What is applied to the residual stream after each sublayer's add (`residual_activation_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResidualActivation {
+    /// Nothing: the plain residual stream.
     Identity,
+    /// ReLU, which keeps the residual non-negative.
     Relu,
 }
 
 /// The places where AbsTopK activation sparsity may run (spec A.3), in forward order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Loctype {
+    /// The normalised input of attention (`attn_in`; width `d_model_in`).
     AttnIn,
+    /// The keys (`attn_k`; width `n_head * d_head`).
     AttnK,
+    /// The queries (`attn_q`; width `n_head * d_head`).
     AttnQ,
+    /// The values (`attn_v`; width `n_head * d_head`).
     AttnV,
+    /// Attention's output projection, before the residual add (`attn_out`; width `d_model`).
     AttnOut,
+    /// The residual after attention's add (`resid_post_attn`).
     ResidPostAttn,
+    /// The normalised input of the MLP (`mlp_in`; width `d_model_in`).
     MlpIn,
+    /// The MLP's hidden neurons after the nonlinearity (`mlp_neuron`; width `d_mlp`).
     MlpNeuron,
+    /// The MLP's output projection, before the residual add (`mlp_out`; width `d_model`).
     MlpOut,
+    /// The residual after the MLP's add (`resid_post_mlp`).
     ResidPostMlp,
 }
 
 impl Loctype {
+    /// Every loctype, in forward order.
     pub const ALL: [Loctype; 10] = [
         Loctype::AttnIn,
         Loctype::AttnK,
@@ -55,6 +72,7 @@ impl Loctype {
         Loctype::ResidPostMlp,
     ];
 
+    /// The name used in `afrac_loctypes` (e.g. `"attn_in"`).
     pub fn name(self) -> &'static str {
         match self {
             Loctype::AttnIn => "attn_in",
@@ -74,32 +92,59 @@ impl Loctype {
 /// Every field of the reference `GPTConfig` (spec A.1), with `d_head` and `d_mlp` resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
+    /// Longest sequence T the model accepts; rows of the positional table.
     pub block_size: usize,
+    /// Number of token ids V (2048 for the paper's tinypython_2k models).
     pub vocab_size: usize,
+    /// Number of transformer blocks.
     pub n_layer: usize,
+    /// Attention heads per block.
     pub n_head: usize,
+    /// Channels per head; the attention width is `n_head * d_head`, which may differ from `d_model`.
     pub d_head: usize,
+    /// Width of the residual stream.
     pub d_model: usize,
+    /// Training dropout probability; no effect at inference.
     pub dropout: f64,
+    /// Whether the four Linear layers (c_attn, attn c_proj, c_fc, mlp c_proj) carry biases.
     pub bias: bool,
+    /// Whether LayerNorms carry a bias; ignored when `rms_norm` is set.
     pub ln_bias: bool,
+    /// RMSNorm (weight only, eps = f32 machine epsilon) instead of LayerNorm everywhere.
     pub rms_norm: bool,
+    /// What is applied to the residual after each sublayer's add.
     pub residual_activation_type: ResidualActivation,
+    /// The MLP's nonlinearity.
     pub activation_type: Activation,
+    /// Fraction of activations AbsTopK keeps, `k = floor(afrac * width)`; `None` turns AbsTopK off.
     pub afrac: Option<f64>,
+    /// Comma-separated [`Loctype`] names where AbsTopK runs (exact string match per item).
     pub afrac_loctypes: String,
+    /// The reference's NaN assertions; no effect on outputs.
     pub debug_nans: bool,
+    /// Whether the unembedding reuses the token embedding (`lm_head.weight` = `wte.weight`).
     pub tied_unembed: bool,
+    /// Name of the tokenizer the model was trained with (e.g. `"tinypython_2k"`).
     pub tokenizer_name: String,
+    /// Training memory option of the reference; no effect on outputs.
     pub grad_checkpointing: bool,
+    /// Hidden width of the MLP (`4 * d_model` when the json omits it; old jsons say `n_mlp`).
     pub d_mlp: usize,
+    /// Whether a dense `(V, V)` bigram table adds the current token's row to the logits.
     pub enable_bigram_table: bool,
+    /// Whether the bigram table was trained (a parameter) or fixed (a buffer); same tensor either way.
     pub learnable_bigram_table: bool,
+    /// Width of the concatenated positional embedding; `Some` selects the cat-pos-emb variant.
     pub d_pos_emb: Option<usize>,
+    /// Training-only option of the cat-pos-emb variant; the checkpoint's `wpe` is authoritative.
     pub dropout_cat_pos_emb: bool,
+    /// Initialisation-only option of the cat-pos-emb variant; the checkpoint's `wpe` is authoritative.
     pub sinusoidal_cat_pos_emb: bool,
+    /// A reference training switch, unused at inference.
     pub enable_sparse_kernels: bool,
+    /// The reference's SDPA attention path; mathematically equal to the manual path here.
     pub flash: bool,
+    /// Whether each head has a learned attention-sink logit (always applied by this engine when set).
     pub sink: bool,
 }
 
@@ -173,7 +218,9 @@ const KNOWN_KEYS: &[&str] = &[
 /// A parsed config plus what the parser had to say about the file (unknown keys).
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
+    /// The resolved configuration.
     pub config: Config,
+    /// One line per ignored key or other oddity the parser noticed, for the user to see.
     pub warnings: Vec<String>,
 }
 

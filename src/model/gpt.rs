@@ -39,11 +39,13 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
+    /// Every matrix dense: the simplest and, for dense checkpoints, the fastest choice.
     pub const ALL_DENSE: LoadOptions = LoadOptions {
         sparse_below: 0.0,
         allow_extra: false,
         allow_nonfinite: false,
     };
+    /// Every matrix through the CSR kernels, whatever its density (density is always below 2).
     pub const ALL_SPARSE: LoadOptions = LoadOptions {
         sparse_below: 2.0,
         ..Self::ALL_DENSE
@@ -59,7 +61,9 @@ impl LoadOptions {
     }
 }
 
+/// The reference's weight-sparse GPT: embeddings, blocks and unembedding, loaded from a checkpoint.
 pub struct Gpt {
+    /// The configuration the weights were checked against.
     pub config: Config,
     /// (V, D)
     pub(super) wte: Tensor,
@@ -140,6 +144,7 @@ impl Gpt {
         })
     }
 
+    /// The names of every hook point of this model, in recording order, with their widths.
     pub fn hook_points(&self) -> Vec<(String, usize)> {
         hook_points(&self.config)
     }
@@ -236,8 +241,11 @@ impl Gpt {
 
 /// Where a model's config and weights live.
 pub struct ModelFiles {
+    /// The config json (`config.json` or the reference's `beeg_config.json`).
     pub config: std::path::PathBuf,
+    /// The weights (`model.safetensors` or the importable `final_model.pt`).
     pub weights: std::path::PathBuf,
+    /// `tokenizer.json` beside them, when present.
     pub tokenizer: Option<std::path::PathBuf>,
 }
 

@@ -36,12 +36,16 @@ pub enum Action {
 /// end (-1 = last token).
 #[derive(Clone)]
 pub struct Intervention {
+    /// What to do to the selected entries.
     pub action: Action,
+    /// Channels (indices into the hook's width) to act on; `None` means all.
     pub channels: Option<Vec<usize>>,
+    /// Token positions to act on (negative counts from the end); `None` means all.
     pub positions: Option<Vec<i64>>,
 }
 
 impl Intervention {
+    /// `action` on every channel at every position.
     pub fn new(action: Action) -> Self {
         Intervention {
             action,
@@ -50,11 +54,13 @@ impl Intervention {
         }
     }
 
+    /// Restricts the action to these channels.
     pub fn channels(mut self, channels: Vec<usize>) -> Self {
         self.channels = Some(channels);
         self
     }
 
+    /// Restricts the action to these positions (negative counts from the end).
     pub fn positions(mut self, positions: Vec<i64>) -> Self {
         self.positions = Some(positions);
         self
@@ -192,6 +198,8 @@ fn check_width(name: &str, v: &[f32], w: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// What one forward pass records and changes: a recording pattern, interventions by hook name, and the recorded
+/// activations it fills in.
 #[derive(Clone, Default)]
 pub struct Hooks {
     /// Keep candle's autograd graph through the whole forward (slower): set it when gradients will be taken,
@@ -219,6 +227,7 @@ impl Hooks {
         Ok(h)
     }
 
+    /// Records every hook whose name matches `pattern` at its start; an invalid regex is a [`ModelError::HookRegex`].
     pub fn set_record(&mut self, pattern: &str) -> Result<()> {
         let re = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|e| ModelError::HookRegex {
             pattern: pattern.to_string(),
@@ -256,6 +265,7 @@ impl Hooks {
         self
     }
 
+    /// Names of the hooks that carry at least one intervention.
     pub fn intervened_hooks(&self) -> impl Iterator<Item = &str> {
         self.interventions.keys().map(String::as_str)
     }
@@ -276,6 +286,7 @@ impl Hooks {
         self.interventions.contains_key(name) || self.record.as_ref().is_some_and(|re| re.is_match(name))
     }
 
+    /// Drops the recorded activations (keeping pattern and interventions), so the next forward starts clean.
     pub fn clear_recorded(&mut self) {
         self.recorded.clear();
     }

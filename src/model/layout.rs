@@ -11,14 +11,20 @@ pub enum TensorRole {
     Embedding,
     /// c_attn, attn c_proj, c_fc, mlp c_proj weights; `output` marks the projections into the residual.
     Matrix {
+        /// True for attn c_proj and mlp c_proj, whose outputs are added to the residual stream.
         output: bool,
     },
     /// Linear biases.
     Bias,
+    /// Norm gains (`ln_1`, `ln_2`, `ln_f`, and `ln_p1`/`ln_p2` in cat-pos-emb models).
     NormWeight,
+    /// LayerNorm biases (only when `ln_bias` and not `rms_norm`).
     NormBias,
+    /// Per-head attention-sink logits, `(n_head)`.
     SinkLogit,
+    /// The dense `(V, V)` bigram table added to the logits.
     BigramTable,
+    /// The `(V)` bias added to the final logits.
     FinalLogitsBias,
 }
 
@@ -33,10 +39,14 @@ impl TensorRole {
     }
 }
 
+/// One tensor a model must have: its state-dict name, shape and role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorSpec {
+    /// State-dict name, e.g. `transformer.h.0.attn.c_attn.weight`.
     pub name: String,
+    /// The shape the config implies.
     pub shape: Vec<usize>,
+    /// What the tensor is for, which decides how it is stored and pruned.
     pub role: TensorRole,
 }
 

@@ -11,7 +11,9 @@ use super::sparse_linear::{csr_linear, CsrWeight};
 /// A weight matrix (out_features, in_features) in the representation the forward uses.
 #[derive(Clone)]
 pub enum Weight {
+    /// A dense tensor, multiplied with candle's matmul.
     Dense(Tensor),
+    /// A CSR matrix, multiplied with the sparse kernels (possibly straight from the memory map).
     Csr(Arc<CsrWeight>),
 }
 
@@ -27,10 +29,12 @@ impl Weight {
         })
     }
 
+    /// Whether the forward runs through the CSR kernels.
     pub fn is_sparse(&self) -> bool {
         matches!(self, Weight::Csr(_))
     }
 
+    /// `(out_features, in_features)`.
     pub fn dims(&self) -> (usize, usize) {
         match self {
             Weight::Dense(t) => (t.dims()[0], t.dims()[1]),
@@ -38,6 +42,7 @@ impl Weight {
         }
     }
 
+    /// The weight as a dense `(out_features, in_features)` tensor (a copy for CSR weights).
     pub fn to_dense(&self) -> Result<Tensor> {
         match self {
             Weight::Dense(t) => Ok(t.clone()),
@@ -46,9 +51,12 @@ impl Weight {
     }
 }
 
+/// A Linear layer `y = x·Wᵀ + b` with a dense or CSR weight.
 #[derive(Clone)]
 pub struct Linear {
+    /// The weight, `(out_features, in_features)`.
     pub weight: Weight,
+    /// The bias, `(out_features)`, when the config has `bias`.
     pub bias: Option<Tensor>,
 }
 

@@ -4,12 +4,24 @@ use candle_core::{DType, Result, Tensor, D};
 
 /// torch.nn.RMSNorm(dim) with eps=None uses the dtype's machine epsilon.
 pub const RMS_EPS: f64 = f32::EPSILON as f64;
+/// LayerNorm's epsilon, as in the reference (torch's default).
 pub const LAYER_NORM_EPS: f64 = 1e-5;
 
+/// A normalisation layer over the last dimension: RMSNorm or LayerNorm, as the config chooses.
 #[derive(Clone)]
 pub enum Norm {
-    Rms { weight: Tensor },
-    Layer { weight: Tensor, bias: Option<Tensor> },
+    /// RMSNorm with eps [`RMS_EPS`]: `x / sqrt(mean(x²) + eps) * weight`.
+    Rms {
+        /// The gain, `(dim)`.
+        weight: Tensor,
+    },
+    /// LayerNorm with eps [`LAYER_NORM_EPS`]: `(x - mean) / sqrt(var + eps) * weight + bias`.
+    Layer {
+        /// The gain, `(dim)`.
+        weight: Tensor,
+        /// The bias, `(dim)`, when the config has `ln_bias`.
+        bias: Option<Tensor>,
+    },
 }
 
 impl Norm {

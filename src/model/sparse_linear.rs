@@ -19,43 +19,66 @@ pub enum CsrWeightError {
     /// [`CsrWeight::from_parts`] instead.
     #[error("{what}: byte offset {offset} is not {align}-byte aligned")]
     Misaligned {
+        /// Which array (`values`, `col_idx`, `row_ptr`), for the message.
         what: &'static str,
+        /// Byte offset of the array in the map.
         offset: usize,
+        /// Alignment its element type needs, in bytes.
         align: usize,
     },
+    /// The byte length is not a whole number of elements.
     #[error("{what}: byte length {len} is not a multiple of the {size}-byte element size")]
     RaggedLength {
+        /// Which array, for the message.
         what: &'static str,
+        /// Its length in bytes.
         len: usize,
+        /// Size of one element in bytes.
         size: usize,
     },
+    /// A byte range does not lie inside the memory map.
     #[error("{what}: byte range {start}..{end} is outside the {map_len}-byte map")]
     OutOfBounds {
+        /// Which array, for the message.
         what: &'static str,
+        /// First byte of the range.
         start: usize,
+        /// One past the last byte of the range.
         end: usize,
+        /// Length of the map in bytes.
         map_len: usize,
     },
+    /// The target is big-endian, so little-endian file bytes cannot be reinterpreted in place.
     #[error("zero-copy CSR needs a little-endian target")]
     BigEndian,
+    /// The arrays are well-placed but do not form a valid CSR matrix.
     #[error("invalid CSR data: {0}")]
     Csr(#[from] CsrError),
 }
 
 /// Where the CSR arrays live.
 pub enum CsrStore {
+    /// Arrays held in memory (converted from another dtype, or built by pruning).
     Owned {
+        /// Stored values, row by row.
         values: Vec<f32>,
+        /// Column of each stored value.
         col_idx: Vec<u32>,
+        /// Row pointers, `rows + 1` entries.
         row_ptr: Vec<u64>,
     },
     /// Byte ranges into a (little-endian) memory map, checked for bounds, alignment and CSR
     /// validity on construction so that viewing them later is free.
     Mapped {
+        /// The map that owns the bytes; shared by every weight of the checkpoint.
         mmap: Arc<Mmap>,
+        /// Byte range of the f32 values.
         values: Range<usize>,
+        /// Byte range of the u32 column indices.
         col_idx: Range<usize>,
+        /// Byte range of the row pointers.
         row_ptr: Range<usize>,
+        /// Whether the row pointers are u64 (else u32).
         row_ptr_is_u64: bool,
     },
 }
@@ -249,14 +272,17 @@ impl CsrWeight {
         }
     }
 
+    /// Number of rows (`out_features`).
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Number of columns (`in_features`).
     pub fn cols(&self) -> usize {
         self.cols
     }
 
+    /// Number of stored nonzeros.
     pub fn nnz(&self) -> usize {
         match &self.store {
             CsrStore::Owned { values, .. } => values.len(),
@@ -274,10 +300,12 @@ impl CsrWeight {
         }
     }
 
+    /// Whether the arrays are read straight from a memory map (zero-copy) rather than owned.
     pub fn is_mapped(&self) -> bool {
         matches!(self.store, CsrStore::Mapped { .. })
     }
 
+    /// Where the CSR arrays live, for callers that need the raw storage (e.g. to save it).
     pub fn store(&self) -> &CsrStore {
         &self.store
     }

@@ -22,14 +22,23 @@ pub const MAX_DEPTH: u32 = 256;
 /// Why a torch zip could not be read. Both variants name the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TorchZipError {
+    /// Reading the file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The zip file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a torch zip this reader accepts (zip layout, pickle opcodes, storages).
     #[error("{path}: {msg}")]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The zip file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
 }
 
 type Result<T, E = TorchZipError> = std::result::Result<T, E>;
@@ -44,15 +53,25 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TorchZipError + '_ {
 /// The element type of a torch storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StorageKind {
+    /// `DoubleStorage`: 64-bit float.
     F64,
+    /// `FloatStorage`: 32-bit float.
     F32,
+    /// `HalfStorage`: IEEE 16-bit float.
     F16,
+    /// `BFloat16Storage`: bfloat16.
     BF16,
+    /// `LongStorage`: 64-bit signed integer.
     I64,
+    /// `IntStorage`: 32-bit signed integer.
     I32,
+    /// `ShortStorage`: 16-bit signed integer.
     I16,
+    /// `CharStorage`: 8-bit signed integer.
     I8,
+    /// `ByteStorage`: 8-bit unsigned integer.
     U8,
+    /// `BoolStorage`: one byte per boolean.
     Bool,
 }
 
@@ -95,11 +114,15 @@ impl StorageKind {
 /// A tensor as the pickle describes it; its data lies in the zip entry `<prefix>data/<key>`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorRef {
+    /// Element type of the storage.
     pub kind: StorageKind,
+    /// Storage key: the data lies in the zip entry `<prefix>data/<key>`.
     pub key: String,
     /// In elements.
     pub offset: usize,
+    /// Size of each dimension.
     pub shape: Vec<usize>,
+    /// Step of each dimension, in elements (row-major contiguous when it matches the shape).
     pub stride: Vec<usize>,
 }
 
@@ -116,16 +139,25 @@ impl TensorRef {
 /// A decoded pickle value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Py {
+    /// Python `None`.
     None,
+    /// A Python bool.
     Bool(bool),
+    /// A Python int that fits in i64.
     Int(i64),
+    /// A Python float.
     Float(f64),
+    /// A Python str.
     Str(String),
+    /// Python bytes.
     Bytes(Vec<u8>),
+    /// A Python list.
     List(Vec<Py>),
+    /// A Python tuple.
     Tuple(Vec<Py>),
     /// In insertion order.
     Dict(Vec<(Py, Py)>),
+    /// A tensor rebuilt by `torch._utils._rebuild_tensor_v2`; its data stays in the zip.
     Tensor(TensorRef),
     /// Anything else (a global, or an object the VM does not build), described.
     Other(String),
@@ -188,7 +220,9 @@ impl Py {
 /// Tensor values, widened: floats to f64, integers to i64.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorData {
+    /// Values of a floating-point storage.
     Float(Vec<f64>),
+    /// Values of an integer or boolean storage.
     Int(Vec<i64>),
 }
 
@@ -228,6 +262,7 @@ impl TensorData {
 
 /// An opened torch zip: the decoded pickle plus access to the storages.
 pub struct TorchZip {
+    /// The zip file, for error messages.
     pub path: PathBuf,
     archive: zip::ZipArchive<std::fs::File>,
     prefix: String,

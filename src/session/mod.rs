@@ -20,44 +20,81 @@ pub use store::{now_rfc3339, OpenedSession, SessionLock};
 /// The newest session format this build reads and writes.
 pub const SESSION_FORMAT_VERSION: u32 = 1;
 
+/// Why a session could not be read or written; every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    /// Reading or writing the file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The session file, as displayed.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid session json or holds impossible values; it is not overwritten.
     #[error("{path} is not a valid session file: {msg}; left untouched")]
-    Corrupt { path: String, msg: String },
+    Corrupt {
+        /// The session file, as displayed.
+        path: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// The file was written by a newer build.
     #[error(
         "{path} is session format version {found}, newer than this build reads ({supported}); upgrade circuitscope"
     )]
-    NewerVersion { path: String, found: u64, supported: u32 },
+    NewerVersion {
+        /// The session file, as displayed.
+        path: String,
+        /// The `format_version` in the file.
+        found: u64,
+        /// The newest version this build reads ([`SESSION_FORMAT_VERSION`]).
+        supported: u32,
+    },
+    /// The session belongs to another model's weights; it opens read-only.
     #[error("{path} was made for model {made_for}, not this model ({given}): opened read-only")]
     OtherModel {
+        /// The session file, as displayed.
         path: String,
+        /// The fingerprint recorded in the session.
         made_for: String,
+        /// The fingerprint of the model opened.
         given: String,
     },
+    /// Another process holds the session's lock; it opens read-only.
     #[error("{path} is in use by process {pid} (lock file {lock}); opened read-only")]
-    Locked { path: String, pid: u32, lock: String },
+    Locked {
+        /// The session file, as displayed.
+        path: String,
+        /// The process id in the lock file.
+        pid: u32,
+        /// The lock file, as displayed.
+        lock: String,
+    },
+    /// Any other failure, already worded for the user.
     #[error("{0}")]
     Other(String),
 }
 
+/// Result of session operations.
 pub type Result<T> = std::result::Result<T, SessionError>;
 
+/// How far an annotation's hypothesis has got.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Proposed, not yet tested (the default).
     #[default]
     Hypothesis,
+    /// Backed by evidence.
     Supported,
+    /// Contradicted by evidence.
     Refuted,
 }
 
 impl Status {
+    /// The lowercase name used in files and commands.
     pub fn name(self) -> &'static str {
         match self {
             Status::Hypothesis => "hypothesis",
@@ -66,6 +103,7 @@ impl Status {
         }
     }
 
+    /// The status after this one in the cycle hypothesis → supported → refuted → hypothesis (the TUI's toggle).
     pub fn next(self) -> Status {
         match self {
             Status::Hypothesis => Status::Supported,
@@ -74,6 +112,7 @@ impl Status {
         }
     }
 
+    /// Parses a name or its first letter, case-insensitively (`"s"`, `"Supported"`).
     pub fn parse(s: &str) -> Option<Status> {
         match s.trim().to_lowercase().as_str() {
             "hypothesis" | "h" => Some(Status::Hypothesis),
@@ -84,14 +123,18 @@ impl Status {
     }
 }
 
+/// How an ablated node's value is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AblationMode {
+    /// Set to zero.
     Zero,
+    /// Set to the node's mean over the pretraining scan.
     Mean,
 }
 
 impl AblationMode {
+    /// The lowercase name used in files and commands.
     pub fn name(self) -> &'static str {
         match self {
             AblationMode::Zero => "zero",
@@ -100,9 +143,12 @@ impl AblationMode {
     }
 }
 
+/// One node ablated in one way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AblationSpec {
+    /// The node ablated.
     pub node: NodeId,
+    /// What its value is replaced with.
     pub mode: AblationMode,
 }
 
@@ -112,6 +158,7 @@ pub struct AblationSpec {
 pub enum Evidence {
     /// A prompt and what the model did on it: the nodes' values at one token, the logit difference.
     Prompt {
+        /// The prompt text as typed.
         prompt: String,
         /// The tokens as displayed, so a report needs no tokenizer.
         tokens: Vec<String>,
@@ -125,24 +172,30 @@ pub enum Evidence {
         /// Ablations active during the run.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ablations: Vec<AblationSpec>,
+        /// The analyst's comment.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         note: String,
     },
     /// An ablation and its measured effect.
     Ablation {
+        /// The nodes ablated together.
         ablations: Vec<AblationSpec>,
         /// The prompt the logit differences were measured on ("" when measured on the task pairs only).
         #[serde(default, skip_serializing_if = "String::is_empty")]
         prompt: String,
+        /// Logit difference (target A minus target B) without the ablations.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         logit_diff_before: Option<f32>,
+        /// Logit difference with the ablations.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         logit_diff_after: Option<f32>,
         /// Task loss (raw scale, as in circuit files) before and after, when measured.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         loss_before: Option<f64>,
+        /// Task loss with the ablations.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         loss_after: Option<f64>,
+        /// The analyst's comment.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         note: String,
     },
@@ -151,24 +204,31 @@ pub enum Evidence {
 /// A label another session gave the node, kept by [`merge`] until the analyst resolves it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LabelCandidate {
+    /// The other session's label.
     pub label: String,
     /// Where it came from (the merged file's name).
     pub source: String,
 }
 
+/// What the analyst knows about one node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Annotation {
+    /// Short name of what the node means (e.g. "open bracket count").
     #[serde(default)]
     pub label: String,
+    /// Free-form notes.
     #[serde(default)]
     pub notes: String,
+    /// Tags for grouping and filtering.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// How far the hypothesis has got.
     #[serde(default)]
     pub status: Status,
     /// 0..=1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f32>,
+    /// Prompts and ablations that bear on the hypothesis, oldest first.
     #[serde(default)]
     pub evidence: Vec<Evidence>,
     /// Non-empty: the labels disagree (every candidate, this file's first); `label` is the first until resolved.
@@ -177,6 +237,7 @@ pub struct Annotation {
 }
 
 impl Annotation {
+    /// Whether nothing at all is recorded (such annotations are not written).
     pub fn is_empty(&self) -> bool {
         self.label.is_empty()
             && self.notes.is_empty()
@@ -200,17 +261,22 @@ impl Annotation {
     }
 }
 
+/// A prompt the analyst kept for later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedPrompt {
+    /// A short name; may be empty.
     #[serde(default)]
     pub name: String,
+    /// The prompt text.
     pub text: String,
 }
 
+/// Which model a session was made for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionModel {
     /// The model fingerprint of the weights (as in circuit files).
     pub fingerprint: String,
+    /// A display name for the model, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The model directory, as opened (for `export` to find the scan and tokenizer).
@@ -218,28 +284,37 @@ pub struct SessionModel {
     pub path: Option<String>,
 }
 
+/// Which circuit a session annotates.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CircuitRef {
     /// The circuit file, as opened.
     pub path: String,
+    /// The circuit's task name.
     pub task: String,
+    /// Number of nodes in the circuit when the session was made.
     #[serde(default)]
     pub nodes: usize,
 }
 
+/// One analyst's work on one circuit of one model: the session file's content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
+    /// The format this was written in ([`SESSION_FORMAT_VERSION`] for new files).
     pub format_version: u32,
+    /// The model the session was made for.
     pub model: SessionModel,
+    /// The circuit it annotates.
     pub circuit: CircuitRef,
     /// RFC 3339, UTC.
     #[serde(default)]
     pub created: String,
+    /// RFC 3339, UTC; updated on every save.
     #[serde(default)]
     pub modified: String,
     /// The selected node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<NodeId>,
+    /// Nodes the analyst marked, in marking order.
     #[serde(default)]
     pub marks: Vec<NodeId>,
     /// The lab's prompt.
@@ -251,8 +326,10 @@ pub struct Session {
     /// Ablations active in the lab.
     #[serde(default)]
     pub ablations: Vec<AblationSpec>,
+    /// Prompts kept for later.
     #[serde(default)]
     pub saved_prompts: Vec<SavedPrompt>,
+    /// Annotations by node; nodes without any are absent.
     #[serde(default)]
     pub annotations: BTreeMap<NodeId, Annotation>,
     /// The mechanism, written up for the whole circuit.
@@ -261,6 +338,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// An empty session for `model` and `circuit`, created and modified now.
     pub fn new(model: SessionModel, circuit: CircuitRef) -> Session {
         let now = now_rfc3339();
         Session {

@@ -73,10 +73,13 @@ impl SessionLock {
 /// A session as opened for the UI: writable (with the lock held) or read-only with the reason.
 #[derive(Debug)]
 pub struct OpenedSession {
+    /// The session file.
     pub path: PathBuf,
+    /// Its content (a new session when the file did not exist).
     pub session: Session,
     /// Some(reason): never write this file.
     pub read_only: Option<String>,
+    /// The held lock, released on drop; `None` when read-only.
     pub lock: Option<SessionLock>,
     /// Whether the file existed.
     pub existed: bool,

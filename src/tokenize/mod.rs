@@ -39,50 +39,104 @@ pub const STARTOFTEXT: &str = "<|startoftext|>";
 /// name the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
+    /// A tokenizer file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// A GPT-2 `encoder.json` is not a json object of token → id.
     #[error("{} is not a valid JSON token->id map: {source}", path.display())]
     Json {
+        /// The encoder.json file.
         path: PathBuf,
+        /// The json parser's error.
         #[source]
         source: serde_json::Error,
     },
+    /// A line of a GPT-2 `vocab.bpe` is not two space-separated tokens.
     #[error("{}:{line}: malformed merge line {content:?}: {reason}", path.display())]
     MalformedMerge {
+        /// The vocab.bpe file.
         path: PathBuf,
         /// 1-based line number.
         line: usize,
+        /// The line as read.
         content: String,
+        /// What is wrong with it.
         reason: String,
     },
+    /// A merge names a token that neither is a byte nor comes from an earlier merge.
     #[error("{}:{line}: merge refers to unknown token {token:?} (not a byte and not produced by an earlier merge)", path.display())]
-    UnknownMergeToken { path: PathBuf, line: usize, token: String },
+    UnknownMergeToken {
+        /// The vocab.bpe file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The unknown token.
+        token: String,
+    },
+    /// A token uses a character outside GPT-2's byte-to-unicode alphabet.
     #[error("{}: token {token:?} contains a character outside the GPT-2 byte alphabet", path.display())]
-    InvalidSymbol { path: PathBuf, token: String },
+    InvalidSymbol {
+        /// The file holding the token.
+        path: PathBuf,
+        /// The token.
+        token: String,
+    },
+    /// encoder.json and vocab.bpe do not describe the same vocabulary.
     #[error("{} and {} disagree: {detail}", encoder_json.display(), vocab_bpe.display())]
     Inconsistent {
+        /// The encoder.json file.
         encoder_json: PathBuf,
+        /// The vocab.bpe file.
         vocab_bpe: PathBuf,
+        /// How they disagree.
         detail: String,
     },
+    /// `tokenizer.json` could not be parsed by the tokenizers crate.
     #[error("cannot load tokenizer {}: {message}", path.display())]
-    Load { path: PathBuf, message: String },
+    Load {
+        /// The tokenizer.json file.
+        path: PathBuf,
+        /// The tokenizers crate's message.
+        message: String,
+    },
+    /// The tokenizer could not be written.
     #[error("cannot save tokenizer to {}: {message}", path.display())]
-    Save { path: PathBuf, message: String },
+    Save {
+        /// The destination file.
+        path: PathBuf,
+        /// The tokenizers crate's (or the file system's) message.
+        message: String,
+    },
+    /// Building a tokenizer (from GPT-2 files or BPE training) failed; the message says why.
     #[error("cannot build tokenizer: {0}")]
     Build(String),
+    /// The tokenizer is not byte-level BPE, so token bytes (and exemplar display) cannot be recovered.
     #[error("tokenizer {}: {message}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<in memory>".into()))]
-    NotByteLevel { path: Option<PathBuf>, message: String },
+    NotByteLevel {
+        /// The tokenizer file, or `None` for one built in memory.
+        path: Option<PathBuf>,
+        /// What is missing.
+        message: String,
+    },
     /// An empty vocabulary, or ids so sparse that the id table would be mostly holes (a hostile file's way of
     /// asking for gigabytes).
     #[error("tokenizer {}: {message}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<in memory>".into()))]
-    BadVocab { path: Option<PathBuf>, message: String },
+    BadVocab {
+        /// The tokenizer file, or `None` for one built in memory.
+        path: Option<PathBuf>,
+        /// What is wrong with the vocabulary.
+        message: String,
+    },
+    /// The tokenizers crate failed to encode a text.
     #[error("encoding failed: {0}")]
     Encode(String),
+    /// Decoding met an id with no bytes.
     #[error("token id {0} has no bytes (unknown or undecodable id)")]
     UnknownId(u32),
 }

@@ -76,9 +76,11 @@ pub const DEFAULT_REQUIRED: &[&str] = &[
 /// A trained tokenizer and what training did.
 #[derive(Debug, Clone)]
 pub struct TrainedBpe {
+    /// The trained tokenizer (byte-level BPE).
     pub tokenizer: Tokenizer,
     /// Documents and characters trained on.
     pub documents: usize,
+    /// Characters of those documents.
     pub chars: usize,
     /// Merges kept from training (after dropping duplicates and making room for required tokens).
     pub learned_merges: usize,

@@ -6,8 +6,11 @@ use rand::{Rng, SeedableRng};
 
 use crate::tokenize::Tokenizer;
 
+/// Training tokens: documents tokenized and concatenated, each followed by the end-of-text token.
 pub struct TokenPool {
+    /// The token ids, all documents in order.
     pub tokens: Vec<u32>,
+    /// How many documents were tokenized into the pool.
     pub documents: usize,
 }
 

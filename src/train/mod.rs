@@ -29,20 +29,33 @@ use crate::optim::{AdamW, AdamWParams};
 use crate::tokenize::Tokenizer;
 use params::{is_sparse_param, Params};
 
+/// Why a training run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// Loading, building or running the model failed.
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Loading or training the tokenizer failed.
     #[error(transparent)]
     Tokenize(#[from] crate::tokenize::TokenizeError),
+    /// The corpus could not be read.
     #[error(transparent)]
     Corpus(#[from] crate::data::corpus::CorpusError),
+    /// Evaluating on the tasks failed.
     #[error(transparent)]
     Eval(#[from] eval::EvalError),
+    /// Reading or writing a run file (checkpoint, config, log) failed.
     #[error("{path}: {msg}")]
-    File { path: PathBuf, msg: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+    /// The run's settings are impossible (e.g. a density outside (0, 1], too few tokens); the message says which.
     #[error("{0}")]
     Invalid(String),
 }
@@ -59,20 +72,27 @@ fn file_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
 /// Everything that determines a run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainConfig {
+    /// The architecture to train.
     pub model: Config,
+    /// Optimiser steps.
     pub steps: usize,
+    /// Sequences per step, each `block_size + 1` tokens.
     pub batch_size: usize,
     /// Peak learning rate before the 1/sqrt(kept fraction) factor.
     pub lr: f64,
+    /// Fraction of the steps over which the learning rate warms up linearly from 0.
     pub warmup_frac: f64,
     /// Target kept fraction of every sparse parameter (1 = dense).
     pub density: f64,
     /// Fraction of the steps over which the kept fraction anneals linearly from 1 to `density`.
     pub anneal_frac: f64,
+    /// Fewest nonzeros each row of a sparse matrix keeps, so no neuron is cut off entirely.
     pub min_per_row: usize,
     /// Global gradient-norm clip.
     pub grad_clip: f64,
+    /// AdamW's betas, epsilon and weight decay.
     pub adamw: AdamWParams,
+    /// Seed of initialisation, batch sampling and the synthetic corpus.
     pub seed: u64,
     /// Corpus spec (`synthetic`, `synthetic:SEED`, a directory or a .jsonl file).
     pub corpus: String,
@@ -80,9 +100,11 @@ pub struct TrainConfig {
     pub corpus_tokens: usize,
     /// Vocabulary of the tokenizer trained on the corpus when none is given.
     pub tokenizer_vocab: usize,
+    /// Steps between task evaluations (0: never).
     pub eval_every: usize,
     /// Test pairs per task at each evaluation.
     pub eval_pairs: usize,
+    /// Steps between checkpoints written to the output folder (0: only at the end).
     pub checkpoint_every: usize,
 }
 
@@ -183,10 +205,15 @@ struct CheckpointState {
 /// What `train` reports at the end.
 #[derive(Debug, Serialize)]
 pub struct TrainSummary {
+    /// Steps run.
     pub steps: usize,
+    /// Wall-clock seconds of the run.
     pub seconds: f64,
+    /// Training loss (nats per token) at the last step.
     pub final_loss: f64,
+    /// Kept fraction of the sparse parameters at the end.
     pub density: f64,
+    /// Best mean task accuracy among the evaluations run after annealing ended (the exported model's), if any.
     pub best_accuracy: Option<f64>,
 }
 

@@ -13,6 +13,7 @@ use crate::model::sparse_linear::CsrWeight;
 use crate::model::weight_names::{self as wn, BlockLinear, BlockNorm};
 use crate::model::{Checkpoint, Config, Gpt, LoadOptions, Stored};
 
+/// The trainable parameters of a model, as candle variables.
 pub struct Params {
     /// By checkpoint name, in a stable order.
     pub vars: BTreeMap<String, Var>,

@@ -34,7 +34,9 @@ const HEAD16: usize = 16;
 pub struct AttentionShape {
     /// Sequence length T.
     pub t: usize,
+    /// Number of heads H; q, k and v hold `H * d_head` channels per position.
     pub n_head: usize,
+    /// Channels per head D (16 in the paper's models, which gets a specialised loop).
     pub d_head: usize,
 }
 

@@ -111,6 +111,7 @@ impl Default for RowTopK {
 }
 
 impl RowTopK {
+    /// A fresh selector with empty scratch buffers, using the best instruction set this CPU has.
     pub fn new() -> Self {
         RowTopK {
             scratch: Scratch::default(),

@@ -33,9 +33,13 @@ pub const SCAN_FORMAT_VERSION: u32 = 1;
 /// The quantiles sampled from both ends of each node's distribution (as the reference viewer shows them).
 pub const QUANTILES: [f64; 4] = [0.001, 0.01, 0.1, 0.5];
 
+/// Name of the json meta file ([`ScanMeta`]) in a scan folder.
 pub const INDEX_FILE: &str = "index.json";
+/// Name of the per-node statistics file (scalars, quantile values, histograms).
 pub const STATS_FILE: &str = "stats.bin";
+/// Name of the exemplar records file.
 pub const EXEMPLARS_FILE: &str = "exemplars.bin";
+/// Name of the scanned token stream file (exemplar windows index into it).
 pub const TOKENS_FILE: &str = "tokens.bin";
 
 const STATS_MAGIC: &[u8; 8] = b"CSSCSTAT";
@@ -48,32 +52,41 @@ const SCALARS: usize = 5;
 /// One hook of the node universe: its nodes are `offset..offset + width` in the index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HookEntry {
+    /// The hook name, e.g. `0.attn.q`.
     pub name: String,
+    /// Channels of the hook.
     pub width: usize,
+    /// Index of the hook's first node.
     pub offset: usize,
 }
 
 /// How many exemplars each node keeps and how wide their windows are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExemplarLayout {
+    /// Exemplars with the largest activations.
     pub top_k: usize,
+    /// Exemplars with the smallest activations.
     pub bottom_k: usize,
     /// Samples per quantile and side.
     pub quantile_samples: usize,
     /// Context tokens kept before and after the pivot (clipped to the scanned sequence).
     pub before: usize,
+    /// Context tokens kept after the pivot (clipped to the scanned sequence).
     pub after: usize,
 }
 
 impl ExemplarLayout {
+    /// Tokens in a full window: `before + 1 + after`.
     pub fn window(&self) -> usize {
         self.before + 1 + self.after
     }
 
+    /// Exemplar slots per node: top, bottom, and both sides of every quantile.
     pub fn per_node(&self) -> usize {
         self.top_k + self.bottom_k + 2 * QUANTILES.len() * self.quantile_samples
     }
 
+    /// Bytes of one exemplar record on disk: u32 start, u16 len, u16 pivot, f32 value and an f16 per window token.
     pub fn record_bytes(&self) -> usize {
         12 + 2 * self.window()
     }
@@ -82,6 +95,7 @@ impl ExemplarLayout {
 /// `index.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanMeta {
+    /// The format this was written in; readers refuse newer versions.
     pub format_version: u32,
     /// [`crate::circuit::file::model_fingerprint`] of the scanned model.
     pub fingerprint: String,
@@ -96,18 +110,23 @@ pub struct ScanMeta {
     pub tokens: u64,
     /// Sequence length the stream was cut into (the model's block size unless asked otherwise).
     pub seq_len: usize,
+    /// Number of nodes (the sum of the hooks' widths).
     pub nodes: usize,
     /// The hooks of spec B in node order: per layer attn.act_in, attn.q, attn.k, attn.v, attn.resid_delta,
     /// mlp.act_in, mlp.post_act, mlp.resid_delta; then final_resid.
     pub hooks: Vec<HookEntry>,
+    /// Histogram bins per node.
     pub hist_bins: usize,
+    /// The quantiles sampled ([`QUANTILES`] when written by this build).
     pub quantiles: Vec<f64>,
+    /// Exemplars kept per node and their window.
     pub exemplars: ExemplarLayout,
     /// Byte size of each binary file, by name.
     pub files: BTreeMap<String, u64>,
 }
 
 impl ScanMeta {
+    /// The entry of hook `name`, if it was scanned.
     pub fn hook(&self, name: &str) -> Option<&HookEntry> {
         self.hooks.iter().find(|h| h.name == name)
     }
@@ -170,8 +189,11 @@ impl ScanMeta {
 /// A node's histogram: `counts.len()` equal-width bins over [lo, hi] = [min, max] of the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Histogram {
+    /// Lower edge of the first bin (the node's minimum).
     pub lo: f32,
+    /// Upper edge of the last bin (the node's maximum).
     pub hi: f32,
+    /// Tokens per bin.
     pub counts: Vec<u64>,
 }
 
@@ -192,23 +214,30 @@ impl Histogram {
 /// The estimated value of one quantile from both ends (bottom: q of the values lie below it; top: q lie above).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct QuantileValue {
+    /// The quantile q, as a fraction.
     pub quantile: f64,
+    /// The value with a fraction q of the activations below it.
     pub bottom: f32,
+    /// The value with a fraction q of the activations above it.
     pub top: f32,
 }
 
 /// Everything the index holds about one node, owned.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeScan {
+    /// The node.
     pub id: NodeId,
     /// Over all scanned tokens (what mean ablation uses).
     pub mean: f32,
     /// Fraction of tokens with a nonzero activation.
     pub density: f32,
+    /// Smallest activation.
     pub min: f32,
+    /// Largest activation.
     pub max: f32,
     /// Population standard deviation.
     pub std: f32,
+    /// Distribution of the activations over [min, max].
     pub histogram: Histogram,
     /// Largest activations, largest first.
     pub top: Vec<Exemplar>,
@@ -218,6 +247,7 @@ pub struct NodeScan {
     /// with that fraction below it), preferring those at or below it, nearest first; `top` likewise for the
     /// top-side quantile value, preferring those at or above it.
     pub quantiles: Vec<QuantileExemplars>,
+    /// The node's value at each quantile of [`QUANTILES`], from both ends.
     pub quantile_values: Vec<QuantileValue>,
 }
 
@@ -335,10 +365,12 @@ impl ScanIndex {
         Ok(idx)
     }
 
+    /// The scan folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The parsed `index.json`.
     pub fn meta(&self) -> &ScanMeta {
         &self.meta
     }

@@ -30,13 +30,16 @@ pub use index::{
 /// Tokens `scan` reads by default: the bundled 2-layer model scans them in seconds on 2 cores.
 pub const DEFAULT_SCAN_TOKENS: usize = 262_144;
 
+/// How a scan reads the corpus and what it keeps per node.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
     /// Length of the sequences the token stream is cut into; None = the model's block size.
     pub seq_len: Option<usize>,
     /// Tokens per forward pass (rounded to whole sequences); bounds the activation memory.
     pub batch_tokens: usize,
+    /// Histogram bins per node.
     pub hist_bins: usize,
+    /// How many exemplars each node keeps and how wide their windows are.
     pub layout: ExemplarLayout,
 }
 
@@ -63,16 +66,22 @@ impl Default for ScanOptions {
 pub struct ScanProgress {
     /// 1 or 2.
     pub pass: u8,
+    /// Tokens done in this pass.
     pub tokens_done: usize,
+    /// Tokens the pass reads in all.
     pub tokens_total: usize,
 }
 
 /// One exemplar slot as the scan produced it (f32 activations; `acts` empty for an empty slot).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExemplarRec {
+    /// Offset of the window's first token in the scanned stream.
     pub start: u32,
+    /// Position of the pivot token within the window.
     pub pivot: u16,
+    /// The node's activation at the pivot.
     pub value: f32,
+    /// The node's activations over the window.
     pub acts: Vec<f32>,
 }
 
@@ -91,16 +100,25 @@ impl From<Candidate> for ExemplarRec {
 /// order (see [`node_hooks`]).
 #[derive(Debug, Clone)]
 pub struct ScanData {
+    /// The hooks scanned, in node order.
     pub hooks: Vec<HookEntry>,
     /// The scanned token stream.
     pub tokens: Vec<u32>,
+    /// Length of the sequences the stream was cut into.
     pub seq_len: usize,
+    /// Histogram bins per node.
     pub hist_bins: usize,
+    /// Exemplars kept per node and their window.
     pub layout: ExemplarLayout,
+    /// (nodes) mean activation over all tokens.
     pub mean: Vec<f32>,
+    /// (nodes) fraction of tokens with a nonzero activation.
     pub density: Vec<f32>,
+    /// (nodes) smallest activation.
     pub min: Vec<f32>,
+    /// (nodes) largest activation.
     pub max: Vec<f32>,
+    /// (nodes) population standard deviation.
     pub std: Vec<f32>,
     /// (nodes, 2·QUANTILES): the bottom-side quantile values, then the top-side ones.
     pub quantile_values: Vec<f32>,
@@ -111,6 +129,7 @@ pub struct ScanData {
 }
 
 impl ScanData {
+    /// Number of nodes scanned (the sum of the hooks' widths).
     pub fn nodes(&self) -> usize {
         self.mean.len()
     }

@@ -67,22 +67,39 @@ pub trait Task: Send + Sync {
 /// Errors of task lookup and loading.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
+    /// A task file could not be read.
     #[error("cannot read task file {path}: {source}")]
     Io {
+        /// The task file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// A record (line) of a task file is malformed.
     #[error("{path}:{line}: {message}")]
     Record {
+        /// The task file.
         path: PathBuf,
+        /// 1-based line number.
         line: usize,
+        /// What is wrong with the record.
         message: String,
     },
+    /// A task file holds no records.
     #[error("{path}: no records")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The task file.
+        path: PathBuf,
+    },
+    /// No built-in task has this name.
     #[error("unknown task `{name}`; tasks are: {known}")]
-    UnknownTask { name: String, known: String },
+    UnknownTask {
+        /// The name as given.
+        name: String,
+        /// The known task names, comma-separated, for the message.
+        known: String,
+    },
 }
 
 /// A built-in generator task.
@@ -165,7 +182,9 @@ pub fn target_strings() -> Vec<String> {
 /// Train or test of the generator, or wild: pairs mined from the held-out files of real code ([`wild`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Split {
+    /// The pairs used to train (prune) circuits.
     Train,
+    /// The held-out pairs used to evaluate them.
     Test,
     Wild,
 }
