@@ -18,6 +18,7 @@ pub enum EvalError {
     #[error(transparent)]
     Ablate(#[from] AblateError),
     #[error(transparent)]
+    /// The corpus (for the held-out loss or the wild split) could not be read.
     Corpus(#[from] crate::data::corpus::CorpusError),
 }
 

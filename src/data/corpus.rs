@@ -155,7 +155,9 @@ pub enum CorpusSource {
     RealCode {
         /// `stdlib` or `dir:PATH`, as written.
         label: String,
+        /// The folder whose `.py` files are read (the standard library's, or the user's).
         root: PathBuf,
+        /// Seeds the order in which the files are served.
         seed: u64,
     },
     /// `mix:PART=WEIGHT,PART=WEIGHT[,seed=N]`: parts (any spec but another mix, without commas) interleaved so

@@ -3,7 +3,7 @@
 //!
 //! The file is diff- and merge-friendly: serde's pretty printer puts one field per line, struct fields keep
 //! their declared order and every map is a `BTreeMap`, so the same session always serialises to the same bytes.
-//! [`store`] writes it crash-safely and locks it against a second writer; [`merge`] combines two analysts' files.
+//! [`store`] writes it crash-safely and locks it against a second writer; [`merge`](mod@merge) combines two analysts' files.
 
 pub mod merge;
 pub mod store;
@@ -201,7 +201,7 @@ pub enum Evidence {
     },
 }
 
-/// A label another session gave the node, kept by [`merge`] until the analyst resolves it.
+/// A label another session gave the node, kept by [`merge`](mod@merge) until the analyst resolves it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LabelCandidate {
     /// The other session's label.

@@ -1,4 +1,4 @@
-//! The `:` command line: every command as a value, parsed with [`FromStr`] and written back with [`Display`]
+//! The `:` command line: every command as a value, parsed with [`FromStr`] and written back with [`Display`](std::fmt::Display)
 //! (what it parses to, written the canonical way), so that parsing is tested on its own and the app only runs
 //! well-formed commands.
 

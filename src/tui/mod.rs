@@ -1,9 +1,9 @@
 //! The workbench: a terminal UI to walk a circuit, read a node's exemplars, probe it with prompts and ablate.
 //!
-//! Elm-style (ARCHITECTURE.md "TUI"): one [`App`], a [`Msg`] enum, [`update`] and [`view`]. Input, timers and
+//! Elm-style (ARCHITECTURE.md "TUI"): one [`App`], a [`Msg`] enum, [`update`] and [`view`](fn@view). Input, timers and
 //! engine replies arrive as messages on one channel; the workbench's [`Engine`] owns the model on a worker thread
 //! and answers with owned summaries, so drawing never waits for a forward pass. Opening (model, circuit, scan,
-//! session) is [`crate::workbench::open`]; [`load`] only adds the UI's state.
+//! session) is [`crate::workbench::open()`]; [`load`](fn@load) only adds the UI's state.
 
 pub mod app;
 pub mod circuit_view;
@@ -42,7 +42,7 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Opens the workbench ([`workbench::open`]) and builds the UI's state on it: the circuit view, the app with
+/// Opens the workbench ([`workbench::open()`]) and builds the UI's state on it: the circuit view, the app with
 /// `theme`, and the restored session.
 pub fn load(opts: &OpenOptions, theme: Theme) -> Result<Loaded, TuiError> {
     let Opened {

@@ -1,4 +1,4 @@
-//! The workbench layer, without a UI: [`open`] loads a model, a circuit, its scan and a session once; the
+//! The workbench layer, without a UI: [`open()`] loads a model, a circuit, its scan and a session once; the
 //! [`protocol`] is what a UI sends and receives; the [`Engine`] answers it, synchronously or on a worker thread
 //! ([`spawn`]). The TUI, the CLI, the example-session generator and the tests all go through here.
 //!

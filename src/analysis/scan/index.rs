@@ -5,12 +5,12 @@
 //! padded. N = nodes (hooks in `meta.hooks` order, channels within a hook), B = `hist_bins`,
 //! Q = `quantiles.len()`, E = exemplar slots per node, W = window length (before + 1 + after).
 //!
-//! - `stats.bin` (magic `CSSCSTAT`, version, N, B, Q): f32 mean[N], density[N], min[N], max[N], std[N],
-//!   f32 quantile_values[N][2Q] (bottom side for each quantile, then top side), u32 hist[N][B] (B equal-width bins
+//! - `stats.bin` (magic `CSSCSTAT`, version, N, B, Q): f32 `mean[N]`, `density[N]`, `min[N]`, `max[N]`, `std[N]`,
+//!   f32 `quantile_values[N][2Q]` (bottom side for each quantile, then top side), u32 `hist[N][B]` (B equal-width bins
 //!   over [min, max] of the node, see [`Histogram`]).
 //! - `exemplars.bin` (magic `CSSCEXMP`, version, N, E, W): N × E fixed-size records of 12 + 2W bytes:
 //!   u32 start (offset of the window's first token in `tokens.bin`), u16 len (0 = empty slot), u16 pivot,
-//!   f32 value (the pivot's exact activation), f16 acts[W] (the first `len` used). Activations around the pivot
+//!   f32 value (the pivot's exact activation), f16 `acts[W]` (the first `len` used). Activations around the pivot
 //!   are f16 to keep the bundled scans small; the pivot's own value is exact. Slots per node: top_k (largest
 //!   first), bottom_k (smallest first), then per quantile its bottom-side then top-side samples.
 //! - `tokens.bin` (magic `CSSCTOKS`, version, count as u32): u32 token ids of the scanned stream.

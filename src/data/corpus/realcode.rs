@@ -54,6 +54,7 @@ pub enum Rejected {
 /// One `.py` file of a real-code tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeFile {
+    /// The file on disk.
     pub path: PathBuf,
     /// The path relative to the root, `/`-separated: what the split hashes.
     pub relative: String,
@@ -154,9 +155,11 @@ pub struct Survey {
     pub raw_bytes: u64,
     /// Files kept, and their bytes after cleaning.
     pub kept_files: usize,
+    /// Bytes of the kept files after cleaning.
     pub kept_bytes: u64,
     /// Kept files and bytes in the held-out split.
     pub held_out_files: usize,
+    /// Bytes of the held-out files after cleaning.
     pub held_out_bytes: u64,
     /// Per reason: (files, raw bytes) dropped.
     pub rejected: std::collections::BTreeMap<String, (usize, u64)>,

@@ -186,6 +186,7 @@ pub enum Split {
     Train,
     /// The held-out pairs used to evaluate them.
     Test,
+    /// Pairs mined from the held-out files of a real-code corpus (`tasks::wild`): code nobody wrote for the task.
     Wild,
 }
 
