@@ -172,6 +172,12 @@ impl Tokenizer {
             path: path.to_owned(),
             source,
         })?;
+        // The JSON syntax is checked first: tokenizers 0.23 panics (an `expect` in its decoder's deserializer)
+        // on a syntax error inside the `decoder` field, where it should return an error (found by fuzzing).
+        serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| TokenizeError::Load {
+            path: path.to_owned(),
+            message: format!("not valid JSON: {e}"),
+        })?;
         let inner: tokenizers::Tokenizer = text.parse().map_err(|e: tokenizers::Error| TokenizeError::Load {
             path: path.to_owned(),
             message: e.to_string(),

@@ -487,6 +487,21 @@ fn a_tokenizer_with_an_empty_vocabulary_is_refused() {
     );
 }
 
+/// Found by the fuzzer: tokenizers 0.23 panics on a JSON syntax error inside the `decoder` field.
+#[test]
+fn a_tokenizer_cut_inside_its_decoder_is_refused_without_a_panic() {
+    let text = std::fs::read_to_string(bundled_tokenizer()).unwrap();
+    let cut = text.find("\"decoder\"").unwrap() + 40;
+    let tmp = TempDir::new().unwrap();
+    let path = tmp.path().join("tokenizer.json");
+    std::fs::write(&path, format!("{}\n}}", &text[..cut])).unwrap();
+    refused(
+        &["tokenize", "--tokenizer", s(&path), "--text", "hello"],
+        None,
+        &["not valid JSON"],
+    );
+}
+
 #[test]
 fn nan_interventions_are_refused() {
     let tmp = TempDir::new().unwrap();
