@@ -193,25 +193,30 @@ fn s(p: &Path) -> &str {
 // ---------------------------------------------------------------------------------------------------------------
 // Item 1 and 2: torch zips.
 
-#[test]
-fn strides_near_2_pow_63_are_refused_not_wrapped() {
-    let tmp = TempDir::new().unwrap();
-    let big = (1u64 << 63) - 1;
-    let viz = tmp.path().join("viz_data.pt");
-    one_tensor_pt(&viz, "circuit_data", 4, &[3, 3], &[big, big]);
+/// `circuit import-viz VIZ --model <fixture> -o <tmp>/c.json` must be refused with `expect` in its one line.
+fn import_viz_refused(tmp: &TempDir, viz: &Path, expect: &str) {
     refused(
         &[
             "circuit",
             "import-viz",
-            s(&viz),
+            s(viz),
             "--model",
             s(&fixture()),
             "-o",
             s(&tmp.path().join("c.json")),
         ],
         None,
-        &["viz_data.pt"],
+        &[expect],
     );
+}
+
+#[test]
+fn strides_near_2_pow_63_are_refused_not_wrapped() {
+    let tmp = TempDir::new().unwrap();
+    let big = (1u64 << 63) - 1;
+    let viz = tmp.path().join("viz_data.pt");
+    one_tensor_pt(&viz, "circuit_data", 4, &[3, 3], &[big, big]);
+    import_viz_refused(&tmp, &viz, "viz_data.pt");
     let dir = model_with_pt(&tmp, |p| {
         one_tensor_pt(p, "transformer.wte.weight", 4, &[3, 3], &[big, big])
     });
@@ -228,19 +233,7 @@ fn deeply_nested_pickles_are_refused_without_overflowing_the_stack() {
     let deep = nested_tuples();
     let viz = tmp.path().join("viz_data.pt");
     torch_zip(&viz, &deep, &[]);
-    refused(
-        &[
-            "circuit",
-            "import-viz",
-            s(&viz),
-            "--model",
-            s(&fixture()),
-            "-o",
-            s(&tmp.path().join("c.json")),
-        ],
-        None,
-        &["nests deeper"],
-    );
+    import_viz_refused(&tmp, &viz, "nests deeper");
     let dir = model_with_pt(&tmp, |p| torch_zip(p, &deep, &[]));
     refused(&["run", "--model", s(&dir), "--tokens", "1,2"], None, &["nests deeper"]);
 
@@ -253,19 +246,7 @@ fn deeply_nested_pickles_are_refused_without_overflowing_the_stack() {
         p.op(b"a");
     }
     torch_zip(&viz, &p.end(), &[]);
-    refused(
-        &[
-            "circuit",
-            "import-viz",
-            s(&viz),
-            "--model",
-            s(&fixture()),
-            "-o",
-            s(&tmp.path().join("c.json")),
-        ],
-        None,
-        &["nests deeper"],
-    );
+    import_viz_refused(&tmp, &viz, "nests deeper");
 }
 
 #[test]
@@ -281,19 +262,7 @@ fn a_million_nested_dicts_stay_within_memory() {
     }
     let viz = tmp.path().join("viz_data.pt");
     torch_zip(&viz, &p.end(), &[]);
-    refused(
-        &[
-            "circuit",
-            "import-viz",
-            s(&viz),
-            "--model",
-            s(&fixture()),
-            "-o",
-            s(&tmp.path().join("c.json")),
-        ],
-        None,
-        &["nests deeper"],
-    );
+    import_viz_refused(&tmp, &viz, "nests deeper");
 }
 
 #[test]
@@ -333,19 +302,7 @@ fn a_stride_0_tensor_of_2_pow_27_elements_is_refused_before_allocation() {
     p.op(b"}(").str("circuit_data").op(b"}(").str("0.mlp.post_act");
     p.tensor("0", n, 0, &[1 << 27], &[0]).op(b"uu");
     torch_zip(&viz, &p.end(), &[("0", vec![0u8; 4 * n as usize])]);
-    refused(
-        &[
-            "circuit",
-            "import-viz",
-            s(&viz),
-            "--model",
-            s(&fixture()),
-            "-o",
-            s(&tmp.path().join("c.json")),
-        ],
-        None,
-        &["stride 0"],
-    );
+    import_viz_refused(&tmp, &viz, "stride 0");
 }
 
 #[test]
