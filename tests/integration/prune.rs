@@ -254,7 +254,15 @@ mod cli {
 
     #[test]
     fn bundled_circuit_check_reproduces_its_stored_numbers() {
-        let file = "assets/circuits/tinypython-sparse/set_or_string_fixedvarname.json";
+        for file in [
+            "assets/circuits/tinypython-sparse/set_or_string_fixedvarname.json",
+            "assets/circuits/realcode-sparse/for_while.json",
+        ] {
+            check_reproduces_stored_numbers(file);
+        }
+    }
+
+    fn check_reproduces_stored_numbers(file: &str) {
         let stored: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap()).unwrap();
         let (ok, stdout, stderr) = run(&["circuit", "check", file, "--no-write", "--json"]);
