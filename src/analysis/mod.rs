@@ -6,6 +6,7 @@ pub mod attention_pattern;
 pub mod embedding_tables;
 pub mod eval;
 pub mod hook_means;
+pub mod logit_attribution;
 pub mod next_token;
 pub mod prune;
 pub mod recording;

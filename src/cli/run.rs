@@ -1,15 +1,23 @@
 //! `circuitscope run`: one forward pass with the top next tokens, channel magnitudes, hook summaries,
 //! interventions, and an optional safetensors dump of everything recorded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use serde_json::json;
 
+use super::circuit::load_model_parts;
 use super::common::{load_model, parse_hook_channels, print_json, resolve_tokenizer, token_text, HookChannel};
+use crate::analysis::ablate::{Means, TaskData};
+use crate::analysis::logit_attribution::{self, Decomposition, Readout};
+use crate::analysis::scan::ScanIndex;
+use crate::analysis::{hook_means, recording};
+use crate::circuit::{CircuitFile, NodeId};
+use crate::data::tasks::{self, Split};
 use crate::model::{checkpoint, Action, Gpt, Hooks, Intervention, LoadOptions, Stored};
+use crate::tokenize::Tokenizer;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -40,10 +48,26 @@ pub struct RunArgs {
     /// Print channel values at every token instead of the last one.
     #[arg(long)]
     pub per_token: bool,
-    /// Interventions: HOOK[i]=VALUE sets a channel, HOOK[i]*=FACTOR scales it; add @POS after the bracket to
-    /// touch one position only (negative counts from the end), e.g. 1.mlp.post_act[7]@-1=0.
+    /// Interventions: HOOK[i]=VALUE sets a channel, HOOK[i]=mean sets it to its mean (see --scan and
+    /// --means-task), HOOK[i]*=FACTOR scales it; add @POS after the bracket to touch one position only (negative
+    /// counts from the end), e.g. 1.mlp.post_act[7]@-1=0.
     #[arg(long, num_args = 1..)]
     pub intervene: Vec<String>,
+    /// The scan whose per-channel means `=mean` uses [default: <model>/scan], the means pruning and the
+    /// workbench ablate with.
+    #[arg(long)]
+    pub scan: Option<PathBuf>,
+    /// Take the means of `=mean` over this task's first 64 training pairs (both prompts, every token) instead
+    /// of a scan, as `prune --means task` does.
+    #[arg(long)]
+    pub means_task: Option<String>,
+    /// Print logit(A) − logit(B) at the last token and each component's direct contribution to it (final norm
+    /// scale frozen). A and B are tokens as text (one token each) or ids written #ID.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub logit_diff: Option<Vec<String>>,
+    /// With --logit-diff: also each node of this circuit file's direct effect.
+    #[arg(long)]
+    pub circuit: Option<PathBuf>,
     /// Keep the last block_size tokens of a prompt that is too long instead of refusing it.
     #[arg(long)]
     pub truncate: bool,
@@ -58,13 +82,23 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// What a parsed `--intervene` item does to its channel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SpecAction {
+    /// `=VALUE`.
+    Set(f32),
+    /// `*=FACTOR`.
+    Scale(f32),
+    /// `=mean`: the channel's mean (from the scan, or over a task's prompts).
+    Mean,
+}
+
 /// A parsed `--intervene` item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InterventionSpec {
     pub target: HookChannel,
     pub position: Option<i64>,
-    pub scale: bool,
-    pub value: f32,
+    pub action: SpecAction,
 }
 
 impl InterventionSpec {
@@ -74,7 +108,7 @@ impl InterventionSpec {
         } else if let Some((l, r)) = spec.split_once('=') {
             (l, r, false)
         } else {
-            bail!("--intervene `{spec}`: expected HOOK[i]=VALUE or HOOK[i]*=FACTOR");
+            bail!("--intervene `{spec}`: expected HOOK[i]=VALUE, HOOK[i]=mean or HOOK[i]*=FACTOR");
         };
         let (target, position) = match lhs.rsplit_once('@') {
             Some((t, p)) => (
@@ -91,33 +125,184 @@ impl InterventionSpec {
         if chans.len() != 1 {
             bail!("--intervene `{spec}`: give one channel per intervention");
         }
-        let value: f32 = rhs
-            .trim()
-            .parse()
-            .with_context(|| format!("--intervene `{spec}`: `{rhs}` is not a number"))?;
-        if !value.is_finite() {
-            bail!("--intervene `{spec}`: the value must be finite, not {value}");
-        }
+        let action = if rhs.trim() == "mean" {
+            if scale {
+                bail!("--intervene `{spec}`: a channel is set to its mean (`=mean`), not scaled by it");
+            }
+            SpecAction::Mean
+        } else {
+            let value: f32 = rhs
+                .trim()
+                .parse()
+                .with_context(|| format!("--intervene `{spec}`: `{rhs}` is not a number or `mean`"))?;
+            if !value.is_finite() {
+                bail!("--intervene `{spec}`: the value must be finite, not {value}");
+            }
+            if scale {
+                SpecAction::Scale(value)
+            } else {
+                SpecAction::Set(value)
+            }
+        };
         Ok(InterventionSpec {
             target: chans.remove(0),
             position,
-            scale,
-            value,
+            action,
         })
     }
 
-    pub fn to_intervention(&self) -> Intervention {
-        let action = if self.scale {
-            Action::Scale(self.value)
-        } else {
-            Action::Set(self.value)
+    /// The intervention; `means` is the hook's full-width mean vector, needed by `=mean` only.
+    pub fn to_intervention(&self, means: Option<&[f32]>) -> Result<Intervention> {
+        let action = match self.action {
+            SpecAction::Scale(f) => Action::Scale(f),
+            SpecAction::Set(v) => Action::Set(v),
+            SpecAction::Mean => match means {
+                Some(m) => Action::MeanAblate(m.to_vec()),
+                None => bail!("no mean for {}", self.target),
+            },
         };
         let iv = Intervention::new(action).channels(vec![self.target.channel]);
-        match self.position {
+        Ok(match self.position {
             Some(p) => iv.positions(vec![p]),
             None => iv,
-        }
+        })
     }
+}
+
+/// Training pairs behind `--means-task`.
+const MEAN_TASK_PAIRS: usize = 64;
+
+/// The full-width means of every hook that a `=mean` intervention touches: from `--means-task`'s prompts, else
+/// from the scan.
+fn means_for(args: &RunArgs, model: &Gpt, tok: Option<&Tokenizer>, ivs: &[InterventionSpec]) -> Result<Means> {
+    let hooks: BTreeSet<&str> = ivs
+        .iter()
+        .filter(|iv| iv.action == SpecAction::Mean)
+        .map(|iv| iv.target.hook.as_str())
+        .collect();
+    if hooks.is_empty() {
+        return Ok(Means::new());
+    }
+    if let Some(name) = &args.means_task {
+        let task = tasks::resolve(name)?;
+        let Some(tok) = tok else {
+            bail!("--means-task {name}: the task's prompts need a tokenizer; pass --tokenizer FILE");
+        };
+        let pairs = tasks::split(task.as_ref(), Split::Train, MEAN_TASK_PAIRS);
+        let data = TaskData::new(tok, task.name(), &pairs, model.config.block_size)?;
+        let pattern = hooks
+            .iter()
+            .map(|h| regex::escape(h) + "$")
+            .collect::<Vec<_>>()
+            .join("|");
+        let mut runs = Vec::new();
+        for seq in data.pos.iter().chain(&data.neg) {
+            runs.push(recording::record(model, seq, &mut Hooks::recording(&pattern)?)?);
+        }
+        return Ok(hook_means::mean_over_tokens(&runs));
+    }
+    let dir = args.scan.clone().unwrap_or_else(|| ScanIndex::default_dir(&args.model));
+    if !dir.join("index.json").exists() {
+        bail!(
+            "{}: no scan for `=mean`; run `circuitscope scan --model {}` first, or pass --means-task NAME",
+            dir.display(),
+            args.model.display()
+        );
+    }
+    let parts = load_model_parts(&args.model)?;
+    let index = ScanIndex::open_for(&dir, &parts.fingerprint)?;
+    hooks
+        .into_iter()
+        .map(|h| {
+            let m = index.hook_means(h).with_context(|| {
+                format!(
+                    "{}: the scan has no means for hook {h} (scans cover the circuit-node hooks); pass --means-task NAME",
+                    dir.display()
+                )
+            })?;
+            Ok((h.to_string(), m))
+        })
+        .collect()
+}
+
+/// A `--logit-diff` token: `#ID`, else text that is one token with the tokenizer, else (no tokenizer) an id.
+fn target_token(spec: &str, tok: Option<&Tokenizer>, vocab: usize) -> Result<u32> {
+    let id = if let Some(n) = spec.strip_prefix('#') {
+        n.parse::<u32>()
+            .with_context(|| format!("--logit-diff `{spec}`: `{n}` is not a token id"))?
+    } else if let Some(t) = tok {
+        match t.encode(spec)?.as_slice() {
+            [id] => *id,
+            ids => bail!(
+                "--logit-diff `{spec}`: {} tokens with this tokenizer; give one token's text or its id as #ID",
+                ids.len()
+            ),
+        }
+    } else {
+        spec.parse::<u32>().with_context(|| {
+            format!("--logit-diff `{spec}`: no tokenizer to read text with; give token ids (#ID or a number)")
+        })?
+    };
+    if id as usize >= vocab {
+        bail!("--logit-diff `{spec}`: token id {id} is outside the vocabulary (size {vocab})");
+    }
+    Ok(id)
+}
+
+/// The `--logit-diff` result: the decomposition, and each circuit node's direct effect (largest first).
+struct LogitDiffReport {
+    decomposition: Decomposition,
+    nodes: Option<Vec<(NodeId, f32)>>,
+}
+
+fn logit_diff_report(
+    args: &RunArgs,
+    model: &Gpt,
+    ids: &[u32],
+    tok: Option<&Tokenizer>,
+    interventions: &[(String, Intervention)],
+) -> Result<Option<LogitDiffReport>> {
+    let Some(pair) = &args.logit_diff else {
+        if args.circuit.is_some() {
+            bail!("--circuit lists the circuit's direct effects on a logit difference: give --logit-diff A B too");
+        }
+        return Ok(None);
+    };
+    let vocab = model.config.vocab_size;
+    let (a, b) = (target_token(&pair[0], tok, vocab)?, target_token(&pair[1], tok, vocab)?);
+    let nodes = match &args.circuit {
+        Some(path) => {
+            let c = CircuitFile::load(path).with_context(|| format!("reading {}", path.display()))?;
+            let nodes = c.node_ids();
+            for n in &nodes {
+                if let Err(e) = n.check(&model.config) {
+                    bail!("{}: {e}", path.display());
+                }
+            }
+            Some(nodes)
+        }
+        None => None,
+    };
+    let readout = Readout::new(model, a, b).context("--logit-diff")?;
+    let mut pattern = logit_attribution::record_pattern(model.config.n_layer);
+    if let Some(nodes) = &nodes {
+        pattern = format!("{pattern}|{}", recording::record_pattern(nodes));
+    }
+    let mut hooks = Hooks::recording(&pattern)?;
+    for (hook, iv) in interventions {
+        hooks.intervene(hook, iv.clone());
+    }
+    let rec = recording::record(model, ids, &mut hooks)?;
+    let decomposition = readout.decompose(&rec)?;
+    let nodes = match nodes {
+        Some(nodes) => {
+            let mut effects: Vec<(NodeId, f32)> = readout.node_effects(&rec, &nodes)?.into_iter().collect();
+            effects.sort_by(|x, y| y.1.abs().total_cmp(&x.1.abs()).then(x.0.cmp(&y.0)));
+            Some(effects)
+        }
+        None => None,
+    };
+    Ok(Some(LogitDiffReport { decomposition, nodes }))
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -182,8 +367,18 @@ pub fn run(args: RunArgs) -> Result<()> {
     if !pattern.is_empty() {
         hooks.set_record(&pattern.join("|"))?;
     }
-    for iv in &ivs {
-        hooks.intervene(&iv.target.hook, iv.to_intervention());
+    let means = means_for(&args, &model, tok.as_ref(), &ivs)?;
+    let interventions = ivs
+        .iter()
+        .map(|iv| {
+            Ok((
+                iv.target.hook.clone(),
+                iv.to_intervention(means.get(&iv.target.hook).map(Vec::as_slice))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (hook, iv) in &interventions {
+        hooks.intervene(hook, iv.clone());
     }
     let logits = model.forward_ids(&ids, &mut hooks)?; // (T, V)
     let t = ids.len();
@@ -231,6 +426,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(path) = &args.dump {
         dump(path, &logits, &hooks.recorded)?;
     }
+    let logit_diff = logit_diff_report(&args, &model, &ids, tok.as_ref(), &interventions)?;
 
     if args.json {
         let out = json!({
@@ -241,6 +437,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             "hooks": hook_rows.iter().map(|(n, s)| json!({"name": n, "width": s.width, "nonzero": s.nonzero, "l2": s.l2, "top": s.top.iter().map(|&(c, v)| json!([c, v])).collect::<Vec<_>>()})).collect::<Vec<_>>(),
             "interventions": args.intervene,
             "dump": args.dump.as_ref().map(|p| p.display().to_string()),
+            "logit_diff": logit_diff.as_ref().map(|r| logit_diff_json(r, tok.as_ref())),
         });
         return print_json(&out);
     }
@@ -295,10 +492,54 @@ pub fn run(args: RunArgs) -> Result<()> {
             );
         }
     }
+    if let Some(r) = &logit_diff {
+        print_logit_diff(r, tok.as_ref());
+    }
     if let Some(p) = &args.dump {
         println!("\nwrote {}", p.display());
     }
     Ok(())
+}
+
+fn logit_diff_json(r: &LogitDiffReport, tok: Option<&Tokenizer>) -> serde_json::Value {
+    let d = &r.decomposition;
+    json!({
+        "a": {"id": d.a, "token": token_text(tok, d.a), "logit": d.logit_a},
+        "b": {"id": d.b, "token": token_text(tok, d.b), "logit": d.logit_b},
+        "diff": d.logit_diff,
+        "unembed_bias": d.unembed_bias,
+        "norm_scale": d.norm_scale,
+        "components": d.components,
+        "nodes": r.nodes.as_ref().map(|ns| ns.iter().map(|(n, v)| json!({"id": n.to_string(), "value": v})).collect::<Vec<_>>()),
+    })
+}
+
+fn print_logit_diff(r: &LogitDiffReport, tok: Option<&Tokenizer>) {
+    let d = &r.decomposition;
+    println!(
+        "\nlogit diff at the last token: logit({:?}) {:.4} − logit({:?}) {:.4} = {:+.4}",
+        token_text(tok, d.a),
+        d.logit_a,
+        token_text(tok, d.b),
+        d.logit_b,
+        d.logit_diff
+    );
+    println!(
+        "direct contributions (final norm scale {:.5} frozen; the rows sum to the difference less the unembedding \
+         bias {:+.4}):",
+        d.norm_scale, d.unembed_bias
+    );
+    for c in &d.components {
+        println!("  {:<24} {:>+10.4}", c.name, c.value);
+    }
+    let total: f32 = d.components.iter().map(|c| c.value).sum();
+    println!("  {:<24} {:>+10.4}", "sum of the rows", total);
+    if let Some(nodes) = &r.nodes {
+        println!("\ncircuit nodes' direct effects, largest first (reads, queries and keys have no direct path):");
+        for (n, v) in nodes {
+            println!("  {:<24} {:>+10.4}", n.to_string(), v);
+        }
+    }
 }
 
 /// (id, logit, prob) of the k most probable tokens.

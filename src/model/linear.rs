@@ -42,6 +42,25 @@ impl Weight {
         }
     }
 
+    /// Row `r` (one output feature's weights over the inputs) as an owned vector; CSR rows are expanded without
+    /// copying the rest of the matrix.
+    pub fn row(&self, r: usize) -> Result<Vec<f32>> {
+        match self {
+            Weight::Dense(t) => t.get(r)?.to_vec1(),
+            Weight::Csr(w) => {
+                if r >= w.rows() {
+                    candle_core::bail!("row {r} is out of range ({} rows)", w.rows());
+                }
+                let v = w.view();
+                let mut out = vec![0f32; w.cols()];
+                for p in v.row_range(r) {
+                    out[v.col_idx()[p] as usize] += v.values()[p];
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// The weight as a dense `(out_features, in_features)` tensor (a copy for CSR weights).
     pub fn to_dense(&self) -> Result<Tensor> {
         match self {

@@ -14,6 +14,7 @@ pub mod layout;
 pub mod linear;
 pub mod norm;
 mod pattern;
+pub mod readout;
 pub mod sparse_linear;
 pub mod synth;
 pub mod topk;

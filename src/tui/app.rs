@@ -25,6 +25,8 @@ use super::screens::inspector::{InspectorAction, InspectorState};
 use super::screens::lab::LabAction;
 pub use super::screens::lab::LabState;
 use super::screens::notes::{NotesAction, NotesState};
+use super::screens::pairs::PairsAction;
+pub use super::screens::pairs::PairsState;
 use super::screens::pruning::{PruningAction, PruningState};
 pub use super::screens::Screen;
 use super::theme::Theme;
@@ -63,6 +65,9 @@ pub struct MagnitudeRow {
     pub value: f32,
     pub baseline: Option<f32>,
     pub change: f32,
+    /// The node's direct effect on the task's logit(A) − logit(B) at the last token (None: no direct path, or
+    /// no single-token targets).
+    pub direct: Option<f32>,
 }
 
 pub struct App {
@@ -107,6 +112,7 @@ pub struct App {
     pub notes: NotesState,
     pub pruning: PruningState,
     pub embed: EmbedState,
+    pub pairs: PairsState,
     pub hits: RefCell<Vec<(Rect, Hit)>>,
 }
 
@@ -157,6 +163,7 @@ impl App {
             notes: NotesState::default(),
             pruning: PruningState::default(),
             embed: EmbedState::default(),
+            pairs: PairsState::default(),
             hits: RefCell::new(Vec::new()),
         };
         app.request_run();
@@ -338,6 +345,7 @@ impl App {
                     value,
                     baseline,
                     change: value - baseline.unwrap_or(0.0),
+                    direct: run.direct_effects.get(n).copied(),
                 }
             })
             .collect();
@@ -437,6 +445,7 @@ impl App {
     fn on_reply(&mut self, r: Reply) {
         match r {
             Reply::Ran(run) => {
+                let run = *run;
                 // A reply to an older request than one already shown is stale.
                 if self.lab.run.as_ref().is_some_and(|cur| cur.id > run.id) {
                     return;
@@ -469,6 +478,21 @@ impl App {
             Reply::Embedding(v) => {
                 self.embed.pending.remove(&v.channel);
                 self.embed.views.insert(v.channel, *v);
+            }
+            Reply::Pairs(v) => {
+                self.pairs.pending = false;
+                self.status = format!(
+                    "{} pairs of {} at the decision token{}",
+                    v.pairs.len(),
+                    v.task,
+                    if v.skipped > 0 {
+                        format!(" ({} one-sided or unreadable left out)", v.skipped)
+                    } else {
+                        String::new()
+                    }
+                );
+                self.pairs.pair = self.pairs.pair.min(v.pairs.len().saturating_sub(1));
+                self.pairs.view = Some(*v);
             }
             Reply::Swept(s) => {
                 self.status = format!("sweep: {} points", s.points.len());
@@ -585,6 +609,7 @@ impl App {
             Action::Notes(a) => screens::notes::perform(self, a),
             Action::Pruning(a) => screens::pruning::perform(self, a),
             Action::Embedding(a) => screens::embedding::perform(self, a),
+            Action::Pairs(a) => screens::pairs::perform(self, a),
         }
     }
 
@@ -677,6 +702,7 @@ impl App {
             Screen::Notes => screens::notes::perform(self, if d > 0 { NotesAction::Down } else { NotesAction::Up }),
             Screen::Pruning => screens::pruning::perform(self, PruningAction::Scroll(d * 3)),
             Screen::Embedding => screens::embedding::set_channel(self, self.embed.channel as i64 + d),
+            Screen::Pairs => screens::pairs::perform(self, PairsAction::Move(d)),
         }
     }
 }

@@ -53,6 +53,8 @@ pub enum Command {
     Export(Option<String>),
     /// `:notes [FILTER]`, `:filter [FILTER]`.
     Notes(String),
+    /// `:pairs [N]`: run N task pairs and compare the nodes at the decision token (None: the default count).
+    Pairs(Option<usize>),
 }
 
 /// A change to the selected node's annotation.
@@ -97,6 +99,8 @@ pub enum CommandError {
     Resolve,
     #[error("evidence takes `prompt` (default) or `ablation`")]
     Evidence,
+    #[error("pairs takes a number of pairs, 1 to {max}", max = crate::workbench::engine::MAX_PAIRS)]
+    Pairs,
 }
 
 /// `\n` and `\t` in command arguments.
@@ -191,6 +195,11 @@ impl FromStr for Command {
             "recall" => Command::Recall(rest.to_string()),
             "export" => Command::Export(non_empty(rest)),
             "notes" | "filter" => Command::Notes(rest.to_string()),
+            "pairs" => Command::Pairs(match rest.parse::<usize>() {
+                Ok(n) if (1..=crate::workbench::engine::MAX_PAIRS).contains(&n) => Some(n),
+                _ if rest.is_empty() => None,
+                _ => return Err(CommandError::Pairs),
+            }),
             other => return Err(CommandError::Unknown(other.to_string())),
         })
     }
@@ -242,6 +251,8 @@ impl fmt::Display for Command {
             Command::Recall(which) => format!("recall {which}"),
             Command::Export(file) => opt("export", file),
             Command::Notes(filter) => format!("notes {filter}"),
+            Command::Pairs(Some(n)) => format!("pairs {n}"),
+            Command::Pairs(None) => "pairs".to_string(),
         };
         f.write_str(s.trim_end())
     }
@@ -333,6 +344,7 @@ pub fn execute(app: &mut App, cmd: Command) {
             app.notes.sel = 0;
             app.set_screen(Screen::Notes);
         }
+        Command::Pairs(n) => super::screens::pairs::request(app, n.unwrap_or(super::screens::pairs::DEFAULT_PAIRS)),
     }
 }
 
@@ -374,6 +386,10 @@ pub const HELP: &[(&str, &str)] = &[
         "settle a label conflict (from session merge) with candidate N",
     ),
     (":notes [FILTER]", "the notes view, filtered"),
+    (
+        ":pairs [N]",
+        "run N task pairs (default 16): every node at the decision token, A, B and B − A, with the heads' attention",
+    ),
     (
         ":keep [NAME] / :recall NAME|N",
         "keep the prompt in the session / bring a kept one back",
@@ -487,6 +503,8 @@ mod tests {
             ("export out/r.md", Command::Export(Some("out/r.md".into()))),
             ("notes depth", Command::Notes("depth".into())),
             ("filter", Command::Notes(String::new())),
+            ("pairs", Command::Pairs(None)),
+            ("pairs 32", Command::Pairs(Some(32))),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line).as_ref(), Ok(&want), "{line:?}");
@@ -533,6 +551,8 @@ mod tests {
             "export r.md",
             "notes",
             "notes conflict",
+            "pairs",
+            "pairs 8",
         ] {
             let cmd = parse(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
             let written = cmd.to_string();
@@ -564,6 +584,9 @@ mod tests {
         assert_eq!(parse("resolve"), Err(CommandError::Resolve));
         assert_eq!(parse("resolve first"), Err(CommandError::Resolve));
         assert_eq!(parse("evidence logits"), Err(CommandError::Evidence));
+        for p in ["pairs 0", "pairs many", "pairs 100000", "pairs -3"] {
+            assert_eq!(parse(p), Err(CommandError::Pairs), "{p}");
+        }
         // The messages the status bar shows.
         assert_eq!(
             parse("frobnicate").unwrap_err().to_string(),

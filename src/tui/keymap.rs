@@ -11,6 +11,7 @@ use super::screens::inspector::InspectorAction;
 use super::screens::lab::LabAction;
 use super::screens::map::MapAction;
 use super::screens::notes::NotesAction;
+use super::screens::pairs::PairsAction;
 use super::screens::pruning::PruningAction;
 use super::screens::Screen;
 
@@ -27,6 +28,7 @@ pub enum Scope {
     Notes,
     Pruning,
     Embedding,
+    Pairs,
 }
 
 impl Scope {
@@ -41,6 +43,7 @@ impl Scope {
             Scope::Notes => "notes",
             Scope::Pruning => "pruning",
             Scope::Embedding => "embedding",
+            Scope::Pairs => "pairs",
         }
     }
 
@@ -55,6 +58,7 @@ impl Scope {
             Scope::Notes => screen == Screen::Notes,
             Scope::Pruning => screen == Screen::Pruning,
             Scope::Embedding => screen == Screen::Embedding,
+            Scope::Pairs => screen == Screen::Pairs,
         }
     }
 }
@@ -108,6 +112,7 @@ pub enum Action {
     Notes(NotesAction),
     Pruning(PruningAction),
     Embedding(EmbeddingAction),
+    Pairs(PairsAction),
 }
 
 /// One row of the help: the keys as written, what they do, and the keys themselves with their actions.
@@ -146,6 +151,7 @@ use KeyCode as K;
 use LabAction as L;
 use MapAction as M;
 use NotesAction as N;
+use PairsAction as Pa;
 use PruningAction as P;
 
 /// The table. Within the rows live on a screen, a key is bound once (a test checks it).
@@ -164,8 +170,8 @@ pub const BINDINGS: &[Binding] = &[
     },
     Binding {
         scope: Scope::Any,
-        keys: "1 2 3 4 5 6 / Tab / Shift-Tab",
-        help: "circuit map, node inspector, prompt lab, notes, pruning, embedding",
+        keys: "1 2 3 4 5 6 7 / Tab / Shift-Tab",
+        help: "circuit map, node inspector, prompt lab, notes, pruning, embedding, A/B pairs",
         binds: &[
             (ch('1'), A::App(G::Screen(Screen::Map))),
             (ch('2'), A::App(G::Screen(Screen::Inspector))),
@@ -173,6 +179,7 @@ pub const BINDINGS: &[Binding] = &[
             (ch('4'), A::App(G::Screen(Screen::Notes))),
             (ch('5'), A::App(G::Screen(Screen::Pruning))),
             (ch('6'), A::App(G::Screen(Screen::Embedding))),
+            (ch('7'), A::App(G::Screen(Screen::Pairs))),
             (code(K::Tab), A::App(G::NextScreen)),
             (code(K::BackTab), A::App(G::PrevScreen)),
         ],
@@ -520,6 +527,49 @@ pub const BINDINGS: &[Binding] = &[
         keys: "g",
         help: "the selected node's channel (residual nodes)",
         binds: &[(ch('g'), A::Embedding(Em::SelectedChannel))],
+    },
+    Binding {
+        scope: Scope::Pairs,
+        keys: "j k / arrows",
+        help: "select a node (its head's attention follows)",
+        binds: &[
+            (ch('j'), A::Pairs(Pa::Move(1))),
+            (code(K::Down), A::Pairs(Pa::Move(1))),
+            (ch('k'), A::Pairs(Pa::Move(-1))),
+            (code(K::Up), A::Pairs(Pa::Move(-1))),
+        ],
+    },
+    Binding {
+        scope: Scope::Pairs,
+        keys: "PgUp / PgDn",
+        help: "ten nodes up / down",
+        binds: &[
+            (code(K::PageUp), A::Pairs(Pa::Move(-10))),
+            (code(K::PageDown), A::Pairs(Pa::Move(10))),
+        ],
+    },
+    Binding {
+        scope: Scope::Pairs,
+        keys: "h l / arrows",
+        help: "previous / next head",
+        binds: &[
+            (ch('h'), A::Pairs(Pa::Head(-1))),
+            (code(K::Left), A::Pairs(Pa::Head(-1))),
+            (ch('l'), A::Pairs(Pa::Head(1))),
+            (code(K::Right), A::Pairs(Pa::Head(1))),
+        ],
+    },
+    Binding {
+        scope: Scope::Pairs,
+        keys: "n / N",
+        help: "next / previous pair's attention",
+        binds: &[(ch('n'), A::Pairs(Pa::Pair(1))), (ch('N'), A::Pairs(Pa::Pair(-1)))],
+    },
+    Binding {
+        scope: Scope::Pairs,
+        keys: "R",
+        help: "run the pairs again under the lab's ablations",
+        binds: &[(ch('R'), A::Pairs(Pa::Rerun))],
     },
 ];
 

@@ -9,7 +9,7 @@ use unicode_width::UnicodeWidthStr;
 
 use super::app::{App, Hit, Mode, Screen, MIN_HEIGHT, MIN_WIDTH};
 use super::help;
-use super::screens::{embedding, inspector, lab, map, notes, pruning};
+use super::screens::{embedding, inspector, lab, map, notes, pairs, pruning};
 
 pub fn view(app: &App, f: &mut Frame) {
     app.hits.borrow_mut().clear();
@@ -32,6 +32,7 @@ pub fn view(app: &App, f: &mut Frame) {
         Screen::Notes => notes::draw(app, f, body),
         Screen::Pruning => pruning::draw(app, f, body),
         Screen::Embedding => embedding::draw(app, f, body),
+        Screen::Pairs => pairs::draw(app, f, body),
     }
     draw_status(app, f, status);
     if app.mode == Mode::Search {
@@ -46,7 +47,10 @@ pub fn view(app: &App, f: &mut Frame) {
 fn draw_top(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     const BRAND: &str = " circuitscope ";
-    let narrow = area.width < 110;
+    let what = open_info(app);
+    // The full tab titles only where they leave room for what is open.
+    let full: usize = Screen::all().map(|s| s.title().width() + 3).sum();
+    let narrow = (area.width as usize) < BRAND.width() + full + what.width() + 1;
     let mut titles: Vec<Line> = Vec::new();
     let mut x = area.x + BRAND.width() as u16;
     for s in Screen::all() {
@@ -85,6 +89,14 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
             .padding("", ""),
         tabs,
     );
+    f.render_widget(
+        Paragraph::new(Line::from(vec![Span::raw(" "), Span::styled(what, t.dim())])),
+        info,
+    );
+}
+
+/// What is open, for the top line: the model, the task, the circuit's size and the session.
+fn open_info(app: &App) -> String {
     let c = &app.circuit;
     let session = match &app.session {
         Some(st) => format!(
@@ -97,11 +109,7 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
         ),
         None => String::new(),
     };
-    let what = format!(" {} · {} · k={}{session}", c.model_name, app.task, c.file.nodes.len());
-    f.render_widget(
-        Paragraph::new(Line::from(vec![Span::raw(" "), Span::styled(what, t.dim())])),
-        info,
-    );
+    format!(" {} · {} · k={}{session}", c.model_name, app.task, c.file.nodes.len())
 }
 
 fn mode_name(m: Mode) -> &'static str {
@@ -126,6 +134,7 @@ fn hints(app: &App) -> &'static str {
         (_, Screen::Notes) => "jk move · Enter go to node · f filter · Esc clear filter · ? help",
         (_, Screen::Pruning) => "jk PgUp PgDn scroll prune_config · g top · ? help",
         (_, Screen::Embedding) => "jk/arrows channel · PgUp/PgDn ±16 · g selected node's channel · ? help",
+        (_, Screen::Pairs) => "jk node · hl head · n/N pair · R re-run · :pairs N · ? help",
     }
 }
 

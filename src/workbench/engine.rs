@@ -10,14 +10,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
 
+use super::pairs::{self, PairsSetup, PairsView};
 use super::protocol::{
     Ablation, AblationKind, EmbeddingView, NodeDetail, QuantileView, Reply, Request, RunSummary, SweepResult, TaskView,
     TokenActs, EMBED_BINS, WPE_WINDOW,
 };
 use super::scan_source::ScanSource;
-use crate::analysis::ablate::{self, TaskData};
+use crate::analysis::ablate::{self, TaskData, TaskEval};
 use crate::analysis::attention_pattern::{self, AttnPattern};
 use crate::analysis::embedding_tables::{self, EmbeddingTables};
+use crate::analysis::logit_attribution::{self, Readout};
 use crate::analysis::recording::{self, Recorded};
 use crate::analysis::{hook_means, next_token, sweep};
 use crate::circuit::{CircuitFile, Exemplar, NodeId, QuantileExemplars, Site};
@@ -31,6 +33,8 @@ const TASK_PAIRS: usize = 8;
 const TOP_NEXT: usize = 8;
 /// Held-out task pairs behind a run's task loss (measured once per distinct set of ablations).
 const TASK_LOSS_PAIRS: usize = 32;
+/// The most task pairs `:pairs` runs at once.
+pub const MAX_PAIRS: usize = 256;
 /// How many tokens the inspector's vocabulary links list.
 const VOCAB_LINKS: usize = 10;
 /// How many of a wte column's largest and smallest entries the embedding view lists.
@@ -75,8 +79,13 @@ pub struct Engine {
     /// Held-out pairs for the task loss, tokenized on first use (None: no task, or its targets are not single
     /// tokens with this tokenizer).
     task_loss_data: Option<Option<TaskData>>,
-    /// Task loss by ablation set, so that typing in the lab costs no extra evaluation.
-    task_loss_cache: BTreeMap<Vec<Ablation>, f64>,
+    /// Task loss and accuracy by ablation set, so that typing in the lab costs no extra evaluation.
+    task_loss_cache: BTreeMap<Vec<Ablation>, TaskEval>,
+    /// The readout of the task's targets for direct logit effects (None: no single-token targets, or a model
+    /// whose residual stream is not a sum of writes).
+    readout: Option<Readout>,
+    /// Records what the direct logit effects read.
+    record_direct: String,
     /// Prompts longer than the context keep their last `block_size` tokens instead of failing (`--truncate`).
     truncate: bool,
 }
@@ -94,6 +103,7 @@ impl Engine {
     ) -> Result<Engine> {
         let cfg = model.config.clone();
         let nodes = circuit.node_ids();
+        let record_direct = logit_attribution::record_pattern(cfg.n_layer);
         let mut engine = Engine {
             record_pattern: recording::record_pattern(&nodes),
             pattern_heads: attention_pattern::heads_of_qk_nodes(&nodes, cfg.d_head),
@@ -113,6 +123,8 @@ impl Engine {
             fallback_means: BTreeMap::new(),
             task_loss_data: None,
             task_loss_cache: BTreeMap::new(),
+            readout: None,
+            record_direct,
             truncate: false,
         };
         engine.set_task(task);
@@ -149,6 +161,8 @@ impl Engine {
             let b = self.single_token(targets.get(1)?)?;
             Some((a, b))
         });
+        // A model whose residual is not a sum of writes has no direct effects; the column then stays empty.
+        self.readout = self.target_ids.and_then(|(a, b)| Readout::new(&self.model, a, b).ok());
     }
 
     fn single_token(&self, s: &str) -> Option<u32> {
@@ -184,11 +198,11 @@ impl Engine {
                 }
             }
             Request::PinRun { id, text } => match self.run(id, &text, &[]) {
-                Ok(r) => Reply::Ran(r),
+                Ok(r) => Reply::Ran(Box::new(r)),
                 Err(e) => Reply::RunFailed(id, e.to_string()),
             },
             Request::Run { id, text, ablations } => match self.run(id, &text, &ablations) {
-                Ok(r) => Reply::Ran(r),
+                Ok(r) => Reply::Ran(Box::new(r)),
                 Err(e) => Reply::RunFailed(id, e.to_string()),
             },
             Request::Truncate(on) => {
@@ -202,6 +216,10 @@ impl Engine {
                     "prompts longer than the context are refused (:truncate keeps their end)".into()
                 })
             }
+            Request::Pairs { n, ablations } => match self.pairs(n, &ablations) {
+                Ok(v) => Reply::Pairs(Box::new(v)),
+                Err(e) => Reply::Error(format!("pairs: {e}")),
+            },
             Request::Embedding { channel } => match self.embedding(channel) {
                 Ok(v) => Reply::Embedding(Box::new(v)),
                 Err(e) => Reply::Error(format!("embedding: {e}")),
@@ -290,8 +308,17 @@ impl Engine {
         let (ids, dropped) = self.encode_prompt(text)?;
         let mut hooks = self.hooks_for(ablations)?;
         hooks.set_record_patterns(&self.record_attention)?;
+        if self.readout.is_some() {
+            hooks.set_record(&format!("{}|{}", self.record_pattern, self.record_direct))?;
+        }
         let rec = recording::record(&self.model, &ids, &mut hooks)?;
         let acts: BTreeMap<NodeId, Vec<f32>> = self.nodes.iter().map(|n| (*n, rec.node_values(n))).collect();
+        let direct_effects = match &self.readout {
+            Some(r) => r
+                .node_effects(&rec, &self.nodes)
+                .map_err(|e| EngineError::Other(format!("direct effects: {e}")))?,
+            None => BTreeMap::new(),
+        };
         let probs = next_token::softmax(&rec.last_logits);
         let top = next_token::top_k(&probs, TOP_NEXT)
             .into_iter()
@@ -301,7 +328,11 @@ impl Engine {
             .target_ids
             .map(|(a, b)| (rec.last_logits[a as usize], rec.last_logits[b as usize]));
         let attention = self.attention(&rec);
-        let task_loss = self.task_loss(ablations)?;
+        let task_eval = self.task_loss(ablations)?;
+        let task_pairs = match &self.task_loss_data {
+            Some(Some(d)) => d.len(),
+            _ => 0,
+        };
         Ok(RunSummary {
             id,
             text: text.to_string(),
@@ -313,13 +344,16 @@ impl Engine {
             target_logits,
             attention,
             ablations: ablations.to_vec(),
-            task_loss,
+            task_loss: task_eval.map(|e| e.loss),
+            task_accuracy: task_eval.map(|e| e.accuracy),
+            task_pairs,
+            direct_effects,
             elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
         })
     }
 
-    /// The task's loss on held-out pairs with `ablations` applied, cached per ablation set.
-    fn task_loss(&mut self, ablations: &[Ablation]) -> Result<Option<f64>> {
+    /// The task's loss and accuracy on held-out pairs with `ablations` applied, cached per ablation set.
+    fn task_loss(&mut self, ablations: &[Ablation]) -> Result<Option<TaskEval>> {
         let mut key = ablations.to_vec();
         key.sort();
         if let Some(&l) = self.task_loss_cache.get(&key) {
@@ -342,9 +376,56 @@ impl Engine {
         };
         let (pos, neg) = ablate::last_logits(&self.model, data, &hooks)
             .map_err(|e| EngineError::Other(format!("task loss: {e}")))?;
-        let loss = ablate::score_logits(data, &pos, &neg).loss;
-        self.task_loss_cache.insert(key, loss);
-        Ok(Some(loss))
+        let eval = ablate::score_logits(data, &pos, &neg);
+        self.task_loss_cache.insert(key, eval);
+        Ok(Some(eval))
+    }
+
+    /// Runs the task's first `n` training pairs (the pairs the inspector's task view starts with; at most
+    /// [`MAX_PAIRS`]) with `ablations` and compares every circuit node at the decision token (see [`pairs`]).
+    /// Prompts longer than the context keep their last block_size tokens, as the task loss does.
+    pub fn pairs(&mut self, n: usize, ablations: &[Ablation]) -> Result<PairsView> {
+        let Some(task) = &self.task else {
+            return Err(EngineError::Other(
+                "no task with pairs is open (:task NAME opens one)".into(),
+            ));
+        };
+        let name = task.name().to_string();
+        let n = n.clamp(1, MAX_PAIRS);
+        let task_pairs = tasks::split(task.as_ref(), Split::Train, n);
+        let heads = pairs::heads_of_qkv_nodes(&self.nodes, self.cfg.d_head);
+        let record_patterns = recording::pattern_record(attention_pattern::layers_of(&heads));
+        let (mut runs, mut skipped) = (Vec::new(), 0);
+        for p in &task_pairs {
+            let (Ok(a), Ok(b)) = (self.tok.encode(&p.prompt), self.tok.encode(&p.prompt_alt)) else {
+                skipped += 1;
+                continue;
+            };
+            if p.is_one_sided() || a.is_empty() || b.is_empty() {
+                skipped += 1;
+                continue;
+            }
+            let mut side = |mut ids: Vec<u32>| -> Result<Recorded> {
+                ids.drain(..ids.len().saturating_sub(self.cfg.block_size));
+                let mut hooks = self.hooks_for(ablations)?;
+                hooks.set_record_patterns(&record_patterns)?;
+                Ok(recording::record(&self.model, &ids, &mut hooks)?)
+            };
+            let ra = side(a)?;
+            let rb = side(b)?;
+            runs.push((ra, rb));
+        }
+        let setup = PairsSetup {
+            task: &name,
+            asked: n,
+            skipped,
+            nodes: &self.nodes,
+            heads: &heads,
+            sink: self.cfg.sink,
+            targets: self.target_ids,
+            ablations,
+        };
+        Ok(pairs::build(&setup, &runs, |i| self.token_text(i)))
     }
 
     /// The attention of every head that has q or k nodes in the circuit.

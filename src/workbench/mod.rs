@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod open;
+pub mod pairs;
 pub mod protocol;
 pub mod report;
 pub mod scan_source;
@@ -13,8 +14,9 @@ pub mod scan_source;
 pub use engine::{spawn, Engine, EngineError};
 pub use open::{model_tokenizer, open, task_description, task_names, OpenError, OpenOptions, Opened};
 pub use protocol::{
-    Ablation, AblationKind, AttnPattern, EmbeddingView, NodeDetail, NodeStats, QuantileView, Reply, Request,
-    RunSummary, SweepPoint, SweepResult, TaskView, TokenActs, WpeWindow, EMBED_BINS, WPE_WINDOW,
+    Ablation, AblationKind, AttnPattern, AttnRow, EmbeddingView, NodeDetail, NodeStats, PairNodeRow, PairView,
+    PairsView, QuantileView, Reply, Request, RunSummary, SweepPoint, SweepResult, TaskView, TokenActs, WpeWindow,
+    EMBED_BINS, WPE_WINDOW,
 };
 pub use scan_source::ScanSource;
 
@@ -26,6 +28,7 @@ mod tests {
         let sources = [
             ("engine.rs", include_str!("engine.rs")),
             ("open.rs", include_str!("open.rs")),
+            ("pairs.rs", include_str!("pairs.rs")),
             ("protocol.rs", include_str!("protocol.rs")),
             ("report.rs", include_str!("report.rs")),
             ("scan_source.rs", include_str!("scan_source.rs")),

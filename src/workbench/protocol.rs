@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+pub use super::pairs::{AttnRow, PairNodeRow, PairView, PairsView};
 pub use super::scan_source::NodeStats;
 pub use crate::analysis::attention_pattern::AttnPattern;
 pub use crate::analysis::embedding_tables::WpeWindow;
@@ -61,6 +62,9 @@ pub enum Request {
     Truncate(bool),
     /// The embedding tab's view of one residual channel: its wte column and a window of wpe.
     Embedding { channel: usize },
+    /// Run the first `n` task pairs (both prompts) with `ablations` and compare every circuit node at the
+    /// decision token (`:pairs N`).
+    Pairs { n: usize, ablations: Vec<Ablation> },
     /// Write the markdown report of a session (the engine holds the scan and the tokenizer).
     Export {
         session: Box<crate::session::Session>,
@@ -90,6 +94,14 @@ pub struct RunSummary {
     pub ablations: Vec<Ablation>,
     /// The task loss (raw, 2× scale) on held-out task pairs under this run's ablations; None without a task.
     pub task_loss: Option<f64>,
+    /// The fraction of those pairs where both prompts prefer their own target, under the same ablations.
+    pub task_accuracy: Option<f64>,
+    /// How many held-out pairs the task loss and accuracy are measured on.
+    pub task_pairs: usize,
+    /// Each circuit node's direct effect on logit(A) − logit(B) at the last token (final norm scale frozen);
+    /// nodes without a direct path to the logits (reads, queries, keys) are absent, and so is everything when
+    /// the task has no single-token targets.
+    pub direct_effects: BTreeMap<NodeId, f32>,
     pub elapsed_ms: f64,
 }
 
@@ -167,12 +179,13 @@ pub struct EmbeddingView {
 /// The engine's answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    Ran(RunSummary),
+    Ran(Box<RunSummary>),
     /// A run that failed (e.g. the prompt is too long): the request id and the message.
     RunFailed(u64, String),
     Detail(Box<NodeDetail>),
     Swept(SweepResult),
     Embedding(Box<EmbeddingView>),
+    Pairs(Box<PairsView>),
     Error(String),
     /// A message for the status bar.
     Info(String),

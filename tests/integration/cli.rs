@@ -761,3 +761,273 @@ fn tokenize_missing_tokenizer() {
     let line = cli_err(&["tokenize", "--tokenizer", p.to_str().unwrap(), "--text", "hi"]);
     assert_contains(&line, &["missing.json"]);
 }
+
+fn bundled_model() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/models/tinypython-sparse")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The sum of a `logit_diff` JSON object's component values.
+fn components_sum(ld: &Value) -> f64 {
+    ld["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_f64().unwrap())
+        .sum()
+}
+
+fn assert_close(a: f64, b: f64, what: &str) {
+    assert!(
+        (a - b).abs() <= 2e-3 * (1.0 + a.abs().max(b.abs())),
+        "{what}: {a} vs {b}"
+    );
+}
+
+/// On every fixture variant with a plain residual stream (RMSNorm with sinks, AbsTopK and a bigram table;
+/// LayerNorm with a tied unembedding; concatenated position embeddings), the rows add up to the logit
+/// difference the forward pass printed, less the unembedding bias; with an intervention on the residual stream
+/// too. The variant with a ReLU on the residual is refused with one line.
+#[test]
+fn run_logit_diff_rows_sum_to_the_logit_difference() {
+    for variant in ["rms_sink_topk_bigram", "layernorm_tied_relu", "cat_pos_emb"] {
+        let m = fixture(variant);
+        let m = m.to_str().unwrap();
+        for extra in [
+            &[][..],
+            &["--intervene", "final_resid[0]=3", "0.attn.resid_delta[1]=2"][..],
+        ] {
+            let mut args = vec!["run", "--model", m, "--tokens", "1,2,3,4", "--top", "128", "--json"];
+            args.extend_from_slice(&["--logit-diff", "5", "#9"]);
+            args.extend_from_slice(extra);
+            let v = cli_json(&args);
+            let ld = &v["logit_diff"];
+            let logit = |id: u64| {
+                v["top"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap()["logit"]
+                    .as_f64()
+                    .unwrap()
+            };
+            assert_eq!((ld["a"]["id"].as_u64(), ld["b"]["id"].as_u64()), (Some(5), Some(9)));
+            let diff = ld["diff"].as_f64().unwrap();
+            assert_close(diff, logit(5) - logit(9), &format!("{variant} {extra:?}: diff"));
+            let total = components_sum(ld) + ld["unembed_bias"].as_f64().unwrap();
+            assert_close(total, diff, &format!("{variant} {extra:?}: rows + unembedding bias"));
+            let kinds: Vec<&str> = ld["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["kind"].as_str().unwrap())
+                .collect();
+            assert_eq!(kinds[0], "embedding");
+            assert!(kinds.contains(&"attn_head") && kinds.contains(&"mlp"), "{kinds:?}");
+            assert_eq!(
+                kinds.contains(&"residual_edit"),
+                !extra.is_empty(),
+                "{variant} {extra:?}: {kinds:?}"
+            );
+            assert_eq!(kinds.contains(&"norm_bias"), variant == "layernorm_tied_relu");
+            assert_eq!(kinds.contains(&"bigram_table"), variant == "rms_sink_topk_bigram");
+            assert!(ld["nodes"].is_null());
+        }
+    }
+    let m = fixture("dhead_resid_relu");
+    let line = cli_err(&[
+        "run",
+        "--model",
+        m.to_str().unwrap(),
+        "--tokens",
+        "1,2",
+        "--logit-diff",
+        "1",
+        "2",
+    ]);
+    assert_contains(&line, &["--logit-diff", "plain residual stream", "residual stream"]);
+}
+
+/// Text targets on the bundled model, the circuit's nodes, and the text output; bad targets are one line each.
+#[test]
+fn run_logit_diff_with_text_targets_and_a_circuit() {
+    let m = bundled_model();
+    let circuit = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/circuits/tinypython-sparse/bracket_counting.json");
+    let prompt = "x = [[1, 2], [3";
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "run",
+            "--model",
+            m.as_str(),
+            "--prompt",
+            prompt,
+            "--logit-diff",
+            "]]\n",
+            "]\n",
+        ];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let owned = args(&["--circuit", circuit.to_str().unwrap(), "--json"]);
+    let v = cli_json(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    let ld = &v["logit_diff"];
+    assert_close(
+        components_sum(ld) + ld["unembed_bias"].as_f64().unwrap(),
+        ld["diff"].as_f64().unwrap(),
+        "bundled model",
+    );
+    let nodes = ld["nodes"].as_array().unwrap();
+    assert!(!nodes.is_empty());
+    // Largest first, and only nodes with a direct path.
+    let vals: Vec<f64> = nodes.iter().map(|n| n["value"].as_f64().unwrap().abs()).collect();
+    assert!(vals.windows(2).all(|w| w[0] >= w[1]), "{vals:?}");
+    for n in nodes {
+        let id = n["id"].as_str().unwrap();
+        assert!(
+            !id.contains("attn.q") && !id.contains("attn.k") && !id.contains("act_in"),
+            "{id}"
+        );
+    }
+    // The text form names both tokens, every row and the check sum.
+    let owned = args(&[]);
+    let out = cli(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.ok, "{}", out.stderr);
+    for needle in [
+        "logit diff at the last token",
+        "0.attn.h0",
+        "1.mlp",
+        "bigram table",
+        "sum of the rows",
+    ] {
+        assert!(out.stdout.contains(needle), "missing {needle:?} in {}", out.stdout);
+    }
+    let err = |a: &str, b: &str| cli_err(&["run", "--model", &m, "--prompt", prompt, "--logit-diff", a, b]);
+    assert_contains(
+        &err("hello world again", "]\n"),
+        &["--logit-diff `hello world again`", "tokens", "#ID"],
+    );
+    assert_contains(&err("#99999", "]\n"), &["#99999", "outside the vocabulary"]);
+    assert_contains(&err("#x", "]\n"), &["#x", "not a token id"]);
+    let line = cli_err(&[
+        "run",
+        "--model",
+        &m,
+        "--prompt",
+        prompt,
+        "--circuit",
+        circuit.to_str().unwrap(),
+    ]);
+    assert_contains(&line, &["--logit-diff"]);
+}
+
+/// `=mean` sets a channel to the scan's mean (the means pruning and the workbench use), or with --means-task
+/// to its mean over the task's prompts; without a scan it says what to do.
+#[test]
+fn run_mean_interventions() {
+    use circuitscope::analysis::ablate::{self, TaskData};
+    use circuitscope::analysis::scan::ScanIndex;
+    use circuitscope::data::tasks::{self, Split};
+
+    let m = bundled_model();
+    let chan = |extra: &[&str]| -> f64 {
+        let mut a = vec!["run", "--model", m.as_str(), "--prompt", "x = [[1", "--json"];
+        a.extend_from_slice(&["--channels", "1.mlp.post_act[7]", "--per-token"]);
+        a.extend_from_slice(extra);
+        let v = cli_json(&a);
+        let vals = v["channels"][0]["values"].as_array().unwrap().clone();
+        let last = vals.last().unwrap().as_f64().unwrap();
+        // At every position when no @POS is given.
+        if !extra.iter().any(|e| e.contains('@')) && extra.iter().any(|e| e.contains("=mean")) {
+            assert!(vals.iter().all(|x| x.as_f64().unwrap() == last), "{vals:?}");
+        }
+        last
+    };
+    let scan = ScanIndex::open(&Path::new(&m).join("scan")).unwrap();
+    let mean = scan.hook_means("1.mlp.post_act").unwrap()[7] as f64;
+    assert_close(chan(&["--intervene", "1.mlp.post_act[7]=mean"]), mean, "scan mean");
+    assert_close(
+        chan(&["--intervene", "1.mlp.post_act[7]@-1=mean"]),
+        mean,
+        "scan mean at the last position",
+    );
+    // The task's means, computed independently by the pruning code over the same prompts.
+    let dir = Path::new(&m);
+    let tok = circuitscope::tokenize::Tokenizer::load(dir.join("tokenizer.json")).unwrap();
+    let (gpt, _) = circuitscope::model::Gpt::load(dir, circuitscope::model::LoadOptions::default()).unwrap();
+    let task = tasks::resolve("bracket_counting").unwrap();
+    let data = TaskData::new(
+        &tok,
+        "bracket_counting",
+        &tasks::split(task.as_ref(), Split::Train, 64),
+        128,
+    )
+    .unwrap();
+    let seqs: Vec<Vec<u32>> = data.pos.iter().chain(&data.neg).cloned().collect();
+    let task_mean = ablate::means_over(&gpt, &seqs).unwrap()["1.mlp.post_act"][7] as f64;
+    assert!((task_mean - mean).abs() > 1e-6, "the two sources should differ");
+    assert_close(
+        chan(&[
+            "--intervene",
+            "1.mlp.post_act[7]=mean",
+            "--means-task",
+            "bracket_counting",
+        ]),
+        task_mean,
+        "task mean",
+    );
+    // Refusals.
+    let fx = model();
+    let line = cli_err(&[
+        "run",
+        "--model",
+        &fx,
+        "--tokens",
+        "1,2",
+        "--intervene",
+        "0.mlp.post_act[0]=mean",
+    ]);
+    assert_contains(&line, &["no scan", "--means-task"]);
+    let line = cli_err(&[
+        "run",
+        "--model",
+        &m,
+        "--tokens",
+        "1,2",
+        "--intervene",
+        "0.mlp.post_act[0]*=mean",
+    ]);
+    assert_contains(&line, &["*=mean", "not scaled"]);
+    let line = cli_err(&[
+        "run",
+        "--model",
+        &m,
+        "--tokens",
+        "1,2",
+        "--intervene",
+        "0.mlp.post_act[0]=mean",
+        "--scan",
+        "/nonexistent/scan",
+    ]);
+    assert_contains(&line, &["/nonexistent/scan", "no scan"]);
+    let line = cli_err(&[
+        "run",
+        "--model",
+        &m,
+        "--tokens",
+        "1,2",
+        "--intervene",
+        "0.resid_mid[0]=mean",
+    ]);
+    assert_contains(&line, &["no means for hook 0.resid_mid", "--means-task"]);
+    let line = cli_err(&[
+        "run",
+        "--model",
+        &m,
+        "--tokens",
+        "1,2",
+        "--intervene",
+        "0.mlp.post_act[0]=mean",
+        "--means-task",
+        "no_such_task",
+    ]);
+    assert_contains(&line, &["no_such_task"]);
+}

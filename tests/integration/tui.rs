@@ -971,11 +971,11 @@ fn at_80x24_messages_and_key_numbers_are_whole() {
     assert!(status_line(&draw(&app, 80, 24)).contains(&msg), "{msg:?}");
     send(&mut app, &mut engine, Msg::typed(":threshold 0\n"));
     // Every screen shows its tab number whole.
-    for key in ['1', '2', '3', '4', '5', '6'] {
+    for key in ['1', '2', '3', '4', '5', '6', '7'] {
         send(&mut app, &mut engine, [Msg::ch(key)]);
         let t = draw(&app, 80, 24);
         let header = screen_text(&t).lines().next().unwrap().to_string();
-        for n in 1..=6 {
+        for n in 1..=7 {
             assert!(header.contains(&format!(" {n} ")), "{header}");
         }
     }
@@ -1051,4 +1051,89 @@ fn task_names_are_checked_and_the_task_is_described() {
     send(&mut app, &mut engine, Msg::typed(":task for_whil\n"));
     assert!(app.status.contains("unknown task `for_whil`"), "{}", app.status);
     assert!(app.status.contains("bracket_counting"), "{}", app.status);
+}
+
+/// The lab shows each node's direct effect on the task direction (a column where the table is wide enough, the
+/// selected node's in the next-token pane always) and the live task loss and accuracy, which follow the
+/// ablations.
+#[test]
+fn the_lab_shows_direct_effects_and_the_live_task_loss() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let run = app.lab.run.clone().unwrap();
+    assert!(!run.direct_effects.is_empty());
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains("→A−B"), "{text}");
+    let loss = run.task_loss.unwrap();
+    assert!(text.contains(&format!("task loss {loss:.4}")), "{text}");
+    assert!(
+        text.contains(&format!("acc {:.0}%", run.task_accuracy.unwrap() * 100.0)),
+        "{text}"
+    );
+    // A row of the table shows the node's direct effect.
+    let rows = app.magnitudes();
+    let with = rows
+        .iter()
+        .find(|r| r.direct.is_some_and(|d| d.abs() > 1e-3))
+        .expect("a node with a direct effect");
+    assert_eq!(with.direct, run.direct_effects.get(&with.node).copied());
+    // At 80 columns the selected node's direct effect is in the next-token pane.
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {}\n", with.node)));
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    let text = screen_text(&draw(&app, 80, 24));
+    let d = run.direct_effects[&with.node];
+    assert!(text.contains(&format!("selected →A−B {d:+.3}")), "{text}");
+    assert!(text.contains("task loss"), "{text}");
+    // Ablating the circuit's last row changes the loss, and the change against the baseline is shown.
+    for n in app.circuit.rows.last().unwrap().nodes.clone() {
+        send(&mut app, &mut engine, Msg::typed(&format!(":ablate {n} zero\n")));
+    }
+    let after = app.lab.run.as_ref().unwrap().task_loss.unwrap();
+    assert!((after - loss).abs() > 1e-6, "{loss} → {after}");
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains(&format!("Δ loss {:+.4}", after - loss)), "{text}");
+}
+
+/// `:pairs N` runs N task pairs and shows every node at the decision token with a head's attention on both
+/// prompts; keys move through nodes, heads and pairs, and R re-runs under the lab's ablations.
+#[test]
+fn pairs_screen_compares_the_classes_at_the_decision_token() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, Msg::typed(":pairs 4\n"));
+    assert_eq!(app.screen, Screen::Pairs);
+    let view = app.pairs.view.clone().expect("the pairs arrived");
+    assert_eq!(view.pairs.len(), 4);
+    assert!(app.status.contains("4 pairs"), "{}", app.status);
+    for (w, h) in [(120u16, 40u16), (80, 24)] {
+        insta::assert_snapshot!(format!("pairs_{w}x{h}"), draw(&app, w, h).backend());
+    }
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains("B−A") && text.contains("decision token"), "{text}");
+    // The first row is the node with the largest |B − A|.
+    let rows = circuitscope::tui::screens::pairs::rows(&view);
+    assert!(rows.windows(2).all(|w| w[0].diff.abs() >= w[1].diff.abs()));
+    // j selects the next row's node; the head follows a q/k/v node.
+    send(&mut app, &mut engine, [Msg::ch('j')]);
+    assert_eq!(app.selected, Some(rows[1].node));
+    let first_head = circuitscope::tui::screens::pairs::shown_head(&app).expect("a head");
+    send(&mut app, &mut engine, [Msg::ch('l')]);
+    let next_head = circuitscope::tui::screens::pairs::shown_head(&app).unwrap();
+    assert_eq!(next_head != first_head, view.heads.len() > 1);
+    assert!(screen_text(&draw(&app, 120, 40)).contains(&format!("head {}.h{}", next_head.0, next_head.1)));
+    send(&mut app, &mut engine, [Msg::ch('n')]);
+    assert_eq!(app.pairs.pair, 1);
+    assert!(screen_text(&draw(&app, 120, 40)).contains("pair 2/4"));
+    send(&mut app, &mut engine, [Msg::ch('N'), Msg::ch('N')]);
+    assert_eq!(app.pairs.pair, 3, "wraps around");
+    // R runs them again under the lab's ablations.
+    let node = app.circuit.rows.last().unwrap().nodes[0];
+    send(&mut app, &mut engine, Msg::typed(&format!(":ablate {node} zero\n")));
+    send(&mut app, &mut engine, [Msg::ch('7'), Msg::ch('R')]);
+    let again = app.pairs.view.as_ref().unwrap();
+    assert_eq!(again.ablations.len(), 1);
+    let row = again.nodes.iter().find(|r| r.node == node).unwrap();
+    assert_eq!((row.a, row.b), (0.0, 0.0));
+    // Bad counts are one-line messages.
+    send(&mut app, &mut engine, Msg::typed(":pairs 0\n"));
+    assert!(app.status.contains("pairs takes a number"), "{}", app.status);
 }

@@ -235,16 +235,20 @@ fn draw_table(app: &App, f: &mut Frame, area: Rect) {
     let sel = app.lab.table_sel.min(rows.len() - 1);
     let offset = if sel < h { 0 } else { sel + 1 - h };
     let scale = abs_max(rows.iter().map(|r| &r.change));
-    // Narrow terminals drop the baseline column (the change still shows against it).
-    let wide = inner.width >= 60;
-    let mut lines = vec![Line::styled(
-        if wide {
-            format!("{:<24} {:>9} {:>9} {:>9}  label", "node", "value", "baseline", "change")
-        } else {
-            format!("{:<24} {:>9} {:>9}  label", "node", "value", "change")
-        },
-        t.dim(),
-    )];
+    let direct_scale = abs_max(rows.iter().filter_map(|r| r.direct.as_ref()));
+    // Narrower tables drop the baseline column first (the change still shows against it), so that labels keep
+    // some room, then the direct-effect column (the next-token pane shows the selected node's).
+    let wide = inner.width >= 80;
+    let direct_col = inner.width >= 56;
+    let mut header = if wide {
+        format!("{:<24} {:>9} {:>9} {:>9}", "node", "value", "baseline", "change")
+    } else {
+        format!("{:<24} {:>9} {:>9}", "node", "value", "change")
+    };
+    if direct_col {
+        header += &format!(" {:>9}", DIRECT_HEADER);
+    }
+    let mut lines = vec![Line::styled(format!("{header}  label"), t.dim())];
     let mut hits = app.hits.borrow_mut();
     for (i, r) in rows.iter().enumerate().skip(offset).take(h) {
         let label = app
@@ -268,8 +272,14 @@ fn draw_table(app: &App, f: &mut Frame, area: Rect) {
                 format!("{name:<24} {:>9} ", fmt_val(r.value))
             }),
             Span::styled(format!("{:>9}", fmt_val(r.change)), t.heat(r.change, scale)),
-            Span::raw(format!("  {label}")),
         ]);
+        if direct_col {
+            line.spans.push(match r.direct {
+                Some(d) => Span::styled(format!(" {:>9}", fmt_val(d)), t.heat(d, direct_scale)),
+                None => Span::styled(format!(" {:>9}", "—"), t.dim()),
+            });
+        }
+        line.spans.push(Span::raw(format!("  {label}")));
         if i == sel {
             line = line.patch_style(t.selected());
         } else if Some(r.node) == app.selected {
@@ -330,6 +340,10 @@ fn draw_next(app: &App, f: &mut Frame, area: Rect) {
             }
             (None, _) => lines.push(Line::styled("the task's targets are not single tokens", t.dim())),
         }
+        if let Some(d) = app.selected.and_then(|n| run.direct_effects.get(&n)) {
+            lines.push(Line::styled(format!("selected {DIRECT_HEADER} {d:+.3}"), t.dim()));
+        }
+        lines.extend(task_loss_lines(app, run));
         let w = area.width.saturating_sub(24) as usize;
         for (tok, p) in &run.top {
             let bar = "█".repeat(((p * w as f32).round() as usize).min(w));
@@ -343,6 +357,39 @@ fn draw_next(app: &App, f: &mut Frame, area: Rect) {
         Paragraph::new(dim_if_stale(app, lines)).block(pane(app, " next token ".into())),
         area,
     );
+}
+
+/// The column head of the direct effect on the task's logit difference.
+pub const DIRECT_HEADER: &str = "→A−B";
+
+/// The task loss and accuracy under the run's ablations (held-out pairs, measured on the engine thread with the
+/// run), and the change against the baseline's.
+fn task_loss_lines(app: &App, run: &RunSummary) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let (Some(loss), Some(acc)) = (run.task_loss, run.task_accuracy) else {
+        return vec![Line::styled(
+            "no task loss (no task with single-token targets)",
+            t.dim(),
+        )];
+    };
+    let mut lines = vec![Line::from(vec![
+        Span::raw("task loss "),
+        Span::styled(format!("{loss:.4}"), t.accent()),
+        Span::raw(format!(" · acc {:.0}%", acc * 100.0)),
+    ])];
+    lines.push(Line::styled(
+        format!("  raw 2×, {} held-out pairs", run.task_pairs),
+        t.dim(),
+    ));
+    if let Some(b) = app.lab.baseline.as_ref().filter(|b| b.ablations != run.ablations) {
+        if let (Some(bl), Some(ba)) = (b.task_loss, b.task_accuracy) {
+            lines.push(Line::styled(
+                format!("  Δ loss {:+.4} · acc {:+.0} pts", loss - bl, (acc - ba) * 100.0),
+                t.dim(),
+            ));
+        }
+    }
+    lines
 }
 
 fn draw_ablations(app: &App, f: &mut Frame, area: Rect) {

@@ -7,11 +7,12 @@ pub mod inspector;
 pub mod lab;
 pub mod map;
 pub mod notes;
+pub mod pairs;
 pub mod pruning;
 
 use strum::{EnumCount, EnumIter, EnumProperty, FromRepr, IntoEnumIterator, IntoStaticStr};
 
-/// The screens, in tab order (the number keys 1..=6 pick them in this order).
+/// The screens, in tab order (the number keys 1..=7 pick them in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, EnumCount, FromRepr, IntoStaticStr, EnumProperty)]
 pub enum Screen {
     #[strum(serialize = "1 Circuit map", props(short = "1 Map"))]
@@ -26,6 +27,8 @@ pub enum Screen {
     Pruning,
     #[strum(serialize = "6 Embedding", props(short = "6 Embed"))]
     Embedding,
+    #[strum(serialize = "7 A/B pairs", props(short = "7 Pairs"))]
+    Pairs,
 }
 
 impl Screen {
@@ -34,7 +37,7 @@ impl Screen {
         self.into()
     }
 
-    /// The tab label on terminals too narrow for [`Screen::title`] (all six fit in 80 columns).
+    /// The tab label on terminals too narrow for [`Screen::title`] (all seven fit in 80 columns).
     pub fn short_title(self) -> &'static str {
         self.get_str("short").unwrap_or_else(|| self.title())
     }
@@ -62,9 +65,9 @@ mod tests {
     #[test]
     fn tabs_cycle_through_every_screen_in_order() {
         let all: Vec<Screen> = Screen::all().collect();
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 7);
         for (i, s) in all.iter().enumerate() {
-            assert_eq!(s.next(), all[(i + 1) % 6]);
+            assert_eq!(s.next(), all[(i + 1) % 7]);
             assert_eq!(s.next().prev(), *s);
             // The title starts with the number key that picks the screen.
             assert!(s.title().starts_with(&(i + 1).to_string()), "{}", s.title());
