@@ -11,11 +11,13 @@ use serde_json::json;
 use super::common::{load_model, parse_hook_channels, print_json, resolve_tokenizer, token_text, HookChannel};
 use crate::model::{checkpoint, Action, Gpt, Hooks, Intervention, LoadOptions, Stored};
 
+/// Arguments of `circuitscope run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// Model directory (config.json + model.safetensors, or beeg_config.json + final_model.pt).
     #[arg(long)]
     pub model: PathBuf,
+    /// Load-time checks and their opt-outs.
     #[command(flatten)]
     pub checks: super::common::LoadChecks,
     /// Prompt text (tokenized with the model's tokenizer.json or --tokenizer).
@@ -61,13 +63,18 @@ pub struct RunArgs {
 /// A parsed `--intervene` item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InterventionSpec {
+    /// The channel intervened on.
     pub target: HookChannel,
+    /// The position (negative: from the end); `None`: every position.
     pub position: Option<i64>,
+    /// Multiply by `value` (`*=`) instead of setting it (`=`).
     pub scale: bool,
+    /// The value set, or the factor.
     pub value: f32,
 }
 
 impl InterventionSpec {
+    /// Parses `HOOK[i]=v`, `HOOK[i]*=v` either with `@POS` after the bracket, checked against the model's hooks.
     pub fn parse(spec: &str, model: &Gpt) -> Result<Self> {
         let (lhs, rhs, scale) = if let Some((l, r)) = spec.split_once("*=") {
             (l, r, true)
@@ -106,6 +113,7 @@ impl InterventionSpec {
         })
     }
 
+    /// The hook intervention that applies it.
     pub fn to_intervention(&self) -> Intervention {
         let action = if self.scale {
             Action::Scale(self.value)
@@ -120,6 +128,7 @@ impl InterventionSpec {
     }
 }
 
+/// Runs the subcommand.
 pub fn run(args: RunArgs) -> Result<()> {
     let opts = if args.dense {
         LoadOptions::ALL_DENSE
@@ -311,15 +320,20 @@ pub fn top_k(logits: &[f32], probs: &[f32], k: usize) -> Vec<(u32, f32, f32)> {
         .collect()
 }
 
+/// What `run` prints of one recorded hook at the last position.
 pub struct HookSummary {
+    /// Channels.
     pub width: usize,
+    /// Nonzero channels.
     pub nonzero: usize,
+    /// L2 norm.
     pub l2: f32,
     /// The five largest-|value| channels.
     pub top: Vec<(usize, f32)>,
 }
 
 impl HookSummary {
+    /// The summary of one activation vector.
     pub fn of(v: &[f32]) -> Self {
         let mut idx: Vec<usize> = (0..v.len()).collect();
         idx.sort_by(|&a, &b| v[b].abs().total_cmp(&v[a].abs()).then(a.cmp(&b)));

@@ -36,18 +36,49 @@ const VOCAB_LINKS: usize = 10;
 /// How many of a wte column's largest and smallest entries the embedding view lists.
 const EMBED_EXTREMES: usize = 20;
 
+/// Why the engine could not answer a request; the UI shows it on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// Running the model (or building its hooks) failed.
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// The prompt could not be tokenized.
     #[error(transparent)]
     Tokenize(#[from] crate::tokenize::TokenizeError),
+    /// A sweep could not be run.
     #[error(transparent)]
     Sweep(#[from] sweep::SweepError),
-    #[error("{0}")]
-    Other(String),
+    /// The prompt has no tokens.
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// The prompt is longer than the context (and truncation is off).
+    #[error("the prompt has {tokens} tokens but the model's context is {block_size}")]
+    PromptTooLong {
+        /// Tokens in the prompt.
+        tokens: usize,
+        /// The model's context.
+        block_size: usize,
+    },
+    /// A mean ablation of a hook with neither a scan nor task prompts to take the mean from.
+    #[error("no means for `{hook}` (no scan and no task prompts)")]
+    NoMeans {
+        /// The hook.
+        hook: String,
+    },
+    /// Measuring the task loss under the run's ablations failed.
+    #[error("task loss: {0}")]
+    TaskLoss(#[source] crate::analysis::ablate::AblateError),
+    /// A residual channel past the model's width.
+    #[error("channel {channel} is past d_model = {d_model}")]
+    NoSuchChannel {
+        /// The channel asked for.
+        channel: usize,
+        /// The model's residual width.
+        d_model: usize,
+    },
 }
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -119,6 +150,7 @@ impl Engine {
         Ok(engine)
     }
 
+    /// The model's configuration.
     pub fn config(&self) -> &Config {
         &self.cfg
     }
@@ -128,10 +160,12 @@ impl Engine {
         &self.model
     }
 
+    /// The model's tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tok
     }
 
+    /// The model's scan, when it has a usable one.
     pub fn scan(&self) -> Option<&ScanSource> {
         self.scan.as_ref()
     }
@@ -158,6 +192,7 @@ impl Engine {
         }
     }
 
+    /// A token as the UI shows it (escapes for whitespace and undecodable bytes).
     pub fn token_text(&self, id: u32) -> String {
         self.tok.token_display(id)
     }
@@ -252,20 +287,19 @@ impl Engine {
         self.fallback_means
             .get(hook)
             .cloned()
-            .ok_or_else(|| EngineError::Other(format!("no means for `{hook}` (no scan and no task prompts)")))
+            .ok_or_else(|| EngineError::NoMeans { hook: hook.to_string() })
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let ids = self.tok.encode(text)?;
         if ids.is_empty() {
-            return Err(EngineError::Other("the prompt is empty".into()));
+            return Err(EngineError::EmptyPrompt);
         }
         if ids.len() > self.cfg.block_size {
-            return Err(EngineError::Other(format!(
-                "the prompt has {} tokens but the model's context is {}",
-                ids.len(),
-                self.cfg.block_size
-            )));
+            return Err(EngineError::PromptTooLong {
+                tokens: ids.len(),
+                block_size: self.cfg.block_size,
+            });
         }
         Ok(ids)
     }
@@ -278,7 +312,7 @@ impl Engine {
         }
         let ids = self.tok.encode(text)?;
         if ids.is_empty() {
-            return Err(EngineError::Other("the prompt is empty".into()));
+            return Err(EngineError::EmptyPrompt);
         }
         let dropped = ids.len().saturating_sub(self.cfg.block_size);
         Ok((ids[dropped..].to_vec(), dropped))
@@ -340,8 +374,7 @@ impl Engine {
         let Some(Some(data)) = &self.task_loss_data else {
             return Ok(None);
         };
-        let (pos, neg) = ablate::last_logits(&self.model, data, &hooks)
-            .map_err(|e| EngineError::Other(format!("task loss: {e}")))?;
+        let (pos, neg) = ablate::last_logits(&self.model, data, &hooks).map_err(EngineError::TaskLoss)?;
         let loss = ablate::score_logits(data, &pos, &neg).loss;
         self.task_loss_cache.insert(key, loss);
         Ok(Some(loss))
@@ -451,7 +484,7 @@ impl Engine {
     pub fn embedding(&self, channel: usize) -> Result<EmbeddingView> {
         let d = self.cfg.d_model;
         if channel >= d {
-            return Err(EngineError::Other(format!("channel {channel} is past d_model = {d}")));
+            return Err(EngineError::NoSuchChannel { channel, d_model: d });
         }
         let col = self.tables.column_sorted(&self.tables.wte, channel, false);
         let shown = |(t, x): &(u32, f32)| (*t, self.token_text(*t).replace(' ', "␣"), *x);
