@@ -11,7 +11,7 @@ pub mod analysis;
 pub mod circuit;
 // The CLI's doc comments are clap's `--help` text, read in a terminal, not rustdoc: `HOOK[i]` and
 // `<task>.json` there are literal text, not links or HTML.
-#[allow(missing_docs, rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 pub mod cli;
 pub mod data;
 pub mod export;
@@ -23,5 +23,4 @@ pub mod tokenize;
 pub mod train;
 #[allow(missing_docs)]
 pub mod tui;
-#[allow(missing_docs)]
 pub mod workbench;

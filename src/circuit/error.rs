@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::circuit::NodeCheckError;
 use crate::model::ModelError;
 
 /// Why a circuit could not be read, imported, checked or turned into a graph.
@@ -73,9 +74,18 @@ pub enum CircuitError {
         /// The fingerprint of the model given.
         given: String,
     },
-    /// Building or querying the circuit graph failed (e.g. an unknown node in a query).
+    /// A node of the graph does not exist in the model.
     #[error("circuit graph: {0}")]
-    Graph(String),
+    NodeOutsideModel(#[source] NodeCheckError),
+    /// A query named a node that is not a vertex of the graph.
+    #[error("circuit graph: `{node}` is not in the circuit")]
+    NotInCircuit {
+        /// The node asked for.
+        node: crate::circuit::GraphNode,
+    },
+    /// The flow edges (residual and weight edges in forward order) loop, so no forward order exists.
+    #[error("circuit graph: the flow edges contain a cycle")]
+    FlowCycle,
     /// Loading or reading the model's weights failed.
     #[error(transparent)]
     Model(#[from] ModelError),

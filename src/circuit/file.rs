@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::{io_err, CircuitError, Result};
-use super::node_id::{split_indexed, NodeId};
+use super::node_id::{split_indexed, NodeId, NodeIdError};
 use crate::model::{Checkpoint, Config};
 
 /// The newest circuit-file format this build reads and writes.
@@ -140,10 +140,18 @@ impl fmt::Display for BlockId {
     }
 }
 
+/// A string that is not a block id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid block `{input}` (expected e.g. `0.attn` or `1.mlp`)")]
+pub struct BlockIdError {
+    /// The string as given.
+    pub input: String,
+}
+
 impl FromStr for BlockId {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let err = || format!("invalid block `{s}` (expected e.g. `0.attn` or `1.mlp`)");
+    type Err = BlockIdError;
+    fn from_str(s: &str) -> std::result::Result<Self, BlockIdError> {
+        let err = || BlockIdError { input: s.to_string() };
         let (l, kind) = s.split_once('.').ok_or_else(err)?;
         let layer = l.parse().map_err(|_| err())?;
         let mlp = match kind {
@@ -212,12 +220,26 @@ impl fmt::Display for EdgeEnd {
     }
 }
 
+/// A string that is not an edge end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EdgeEndError {
+    /// `embed[..]` or `unembed[..]` with something other than a token id inside.
+    #[error("invalid edge end `{input}`: the token id is not a number")]
+    TokenId {
+        /// The string as given.
+        input: String,
+    },
+    /// Neither a pseudo-node nor a node id.
+    #[error("{0}; other edge ends are `bias`, `embed`, `embed[TOKEN]`, `pos_embed`, `unembed`, `unembed[TOKEN]`")]
+    NotANode(NodeIdError),
+}
+
 impl FromStr for EdgeEnd {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = EdgeEndError;
+    fn from_str(s: &str) -> std::result::Result<Self, EdgeEndError> {
         let token = |idx: &str| {
             idx.parse::<u32>()
-                .map_err(|_| format!("invalid edge end `{s}`: the token id is not a number"))
+                .map_err(|_| EdgeEndError::TokenId { input: s.to_string() })
         };
         match s {
             "bias" => return Ok(EdgeEnd::Bias),
@@ -229,9 +251,7 @@ impl FromStr for EdgeEnd {
         match split_indexed(s) {
             Some(("embed", idx)) => Ok(EdgeEnd::Embed(Some(token(idx)?))),
             Some(("unembed", idx)) => Ok(EdgeEnd::Unembed(Some(token(idx)?))),
-            _ => s.parse::<NodeId>().map(EdgeEnd::Node).map_err(|e| {
-                format!("{e}; other edge ends are `bias`, `embed`, `embed[TOKEN]`, `pos_embed`, `unembed`, `unembed[TOKEN]`")
-            }),
+            _ => s.parse::<NodeId>().map(EdgeEnd::Node).map_err(EdgeEndError::NotANode),
         }
     }
 }

@@ -224,7 +224,7 @@ impl CircuitGraph {
     /// Derives the graph of `nodes` from the model's weights (see the module docs for the edges).
     pub fn from_weights(nodes: &[NodeId], cfg: &Config, ckpt: &Checkpoint) -> Result<Self> {
         for n in nodes {
-            n.check(cfg).map_err(CircuitError::Graph)?;
+            n.check(cfg).map_err(CircuitError::NodeOutsideModel)?;
         }
         let mut g = CircuitGraph::new();
         let mut sorted: Vec<NodeId> = nodes.to_vec();
@@ -426,7 +426,7 @@ impl CircuitGraph {
         self.index
             .get(n)
             .copied()
-            .ok_or_else(|| CircuitError::Graph(format!("`{n}` is not in the circuit")))
+            .ok_or_else(|| CircuitError::NotInCircuit { node: *n })
     }
 
     /// Every edge as (source, target, edge).
@@ -546,7 +546,7 @@ impl CircuitGraph {
             }
         }
         if order.len() != self.graph.node_count() {
-            return Err(CircuitError::Graph("the flow edges contain a cycle".into()));
+            return Err(CircuitError::FlowCycle);
         }
         Ok(order)
     }

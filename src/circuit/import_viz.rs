@@ -11,7 +11,8 @@ use std::path::Path;
 
 use super::error::{CircuitError, Result};
 use super::file::{
-    BlockLoss, CircuitEdge, CircuitFile, CircuitNode, EdgeEnd, Exemplar, ModelRef, QuantileExemplars, TaskSamples,
+    BlockIdError, BlockLoss, CircuitEdge, CircuitFile, CircuitNode, EdgeEnd, Exemplar, ModelRef, QuantileExemplars,
+    TaskSamples,
 };
 use super::node_id::NodeId;
 use crate::model::torch_pickle::{Py, TensorData, TorchZip};
@@ -286,7 +287,7 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
         for (k, v) in r.dict(layers, "importances.layer_interv_losses")? {
             let name = r.key_str(k, "importances.layer_interv_losses")?;
             let at = format!("importances.layer_interv_losses.{name}");
-            let block = name.parse().map_err(|m: String| r.err(&at, m))?;
+            let block = name.parse().map_err(|m: BlockIdError| r.err(&at, m.to_string()))?;
             blocks.push(BlockLoss {
                 block,
                 ablated_loss: r.number(v, &at)?,

@@ -11,9 +11,9 @@ pub use crate::model::torch_pickle;
 
 pub use error::CircuitError;
 pub use file::{
-    halved, model_fingerprint, BlockId, BlockLoss, CircuitEdge, CircuitFile, CircuitNode, EdgeEnd, Exemplar, Losses,
-    ModelRef, QuantileExemplars, TaskSamples, CIRCUIT_FORMAT_VERSION,
+    halved, model_fingerprint, BlockId, BlockIdError, BlockLoss, CircuitEdge, CircuitFile, CircuitNode, EdgeEnd,
+    EdgeEndError, Exemplar, Losses, ModelRef, QuantileExemplars, TaskSamples, CIRCUIT_FORMAT_VERSION,
 };
 pub use graph::{CircuitGraph, EdgeKind, GraphEdge, GraphNode, GraphPath};
 pub use import_viz::{import_viz_data, ImportTarget};
-pub use node_id::{NodeId, NodeIdError, Site};
+pub use node_id::{NodeCheckError, NodeId, NodeIdError, Site};

@@ -121,6 +121,31 @@ pub struct NodeId {
     pub index: usize,
 }
 
+/// Why a well-formed node id does not exist in a given model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeCheckError {
+    /// The node's layer is beyond the model's last.
+    #[error("node `{node}`: layer {layer} does not exist (the model has {n_layer} layers)")]
+    NoSuchLayer {
+        /// The node.
+        node: NodeId,
+        /// Its layer.
+        layer: usize,
+        /// The model's layer count.
+        n_layer: usize,
+    },
+    /// The node's channel index is not below its site's width.
+    #[error("node `{node}`: index {} is out of range (`{hook}` has {width} channels)", node.index)]
+    IndexOutOfRange {
+        /// The node.
+        node: NodeId,
+        /// The hook the node reads.
+        hook: String,
+        /// The channel count of that hook in the model.
+        width: usize,
+    },
+}
+
 /// A string that is not a node id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid node id `{input}`: {msg} (expected e.g. `2.attn.v[44]`, `0.mlp.post_act[985]` or `final_resid[7]`)")]
@@ -190,22 +215,23 @@ impl NodeId {
     }
 
     /// Checks that this node exists in a model of config `cfg`; the error says why not.
-    pub fn check(&self, cfg: &crate::model::Config) -> Result<(), String> {
-        if let Some(l) = self.layer {
-            if l >= cfg.n_layer {
-                return Err(format!(
-                    "node `{self}`: layer {l} does not exist (the model has {} layers)",
-                    cfg.n_layer
-                ));
+    pub fn check(&self, cfg: &crate::model::Config) -> Result<(), NodeCheckError> {
+        if let Some(layer) = self.layer {
+            if layer >= cfg.n_layer {
+                return Err(NodeCheckError::NoSuchLayer {
+                    node: *self,
+                    layer,
+                    n_layer: cfg.n_layer,
+                });
             }
         }
-        let w = self.width(cfg);
-        if self.index >= w {
-            return Err(format!(
-                "node `{self}`: index {} is out of range (`{}` has {w} channels)",
-                self.index,
-                self.hook_name()
-            ));
+        let width = self.width(cfg);
+        if self.index >= width {
+            return Err(NodeCheckError::IndexOutOfRange {
+                node: *self,
+                hook: self.hook_name(),
+                width,
+            });
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::common::{load_model, print_json};
 use crate::model::{Hooks, LoadOptions};
 
+/// `circuitscope bench` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
     /// Forward-pass throughput and memory, sparse vs dense path.
@@ -19,8 +20,10 @@ pub enum BenchCommand {
     Tui(super::bench_tui::TuiBenchArgs),
 }
 
+/// Arguments of `circuitscope bench forward`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ForwardArgs {
+    /// The model directory.
     #[arg(long)]
     pub model: PathBuf,
     /// Sequence length of each forward pass.
@@ -38,10 +41,12 @@ pub struct ForwardArgs {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Runs the subcommand.
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Forward(a) => forward(a),

@@ -15,13 +15,16 @@ use super::common::print_json;
 use crate::tui::{self, update, ColorMode, Msg, Screen, Theme};
 use crate::workbench::OpenOptions;
 
+/// Arguments of `circuitscope bench tui`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TuiBenchArgs {
+    /// The model directory.
     #[arg(long, default_value = "assets/models/tinypython-sparse")]
     pub model: PathBuf,
     /// Circuit file (default: the bundled circuit of --task, else the test fixture).
     #[arg(long)]
     pub circuit: Option<PathBuf>,
+    /// The task whose bundled circuit is opened.
     #[arg(long, default_value = "bracket_counting")]
     pub task: String,
     /// Prompt length in tokens.
@@ -30,6 +33,7 @@ pub struct TuiBenchArgs {
     /// Timed keystrokes (after 5 warm-up ones); the median and 90th percentile are reported.
     #[arg(long, default_value_t = 40)]
     pub iters: usize,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -41,6 +45,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Runs the subcommand.
 pub fn run(args: TuiBenchArgs) -> Result<()> {
     if args.tokens == 0 || args.iters == 0 {
         bail!("--tokens and --iters must be positive");

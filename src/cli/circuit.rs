@@ -10,6 +10,7 @@ use super::common::print_json;
 use crate::circuit::{import_viz_data, model_fingerprint, BlockId, CircuitFile, CircuitGraph, GraphNode, ImportTarget};
 use crate::model::{Checkpoint, Config, ModelFiles};
 
+/// `circuitscope circuit` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum CircuitCommand {
     /// Import the reference viewer's viz_data.pt (circuit, losses, edges, samples) as a circuit file.
@@ -21,6 +22,7 @@ pub enum CircuitCommand {
     Check(CheckArgs),
 }
 
+/// Arguments of `circuitscope circuit check`.
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
     /// A circuit file.
@@ -37,10 +39,12 @@ pub struct CheckArgs {
     /// Print the numbers without storing them in the file.
     #[arg(long)]
     pub no_write: bool,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Arguments of `circuitscope circuit import-viz`.
 #[derive(clap::Args, Debug)]
 pub struct ImportVizArgs {
     /// The viz_data.pt file.
@@ -57,10 +61,12 @@ pub struct ImportVizArgs {
     /// Overwrite an existing output file.
     #[arg(long)]
     pub force: bool,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Arguments of `circuitscope circuit show`.
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
     /// A circuit file.
@@ -68,10 +74,12 @@ pub struct ShowArgs {
     /// The model directory: checks the fingerprint and adds the weight-derived graph (strongest path).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Runs the subcommand.
 pub fn run(cmd: CircuitCommand) -> Result<()> {
     match cmd {
         CircuitCommand::ImportViz(a) => run_import(a),
@@ -82,12 +90,17 @@ pub fn run(cmd: CircuitCommand) -> Result<()> {
 
 /// A model's config, checkpoint and fingerprint, with config warnings printed.
 pub struct LoadedModel {
+    /// The model directory (or weights file) as given.
     pub dir: PathBuf,
+    /// The model's configuration.
     pub config: Config,
+    /// Its weights.
     pub ckpt: Checkpoint,
+    /// Its fingerprint, as circuit files record it.
     pub fingerprint: String,
 }
 
+/// Locates and opens a model's config and weights (not yet a [`crate::model::Gpt`]), printing config warnings.
 pub fn load_model_parts(path: &Path) -> Result<LoadedModel> {
     let files = ModelFiles::locate(path)?;
     let loaded = Config::load(&files.config)?;
@@ -104,6 +117,7 @@ pub fn load_model_parts(path: &Path) -> Result<LoadedModel> {
     })
 }
 
+/// The model directory's name (a weights file's folder), after resolving `.` and links.
 pub fn model_name(path: &Path) -> Option<String> {
     let p = if path.is_file() { path.parent()? } else { path };
     let p = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
@@ -126,6 +140,7 @@ fn default_task(viz: &Path) -> String {
     }
 }
 
+/// Runs the subcommand.
 pub fn run_import(a: ImportVizArgs) -> Result<()> {
     if a.out.exists() && !a.force {
         bail!("{} exists; pass --force to overwrite it", a.out.display());
@@ -170,6 +185,7 @@ pub fn run_import(a: ImportVizArgs) -> Result<()> {
 /// (block name, node count, block delta, [(node id, node delta)]), deltas halved.
 type BlockRow = (String, usize, Option<f64>, Vec<(String, Option<f64>)>);
 
+/// Runs the subcommand.
 pub fn run_show(a: ShowArgs) -> Result<()> {
     let circuit = CircuitFile::load(&a.file)?;
     let mut strongest = None;
@@ -311,6 +327,7 @@ fn lock_circuit_file(file: &Path) -> Result<crate::fsio::FileLock> {
     }
 }
 
+/// Runs the subcommand.
 pub fn run_check(a: CheckArgs) -> Result<()> {
     use crate::analysis::ablate::{self, NodeSet, TaskData};
     use crate::data::tasks::{self, Split};

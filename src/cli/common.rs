@@ -64,7 +64,9 @@ pub fn token_text(tok: Option<&Tokenizer>, id: u32) -> String {
 /// One hook channel, `HOOK[i]`, validated against the model's hook points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HookChannel {
+    /// The hook name.
     pub hook: String,
+    /// The channel index.
     pub channel: usize,
 }
 
@@ -128,6 +130,7 @@ pub fn parse_density(s: &str) -> std::result::Result<f64, String> {
     Ok(v)
 }
 
+/// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &serde_json::Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

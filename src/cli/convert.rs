@@ -14,6 +14,7 @@ use crate::model::checkpoint::{write_atomic, write_safetensors};
 use crate::model::sparse_linear::CsrWeight;
 use crate::model::{Checkpoint, Config, Gpt, LoadOptions, ModelFiles, Stored};
 
+/// Arguments of `circuitscope convert`.
 #[derive(clap::Args, Debug)]
 pub struct ConvertArgs {
     /// A model directory or a checkpoint file (final_model.pt with beeg_config.json beside it).
@@ -27,6 +28,7 @@ pub struct ConvertArgs {
     /// Overwrite an existing config.json / model.safetensors in the output directory.
     #[arg(long)]
     pub force: bool,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -34,13 +36,19 @@ pub struct ConvertArgs {
 /// What a conversion wrote.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ConvertReport {
+    /// The model directory written.
     pub out_dir: PathBuf,
+    /// Matrices stored as CSR.
     pub csr_matrices: Vec<String>,
+    /// Tensors stored dense.
     pub dense_tensors: usize,
+    /// Where the tokenizer came from, when one was copied or imported.
     pub tokenizer: Option<String>,
+    /// One line per oddity the user should know of.
     pub warnings: Vec<String>,
 }
 
+/// Runs the subcommand.
 pub fn run(args: ConvertArgs) -> Result<()> {
     let report = convert(&args.input, &args.out_dir, args.sparse_below.unwrap_or(0.5), args.force)?;
     for w in &report.warnings {

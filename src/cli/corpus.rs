@@ -144,9 +144,13 @@ pub fn run_sample(args: CorpusSampleArgs) -> Result<()> {
 /// Token counts of a corpus under a tokenizer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TokenStats {
+    /// The tokenizer file.
     pub tokenizer: PathBuf,
+    /// Its vocabulary size.
     pub vocab_size: usize,
+    /// Tokens in the counted documents.
     pub tokens: u64,
+    /// Characters per token.
     pub chars_per_token: f64,
     /// Ordinary ids (not special) that never occur.
     pub unused_ids: usize,
@@ -159,7 +163,9 @@ pub struct PartStats {
     pub source: String,
     /// Its weight's share of the mix.
     pub weight: f64,
+    /// Documents counted from this part.
     pub documents: u64,
+    /// Their bytes.
     pub bytes: u64,
     /// Tokens, when a tokenizer was given.
     pub tokens: Option<u64>,

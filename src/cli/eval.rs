@@ -12,14 +12,18 @@ use crate::data::tasks::{self, Task};
 use crate::model::{LoadOptions, ModelFiles, Stored};
 use crate::train::data::TokenPool;
 
-/// Test pairs per task and held-out corpus of the committed eval.md files.
+/// Test pairs per task of the committed eval.md files.
 pub const EVAL_PAIRS: usize = 200;
+/// The held-out corpus of the committed eval.md files.
 pub const EVAL_CORPUS: &str = "synthetic";
 
+/// Arguments of `circuitscope eval`.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
+    /// The model directory.
     #[arg(long)]
     pub model: PathBuf,
+    /// Load-time checks and their opt-outs.
     #[command(flatten)]
     pub checks: super::common::LoadChecks,
     /// `all` or a comma-separated list of task names and `.jsonl` task files.
@@ -31,6 +35,7 @@ pub struct EvalArgs {
     /// Corpus for the held-out loss (its held-out split).
     #[arg(long, default_value = EVAL_CORPUS)]
     pub corpus: String,
+    /// tokenizer.json to use [default: the one beside the model].
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Real code whose held-out files give the wild split (`stdlib`, `dir:PATH`, a mix); `none` skips it. When
@@ -40,10 +45,12 @@ pub struct EvalArgs {
     /// Also write the table as markdown to this file.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Runs the subcommand.
 pub fn run(args: EvalArgs) -> Result<()> {
     let model = load_model(&args.model, args.checks.apply(LoadOptions::default()))?;
     let Some(tok) = resolve_tokenizer(args.tokenizer.as_deref(), &args.model)? else {

@@ -11,6 +11,7 @@ use crate::export::{self, ReportInput};
 use crate::session::store;
 use crate::workbench;
 
+/// Arguments of `circuitscope export`.
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
     /// The session file.
@@ -32,6 +33,7 @@ pub struct ExportArgs {
     pub top: usize,
 }
 
+/// Runs the subcommand.
 pub fn run(args: ExportArgs) -> Result<()> {
     let session =
         store::load(&args.session)?.ok_or_else(|| anyhow!("no session file at {}", args.session.display()))?;

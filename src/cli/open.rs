@@ -10,6 +10,7 @@ use crate::workbench::OpenOptions;
 
 const DEFAULT_MODEL: &str = "assets/models/tinypython-sparse";
 
+/// Arguments of `circuitscope open`.
 #[derive(clap::Args, Debug)]
 pub struct OpenArgs {
     /// Model directory (default: the session's model, else assets/models/tinypython-sparse).
@@ -27,6 +28,7 @@ pub struct OpenArgs {
     pub session: Option<PathBuf>,
 }
 
+/// Runs the subcommand.
 pub fn run(args: OpenArgs) -> Result<()> {
     // A session names its model and circuit; they are the defaults when it is given alone.
     let from_session = args

@@ -14,8 +14,10 @@ use crate::circuit::{halved, ModelRef};
 use crate::data::tasks::{self, Split};
 use crate::model::{Gpt, LoadOptions};
 
+/// Arguments of `circuitscope prune`.
 #[derive(clap::Args, Debug)]
 pub struct PruneArgs {
+    /// The model directory.
     #[arg(long)]
     pub model: PathBuf,
     /// A built-in task name (see `tasks list`) or a .jsonl task file of minimal pairs.
@@ -40,17 +42,22 @@ pub struct PruneArgs {
     /// Mask-training steps.
     #[arg(long, default_value_t = PruneConfig::default().steps)]
     pub steps: usize,
+    /// Weight of the mask-size penalty in the mask-training loss.
     #[arg(long, default_value_t = PruneConfig::default().k_coef)]
     pub k_coef: f64,
+    /// Learning rate of the mask training.
     #[arg(long, default_value_t = PruneConfig::default().lr)]
     pub lr: f64,
+    /// Task pairs per mask-training step.
     #[arg(long, default_value_t = PruneConfig::default().train_pairs)]
     pub train_pairs: usize,
     /// Held-out pairs for every reported loss.
     #[arg(long, default_value_t = PruneConfig::default().eval_pairs)]
     pub eval_pairs: usize,
+    /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -115,6 +122,7 @@ pub fn load_means(
     }
 }
 
+/// Runs the subcommand.
 pub fn run(a: PruneArgs) -> Result<()> {
     let task = tasks::resolve(&a.task)?;
     let parts = load_model_parts(&a.model)?;

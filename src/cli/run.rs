@@ -19,11 +19,13 @@ use crate::data::tasks::{self, Split};
 use crate::model::{checkpoint, Action, Gpt, Hooks, Intervention, LoadOptions, Stored};
 use crate::tokenize::Tokenizer;
 
+/// Arguments of `circuitscope run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// Model directory (config.json + model.safetensors, or beeg_config.json + final_model.pt).
     #[arg(long)]
     pub model: PathBuf,
+    /// Load-time checks and their opt-outs.
     #[command(flatten)]
     pub checks: super::common::LoadChecks,
     /// Prompt text (tokenized with the model's tokenizer.json or --tokenizer).
@@ -96,12 +98,16 @@ pub enum SpecAction {
 /// A parsed `--intervene` item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InterventionSpec {
+    /// The channel intervened on.
     pub target: HookChannel,
+    /// The position (negative: from the end); `None`: every position.
     pub position: Option<i64>,
+    /// What it does to the channel.
     pub action: SpecAction,
 }
 
 impl InterventionSpec {
+    /// Parses `HOOK[i]=v`, `HOOK[i]*=v` either with `@POS` after the bracket, checked against the model's hooks.
     pub fn parse(spec: &str, model: &Gpt) -> Result<Self> {
         let (lhs, rhs, scale) = if let Some((l, r)) = spec.split_once("*=") {
             (l, r, true)
@@ -305,6 +311,7 @@ fn logit_diff_report(
     Ok(Some(LogitDiffReport { decomposition, nodes }))
 }
 
+/// Runs the subcommand.
 pub fn run(args: RunArgs) -> Result<()> {
     let opts = if args.dense {
         LoadOptions::ALL_DENSE
@@ -552,15 +559,20 @@ pub fn top_k(logits: &[f32], probs: &[f32], k: usize) -> Vec<(u32, f32, f32)> {
         .collect()
 }
 
+/// What `run` prints of one recorded hook at the last position.
 pub struct HookSummary {
+    /// Channels.
     pub width: usize,
+    /// Nonzero channels.
     pub nonzero: usize,
+    /// L2 norm.
     pub l2: f32,
     /// The five largest-|value| channels.
     pub top: Vec<(usize, f32)>,
 }
 
 impl HookSummary {
+    /// The summary of one activation vector.
     pub fn of(v: &[f32]) -> Self {
         let mut idx: Vec<usize> = (0..v.len()).collect();
         idx.sort_by(|&a, &b| v[b].abs().total_cmp(&v[a].abs()).then(a.cmp(&b)));

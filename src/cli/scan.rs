@@ -16,23 +16,29 @@ use crate::model::{Checkpoint, Gpt, LoadOptions, ModelFiles};
 use crate::tokenize::{escape_token, Tokenizer};
 use crate::train::data::TokenPool;
 
+/// Arguments of `circuitscope scan`: a scan run, or `scan show`.
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ScanArgs {
+    /// `scan show`, when given.
     #[command(subcommand)]
     pub command: Option<ScanCommand>,
+    /// The scan run's options otherwise.
     #[command(flatten)]
     pub run: ScanRunArgs,
 }
 
+/// `circuitscope scan` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum ScanCommand {
     /// Print one node's statistics and exemplars (tokens decoded, pivot marked ⟦like this⟧).
     Show(ShowArgs),
 }
 
+/// Arguments of a scan run.
 #[derive(clap::Args, Debug)]
 pub struct ScanRunArgs {
+    /// The model directory.
     #[arg(long, required = true)]
     pub model: Option<PathBuf>,
     /// `synthetic`, `synthetic:SEED`, a directory of text files or a .jsonl file; its train split is read.
@@ -44,6 +50,7 @@ pub struct ScanRunArgs {
     /// Where to write the index (default: <model dir>/scan). An existing index there is replaced atomically.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// tokenizer.json to use [default: the one beside the model].
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// Top and bottom exemplars kept per node (each).
@@ -58,10 +65,12 @@ pub struct ScanRunArgs {
     /// Context tokens kept after each exemplar's pivot.
     #[arg(long, default_value_t = 4)]
     pub after: usize,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Arguments of `circuitscope scan show`.
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
     /// The model (its tokenizer decodes the exemplars; the scan must have been made for it).
@@ -72,12 +81,15 @@ pub struct ShowArgs {
     /// The scan index directory (default: <model dir>/scan).
     #[arg(long)]
     pub scan: Option<PathBuf>,
+    /// tokenizer.json to use [default: the one beside the model].
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Runs the subcommand.
 pub fn run(args: ScanArgs) -> Result<()> {
     match args.command {
         Some(ScanCommand::Show(a)) => show(a),

@@ -6,12 +6,15 @@ use anyhow::{anyhow, Result};
 
 use crate::session::{self, store, SessionLock};
 
+/// `circuitscope session` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum SessionCommand {
     /// Merge two sessions of the same model: annotations united, conflicting labels both kept as a conflict
     /// (resolve it in the UI with :resolve N); the lab state is A's.
     Merge {
+        /// The first session (its lab state is kept).
         a: PathBuf,
+        /// The second session.
         b: PathBuf,
         /// The merged session (written atomically; may be A or B).
         #[arg(short, long)]
@@ -19,6 +22,7 @@ pub enum SessionCommand {
     },
 }
 
+/// Runs the subcommand.
 pub fn run(cmd: SessionCommand) -> Result<()> {
     match cmd {
         SessionCommand::Merge { a, b, output } => {

@@ -9,13 +9,16 @@ use super::common::{parse_density, print_json};
 use crate::model::checkpoint::{write_atomic, write_safetensors};
 use crate::model::synth::{synth_tensors, SynthShape};
 
+/// Arguments of `circuitscope synth`.
 #[derive(clap::Args, Debug)]
 pub struct SynthArgs {
+    /// The reference shape.
     #[arg(long, value_enum)]
     pub shape: SynthShape,
     /// Weight density of every matrix (decimal or fraction, e.g. 1/256).
     #[arg(long, value_parser = parse_density)]
     pub density: f64,
+    /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output directory (created if missing).
@@ -23,10 +26,12 @@ pub struct SynthArgs {
     /// Overwrite an existing model in the output directory.
     #[arg(long)]
     pub force: bool,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Runs the subcommand.
 pub fn run(args: SynthArgs) -> Result<()> {
     let cfg = args.shape.config();
     let (config_out, weights_out) = (args.out_dir.join("config.json"), args.out_dir.join("model.safetensors"));

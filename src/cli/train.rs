@@ -8,6 +8,7 @@ use serde_json::json;
 use super::common::{parse_density, print_json};
 use crate::train::{train_with_progress, TrainConfig, TrainEvent};
 
+/// Arguments of `circuitscope train`.
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     /// tiny (the bundled sparse model), tiny-dense (its dense baseline), realcode / realcode-dense (the same on
@@ -29,6 +30,7 @@ pub struct TrainArgs {
     /// Override the target weight density (e.g. 1/8; 1 = dense).
     #[arg(long, value_parser = parse_density)]
     pub density: Option<f64>,
+    /// Override the random seed.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Override the corpus (`synthetic`, `synthetic:SEED`, a directory of text files, or a .jsonl file).
@@ -40,10 +42,12 @@ pub struct TrainArgs {
     /// Override the peak learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Runs the subcommand.
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut cfg = TrainConfig::preset(&args.preset)?;
     if let Some(s) = args.steps {

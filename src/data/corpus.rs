@@ -82,7 +82,8 @@ pub enum CorpusError {
         /// 1-based line number.
         line: usize,
         /// What is wrong with the line.
-        reason: String,
+        #[source]
+        reason: JsonlLineError,
     },
     /// The corpus yields no documents.
     #[error("corpus {} has no documents{detail}", path.display())]
@@ -565,15 +566,33 @@ fn read_text_file(path: &Path) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-fn jsonl_text(line: &str) -> Result<String, String> {
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| "expected a JSON object with a \"text\" field".to_owned())?;
+/// Why a line of a jsonl corpus is not a document.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonlLineError {
+    /// The line could not be read (an I/O error, or bytes that are not UTF-8).
+    #[error("cannot read line: {0}")]
+    Read(#[source] std::io::Error),
+    /// The line is not json.
+    #[error("invalid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The json is not an object.
+    #[error("expected a JSON object with a \"text\" field")]
+    NotObject,
+    /// The object has no `text` field.
+    #[error("object has no \"text\" field")]
+    NoText,
+    /// `text` is not a string.
+    #[error("field \"text\" must be a string, found {0}")]
+    TextNotString(&'static str),
+}
+
+fn jsonl_text(line: &str) -> Result<String, JsonlLineError> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(JsonlLineError::Json)?;
+    let obj = v.as_object().ok_or(JsonlLineError::NotObject)?;
     match obj.get("text") {
         Some(serde_json::Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(format!("field \"text\" must be a string, found {}", json_kind(other))),
-        None => Err("object has no \"text\" field".to_owned()),
+        Some(other) => Err(JsonlLineError::TextNotString(json_kind(other))),
+        None => Err(JsonlLineError::NoText),
     }
 }
 
@@ -599,7 +618,7 @@ fn validate_jsonl(path: &Path) -> Result<usize, CorpusError> {
         let line = line.map_err(|e| CorpusError::Jsonl {
             path: path.to_owned(),
             line: i + 1,
-            reason: format!("cannot read line: {e}"),
+            reason: JsonlLineError::Read(e),
         })?;
         if line.trim().is_empty() {
             continue;

@@ -215,6 +215,63 @@ const KNOWN_KEYS: &[&str] = &[
     "format_version",
 ];
 
+/// Why a config json describes no model this build can run. The file name is added by [`ModelError::Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The text is not json, or a key holds a value of the wrong type.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The json is valid but not an object.
+    #[error("expected a json object")]
+    NotObject,
+    /// The file was written by a newer build.
+    #[error("format_version {found} is newer than this circuitscope reads ({supported}); upgrade circuitscope")]
+    NewerVersion {
+        /// The `format_version` in the file.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// `use_tied_aux_matrix: true`, which the reference itself refuses.
+    #[error("use_tied_aux_matrix=true is not supported (the reference asserts it is false)")]
+    TiedAuxMatrix,
+    /// A size that must be positive is zero.
+    #[error("{keys} must be positive")]
+    NotPositive {
+        /// The keys of which one or more is zero.
+        keys: &'static str,
+    },
+    /// `d_model` does not split into `n_head` heads.
+    #[error("d_model {d_model} is not divisible by n_head {n_head}")]
+    HeadsDoNotDivide {
+        /// The residual width.
+        d_model: usize,
+        /// The head count.
+        n_head: usize,
+    },
+    /// `afrac` is not a fraction.
+    #[error("afrac {0} is outside [0, 1]")]
+    Afrac(f64),
+    /// One dimension is beyond what this build supports.
+    #[error("{key} {value} is larger than circuitscope supports ({max})")]
+    TooLarge {
+        /// The config key.
+        key: &'static str,
+        /// Its value in the file.
+        value: usize,
+        /// The largest value accepted.
+        max: usize,
+    },
+    /// A matrix the dimensions imply has more elements than this build supports.
+    #[error("{what} is larger than circuitscope supports ({max} elements)")]
+    MatrixTooLarge {
+        /// The product of dimensions, in words (e.g. `vocab_size * d_model`).
+        what: &'static str,
+        /// The most elements accepted.
+        max: usize,
+    },
+}
+
 /// A parsed config plus what the parser had to say about the file (unknown keys).
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
@@ -235,17 +292,17 @@ impl Config {
     /// Reads `config.json` or `beeg_config.json`.
     pub fn load(path: &Path) -> Result<LoadedConfig> {
         let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-        Self::from_json_str(&text).map_err(|msg| ModelError::Config {
+        Self::from_json_str(&text).map_err(|source| ModelError::Config {
             path: path.to_path_buf(),
-            msg,
+            source,
         })
     }
 
     /// Parses a config json; the error is a message without the file name.
-    pub fn from_json_str(text: &str) -> std::result::Result<LoadedConfig, String> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_json_str(text: &str) -> std::result::Result<LoadedConfig, ConfigError> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
         let serde_json::Value::Object(mut map) = value else {
-            return Err("expected a json object".into());
+            return Err(ConfigError::NotObject);
         };
         let mut warnings = Vec::new();
         if let Some(n_mlp) = map.remove("n_mlp") {
@@ -264,24 +321,27 @@ impl Config {
             warnings.push(format!("ignoring unknown config key `{key}`"));
             map.remove(&key);
         }
-        let raw: RawConfig = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
+        let raw: RawConfig = serde_json::from_value(serde_json::Value::Object(map))?;
         if let Some(v) = raw.format_version {
             if v > CONFIG_FORMAT_VERSION {
-                return Err(format!(
-                    "format_version {v} is newer than this circuitscope reads ({CONFIG_FORMAT_VERSION}); upgrade circuitscope"
-                ));
+                return Err(ConfigError::NewerVersion {
+                    found: v,
+                    supported: CONFIG_FORMAT_VERSION,
+                });
             }
         }
         if raw.use_tied_aux_matrix == Some(true) {
-            return Err("use_tied_aux_matrix=true is not supported (the reference asserts it is false)".into());
+            return Err(ConfigError::TiedAuxMatrix);
         }
         let d_model = raw.d_model.unwrap_or(768);
         let n_head = raw.n_head.unwrap_or(12);
         if n_head == 0 || d_model == 0 {
-            return Err("n_head and d_model must be positive".into());
+            return Err(ConfigError::NotPositive {
+                keys: "n_head and d_model",
+            });
         }
         if !d_model.is_multiple_of(n_head) {
-            return Err(format!("d_model {d_model} is not divisible by n_head {n_head}"));
+            return Err(ConfigError::HeadsDoNotDivide { d_model, n_head });
         }
         let config = Config {
             block_size: raw.block_size.unwrap_or(1024),
@@ -322,11 +382,13 @@ impl Config {
             }
         }
         if config.block_size == 0 || config.vocab_size == 0 || config.d_head == 0 || config.d_mlp == 0 {
-            return Err("block_size, vocab_size, d_head and d_mlp must be positive".into());
+            return Err(ConfigError::NotPositive {
+                keys: "block_size, vocab_size, d_head and d_mlp",
+            });
         }
         if let Some(a) = config.afrac {
             if !(0.0..=1.0).contains(&a) {
-                return Err(format!("afrac {a} is outside [0, 1]"));
+                return Err(ConfigError::Afrac(a));
             }
         }
         config.check_sizes()?;
@@ -336,8 +398,8 @@ impl Config {
     /// Refuses sizes no real model has before anything is allocated from them: `n_layer` 1e9 once asked for
     /// 176 GB of layer structs before the first missing tensor was noticed. The limits are far above any model
     /// this tool can run, and every matrix's element count must fit comfortably in memory arithmetic.
-    fn check_sizes(&self) -> std::result::Result<(), String> {
-        for (name, value, max) in [
+    fn check_sizes(&self) -> std::result::Result<(), ConfigError> {
+        for (key, value, max) in [
             ("n_layer", self.n_layer, MAX_LAYERS),
             ("n_head", self.n_head, MAX_WIDTH),
             ("d_head", self.d_head, MAX_WIDTH),
@@ -348,7 +410,7 @@ impl Config {
             ("block_size", self.block_size, MAX_WIDTH),
         ] {
             if value > max {
-                return Err(format!("{name} {value} is larger than circuitscope supports ({max})"));
+                return Err(ConfigError::TooLarge { key, value, max });
             }
         }
         let products = [
@@ -376,11 +438,7 @@ impl Config {
         for (what, n) in products {
             match n {
                 Some(n) if n <= MAX_MATRIX => {}
-                _ => {
-                    return Err(format!(
-                        "{what} is larger than circuitscope supports ({MAX_MATRIX} elements)"
-                    ))
-                }
+                _ => return Err(ConfigError::MatrixTooLarge { what, max: MAX_MATRIX }),
             }
         }
         Ok(())
@@ -457,7 +515,7 @@ mod tests {
         assert_eq!(back.config, c);
         assert!(back.warnings.is_empty());
         let err = Config::from_json_str(r#"{"format_version": 99}"#).unwrap_err();
-        assert!(err.contains("newer"));
+        assert!(matches!(err, ConfigError::NewerVersion { found: 99, .. }), "{err}");
     }
 
     #[test]
@@ -470,11 +528,13 @@ mod tests {
     #[test]
     fn absurd_sizes_are_refused_before_allocation() {
         let e = Config::from_json_str(r#"{"n_layer": 1000000000}"#).err().unwrap();
-        assert!(e.contains("n_layer 1000000000"), "{e}");
+        assert!(e.to_string().contains("n_layer 1000000000"), "{e}");
+        assert!(matches!(e, ConfigError::TooLarge { key: "n_layer", .. }), "{e}");
         let e = Config::from_json_str(r#"{"vocab_size": 100000, "enable_bigram_table": true}"#)
             .err()
             .unwrap();
-        assert!(e.contains("bigram"), "{e}");
+        assert!(matches!(e, ConfigError::MatrixTooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("bigram"), "{e}");
         assert!(Config::from_json_str(r#"{"n_layer": 48, "d_model": 4096, "n_head": 32}"#).is_ok());
     }
 }

@@ -16,12 +16,13 @@ pub enum ModelError {
         source: std::io::Error,
     },
     /// The config json is unreadable or describes an impossible model.
-    #[error("{path}: invalid config: {msg}")]
+    #[error("{path}: invalid config: {source}")]
     Config {
         /// The config file.
         path: PathBuf,
         /// What is wrong with it.
-        msg: String,
+        #[source]
+        source: super::config::ConfigError,
     },
     /// A tensor the config requires is absent from the weights file.
     #[error("{path}: missing required tensor `{name}`")]

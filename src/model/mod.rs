@@ -22,7 +22,7 @@ pub mod torch_pickle;
 pub mod weight_names;
 
 pub use checkpoint::{Checkpoint, Stored};
-pub use config::{Config, Loctype};
+pub use config::{Config, ConfigError, Loctype};
 pub use error::{ModelError, Result};
 pub use gpt::{hook_points, Gpt, LoadOptions, ModelFiles};
 pub use hook_name::{HookName, HookSite};

@@ -520,7 +520,7 @@ impl V {
 fn tuple(items: Vec<V>) -> VmResult<V> {
     let d = 1 + items.iter().map(V::depth).max().unwrap_or(0);
     if d > MAX_DEPTH {
-        return Err(format!("pickle nests deeper than {MAX_DEPTH} levels"));
+        return Err(PickleError::TooDeep);
     }
     Ok(V::Tuple(items, d))
 }
@@ -528,7 +528,7 @@ fn tuple(items: Vec<V>) -> VmResult<V> {
 fn persid(pid: V) -> VmResult<V> {
     let d = 1 + pid.depth();
     if d > MAX_DEPTH {
-        return Err(format!("pickle nests deeper than {MAX_DEPTH} levels"));
+        return Err(PickleError::TooDeep);
     }
     Ok(V::Persid(Box::new(pid), d))
 }
@@ -551,10 +551,127 @@ struct Vm<'a> {
 const BUDGET_PER_BYTE: usize = 64;
 const BUDGET_BASE: usize = 64 << 20;
 
-type VmResult<T> = std::result::Result<T, String>;
+/// Why a pickle could not be decoded. Offsets and sizes are the pickle's own, so a message locates the problem.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PickleError {
+    /// An opcode's operand runs past the end.
+    #[error("truncated pickle: needs {needed} more bytes at offset {offset} of {len}")]
+    Truncated {
+        /// Bytes the operand needs.
+        needed: usize,
+        /// Where it starts.
+        offset: usize,
+        /// The pickle's length.
+        len: usize,
+    },
+    /// A text operand has no terminating newline.
+    #[error("truncated pickle: unterminated text line")]
+    UnterminatedLine,
+    /// A string operand is not UTF-8.
+    #[error("invalid UTF-8 in a pickled string")]
+    BadUtf8,
+    /// An opcode pops more than the stack holds.
+    #[error("corrupt pickle: stack underflow")]
+    StackUnderflow,
+    /// An opcode needs a MARK and there is none.
+    #[error("corrupt pickle: no MARK on the stack")]
+    NoMark,
+    /// PUT or DUP with nothing to copy.
+    #[error("corrupt pickle: {op} on an empty stack")]
+    EmptyStack {
+        /// The opcode's name.
+        op: &'static str,
+    },
+    /// A memo GET of an id never PUT.
+    #[error("corrupt pickle: memo entry {0} is missing")]
+    MissingMemo(u32),
+    /// APPEND(S) or SETITEM(S) on a value that is no list or dict.
+    #[error("corrupt pickle: {op} a {found}")]
+    WrongTarget {
+        /// The opcode and its preposition (`APPEND to`, `SETITEM on`).
+        op: &'static str,
+        /// What the target is.
+        found: &'static str,
+    },
+    /// SETITEMS with a key and no value.
+    #[error("corrupt pickle: SETITEMS with an odd number of items")]
+    OddSetItems,
+    /// A callable applied to something other than an argument tuple.
+    #[error("corrupt pickle: {callable} called with a {found}")]
+    BadCallArgs {
+        /// `module.name` of the callable.
+        callable: String,
+        /// What it was called with.
+        found: &'static str,
+    },
+    /// A protocol newer than 5.
+    #[error("unsupported pickle protocol {0}")]
+    Protocol(u8),
+    /// A LONG1/LONG4 operand wider than 64 bits.
+    #[error("integer of {0} bytes is too large")]
+    IntTooLarge(usize),
+    /// A text integer or float that does not parse.
+    #[error("bad {kind} literal `{text}`")]
+    BadLiteral {
+        /// `integer` or `float`.
+        kind: &'static str,
+        /// The text.
+        text: String,
+    },
+    /// A text memo id that does not parse.
+    #[error("bad memo id `{0}`")]
+    BadMemoId(String),
+    /// A MARK among a TUPLE1-3's items.
+    #[error("corrupt pickle: MARK inside a tuple")]
+    MarkInTuple,
+    /// STACK_GLOBAL of non-strings.
+    #[error("corrupt pickle: STACK_GLOBAL needs two strings")]
+    StackGlobal,
+    /// A byte that is no opcode.
+    #[error("unknown pickle opcode 0x{op:02x} at offset {offset} (corrupt or not a pickle)")]
+    UnknownOpcode {
+        /// The byte.
+        op: u8,
+        /// Its offset.
+        offset: usize,
+    },
+    /// Values nest deeper than [`MAX_DEPTH`] (while building them).
+    #[error("pickle nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// Values nest deeper than [`MAX_DEPTH`] when resolved, which shared or cyclic containers also give.
+    #[error("pickle nests deeper than {MAX_DEPTH} levels (or is cyclic)")]
+    TooDeepOrCyclic,
+    /// A MARK left where a value belongs.
+    #[error("corrupt pickle: stray MARK")]
+    StrayMark,
+    /// Copies and resolved values would take more than the budget for the file's size.
+    #[error("pickle expands past {budget_mb} MB for a {len}-byte file (shared or repeated values); refusing")]
+    Expands {
+        /// The budget in MB.
+        budget_mb: usize,
+        /// The pickle's length.
+        len: usize,
+    },
+    /// A tensor rebuild whose arguments are not laid out as torch.save writes them.
+    #[error("{0}")]
+    Tensor(&'static str),
+    /// A tensor's size or stride is not a tuple of non-negative integers.
+    #[error("tensor {what} {problem}")]
+    TensorShape {
+        /// `size` or `stride`.
+        what: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A storage class this reader does not know.
+    #[error("unsupported storage type {0}")]
+    StorageType(String),
+}
+
+type VmResult<T> = std::result::Result<T, PickleError>;
 
 /// Decodes a pickle (protocols 0-5, the subset torch.save and builtins use).
-pub fn unpickle(data: &[u8]) -> std::result::Result<Py, String> {
+pub fn unpickle(data: &[u8]) -> std::result::Result<Py, PickleError> {
     let mut vm = Vm {
         data,
         pos: 0,
@@ -587,11 +704,10 @@ impl Vm<'_> {
     fn charge(&self, bytes: usize) -> VmResult<()> {
         let spent = self.spent.get().saturating_add(bytes);
         if spent > self.budget {
-            return Err(format!(
-                "pickle expands past {} MB for a {}-byte file (shared or repeated values); refusing",
-                self.budget >> 20,
-                self.data.len()
-            ));
+            return Err(PickleError::Expands {
+                budget_mb: self.budget >> 20,
+                len: self.data.len(),
+            });
         }
         self.spent.set(spent);
         Ok(())
@@ -602,12 +718,10 @@ impl Vm<'_> {
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| {
-                format!(
-                    "truncated pickle: needs {n} more bytes at offset {} of {}",
-                    self.pos,
-                    self.data.len()
-                )
+            .ok_or(PickleError::Truncated {
+                needed: n,
+                offset: self.pos,
+                len: self.data.len(),
             })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
@@ -635,7 +749,7 @@ impl Vm<'_> {
         let n = rest
             .iter()
             .position(|&b| b == b'\n')
-            .ok_or("truncated pickle: unterminated text line")?;
+            .ok_or(PickleError::UnterminatedLine)?;
         let s = String::from_utf8_lossy(&rest[..n]).into_owned();
         self.pos += n + 1;
         Ok(s)
@@ -643,13 +757,11 @@ impl Vm<'_> {
 
     fn string(&mut self, n: usize) -> VmResult<String> {
         let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| "invalid UTF-8 in a pickled string".to_string())
+        String::from_utf8(b.to_vec()).map_err(|_| PickleError::BadUtf8)
     }
 
     fn pop(&mut self) -> VmResult<V> {
-        self.stack
-            .pop()
-            .ok_or_else(|| "corrupt pickle: stack underflow".to_string())
+        self.stack.pop().ok_or(PickleError::StackUnderflow)
     }
 
     fn pop_mark(&mut self) -> VmResult<Vec<V>> {
@@ -657,21 +769,18 @@ impl Vm<'_> {
             .stack
             .iter()
             .rposition(|v| matches!(v, V::Mark))
-            .ok_or("corrupt pickle: no MARK on the stack")?;
+            .ok_or(PickleError::NoMark)?;
         let items = self.stack.split_off(m + 1);
         self.stack.pop();
         Ok(items)
     }
 
     fn top_index(&self) -> VmResult<usize> {
-        self.stack
-            .len()
-            .checked_sub(1)
-            .ok_or_else(|| "corrupt pickle: stack underflow".to_string())
+        self.stack.len().checked_sub(1).ok_or(PickleError::StackUnderflow)
     }
 
     fn memo_put(&mut self, id: u32) -> VmResult<()> {
-        let top = self.stack.last().ok_or("corrupt pickle: PUT on an empty stack")?;
+        let top = self.stack.last().ok_or(PickleError::EmptyStack { op: "PUT" })?;
         self.charge(weight(top))?;
         let v = top.clone();
         self.memo.insert(id, v);
@@ -679,10 +788,7 @@ impl Vm<'_> {
     }
 
     fn memo_get(&mut self, id: u32) -> VmResult<()> {
-        let v = self
-            .memo
-            .get(&id)
-            .ok_or_else(|| format!("corrupt pickle: memo entry {id} is missing"))?;
+        let v = self.memo.get(&id).ok_or(PickleError::MissingMemo(id))?;
         self.charge(weight(v))?;
         let v = v.clone();
         self.stack.push(v);
@@ -696,13 +802,16 @@ impl Vm<'_> {
                 self.lists[id].extend(items);
                 Ok(())
             }
-            other => Err(format!("corrupt pickle: APPEND to a {}", other.kind())),
+            other => Err(PickleError::WrongTarget {
+                op: "APPEND to",
+                found: other.kind(),
+            }),
         }
     }
 
     fn set_items(&mut self, target: usize, items: Vec<V>) -> VmResult<()> {
         if !items.len().is_multiple_of(2) {
-            return Err("corrupt pickle: SETITEMS with an odd number of items".into());
+            return Err(PickleError::OddSetItems);
         }
         match &self.stack[target] {
             V::Dict(id) => {
@@ -713,7 +822,10 @@ impl Vm<'_> {
                 }
                 Ok(())
             }
-            other => Err(format!("corrupt pickle: SETITEM on a {}", other.kind())),
+            other => Err(PickleError::WrongTarget {
+                op: "SETITEM on",
+                found: other.kind(),
+            }),
         }
     }
 
@@ -734,10 +846,10 @@ impl Vm<'_> {
         let args = match args {
             V::Tuple(a, _) => a,
             other => {
-                return Err(format!(
-                    "corrupt pickle: {module}.{name} called with a {}",
-                    other.kind()
-                ))
+                return Err(PickleError::BadCallArgs {
+                    callable: format!("{module}.{name}"),
+                    found: other.kind(),
+                })
             }
         };
         Ok(match (module.as_str(), name.as_str()) {
@@ -761,7 +873,7 @@ impl Vm<'_> {
                 0x80 => {
                     let proto = self.u8()?;
                     if proto > 5 {
-                        return Err(format!("unsupported pickle protocol {proto}"));
+                        return Err(PickleError::Protocol(proto));
                     }
                 }
                 0x95 => {
@@ -776,7 +888,7 @@ impl Vm<'_> {
                     self.pop_mark()?;
                 }
                 b'2' => {
-                    let top = self.stack.last().ok_or("corrupt pickle: DUP on an empty stack")?;
+                    let top = self.stack.last().ok_or(PickleError::EmptyStack { op: "DUP" })?;
                     self.charge(weight(top))?;
                     let v = top.clone();
                     self.stack.push(v);
@@ -803,7 +915,7 @@ impl Vm<'_> {
                         self.u32()? as usize
                     };
                     if n > 8 {
-                        return Err(format!("integer of {n} bytes is too large"));
+                        return Err(PickleError::IntTooLarge(n));
                     }
                     let b = self.take(n)?;
                     let mut v: i64 = 0;
@@ -821,14 +933,19 @@ impl Vm<'_> {
                     let v = match s {
                         "01" => V::Bool(true),
                         "00" => V::Bool(false),
-                        _ => V::Int(s.parse().map_err(|_| format!("bad integer literal `{s}`"))?),
+                        _ => V::Int(s.parse().map_err(|_| PickleError::BadLiteral {
+                            kind: "integer",
+                            text: s.to_string(),
+                        })?),
                     };
                     self.stack.push(v);
                 }
                 b'F' => {
                     let s = self.line()?;
-                    self.stack
-                        .push(V::Float(s.parse().map_err(|_| format!("bad float literal `{s}`"))?));
+                    self.stack.push(V::Float(s.parse().map_err(|_| PickleError::BadLiteral {
+                        kind: "float",
+                        text: s.clone(),
+                    })?));
                 }
                 b'G' => {
                     let v = f64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes"));
@@ -876,11 +993,11 @@ impl Vm<'_> {
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
                     if self.stack.len() < n {
-                        return Err("corrupt pickle: stack underflow".into());
+                        return Err(PickleError::StackUnderflow);
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
                     if items.iter().any(|v| matches!(v, V::Mark)) {
-                        return Err("corrupt pickle: MARK inside a tuple".into());
+                        return Err(PickleError::MarkInTuple);
                     }
                     self.stack.push(tuple(items)?);
                 }
@@ -949,7 +1066,7 @@ impl Vm<'_> {
                     let module = self.pop()?;
                     match (module, name) {
                         (V::Str(m), V::Str(n)) => self.stack.push(V::Global(m, n)),
-                        _ => return Err("corrupt pickle: STACK_GLOBAL needs two strings".into()),
+                        _ => return Err(PickleError::StackGlobal),
                     }
                 }
                 b'R' => {
@@ -994,7 +1111,7 @@ impl Vm<'_> {
                 }
                 b'g' => {
                     let s = self.line()?;
-                    let id = s.parse().map_err(|_| format!("bad memo id `{s}`"))?;
+                    let id = s.parse().map_err(|_| PickleError::BadMemoId(s.clone()))?;
                     self.memo_get(id)?;
                 }
                 b'q' => {
@@ -1007,7 +1124,7 @@ impl Vm<'_> {
                 }
                 b'p' => {
                     let s = self.line()?;
-                    let id = s.parse().map_err(|_| format!("bad memo id `{s}`"))?;
+                    let id = s.parse().map_err(|_| PickleError::BadMemoId(s.clone()))?;
                     self.memo_put(id)?;
                 }
                 0x94 => {
@@ -1015,10 +1132,10 @@ impl Vm<'_> {
                     self.memo_put(id)?;
                 }
                 other => {
-                    return Err(format!(
-                        "unknown pickle opcode 0x{other:02x} at offset {} (corrupt or not a pickle)",
-                        self.pos - 1
-                    ))
+                    return Err(PickleError::UnknownOpcode {
+                        op: other,
+                        offset: self.pos - 1,
+                    })
                 }
             }
         }
@@ -1026,7 +1143,7 @@ impl Vm<'_> {
 
     fn resolve(&self, v: &V, depth: u32) -> VmResult<Py> {
         if depth > MAX_DEPTH {
-            return Err(format!("pickle nests deeper than {MAX_DEPTH} levels (or is cyclic)"));
+            return Err(PickleError::TooDeepOrCyclic);
         }
         // Only this node: its items are charged as they are resolved.
         let own = match v {
@@ -1036,7 +1153,7 @@ impl Vm<'_> {
         };
         self.charge(own + std::mem::size_of::<Py>())?;
         Ok(match v {
-            V::Mark => return Err("corrupt pickle: stray MARK".into()),
+            V::Mark => return Err(PickleError::StrayMark),
             V::None => Py::None,
             V::Bool(b) => Py::Bool(*b),
             V::Int(i) => Py::Int(*i),
@@ -1069,16 +1186,22 @@ impl Vm<'_> {
     }
 }
 
-fn as_usizes(v: &V, what: &str) -> VmResult<Vec<usize>> {
+fn as_usizes(v: &V, what: &'static str) -> VmResult<Vec<usize>> {
     match v {
         V::Tuple(items, _) => items
             .iter()
             .map(|x| match x {
                 V::Int(i) if *i >= 0 => Ok(*i as usize),
-                _ => Err(format!("tensor {what} holds a non-integer")),
+                _ => Err(PickleError::TensorShape {
+                    what,
+                    problem: "holds a non-integer",
+                }),
             })
             .collect(),
-        _ => Err(format!("tensor {what} is not a tuple")),
+        _ => Err(PickleError::TensorShape {
+            what,
+            problem: "is not a tuple",
+        }),
     }
 }
 
@@ -1086,29 +1209,33 @@ fn as_usizes(v: &V, what: &str) -> VmResult<Vec<usize>> {
 /// `persid('storage', torch.<T>Storage, key, device, numel)`.
 fn rebuild_tensor(args: &[V]) -> VmResult<TensorRef> {
     if args.len() < 4 {
-        return Err("tensor rebuild with fewer than 4 arguments".into());
+        return Err(PickleError::Tensor("tensor rebuild with fewer than 4 arguments"));
     }
     let V::Persid(pid, _) = &args[0] else {
-        return Err("tensor without a storage reference".into());
+        return Err(PickleError::Tensor("tensor without a storage reference"));
     };
     let V::Tuple(pid, _) = pid.as_ref() else {
-        return Err("tensor storage reference is not a tuple".into());
+        return Err(PickleError::Tensor("tensor storage reference is not a tuple"));
     };
     let (kind, key) = match pid.as_slice() {
         [_, V::Global(_, class), V::Str(key), ..] => (
-            StorageKind::from_class(class).ok_or_else(|| format!("unsupported storage type {class}"))?,
+            StorageKind::from_class(class).ok_or_else(|| PickleError::StorageType(class.clone()))?,
             key.clone(),
         ),
-        _ => return Err("tensor storage reference has an unexpected layout".into()),
+        _ => return Err(PickleError::Tensor("tensor storage reference has an unexpected layout")),
     };
     let offset = match &args[1] {
         V::Int(i) if *i >= 0 => *i as usize,
-        _ => return Err("tensor storage offset is not a non-negative integer".into()),
+        _ => {
+            return Err(PickleError::Tensor(
+                "tensor storage offset is not a non-negative integer",
+            ))
+        }
     };
     let shape = as_usizes(&args[2], "size")?;
     let stride = as_usizes(&args[3], "stride")?;
     if shape.len() != stride.len() {
-        return Err("tensor size and stride differ in rank".into());
+        return Err(PickleError::Tensor("tensor size and stride differ in rank"));
     }
     Ok(TensorRef {
         kind,

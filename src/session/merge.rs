@@ -7,10 +7,12 @@ use super::{Annotation, LabelCandidate, Result, Session, SessionError};
 /// Merges `b` into `a`. `a_name` and `b_name` say where conflicting labels came from.
 pub fn merge(a: &Session, b: &Session, a_name: &str, b_name: &str) -> Result<Session> {
     if a.model.fingerprint != b.model.fingerprint {
-        return Err(SessionError::Other(format!(
-            "{a_name} and {b_name} are sessions of different models ({} vs {}); merge only sessions of one model",
-            a.model.fingerprint, b.model.fingerprint
-        )));
+        return Err(SessionError::DifferentModels {
+            a: a_name.to_string(),
+            b: b_name.to_string(),
+            a_fingerprint: a.model.fingerprint.clone(),
+            b_fingerprint: b.model.fingerprint.clone(),
+        });
     }
     let mut out = a.clone();
     out.created = a.created.clone().min(b.created.clone());

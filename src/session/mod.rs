@@ -72,9 +72,41 @@ pub enum SessionError {
         /// The lock file, as displayed.
         lock: String,
     },
-    /// Any other failure, already worded for the user.
-    #[error("{0}")]
-    Other(String),
+    /// A file holds a value the UI never writes (hand-edited or hostile); it is not overwritten.
+    #[error("{path} is not a valid session file: {reason}; left untouched")]
+    BadValue {
+        /// The session file, as displayed.
+        path: String,
+        /// The value and why it is refused.
+        reason: ValueError,
+    },
+    /// Two sessions of different models cannot be merged.
+    #[error(
+        "{a} and {b} are sessions of different models ({a_fingerprint} vs {b_fingerprint}); merge only sessions of one model"
+    )]
+    DifferentModels {
+        /// The first session, as named by the caller.
+        a: String,
+        /// The second session, as named by the caller.
+        b: String,
+        /// The model fingerprint the first records.
+        a_fingerprint: String,
+        /// The model fingerprint the second records.
+        b_fingerprint: String,
+    },
+}
+
+/// A value in a session file that the UI never writes.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    /// An annotation's confidence is not a probability.
+    #[error("annotation on {node}: confidence {confidence} is outside 0..=1")]
+    Confidence {
+        /// The annotated node.
+        node: NodeId,
+        /// The confidence in the file.
+        confidence: f32,
+    },
 }
 
 /// Result of session operations.
@@ -385,17 +417,23 @@ impl Session {
             });
         }
         let session: Session = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
-        session.check_values().map_err(corrupt)?;
+        session.check_values().map_err(|reason| SessionError::BadValue {
+            path: path.to_string(),
+            reason,
+        })?;
         Ok(session)
     }
 
     /// Values the UI would never write but a hand-edited or hostile file can hold; refused on every read so that
     /// `export` and `merge` do not pass them on.
-    fn check_values(&self) -> std::result::Result<(), String> {
+    fn check_values(&self) -> std::result::Result<(), ValueError> {
         for (node, a) in &self.annotations {
-            if let Some(c) = a.confidence {
-                if !(0.0..=1.0).contains(&c) {
-                    return Err(format!("annotation on {node}: confidence {c} is outside 0..=1"));
+            if let Some(confidence) = a.confidence {
+                if !(0.0..=1.0).contains(&confidence) {
+                    return Err(ValueError::Confidence {
+                        node: *node,
+                        confidence,
+                    });
                 }
             }
         }

@@ -214,7 +214,7 @@ pub fn import_gpt2_bpe(encoder_json: &Path, vocab_bpe: &Path) -> Result<Tokenize
 
 /// Builds the tokenizer from parsed files and a pre-tokenizer pattern.
 pub(crate) fn build(bpe: &Gpt2Bpe, pattern: &str) -> Result<Tokenizer, TokenizeError> {
-    let build_err = |e: tokenizers::Error| TokenizeError::Build(e.to_string());
+    let build_err = TokenizeError::Build;
     let mut vocab: Vocab = bpe
         .ranks
         .iter()
@@ -227,9 +227,7 @@ pub(crate) fn build(bpe: &Gpt2Bpe, pattern: &str) -> Result<Tokenizer, TokenizeE
     // Pre-tokenization never yields it whole and no merge makes it, so the
     // model never emits it.
     if vocab.insert(ENDOFTEXT.to_owned(), bpe.eot_id).is_some() {
-        return Err(TokenizeError::Build(format!(
-            "{ENDOFTEXT} collides with a mergeable token"
-        )));
+        return Err(TokenizeError::SpecialCollides);
     }
     let model = BPE::builder()
         .vocab_and_merges(vocab, bpe.merges.clone())
@@ -253,10 +251,10 @@ pub(crate) fn build(bpe: &Gpt2Bpe, pattern: &str) -> Result<Tokenizer, TokenizeE
         .map_err(build_err)?;
     let got = inner.token_to_id(ENDOFTEXT);
     if got != Some(bpe.eot_id) {
-        return Err(TokenizeError::Build(format!(
-            "{ENDOFTEXT} got id {got:?}, expected {}",
-            bpe.eot_id
-        )));
+        return Err(TokenizeError::SpecialId {
+            got,
+            expected: bpe.eot_id,
+        });
     }
     Tokenizer::from_inner(inner)
 }

@@ -113,9 +113,58 @@ pub enum TokenizeError {
         /// The tokenizers crate's (or the file system's) message.
         message: String,
     },
-    /// Building a tokenizer (from GPT-2 files or BPE training) failed; the message says why.
+    /// The tokenizers crate refused to build the model, pre-tokenizer or special token.
     #[error("cannot build tokenizer: {0}")]
-    Build(String),
+    Build(#[source] tokenizers::Error),
+    /// `<|endoftext|>` is also the text of a mergeable token.
+    #[error("cannot build tokenizer: {ENDOFTEXT} collides with a mergeable token")]
+    SpecialCollides,
+    /// The tokenizers crate gave `<|endoftext|>` another id than the files say.
+    #[error("cannot build tokenizer: {ENDOFTEXT} got id {got:?}, expected {expected}")]
+    SpecialId {
+        /// The id it got, if any.
+        got: Option<u32>,
+        /// The id in the files.
+        expected: u32,
+    },
+    /// A BPE vocabulary too small for the bytes and the special token.
+    #[error(
+        "cannot build tokenizer: vocab size {vocab_size} is too small: the 256 bytes and <|endoftext|> need {min}"
+    )]
+    VocabTooSmall {
+        /// The vocabulary size asked for.
+        vocab_size: usize,
+        /// The smallest size accepted.
+        min: usize,
+    },
+    /// The required strings need more merges than the vocabulary has room for.
+    #[error("cannot build tokenizer: vocab size {vocab_size} is too small for the {required} required tokens (they need {merges} merges)")]
+    RequiredDoNotFit {
+        /// The vocabulary size asked for.
+        vocab_size: usize,
+        /// How many strings are required.
+        required: usize,
+        /// The merges they need.
+        merges: usize,
+    },
+    /// Required strings that the pre-tokenizer regex splits, so that they can never be single tokens.
+    #[error("cannot build tokenizer: the pre-tokenizer regex splits these required strings, so they can never be single tokens: {}", strings.join(", "))]
+    RequiredSplit {
+        /// Each string with the pieces it is split into, quoted and escaped.
+        strings: Vec<String>,
+    },
+    /// Required strings that the trained tokenizer still encodes as several tokens.
+    #[error("cannot build tokenizer: required strings that do not encode as one token: {}", strings.join(", "))]
+    RequiredNotSingle {
+        /// Each string with its token count, quoted and escaped.
+        strings: Vec<String>,
+    },
+    /// The BPE trainer's merges are not in the form this build reads (a tokenizers version change).
+    #[error("cannot build tokenizer: trained BPE: unexpected merge list ({what})")]
+    TrainedMerges {
+        /// What was found.
+        what: String,
+    },
     /// The tokenizer is not byte-level BPE, so token bytes (and exemplar display) cannot be recovered.
     #[error("tokenizer {}: {message}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<in memory>".into()))]
     NotByteLevel {
@@ -135,7 +184,7 @@ pub enum TokenizeError {
     },
     /// The tokenizers crate failed to encode a text.
     #[error("encoding failed: {0}")]
-    Encode(String),
+    Encode(#[source] tokenizers::Error),
     /// Decoding met an id with no bytes.
     #[error("token id {0} has no bytes (unknown or undecodable id)")]
     UnknownId(u32),
@@ -283,10 +332,7 @@ impl Tokenizer {
         if text.is_empty() {
             return Ok(Vec::new());
         }
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| TokenizeError::Encode(e.to_string()))?;
+        let enc = self.inner.encode(text, false).map_err(TokenizeError::Encode)?;
         Ok(enc.get_ids().to_vec())
     }
 

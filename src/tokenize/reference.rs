@@ -17,7 +17,7 @@ pub struct TiktokenBpe {
 impl TiktokenBpe {
     /// From mergeable ranks (token bytes -> rank) and a `pat_str`.
     pub fn new(ranks: HashMap<Vec<u8>, u32>, pattern: &str) -> Result<Self, TokenizeError> {
-        let regex = SysRegex::new(pattern).map_err(|e| TokenizeError::Build(e.to_string()))?;
+        let regex = SysRegex::new(pattern).map_err(TokenizeError::Build)?;
         Ok(Self { ranks, regex })
     }
 

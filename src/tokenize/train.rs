@@ -109,9 +109,10 @@ pub fn train_bpe_report(
     required: &[&str],
 ) -> Result<TrainedBpe, TokenizeError> {
     if vocab_size < MIN_VOCAB_SIZE {
-        return Err(TokenizeError::Build(format!(
-            "vocab size {vocab_size} is too small: the 256 bytes and <|endoftext|> need {MIN_VOCAB_SIZE}"
-        )));
+        return Err(TokenizeError::VocabTooSmall {
+            vocab_size,
+            min: MIN_VOCAB_SIZE,
+        });
     }
     let pre = pre_tokenizer()?;
     check_required(&pre, required)?;
@@ -128,7 +129,7 @@ pub fn train_bpe_report(
         .show_progress(false)
         .initial_alphabet((0..=255u8).map(byte_to_char).collect::<HashSet<char>>())
         .build();
-    let tok_err = |e: tokenizers::Error| TokenizeError::Build(e.to_string());
+    let tok_err = TokenizeError::Build;
     trainer
         .feed(docs.iter(), |s| {
             let mut p = PreTokenizedString::from(s);
@@ -152,11 +153,11 @@ pub fn train_bpe_report(
             break (extra, added);
         }
         if m == 0 {
-            return Err(TokenizeError::Build(format!(
-                "vocab size {vocab_size} is too small for the {} required tokens (they need {} merges)",
-                required.len(),
-                extra.len()
-            )));
+            return Err(TokenizeError::RequiredDoNotFit {
+                vocab_size,
+                required: required.len(),
+                merges: extra.len(),
+            });
         }
         m -= (m + extra.len() - budget).min(m);
     };
@@ -190,10 +191,7 @@ pub fn train_bpe_report(
         }
     }
     if !bad.is_empty() {
-        return Err(TokenizeError::Build(format!(
-            "required strings that do not encode as one token: {}",
-            bad.join(", ")
-        )));
+        return Err(TokenizeError::RequiredNotSingle { strings: bad });
     }
     Ok(TrainedBpe {
         tokenizer,
@@ -213,7 +211,7 @@ fn pre_tokenizer() -> Result<Sequence, TokenizeError> {
         SplitDelimiterBehavior::Isolated,
         false,
     )
-    .map_err(|e| TokenizeError::Build(e.to_string()))?;
+    .map_err(TokenizeError::Build)?;
     let pre: Vec<PreTokenizerWrapper> = vec![split.into(), ByteLevel::new(false, false, false).into()];
     Ok(Sequence::new(pre))
 }
@@ -221,8 +219,7 @@ fn pre_tokenizer() -> Result<Sequence, TokenizeError> {
 /// How the pre-tokenizer splits `s` (byte-level symbols per piece).
 fn pre_tokens(pre: &Sequence, s: &str) -> Result<Vec<String>, TokenizeError> {
     let mut p = PreTokenizedString::from(s);
-    pre.pre_tokenize(&mut p)
-        .map_err(|e| TokenizeError::Encode(e.to_string()))?;
+    pre.pre_tokenize(&mut p).map_err(TokenizeError::Encode)?;
     Ok(p.get_splits(OffsetReferential::Original, OffsetType::Byte)
         .into_iter()
         .map(|(s, _, _)| s.to_owned())
@@ -258,10 +255,7 @@ fn check_required(pre: &Sequence, required: &[&str]) -> Result<(), TokenizeError
     if impossible.is_empty() {
         Ok(())
     } else {
-        Err(TokenizeError::Build(format!(
-            "the pre-tokenizer regex splits these required strings, so they can never be single tokens: {}",
-            impossible.join(", ")
-        )))
+        Err(TokenizeError::RequiredSplit { strings: impossible })
     }
 }
 
@@ -270,12 +264,18 @@ type BytePair = (Vec<u8>, Vec<u8>);
 
 /// The trained merges as byte pairs, in priority order, without merges whose result an earlier merge made.
 fn learned_merges(model: &BPE) -> Result<Vec<BytePair>, TokenizeError> {
-    let v = serde_json::to_value(model).map_err(|e| TokenizeError::Build(format!("serializing the BPE: {e}")))?;
+    let v = serde_json::to_value(model).map_err(|e| TokenizeError::TrainedMerges {
+        what: format!("the BPE does not serialise: {e}"),
+    })?;
     let list = v
         .get("merges")
         .and_then(|m| m.as_array())
-        .ok_or_else(|| TokenizeError::Build("trained BPE has no merges list".into()))?;
-    let bad = |what: &str| TokenizeError::Build(format!("trained BPE: unexpected merge {what}"));
+        .ok_or_else(|| TokenizeError::TrainedMerges {
+            what: "no merges list".into(),
+        })?;
+    let bad = |what: &str| TokenizeError::TrainedMerges {
+        what: format!("merge {what}"),
+    };
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut out = Vec::with_capacity(list.len());
     for m in list {

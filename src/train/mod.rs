@@ -48,24 +48,63 @@ pub enum TrainError {
     #[error(transparent)]
     Eval(#[from] eval::EvalError),
     /// Reading or writing a run file (checkpoint, config, log) failed.
-    #[error("{path}: {msg}")]
+    #[error("{}: {source}", path.display())]
     File {
         /// The file.
         path: PathBuf,
-        /// What went wrong.
-        msg: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
     },
-    /// The run's settings are impossible (e.g. a density outside (0, 1], too few tokens); the message says which.
-    #[error("{0}")]
-    Invalid(String),
+    /// A run file (`train_config.json`, `checkpoint/state.json`) is not the json the trainer writes.
+    #[error("{}: {source}", path.display())]
+    RunFile {
+        /// The file.
+        path: PathBuf,
+        /// The json parser's message.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The checkpoint's optimiser state does not fit the model.
+    #[error("{}: {source}", path.display())]
+    OptimState {
+        /// The checkpoint's `optim.safetensors`.
+        path: PathBuf,
+        /// What does not fit.
+        #[source]
+        source: crate::optim::OptimStateError,
+    },
+    /// No preset has this name.
+    #[error("unknown preset `{0}` (tiny, tiny-dense, realcode, realcode-dense, test)")]
+    UnknownPreset(String),
+    /// `--resume` with settings other than those the run was started with.
+    #[error("{}: the run there used another configuration; resume with the same preset and options", path.display())]
+    OtherConfiguration {
+        /// The run's `train_config.json`.
+        path: PathBuf,
+    },
+    /// A fresh start in a folder that holds a run.
+    #[error("{} holds a run already; pass --resume to continue it or choose another directory", dir.display())]
+    RunExists {
+        /// The output folder.
+        dir: PathBuf,
+    },
+    /// The tokenizer has more tokens than the model's embedding has rows.
+    #[error("the tokenizer has {tokens} tokens but the model's vocab_size is {vocab_size}")]
+    VocabTooLarge {
+        /// Tokens in the tokenizer.
+        tokens: usize,
+        /// The model's `vocab_size`.
+        vocab_size: usize,
+    },
 }
 
 type Result<T> = std::result::Result<T, TrainError>;
 
 fn file_err(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
-    move |e| TrainError::File {
+    move |source| TrainError::File {
         path: path.to_path_buf(),
-        msg: e.to_string(),
+        source,
     }
 }
 
@@ -172,11 +211,7 @@ impl TrainConfig {
                 density: 0.25,
                 ..base
             },
-            other => {
-                return Err(TrainError::Invalid(format!(
-                    "unknown preset `{other}` (tiny, tiny-dense, realcode, realcode-dense, test)"
-                )))
-            }
+            other => return Err(TrainError::UnknownPreset(other.to_string())),
         })
     }
 
@@ -310,33 +345,28 @@ pub fn train_with_progress(
     std::fs::create_dir_all(out_dir.join("checkpoint")).map_err(file_err(out_dir))?;
     let cfg_path = out_dir.join("train_config.json");
     if resume {
-        let saved: TrainConfig =
-            serde_json::from_str(&std::fs::read_to_string(&cfg_path).map_err(file_err(&cfg_path))?).map_err(|e| {
-                TrainError::File {
-                    path: cfg_path.clone(),
-                    msg: e.to_string(),
-                }
-            })?;
+        let saved: TrainConfig = serde_json::from_str(
+            &std::fs::read_to_string(&cfg_path).map_err(file_err(&cfg_path))?,
+        )
+        .map_err(|source| TrainError::RunFile {
+            path: cfg_path.clone(),
+            source,
+        })?;
         if &saved != cfg {
-            return Err(TrainError::Invalid(format!(
-                "{}: the run there used another configuration; resume with the same preset and options",
-                cfg_path.display()
-            )));
+            return Err(TrainError::OtherConfiguration { path: cfg_path });
         }
     } else if cfg_path.exists() {
-        return Err(TrainError::Invalid(format!(
-            "{} holds a run already; pass --resume to continue it or choose another directory",
-            out_dir.display()
-        )));
+        return Err(TrainError::RunExists {
+            dir: out_dir.to_path_buf(),
+        });
     }
     let corpus = CorpusSource::parse(&cfg.corpus)?;
     let tok = prepare_tokenizer(cfg, &corpus, out_dir, tokenizer, progress)?;
     if tok.vocab_size() > cfg.model.vocab_size {
-        return Err(TrainError::Invalid(format!(
-            "the tokenizer has {} tokens but the model's vocab_size is {}",
-            tok.vocab_size(),
-            cfg.model.vocab_size
-        )));
+        return Err(TrainError::VocabTooLarge {
+            tokens: tok.vocab_size(),
+            vocab_size: cfg.model.vocab_size,
+        });
     }
     progress(TrainEvent::Tokenizing {
         tokens: cfg.corpus_tokens,
@@ -364,9 +394,9 @@ pub fn train_with_progress(
             let state: CheckpointState = serde_json::from_str(
                 &std::fs::read_to_string(&state_path).map_err(file_err(&state_path))?,
             )
-            .map_err(|e| TrainError::File {
+            .map_err(|source| TrainError::RunFile {
                 path: state_path.clone(),
-                msg: e.to_string(),
+                source,
             })?;
             params.load(&Checkpoint::open(&ckpt_dir.join("model.safetensors"))?)?;
             let optim = Checkpoint::open(&ckpt_dir.join("optim.safetensors"))?;
@@ -374,10 +404,11 @@ pub fn train_with_progress(
             for (k, v) in &optim.tensors {
                 moments.insert(k.clone(), v.to_dense()?);
             }
-            opt.load_state(&moments, state.step).map_err(|e| TrainError::File {
-                path: ckpt_dir.join("optim.safetensors"),
-                msg: e.to_string(),
-            })?;
+            opt.load_state(&moments, state.step)
+                .map_err(|source| TrainError::OptimState {
+                    path: ckpt_dir.join("optim.safetensors"),
+                    source,
+                })?;
             start = state.step;
             best = state.best_accuracy;
             resumed = true;
@@ -386,6 +417,9 @@ pub fn train_with_progress(
     let model = params.model(&cfg.model)?;
     let task_list = tasks::registry();
     let log_path = out_dir.join("log.jsonl");
+    if resume {
+        trim_log(&log_path, start)?;
+    }
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -455,7 +489,9 @@ pub fn train_with_progress(
                 mean_task_accuracy: mean,
             });
         }
-        writeln!(log, "{record}").map_err(file_err(&log_path))?;
+        // One write of the whole line: a kill leaves whole records (and `trim_log` drops a torn last one).
+        log.write_all(format!("{record}\n").as_bytes())
+            .map_err(file_err(&log_path))?;
         if done == end || (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) {
             save_checkpoint(&params, &opt, out_dir, done, best)?;
         }
@@ -522,6 +558,32 @@ fn export(params: &Params, cfg: &TrainConfig, out_dir: &Path) -> Result<()> {
         cfg.model.to_json_string().as_bytes(),
     )?;
     writer.commit().map_err(|e| file_err(out_dir)(e.into_io()))?;
+    Ok(())
+}
+
+/// Cuts the run's log back to the checkpoint a resume starts from: records of steps after `step` (written
+/// before a kill, and about to be run again) and a torn last line go, so that a resumed run's log has each step
+/// once. Rewritten through the atomic writer, so that a kill here leaves the old log or the cut one.
+fn trim_log(path: &Path, step: usize) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(file_err(path)(e)),
+    };
+    let mut kept = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let record_step = line
+            .strip_suffix('\n')
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
+        match record_step {
+            Some(s) if s as usize <= step => kept.push_str(line),
+            _ => break,
+        }
+    }
+    if kept.len() != text.len() {
+        write_atomic(path, kept.as_bytes())?;
+    }
     Ok(())
 }
 

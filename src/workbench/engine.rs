@@ -40,18 +40,55 @@ const VOCAB_LINKS: usize = 10;
 /// How many of a wte column's largest and smallest entries the embedding view lists.
 const EMBED_EXTREMES: usize = 20;
 
+/// Why the engine could not answer a request; the UI shows it on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// Running the model (or building its hooks) failed.
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// The prompt could not be tokenized.
     #[error(transparent)]
     Tokenize(#[from] crate::tokenize::TokenizeError),
+    /// A sweep could not be run.
     #[error(transparent)]
     Sweep(#[from] sweep::SweepError),
-    #[error("{0}")]
-    Other(String),
+    /// The prompt has no tokens.
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// The prompt is longer than the context (and truncation is off).
+    #[error("the prompt has {tokens} tokens but the model's context is {block_size}")]
+    PromptTooLong {
+        /// Tokens in the prompt.
+        tokens: usize,
+        /// The model's context.
+        block_size: usize,
+    },
+    /// A mean ablation of a hook with neither a scan nor task prompts to take the mean from.
+    #[error("no means for `{hook}` (no scan and no task prompts)")]
+    NoMeans {
+        /// The hook.
+        hook: String,
+    },
+    /// Measuring the task loss under the run's ablations failed.
+    #[error("task loss: {0}")]
+    TaskLoss(#[source] crate::analysis::ablate::AblateError),
+    /// The direct effects of the circuit's nodes on the task direction could not be computed.
+    #[error("direct effects: {0}")]
+    DirectEffects(#[source] crate::analysis::logit_attribution::AttributionError),
+    /// `:pairs` without a task that has pairs.
+    #[error("no task with pairs is open (:task NAME opens one)")]
+    NoPairsTask,
+    /// A residual channel past the model's width.
+    #[error("channel {channel} is past d_model = {d_model}")]
+    NoSuchChannel {
+        /// The channel asked for.
+        channel: usize,
+        /// The model's residual width.
+        d_model: usize,
+    },
 }
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -131,6 +168,7 @@ impl Engine {
         Ok(engine)
     }
 
+    /// The model's configuration.
     pub fn config(&self) -> &Config {
         &self.cfg
     }
@@ -140,10 +178,12 @@ impl Engine {
         &self.model
     }
 
+    /// The model's tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tok
     }
 
+    /// The model's scan, when it has a usable one.
     pub fn scan(&self) -> Option<&ScanSource> {
         self.scan.as_ref()
     }
@@ -172,6 +212,7 @@ impl Engine {
         }
     }
 
+    /// A token as the UI shows it (escapes for whitespace and undecodable bytes).
     pub fn token_text(&self, id: u32) -> String {
         self.tok.token_display(id)
     }
@@ -270,20 +311,19 @@ impl Engine {
         self.fallback_means
             .get(hook)
             .cloned()
-            .ok_or_else(|| EngineError::Other(format!("no means for `{hook}` (no scan and no task prompts)")))
+            .ok_or_else(|| EngineError::NoMeans { hook: hook.to_string() })
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let ids = self.tok.encode(text)?;
         if ids.is_empty() {
-            return Err(EngineError::Other("the prompt is empty".into()));
+            return Err(EngineError::EmptyPrompt);
         }
         if ids.len() > self.cfg.block_size {
-            return Err(EngineError::Other(format!(
-                "the prompt has {} tokens but the model's context is {}",
-                ids.len(),
-                self.cfg.block_size
-            )));
+            return Err(EngineError::PromptTooLong {
+                tokens: ids.len(),
+                block_size: self.cfg.block_size,
+            });
         }
         Ok(ids)
     }
@@ -296,7 +336,7 @@ impl Engine {
         }
         let ids = self.tok.encode(text)?;
         if ids.is_empty() {
-            return Err(EngineError::Other("the prompt is empty".into()));
+            return Err(EngineError::EmptyPrompt);
         }
         let dropped = ids.len().saturating_sub(self.cfg.block_size);
         Ok((ids[dropped..].to_vec(), dropped))
@@ -316,7 +356,7 @@ impl Engine {
         let direct_effects = match &self.readout {
             Some(r) => r
                 .node_effects(&rec, &self.nodes)
-                .map_err(|e| EngineError::Other(format!("direct effects: {e}")))?,
+                .map_err(EngineError::DirectEffects)?,
             None => BTreeMap::new(),
         };
         let probs = next_token::softmax(&rec.last_logits);
@@ -375,7 +415,7 @@ impl Engine {
             return Ok(None);
         };
         let (pos, neg) = ablate::last_logits(&self.model, data, &hooks)
-            .map_err(|e| EngineError::Other(format!("task loss: {e}")))?;
+            .map_err(EngineError::TaskLoss)?;
         let eval = ablate::score_logits(data, &pos, &neg);
         self.task_loss_cache.insert(key, eval);
         Ok(Some(eval))
@@ -386,9 +426,7 @@ impl Engine {
     /// Prompts longer than the context keep their last block_size tokens, as the task loss does.
     pub fn pairs(&mut self, n: usize, ablations: &[Ablation]) -> Result<PairsView> {
         let Some(task) = &self.task else {
-            return Err(EngineError::Other(
-                "no task with pairs is open (:task NAME opens one)".into(),
-            ));
+            return Err(EngineError::NoPairsTask);
         };
         let name = task.name().to_string();
         let n = n.clamp(1, MAX_PAIRS);
@@ -532,7 +570,7 @@ impl Engine {
     pub fn embedding(&self, channel: usize) -> Result<EmbeddingView> {
         let d = self.cfg.d_model;
         if channel >= d {
-            return Err(EngineError::Other(format!("channel {channel} is past d_model = {d}")));
+            return Err(EngineError::NoSuchChannel { channel, d_model: d });
         }
         let col = self.tables.column_sorted(&self.tables.wte, channel, false);
         let shown = |(t, x): &(u32, f32)| (*t, self.token_text(*t).replace(' ', "␣"), *x);

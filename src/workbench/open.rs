@@ -15,23 +15,44 @@ use crate::tokenize::{TokenizeError, Tokenizer};
 /// The lab's first prompt when the task is unknown.
 const FALLBACK_PROMPT: &str = "x = [[1, 2], [3, 4";
 
+/// Why a model, circuit and session could not be opened together.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// No circuit file was given and the task has no bundled one.
     #[error("no circuit file at {path} (task `{task}`): make one with `circuitscope prune`, or pass --circuit FILE")]
-    NoCircuit { path: PathBuf, task: String },
+    NoCircuit {
+        /// Where the circuit was looked for.
+        path: PathBuf,
+        /// The task.
+        task: String,
+    },
     /// A task name that is no task (a typo): the valid names are listed.
     #[error("unknown task `{task}`; the tasks are: {known}")]
-    UnknownTask { task: String, known: String },
+    UnknownTask {
+        /// The name as given.
+        task: String,
+        /// The valid names, comma-separated.
+        known: String,
+    },
+    /// The model directory has no tokenizer.
     #[error("{}: no tokenizer.json beside the model", dir.display())]
-    NoTokenizer { dir: PathBuf },
+    NoTokenizer {
+        /// The model directory.
+        dir: PathBuf,
+    },
+    /// The tokenizer could not be loaded.
     #[error(transparent)]
     Tokenize(#[from] TokenizeError),
+    /// The circuit file is unreadable or does not fit the model.
     #[error(transparent)]
     Circuit(#[from] CircuitError),
+    /// The model could not be loaded.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The engine could not be built.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The session could not be opened.
     #[error(transparent)]
     Session(#[from] SessionError),
 }
@@ -39,8 +60,11 @@ pub enum OpenError {
 /// What to open.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
+    /// The model directory (or weights file).
     pub model: PathBuf,
+    /// The circuit file; `None`: the task's bundled circuit ([`OpenOptions::default_circuit`]).
     pub circuit: Option<PathBuf>,
+    /// The task, used when the circuit file names none.
     pub task: String,
     /// The session file to restore and save to (None: nothing is kept).
     pub session: Option<PathBuf>,
@@ -95,10 +119,15 @@ fn dir_name(canonical: Option<String>, model: &Path) -> String {
 /// Everything an open loads: the circuit and its graph checked against the model, the engine (model, tokenizer,
 /// scan) for the worker, the session when one was asked for, and warnings for the user.
 pub struct Opened {
+    /// The circuit, validated against the model.
     pub circuit: CircuitFile,
+    /// Where the circuit was read from.
     pub circuit_path: PathBuf,
+    /// The circuit's graph with its weight edges.
     pub graph: CircuitGraph,
+    /// The model's configuration.
     pub config: Config,
+    /// The model's fingerprint, which the circuit and the session must carry.
     pub fingerprint: String,
     /// The model directory's name, else the circuit's model name.
     pub model_name: String,
@@ -106,8 +135,11 @@ pub struct Opened {
     pub task: String,
     /// The task's first training prompt: where the prompt lab starts.
     pub prompt: String,
+    /// The session, when one was asked for (read-only when another process holds it).
     pub session: Option<OpenedSession>,
+    /// The engine, to be moved onto the worker thread.
     pub engine: Engine,
+    /// One line per thing the user should know (config oddities, an unusable scan, a session for another model).
     pub warnings: Vec<String>,
 }
 

@@ -13,7 +13,9 @@ use crate::circuit::{CircuitFile, NodeId};
 /// What an ablated node is set to: zero, or its mean (the scan's, else the task prompts').
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AblationKind {
+    /// Set to zero.
     Zero,
+    /// Set to its mean.
     Mean,
 }
 
@@ -30,7 +32,9 @@ impl AblationKind {
 /// One node ablated in a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ablation {
+    /// The node.
     pub node: NodeId,
+    /// What it is set to.
     pub kind: AblationKind,
 }
 
@@ -39,36 +43,64 @@ pub struct Ablation {
 pub enum Request {
     /// Run a prompt with the circuit's hooks recorded and the ablations applied.
     Run {
+        /// Echoed in the reply, so that the UI can drop answers to superseded requests.
         id: u64,
+        /// The prompt.
         text: String,
+        /// Nodes to ablate.
         ablations: Vec<Ablation>,
     },
     /// A run of the pinned baseline prompt (no ablations); never skipped as superseded.
-    PinRun { id: u64, text: String },
+    PinRun {
+        /// Echoed in the reply.
+        id: u64,
+        /// The prompt.
+        text: String,
+    },
     /// Statistics, exemplars, task view and vocabulary links of one node.
-    NodeDetail { node: NodeId },
+    NodeDetail {
+        /// The node.
+        node: NodeId,
+    },
     /// Insert `fragment` repeated n times (n = 0..=max_n) at byte `at` of `text`; report the node's value at
     /// the last token and the prediction for each n.
     Sweep {
+        /// The prompt.
         text: String,
+        /// Byte offset of the insertion in `text`.
         at: usize,
+        /// The text inserted n times.
         fragment: String,
+        /// The largest n.
         max_n: usize,
+        /// The node read at the last token.
         node: NodeId,
+        /// Nodes ablated in every run.
         ablations: Vec<Ablation>,
     },
     /// Whether later runs keep the last `block_size` tokens of a prompt longer than the context (the CLI's
     /// `--truncate`) instead of failing; answered with an [`Reply::Info`] saying which rule is in force.
     Truncate(bool),
     /// The embedding tab's view of one residual channel: its wte column and a window of wpe.
-    Embedding { channel: usize },
+    Embedding {
+        /// The residual channel.
+        channel: usize,
+    },
     /// Run the first `n` task pairs (both prompts) with `ablations` and compare every circuit node at the
     /// decision token (`:pairs N`).
-    Pairs { n: usize, ablations: Vec<Ablation> },
+    Pairs {
+        /// How many pairs.
+        n: usize,
+        /// The lab's ablations, applied to both prompts.
+        ablations: Vec<Ablation>,
+    },
     /// Write the markdown report of a session (the engine holds the scan and the tokenizer).
     Export {
+        /// The session to report.
         session: Box<crate::session::Session>,
+        /// Its circuit.
         circuit: Box<CircuitFile>,
+        /// The markdown file to write.
         path: std::path::PathBuf,
     },
 }
@@ -76,8 +108,11 @@ pub enum Request {
 /// One prompt run: tokens, every circuit node's activations, the prediction and the attention of the circuit's heads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSummary {
+    /// The request's id.
     pub id: u64,
+    /// The prompt as sent.
     pub text: String,
+    /// Its token ids (after truncation).
     pub ids: Vec<u32>,
     /// Tokens dropped from the prompt's start to fit the context (0 unless truncation is on).
     pub dropped: usize,
@@ -91,6 +126,7 @@ pub struct RunSummary {
     pub target_logits: Option<(f32, f32)>,
     /// (layer, head) → pattern, for the heads with q or k nodes in the circuit.
     pub attention: BTreeMap<(usize, usize), AttnPattern>,
+    /// The ablations applied.
     pub ablations: Vec<Ablation>,
     /// The task loss (raw, 2× scale) on held-out task pairs under this run's ablations; None without a task.
     pub task_loss: Option<f64>,
@@ -102,6 +138,7 @@ pub struct RunSummary {
     /// nodes without a direct path to the logits (reads, queries, keys) are absent, and so is everything when
     /// the task has no single-token targets.
     pub direct_effects: BTreeMap<NodeId, f32>,
+    /// Wall time of the run in the engine.
     pub elapsed_ms: f64,
 }
 
@@ -115,7 +152,9 @@ impl RunSummary {
 /// Tokens with one node's activation at each, as shown in heat strips.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenActs {
+    /// Display text of each token.
     pub tokens: Vec<String>,
+    /// The node's activation at each token.
     pub acts: Vec<f32>,
     /// The boxed token, if any.
     pub pivot: Option<usize>,
@@ -124,15 +163,20 @@ pub struct TokenActs {
 /// Exemplars at one quantile of a node's activations (0: the outermost, top and bottom).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantileView {
+    /// The quantile (0: the extremes).
     pub quantile: f64,
+    /// Exemplars at the low end.
     pub bottom: Vec<TokenActs>,
+    /// Exemplars at the high end.
     pub top: Vec<TokenActs>,
 }
 
 /// A node on the task's pairs: class A, class B and their difference.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TaskView {
+    /// The node on the prompts of the task's first class.
     pub class_a: Vec<TokenActs>,
+    /// The node on the prompts of the task's second class.
     pub class_b: Vec<TokenActs>,
     /// class B − class A, position by position over the common length (class B's tokens).
     pub diff: Vec<TokenActs>,
@@ -141,10 +185,13 @@ pub struct TaskView {
 /// Everything the inspector shows about one node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeDetail {
+    /// The node.
     pub node: NodeId,
+    /// Its statistics over the scan corpus (None without a scan).
     pub stats: Option<NodeStats>,
     /// From the scan, else from the circuit file.
     pub quantiles: Vec<QuantileView>,
+    /// The node on the task's pairs.
     pub task: TaskView,
     /// Residual channels: the tokens whose embedding writes the channel most, (token, weight).
     pub embed_tokens: Vec<(String, f32)>,
@@ -160,16 +207,21 @@ pub const EMBED_BINS: usize = 40;
 /// One residual channel as the embedding tab shows it (the reference viewer's "wte/wpe viz").
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddingView {
+    /// The residual channel.
     pub channel: usize,
+    /// The model's residual width.
     pub d_model: usize,
+    /// The vocabulary size.
     pub vocab: usize,
     /// Tokens whose wte entry in this channel is nonzero.
     pub nonzero: usize,
     /// The 20 largest and 20 smallest nonzero entries of wte[:, channel]: (token id, display text, weight).
     pub top: Vec<(u32, String, f32)>,
+    /// The smallest, as `top`.
     pub bottom: Vec<(u32, String, f32)>,
     /// Histogram of the column's nonzero values over `range`.
     pub hist: Vec<u64>,
+    /// (min, max) of the column's nonzero values.
     pub range: (f32, f32),
     /// wpe[:, first..first + channels] as (positions, channels) row-major, when the model has a position table
     /// indexed by residual channel.
@@ -179,13 +231,19 @@ pub struct EmbeddingView {
 /// The engine's answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
+    /// A prompt run.
     Ran(Box<RunSummary>),
     /// A run that failed (e.g. the prompt is too long): the request id and the message.
     RunFailed(u64, String),
+    /// A node's detail.
     Detail(Box<NodeDetail>),
+    /// A sweep's points.
     Swept(SweepResult),
+    /// A residual channel's embedding view.
     Embedding(Box<EmbeddingView>),
+    /// The `:pairs` comparison at the decision token.
     Pairs(Box<PairsView>),
+    /// A request that failed, its message for the status bar.
     Error(String),
     /// A message for the status bar.
     Info(String),

@@ -12,10 +12,15 @@ use crate::circuit::{NodeId, QuantileExemplars};
 /// One node's statistics over the scan corpus.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeStats {
+    /// Mean activation.
     pub mean: f32,
+    /// Fraction of tokens where the node is nonzero.
     pub density: f32,
+    /// Smallest activation.
     pub min: f32,
+    /// Largest activation.
     pub max: f32,
+    /// Standard deviation.
     pub std: f32,
     /// (lo, hi, counts) over equal-width bins.
     pub histogram: Option<(f32, f32, Vec<u64>)>,
@@ -29,25 +34,27 @@ pub struct ScanSource {
 }
 
 impl ScanSource {
-    /// Opens `<model_dir>/scan` when it exists. `Ok(None)`: no scan; `Err`: a scan that cannot be used (message
-    /// for the status bar).
-    pub fn open(model_dir: &Path, fingerprint: &str) -> Result<Option<ScanSource>, String> {
+    /// Opens `<model_dir>/scan` when it exists. `Ok(None)`: no scan; `Err`: a scan that cannot be used (corrupt,
+    /// newer, or another model's).
+    pub fn open(model_dir: &Path, fingerprint: &str) -> Result<Option<ScanSource>, ScanError> {
         Self::open_dir(&ScanIndex::default_dir(model_dir), fingerprint)
     }
 
     /// Like [`ScanSource::open`], for a scan directory anywhere.
-    pub fn open_dir(dir: &Path, fingerprint: &str) -> Result<Option<ScanSource>, String> {
+    pub fn open_dir(dir: &Path, fingerprint: &str) -> Result<Option<ScanSource>, ScanError> {
         match ScanIndex::open_for(dir, fingerprint) {
             Ok(index) => Ok(Some(ScanSource { index })),
             Err(ScanError::Missing { .. }) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         }
     }
 
+    /// The underlying index.
     pub fn index(&self) -> &ScanIndex {
         &self.index
     }
 
+    /// Every channel's mean at `hook` (for mean ablation); `None` for a hook the scan lacks.
     pub fn hook_means(&self, hook: &str) -> Option<Vec<f32>> {
         self.index.hook_means(hook)
     }

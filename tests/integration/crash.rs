@@ -4,7 +4,9 @@
 //! leave no temp file (`*.cstmp`) and no lock file behind.
 //!
 //! CI runs the fast writers a few rounds each. The full run (docs/reliability.md has its figures):
-//! `CRASH_ROUNDS=200 cargo test --release --test integration crash:: -- --ignored --nocapture`
+//! `CRASH_ROUNDS=200 cargo test --release --test integration crash:: -- --ignored --nocapture`; `train` and
+//! `prune -o` alone: `CRASH_SLOW_ROUNDS=12 cargo test --test integration crash::killed_train -- --ignored` (and
+//! `crash::killed_prune`)
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -144,6 +146,24 @@ fn slow_writers() -> Vec<Writer> {
             setup: no_setup,
         },
     ]
+}
+
+/// `prune -o`: a short prune, two tasks in turn into one file (the full run only). Few steps and pairs, and a
+/// target loss so loose that the bisection ends at a circuit of a few nodes, whose per-node and per-edge
+/// ablations are quick: the writes are the same as a real prune's.
+fn prune_writer() -> Writer {
+    let prune = |task: &str| {
+        args(&format!(
+            "prune --model {MODEL} --task {task} --steps 2 --train-pairs 4 --eval-pairs 4 --target-loss 100 \
+             -o {{w}}/circuit.json --force"
+        ))
+    };
+    Writer {
+        name: "prune -o",
+        variants: vec![prune("if_equals"), prune("for_while")],
+        outputs: vec!["circuit.json"],
+        setup: no_setup,
+    }
 }
 
 /// Every file under the outputs, by path: what a reader would find.
@@ -325,6 +345,201 @@ fn run_all(writers: &[Writer], rounds: usize) {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
+/// What the `train` crash rounds gave.
+#[derive(Debug, Default)]
+struct TrainTally {
+    rounds: usize,
+    killed_mid_run: usize,
+    /// Runs that ended on their own with an error (a resume that could not read what a kill left).
+    failed: usize,
+    /// Rounds after which some file of the run was torn, empty or unreadable.
+    broken: usize,
+    /// Rounds after which the log's steps were not 1, 2, ... (a step logged twice, a torn line).
+    bad_log: usize,
+    /// Runs that reached the last step (the next round starts a fresh run).
+    completed: usize,
+    leftovers_after_next_run: usize,
+}
+
+/// What a reader finds in a run folder after a kill, checked file by file: `Err` names the first broken one.
+/// Whole means: `train_config.json` and `tokenizer.json` parse; the checkpoint is absent or complete (state,
+/// weights and optimiser moments all readable, at a checkpoint step); the exported model is absent or its config
+/// and weights load together; every log line is a whole record and the steps run 1, 2, ... without a gap or a
+/// repeat. Returns the checkpoint's step.
+fn whole_run(run: &Path, checkpoint_steps: &[usize]) -> Result<Option<usize>, String> {
+    use circuitscope::model::{Checkpoint, Config, Gpt, LoadOptions};
+    let cfg_path = run.join("train_config.json");
+    if cfg_path.exists() {
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| format!("train_config.json: {e}"))?;
+        serde_json::from_str::<circuitscope::train::TrainConfig>(&text)
+            .map_err(|e| format!("train_config.json: {e}"))?;
+    }
+    if run.join("tokenizer.json").exists() {
+        circuitscope::tokenize::Tokenizer::load(run.join("tokenizer.json"))
+            .map_err(|e| format!("tokenizer.json: {e}"))?;
+    }
+    let ckpt = run.join("checkpoint");
+    let mut step = None;
+    let entries: Vec<_> = std::fs::read_dir(&ckpt)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    if !entries.is_empty() {
+        let state = std::fs::read_to_string(ckpt.join("state.json")).map_err(|e| format!("checkpoint: {e}"))?;
+        let state: serde_json::Value =
+            serde_json::from_str(&state).map_err(|e| format!("checkpoint/state.json: {e}"))?;
+        let s = state["step"].as_u64().ok_or("checkpoint/state.json: no step")? as usize;
+        if !checkpoint_steps.contains(&s) {
+            return Err(format!("checkpoint at step {s}, not a checkpoint step"));
+        }
+        for f in ["model.safetensors", "optim.safetensors"] {
+            Checkpoint::open(&ckpt.join(f)).map_err(|e| format!("checkpoint: {e}"))?;
+        }
+        step = Some(s);
+    }
+    let (config, weights) = (run.join("config.json"), run.join("model.safetensors"));
+    if config.exists() || weights.exists() {
+        let cfg = Config::load(&config).map_err(|e| e.to_string())?.config;
+        let ck = Checkpoint::open(&weights).map_err(|e| e.to_string())?;
+        Gpt::from_checkpoint(cfg, &ck, LoadOptions::default()).map_err(|e| format!("exported model: {e}"))?;
+    }
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap_or_default();
+    for (i, line) in log.split_inclusive('\n').enumerate() {
+        let record: serde_json::Value = line
+            .strip_suffix('\n')
+            .and_then(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| format!("log.jsonl line {}: not a whole record: {line:?}", i + 1))?;
+        if record["step"].as_u64() != Some(i as u64 + 1) {
+            return Err(format!(
+                "log.jsonl line {}: step {}, expected {}",
+                i + 1,
+                record["step"],
+                i + 1
+            ));
+        }
+    }
+    Ok(step)
+}
+
+/// `train --preset test` (6 steps, a checkpoint every 3) killed at random moments, each round continuing the
+/// run with `--resume` (a fresh run once one has finished): every kill must leave the old files or complete new
+/// ones, and every resume must start from a complete checkpoint. At the end the crash-ridden run, resumed to
+/// its end, must have the weights of an uninterrupted run (to 1e-5, as `train::resume_reproduces_...`) and no
+/// temp or lock file.
+fn crash_train(rounds: usize, seed: u64) -> TrainTally {
+    use circuitscope::model::Checkpoint;
+    const STEPS: usize = 6;
+    const CHECKPOINTS: [usize; 2] = [3, 6];
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let reference = work.join("reference");
+    let train = |out: &Path, tokenizer: Option<&Path>, resume: bool| {
+        let mut v = args(&format!("train --preset test --out {}", out.display()));
+        if let Some(t) = tokenizer {
+            v.extend(["--tokenizer".to_string(), t.display().to_string()]);
+        }
+        if resume {
+            v.push("--resume".into());
+        }
+        v
+    };
+    // The reference run trains the tokenizer once; the rounds reuse it, so that a round is the training itself.
+    run_whole(&train(&reference, None, false), work);
+    let tok = work.join("tokenizer.json");
+    std::fs::copy(reference.join("tokenizer.json"), &tok).unwrap();
+    // A round's length: a complete run with the tokenizer given (the reference's included training one).
+    let timing = work.join("timing");
+    let took = run_whole(&train(&timing, Some(&tok), false), work).as_secs_f64();
+    std::fs::remove_dir_all(&timing).unwrap();
+    let run = work.join("run");
+    let mut rng = Rng(seed | 1);
+    let mut t = TrainTally {
+        rounds,
+        ..TrainTally::default()
+    };
+    for round in 0..rounds {
+        let resume = run.join("train_config.json").exists();
+        let at = if round % 2 == 0 {
+            took * 1.1 * rng.unit()
+        } else {
+            took * (0.5 + 0.6 * rng.unit())
+        };
+        let mut child = command(&train(&run, Some(&tok), resume), work)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs_f64(at));
+        match child.try_wait().unwrap() {
+            None => t.killed_mid_run += 1,
+            Some(status) if !status.success() => {
+                t.failed += 1;
+                eprintln!("train round {round}: the run (resume: {resume}) failed by itself: {status}");
+            }
+            Some(_) => {}
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        match whole_run(&run, &CHECKPOINTS) {
+            Ok(Some(STEPS)) if run.join("model.safetensors").exists() => {
+                t.completed += 1;
+                std::fs::remove_dir_all(&run).unwrap();
+            }
+            Ok(_) => {}
+            Err(e) if e.starts_with("log.jsonl") => {
+                t.bad_log += 1;
+                eprintln!("train round {round}: {e}");
+            }
+            Err(e) => {
+                t.broken += 1;
+                eprintln!("train round {round}: {e}");
+            }
+        }
+    }
+    let resume = run.join("train_config.json").exists();
+    run_whole(&train(&run, Some(&tok), resume), work);
+    if let Err(e) = whole_run(&run, &CHECKPOINTS) {
+        t.broken += 1;
+        eprintln!("train: after the last resume: {e}");
+    }
+    let logged = std::fs::read_to_string(run.join("log.jsonl")).unwrap().lines().count();
+    if logged != STEPS {
+        t.bad_log += 1;
+        eprintln!("train: the finished run's log has {logged} records for {STEPS} steps");
+    }
+    let (a, b) = (
+        Checkpoint::open(&reference.join("model.safetensors")).unwrap(),
+        Checkpoint::open(&run.join("model.safetensors")).unwrap(),
+    );
+    for (name, ta) in &a.tensors {
+        let flat = |c: &circuitscope::model::Stored| -> Vec<f32> {
+            c.to_dense().unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let diff = flat(ta)
+            .iter()
+            .zip(&flat(&b.tensors[name]))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff < 1e-5,
+            "train: `{name}` differs by {diff} from an uninterrupted run"
+        );
+    }
+    let left = leftovers(work);
+    if !left.is_empty() {
+        eprintln!("train: left after the next complete run: {left:?}");
+    }
+    t.leftovers_after_next_run = left.len();
+    t
+}
+
+fn run_train(rounds: usize) {
+    let t = crash_train(rounds, 0x2545_f491_4f6c_dd1d);
+    eprintln!(
+        "crash: {:<18} rounds {:>4}, killed mid-run {:>4}, failed {}, broken {}, bad log {}, completed {}, left behind {}",
+        "train", t.rounds, t.killed_mid_run, t.failed, t.broken, t.bad_log, t.completed, t.leftovers_after_next_run
+    );
+    assert_eq!(t.failed + t.broken + t.bad_log + t.leftovers_after_next_run, 0, "{t:?}");
+}
+
 #[test]
 fn killed_writers_leave_whole_files() {
     run_all(&fast_writers(), rounds(3));
@@ -342,6 +557,29 @@ fn killed_writers_leave_whole_files_full() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(n);
     run_all(&slow_writers(), slow);
+    run_all(&[prune_writer()], slow);
+    run_train(slow);
+}
+
+/// `train` alone, `CRASH_SLOW_ROUNDS` (12) rounds: a quicker check of it than the full run.
+#[test]
+#[ignore]
+fn killed_train_leaves_whole_files() {
+    run_train(slow_rounds());
+}
+
+/// `prune -o` alone, `CRASH_SLOW_ROUNDS` (12) rounds.
+#[test]
+#[ignore]
+fn killed_prune_leaves_whole_files() {
+    run_all(&[prune_writer()], slow_rounds());
+}
+
+fn slow_rounds() -> usize {
+    std::env::var("CRASH_SLOW_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(12)
 }
 
 /// Two processes race for one session lock: exactly one holds it, the other is told who does; when the

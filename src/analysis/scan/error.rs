@@ -64,16 +64,130 @@ pub enum ScanError {
         /// The output folder.
         dir: PathBuf,
     },
-    /// The scan's inputs or results are inconsistent (no tokens, a hook not recorded, a meta that does not fit); the
-    /// message says which.
+    /// An `index.json` whose layout is impossible, so that reads within its sizes could go out of bounds.
+    #[error("{path}: corrupt scan index: {reason}; rescan with `circuitscope scan`")]
+    BadMeta {
+        /// The `index.json`.
+        path: PathBuf,
+        /// What is wrong with the layout.
+        reason: ScanMetaError,
+    },
+    /// A scan about to be written has an impossible layout (a bug in the caller, not in a file).
     #[error("scan: {0}")]
-    Invalid(String),
+    InvalidMeta(#[source] ScanMetaError),
+    /// The meta given to `ScanData::write` was not built from that scan.
+    #[error("scan: the meta given to ScanData::write does not describe this scan (build it with ScanData::meta)")]
+    MetaMismatch,
+    /// Nothing to scan.
+    #[error("scan: no tokens to scan")]
+    NoTokens,
+    /// More tokens than the index's u32 positions can address.
+    #[error("scan: {0} tokens is more than a scan holds")]
+    TooManyTokens(usize),
+    /// A token id beyond the model's vocabulary.
+    #[error("scan: token {id} at position {pos} is outside the model's vocabulary ({vocab} ids); was the stream made with another tokenizer?")]
+    TokenOutOfVocab {
+        /// The token id.
+        id: u32,
+        /// Its position in the stream.
+        pos: usize,
+        /// The model's `vocab_size`.
+        vocab: usize,
+    },
+    /// A sequence length the model cannot run.
+    #[error("scan: sequence length {seq_len} must be in 1..={block_size}")]
+    SeqLen {
+        /// The length asked for.
+        seq_len: usize,
+        /// The model's context.
+        block_size: usize,
+    },
+    /// Histogram or exemplar settings out of range.
+    #[error("scan: hist_bins must be positive and the window below 65536 (hist_bins {hist_bins}, window {window})")]
+    BadLayout {
+        /// Histogram bins asked for.
+        hist_bins: usize,
+        /// Exemplar window (tokens before + after + 1).
+        window: usize,
+    },
+    /// The forward pass did not record a hook the scan needs.
+    #[error("scan: the forward pass did not record hook `{hook}`")]
+    NotRecorded {
+        /// The hook name.
+        hook: String,
+    },
+    /// A hook recorded another number of values than its shape implies.
+    #[error("scan: hook `{hook}` recorded {got} values, expected {rows} × {width}")]
+    RecordedSize {
+        /// The hook name.
+        hook: String,
+        /// Values recorded.
+        got: usize,
+        /// Token positions in the batch.
+        rows: usize,
+        /// The hook's width.
+        width: usize,
+    },
     /// Running the model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
     /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+/// Why an index's layout (`index.json`) is impossible.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanMetaError {
+    /// `format_version` 0, which no build writes.
+    #[error("format_version 0")]
+    ZeroVersion,
+    /// No model fingerprint.
+    #[error("empty fingerprint")]
+    EmptyFingerprint,
+    /// The hooks do not tile the node range in order.
+    #[error("hook `{hook}` has offset {offset} (expected {expected}) and width {width}")]
+    HookLayout {
+        /// The hook name.
+        hook: String,
+        /// Its offset in the file.
+        offset: usize,
+        /// The offset its predecessors imply.
+        expected: usize,
+        /// Its width in the file.
+        width: usize,
+    },
+    /// Offset plus width overflows.
+    #[error("hook widths overflow")]
+    HookWidthsOverflow,
+    /// The hooks' widths do not add up to `nodes`.
+    #[error("the hooks hold {hooks} nodes but `nodes` is {nodes}")]
+    NodeCount {
+        /// Nodes the hooks hold.
+        hooks: usize,
+        /// The `nodes` field.
+        nodes: usize,
+    },
+    /// `tokens` is zero or beyond u32.
+    #[error("tokens {0} out of range")]
+    Tokens(u64),
+    /// `hist_bins` is zero or above 65536.
+    #[error("hist_bins {0} out of range")]
+    HistBins(usize),
+    /// The quantiles are not the ones this build samples.
+    #[error("quantiles {found:?}, expected {expected:?}")]
+    Quantiles {
+        /// The quantiles in the file.
+        found: Vec<f64>,
+        /// This build's quantiles.
+        expected: Vec<f64>,
+    },
+    /// The exemplar window or count per node is out of range.
+    #[error("exemplar layout out of range")]
+    ExemplarLayout,
+    /// A file size computed from the layout overflows.
+    #[error("sizes overflow")]
+    SizesOverflow,
 }
 
 /// Result of scan operations; the error defaults to [`ScanError`].

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
-use super::error::{io_err, Result, ScanError};
+use super::error::{io_err, Result, ScanError, ScanMetaError};
 use super::ScanData;
 use crate::circuit::file::{Exemplar, QuantileExemplars};
 use crate::circuit::NodeId;
@@ -146,41 +146,49 @@ impl ScanMeta {
     }
 
     /// Internal consistency, so that reads within the computed sizes cannot go out of bounds.
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), ScanMetaError> {
         if self.format_version == 0 {
-            return Err("format_version 0".into());
+            return Err(ScanMetaError::ZeroVersion);
         }
         if self.fingerprint.is_empty() {
-            return Err("empty fingerprint".into());
+            return Err(ScanMetaError::EmptyFingerprint);
         }
         let mut next = 0usize;
         for h in &self.hooks {
             if h.offset != next || h.width == 0 {
-                return Err(format!(
-                    "hook `{}` has offset {} (expected {next}) and width {}",
-                    h.name, h.offset, h.width
-                ));
+                return Err(ScanMetaError::HookLayout {
+                    hook: h.name.clone(),
+                    offset: h.offset,
+                    expected: next,
+                    width: h.width,
+                });
             }
-            next = h.offset.checked_add(h.width).ok_or("hook widths overflow")?;
+            next = h.offset.checked_add(h.width).ok_or(ScanMetaError::HookWidthsOverflow)?;
         }
         if next != self.nodes {
-            return Err(format!("the hooks hold {next} nodes but `nodes` is {}", self.nodes));
+            return Err(ScanMetaError::NodeCount {
+                hooks: next,
+                nodes: self.nodes,
+            });
         }
         if self.tokens == 0 || self.tokens > u32::MAX as u64 {
-            return Err(format!("tokens {} out of range", self.tokens));
+            return Err(ScanMetaError::Tokens(self.tokens));
         }
         if self.hist_bins == 0 || self.hist_bins > 1 << 16 {
-            return Err(format!("hist_bins {} out of range", self.hist_bins));
+            return Err(ScanMetaError::HistBins(self.hist_bins));
         }
         if self.quantiles != QUANTILES {
-            return Err(format!("quantiles {:?}, expected {:?}", self.quantiles, QUANTILES));
+            return Err(ScanMetaError::Quantiles {
+                found: self.quantiles.clone(),
+                expected: QUANTILES.to_vec(),
+            });
         }
         let l = &self.exemplars;
         if l.window() > u16::MAX as usize || l.per_node() > 1 << 16 {
-            return Err("exemplar layout out of range".into());
+            return Err(ScanMetaError::ExemplarLayout);
         }
         if self.stats_bytes().is_none() || self.exemplars_bytes().is_none() || self.tokens_bytes().is_none() {
-            return Err("sizes overflow".into());
+            return Err(ScanMetaError::SizesOverflow);
         }
         Ok(())
     }
@@ -323,7 +331,10 @@ impl ScanIndex {
             });
         }
         let meta: ScanMeta = serde_json::from_value(value).map_err(|e| corrupt(&index_path, e.to_string()))?;
-        meta.validate().map_err(|m| corrupt(&index_path, m))?;
+        meta.validate().map_err(|reason| ScanError::BadMeta {
+            path: index_path.clone(),
+            reason,
+        })?;
         let n = meta.nodes as u32;
         let l = meta.exemplars;
         let stats = map_checked(
@@ -609,13 +620,11 @@ impl ScanData {
             || mine.hist_bins != meta.hist_bins
             || mine.format_version != meta.format_version
         {
-            return Err(ScanError::Invalid(
-                "the meta given to ScanData::write does not describe this scan (build it with ScanData::meta)".into(),
-            ));
+            return Err(ScanError::MetaMismatch);
         }
-        mine.validate().map_err(ScanError::Invalid)?;
+        mine.validate().map_err(ScanError::InvalidMeta)?;
         let (stats, exemplars, tokens) = self.encode(meta);
-        let index = serde_json::to_string_pretty(&mine).map_err(|e| ScanError::Invalid(e.to_string()))? + "\n";
+        let index = serde_json::to_string_pretty(&mine).expect("a scan meta serialises") + "\n";
         replace_dir_atomic(
             dir,
             &[

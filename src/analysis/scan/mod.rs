@@ -22,7 +22,7 @@ use candle_core::{Device, Tensor};
 use crate::circuit::node_id::Site;
 use crate::model::{Config, Gpt, Hooks};
 use accumulate::{feed, logbin, BatchView, Candidate, Pass1, Pass2, Selector};
-pub use error::{Result, ScanError};
+pub use error::{Result, ScanError, ScanMetaError};
 pub use index::{
     ExemplarLayout, Histogram, HookEntry, NodeScan, QuantileValue, ScanIndex, ScanMeta, QUANTILES, SCAN_FORMAT_VERSION,
 };
@@ -209,16 +209,15 @@ fn run_pass<A: accumulate::Accumulator>(
             let act = rec
                 .recorded
                 .remove(&h.name)
-                .ok_or_else(|| ScanError::Invalid(format!("the forward pass did not record hook `{}`", h.name)))?;
+                .ok_or_else(|| ScanError::NotRecorded { hook: h.name.clone() })?;
             let data: Vec<f32> = act.flatten_all()?.to_vec1()?;
             if data.len() != seqs * t * h.width {
-                return Err(ScanError::Invalid(format!(
-                    "hook `{}` recorded {} values, expected {} × {}",
-                    h.name,
-                    data.len(),
-                    seqs * t,
-                    h.width
-                )));
+                return Err(ScanError::RecordedSize {
+                    hook: h.name.clone(),
+                    got: data.len(),
+                    rows: seqs * t,
+                    width: h.width,
+                });
             }
             let view = BatchView {
                 data: &data,
@@ -250,32 +249,30 @@ pub fn scan(
 ) -> Result<ScanData> {
     let cfg = &model.config;
     if tokens.is_empty() {
-        return Err(ScanError::Invalid("no tokens to scan".into()));
+        return Err(ScanError::NoTokens);
     }
     if tokens.len() > u32::MAX as usize {
-        return Err(ScanError::Invalid(format!(
-            "{} tokens is more than a scan holds",
-            tokens.len()
-        )));
+        return Err(ScanError::TooManyTokens(tokens.len()));
     }
     if let Some((pos, &id)) = tokens.iter().enumerate().find(|(_, &id)| id as usize >= cfg.vocab_size) {
-        return Err(ScanError::Invalid(format!(
-            "token {id} at position {pos} is outside the model's vocabulary ({} ids); was the stream made with \
-             another tokenizer?",
-            cfg.vocab_size
-        )));
+        return Err(ScanError::TokenOutOfVocab {
+            id,
+            pos,
+            vocab: cfg.vocab_size,
+        });
     }
     let seq_len = opts.seq_len.unwrap_or(cfg.block_size);
     if seq_len == 0 || seq_len > cfg.block_size {
-        return Err(ScanError::Invalid(format!(
-            "sequence length {seq_len} must be in 1..={}",
-            cfg.block_size
-        )));
+        return Err(ScanError::SeqLen {
+            seq_len,
+            block_size: cfg.block_size,
+        });
     }
     if opts.hist_bins == 0 || opts.layout.window() > u16::MAX as usize {
-        return Err(ScanError::Invalid(
-            "hist_bins must be positive and the window below 65536".into(),
-        ));
+        return Err(ScanError::BadLayout {
+            hist_bins: opts.hist_bins,
+            window: opts.layout.window(),
+        });
     }
     let l = opts.layout;
     let hooks = node_hooks(cfg);
