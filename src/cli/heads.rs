@@ -169,14 +169,14 @@ fn print_text(r: &HeadsReport, tok: Option<&Tokenizer>, args: &HeadsArgs) {
         r.detector_tokens.first().map_or(0, Vec::len)
     );
     println!(
-        "  {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>10}  top OV (source→promoted)   top QK (query→key)",
+        "  {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>10}  top OV (source→promoted)     top QK (query→key)",
         "head", "copy", "full", "prev", "dup", "induct", "sink", "live", "pos"
     );
     for s in &r.heads {
         let first = |es: &[Entry]| {
             es.first().map_or("-".to_string(), |e| {
                 format!(
-                    "{}→{} {:.2}",
+                    "{:?}→{:?} {:.2}",
                     token_text(tok, e.row as u32),
                     token_text(tok, e.col as u32),
                     e.value
@@ -184,7 +184,7 @@ fn print_text(r: &HeadsReport, tok: Option<&Tokenizer>, args: &HeadsArgs) {
             })
         };
         println!(
-            "  {:>5} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6} {:>5} {:>10}  {:<26} {}",
+            "  {:>5} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6} {:>5} {:>10}  {:<28} {}",
             format!("L{}H{}", s.layer, s.head),
             s.ov_copying_score,
             s.full_ov_copying_score,

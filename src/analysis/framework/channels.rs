@@ -30,7 +30,7 @@ pub fn live_channels(h: &HeadWeights) -> Vec<usize> {
 /// (T, n_head·d_head) queries and keys, `pattern` the head's (T, T) attention. Channels whose terms are all zero
 /// are left out.
 pub fn channel_terms(q: &[f32], k: &[f32], pattern: &[f32], t: usize, head: usize, d_head: usize) -> Vec<ChannelTerm> {
-    let width = if t == 0 { 0 } else { q.len() / t };
+    let width = q.len().checked_div(t).unwrap_or(0);
     let scale = 1.0 / (d_head as f64).sqrt();
     let pairs = (t * (t + 1) / 2).max(1) as f64;
     let mut out = Vec::new();

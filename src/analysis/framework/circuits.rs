@@ -115,9 +115,8 @@ pub fn composition(w: &FrameworkWeights, samples: usize, seed: u64) -> Result<Co
         for ha in 0..h {
             let (ga, a) = (&g[la][ha], &w.layers[la].heads[ha]);
             let left = ov_norm(ga);
-            for lb in la + 1..l {
-                for hb in 0..h {
-                    let (gb, b) = (&g[lb][hb], &w.layers[lb].heads[hb]);
+            for (lb, (g_lb, layer_b)) in g.iter().zip(&w.layers).enumerate().skip(la + 1) {
+                for (hb, (gb, b)) in g_lb.iter().zip(&layer_b.heads).enumerate() {
                     let idx = ((la * h + ha) * l + lb) * h + hb;
                     // Q: OV_a · W_Q(b)·W_K(b)ᵀ; K: OV_a · W_K(b)·W_Q(b)ᵀ; V: OV_a · W_V(b)·W_O(b).
                     q[idx] = score(&ga.v, &inner(a, b, CompositionKind::Q)?, &gb.k, left, qk_norm(gb), r);
