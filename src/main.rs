@@ -29,6 +29,8 @@ enum Command {
     Tokenize(cli::tokenize::TokenizeArgs),
     /// Train a weight-sparse (or dense) model from a preset.
     Train(cli::train::TrainArgs),
+    /// The framework lens: every head's QK/OV circuits, copying score, detectors, composition; the direct path.
+    Heads(cli::heads::HeadsArgs),
     /// Per-task accuracy and loss, held-out corpus loss and weight density of a model.
     Eval(cli::eval::EvalArgs),
     /// Show corpus documents and composition statistics.
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::Tasks(c) => cli::tasks::run(c),
         Command::Circuit(c) => cli::circuit::run(c),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Heads(a) => cli::heads::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,8 @@ pub mod ablate;
 pub mod attention_pattern;
 pub mod embedding_tables;
 pub mod eval;
+pub mod framework;
+pub mod heads;
 pub mod hook_means;
 pub mod logit_attribution;
 pub mod next_token;

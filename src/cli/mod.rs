@@ -8,6 +8,7 @@ pub mod convert;
 pub mod corpus;
 pub mod eval;
 pub mod export;
+pub mod heads;
 pub mod open;
 pub mod prune;
 pub mod run;

@@ -5,6 +5,7 @@ pub mod attention_op;
 mod block;
 pub mod checkpoint;
 pub mod config;
+pub mod dense_view;
 pub mod error;
 pub mod gpt;
 pub mod hook_name;

@@ -8,6 +8,7 @@ mod corpus;
 mod crash;
 mod errors;
 mod example_session;
+mod framework;
 mod fuzz;
 mod half_precision;
 mod hooks;
