@@ -90,11 +90,11 @@ pub struct LoadedModel {
 
 pub fn load_model_parts(path: &Path) -> Result<LoadedModel> {
     let files = ModelFiles::locate(path)?;
-    let loaded = Config::load(&files.config)?;
+    let loaded = files.load_config()?;
     for w in &loaded.warnings {
         eprintln!("warning: {}: {w}", files.config.display());
     }
-    let ckpt = Checkpoint::open(&files.weights)?;
+    let ckpt = files.open_checkpoint(&loaded.config)?;
     let fingerprint = model_fingerprint(&ckpt, &loaded.config)?;
     Ok(LoadedModel {
         dir: path.to_path_buf(),

@@ -67,8 +67,8 @@ pub fn run(args: ConvertArgs) -> Result<()> {
 /// existing files are only replaced with `force`.
 pub fn convert(input: &Path, out_dir: &Path, sparse_below: f64, force: bool) -> Result<ConvertReport> {
     let files = ModelFiles::locate(input)?;
-    let loaded = Config::load(&files.config)?;
-    let ckpt = Checkpoint::open(&files.weights)?;
+    let loaded = files.load_config()?;
+    let ckpt = files.open_checkpoint(&loaded.config)?;
     // Refuse to write a model that would not load.
     Gpt::from_checkpoint(loaded.config.clone(), &ckpt, LoadOptions::ALL_DENSE)?;
 

@@ -198,7 +198,7 @@ pub fn markdown_table_with_wild(
 /// Fraction of nonzeros over the matrices and biases the trainer keeps sparse.
 pub fn weight_density(model_dir: &std::path::Path) -> Result<f64> {
     let files = ModelFiles::locate(model_dir)?;
-    let ckpt = crate::model::Checkpoint::open(&files.weights)?;
+    let ckpt = files.open_checkpoint(&files.load_config()?.config)?;
     let (mut nz, mut n) = (0f64, 0f64);
     for (name, t) in &ckpt.tensors {
         if !crate::train::params::is_sparse_param(name) {

@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use serde_json::json;
 
-use super::common::{load_model, parse_hook_channels, print_json, resolve_tokenizer, token_text, HookChannel};
+use super::common::{
+    load_model, matching_hooks, parse_hook_channels, print_json, resolve_tokenizer, token_text, HookChannel,
+};
 use crate::model::{checkpoint, Action, Gpt, Hooks, Intervention, LoadOptions, Stored};
 
 #[derive(clap::Args, Debug)]
@@ -175,10 +177,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     }
     let mut hooks = Hooks::none();
-    let mut pattern: Vec<String> = channels.iter().map(|c| regex::escape(&c.hook) + "$").collect();
-    if let Some(h) = &args.hooks {
-        pattern.push(format!("(?:{h})"));
-    }
+    let hook_names: Vec<String> = match &args.hooks {
+        Some(h) => matching_hooks(h, &model)?,
+        None => vec![],
+    };
+    let pattern: Vec<String> = channels
+        .iter()
+        .map(|c| &c.hook)
+        .chain(&hook_names)
+        .map(|h| regex::escape(h) + "$")
+        .collect();
     if !pattern.is_empty() {
         hooks.set_record(&pattern.join("|"))?;
     }
@@ -210,18 +218,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         let col: Vec<f32> = act.narrow(1, c.channel, 1)?.squeeze(1)?.to_vec1()?;
         channel_rows.push((c.to_string(), positions.iter().map(|&p| col[p]).collect::<Vec<f32>>()));
     }
-    let hook_names: Vec<String> = match &args.hooks {
-        Some(h) => {
-            let re = regex::Regex::new(&format!("^(?:{h})"))?;
-            model
-                .hook_points()
-                .into_iter()
-                .map(|(n, _)| n)
-                .filter(|n| re.is_match(n))
-                .collect()
-        }
-        None => vec![],
-    };
     let mut hook_rows = Vec::new();
     for name in &hook_names {
         let act = hooks.recorded[name].squeeze(0)?.get(t - 1)?; // (W)

@@ -142,10 +142,10 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
         });
     }
     let files = ModelFiles::locate(&opts.model)?;
-    let loaded = Config::load(&files.config)?;
+    let loaded = files.load_config()?;
     let mut warnings: Vec<String> = loaded.warnings.clone();
     let config = loaded.config;
-    let ckpt = Checkpoint::open(&files.weights)?;
+    let ckpt = files.open_checkpoint(&config)?;
     let circuit = CircuitFile::load(&circuit_path)?;
     let fingerprint = model_fingerprint(&ckpt, &config)?;
     circuit.check_model(&fingerprint)?;

@@ -9,6 +9,7 @@ mod crash;
 mod errors;
 mod example_session;
 mod fuzz;
+mod gpt2;
 mod half_precision;
 mod hooks;
 mod hostile;
