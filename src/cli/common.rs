@@ -93,7 +93,9 @@ pub fn parse_hook_channels(spec: &str, model: &Gpt) -> Result<Vec<HookChannel>> 
         );
     };
     let number = |s: &str, what: &str| -> Result<usize> {
-        s.trim().parse().with_context(|| format!("`{spec}`: bad {what} `{s}`"))
+        s.trim()
+            .parse()
+            .with_context(|| format!("`{spec}`: {what} `{s}` is not a number"))
     };
     let range = match idx.split_once(':') {
         Some((h, c)) if transformer_lens && name.is_some_and(HookName::is_per_head) => {

@@ -35,7 +35,7 @@ pub struct SynthArgs {
     pub shape: ShapeArg,
     /// Weight density of every matrix (decimal or fraction, e.g. 1/256); required for the weight-sparse
     /// shapes, refused for the dense GPT-2 ones.
-    #[arg(long, value_parser = parse_density)]
+    #[arg(long, value_parser = parse_density, allow_hyphen_values = true)]
     pub density: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

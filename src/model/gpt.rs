@@ -268,7 +268,18 @@ impl ModelFiles {
     pub fn locate(path: &Path) -> Result<Self> {
         let path = &super::hf_gpt2::resolve_hub_cache(path)?;
         // Followed explicitly so that a symlink loop or a link to a missing blob is reported as such.
-        std::fs::metadata(path).map_err(super::error::io_err(path))?;
+        if let Err(e) = std::fs::metadata(path) {
+            let source = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")
+                }
+                _ => e,
+            };
+            return Err(ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
         let (dir, weights) = if path.is_dir() {
             (path.to_path_buf(), None)
         } else {

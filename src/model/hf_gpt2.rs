@@ -329,7 +329,15 @@ pub fn resolve_hub_cache(path: &Path) -> Result<PathBuf> {
 /// error naming it rather than a silent "absent".
 pub fn exists(path: &Path) -> Result<bool> {
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        // NotADirectory: a path below a file (`final_model.pt/snapshots`) is simply absent.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(io_err(path)(e)),
         Ok(_) => std::fs::metadata(path).map(|_| true).map_err(io_err(path)),
     }

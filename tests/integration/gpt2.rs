@@ -565,3 +565,47 @@ fn transformer_lens_names_work_in_channels_hooks_and_interventions() {
         &["unknown hook", "blocks.2.hook_resid_post"],
     );
 }
+
+#[test]
+fn synth_writes_a_loadable_hugging_face_gpt2() {
+    let tmp = TempDir::new().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for dir in [&a, &b] {
+        let out = cli(&[
+            "synth",
+            "--shape",
+            "gpt2-tiny",
+            "--seed",
+            "3",
+            dir.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(out.ok, "{}", out.stderr);
+    }
+    let config = std::fs::read_to_string(a.join("config.json")).unwrap();
+    assert!(config.contains("\"model_type\": \"gpt2\""), "{config}");
+    let bytes = std::fs::read(a.join("model.safetensors")).unwrap();
+    assert_eq!(
+        bytes,
+        std::fs::read(b.join("model.safetensors")).unwrap(),
+        "same seed, same file"
+    );
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    // Hugging Face's layout: Conv1D [in, out], tied (no lm_head), and the metadata transformers requires.
+    assert_eq!(st.tensor("transformer.h.0.mlp.c_fc.weight").unwrap().shape(), [64, 256]);
+    assert!(st.tensor("lm_head.weight").is_err());
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(meta.metadata().as_ref().unwrap()["format"], "pt");
+    let v = run_json(&a, &[]);
+    assert_eq!(v["top"].as_array().unwrap().len(), 10);
+    // A density makes no sense for a dense shape, and a sparse shape needs one.
+    let c = tmp.path().join("c");
+    cli_err(
+        &["synth", "--shape", "gpt2-tiny", "--density", "1/4", c.to_str().unwrap()],
+        &["--density", "gpt2-tiny"],
+    );
+    cli_err(
+        &["synth", "--shape", "tiny", c.to_str().unwrap()],
+        &["--density is required"],
+    );
+}
