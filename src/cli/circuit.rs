@@ -34,6 +34,10 @@ pub struct CheckArgs {
     /// Ablation means: `scan` (the model's corpus scan) or `task` (mean over the task's training prompts).
     #[arg(long, default_value = "scan")]
     pub means: String,
+    /// The task to check on: a built-in name or a .jsonl task file [default: the circuit's own task, by name;
+    /// a circuit pruned on a .jsonl file needs the file here].
+    #[arg(long)]
+    pub task: Option<String>,
     /// Print the numbers without storing them in the file.
     #[arg(long)]
     pub no_write: bool,
@@ -346,8 +350,16 @@ pub fn run_check(a: CheckArgs) -> Result<()> {
     let Some(tok) = super::common::resolve_tokenizer(None, &model_dir)? else {
         bail!("{}: no tokenizer.json beside the model", model_dir.display());
     };
-    let task = tasks::resolve(&circuit.task)
-        .with_context(|| format!("{}: the circuit's task `{}`", a.file.display(), circuit.task))?;
+    let task = match &a.task {
+        Some(t) => tasks::resolve(t).with_context(|| format!("--task `{t}`"))?,
+        None => tasks::resolve(&circuit.task).with_context(|| {
+            format!(
+                "{}: the circuit's task `{}` (pass --task FILE.jsonl for a circuit pruned on a task file)",
+                a.file.display(),
+                circuit.task
+            )
+        })?,
+    };
     let block = model.config.block_size;
     let test = TaskData::new(
         &tok,

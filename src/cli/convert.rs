@@ -12,7 +12,7 @@ use super::common::{parse_density, print_json};
 use crate::fsio::{DirWriter, Keep};
 use crate::model::checkpoint::{write_atomic, write_safetensors};
 use crate::model::sparse_linear::CsrWeight;
-use crate::model::{Checkpoint, Config, Gpt, LoadOptions, ModelFiles, Stored};
+use crate::model::{Gpt, LoadOptions, ModelFiles, Stored};
 
 #[derive(clap::Args, Debug)]
 pub struct ConvertArgs {

@@ -12,7 +12,7 @@ use crate::analysis::scan::{self, ExemplarLayout, NodeScan, ScanIndex, ScanOptio
 use crate::circuit::file::{model_fingerprint, Exemplar};
 use crate::circuit::NodeId;
 use crate::data::corpus::CorpusSource;
-use crate::model::{Checkpoint, Gpt, LoadOptions, ModelFiles};
+use crate::model::{Gpt, LoadOptions, ModelFiles};
 use crate::tokenize::{escape_token, Tokenizer};
 use crate::train::data::TokenPool;
 

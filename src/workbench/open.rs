@@ -7,7 +7,7 @@ use super::engine::{Engine, EngineError};
 use super::scan_source::ScanSource;
 use crate::circuit::{model_fingerprint, CircuitError, CircuitFile, CircuitGraph};
 use crate::data::tasks::{self, Split};
-use crate::model::{Checkpoint, Config, Gpt, LoadOptions, ModelError, ModelFiles};
+use crate::model::{Config, Gpt, LoadOptions, ModelError, ModelFiles};
 use crate::session::store::OpenedSession;
 use crate::session::{CircuitRef, Session, SessionError, SessionModel};
 use crate::tokenize::{TokenizeError, Tokenizer};

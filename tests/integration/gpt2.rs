@@ -609,3 +609,114 @@ fn synth_writes_a_loadable_hugging_face_gpt2() {
         &["--density is required"],
     );
 }
+
+/// The fixture with a byte-level tokenizer for its 256 ids (the 256 bytes, no merges, no end-of-text token:
+/// its id would lie outside the vocabulary), in a temp folder.
+/// Returns the temp folder and the model folder inside it, named `hf-gpt2-tiny` (the workbench shows the name).
+fn fixture_with_tokenizer() -> (TempDir, PathBuf) {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("hf-gpt2-tiny");
+    std::fs::create_dir(&dir).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(tiny().join(file), dir.join(file)).unwrap();
+    }
+    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2");
+    std::fs::copy(ours.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    (tmp, dir)
+}
+
+fn task_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/copy.jsonl")
+}
+
+fn ok_json(args: &[&str]) -> serde_json::Value {
+    let out = cli(args);
+    assert!(out.ok, "{args:?}: {}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", out.stdout))
+}
+
+#[test]
+fn scan_eval_prune_check_and_the_workbench_run_on_the_fixture() {
+    let (_tmp, dir) = fixture_with_tokenizer();
+    let m = dir.to_str().unwrap();
+    let task = task_file();
+    let task = task.to_str().unwrap();
+    let scan = ok_json(&["scan", "--model", m, "--tokens", "1024", "--json"]);
+    assert_eq!(scan["tokens"], 1024);
+    assert!(dir.join("scan").is_dir());
+    // eval: the task file is scored; a built-in task whose targets are several bytes is skipped, with why.
+    let eval = ok_json(&[
+        "eval",
+        "--model",
+        m,
+        "--tasks",
+        &format!("bracket_counting,{task}"),
+        "--pairs",
+        "16",
+        "--wild",
+        "none",
+        "--corpus",
+        "synthetic",
+        "--json",
+    ]);
+    assert_eq!(eval["tasks"]["copy"]["pairs"], 16, "{eval}");
+    assert!(eval["tasks"].get("bracket_counting").is_none());
+    assert_eq!(eval["skipped"][0]["task"], "bracket_counting");
+    assert!(eval["skipped"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("tokens with this tokenizer"));
+    // prune on the scan's means, then check the circuit on the same task file.
+    let circuit = dir.join("copy.json");
+    let c = circuit.to_str().unwrap();
+    let pruned = ok_json(&[
+        "prune",
+        "--model",
+        m,
+        "--task",
+        task,
+        "--steps",
+        "10",
+        "--train-pairs",
+        "16",
+        "--eval-pairs",
+        "16",
+        "--target-loss",
+        "5",
+        "-o",
+        c,
+        "--json",
+    ]);
+    assert!(pruned["nodes"].as_u64().unwrap() > 0, "{pruned}");
+    let check = ok_json(&[
+        "circuit", "check", c, "--model", m, "--task", task, "--pairs", "16", "--json",
+    ]);
+    assert!(check.get("task").is_some(), "{check}");
+    // Without --task the file's task name alone does not say where the pairs are.
+    cli_err(
+        &["circuit", "check", c, "--model", m, "--pairs", "16"],
+        &["--task FILE.jsonl"],
+    );
+    // The workbench opens the pruned GPT-2 circuit with the scan's exemplars.
+    use circuitscope::tui::{self, ColorMode, OpenOptions, Theme};
+    let opts = OpenOptions {
+        model: dir.clone(),
+        circuit: Some(circuit.clone()),
+        task: "copy".into(),
+        session: None,
+    };
+    let l = tui::load(&opts, Theme::new(ColorMode::TrueColor)).unwrap_or_else(|e| panic!("open: {e}"));
+    let (mut app, mut engine) = (l.app, l.engine);
+    app.debounce = std::time::Duration::ZERO;
+    app.show_timing = false;
+    tui::pump(&mut app, &mut engine);
+    for (key, name) in [('1', "map"), ('2', "inspector")] {
+        tui::update(&mut app, tui::Msg::ch(key));
+        tui::pump(&mut app, &mut engine);
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+        t.draw(|f| tui::view(&app, f)).unwrap();
+        let text: String = t.backend().buffer().content().iter().map(|c| c.symbol()).collect();
+        assert!(!text.trim().is_empty(), "{name} is blank");
+        insta::assert_snapshot!(format!("gpt2_{name}_120x40"), t.backend());
+    }
+}
