@@ -130,6 +130,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// A task's name and why it was not scored.
+type SkippedTask = (String, String);
+
 /// Splits off the built-in tasks that a model's tokenizer cannot score: every target and alt must be one token
 /// inside the model's vocabulary (a GPT-2's tokenizer makes `]]\n` three). They are returned with the reason;
 /// a task file given by the user is kept, so that its bad target is an error naming the file.
@@ -137,7 +140,7 @@ fn skip_multi_token_tasks(
     tasks: Vec<Box<dyn Task>>,
     tok: &crate::tokenize::Tokenizer,
     vocab: usize,
-) -> (Vec<Box<dyn Task>>, Vec<(String, String)>) {
+) -> (Vec<Box<dyn Task>>, Vec<SkippedTask>) {
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
     for t in tasks {

@@ -471,7 +471,6 @@ fn a_tensor_of_the_wrong_shape_is_named_as_stored() {
     let dir = model_dir(&tensors);
     run_err(dir.path(), &[name, "[256, 64]", "[64, 256]"]);
     // A missing tensor is named too.
-    let mut tensors = tensors;
     tensors.get_mut(name).unwrap().shape = vec![64, 256];
     tensors.remove("transformer.ln_f.bias");
     let dir = model_dir(&tensors);
@@ -598,6 +597,21 @@ fn synth_writes_a_loadable_hugging_face_gpt2() {
     assert_eq!(meta.metadata().as_ref().unwrap()["format"], "pt");
     let v = run_json(&a, &[]);
     assert_eq!(v["top"].as_array().unwrap().len(), 10);
+    let bench = ok_json(&[
+        "bench",
+        "forward",
+        "--model",
+        a.to_str().unwrap(),
+        "--tokens",
+        "16",
+        "--iters",
+        "1",
+        "--json",
+    ]);
+    for path in ["dense", "sparse"] {
+        assert!(bench[path]["tokens_per_s"].as_f64().unwrap() > 0.0, "{bench}");
+        assert_eq!(bench[path]["matrices"], 9, "{bench}");
+    }
     // A density makes no sense for a dense shape, and a sparse shape needs one.
     let c = tmp.path().join("c");
     cli_err(
