@@ -600,7 +600,7 @@ fn write_pretty(v: &serde_json::Value, indent: usize, out: &mut String) {
 /// The architecture fields of a config that the fingerprint covers (not training-only switches such as dropout,
 /// flash or grad_checkpointing).
 fn architecture_json(cfg: &Config) -> String {
-    serde_json::json!({
+    let mut arch = serde_json::json!({
         "block_size": cfg.block_size,
         "vocab_size": cfg.vocab_size,
         "n_layer": cfg.n_layer,
@@ -620,8 +620,14 @@ fn architecture_json(cfg: &Config) -> String {
         "d_pos_emb": cfg.d_pos_emb,
         "sinusoidal_cat_pos_emb": cfg.sinusoidal_cat_pos_emb,
         "sink": cfg.sink,
-    })
-    .to_string()
+    });
+    // GPT-2's attention-scale switches enter only when they differ from the reference's fixed choice, so that
+    // the fingerprints of models made before they existed stay the same.
+    if !cfg.scale_attn_weights || cfg.scale_attn_by_inverse_layer_idx {
+        arch["scale_attn_weights"] = cfg.scale_attn_weights.into();
+        arch["scale_attn_by_inverse_layer_idx"] = cfg.scale_attn_by_inverse_layer_idx.into();
+    }
+    arch.to_string()
 }
 
 /// The model's identity: sha256 (hex, first 16 characters) over the config's architecture fields and every

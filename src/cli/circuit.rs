@@ -36,6 +36,10 @@ pub struct CheckArgs {
     /// Ablation means: `scan` (the model's corpus scan) or `task` (mean over the task's training prompts).
     #[arg(long, default_value = "scan")]
     pub means: String,
+    /// The task to check on: a built-in name or a .jsonl task file [default: the circuit's own task, by name;
+    /// a circuit pruned on a .jsonl file needs the file here].
+    #[arg(long)]
+    pub task: Option<String>,
     /// Print the numbers without storing them in the file.
     #[arg(long)]
     pub no_write: bool,
@@ -103,11 +107,11 @@ pub struct LoadedModel {
 /// Locates and opens a model's config and weights (not yet a [`crate::model::Gpt`]), printing config warnings.
 pub fn load_model_parts(path: &Path) -> Result<LoadedModel> {
     let files = ModelFiles::locate(path)?;
-    let loaded = Config::load(&files.config)?;
+    let loaded = files.load_config()?;
     for w in &loaded.warnings {
         eprintln!("warning: {}: {w}", files.config.display());
     }
-    let ckpt = Checkpoint::open(&files.weights)?;
+    let ckpt = files.open_checkpoint(&loaded.config)?;
     let fingerprint = model_fingerprint(&ckpt, &loaded.config)?;
     Ok(LoadedModel {
         dir: path.to_path_buf(),
@@ -363,8 +367,16 @@ pub fn run_check(a: CheckArgs) -> Result<()> {
     let Some(tok) = super::common::resolve_tokenizer(None, &model_dir)? else {
         bail!("{}: no tokenizer.json beside the model", model_dir.display());
     };
-    let task = tasks::resolve(&circuit.task)
-        .with_context(|| format!("{}: the circuit's task `{}`", a.file.display(), circuit.task))?;
+    let task = match &a.task {
+        Some(t) => tasks::resolve(t).with_context(|| format!("--task `{t}`"))?,
+        None => tasks::resolve(&circuit.task).with_context(|| {
+            format!(
+                "{}: the circuit's task `{}` (pass --task FILE.jsonl for a circuit pruned on a task file)",
+                a.file.display(),
+                circuit.task
+            )
+        })?,
+    };
     let block = model.config.block_size;
     let test = TaskData::new(
         &tok,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::circuit::node_id::split_indexed;
-use crate::model::{Gpt, LoadOptions, ModelFiles};
+use crate::model::{Gpt, HookName, LoadOptions, ModelFiles};
 use crate::tokenize::Tokenizer;
 
 /// The opt-outs of the load-time checks, shared by every command that loads a model.
@@ -76,38 +76,66 @@ impl std::fmt::Display for HookChannel {
     }
 }
 
-/// Parses `HOOK[i]` or `HOOK[i:j]` (a range) into channels, checking the hook exists and the index fits.
+/// Parses `HOOK[i]` or `HOOK[i:j]` (a range) into channels, checking the hook exists and the index fits. HOOK
+/// may be spelled the TransformerLens way (`blocks.0.attn.hook_q`); then, at q, k, v and z, `[h:c]` is head h's
+/// channel c (TransformerLens's `[head, d_head]` indexing) rather than a range.
 pub fn parse_hook_channels(spec: &str, model: &Gpt) -> Result<Vec<HookChannel>> {
-    let (hook, idx) =
+    let (given, idx) =
         split_indexed(spec.trim()).with_context(|| format!("`{spec}`: expected HOOK[INDEX], e.g. 0.attn.q[3]"))?;
+    let cfg = &model.config;
+    let name = HookName::parse_any(given, cfg.n_layer).ok();
+    let hook = name.map_or_else(|| given.to_string(), |n| n.to_string());
+    let transformer_lens = hook != given;
     let points = model.hook_points();
-    let Some((_, width)) = points.iter().find(|(h, _)| h == hook) else {
+    let Some((_, width)) = points.iter().find(|(h, _)| *h == hook) else {
         bail!(
-            "`{spec}`: unknown hook `{hook}`; hooks are like 0.attn.q, 1.mlp.post_act, final_resid (layers 0..{})",
-            model.config.n_layer
+            "`{spec}`: unknown hook `{given}`; hooks are like 0.attn.q, 1.mlp.post_act, final_resid or \
+             TransformerLens's blocks.0.attn.hook_q (layers 0..{})",
+            cfg.n_layer
         );
     };
+    let number = |s: &str, what: &str| -> Result<usize> {
+        s.trim()
+            .parse()
+            .with_context(|| format!("`{spec}`: {what} `{s}` is not a number"))
+    };
     let range = match idx.split_once(':') {
-        Some((a, b)) => {
-            let a: usize = a.parse().with_context(|| format!("`{spec}`: bad range start"))?;
-            let b: usize = b.parse().with_context(|| format!("`{spec}`: bad range end"))?;
-            a..b
+        Some((h, c)) if transformer_lens && name.is_some_and(HookName::is_per_head) => {
+            let (h, c) = (number(h, "head")?, number(c, "channel")?);
+            if h >= cfg.n_head || c >= cfg.d_head {
+                bail!(
+                    "`{spec}`: head {h} channel {c} is out of range; `{given}` has {} heads of {} channels",
+                    cfg.n_head,
+                    cfg.d_head
+                );
+            }
+            let i = h * cfg.d_head + c;
+            i..i + 1
         }
+        Some((a, b)) => number(a, "range start")?..number(b, "range end")?,
         None => {
-            let i: usize = idx
-                .parse()
-                .with_context(|| format!("`{spec}`: index is not a number"))?;
+            let i = number(idx, "index")?;
             i..i + 1
         }
     };
     if range.is_empty() || range.end > *width {
-        bail!("`{spec}`: channel out of range; `{hook}` has {width} channels");
+        bail!("`{spec}`: channel out of range; `{given}` has {width} channels");
     }
     Ok(range
         .map(|channel| HookChannel {
-            hook: hook.to_string(),
+            hook: hook.clone(),
             channel,
         })
+        .collect())
+}
+
+/// The hook points of `model` whose name, in our spelling or TransformerLens's, matches `pattern` at its start.
+pub fn matching_hooks(pattern: &str, model: &Gpt) -> Result<Vec<String>> {
+    let re = regex::Regex::new(&format!("^(?:{pattern})"))?;
+    let n_layer = model.config.n_layer;
+    Ok(HookName::all(n_layer)
+        .filter(|h| re.is_match(&h.to_string()) || re.is_match(&h.transformer_lens(n_layer)))
+        .map(|h| h.to_string())
         .collect())
 }
 

@@ -12,7 +12,7 @@ use super::common::{parse_density, print_json};
 use crate::fsio::{DirWriter, Keep};
 use crate::model::checkpoint::{write_atomic, write_safetensors};
 use crate::model::sparse_linear::CsrWeight;
-use crate::model::{Checkpoint, Config, Gpt, LoadOptions, ModelFiles, Stored};
+use crate::model::{Gpt, LoadOptions, ModelFiles, Stored};
 
 /// Arguments of `circuitscope convert`.
 #[derive(clap::Args, Debug)]
@@ -75,8 +75,8 @@ pub fn run(args: ConvertArgs) -> Result<()> {
 /// existing files are only replaced with `force`.
 pub fn convert(input: &Path, out_dir: &Path, sparse_below: f64, force: bool) -> Result<ConvertReport> {
     let files = ModelFiles::locate(input)?;
-    let loaded = Config::load(&files.config)?;
-    let ckpt = Checkpoint::open(&files.weights)?;
+    let loaded = files.load_config()?;
+    let ckpt = files.open_checkpoint(&loaded.config)?;
     // Refuse to write a model that would not load.
     Gpt::from_checkpoint(loaded.config.clone(), &ckpt, LoadOptions::ALL_DENSE)?;
 

@@ -67,6 +67,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .map(|n| tasks::resolve(n.trim()).map_err(anyhow::Error::from))
             .collect::<Result<_>>()?
     };
+    let (selected, skipped) = skip_multi_token_tasks(selected, &tok, model.config.vocab_size);
+    for (name, reason) in &skipped {
+        eprintln!("note: task {name} skipped: {reason}");
+    }
     warn_truncated_prompts(&selected, &tok, model.config.block_size, args.pairs);
     let scores = eval::score_tasks(&model, &tok, &selected, args.pairs)?;
     let corpus = CorpusSource::parse(&args.corpus)?;
@@ -96,7 +100,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 )
             })
             .collect();
-        let mut v = json!({"tasks": tasks_json, "corpus_loss": corpus_loss, "density": density});
+        let skipped_json: Vec<serde_json::Value> = skipped
+            .iter()
+            .map(|(task, reason)| json!({"task": task, "reason": reason}))
+            .collect();
+        let mut v =
+            json!({"tasks": tasks_json, "corpus_loss": corpus_loss, "density": density, "skipped": skipped_json});
         if let Some(w) = &wild {
             let wild_json: serde_json::Map<String, serde_json::Value> = w
                 .iter()
@@ -117,12 +126,53 @@ pub fn run(args: EvalArgs) -> Result<()> {
         None => markdown_table(&scores, corpus_loss, density, args.pairs),
     };
     print!("{table}");
+    for (name, reason) in &skipped {
+        println!("skipped {name}: {reason}");
+    }
     if let Some(p) = &args.markdown {
         crate::fsio::Output::from_path(p)
             .write(table.as_bytes())
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// A task's name and why it was not scored.
+type SkippedTask = (String, String);
+
+/// Splits off the built-in tasks that a model's tokenizer cannot score: every target and alt must be one token
+/// inside the model's vocabulary (a GPT-2's tokenizer makes `]]\n` three). They are returned with the reason;
+/// a task file given by the user is kept, so that its bad target is an error naming the file.
+fn skip_multi_token_tasks(
+    tasks: Vec<Box<dyn Task>>,
+    tok: &crate::tokenize::Tokenizer,
+    vocab: usize,
+) -> (Vec<Box<dyn Task>>, Vec<SkippedTask>) {
+    let mut kept = Vec::new();
+    let mut skipped = Vec::new();
+    for t in tasks {
+        let reason = if t.finite_len().is_some() {
+            None
+        } else {
+            t.targets().into_iter().find_map(|target| match tok.encode(&target) {
+                Ok(ids) if ids.len() == 1 && (ids[0] as usize) < vocab => None,
+                Ok(ids) if ids.len() == 1 => Some(format!(
+                    "target {target:?} is token {}, outside the model's vocabulary ({vocab})",
+                    ids[0]
+                )),
+                Ok(ids) => Some(format!(
+                    "target {target:?} is {} tokens with this tokenizer, not one",
+                    ids.len()
+                )),
+                Err(e) => Some(format!("target {target:?} cannot be tokenized: {e}")),
+            })
+        };
+        match reason {
+            Some(r) => skipped.push((t.name().to_string(), r)),
+            None => kept.push(t),
+        }
+    }
+    (kept, skipped)
 }
 
 /// Scoring left-truncates prompts to the context, as the reference does; a user's file with longer prompts is
@@ -205,7 +255,7 @@ pub fn markdown_table_with_wild(
 /// Fraction of nonzeros over the matrices and biases the trainer keeps sparse.
 pub fn weight_density(model_dir: &std::path::Path) -> Result<f64> {
     let files = ModelFiles::locate(model_dir)?;
-    let ckpt = crate::model::Checkpoint::open(&files.weights)?;
+    let ckpt = files.open_checkpoint(&files.load_config()?.config)?;
     let (mut nz, mut n) = (0f64, 0f64);
     for (name, t) in &ckpt.tensors {
         if !crate::train::params::is_sparse_param(name) {

@@ -9,7 +9,9 @@ use candle_core::{DType, Tensor};
 use serde_json::json;
 
 use super::circuit::load_model_parts;
-use super::common::{load_model, parse_hook_channels, print_json, resolve_tokenizer, token_text, HookChannel};
+use super::common::{
+    load_model, matching_hooks, parse_hook_channels, print_json, resolve_tokenizer, token_text, HookChannel,
+};
 use crate::analysis::ablate::{Means, TaskData};
 use crate::analysis::logit_attribution::{self, Decomposition, Readout};
 use crate::analysis::scan::ScanIndex;
@@ -367,10 +369,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     }
     let mut hooks = Hooks::none();
-    let mut pattern: Vec<String> = channels.iter().map(|c| regex::escape(&c.hook) + "$").collect();
-    if let Some(h) = &args.hooks {
-        pattern.push(format!("(?:{h})"));
-    }
+    let hook_names: Vec<String> = match &args.hooks {
+        Some(h) => matching_hooks(h, &model)?,
+        None => vec![],
+    };
+    let pattern: Vec<String> = channels
+        .iter()
+        .map(|c| &c.hook)
+        .chain(&hook_names)
+        .map(|h| regex::escape(h) + "$")
+        .collect();
     if !pattern.is_empty() {
         hooks.set_record(&pattern.join("|"))?;
     }
@@ -412,18 +420,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         let col: Vec<f32> = act.narrow(1, c.channel, 1)?.squeeze(1)?.to_vec1()?;
         channel_rows.push((c.to_string(), positions.iter().map(|&p| col[p]).collect::<Vec<f32>>()));
     }
-    let hook_names: Vec<String> = match &args.hooks {
-        Some(h) => {
-            let re = regex::Regex::new(&format!("^(?:{h})"))?;
-            model
-                .hook_points()
-                .into_iter()
-                .map(|(n, _)| n)
-                .filter(|n| re.is_match(n))
-                .collect()
-        }
-        None => vec![],
-    };
     let mut hook_rows = Vec::new();
     for name in &hook_names {
         let act = hooks.recorded[name].squeeze(0)?.get(t - 1)?; // (W)

@@ -12,7 +12,7 @@ use crate::analysis::scan::{self, ExemplarLayout, NodeScan, ScanIndex, ScanOptio
 use crate::circuit::file::{model_fingerprint, Exemplar};
 use crate::circuit::NodeId;
 use crate::data::corpus::CorpusSource;
-use crate::model::{Checkpoint, Gpt, LoadOptions, ModelFiles};
+use crate::model::{Gpt, LoadOptions, ModelFiles};
 use crate::tokenize::{escape_token, Tokenizer};
 use crate::train::data::TokenPool;
 
@@ -100,7 +100,7 @@ pub fn run(args: ScanArgs) -> Result<()> {
 /// The model's fingerprint and display name.
 fn identify(dir: &Path, model: &Gpt) -> Result<(String, Option<String>)> {
     let files = ModelFiles::locate(dir)?;
-    let ckpt = Checkpoint::open(&files.weights)?;
+    let ckpt = files.open_checkpoint(&model.config)?;
     let fingerprint = model_fingerprint(&ckpt, &model.config)?;
     let abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let name = abs.file_name().map(|n| n.to_string_lossy().into_owned());

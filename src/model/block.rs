@@ -112,13 +112,13 @@ impl Attention {
         let v = hooks.apply(&at(HookSite::AttnV), v)?;
         let pattern = at(HookSite::AttnPattern);
         if hooks.wants_pattern(&pattern) {
-            let p = self.pattern(cfg, &q, &k)?;
+            let p = self.pattern(cfg, layer, &q, &k)?;
             hooks.record_pattern(pattern, p);
         }
         let y = if hooks.differentiable || q.track_op() || k.track_op() || v.track_op() {
-            self.attend_graph(cfg, &q, &k, &v)?
+            self.attend_graph(cfg, layer, &q, &k, &v)?
         } else {
-            self.attend_fused(cfg, &q, &k, &v)?
+            self.attend_fused(cfg, layer, &q, &k, &v)?
         };
         let y = hooks.apply(&at(HookSite::AttnY), y)?;
         let o = topk(cfg, Loctype::AttnOut, self.c_proj.forward(&y)?)?;
@@ -172,6 +172,7 @@ impl Attention {
                 n_head: cfg.n_head,
                 d_head: cfg.d_head,
                 stride: 3 * a,
+                scale: cfg.attn_scale(layer),
             };
             let p = attention_pattern(&qkv.data, &qkv.data[a..], lay, sink.as_deref());
             let p = Tensor::from_vec(p, (ctx.b, cfg.n_head, t, t), &Device::Cpu)?;
@@ -182,7 +183,7 @@ impl Attention {
             n_head: cfg.n_head,
             d_head: cfg.d_head,
         };
-        let scale = 1.0 / (cfg.d_head as f32).sqrt();
+        let scale = cfg.attn_scale(layer);
         let mut y = ctx.take(rows * a);
         let seq = t * 3 * a;
         for (i, y) in y.chunks_exact_mut(t * a).enumerate() {
@@ -199,7 +200,7 @@ impl Attention {
     }
 
     /// The attention weights (B, n_head, T, T) of q, k: (B, T, A), detached from any graph.
-    fn pattern(&self, cfg: &Config, q: &Tensor, k: &Tensor) -> Result<Tensor> {
+    fn pattern(&self, cfg: &Config, layer: usize, q: &Tensor, k: &Tensor) -> Result<Tensor> {
         let (b, t, a) = q.dims3()?;
         let sink: Option<Vec<f32>> = match &self.sink_logit {
             Some(s) => Some(s.to_vec1()?),
@@ -211,6 +212,7 @@ impl Attention {
             n_head: cfg.n_head,
             d_head: cfg.d_head,
             stride: a,
+            scale: cfg.attn_scale(layer),
         };
         let (qv, kv): (Vec<f32>, Vec<f32>) = (q.flatten_all()?.to_vec1()?, k.flatten_all()?.to_vec1()?);
         let p = attention_pattern(&qv, &kv, lay, sink.as_deref());
@@ -218,12 +220,12 @@ impl Attention {
     }
 
     /// Attention as a differentiable custom op (fused kernel forward and backward). q, k, v: (B, T, A) → (B, T, A).
-    fn attend_graph(&self, cfg: &Config, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn attend_graph(&self, cfg: &Config, layer: usize, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         let qkv = Tensor::cat(&[q, k, v], D::Minus1)?.contiguous()?; // (B, T, 3A)
         let op = CausalAttentionOp {
             n_head: cfg.n_head,
             d_head: cfg.d_head,
-            scale: 1.0 / (cfg.d_head as f32).sqrt(),
+            scale: cfg.attn_scale(layer),
             has_sink: self.sink_logit.is_some(),
         };
         let sink = match &self.sink_logit {
@@ -234,7 +236,7 @@ impl Attention {
     }
 
     /// Attention through the fused CPU kernel (no gradients). q, k, v: (B, T, A) → y: (B, T, A).
-    fn attend_fused(&self, cfg: &Config, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn attend_fused(&self, cfg: &Config, layer: usize, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
         let (b, t, a) = q.dims3()?;
         let shape = circuitscope_kernels::AttentionShape {
             t,
@@ -251,7 +253,7 @@ impl Attention {
             v.flatten_all()?.to_vec1()?,
         );
         let mut y = vec![0f32; b * t * a];
-        let scale = 1.0 / (cfg.d_head as f32).sqrt();
+        let scale = cfg.attn_scale(layer);
         for i in 0..b {
             let r = i * t * a..(i + 1) * t * a;
             circuitscope_kernels::causal_attention(
@@ -299,6 +301,12 @@ impl Mlp {
                 Tensor::from_vec(v, h.shape(), h.device())?
             }
             Activation::Gelu => h.gelu_erf()?,
+            Activation::GeluNew if !h.track_op() => {
+                let mut v: Vec<f32> = h.flatten_all()?.to_vec1()?;
+                gelu_tanh_inplace(&mut v);
+                Tensor::from_vec(v, h.shape(), h.device())?
+            }
+            Activation::GeluNew => h.gelu()?,
             Activation::Relu => h.relu()?,
         };
         let h = hooks.apply(&at(HookSite::MlpPostAct), topk(cfg, Loctype::MlpNeuron, h)?)?;
@@ -317,6 +325,7 @@ impl Mlp {
             &read.data,
             |row| match activation {
                 Activation::Gelu => circuitscope_kernels::gelu_erf_inplace(row),
+                Activation::GeluNew => gelu_tanh_inplace(row),
                 Activation::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
             },
         )?; // (B·T, F)
@@ -421,6 +430,16 @@ impl Block {
         let x = ctx.residual(None, Loctype::ResidPostMlp, x, &o.data)?;
         ctx.recycle(o.data);
         Ok(x.data)
+    }
+}
+
+/// x ← GPT-2's `gelu_new`, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in place; the formula candle's `gelu`
+/// uses on the tensor path, so both paths agree.
+fn gelu_tanh_inplace(x: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for v in x {
+        let u = SQRT_2_OVER_PI * (*v + 0.044_715 * *v * *v * *v);
+        *v = 0.5 * *v * (1.0 + u.tanh());
     }
 }
 

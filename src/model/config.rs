@@ -20,6 +20,9 @@ pub enum Activation {
     Gelu,
     /// ReLU.
     Relu,
+    /// GELU in its tanh approximation, `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`: GPT-2's `gelu_new`.
+    #[serde(rename = "gelu_new")]
+    GeluNew,
 }
 
 /// What is applied to the residual stream after each sublayer's add (`residual_activation_type`).
@@ -146,6 +149,12 @@ pub struct Config {
     pub flash: bool,
     /// Whether each head has a learned attention-sink logit (always applied by this engine when set).
     pub sink: bool,
+    /// Whether attention scores are divided by `sqrt(d_head)` (GPT-2's `scale_attn_weights`; always true in the
+    /// reference).
+    pub scale_attn_weights: bool,
+    /// Whether block `l`'s attention scores are further divided by `l + 1` (GPT-2's
+    /// `scale_attn_by_inverse_layer_idx`, as in Mistral's GPT-2 runs).
+    pub scale_attn_by_inverse_layer_idx: bool,
 }
 
 /// The json as written: everything optional so that the reference's defaults apply to what is absent.
@@ -179,6 +188,8 @@ struct RawConfig {
     enable_sparse_kernels: Option<bool>,
     flash: Option<bool>,
     sink: Option<bool>,
+    scale_attn_weights: Option<bool>,
+    scale_attn_by_inverse_layer_idx: Option<bool>,
     use_tied_aux_matrix: Option<bool>,
     format_version: Option<u32>,
 }
@@ -211,6 +222,8 @@ const KNOWN_KEYS: &[&str] = &[
     "enable_sparse_kernels",
     "flash",
     "sink",
+    "scale_attn_weights",
+    "scale_attn_by_inverse_layer_idx",
     "use_tied_aux_matrix",
     "format_version",
 ];
@@ -373,6 +386,8 @@ impl Config {
             enable_sparse_kernels: raw.enable_sparse_kernels.unwrap_or(false),
             flash: raw.flash.unwrap_or(true),
             sink: raw.sink.unwrap_or(false),
+            scale_attn_weights: raw.scale_attn_weights.unwrap_or(true),
+            scale_attn_by_inverse_layer_idx: raw.scale_attn_by_inverse_layer_idx.unwrap_or(false),
         };
         for name in config.afrac_loctypes.split(',') {
             if !name.is_empty() && !Loctype::ALL.iter().any(|l| l.name() == name) {
@@ -460,6 +475,20 @@ impl Config {
     /// Width of all heads together, A = n_head * d_head.
     pub fn attn_width(&self) -> usize {
         self.n_head * self.d_head
+    }
+
+    /// The multiplier of q·k before the softmax in block `layer`: `1/sqrt(d_head)` unless `scale_attn_weights`
+    /// is off, divided by `layer + 1` with `scale_attn_by_inverse_layer_idx`.
+    pub fn attn_scale(&self, layer: usize) -> f32 {
+        let mut scale = if self.scale_attn_weights {
+            1.0 / (self.d_head as f32).sqrt()
+        } else {
+            1.0
+        };
+        if self.scale_attn_by_inverse_layer_idx {
+            scale /= (layer + 1) as f32;
+        }
+        scale
     }
 
     /// The residual width that the sublayers read: d_model, plus d_pos_emb in the cat-pos-emb variant.

@@ -89,8 +89,8 @@ impl Gpt {
     /// Loads a model directory (or a checkpoint file with its config beside it).
     pub fn load(path: &Path, opts: LoadOptions) -> Result<(Self, Vec<String>)> {
         let files = ModelFiles::locate(path)?;
-        let loaded = Config::load(&files.config)?;
-        let ckpt = Checkpoint::open(&files.weights)?;
+        let loaded = files.load_config()?;
+        let ckpt = files.open_checkpoint(&loaded.config)?;
         // Built first: a missing or misshapen tensor is the clearer message when a file is also unusual.
         let model = Self::from_checkpoint(loaded.config, &ckpt, opts)?;
         let mut warnings = loaded.warnings;
@@ -239,50 +239,108 @@ impl Gpt {
     }
 }
 
+/// The layout of a model directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    /// Ours (`config.json` + `model.safetensors`) or the reference's (`beeg_config.json` + `final_model.pt`).
+    Native,
+    /// A Hugging Face GPT-2 (`config.json` with `model_type: gpt2`, `model.safetensors` or a shard index);
+    /// see [`super::hf_gpt2`].
+    HfGpt2,
+}
+
 /// Where a model's config and weights live.
 pub struct ModelFiles {
     /// The config json (`config.json` or the reference's `beeg_config.json`).
     pub config: std::path::PathBuf,
-    /// The weights (`model.safetensors` or the importable `final_model.pt`).
+    /// The weights (`model.safetensors`, the importable `final_model.pt`, or a Hugging Face shard index).
     pub weights: std::path::PathBuf,
     /// `tokenizer.json` beside them, when present.
     pub tokenizer: Option<std::path::PathBuf>,
+    /// Which layout the files are in.
+    pub format: ModelFormat,
 }
 
 impl ModelFiles {
-    /// A directory with config.json/beeg_config.json and model.safetensors/final_model.pt, or a weights file
-    /// with a config beside it.
+    /// A directory with config.json/beeg_config.json and model.safetensors/final_model.pt (or a Hugging Face
+    /// GPT-2's model.safetensors/model.safetensors.index.json), a weights file with a config beside it, or a hub
+    /// cache entry (`models--gpt2`, whose `refs/main` snapshot is used).
     pub fn locate(path: &Path) -> Result<Self> {
+        let path = &super::hf_gpt2::resolve_hub_cache(path)?;
+        // Followed explicitly so that a symlink loop or a link to a missing blob is reported as such.
+        if let Err(e) = std::fs::metadata(path) {
+            let source = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory")
+                }
+                _ => e,
+            };
+            return Err(ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
         let (dir, weights) = if path.is_dir() {
-            let w = ["model.safetensors", "final_model.pt"]
-                .iter()
-                .map(|n| path.join(n))
-                .find(|p| p.exists());
-            (path.to_path_buf(), w)
-        } else if path.is_file() {
+            (path.to_path_buf(), None)
+        } else {
             (
                 path.parent().map(Path::to_path_buf).unwrap_or_default(),
                 Some(path.to_path_buf()),
             )
-        } else {
-            return Err(ModelError::Io {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-            });
         };
-        let config = ["config.json", "beeg_config.json"]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.exists());
+        let first = |names: &[&str]| -> Result<Option<std::path::PathBuf>> {
+            for n in names {
+                let p = dir.join(n);
+                if super::hf_gpt2::exists(&p)? {
+                    return Ok(Some(p));
+                }
+            }
+            Ok(None)
+        };
+        let config = first(&["config.json", "beeg_config.json"])?;
+        let format = match &config {
+            Some(c) if c.file_name().is_some_and(|n| n == "config.json") => {
+                let text = std::fs::read_to_string(c).map_err(super::error::io_err(c))?;
+                if super::hf_gpt2::is_hf_config(&text) {
+                    ModelFormat::HfGpt2
+                } else {
+                    ModelFormat::Native
+                }
+            }
+            _ => ModelFormat::Native,
+        };
+        let weights = match (weights, format) {
+            (Some(w), _) => Some(w),
+            (None, ModelFormat::Native) => first(&["model.safetensors", "final_model.pt"])?,
+            (None, ModelFormat::HfGpt2) => first(&[super::hf_gpt2::WEIGHTS, super::hf_gpt2::SHARD_INDEX])?,
+        };
         match (config, weights) {
             (Some(config), Some(weights)) => Ok(ModelFiles {
                 config,
                 weights,
-                tokenizer: Some(dir.join("tokenizer.json")).filter(|p| p.exists()),
+                tokenizer: first(&["tokenizer.json"])?,
+                format,
             }),
             _ => Err(ModelError::NoModel {
                 path: path.to_path_buf(),
             }),
+        }
+    }
+
+    /// The model's config, read in its format's terms.
+    pub fn load_config(&self) -> Result<super::config::LoadedConfig> {
+        match self.format {
+            ModelFormat::Native => Config::load(&self.config),
+            ModelFormat::HfGpt2 => super::hf_gpt2::load_config(&self.config),
+        }
+    }
+
+    /// The model's weights in our tensor names and orientation (a Hugging Face GPT-2's are renamed and its
+    /// Conv1D weights transposed; `cfg` checks their shapes as stored).
+    pub fn open_checkpoint(&self, cfg: &Config) -> Result<Checkpoint> {
+        match self.format {
+            ModelFormat::Native => Checkpoint::open(&self.weights),
+            ModelFormat::HfGpt2 => super::hf_gpt2::open_checkpoint(&self.weights, cfg),
         }
     }
 }

@@ -74,7 +74,9 @@ impl HookSite {
     }
 
     /// TransformerLens's block-relative name of the same point (its `hook_*` modules), e.g. `attn.hook_q`.
-    /// The `act_in` sites are the normalised sublayer inputs, TransformerLens's `ln1`/`ln2.hook_normalized`.
+    /// The `act_in` sites are the normalised sublayer inputs, TransformerLens's `ln1`/`ln2.hook_normalized`;
+    /// TransformerLens records those before the LayerNorm's gain and bias, which its default processing folds
+    /// into the next weights, so the two agree on a folded model and differ by the affine map on a raw one.
     pub const fn transformer_lens_name(self) -> &'static str {
         match self {
             HookSite::ResidIn => "hook_resid_pre",
@@ -151,6 +153,48 @@ impl HookName {
             HookName::Block { layer, site } => format!("blocks.{layer}.{}", site.transformer_lens_name()),
             HookName::FinalResid => format!("blocks.{}.hook_resid_post", n_layer.saturating_sub(1)),
         }
+    }
+
+    /// Reads a hook name in our spelling (`2.attn.v`) or TransformerLens's (`blocks.2.attn.hook_v`,
+    /// `blocks.0.ln1.hook_normalized`, ...) for a model of `n_layer` blocks. TransformerLens's
+    /// `blocks.L.hook_resid_post` is block L+1's `resid_in`, or `final_resid` after the last block. The layer is
+    /// not checked against `n_layer` otherwise.
+    pub fn parse_any(s: &str, n_layer: usize) -> Result<HookName, HookNameError> {
+        if let Ok(h) = s.parse::<HookName>() {
+            return Ok(h);
+        }
+        let err = || HookNameError { input: s.to_string() };
+        let rest = s.strip_prefix("blocks.").ok_or_else(err)?;
+        let (layer, site) = rest.split_once('.').ok_or_else(err)?;
+        if layer.is_empty() || !layer.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        let layer: usize = layer.parse().map_err(|_| err())?;
+        if site == "hook_resid_post" {
+            return match layer + 1 {
+                next if next < n_layer => Ok(HookName::block(next, HookSite::ResidIn)),
+                next if next == n_layer => Ok(HookName::FinalResid),
+                _ => Err(err()),
+            };
+        }
+        HookSite::ALL
+            .into_iter()
+            .chain([HookSite::AttnPattern])
+            .find(|x| x.transformer_lens_name() == site)
+            .map(|site| HookName::block(layer, site))
+            .ok_or_else(err)
+    }
+
+    /// Whether TransformerLens spells this hook per head (`[batch, pos, head, d_head]`): q, k, v and z, whose
+    /// channel `[h:c]` is head h's channel c.
+    pub fn is_per_head(self) -> bool {
+        matches!(
+            self,
+            HookName::Block {
+                site: HookSite::AttnQ | HookSite::AttnK | HookSite::AttnV | HookSite::AttnY,
+                ..
+            }
+        )
     }
 
     /// The number of channels at this hook in a model of config `cfg` (None for attention patterns).
@@ -263,5 +307,29 @@ mod tests {
             "blocks.1.attn.hook_q"
         );
         assert_eq!(HookName::FinalResid.transformer_lens(4), "blocks.3.hook_resid_post");
+    }
+
+    #[test]
+    fn transformer_lens_names_parse_back() {
+        for h in HookName::all(4) {
+            assert_eq!(HookName::parse_any(&h.transformer_lens(4), 4), Ok(h), "{h}");
+            assert_eq!(HookName::parse_any(&h.to_string(), 4), Ok(h));
+        }
+        assert_eq!(
+            HookName::parse_any("blocks.1.hook_resid_post", 4),
+            Ok(HookName::block(2, HookSite::ResidIn))
+        );
+        assert_eq!(
+            HookName::parse_any("blocks.2.attn.hook_pattern", 4),
+            Ok(HookName::block(2, HookSite::AttnPattern))
+        );
+        for s in [
+            "blocks.4.hook_resid_post",
+            "blocks.x.attn.hook_q",
+            "blocks.1.attn.hook_w",
+            "blocks.1",
+        ] {
+            assert!(HookName::parse_any(s, 4).is_err(), "{s}");
+        }
     }
 }

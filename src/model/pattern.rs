@@ -14,6 +14,8 @@ pub(super) struct QkLayout {
     pub d_head: usize,
     /// Floats from one token's row to the next.
     pub stride: usize,
+    /// The multiplier of q·k before the softmax ([`crate::model::Config::attn_scale`]).
+    pub scale: f32,
 }
 
 /// The attention weights (B, H, T, T), row-major, query-major within a head and zero above the diagonal; with a
@@ -26,8 +28,8 @@ pub(super) fn attention_pattern(q: &[f32], k: &[f32], lay: QkLayout, sink_logits
         n_head,
         d_head: dh,
         stride,
+        scale,
     } = lay;
-    let scale = 1.0 / (dh as f32).sqrt();
     let mut out = vec![0f32; b * n_head * t * t];
     let mut scores = Vec::with_capacity(t);
     for s in 0..b {
@@ -69,6 +71,7 @@ mod tests {
             n_head,
             d_head,
             stride,
+            scale: 1.0 / (d_head as f32).sqrt(),
         };
         let plain = attention_pattern(&q, &k, lay, None);
         let sunk = attention_pattern(&q, &k, lay, Some(&[0.5, -1.0]));

@@ -7,7 +7,7 @@ use super::engine::{Engine, EngineError};
 use super::scan_source::ScanSource;
 use crate::circuit::{model_fingerprint, CircuitError, CircuitFile, CircuitGraph};
 use crate::data::tasks::{self, Split};
-use crate::model::{Checkpoint, Config, Gpt, LoadOptions, ModelError, ModelFiles};
+use crate::model::{Config, Gpt, LoadOptions, ModelError, ModelFiles};
 use crate::session::store::OpenedSession;
 use crate::session::{CircuitRef, Session, SessionError, SessionModel};
 use crate::tokenize::{TokenizeError, Tokenizer};
@@ -174,10 +174,10 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
         });
     }
     let files = ModelFiles::locate(&opts.model)?;
-    let loaded = Config::load(&files.config)?;
+    let loaded = files.load_config()?;
     let mut warnings: Vec<String> = loaded.warnings.clone();
     let config = loaded.config;
-    let ckpt = Checkpoint::open(&files.weights)?;
+    let ckpt = files.open_checkpoint(&config)?;
     let circuit = CircuitFile::load(&circuit_path)?;
     let fingerprint = model_fingerprint(&ckpt, &config)?;
     circuit.check_model(&fingerprint)?;

@@ -10,6 +10,7 @@ mod errors;
 mod example_session;
 mod framework;
 mod fuzz;
+mod gpt2;
 mod half_precision;
 mod hooks;
 mod hostile;
