@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 pub use super::scan_source::NodeStats;
 pub use crate::analysis::attention_pattern::AttnPattern;
 pub use crate::analysis::embedding_tables::WpeWindow;
-pub use crate::analysis::sweep::{SweepPoint, SweepResult};
+pub use crate::analysis::sweep::{SweepPoint, SweepResult, SweepStop};
 use crate::circuit::{CircuitFile, NodeId};
 
 /// What an ablated node is set to: zero, or its mean (the scan's, else the task prompts').
@@ -46,14 +46,13 @@ pub enum Request {
     PinRun { id: u64, text: String },
     /// Statistics, exemplars, task view and vocabulary links of one node.
     NodeDetail { node: NodeId },
-    /// Insert `fragment` repeated n times (n = 0..=max_n) at byte `at` of `text`; report the node's value at
-    /// the last token and the prediction for each n.
+    /// Insert `fragment` repeated n times (n = 0..=max_n) at byte `at` of `text`; report every circuit node's
+    /// value at the last token and the prediction for each n, up to the context's limit.
     Sweep {
         text: String,
         at: usize,
         fragment: String,
         max_n: usize,
-        node: NodeId,
         ablations: Vec<Ablation>,
     },
     /// Whether later runs keep the last `block_size` tokens of a prompt longer than the context (the CLI's
