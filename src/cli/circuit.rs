@@ -297,7 +297,7 @@ pub fn run_show(a: ShowArgs) -> Result<()> {
     }
     if let Some((n, e, kinds)) = &graph_summary {
         println!(
-            "graph   {n} vertices, {e} edges ({})",
+            "graph   {n} vertices, {e} links (edges are its Weight links; {})",
             kinds
                 .iter()
                 .map(|(k, v)| format!("{k} {v}"))

@@ -1,4 +1,8 @@
 //! `circuitscope eval`: per-task accuracy and contrast loss on the test split, held-out corpus loss, density.
+//!
+//! Task losses are printed halved, as the workbench, `circuit show` and the reports show them (the reference
+//! viewer's scale), and labelled so: one number for "the task loss" wherever it is shown. Files keep the raw
+//! two-sided loss.
 
 use std::path::PathBuf;
 
@@ -7,6 +11,7 @@ use serde_json::json;
 
 use super::common::{load_model, print_json, resolve_tokenizer};
 use crate::analysis::eval;
+use crate::circuit::halved;
 use crate::data::corpus::CorpusSource;
 use crate::data::tasks::{self, Task};
 use crate::model::{LoadOptions, ModelFiles, Stored};
@@ -96,7 +101,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             .map(|(n, s)| {
                 (
                     n.clone(),
-                    json!({"accuracy": s.accuracy, "loss": s.loss, "pairs": s.pairs}),
+                    json!({"accuracy": s.accuracy, "loss": halved(s.loss), "pairs": s.pairs}),
                 )
             })
             .collect();
@@ -112,7 +117,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 .map(|(n, s)| {
                     let v = s.as_ref().map_or(
                         serde_json::Value::Null,
-                        |s| json!({"accuracy": s.accuracy, "loss": s.loss, "pairs": s.pairs}),
+                        |s| json!({"accuracy": s.accuracy, "loss": halved(s.loss), "pairs": s.pairs}),
                     );
                     (n.clone(), v)
                 })
@@ -197,16 +202,20 @@ fn warn_truncated_prompts(tasks: &[Box<dyn Task>], tok: &crate::tokenize::Tokeni
     }
 }
 
+/// What the tables' loss columns hold, said under them.
+const HALVED_NOTE: &str = "Contrast loss halved (the two-sided loss of spec D.2 divided by 2, the scale the \
+                           workbench, `circuit show` and the reports use; circuit files store it raw).";
+
 /// The eval table as GitHub markdown.
 pub fn markdown_table(scores: &[(String, eval::TaskScore)], corpus_loss: f64, density: f64, pairs: usize) -> String {
-    let mut s = "| task | accuracy | contrast loss |\n|---|---|---|\n".to_string();
+    let mut s = "| task | accuracy | contrast loss (halved) |\n|---|---|---|\n".to_string();
     for (name, sc) in scores {
-        s.push_str(&format!("| {name} | {:.3} | {:.4} |\n", sc.accuracy, sc.loss));
+        s.push_str(&format!("| {name} | {:.3} | {:.4} |\n", sc.accuracy, halved(sc.loss)));
     }
     let solved = scores.iter().filter(|(_, s)| s.accuracy >= 0.9).count();
     s.push_str(&format!(
-        "\n{solved} of {} tasks at ≥ 90% accuracy ({pairs} test pairs each). Held-out corpus loss {corpus_loss:.4} \
-         nats/token. Weight density {density:.4}.\n",
+        "\n{solved} of {} tasks at ≥ 90% accuracy ({pairs} test pairs each). {HALVED_NOTE} Held-out corpus loss \
+         {corpus_loss:.4} nats/token. Weight density {density:.4}.\n",
         scores.len()
     ));
     s
@@ -222,21 +231,22 @@ pub fn markdown_table_with_wild(
     pairs: usize,
 ) -> String {
     let mut s =
-        "| task | accuracy | contrast loss | wild accuracy | wild loss | wild pairs |\n|---|---|---|---|---|---|\n"
+        "| task | accuracy | contrast loss (halved) | wild accuracy | wild loss (halved) | wild pairs |\n|---|---|---|---|---|---|\n"
             .to_string();
     for (name, sc) in scores {
         let w = wild.iter().find(|(n, _)| n == name).and_then(|(_, w)| w.as_ref());
         let (wa, wl, wp) = match w {
             Some(w) => (
                 format!("{:.3}", w.accuracy),
-                format!("{:.4}", w.loss),
+                format!("{:.4}", halved(w.loss)),
                 w.pairs.to_string(),
             ),
             None => ("-".into(), "-".into(), "0".into()),
         };
         s.push_str(&format!(
             "| {name} | {:.3} | {:.4} | {wa} | {wl} | {wp} |\n",
-            sc.accuracy, sc.loss
+            sc.accuracy,
+            halved(sc.loss)
         ));
     }
     let solved = scores.iter().filter(|(_, s)| s.accuracy >= 0.9).count();
@@ -244,7 +254,7 @@ pub fn markdown_table_with_wild(
     let wild_solved = with_wild.iter().filter(|w| w.accuracy >= 0.9).count();
     s.push_str(&format!(
         "\n{solved} of {} tasks at ≥ 90% accuracy ({pairs} test pairs each); wild split ({wild_corpus}, held-out \
-         files, up to {pairs} pairs each): {wild_solved} of {} tasks with wild pairs at ≥ 90%. Held-out corpus loss \
+         files, up to {pairs} pairs each): {wild_solved} of {} tasks with wild pairs at ≥ 90%. {HALVED_NOTE} Held-out corpus loss \
          {corpus_loss:.4} nats/token. Weight density {density:.4}.\n",
         scores.len(),
         with_wild.len()

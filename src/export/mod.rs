@@ -245,6 +245,40 @@ fn evidence_lines(ev: &Evidence, node: &NodeId) -> Vec<String> {
     v
 }
 
+/// The kept prompts (`:keep`) with the logit difference each had when it was kept, and its ablations.
+fn kept_prompts(out: &mut String, s: &Session) {
+    if s.saved_prompts.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Kept prompts\n\nLogit difference: target A − target B at the last token, when the prompt was kept \
+         (— : not measured).\n"
+    );
+    let _ = writeln!(out, "| name | prompt | logit diff | ablations |\n|---|---|---|---|");
+    for p in &s.saved_prompts {
+        let ablations = if p.logit_diff.is_none() && p.ablations.is_empty() {
+            "—".to_string()
+        } else if p.ablations.is_empty() {
+            "none".to_string()
+        } else {
+            p.ablations
+                .iter()
+                .map(|a| format!("`{}` {}", a.node, a.mode.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {ablations} |",
+            md_text(&p.name),
+            md_text(&p.text.replace('\n', "↵")),
+            p.logit_diff.map_or("—".into(), |d| format!("{d:+.3}"))
+        );
+    }
+    let _ = writeln!(out);
+}
+
 /// Paragraphs of analyst text: blank lines separate paragraphs, single newlines are line breaks.
 fn md_paragraphs(s: &str) -> String {
     s.split("\n\n")
@@ -313,6 +347,7 @@ pub fn markdown(input: &ReportInput) -> String {
     if !s.summary.trim().is_empty() {
         let _ = writeln!(out, "## Mechanism\n\n{}\n", md_paragraphs(&s.summary));
     }
+    kept_prompts(&mut out, s);
 
     // Flowchart: nodes in forward order, edge ends outside the circuit drawn once each. GitHub's mermaid refuses
     // charts over 500 edges or 50,000 characters, so a large circuit's chart keeps its strongest edges (by
@@ -567,6 +602,11 @@ pub fn json(input: &ReportInput) -> serde_json::Value {
             "losses": {"full": l.full, "circuit": l.circuit, "sufficiency": l.sufficiency, "necessity": l.necessity},
         },
         "summary": s.summary,
+        "kept_prompts": s
+            .saved_prompts
+            .iter()
+            .map(|p| json!({"name": p.name, "text": p.text, "logit_diff": p.logit_diff, "ablations": p.ablations}))
+            .collect::<Vec<_>>(),
         "nodes": nodes,
         "edges": edges,
     })

@@ -301,6 +301,13 @@ pub struct SavedPrompt {
     pub name: String,
     /// The prompt text.
     pub text: String,
+    /// Logit of the task's target A minus target B at the last token when it was kept (None: not measured,
+    /// e.g. the targets are not single tokens, or the session predates the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_diff: Option<f32>,
+    /// The ablations that logit difference was measured under.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ablations: Vec<AblationSpec>,
 }
 
 /// Which model a session was made for.

@@ -68,6 +68,9 @@ pub struct MagnitudeRow {
     /// The node's direct effect on the task's logit(A) − logit(B) at the last token (None: no direct path, or
     /// no single-token targets).
     pub direct: Option<f32>,
+    /// The change in units of the node's standard deviation over the scan corpus (None without a scan or for
+    /// a node that never varies).
+    pub sigmas: Option<f32>,
 }
 
 pub struct App {
@@ -85,6 +88,8 @@ pub struct App {
     pub annotations: BTreeMap<NodeId, Annotation>,
     /// Edge-strength threshold as a fraction of the largest |weight|.
     pub threshold: f64,
+    /// The map shows every node's label (`L`); by default only the selected and marked nodes'.
+    pub map_all_labels: bool,
     pub edge_sel: usize,
     pub search: String,
     pub search_sel: usize,
@@ -139,6 +144,7 @@ impl App {
             marks: BTreeSet::new(),
             annotations: BTreeMap::new(),
             threshold: 0.0,
+            map_all_labels: false,
             edge_sel: 0,
             search: String::new(),
             search_sel: 0,
@@ -324,7 +330,7 @@ impl App {
     }
 
     /// The magnitudes table: every circuit node at the cursor token, with its change against the baseline,
-    /// largest change first.
+    /// largest change first (raw, or in scan standard deviations with `o`).
     pub fn magnitudes(&self) -> Vec<MagnitudeRow> {
         let Some(run) = &self.lab.run else { return Vec::new() };
         let pos = self.lab.cursor_in(run);
@@ -340,19 +346,26 @@ impl App {
                     .as_ref()
                     .zip(base_pos)
                     .and_then(|(b, bp)| b.acts.get(n)?.get(bp).copied());
+                let change = value - baseline.unwrap_or(0.0);
                 MagnitudeRow {
                     node: *n,
                     value,
                     baseline,
-                    change: value - baseline.unwrap_or(0.0),
+                    change,
+                    sigmas: self.lab.node_std.get(n).filter(|s| **s > 0.0).map(|s| change / s),
                     direct: run.direct_effects.get(n).copied(),
                 }
             })
             .collect();
+        // Raw changes bury small residual-write nodes under large normalised ones; in scan standard deviations
+        // each node is measured against its own spread (nodes without one go last).
+        let key = |r: &MagnitudeRow| match self.lab.sort_by_std {
+            true => r.sigmas.map_or(-1.0, f32::abs),
+            false => r.change.abs(),
+        };
         rows.sort_by(|a, b| {
-            b.change
-                .abs()
-                .total_cmp(&a.change.abs())
+            key(b)
+                .total_cmp(&key(a))
                 .then(b.value.abs().total_cmp(&a.value.abs()))
                 .then(a.node.forward_order().cmp(&b.node.forward_order()))
         });
@@ -423,22 +436,24 @@ impl App {
         off + line.char_indices().nth(c.1).map_or(line.len(), |(i, _)| i)
     }
 
+    /// Queues a length sweep of the lab's fragment at the editor's cursor (drawn in every mode, so the user sees
+    /// where it goes); the pane previews the insertion.
     pub fn request_sweep(&mut self) {
-        let Some(node) = self.selected else {
-            self.status = "select a node first".into();
-            return;
-        };
+        let ratatui_textarea::DataCursor(row, col) = self.prompt.cursor();
         self.outbox.push(Request::Sweep {
             text: self.prompt_text(),
             at: self.cursor_byte(),
             fragment: self.lab.sweep_fragment.clone(),
             max_n: self.lab.sweep_max,
-            node,
             ablations: self.lab.ablations.clone(),
         });
+        self.lab.sweep_at = None;
         self.status = format!(
-            "sweeping {:?} ×0..{} at the editor cursor for {node}",
-            self.lab.sweep_fragment, self.lab.sweep_max
+            "sweeping {:?} ×0..{} at the editor cursor (line {}, column {})",
+            self.lab.sweep_fragment,
+            self.lab.sweep_max,
+            row + 1,
+            col + 1
         );
     }
 
@@ -495,7 +510,11 @@ impl App {
                 self.pairs.view = Some(*v);
             }
             Reply::Swept(s) => {
-                self.status = format!("sweep: {} points", s.points.len());
+                self.status = format!(
+                    "sweep: {} points · {}",
+                    s.points.len(),
+                    screens::lab_sweep::stop_line(&s)
+                );
                 self.lab.sweep = Some(s);
             }
             Reply::Error(e) => self.status = e,

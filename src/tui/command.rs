@@ -55,6 +55,8 @@ pub enum Command {
     Notes(String),
     /// `:pairs [N]`: run N task pairs and compare the nodes at the decision token (None: the default count).
     Pairs(Option<usize>),
+    /// `:summary [TEXT]`: set the session's summary; None opens the current one for editing.
+    Summary(Option<String>),
 }
 
 /// A change to the selected node's annotation.
@@ -101,16 +103,90 @@ pub enum CommandError {
     Evidence,
     #[error("pairs takes a number of pairs, 1 to {max}", max = crate::workbench::engine::MAX_PAIRS)]
     Pairs,
+    #[error("unclosed quote: a quoted fragment ends with `\"` (write `\\\"` for a quote inside it)")]
+    Unclosed,
+    #[error("sweep takes a repeat count after the fragment, not `{0}`")]
+    SweepCount(String),
+    #[error("the quoted fragment is empty")]
+    EmptyFragment,
 }
 
-/// `\n` and `\t` in command arguments.
+/// The backslash escapes of command arguments: `\n` a new line, `\t` a tab, `\\` one backslash (so `\\n` is a
+/// literal backslash and n), `\"` a double quote; a backslash before anything else stays as typed.
 pub fn unescape(s: &str) -> String {
-    s.replace("\\n", "\n").replace("\\t", "\t")
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('\\') => out.push('\\'),
+            Some('"') => out.push('"'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
-/// The inverse of [`unescape`], for writing an argument back.
+/// The inverse of [`unescape`], for writing an argument back (and prefilling the command line).
 pub fn escape(s: &str) -> String {
-    s.replace('\n', "\\n").replace('\t', "\\t")
+    s.replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t")
+}
+
+/// A quoted argument at the start of `s` (which starts with `"`): its unescaped content up to the closing quote
+/// that no backslash escapes, and the rest of `s` after it. None when the quote is not closed.
+fn quoted(s: &str) -> Option<(String, &str)> {
+    let body = s.strip_prefix('"')?;
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some((unescape(&body[..i]), &body[i + 1..])),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `:sweep` arguments: `"FRAGMENT" [N]` (the quotes delimit, so the fragment may begin or end with spaces or be
+/// a number), or unquoted `FRAGMENT [N]` (N is the last word when it is a number).
+fn sweep_args(rest: &str) -> Result<Command, CommandError> {
+    if rest.starts_with('"') {
+        let (fragment, after) = quoted(rest).ok_or(CommandError::Unclosed)?;
+        let after = after.trim();
+        let max = match after {
+            "" => None,
+            n => Some(
+                n.parse::<usize>()
+                    .map_err(|_| CommandError::SweepCount(n.to_string()))?,
+            ),
+        };
+        if fragment.is_empty() {
+            return Err(CommandError::EmptyFragment);
+        }
+        return Ok(Command::Sweep {
+            fragment: Some(fragment),
+            max,
+        });
+    }
+    let (fragment, max) = match rest.rsplit_once(' ') {
+        Some((f, n)) if n.parse::<usize>().is_ok() => (f, n.parse().ok()),
+        _ if rest.parse::<usize>().is_ok() => ("", rest.parse().ok()),
+        _ => (rest, None),
+    };
+    Ok(Command::Sweep {
+        fragment: non_empty(fragment).map(|f| unescape(&f)),
+        max,
+    })
 }
 
 fn ablation_kind(s: &str) -> Option<AblationKind> {
@@ -159,17 +235,7 @@ impl FromStr for Command {
             },
             "pin" => Command::Pin,
             "truncate" => Command::Truncate,
-            "sweep" => {
-                // The fragment may contain spaces, so N is the last word when it is a number.
-                let (fragment, max) = match rest.rsplit_once(' ') {
-                    Some((f, n)) if n.parse::<usize>().is_ok() => (f, n.parse().ok()),
-                    _ => (rest, None),
-                };
-                Command::Sweep {
-                    fragment: non_empty(fragment).map(|f| unescape(&f)),
-                    max,
-                }
-            }
+            "sweep" => sweep_args(rest)?,
             "label" => Command::Annotate(Annotate::Label(unescape(rest).trim().to_string())),
             "note" => Command::Annotate(Annotate::Note(unescape(rest))),
             "tags" | "tag" => Command::Annotate(Annotate::Tags(
@@ -200,6 +266,7 @@ impl FromStr for Command {
                 _ if rest.is_empty() => None,
                 _ => return Err(CommandError::Pairs),
             }),
+            "summary" => Command::Summary(non_empty(rest).map(|r| unescape(&r))),
             other => return Err(CommandError::Unknown(other.to_string())),
         })
     }
@@ -229,7 +296,7 @@ impl fmt::Display for Command {
             Command::Sweep { fragment, max } => {
                 let mut s = "sweep".to_string();
                 if let Some(fr) = fragment {
-                    s += &format!(" {}", escape(fr));
+                    s += &format!(" \"{}\"", escape(fr).replace('"', "\\\""));
                 }
                 if let Some(n) = max {
                     s += &format!(" {n}");
@@ -253,6 +320,7 @@ impl fmt::Display for Command {
             Command::Notes(filter) => format!("notes {filter}"),
             Command::Pairs(Some(n)) => format!("pairs {n}"),
             Command::Pairs(None) => "pairs".to_string(),
+            Command::Summary(text) => opt("summary", &text.as_deref().map(escape)),
         };
         f.write_str(s.trim_end())
     }
@@ -345,6 +413,7 @@ pub fn execute(app: &mut App, cmd: Command) {
             app.set_screen(Screen::Notes);
         }
         Command::Pairs(n) => super::screens::pairs::request(app, n.unwrap_or(super::screens::pairs::DEFAULT_PAIRS)),
+        Command::Summary(text) => app.set_summary(text),
     }
 }
 
@@ -362,8 +431,8 @@ pub const HELP: &[(&str, &str)] = &[
         "toggle keeping the last block_size tokens of a prompt longer than the context",
     ),
     (
-        ":sweep FRAGMENT [N]",
-        "repeat FRAGMENT 0..N times at the editor cursor (\\n for newline)",
+        ":sweep \"FRAGMENT\" [N]",
+        "repeat FRAGMENT 0..N times at the editor cursor (quotes optional; \\n newline, \\\" quote, \\\\ backslash)",
     ),
     (
         ":threshold X",
@@ -401,6 +470,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         ":save / :w",
         "save the session now (it is also saved whenever input pauses)",
+    ),
+    (
+        ":summary [TEXT]",
+        "set the session's summary, the report's Mechanism (\\n for a new line); alone: edit the current one",
     ),
     (
         ":export [FILE]",
@@ -505,6 +578,42 @@ mod tests {
             ("filter", Command::Notes(String::new())),
             ("pairs", Command::Pairs(None)),
             ("pairs 32", Command::Pairs(Some(32))),
+            ("summary", Command::Summary(None)),
+            (
+                "summary Depth counter.\\nThen a readout.",
+                Command::Summary(Some("Depth counter.\nThen a readout.".into())),
+            ),
+            // Quoted fragments: the quotes delimit, escapes work inside, and a number can be the fragment.
+            (
+                "sweep \", 7\" 30",
+                Command::Sweep {
+                    fragment: Some(", 7".into()),
+                    max: Some(30),
+                },
+            ),
+            (
+                "sweep \" \\\"x\\\" \"",
+                Command::Sweep {
+                    fragment: Some(" \"x\" ".into()),
+                    max: None,
+                },
+            ),
+            (
+                "sweep \"7\"",
+                Command::Sweep {
+                    fragment: Some("7".into()),
+                    max: None,
+                },
+            ),
+            (
+                "sweep 12",
+                Command::Sweep {
+                    fragment: None,
+                    max: Some(12),
+                },
+            ),
+            // A literal backslash-n in a note is written `\\n`.
+            ("note a\\\\nb", Command::Annotate(Annotate::Note("a\\nb".into()))),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line).as_ref(), Ok(&want), "{line:?}");
@@ -553,6 +662,11 @@ mod tests {
             "notes conflict",
             "pairs",
             "pairs 8",
+            "summary",
+            "summary two\\nlines \\\\n",
+            "sweep \", 7\" 30",
+            "sweep \"say \\\"hi\\\"\" 3",
+            "sweep 12",
         ] {
             let cmd = parse(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
             let written = cmd.to_string();
@@ -560,6 +674,24 @@ mod tests {
             // And the written form is a fixed point.
             assert_eq!(parse(&written).map(|c| c.to_string()), Ok(written));
         }
+    }
+
+    #[test]
+    fn escapes_round_trip_and_a_literal_backslash_n_can_be_typed() {
+        for text in [
+            "a\nb",
+            "a\\nb",
+            "tab\there",
+            "\\",
+            "ends with \\",
+            "quote \" inside",
+            "",
+        ] {
+            assert_eq!(unescape(&escape(text)), text, "{text:?}");
+        }
+        assert_eq!(unescape("a\\nb"), "a\nb");
+        assert_eq!(unescape("a\\\\nb"), "a\\nb");
+        assert_eq!(unescape("\\x stays"), "\\x stays");
     }
 
     #[test]
@@ -587,6 +719,9 @@ mod tests {
         for p in ["pairs 0", "pairs many", "pairs 100000", "pairs -3"] {
             assert_eq!(parse(p), Err(CommandError::Pairs), "{p}");
         }
+        assert_eq!(parse("sweep \", 7 30"), Err(CommandError::Unclosed));
+        assert_eq!(parse("sweep \", 7\" x"), Err(CommandError::SweepCount("x".into())));
+        assert_eq!(parse("sweep \"\" 3"), Err(CommandError::EmptyFragment));
         // The messages the status bar shows.
         assert_eq!(
             parse("frobnicate").unwrap_err().to_string(),

@@ -290,6 +290,12 @@ pub const BINDINGS: &[Binding] = &[
         binds: &[(code(K::Enter), A::Map(M::Inspect))],
     },
     Binding {
+        scope: Scope::Map,
+        keys: "L",
+        help: "labels on every node / only on the selected and marked nodes",
+        binds: &[(ch('L'), A::Map(M::ToggleLabels))],
+    },
+    Binding {
         scope: Scope::Graph,
         keys: "J / K",
         help: "move the edge cursor down / up",
@@ -443,6 +449,21 @@ pub const BINDINGS: &[Binding] = &[
         keys: "s / S",
         help: "length sweep at the editor cursor / hide it",
         binds: &[(ch('s'), A::Lab(L::Sweep)), (ch('S'), A::Lab(L::HideSweep))],
+    },
+    Binding {
+        scope: Scope::Lab,
+        keys: "< / >",
+        help: "read the sweep at the previous / next insertion count",
+        binds: &[
+            (ch('<'), A::Lab(L::SweepPoint(-1))),
+            (ch('>'), A::Lab(L::SweepPoint(1))),
+        ],
+    },
+    Binding {
+        scope: Scope::Lab,
+        keys: "o",
+        help: "sort the table by raw change / by change in scan standard deviations (Δ/σ)",
+        binds: &[(ch('o'), A::Lab(L::ToggleSortByStd))],
     },
     Binding {
         scope: Scope::Lab,

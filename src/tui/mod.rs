@@ -8,6 +8,7 @@
 pub mod app;
 pub mod circuit_view;
 pub mod command;
+pub mod editor_view;
 pub mod help;
 pub mod keymap;
 pub mod msg;
@@ -61,6 +62,7 @@ pub fn load(opts: &OpenOptions, theme: Theme) -> Result<Loaded, TuiError> {
     let view = CircuitView::new(circuit, graph, circuit_path, model_name, config.d_head);
     let mut app = App::new(view, task, &prompt, theme);
     app.embed.d_model = config.d_model;
+    app.lab.node_std = engine.node_stds();
     if let Some(opened) = session {
         warnings.extend(app.attach_session(opened));
     }

@@ -355,12 +355,13 @@ impl App {
             return;
         };
         let a = self.annotations.get(&n).cloned().unwrap_or_default();
-        let cur = match cmd {
+        // Escaped as the command line reads it back, so that new lines and backslashes survive the edit.
+        let cur = super::command::escape(&match cmd {
             "label" => a.label,
-            "note" => a.notes.replace('\n', "\\n"),
+            "note" => a.notes,
             "tags" => a.tags.join(", "),
             _ => String::new(),
-        };
+        });
         self.command = format!("{cmd} {cur}");
         self.mode = super::app::Mode::Command;
     }
@@ -452,9 +453,14 @@ impl App {
         });
     }
 
-    /// `:keep [NAME]`: saves the prompt in the session; `:recall NAME|N` brings one back.
+    /// `:keep [NAME]`: saves the prompt in the session, with its logit difference and ablations when the lab's
+    /// run is of it (a stale run's numbers are not kept); `:recall NAME|N` brings one back.
     pub fn keep_prompt(&mut self, name: &str) {
         let text = self.prompt_text();
+        let measured = match (&self.lab.run, self.run_staleness()) {
+            (Some(r), None) => Some((r.logit_diff(), r.ablations.iter().map(to_spec).collect())),
+            _ => None,
+        };
         let Some(st) = self.session.as_mut() else {
             self.status = "no session to keep prompts in".into();
             return;
@@ -464,12 +470,43 @@ impl App {
         } else {
             name.to_string()
         };
+        let (logit_diff, ablations) = measured.clone().unwrap_or((None, Vec::new()));
         st.base.saved_prompts.push(SavedPrompt {
             name: name.clone(),
             text,
+            logit_diff,
+            ablations,
         });
-        self.status = format!("kept the prompt as {name:?}");
+        self.status = match (measured, logit_diff) {
+            (Some(_), Some(d)) => format!("kept the prompt as {name:?} (logit diff A−B {d:+.3})"),
+            (Some(_), None) => format!("kept the prompt as {name:?}"),
+            (None, _) => format!("kept the prompt as {name:?} (no logit diff: the lab's run is not of it yet)"),
+        };
         self.note_unsaved();
+    }
+
+    /// `:summary [TEXT]`: sets the session's summary (the mechanism, written up; `\n` for a new line), or with
+    /// no text opens the command line prefilled with the current one for editing.
+    pub fn set_summary(&mut self, text: Option<String>) {
+        let Some(st) = self.session.as_mut() else {
+            self.status = "no session to keep a summary in".into();
+            return;
+        };
+        match text {
+            None => {
+                self.command = format!("summary {}", super::command::escape(&st.base.summary));
+                self.mode = super::app::Mode::Command;
+            }
+            Some(t) => {
+                st.base.summary = t;
+                self.status = format!(
+                    "summary set ({} lines, {} characters; :export writes it as the report's Mechanism)",
+                    st.base.summary.lines().count(),
+                    st.base.summary.chars().count()
+                );
+                self.note_unsaved();
+            }
+        }
     }
 
     pub fn recall_prompt(&mut self, which: &str) {

@@ -188,6 +188,13 @@ impl Engine {
         self.scan.as_ref()
     }
 
+    /// Each circuit node's standard deviation over the scan corpus (empty without a scan): the unit the lab's
+    /// table can sort changes in.
+    pub fn node_stds(&self) -> BTreeMap<NodeId, f32> {
+        let Some(scan) = &self.scan else { return BTreeMap::new() };
+        self.nodes.iter().filter_map(|n| Some((*n, scan.std(n)?))).collect()
+    }
+
     /// Switches the task whose targets and pairs the lab and the task view use; unknown names clear it.
     pub fn set_task(&mut self, name: &str) {
         self.task = tasks::resolve(name).ok();
@@ -274,9 +281,8 @@ impl Engine {
                 at,
                 fragment,
                 max_n,
-                node,
                 ablations,
-            } => match self.sweep(&text, at, &fragment, max_n, node, &ablations) {
+            } => match self.sweep(&text, at, &fragment, max_n, &ablations) {
                 Ok(s) => Reply::Swept(s),
                 Err(e) => Reply::Error(format!("sweep: {e}")),
             },
@@ -590,28 +596,44 @@ impl Engine {
         })
     }
 
-    /// Inserts `fragment` 0..=max_n times at byte `at` of `text` and measures `node` at the last token; stops at
-    /// the first insertion count whose prompt does not fit (longer ones only overflow further).
+    /// Inserts `fragment` 0..=max_n times at byte `at` of `text` and measures every circuit node at the last
+    /// token and the prediction; stops at the first insertion count whose prompt does not fit the context
+    /// (longer ones only overflow further) and says so in the result.
     pub fn sweep(
         &mut self,
         text: &str,
         at: usize,
         fragment: &str,
         max_n: usize,
-        node: NodeId,
         ablations: &[Ablation],
     ) -> Result<SweepResult> {
         let mut points = Vec::new();
+        let mut stop = None;
+        let nodes = self.nodes.clone();
         for (n, t) in sweep::insertions(text, at, fragment, max_n)?.iter().enumerate() {
-            let Ok(ids) = self.encode(t) else { break };
+            let ids = self.tok.encode(t)?;
+            if ids.len() > self.cfg.block_size {
+                stop = Some(sweep::SweepStop {
+                    n,
+                    tokens: ids.len(),
+                    context: self.cfg.block_size,
+                });
+                break;
+            }
+            if ids.is_empty() {
+                return Err(EngineError::Other("the prompt is empty".into()));
+            }
             let mut hooks = self.hooks_for(ablations)?;
             let rec = recording::record(&self.model, &ids, &mut hooks)?;
-            points.push(sweep::point(n, &rec, &node, self.target_ids, |i| self.token_text(i)));
+            points.push(sweep::point(n, &rec, &nodes, self.target_ids, |i| self.token_text(i)));
         }
         Ok(SweepResult {
-            node,
+            text: text.to_string(),
+            at,
             fragment: fragment.to_string(),
+            max_n,
             points,
+            stop,
         })
     }
 }

@@ -7,7 +7,7 @@ pub use super::pairs::{AttnRow, PairNodeRow, PairView, PairsView};
 pub use super::scan_source::NodeStats;
 pub use crate::analysis::attention_pattern::AttnPattern;
 pub use crate::analysis::embedding_tables::WpeWindow;
-pub use crate::analysis::sweep::{SweepPoint, SweepResult};
+pub use crate::analysis::sweep::{SweepPoint, SweepResult, SweepStop};
 use crate::circuit::{CircuitFile, NodeId};
 
 /// What an ablated node is set to: zero, or its mean (the scan's, else the task prompts').
@@ -62,8 +62,8 @@ pub enum Request {
         /// The node.
         node: NodeId,
     },
-    /// Insert `fragment` repeated n times (n = 0..=max_n) at byte `at` of `text`; report the node's value at
-    /// the last token and the prediction for each n.
+    /// Insert `fragment` repeated n times (n = 0..=max_n) at byte `at` of `text`; report every circuit node's
+    /// value at the last token and the prediction for each n, up to the context's limit.
     Sweep {
         /// The prompt.
         text: String,
@@ -73,9 +73,6 @@ pub enum Request {
         fragment: String,
         /// The largest n.
         max_n: usize,
-        /// The node read at the last token.
-        node: NodeId,
-        /// Nodes ablated in every run.
         ablations: Vec<Ablation>,
     },
     /// Whether later runs keep the last `block_size` tokens of a prompt longer than the context (the CLI's

@@ -59,6 +59,11 @@ impl ScanSource {
         self.index.hook_means(hook)
     }
 
+    /// The node's standard deviation over the scan corpus; None for a node the scan does not cover.
+    pub fn std(&self, id: &NodeId) -> Option<f32> {
+        self.index.std(id).ok()
+    }
+
     /// None for a node the scan does not cover (another layer count, say): the panes then fall back to the
     /// circuit file's exemplars.
     pub fn node(&self, id: &NodeId) -> Option<NodeStats> {

@@ -908,3 +908,63 @@ fn a_read_only_instance_says_its_changes_are_not_saved() {
     command(&mut writable, &mut e2, "label y");
     assert!(!writable.status.contains("read-only"), "{}", writable.status);
 }
+
+#[test]
+fn kept_prompts_with_their_logit_differences_and_the_summary_go_into_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.json");
+    let tui::Loaded {
+        mut app, mut engine, ..
+    } = open_session(&path).unwrap();
+    tui::pump(&mut app, &mut engine);
+    let ld = app
+        .lab
+        .run
+        .as_ref()
+        .unwrap()
+        .logit_diff()
+        .expect("bracket_counting has targets");
+    command(&mut app, &mut engine, "keep deep | one");
+    assert!(app.status.contains(&format!("{ld:+.3}")), "{}", app.status);
+    command(&mut app, &mut engine, "ablate 1.attn.q[62] mean");
+    let ld_ablated = app.lab.run.as_ref().unwrap().logit_diff().unwrap();
+    command(&mut app, &mut engine, "keep");
+    // The summary, written in the tool; `:summary` alone opens it for editing.
+    command(&mut app, &mut engine, "summary Depth is counted.\\nThen read out.");
+    command(&mut app, &mut engine, "summary");
+    assert_eq!(app.command, "summary Depth is counted.\\nThen read out.");
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Esc)]);
+    command(&mut app, &mut engine, "save");
+    let s = store::load(&path).unwrap().unwrap();
+    assert_eq!(s.summary, "Depth is counted.\nThen read out.");
+    assert_eq!(s.saved_prompts.len(), 2);
+    assert_eq!(s.saved_prompts[0].logit_diff, Some(ld));
+    assert!(s.saved_prompts[0].ablations.is_empty());
+    assert_eq!(s.saved_prompts[1].logit_diff, Some(ld_ablated));
+    assert_eq!(s.saved_prompts[1].ablations[0].node, node("1.attn.q[62]"));
+    let md = dir.path().join("r.md");
+    command(&mut app, &mut engine, &format!("export {}", md.display()));
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        text.contains("## Mechanism\n\nDepth is counted.<br>Then read out."),
+        "{text}"
+    );
+    assert!(text.contains("## Kept prompts"), "{text}");
+    assert!(text.contains("| deep \\| one | "), "{text}");
+    assert!(text.contains(&format!("| {ld:+.3} | none |")), "{text}");
+    assert!(
+        text.contains(&format!("| {ld_ablated:+.3} | `1.attn.q[62]` mean |")),
+        "{text}"
+    );
+    // And in the JSON report.
+    let circuit = circuitscope::circuit::CircuitFile::load(&circuit_path()).unwrap();
+    let v = export::json(&ReportInput {
+        session: &s,
+        circuit: &circuit,
+        exemplars: BTreeMap::new(),
+        top_k: 0,
+    });
+    assert_eq!(v["kept_prompts"][0]["name"], "deep | one");
+    assert!((v["kept_prompts"][0]["logit_diff"].as_f64().unwrap() - ld as f64).abs() < 1e-6);
+    assert_eq!(v["kept_prompts"][1]["ablations"][0]["node"], "1.attn.q[62]");
+}

@@ -708,11 +708,17 @@ fn the_eval_table_puts_the_wild_split_beside_the_test_split() {
         ("var_swap".to_owned(), None),
     ];
     let t = markdown_table_with_wild(&scores, &wild, "stdlib", 1.5, 0.125, 200);
+    // Losses are shown halved, as the workbench and the reports show them, and labelled so.
     assert!(
-        t.contains("| bracket_counting | 0.970 | 0.5000 | 0.300 | 0.5000 | 10 |"),
+        t.contains("| bracket_counting | 0.970 | 0.2500 | 0.300 | 0.2500 | 10 |"),
         "{t}"
     );
-    assert!(t.contains("| var_swap | 0.720 | 0.5000 | - | - | 0 |"), "{t}");
+    assert!(t.contains("| var_swap | 0.720 | 0.2500 | - | - | 0 |"), "{t}");
+    assert!(
+        t.contains("| contrast loss (halved) |") && t.contains("| wild loss (halved) |"),
+        "{t}"
+    );
+    assert!(t.contains("Contrast loss halved"), "{t}");
     assert!(
         t.contains("1 of 2 tasks at ≥ 90%") && t.contains("0 of 1 tasks with wild pairs at ≥ 90%"),
         "{t}"

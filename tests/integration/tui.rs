@@ -365,7 +365,7 @@ fn inspector_and_sweep() {
     assert_eq!(s.points.len(), 7);
     assert!(s.points.windows(2).all(|w| w[1].tokens > w[0].tokens));
     let text = screen_text(&draw(&app, 120, 40));
-    assert!(text.contains("logit diff A−B · at n=6"), "{text}");
+    assert!(text.contains("at n=6 ("), "{text}");
 }
 
 #[test]
@@ -1136,4 +1136,258 @@ fn pairs_screen_compares_the_classes_at_the_decision_token() {
     // Bad counts are one-line messages.
     send(&mut app, &mut engine, Msg::typed(":pairs 0\n"));
     assert!(app.status.contains("pairs takes a number"), "{}", app.status);
+}
+
+/// The editor's frame: the rows of the lab's prompt pane (inside its border) at 120x40.
+fn editor_rows(t: &Terminal<TestBackend>) -> Vec<String> {
+    let (_, top) = find(t, "┌ prompt").expect("the editor is drawn");
+    let text = screen_text(t);
+    text.lines()
+        .skip(top as usize + 1)
+        .take_while(|l| !l.starts_with('└'))
+        .map(|l| l.chars().skip(1).take_while(|c| *c != '│').collect())
+        .collect()
+}
+
+#[test]
+fn sweep_parses_quotes_stops_at_the_context_in_tokens_and_follows_the_selection() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    // The quotes delimit the fragment: they are not swept.
+    send(&mut app, &mut engine, Msg::typed(":sweep \", 7\" 200\n"));
+    let s = app.lab.sweep.clone().expect("sweep result");
+    assert_eq!(s.fragment, ", 7");
+    assert_eq!(
+        s.prompt(1),
+        format!("{}, 7", app.prompt_text()),
+        "inserted at the editor's cursor (the end)"
+    );
+    // It stops where the prompt outgrows the context, and says so.
+    let stop = s.stop.expect("200 repeats do not fit");
+    assert!(stop.tokens > stop.context, "{stop:?}");
+    assert_eq!(s.points.len(), stop.n);
+    assert!(s.points.last().unwrap().tokens <= stop.context);
+    assert!(s.points.windows(2).all(|w| w[1].tokens > w[0].tokens));
+    // Every circuit node is measured at every point, so the chart can follow the selection.
+    assert!(s.points.iter().all(|p| p.values.len() == app.circuit.file.nodes.len()));
+    // Wide enough that every line of the pane is whole.
+    let text = screen_text(&draw(&app, 220, 60));
+    assert!(text.contains("⟨, 7⟩×n"), "the insertion is previewed: {text}");
+    assert!(
+        text.contains(&format!("makes {} > context {}", stop.tokens, stop.context)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{} tokens", stop.context)),
+        "x-axis in tokens: {text}"
+    );
+    assert!(
+        text.contains("A−B flips at n=") || text.contains("A−B keeps its sign"),
+        "{text}"
+    );
+    if let Some(f) = s.flip() {
+        let first = s.points[0].logit_diff.unwrap();
+        assert!(f.logit_diff.unwrap().signum() != first.signum(), "{f:?}");
+    }
+    // The read-out: the last point, then one back with `<`.
+    let last = s.points.last().unwrap();
+    assert!(
+        text.contains(&format!("at n={} ({} tokens)", last.n, last.tokens)),
+        "{text}"
+    );
+    send(&mut app, &mut engine, [Msg::ch('<')]);
+    let prev = &s.points[s.points.len() - 2];
+    let text = screen_text(&draw(&app, 220, 60));
+    assert!(
+        text.contains(&format!("at n={} ({} tokens)", prev.n, prev.tokens)),
+        "{text}"
+    );
+    // The selected node and a marked one are overlaid, each with its value at the read-out point.
+    let selected = app.selected.unwrap();
+    let other = app.circuit.rows.last().unwrap().nodes[0];
+    assert_ne!(selected, other);
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {other}\n")));
+    send(&mut app, &mut engine, [Msg::ch('m')]);
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {selected}\n")));
+    let text = screen_text(&draw(&app, 120, 40));
+    for n in [selected, other] {
+        let v = circuitscope::tui::widgets::fmt_val(prev.values[&n]);
+        assert!(text.contains(&format!("■ {n} {v}")), "{n} {v}: {text}");
+    }
+    // Selecting another node follows it without a new sweep.
+    let third = app.circuit.rows[1].nodes[0];
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {third}\n")));
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains(&format!("■ {third} ")), "{text}");
+    // An unclosed quote is a one-line message, and nothing is swept.
+    send(&mut app, &mut engine, Msg::typed(":sweep \", 7 3\n"));
+    assert!(app.status.starts_with("unclosed quote"), "{}", app.status);
+}
+
+#[test]
+fn the_sweep_inserts_at_a_cursor_drawn_outside_editing() {
+    use ratatui::style::Modifier;
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    assert_eq!(app.mode, tui::Mode::Normal);
+    let t = draw(&app, 120, 40);
+    let (_, top) = find(&t, "┌ prompt").unwrap();
+    let ratatui_textarea::DataCursor(row, col) = app.prompt.cursor();
+    let line = &app.prompt.lines()[row];
+    let x = 1 + circuitscope::tui::editor_view::display_col(line, col) as u16;
+    let cell = &t.backend().buffer()[(x, top + 1 + row as u16)];
+    assert!(
+        cell.modifier.contains(Modifier::REVERSED | Modifier::UNDERLINED),
+        "the insertion point is visible in normal mode: {cell:?}"
+    );
+}
+
+#[test]
+fn the_editor_scrolls_back_after_a_long_line_is_deleted_and_says_what_is_out_of_view() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    set_prompt(&mut app, &mut engine, "def f():\n    return 1");
+    app.prompt.move_cursor(ratatui_textarea::CursorMove::Bottom);
+    app.prompt.move_cursor(ratatui_textarea::CursorMove::End);
+    send(&mut app, &mut engine, [Msg::ch('e')]);
+    let long = "x".repeat(120);
+    send(&mut app, &mut engine, Msg::typed(&format!(" + {long}")));
+    let rows = editor_rows(&draw(&app, 120, 40));
+    assert!(rows[1].trim_end().ends_with("xxxx"), "scrolled to the cursor: {rows:?}");
+    assert!(!rows[1].contains("return"), "{rows:?}");
+    // Deleting the long part again: the short line shows from its start.
+    send(
+        &mut app,
+        &mut engine,
+        (0..long.len() + 3).map(|_| Msg::key(KeyCode::Backspace)),
+    );
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Esc)]);
+    assert_eq!(app.prompt_text(), "def f():\n    return 1");
+    let rows = editor_rows(&draw(&app, 120, 40));
+    assert!(rows[0].starts_with("def f():"), "{rows:?}");
+    assert!(rows[1].starts_with("    return 1"), "{rows:?}");
+    // A prompt taller than the editor keeps the cursor's line in view and says what is hidden.
+    let tall: Vec<String> = (1..=12).map(|i| format!("x{i} = {i}")).collect();
+    set_prompt(&mut app, &mut engine, &tall.join("\n"));
+    app.prompt.move_cursor(ratatui_textarea::CursorMove::Bottom);
+    let t = draw(&app, 120, 40);
+    let rows = editor_rows(&t);
+    assert!(rows.iter().any(|r| r.starts_with("x12 = 12")), "{rows:?}");
+    assert!(!rows.iter().any(|r| r.starts_with("x1 = 1 ")), "{rows:?}");
+    let hidden = 12 - rows.len();
+    assert!(
+        screen_text(&t).contains(&format!("↑{hidden} ↓0 lines")),
+        "{}",
+        screen_text(&t)
+    );
+    app.prompt.move_cursor(ratatui_textarea::CursorMove::Top);
+    let t = draw(&app, 120, 40);
+    assert!(editor_rows(&t)[0].starts_with("x1 = 1"));
+    assert!(screen_text(&t).contains(&format!("↑0 ↓{hidden} lines")));
+}
+
+#[test]
+fn a_literal_backslash_n_can_be_typed_into_a_note() {
+    let (mut app, mut engine) = open();
+    send(
+        &mut app,
+        &mut engine,
+        Msg::typed(":note first\\nsecond with a literal \\\\n\n"),
+    );
+    let n = app.selected.unwrap();
+    assert_eq!(app.annotations[&n].notes, "first\nsecond with a literal \\n");
+    // `e` prefills the command line with the notes written back in the same escapes.
+    send(&mut app, &mut engine, [Msg::ch('1'), Msg::ch('e')]);
+    assert_eq!(app.command, "note first\\nsecond with a literal \\\\n");
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Enter)]);
+    assert_eq!(app.annotations[&n].notes, "first\nsecond with a literal \\n");
+}
+
+#[test]
+fn map_labels_show_on_selected_and_marked_nodes_or_all_with_l() {
+    let (mut app, mut engine) = open();
+    let a = app.circuit.rows[0].nodes[0];
+    let b = app.circuit.rows.last().unwrap().nodes[0];
+    for (n, label) in [(a, "alpha-label"), (b, "omega-label")] {
+        send(
+            &mut app,
+            &mut engine,
+            Msg::typed(&format!(":goto {n}\n:label {label}\n")),
+        );
+    }
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {a}\n")));
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains("alpha-label"), "the selected node's label: {text}");
+    assert!(
+        !text.contains(":omega-label"),
+        "an unmarked, unselected node's label is hidden: {text}"
+    );
+    send(&mut app, &mut engine, [Msg::ch('L')]);
+    assert!(screen_text(&draw(&app, 120, 40)).contains(":omega-label"));
+    send(&mut app, &mut engine, [Msg::ch('L')]);
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {b}\n")));
+    send(&mut app, &mut engine, [Msg::ch('m')]);
+    send(&mut app, &mut engine, Msg::typed(&format!(":goto {a}\n")));
+    assert!(screen_text(&draw(&app, 120, 40)).contains(":omega-label"), "marked");
+}
+
+#[test]
+fn one_definition_per_count_edges_and_pruning_steps() {
+    let l = open_with(bundled_circuit()).expect("the bundled circuit opens");
+    let (mut app, mut engine) = (l.app, l.engine);
+    tui::pump(&mut app, &mut engine);
+    // Edges are weight edges between circuit nodes, as the circuit file (and so the report) counts them.
+    let kinds = app.circuit.graph.edge_counts_by_kind();
+    assert_eq!(kinds["Weight"], app.circuit.file.edges.len());
+    let links = app.circuit.graph.edge_count();
+    assert!(links > app.circuit.file.edges.len());
+    let text = screen_text(&draw(&app, 220, 60));
+    assert!(
+        text.contains(&format!(
+            "{} edges ({links} links with residual",
+            app.circuit.file.edges.len()
+        )),
+        "{text}"
+    );
+    let text = screen_text(&draw(&app, 80, 24));
+    assert!(
+        text.contains(&format!("{} edges", app.circuit.file.edges.len())),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("{links} edges")), "{text}");
+    // The pruning chart's title and axis end agree.
+    send(&mut app, &mut engine, [Msg::ch('5')]);
+    let last = app.circuit.file.loss_curve.last().unwrap().0;
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(text.contains(&format!("{last} steps")), "{text}");
+    assert!(text.contains(&format!("step {last}")), "{text}");
+    assert_eq!(
+        tui::screens::pruning::steps_label(&[(1, 0.5), (3, 0.2)]),
+        "3 steps, 2 recorded"
+    );
+}
+
+#[test]
+fn the_table_sorts_by_change_in_scan_standard_deviations() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('3')]);
+    assert!(!app.lab.node_std.is_empty(), "the bundled model has a scan");
+    let text = app.prompt_text();
+    let shorter = text.split_once('\n').unwrap().1.to_string();
+    set_prompt(&mut app, &mut engine, &shorter);
+    send(&mut app, &mut engine, [Msg::ch('o')]);
+    assert!(app.lab.sort_by_std);
+    let rows = app.magnitudes();
+    for r in &rows {
+        if let Some(s) = r.sigmas {
+            assert!((s - r.change / app.lab.node_std[&r.node]).abs() < 1e-5);
+        }
+    }
+    let keys: Vec<f32> = rows.iter().map(|r| r.sigmas.map_or(-1.0, f32::abs)).collect();
+    assert!(keys.windows(2).all(|w| w[0] >= w[1]), "{keys:?}");
+    let screen = screen_text(&draw(&app, 120, 40));
+    assert!(screen.contains("Δ/σ"), "{screen}");
+    send(&mut app, &mut engine, [Msg::ch('o')]);
+    let raw: Vec<f32> = app.magnitudes().iter().map(|r| r.change.abs()).collect();
+    assert!(raw.windows(2).all(|w| w[0] >= w[1]));
 }

@@ -837,16 +837,20 @@ pub fn build() {
         }
         session.annotations.insert(f.id, a);
     }
-    for (name, text) in PROBES {
+    for ((name, text), run) in PROBES.iter().zip(&probe_runs) {
         session.saved_prompts.push(SavedPrompt {
             name: format!("probe: {name}"),
             text: text.to_string(),
+            logit_diff: run.logit_diff(),
+            ablations: Vec::new(),
         });
     }
     for a in &attack_results {
         session.saved_prompts.push(SavedPrompt {
             name: format!("attack: {}", a.attack.name),
             text: a.attack.text.clone(),
+            logit_diff: Some(a.ld),
+            ablations: Vec::new(),
         });
     }
     session.prompt = PROBES[0].1.into();

@@ -437,6 +437,11 @@ impl ScanIndex {
         Ok(h.offset + id.index)
     }
 
+    /// The node's population standard deviation over the scan, without reading its exemplars.
+    pub fn std(&self, id: &NodeId) -> Result<f32> {
+        Ok(self.f32_array(4, self.node_index(id)?))
+    }
+
     /// The node's statistics and exemplars.
     pub fn node(&self, id: &NodeId) -> Result<NodeScan> {
         let i = self.node_index(id)?;

@@ -4,15 +4,17 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
-use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph};
+use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
+use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::circuit::NodeId;
 use crate::tui::app::{App, Hit, Mode, BASELINE_ALIGNMENT};
+use crate::tui::editor_view;
 use crate::tui::widgets::{abs_max, fmt_val, heat_lines, token_label, HeatStrip};
 use crate::workbench::{Ablation, AblationKind, RunSummary, SweepResult};
 
@@ -29,6 +31,14 @@ pub struct LabState {
     pub sweep: Option<SweepResult>,
     pub sweep_fragment: String,
     pub sweep_max: usize,
+    /// The sweep point read out (an index into the sweep's points; None: the last one).
+    pub sweep_at: Option<usize>,
+    /// The editor's first line in view, kept between frames.
+    pub editor_top: Cell<usize>,
+    /// Each circuit node's standard deviation over the scan corpus (empty without a scan).
+    pub node_std: BTreeMap<NodeId, f32>,
+    /// The magnitudes table sorts by the change in units of the node's scan standard deviation.
+    pub sort_by_std: bool,
     pub table_sel: usize,
     /// The pinned baseline's prompt (what a session keeps; the run itself may still be on its way).
     pub pinned_text: Option<String>,
@@ -45,6 +55,12 @@ pub struct LabState {
 }
 
 impl LabState {
+    /// The index of the sweep point read out in `s`.
+    pub fn sweep_index(&self, s: &SweepResult) -> usize {
+        let last = s.points.len().saturating_sub(1);
+        self.sweep_at.map_or(last, |i| i.min(last))
+    }
+
     /// The token index the table reads in `run`.
     pub fn cursor_in(&self, run: &RunSummary) -> usize {
         let last = run.tokens.len().saturating_sub(1);
@@ -69,6 +85,10 @@ pub enum LabAction {
     Clear,
     Sweep,
     HideSweep,
+    /// Move the sweep's read-out point by this many insertion counts.
+    SweepPoint(i64),
+    /// Sort the magnitudes table by raw change or by change in scan standard deviations.
+    ToggleSortByStd,
     Rerun,
 }
 
@@ -113,6 +133,26 @@ pub fn perform(app: &mut App, a: LabAction) {
         LabAction::Clear => app.clear_ablations(),
         LabAction::Sweep => app.request_sweep(),
         LabAction::HideSweep => app.lab.sweep = None,
+        LabAction::SweepPoint(d) => match &app.lab.sweep {
+            Some(s) if !s.points.is_empty() => {
+                let i = (app.lab.sweep_index(s) as i64 + d).clamp(0, s.points.len() as i64 - 1) as usize;
+                app.lab.sweep_at = Some(i);
+            }
+            _ => app.status = "no sweep to read (s sweeps)".into(),
+        },
+        LabAction::ToggleSortByStd => {
+            if app.lab.node_std.is_empty() {
+                app.status = "no scan statistics: the table sorts by the raw change".into();
+            } else {
+                app.lab.sort_by_std = !app.lab.sort_by_std;
+                app.lab.table_sel = 0;
+                app.status = if app.lab.sort_by_std {
+                    "sorted by the change in units of each node's scan standard deviation (Δ/σ)".into()
+                } else {
+                    "sorted by the raw change".into()
+                };
+            }
+        }
         LabAction::Rerun => app.request_run(),
     }
 }
@@ -129,7 +169,11 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     draw_editor(app, f, editor);
     draw_strip(app, f, strip);
     draw_table(app, f, table);
-    let sweep_h = if app.lab.sweep.is_some() { right.height / 2 } else { 0 };
+    let sweep_h = if app.lab.sweep.is_some() {
+        right.height * 3 / 5
+    } else {
+        0
+    };
     let [next, abl, sweep] = Layout::vertical([
         Constraint::Min(6),
         Constraint::Length(5.min(right.height / 4)),
@@ -139,7 +183,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     draw_next(app, f, next);
     draw_ablations(app, f, abl);
     if sweep_h > 0 {
-        draw_sweep(app, f, sweep);
+        super::lab_sweep::draw(app, f, sweep);
     }
 }
 
@@ -160,13 +204,25 @@ fn draw_editor(app: &App, f: &mut Frame, area: Rect) {
         " prompt {} · {info} ",
         if editing { "(editing, Esc stops)" } else { "(e edits)" }
     );
-    let block = Block::default()
+    let mut block = Block::default()
         .borders(Borders::ALL)
         .border_style(if editing { t.focused_border() } else { t.border() })
         .title(title);
     let inner = block.inner(area);
+    let (lines, drawn) = editor_view::render(
+        app.prompt.lines(),
+        (app.prompt.cursor().0, app.prompt.cursor().1),
+        inner.height as usize,
+        inner.width as usize,
+        &app.lab.editor_top,
+        editor_view::cursor_style(editing),
+    );
+    let hint = drawn.hint();
+    if !hint.is_empty() {
+        block = block.title_bottom(Line::styled(format!(" {hint} "), t.accent()).right_aligned());
+    }
     f.render_widget(block, area);
-    f.render_widget(&app.prompt, inner);
+    f.render_widget(Paragraph::new(lines), inner);
 }
 
 fn draw_strip(app: &App, f: &mut Frame, area: Rect) {
@@ -224,7 +280,12 @@ fn draw_strip(app: &App, f: &mut Frame, area: Rect) {
 fn draw_table(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let rows = app.magnitudes();
-    let block = pane(app, format!(" at cursor vs baseline, {BASELINE_ALIGNMENT} "));
+    let order = if app.lab.sort_by_std {
+        " · by Δ/σ (scan std)"
+    } else {
+        ""
+    };
+    let block = pane(app, format!(" at cursor vs baseline, {BASELINE_ALIGNMENT}{order} "));
     let inner = block.inner(area);
     f.render_widget(block, area);
     if rows.is_empty() {
@@ -234,16 +295,21 @@ fn draw_table(app: &App, f: &mut Frame, area: Rect) {
     let h = inner.height.saturating_sub(1) as usize;
     let sel = app.lab.table_sel.min(rows.len() - 1);
     let offset = if sel < h { 0 } else { sel + 1 - h };
-    let scale = abs_max(rows.iter().map(|r| &r.change));
+    // With `o` the change column is the change in the node's scan standard deviations.
+    let by_std = app.lab.sort_by_std;
+    let shown = |r: &crate::tui::app::MagnitudeRow| if by_std { r.sigmas } else { Some(r.change) };
+    let shown_all: Vec<f32> = rows.iter().filter_map(shown).collect();
+    let scale = abs_max(shown_all.iter());
+    let change_head = if by_std { "Δ/σ" } else { "change" };
     let direct_scale = abs_max(rows.iter().filter_map(|r| r.direct.as_ref()));
     // Narrower tables drop the baseline column first (the change still shows against it), so that labels keep
     // some room, then the direct-effect column (the next-token pane shows the selected node's).
     let wide = inner.width >= 80;
     let direct_col = inner.width >= 56;
     let mut header = if wide {
-        format!("{:<24} {:>9} {:>9} {:>9}", "node", "value", "baseline", "change")
+        format!("{:<24} {:>9} {:>9} {:>9}", "node", "value", "baseline", change_head)
     } else {
-        format!("{:<24} {:>9} {:>9}", "node", "value", "change")
+        format!("{:<24} {:>9} {:>9}", "node", "value", change_head)
     };
     if direct_col {
         header += &format!(" {:>9}", DIRECT_HEADER);
@@ -271,7 +337,10 @@ fn draw_table(app: &App, f: &mut Frame, area: Rect) {
             } else {
                 format!("{name:<24} {:>9} ", fmt_val(r.value))
             }),
-            Span::styled(format!("{:>9}", fmt_val(r.change)), t.heat(r.change, scale)),
+            match shown(r) {
+                Some(c) => Span::styled(format!("{:>9}", fmt_val(c)), t.heat(c, scale)),
+                None => Span::styled(format!("{:>9}", "—"), t.dim()),
+            },
         ]);
         if direct_col {
             line.spans.push(match r.direct {
@@ -413,71 +482,6 @@ fn draw_ablations(app: &App, f: &mut Frame, area: Rect) {
         ),
         area,
     );
-}
-
-fn draw_sweep(app: &App, f: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let Some(s) = &app.lab.sweep else { return };
-    let [a, b] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
-    let vals: Vec<(f64, f64)> = s.points.iter().map(|p| (p.n as f64, p.value as f64)).collect();
-    let diffs: Vec<(f64, f64)> = s
-        .points
-        .iter()
-        .filter_map(|p| p.logit_diff.map(|d| (p.n as f64, d as f64)))
-        .collect();
-    let max_n = s.points.last().map_or(1, |p| p.n).max(1) as f64;
-    chart(
-        app,
-        f,
-        a,
-        &vals,
-        max_n,
-        &format!(" {} vs repeats of {:?} ", s.node, s.fragment),
-    );
-    let last = s.points.last();
-    let title = match last {
-        Some(p) => format!(
-            " logit diff A−B · at n={} top {:?} {:.2} ",
-            p.n,
-            token_label(&p.top),
-            p.top_prob
-        ),
-        None => " logit diff ".into(),
-    };
-    chart(app, f, b, &diffs, max_n, &title);
-    let _ = t;
-}
-
-fn chart(app: &App, f: &mut Frame, area: Rect, data: &[(f64, f64)], max_n: f64, title: &str) {
-    let t = &app.theme;
-    let lo = data.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).min(0.0);
-    let hi = data.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max).max(0.0);
-    let hi = if hi - lo < 1e-9 { lo + 1.0 } else { hi };
-    let ds = Dataset::default()
-        .marker(Marker::Braille)
-        .graph_type(GraphType::Line)
-        .style(t.title())
-        .data(data);
-    let c = Chart::new(vec![ds])
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(t.border())
-                .title(title.to_string()),
-        )
-        .x_axis(
-            Axis::default()
-                .bounds([0.0, max_n])
-                .labels(vec![Span::raw("0"), Span::raw(format!("{max_n}"))])
-                .style(t.dim()),
-        )
-        .y_axis(
-            Axis::default()
-                .bounds([lo, hi])
-                .labels(vec![Span::raw(format!("{lo:.2}")), Span::raw(format!("{hi:.2}"))])
-                .style(t.dim()),
-        );
-    f.render_widget(c, area);
 }
 
 /// The node whose row is selected in the table, for callers that need it.

@@ -24,6 +24,8 @@ pub enum MapAction {
     Last,
     /// Open the node inspector.
     Inspect,
+    /// Show every node's label, or only the selected and marked nodes' (the default).
+    ToggleLabels,
 }
 
 pub fn perform(app: &mut App, a: MapAction) {
@@ -33,6 +35,14 @@ pub fn perform(app: &mut App, a: MapAction) {
         MapAction::First => move_selection(app, -n_rows, 0),
         MapAction::Last => move_selection(app, n_rows, 0),
         MapAction::Inspect => app.set_screen(Screen::Inspector),
+        MapAction::ToggleLabels => {
+            app.map_all_labels = !app.map_all_labels;
+            app.status = if app.map_all_labels {
+                "labels on every node (L: only the selected and marked)".into()
+            } else {
+                "labels on the selected and marked nodes (L: on every node)".into()
+            };
+        }
     }
 }
 
@@ -79,13 +89,15 @@ fn site_label(site: Site) -> &'static str {
     }
 }
 
-/// A node's chip on the map: its channel (within its head for q/k/v), its label, and mark/ablation signs.
+/// A node's chip on the map: its channel (within its head for q/k/v), its label when it is selected or marked
+/// (or `L` shows every label: with every node labeled the map is a wall of cut labels), and mark/ablation signs.
 pub fn chip(app: &App, n: &NodeId) -> String {
     let mut s = match n.head_channel(app.circuit.d_head) {
         Some((_, c)) => format!("c{c}"),
         None => n.index.to_string(),
     };
-    if let Some(a) = app.annotations.get(n).filter(|a| !a.label.is_empty()) {
+    let labeled = app.map_all_labels || app.selected == Some(*n) || app.marks.contains(n);
+    if let Some(a) = app.annotations.get(n).filter(|a| labeled && !a.label.is_empty()) {
         let label: String = a.label.chars().take(12).collect();
         s = format!("{s}:{label}");
     }
@@ -114,12 +126,7 @@ fn draw_graph(app: &App, f: &mut Frame, area: Rect) {
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(t.focused_border())
-        .title(format!(
-            " circuit: {} nodes, {} edges · threshold {:.2} ",
-            app.circuit.file.nodes.len(),
-            app.circuit.graph.edge_count(),
-            app.threshold
-        ));
+        .title(map_title(app, area.width.saturating_sub(2) as usize));
     let inner = block.inner(area);
     f.render_widget(block, area);
     let width = inner.width as usize;
@@ -217,6 +224,28 @@ fn draw_graph(app: &App, f: &mut Frame, area: Rect) {
         }
     }
     f.render_widget(Paragraph::new(lines).scroll((offset as u16, 0)), inner);
+}
+
+/// The map's title. "Edges" are what the circuit file, the report and the README count: weight edges between
+/// circuit nodes. The graph's other links (residual write → read, embedding, unembedding, q·k), which the edge
+/// list shows by kind, are counted apart, as links, where the title has room.
+pub fn map_title(app: &App, width: usize) -> String {
+    let kinds = app.circuit.graph.edge_counts_by_kind();
+    let weight = kinds.get("Weight").copied().unwrap_or(0);
+    let links = app.circuit.graph.edge_count();
+    let long = format!(
+        " circuit: {} nodes, {weight} edges ({links} links with residual, embedding, unembedding, q·k) · threshold {:.2} ",
+        app.circuit.file.nodes.len(),
+        app.threshold
+    );
+    if text_width(&long) <= width {
+        return long;
+    }
+    format!(
+        " circuit: {} nodes, {weight} edges · threshold {:.2} ",
+        app.circuit.file.nodes.len(),
+        app.threshold
+    )
 }
 
 fn node_style(app: &App, t: &Theme, n: &NodeId) -> Style {

@@ -5,6 +5,7 @@ pub mod embedding;
 pub mod graph;
 pub mod inspector;
 pub mod lab;
+pub mod lab_sweep;
 pub mod map;
 pub mod notes;
 pub mod pairs;

@@ -179,10 +179,18 @@ fn draw_curve(app: &App, f: &mut Frame, area: Rect) {
     if curve.is_empty() {
         return not_recorded(app, f, area, "pruning loss", "no loss_curve in this circuit file");
     }
-    let data: Vec<(f64, f64)> = curve.iter().map(|&(s, l)| (s as f64, log10(l))).collect();
-    let xb = bounds(data.iter().map(|p| p.0));
+    // Halved like every task loss on screen (the curve records the raw task loss of each step).
+    let data: Vec<(f64, f64)> = curve.iter().map(|&(s, l)| (s as f64, log10(halved(l)))).collect();
+    // The x-axis spans exactly the recorded steps, so that its end and the title's step count are one number
+    // (a margin made the axis end at 157 under a title of 150 steps).
+    let (first, last_step) = (curve[0].0 as f64, curve[curve.len() - 1].0 as f64);
+    let xb = if last_step > first {
+        [first, last_step]
+    } else {
+        [first - 0.5, first + 0.5]
+    };
     let yb = bounds(data.iter().map(|p| p.1));
-    let last = curve.last().map_or(0.0, |p| p.1);
+    let last = curve.last().map_or(0.0, |p| halved(p.1));
     let chart = Chart::new(vec![Dataset::default()
         .marker(Marker::Braille)
         .graph_type(GraphType::Line)
@@ -191,15 +199,15 @@ fn draw_curve(app: &App, f: &mut Frame, area: Rect) {
     .block(boxed(
         app,
         format!(
-            " pruning loss (objective as recorded, log y) · {} steps · last {last:.4} ",
-            curve.len()
+            " pruning task loss (halved, log y) · {} · last {last:.4} ",
+            steps_label(curve)
         ),
     ))
     .x_axis(
         Axis::default()
             .style(t.dim())
             .bounds(xb)
-            .labels([format!("{:.0}", xb[0].max(0.0)), format!("step {:.0}", xb[1])]),
+            .labels([format!("{first:.0}"), format!("step {last_step:.0}")]),
     )
     .y_axis(Axis::default().style(t.dim()).bounds(yb).labels([
         pow_label(yb[0]),
@@ -207,6 +215,17 @@ fn draw_curve(app: &App, f: &mut Frame, area: Rect) {
         pow_label(yb[1]),
     ]));
     f.render_widget(chart, area);
+}
+
+/// The curve's length for its title: the last step's number, and how many points were recorded when that
+/// differs (a curve recorded every few steps).
+pub fn steps_label(curve: &[(usize, f64)]) -> String {
+    let last = curve.last().map_or(0, |p| p.0);
+    if curve.len() == last {
+        format!("{last} steps")
+    } else {
+        format!("{last} steps, {} recorded", curve.len())
+    }
 }
 
 /// The bisection's (k, raw loss) points from `prune_config.bisection`, sorted by k.
