@@ -15,11 +15,13 @@ use crate::analysis::heads::{direct_path_matrix, heads, HeadsOptions, HeadsRepor
 use crate::model::{checkpoint, LoadOptions, Stored};
 use crate::tokenize::Tokenizer;
 
+/// Arguments of `circuitscope heads`.
 #[derive(clap::Args, Debug)]
 pub struct HeadsArgs {
     /// Model directory (config.json + model.safetensors, or beeg_config.json + final_model.pt).
     #[arg(long)]
     pub model: PathBuf,
+    /// What loading checks and allows.
     #[command(flatten)]
     pub checks: super::common::LoadChecks,
     /// Process the weights as TransformerLens does first (fold norms, centre writing weights and the
@@ -54,6 +56,7 @@ pub struct HeadsArgs {
     pub json: bool,
 }
 
+/// Runs the subcommand.
 pub fn run(args: HeadsArgs) -> Result<()> {
     let model = load_model(&args.model, args.checks.apply(LoadOptions::ALL_DENSE))?;
     let tok = resolve_tokenizer(args.tokenizer.as_deref(), &args.model)?;

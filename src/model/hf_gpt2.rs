@@ -33,7 +33,7 @@ pub fn load_config(path: &Path) -> Result<LoadedConfig> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     config_from_json_str(&text).map_err(|msg| ModelError::Config {
         path: path.to_path_buf(),
-        msg,
+        source: super::config::ConfigError::HuggingFace(msg),
     })
 }
 
@@ -113,7 +113,7 @@ pub fn config_from_json_str(text: &str) -> std::result::Result<LoadedConfig, Str
         "scale_attn_weights": flag("scale_attn_weights", true)?,
         "scale_attn_by_inverse_layer_idx": flag("scale_attn_by_inverse_layer_idx", false)?,
     });
-    let loaded = Config::from_json_str(&json.to_string())?;
+    let loaded = Config::from_json_str(&json.to_string()).map_err(|e| e.to_string())?;
     Ok(LoadedConfig {
         config: loaded.config,
         warnings: Vec::new(),

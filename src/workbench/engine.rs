@@ -621,7 +621,7 @@ impl Engine {
                 break;
             }
             if ids.is_empty() {
-                return Err(EngineError::Other("the prompt is empty".into()));
+                return Err(EngineError::EmptyPrompt);
             }
             let mut hooks = self.hooks_for(ablations)?;
             let rec = recording::record(&self.model, &ids, &mut hooks)?;

@@ -73,6 +73,7 @@ pub enum Request {
         fragment: String,
         /// The largest n.
         max_n: usize,
+        /// Nodes ablated in every run.
         ablations: Vec<Ablation>,
     },
     /// Whether later runs keep the last `block_size` tokens of a prompt longer than the context (the CLI's

@@ -1065,7 +1065,7 @@ fn the_lab_shows_direct_effects_and_the_live_task_loss() {
     let text = screen_text(&draw(&app, 120, 40));
     assert!(text.contains("→A−B"), "{text}");
     let loss = run.task_loss.unwrap();
-    assert!(text.contains(&format!("task loss {loss:.4}")), "{text}");
+    assert!(text.contains(&format!("task loss {:.4}", loss / 2.0)), "halved: {text}");
     assert!(
         text.contains(&format!("acc {:.0}%", run.task_accuracy.unwrap() * 100.0)),
         "{text}"
@@ -1091,7 +1091,7 @@ fn the_lab_shows_direct_effects_and_the_live_task_loss() {
     let after = app.lab.run.as_ref().unwrap().task_loss.unwrap();
     assert!((after - loss).abs() > 1e-6, "{loss} → {after}");
     let text = screen_text(&draw(&app, 120, 40));
-    assert!(text.contains(&format!("Δ loss {:+.4}", after - loss)), "{text}");
+    assert!(text.contains(&format!("Δ loss {:+.4}", (after - loss) / 2.0)), "{text}");
 }
 
 /// `:pairs N` runs N task pairs and shows every node at the decision token with a head's attention on both

@@ -441,19 +441,21 @@ fn task_loss_lines(app: &App, run: &RunSummary) -> Vec<Line<'static>> {
             t.dim(),
         )];
     };
+    // Shown halved, the one scale every task loss is shown in (the engine measures the raw two-sided loss).
+    let loss = loss / 2.0;
     let mut lines = vec![Line::from(vec![
         Span::raw("task loss "),
         Span::styled(format!("{loss:.4}"), t.accent()),
         Span::raw(format!(" · acc {:.0}%", acc * 100.0)),
     ])];
     lines.push(Line::styled(
-        format!("  raw 2×, {} held-out pairs", run.task_pairs),
+        format!("  halved, {} held-out pairs", run.task_pairs),
         t.dim(),
     ));
     if let Some(b) = app.lab.baseline.as_ref().filter(|b| b.ablations != run.ablations) {
         if let (Some(bl), Some(ba)) = (b.task_loss, b.task_accuracy) {
             lines.push(Line::styled(
-                format!("  Δ loss {:+.4} · acc {:+.0} pts", loss - bl, (acc - ba) * 100.0),
+                format!("  Δ loss {:+.4} · acc {:+.0} pts", loss - bl / 2.0, (acc - ba) * 100.0),
                 t.dim(),
             ));
         }
