@@ -209,6 +209,50 @@ impl NodeId {
         Some(NodeId::new(layer, site, index))
     }
 
+    /// Reads a node id spelled ours (`2.attn.v[44]`) or TransformerLens's way (`blocks.2.attn.hook_v[44]`,
+    /// `blocks.0.mlp.hook_post[7]`, `blocks.1.hook_resid_post[3]` after the last block for `final_resid[3]`), for
+    /// a model of `n_layer` blocks with heads of `d_head` channels. At TransformerLens's q, k and v, `[h:c]` is
+    /// head h's channel c (its `[head, d_head]` indexing), the node `[h·d_head + c]`; a plain `[i]` is the
+    /// flattened index, as ours. Hooks that hold no nodes (`hook_resid_pre`, `hook_z`, ...) are refused by name.
+    pub fn parse_for(s: &str, n_layer: usize, d_head: usize) -> Result<NodeId, NodeIdError> {
+        let text = s.trim();
+        if let Ok(id) = text.parse::<NodeId>() {
+            return Ok(id);
+        }
+        let err = |msg: String| NodeIdError {
+            input: text.to_string(),
+            msg,
+        };
+        let (hook, idx) = split_indexed(text).ok_or_else(|| err("missing `[index]`".into()))?;
+        if !hook.starts_with("blocks.") {
+            // Not TransformerLens's spelling either: ours says best what is wrong.
+            return text.parse::<NodeId>();
+        }
+        let name = HookName::parse_any(hook, n_layer).map_err(|e| err(e.to_string()))?;
+        let number = |t: &str, what: &str| -> Result<usize, NodeIdError> {
+            t.trim()
+                .parse()
+                .map_err(|_| err(format!("the {what} `{t}` is not a non-negative integer")))
+        };
+        let index = match idx.split_once(':') {
+            Some((h, c)) if name.is_per_head() => {
+                let (h, c) = (number(h, "head")?, number(c, "channel")?);
+                if c >= d_head {
+                    return Err(err(format!("channel {c} is beyond a head's {d_head} channels")));
+                }
+                h * d_head + c
+            }
+            Some(_) => return Err(err("`[head:channel]` is only for q, k and v".into())),
+            None => number(idx, "index")?,
+        };
+        NodeId::at_hook(name, index).ok_or_else(|| {
+            err(format!(
+                "`{hook}` (ours: `{name}`) holds no circuit nodes; nodes live at attention inputs, q, k, v, \
+                 attention outputs, MLP inputs, neurons and outputs, and the final residual"
+            ))
+        })
+    }
+
     /// The channel count of this node's site in `cfg`.
     pub fn width(&self, cfg: &crate::model::Config) -> usize {
         self.site.width(cfg)
@@ -344,6 +388,36 @@ mod tests {
             assert_eq!(NodeId::from_hook(&id.hook_name(), 5), Some(id));
         }
         assert_eq!(NodeId::at_hook(HookName::block(0, HookSite::ResidMid), 1), None);
+    }
+
+    #[test]
+    fn transformer_lens_spellings_resolve() {
+        let p = |s: &str| NodeId::parse_for(s, 4, 16);
+        assert_eq!(p("blocks.2.attn.hook_v[44]"), Ok(NodeId::new(2, Site::AttnV, 44)));
+        assert_eq!(p("blocks.3.attn.hook_q[2:5]"), Ok(NodeId::new(3, Site::AttnQ, 37)));
+        assert_eq!(
+            p(" blocks.0.mlp.hook_post[7] "),
+            Ok(NodeId::new(0, Site::MlpPostAct, 7))
+        );
+        assert_eq!(
+            p("blocks.1.hook_mlp_out[3]"),
+            Ok(NodeId::new(1, Site::MlpResidDelta, 3))
+        );
+        assert_eq!(p("blocks.3.hook_resid_post[9]"), Ok(NodeId::final_resid(9)));
+        assert_eq!(p("1.attn.k[3]"), Ok(NodeId::new(1, Site::AttnK, 3)));
+        for bad in [
+            "blocks.1.hook_resid_pre[3]",
+            "blocks.1.attn.hook_z[3]",
+            "blocks.1.attn.hook_q[1:16]",
+            "blocks.1.mlp.hook_post[1:2]",
+            "blocks.4.hook_resid_post[0]",
+            "blocks.1.attn.hook_q[x]",
+            "blocks.1.attn.hook_q",
+            "2.attn.y[1]",
+        ] {
+            let e = p(bad).expect_err(bad);
+            assert!(e.to_string().contains(bad.trim()), "{e}");
+        }
     }
 
     #[test]

@@ -76,8 +76,9 @@ pub struct ShowArgs {
     /// The model (its tokenizer decodes the exemplars; the scan must have been made for it).
     #[arg(long)]
     pub model: PathBuf,
-    /// e.g. `0.mlp.post_act[17]`, `1.attn.q[3]`, `final_resid[5]`.
-    pub node: NodeId,
+    /// e.g. `0.mlp.post_act[17]`, `1.attn.q[3]`, `final_resid[5]`, or TransformerLens's spelling
+    /// (`blocks.1.attn.hook_q[0:3]`).
+    pub node: String,
     /// The scan index directory (default: <model dir>/scan).
     #[arg(long)]
     pub scan: Option<PathBuf>,
@@ -190,7 +191,9 @@ fn show(args: ShowArgs) -> Result<()> {
     let tok = need_tokenizer(args.tokenizer.as_deref(), &args.model)?;
     let dir = args.scan.unwrap_or_else(|| ScanIndex::default_dir(&args.model));
     let index = ScanIndex::open_for(&dir, &fingerprint)?;
-    let node = index.node(&args.node)?;
+    let cfg = &model.config;
+    let id = NodeId::parse_for(&args.node, cfg.n_layer, cfg.d_head)?;
+    let node = index.node(&id)?;
     if args.json {
         return print_json(&node_json(&node, &tok)?);
     }

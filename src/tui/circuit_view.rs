@@ -33,6 +33,8 @@ pub struct CircuitView {
     pub path: PathBuf,
     pub model_name: String,
     pub d_head: usize,
+    /// The model's block count: TransformerLens-spelled node ids (`blocks.1.hook_resid_post[3]`) need it.
+    pub n_layer: usize,
     pub rows: Vec<MapRow>,
     pub blocks: Vec<BlockInfo>,
     pub max_weight: f64,
@@ -42,7 +44,13 @@ pub struct CircuitView {
 }
 
 impl CircuitView {
-    pub fn new(file: CircuitFile, graph: CircuitGraph, path: PathBuf, model_name: String, d_head: usize) -> Self {
+    pub fn new(
+        file: CircuitFile,
+        graph: CircuitGraph,
+        path: PathBuf,
+        model_name: String,
+        (n_layer, d_head): (usize, usize),
+    ) -> Self {
         let mut nodes = file.node_ids();
         nodes.sort_by_key(|n| n.forward_order());
         let mut rows: Vec<MapRow> = Vec::new();
@@ -100,6 +108,7 @@ impl CircuitView {
             path,
             model_name,
             d_head,
+            n_layer,
             rows,
             blocks,
             max_node_delta,

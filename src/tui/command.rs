@@ -204,7 +204,22 @@ fn non_empty(s: &str) -> Option<String> {
 impl FromStr for Command {
     type Err = CommandError;
 
+    /// Reads node ids in our spelling only; [`Command::parse_for`] also reads TransformerLens's.
     fn from_str(line: &str) -> Result<Command, CommandError> {
+        Command::parse_for(line, None)
+    }
+}
+
+impl Command {
+    /// Parses a command line; node ids may be spelled TransformerLens's way (`blocks.1.attn.hook_q[2:5]`) when
+    /// the model's `(n_layer, d_head)` is given.
+    pub fn parse_for(line: &str, shape: Option<(usize, usize)>) -> Result<Command, CommandError> {
+        let node = |t: &str| -> Result<NodeId, NodeIdError> {
+            match shape {
+                Some((n_layer, d_head)) => NodeId::parse_for(t, n_layer, d_head),
+                None => t.parse(),
+            }
+        };
         let line = line.trim();
         let (cmd, rest) = line.split_once(' ').map_or((line, ""), |(a, b)| (a, b.trim()));
         Ok(match cmd {
@@ -213,12 +228,12 @@ impl FromStr for Command {
             "q" | "quit" | "q!" => Command::Quit,
             "save" | "w" => Command::Save,
             "help" => Command::Help,
-            "goto" | "g" => Command::Goto(rest.parse()?),
+            "goto" | "g" => Command::Goto(node(rest)?),
             "ablate" => {
                 let mut parts = rest.split_whitespace().peekable();
                 // A leading kind (`:ablate mean`) is the selected node's ablation.
                 let node = match parts.peek() {
-                    Some(w) if ablation_kind(w).is_none() => Some(parts.next().unwrap_or_default().parse()?),
+                    Some(w) if ablation_kind(w).is_none() => Some(node(parts.next().unwrap_or_default())?),
                     _ => None,
                 };
                 let kind = match parts.next() {
@@ -267,6 +282,8 @@ impl FromStr for Command {
                 _ => return Err(CommandError::Pairs),
             }),
             "summary" => Command::Summary(non_empty(rest).map(|r| unescape(&r))),
+            // `:summary` alone opens the current text for editing, so clearing it needs its own spelling.
+            "summary!" if rest.is_empty() => Command::Summary(Some(String::new())),
             other => return Err(CommandError::Unknown(other.to_string())),
         })
     }
@@ -320,6 +337,7 @@ impl fmt::Display for Command {
             Command::Notes(filter) => format!("notes {filter}"),
             Command::Pairs(Some(n)) => format!("pairs {n}"),
             Command::Pairs(None) => "pairs".to_string(),
+            Command::Summary(Some(text)) if text.is_empty() => "summary!".to_string(),
             Command::Summary(text) => opt("summary", &text.as_deref().map(escape)),
         };
         f.write_str(s.trim_end())
@@ -328,7 +346,8 @@ impl fmt::Display for Command {
 
 /// Runs a `:` command line; a line that does not parse says why on the status bar.
 pub fn run(app: &mut App, line: &str) {
-    match line.parse::<Command>() {
+    let shape = (app.circuit.n_layer, app.circuit.d_head);
+    match Command::parse_for(line, Some(shape)) {
         Ok(cmd) => execute(app, cmd),
         Err(CommandError::Empty) => {}
         Err(e) => app.status = e.to_string(),
@@ -472,8 +491,8 @@ pub const HELP: &[(&str, &str)] = &[
         "save the session now (it is also saved whenever input pauses)",
     ),
     (
-        ":summary [TEXT]",
-        "set the session's summary, the report's Mechanism (\\n for a new line); alone: edit the current one",
+        ":summary [TEXT] / :summary!",
+        "set the session's summary, the report's Mechanism (\\n for a new line); alone: edit the current one; !: clear it",
     ),
     (
         ":export [FILE]",
@@ -493,6 +512,33 @@ mod tests {
 
     fn node(s: &str) -> NodeId {
         s.parse().expect("a valid node id")
+    }
+
+    #[test]
+    fn node_ids_may_be_spelled_the_transformer_lens_way() {
+        let shape = Some((2, 16));
+        let n = node("1.attn.q[37]");
+        assert_eq!(
+            Command::parse_for("goto blocks.1.attn.hook_q[2:5]", shape),
+            Ok(Command::Goto(n))
+        );
+        assert_eq!(
+            Command::parse_for("g blocks.1.attn.hook_q[37]", shape),
+            Ok(Command::Goto(n))
+        );
+        assert_eq!(
+            Command::parse_for("ablate blocks.1.hook_resid_post[4] mean", shape),
+            Ok(Command::Ablate {
+                node: Some(NodeId::final_resid(4)),
+                kind: AblationKind::Mean,
+            })
+        );
+        assert!(matches!(
+            Command::parse_for("goto blocks.1.hook_resid_pre[4]", shape),
+            Err(CommandError::Node(_))
+        ));
+        // Without the model's shape, only our spelling is read.
+        assert!(parse("goto blocks.1.attn.hook_q[2:5]").is_err());
     }
 
     #[test]
@@ -579,6 +625,7 @@ mod tests {
             ("pairs", Command::Pairs(None)),
             ("pairs 32", Command::Pairs(Some(32))),
             ("summary", Command::Summary(None)),
+            ("summary!", Command::Summary(Some(String::new()))),
             (
                 "summary Depth counter.\\nThen a readout.",
                 Command::Summary(Some("Depth counter.\nThen a readout.".into())),

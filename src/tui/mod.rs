@@ -59,7 +59,13 @@ pub fn load(opts: &OpenOptions, theme: Theme) -> Result<Loaded, TuiError> {
         mut warnings,
         ..
     } = workbench::open(opts)?;
-    let view = CircuitView::new(circuit, graph, circuit_path, model_name, config.d_head);
+    let view = CircuitView::new(
+        circuit,
+        graph,
+        circuit_path,
+        model_name,
+        (config.n_layer, config.d_head),
+    );
     let mut app = App::new(view, task, &prompt, theme);
     app.embed.d_model = config.d_model;
     app.lab.node_std = engine.node_stds();

@@ -497,6 +497,15 @@ impl App {
                 self.command = format!("summary {}", super::command::escape(&st.base.summary));
                 self.mode = super::app::Mode::Command;
             }
+            Some(t) if t.is_empty() => {
+                if st.base.summary.is_empty() {
+                    self.status = "the summary is already empty".into();
+                } else {
+                    st.base.summary.clear();
+                    self.status = "summary cleared".into();
+                    self.note_unsaved();
+                }
+            }
             Some(t) => {
                 st.base.summary = t;
                 self.status = format!(

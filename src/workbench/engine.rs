@@ -360,9 +360,7 @@ impl Engine {
         let rec = recording::record(&self.model, &ids, &mut hooks)?;
         let acts: BTreeMap<NodeId, Vec<f32>> = self.nodes.iter().map(|n| (*n, rec.node_values(n))).collect();
         let direct_effects = match &self.readout {
-            Some(r) => r
-                .node_effects(&rec, &self.nodes)
-                .map_err(EngineError::DirectEffects)?,
+            Some(r) => r.node_effects(&rec, &self.nodes).map_err(EngineError::DirectEffects)?,
             None => BTreeMap::new(),
         };
         let probs = next_token::softmax(&rec.last_logits);
@@ -420,8 +418,7 @@ impl Engine {
         let Some(Some(data)) = &self.task_loss_data else {
             return Ok(None);
         };
-        let (pos, neg) = ablate::last_logits(&self.model, data, &hooks)
-            .map_err(EngineError::TaskLoss)?;
+        let (pos, neg) = ablate::last_logits(&self.model, data, &hooks).map_err(EngineError::TaskLoss)?;
         let eval = ablate::score_logits(data, &pos, &neg);
         self.task_loss_cache.insert(key, eval);
         Ok(Some(eval))

@@ -5,16 +5,19 @@
 use std::path::{Path, PathBuf};
 
 use circuitscope::analysis::eval;
-use circuitscope::cli::eval::{
-    markdown_table, markdown_table_with_wild, weight_density, EVAL_CORPUS, EVAL_PAIRS,
-};
+use circuitscope::cli::eval::{markdown_table, markdown_table_with_wild, weight_density, EVAL_CORPUS, EVAL_PAIRS};
 use circuitscope::data::corpus::CorpusSource;
 use circuitscope::data::tasks;
 use circuitscope::model::{Gpt, LoadOptions};
 use circuitscope::tokenize::Tokenizer;
 use circuitscope::train::data::TokenPool;
 
-const MODELS: [&str; 4] = ["tinypython-sparse", "tinypython-dense", "realcode-sparse", "realcode-dense"];
+const MODELS: [&str; 4] = [
+    "tinypython-sparse",
+    "tinypython-dense",
+    "realcode-sparse",
+    "realcode-dense",
+];
 
 /// The models trained on real code, whose eval.md carries the wild split (mined from the standard library).
 fn has_wild_split(name: &str) -> bool {

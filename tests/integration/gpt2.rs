@@ -658,6 +658,20 @@ fn scan_eval_prune_check_and_the_workbench_run_on_the_fixture() {
     let scan = ok_json(&["scan", "--model", m, "--tokens", "1024", "--json"]);
     assert_eq!(scan["tokens"], 1024);
     assert!(dir.join("scan").is_dir());
+    // scan show reads a node spelled either way: head 1's channel 3 of q.
+    let shape =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let d_head = shape["n_embd"].as_u64().unwrap() / shape["n_head"].as_u64().unwrap();
+    let ours = ok_json(&[
+        "scan",
+        "show",
+        "--model",
+        m,
+        &format!("0.attn.q[{}]", d_head + 3),
+        "--json",
+    ]);
+    let theirs = ok_json(&["scan", "show", "--model", m, "blocks.0.attn.hook_q[1:3]", "--json"]);
+    assert_eq!(ours, theirs);
     // eval: the task file is scored; a built-in task whose targets are several bytes is skipped, with why.
     let eval = ok_json(&[
         "eval",

@@ -967,4 +967,23 @@ fn kept_prompts_with_their_logit_differences_and_the_summary_go_into_the_export(
     assert_eq!(v["kept_prompts"][0]["name"], "deep | one");
     assert!((v["kept_prompts"][0]["logit_diff"].as_f64().unwrap() - ld as f64).abs() < 1e-6);
     assert_eq!(v["kept_prompts"][1]["ablations"][0]["node"], "1.attn.q[62]");
+    // `:summary!` clears it (`:summary` alone would only open it for editing).
+    command(&mut app, &mut engine, "summary!");
+    assert_eq!(app.status, "summary cleared");
+    command(&mut app, &mut engine, "save");
+    assert_eq!(store::load(&path).unwrap().unwrap().summary, "");
+}
+
+#[test]
+fn goto_and_ablate_take_transformer_lens_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    let tui::Loaded {
+        mut app, mut engine, ..
+    } = open_session(&dir.path().join("s.json")).unwrap();
+    tui::pump(&mut app, &mut engine);
+    // The bundled sparse model has heads of 16 channels: head 3, channel 14 is channel 62.
+    command(&mut app, &mut engine, "goto blocks.1.attn.hook_q[3:14]");
+    assert_eq!(app.selected, Some(node("1.attn.q[62]")), "{}", app.status);
+    command(&mut app, &mut engine, "goto blocks.1.hook_resid_pre[3]");
+    assert!(app.status.contains("holds no circuit nodes"), "{}", app.status);
 }
