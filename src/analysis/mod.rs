@@ -9,6 +9,7 @@ pub mod framework;
 pub mod heads;
 pub mod hook_means;
 pub mod logit_attribution;
+pub mod minimize;
 pub mod next_token;
 pub mod prune;
 pub mod recording;

@@ -449,71 +449,19 @@ pub fn prune(
         &input.test,
         &(0..cfg.diagnostic_pairs.min(input.test.len())).collect::<Vec<_>>(),
     );
-    let diag_circuit = ablate::evaluate(model, &diag, &complement, input.means)?;
-    progress.phase(&format!("node ablations ({} nodes)", ids.len()), ids.len() as u64);
-    let mut nodes = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let mut ablated = complement.clone();
-        ablated.set(id, true);
-        let e = ablate::evaluate(model, &diag, &ablated, input.means)?;
-        progress.step(&format!("node {id}"));
-        nodes.push(CircuitNode {
-            id: *id,
-            // On the circuit-loss scale of the full eval set, so that `ablated − circuit` is the node's effect.
-            ablated_loss: Some(circ.loss + (e.loss - diag_circuit.loss)),
-        });
-    }
-    let mut by_block: BTreeMap<BlockId, Vec<NodeId>> = BTreeMap::new();
-    for id in &ids {
-        if let Some(b) = BlockId::of(id) {
-            by_block.entry(b).or_default().push(*id);
-        }
-    }
-    let mut blocks = Vec::new();
-    for (block, members) in &by_block {
-        let mut ablated = complement.clone();
-        for id in members {
-            ablated.set(id, true);
-        }
-        let e = ablate::evaluate(model, &diag, &ablated, input.means)?;
-        blocks.push(BlockLoss {
-            block: *block,
-            ablated_loss: circ.loss + (e.loss - diag_circuit.loss),
-        });
-    }
-
-    // Weight edges between kept nodes, with the loss change when each is mean-ablated.
-    let graph = CircuitGraph::from_weights(&ids, &model.config, input.checkpoint)?;
-    let mut weight_edges: Vec<(NodeId, NodeId, f64)> = graph
-        .edges()
-        .into_iter()
-        .filter(|(_, _, e)| e.kind == EdgeKind::Weight)
-        .filter_map(|(s, t, e)| match (s, t) {
-            (GraphNode::Node(s), GraphNode::Node(t)) => Some((s, t, e.weight)),
-            _ => None,
-        })
-        .collect();
-    weight_edges.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
-    let mut edges = Vec::with_capacity(weight_edges.len());
-    progress.phase(
-        &format!("edge ablations ({} edges)", weight_edges.len()),
-        weight_edges.len().min(cfg.max_edge_ablations) as u64,
-    );
-    for (i, (s, t, w)) in weight_edges.iter().enumerate() {
-        let delta = if i < cfg.max_edge_ablations {
-            let e = edge_ablated_loss(input, &diag, &complement, s, t, *w)?;
-            progress.step(&format!("edge {s} -> {t}"));
-            Some(e.loss - diag_circuit.loss)
-        } else {
-            None
-        };
-        edges.push(CircuitEdge {
-            source: EdgeEnd::Node(*s),
-            target: EdgeEnd::Node(*t),
-            weight: Some(*w),
-            ablation_delta: delta,
-        });
-    }
+    let (nodes, blocks, edges) = diagnostics(
+        &Diagnose {
+            model,
+            checkpoint: input.checkpoint,
+            means: input.means,
+            data: &diag,
+            circuit_loss: circ.loss,
+            max_edge_ablations: cfg.max_edge_ablations,
+        },
+        &ids,
+        &[],
+        progress,
+    )?;
 
     let losses = Losses {
         full: full.loss,
@@ -579,53 +527,189 @@ fn edge_entry(cfg: &crate::model::Config, s: &NodeId, t: &NodeId) -> Option<(Str
     Some((linear_weight(l, m), linear_bias(l, m), row, col))
 }
 
-/// The circuit's loss with edge `s → t` mean-ablated: the weight removed and `w·μ(s)` added to the target's bias,
-/// so the target sees the source's mean through this edge and its live value through no other. For `v → write`
-/// edges this assumes the head's attention weights sum to one (it ignores the sink's share).
-fn edge_ablated_loss(
-    input: &PruneInput,
-    data: &TaskData,
-    complement: &NodeSet,
-    s: &NodeId,
-    t: &NodeId,
-    w: f64,
-) -> Result<TaskEval, PruneError> {
-    let cfg = &input.model.config;
-    let Some((wname, bname, row, col)) = edge_entry(cfg, s, t) else {
-        return Ok(ablate::evaluate(input.model, data, complement, input.means)?);
+/// What the per-node, per-block and per-edge ablation diagnostics of a circuit run on.
+pub(crate) struct Diagnose<'a> {
+    /// The model, with no edges ablated.
+    pub model: &'a Gpt,
+    /// Its weights, which edge ablations edit.
+    pub checkpoint: &'a Checkpoint,
+    /// The values ablated nodes take.
+    pub means: &'a Means,
+    /// The diagnostic pairs.
+    pub data: &'a TaskData,
+    /// The circuit's loss on the reporting pairs: each ablation's loss is put on its scale, so that
+    /// `ablated − circuit` is the ablation's effect.
+    pub circuit_loss: f64,
+    /// Edge-ablation deltas are measured for at most this many weight edges, strongest first.
+    pub max_edge_ablations: usize,
+}
+
+/// The circuit `ids` (with the weight edges `removed` already ablated) minus one node, minus one block and minus
+/// one weight edge, each on `d.data`: the diagnostics a circuit file carries. Removed edges are not listed.
+pub(crate) fn diagnostics(
+    d: &Diagnose,
+    ids: &[NodeId],
+    removed: &[(NodeId, NodeId)],
+    progress: &dyn Progress,
+) -> Result<(Vec<CircuitNode>, Vec<BlockLoss>, Vec<CircuitEdge>), PruneError> {
+    let cfg = &d.model.config;
+    let complement = NodeSet::of(cfg, ids).inverted();
+    let edited;
+    let model = if removed.is_empty() {
+        d.model
+    } else {
+        edited = Gpt::from_checkpoint(
+            cfg.clone(),
+            &ablate_edges(d.checkpoint, cfg, removed, d.means)?,
+            LoadOptions::default(),
+        )?;
+        &edited
     };
-    let mut tensors = input.checkpoint.tensors.clone();
-    let dense = input
-        .checkpoint
-        .get(&wname)
-        .ok_or_else(|| crate::model::ModelError::Hook {
-            name: wname.clone(),
-            msg: "missing weight".into(),
-        })?
-        .to_dense()?;
-    let (rows, cols) = dense.dims2()?;
-    let mut values: Vec<f32> = dense.flatten_all()?.to_vec1()?;
-    values[row * cols + col] = 0.0;
-    tensors.insert(
-        wname,
-        Stored::Dense(Tensor::from_vec(values, (rows, cols), &Device::Cpu)?),
-    );
-    let mu = input
-        .means
-        .get(&s.hook_name())
-        .and_then(|m| m.get(s.index))
-        .copied()
-        .unwrap_or(0.0);
-    if let Some(b) = input.checkpoint.get(&bname) {
-        let mut bias: Vec<f32> = b.to_dense()?.to_vec1()?;
-        bias[row] += (w * mu as f64) as f32;
-        let n = bias.len();
-        tensors.insert(bname, Stored::Dense(Tensor::from_vec(bias, n, &Device::Cpu)?));
+    let base = ablate::evaluate(model, d.data, &complement, d.means)?;
+    let on_scale = |e: TaskEval| d.circuit_loss + (e.loss - base.loss);
+    progress.phase(&format!("node ablations ({} nodes)", ids.len()), ids.len() as u64);
+    let mut nodes = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut ablated = complement.clone();
+        ablated.set(id, true);
+        let e = ablate::evaluate(model, d.data, &ablated, d.means)?;
+        progress.step(&format!("node {id}"));
+        nodes.push(CircuitNode {
+            id: *id,
+            ablated_loss: Some(on_scale(e)),
+        });
     }
-    let ck = Checkpoint {
-        path: input.checkpoint.path.clone(),
-        tensors,
+    let mut by_block: BTreeMap<BlockId, Vec<NodeId>> = BTreeMap::new();
+    for id in ids {
+        if let Some(b) = BlockId::of(id) {
+            by_block.entry(b).or_default().push(*id);
+        }
+    }
+    let mut blocks = Vec::new();
+    for (block, members) in &by_block {
+        let mut ablated = complement.clone();
+        for id in members {
+            ablated.set(id, true);
+        }
+        let e = ablate::evaluate(model, d.data, &ablated, d.means)?;
+        blocks.push(BlockLoss {
+            block: *block,
+            ablated_loss: on_scale(e),
+        });
+    }
+
+    // Weight edges between kept nodes, with the loss change when each is mean-ablated.
+    let mut weight_edges = circuit_weight_edges(ids, cfg, d.checkpoint)?;
+    weight_edges.retain(|(s, t, _)| !removed.contains(&(*s, *t)));
+    weight_edges.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
+    let mut edges = Vec::with_capacity(weight_edges.len());
+    progress.phase(
+        &format!("edge ablations ({} edges)", weight_edges.len()),
+        weight_edges.len().min(d.max_edge_ablations) as u64,
+    );
+    for (i, (s, t, w)) in weight_edges.iter().enumerate() {
+        let delta = if i < d.max_edge_ablations && edge_entry(cfg, s, t).is_some() {
+            let mut with = removed.to_vec();
+            with.push((*s, *t));
+            let ck = ablate_edges(d.checkpoint, cfg, &with, d.means)?;
+            let m = Gpt::from_checkpoint(cfg.clone(), &ck, LoadOptions::default())?;
+            let e = ablate::evaluate(&m, d.data, &complement, d.means)?;
+            progress.step(&format!("edge {s} -> {t}"));
+            Some(e.loss - base.loss)
+        } else if i < d.max_edge_ablations {
+            // A link that no single weight carries (there is none among weight edges today): no edit to make.
+            Some(0.0)
+        } else {
+            None
+        };
+        edges.push(CircuitEdge {
+            source: EdgeEnd::Node(*s),
+            target: EdgeEnd::Node(*t),
+            weight: Some(*w),
+            ablation_delta: delta,
+        });
+    }
+    Ok((nodes, blocks, edges))
+}
+
+/// The weight edges (source, target, weight) between the nodes `ids`, as the circuit graph derives them.
+pub(crate) fn circuit_weight_edges(
+    ids: &[NodeId],
+    cfg: &crate::model::Config,
+    checkpoint: &Checkpoint,
+) -> Result<Vec<(NodeId, NodeId, f64)>, PruneError> {
+    let graph = CircuitGraph::from_weights(ids, cfg, checkpoint)?;
+    Ok(graph
+        .edges()
+        .into_iter()
+        .filter(|(_, _, e)| e.kind == EdgeKind::Weight)
+        .filter_map(|(s, t, e)| match (s, t) {
+            (GraphNode::Node(s), GraphNode::Node(t)) => Some((s, t, e.weight)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Whether one entry of one weight matrix carries `s → t`, so that the edge can be ablated on its own.
+pub fn edge_is_ablatable(cfg: &crate::model::Config, s: &NodeId, t: &NodeId) -> bool {
+    edge_entry(cfg, s, t).is_some()
+}
+
+/// The checkpoint with each weight edge `s → t` of `edges` mean-ablated: its weight removed and `w·μ(s)` added to
+/// the target's bias, so the target sees the source's mean through this edge and its live value through no other.
+/// For `v → write` edges this assumes the head's attention weights sum to one (it ignores the sink's share).
+/// Edges that no single weight carries are left alone (see [`edge_is_ablatable`]).
+pub fn ablate_edges(
+    checkpoint: &Checkpoint,
+    cfg: &crate::model::Config,
+    edges: &[(NodeId, NodeId)],
+    means: &Means,
+) -> Result<Checkpoint, PruneError> {
+    // Each matrix and bias touched is made dense once, edited for all its edges, and stored back.
+    let mut weights: BTreeMap<String, (Vec<f32>, usize, usize)> = BTreeMap::new();
+    let mut biases: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    let missing = |name: &str| crate::model::ModelError::Hook {
+        name: name.to_string(),
+        msg: "missing weight".into(),
     };
-    let edited = Gpt::from_checkpoint(cfg.clone(), &ck, LoadOptions::default())?;
-    Ok(ablate::evaluate(&edited, data, complement, input.means)?)
+    for (s, t) in edges {
+        let Some((wname, bname, row, col)) = edge_entry(cfg, s, t) else {
+            continue;
+        };
+        if !weights.contains_key(&wname) {
+            let dense = checkpoint.get(&wname).ok_or_else(|| missing(&wname))?.to_dense()?;
+            let (rows, cols) = dense.dims2()?;
+            weights.insert(wname.clone(), (dense.flatten_all()?.to_vec1()?, rows, cols));
+        }
+        let (values, _, cols) = weights.get_mut(&wname).expect("inserted above");
+        let w = std::mem::take(&mut values[row * *cols + col]);
+        let mu = means
+            .get(&s.hook_name())
+            .and_then(|m| m.get(s.index))
+            .copied()
+            .unwrap_or(0.0);
+        if !biases.contains_key(&bname) {
+            if let Some(b) = checkpoint.get(&bname) {
+                biases.insert(bname.clone(), b.to_dense()?.to_vec1()?);
+            }
+        }
+        if let Some(bias) = biases.get_mut(&bname) {
+            bias[row] += w * mu;
+        }
+    }
+    let mut tensors = checkpoint.tensors.clone();
+    for (name, (values, rows, cols)) in weights {
+        tensors.insert(
+            name,
+            Stored::Dense(Tensor::from_vec(values, (rows, cols), &Device::Cpu)?),
+        );
+    }
+    for (name, values) in biases {
+        let n = values.len();
+        tensors.insert(name, Stored::Dense(Tensor::from_vec(values, n, &Device::Cpu)?));
+    }
+    Ok(Checkpoint {
+        path: checkpoint.path.clone(),
+        tensors,
+    })
 }

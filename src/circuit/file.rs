@@ -24,7 +24,11 @@ use super::node_id::{split_indexed, NodeId, NodeIdError};
 use crate::model::{Checkpoint, Config};
 
 /// The newest circuit-file format this build reads and writes.
-pub const CIRCUIT_FORMAT_VERSION: u32 = 1;
+pub const CIRCUIT_FORMAT_VERSION: u32 = 2;
+
+/// The version a circuit without removed edges is written as, so that readers of version 1 still open it;
+/// removed edges change what the circuit means, so a file with them says version 2 and older readers refuse it.
+pub const CIRCUIT_FORMAT_BASE_VERSION: u32 = 1;
 
 /// A raw (2×) loss halved for display, as the reference viewer shows it.
 pub fn halved(raw: f64) -> f64 {
@@ -347,13 +351,29 @@ pub struct CircuitFile {
     /// Pretraining exemplars per node, one entry per quantile (imported circuits carry the reference's here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exemplars: Option<BTreeMap<NodeId, Vec<QuantileExemplars>>>,
+    /// Weight edges between circuit nodes taken out of the circuit (`circuit minimize`): each is mean-ablated
+    /// (its weight removed, the source's mean times it added to the target's bias) whenever the circuit runs alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_edges: Vec<RemovedEdge>,
+    /// What `circuit minimize` removed and the loss after each removal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimize: Option<serde_json::Value>,
+}
+
+/// A weight edge removed from a circuit: `source → target`, both circuit nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedEdge {
+    /// The upstream node.
+    pub source: NodeId,
+    /// The downstream node.
+    pub target: NodeId,
 }
 
 impl CircuitFile {
     /// An empty circuit for `model`, to be filled in.
     pub fn new(model: ModelRef, task: impl Into<String>, source: impl Into<String>) -> Self {
         CircuitFile {
-            format_version: CIRCUIT_FORMAT_VERSION,
+            format_version: CIRCUIT_FORMAT_BASE_VERSION,
             model,
             task: task.into(),
             source: source.into(),
@@ -365,6 +385,8 @@ impl CircuitFile {
             loss_curve: Vec::new(),
             task_samples: None,
             exemplars: None,
+            removed_edges: Vec::new(),
+            minimize: None,
         }
     }
 
@@ -399,10 +421,17 @@ impl CircuitFile {
 
     /// The file's text: pretty JSON with arrays of scalars on one line.
     pub fn to_json_string(&self) -> Result<String> {
-        let value = serde_json::to_value(self).map_err(|e| CircuitError::Invalid {
+        let mut value = serde_json::to_value(self).map_err(|e| CircuitError::Invalid {
             circuit: self.task.clone(),
             msg: format!("cannot serialise: {e}"),
         })?;
+        // The version says what a reader must understand: only removed edges need version 2.
+        value["format_version"] = if self.removed_edges.is_empty() {
+            CIRCUIT_FORMAT_BASE_VERSION
+        } else {
+            CIRCUIT_FORMAT_VERSION
+        }
+        .into();
         let mut out = String::new();
         write_pretty(&value, 0, &mut out);
         out.push('\n');
@@ -465,6 +494,17 @@ impl CircuitFile {
                         )))
                     }
                     _ => {}
+                }
+            }
+        }
+        let members: std::collections::HashSet<NodeId> = self.nodes.iter().map(|n| n.id).collect();
+        for e in &self.removed_edges {
+            for n in [&e.source, &e.target] {
+                if !members.contains(n) {
+                    return Err(self.invalid(format!(
+                        "removed_edges: `{}` → `{}`: `{n}` is not a node of the circuit",
+                        e.source, e.target
+                    )));
                 }
             }
         }

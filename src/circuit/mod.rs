@@ -12,7 +12,8 @@ pub use crate::model::torch_pickle;
 pub use error::CircuitError;
 pub use file::{
     halved, model_fingerprint, BlockId, BlockIdError, BlockLoss, CircuitEdge, CircuitFile, CircuitNode, EdgeEnd,
-    EdgeEndError, Exemplar, Losses, ModelRef, QuantileExemplars, TaskSamples, CIRCUIT_FORMAT_VERSION,
+    EdgeEndError, Exemplar, Losses, ModelRef, QuantileExemplars, RemovedEdge, TaskSamples, CIRCUIT_FORMAT_BASE_VERSION,
+    CIRCUIT_FORMAT_VERSION,
 };
 pub use graph::{CircuitGraph, EdgeKind, GraphEdge, GraphNode, GraphPath};
 pub use import_viz::{import_viz_data, ImportTarget};

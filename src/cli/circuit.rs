@@ -20,6 +20,47 @@ pub enum CircuitCommand {
     /// Sufficiency (the circuit alone, the rest mean-ablated) and necessity (only the circuit ablated) on held-out
     /// pairs; the numbers are stored in the circuit file.
     Check(CheckArgs),
+    /// Greedily remove nodes, then weight edges, while the circuit's held-out loss stays at or under the target;
+    /// writes the smaller circuit to a new file with what was removed and the loss after each removal.
+    Minimize(MinimizeArgs),
+}
+
+/// Arguments of `circuitscope circuit minimize`.
+#[derive(clap::Args, Debug)]
+pub struct MinimizeArgs {
+    /// A circuit file.
+    pub file: PathBuf,
+    /// Where to write the smaller circuit [default: FILE with `.min.json` in place of `.json`].
+    #[arg(short = 'o', long = "out")]
+    pub out: Option<PathBuf>,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// The model directory [default: the path recorded in the circuit file].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The task [default: the circuit's own; a .jsonl task file for a circuit pruned on one].
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Held-out (test split) pairs every loss is measured on.
+    #[arg(long, default_value_t = 64)]
+    pub pairs: usize,
+    /// Ablation means: `scan` or `task`.
+    #[arg(long, default_value = "scan")]
+    pub means: String,
+    /// The loss (raw 2× scale, as `prune --target-loss`) to stay at or under [default: the target the circuit
+    /// was pruned to, from its file].
+    #[arg(long)]
+    pub target_loss: Option<f64>,
+    /// Node sweeps at most (each after the first re-measures the remaining nodes).
+    #[arg(long, default_value_t = 3)]
+    pub sweeps: usize,
+    /// Remove nodes only, no weight edges.
+    #[arg(long)]
+    pub no_edges: bool,
+    /// Print the result as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `circuitscope circuit check`.
@@ -89,6 +130,7 @@ pub fn run(cmd: CircuitCommand) -> Result<()> {
         CircuitCommand::ImportViz(a) => run_import(a),
         CircuitCommand::Show(a) => run_show(a),
         CircuitCommand::Check(a) => run_check(a),
+        CircuitCommand::Minimize(a) => run_minimize(a),
     }
 }
 
@@ -331,10 +373,88 @@ fn lock_circuit_file(file: &Path) -> Result<crate::fsio::FileLock> {
     }
 }
 
+/// A circuit file opened with everything measuring it needs: the model, its held-out task pairs and means.
+struct Measuring {
+    circuit: CircuitFile,
+    parts: LoadedModel,
+    model: crate::model::Gpt,
+    test: crate::analysis::ablate::TaskData,
+    means: crate::analysis::ablate::Means,
+}
+
+/// Opens `file` and its model (`model`, or the path the file records), builds `pairs` held-out pairs of `task`
+/// (or the circuit's own) and the ablation means (`scan` or `task`).
+fn open_for_measuring(
+    file: &Path,
+    model: Option<&Path>,
+    task: Option<&str>,
+    pairs: usize,
+    means: &str,
+) -> Result<Measuring> {
+    use crate::analysis::ablate::TaskData;
+    use crate::data::tasks::{self, Split};
+    use crate::model::{Gpt, LoadOptions};
+
+    let circuit = CircuitFile::load(file)?;
+    let model_dir = match (model, &circuit.model.path) {
+        (Some(m), _) => m.to_path_buf(),
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) => bail!("{}: the circuit names no model path; pass --model DIR", file.display()),
+    };
+    let parts = load_model_parts(&model_dir)?;
+    circuit
+        .check_model(&parts.fingerprint)
+        .with_context(|| format!("{}", file.display()))?;
+    circuit
+        .validate(&parts.config)
+        .with_context(|| format!("{}", file.display()))?;
+    let gpt = Gpt::from_checkpoint(parts.config.clone(), &parts.ckpt, LoadOptions::default())?;
+    for w in parts.ckpt.audit(&parts.config, &LoadOptions::default())? {
+        eprintln!("warning: {}: {w}", parts.dir.display());
+    }
+    let Some(tok) = super::common::resolve_tokenizer(None, &model_dir)? else {
+        bail!("{}: no tokenizer.json beside the model", model_dir.display());
+    };
+    let task = match task {
+        Some(t) => tasks::resolve(t).with_context(|| format!("--task `{t}`"))?,
+        None => tasks::resolve(&circuit.task).with_context(|| {
+            format!(
+                "{}: the circuit's task `{}` (pass --task FILE.jsonl for a circuit pruned on a task file)",
+                file.display(),
+                circuit.task
+            )
+        })?,
+    };
+    let block = gpt.config.block_size;
+    let test = TaskData::new(
+        &tok,
+        task.name(),
+        &tasks::split(task.as_ref(), Split::Test, pairs),
+        block,
+    )?;
+    // Only `--means task` reads these prompts; the scan's means need none.
+    let train;
+    let means_source = if means == "task" {
+        let pairs = tasks::split(task.as_ref(), Split::Train, 256);
+        train = TaskData::new(&tok, task.name(), &pairs, block)?;
+        &train
+    } else {
+        &test
+    };
+    let means = super::prune::load_means(&gpt, means, None, &model_dir, &parts.fingerprint, means_source)?;
+    Ok(Measuring {
+        circuit,
+        parts,
+        model: gpt,
+        test,
+        means,
+    })
+}
+
 /// Runs the subcommand.
 pub fn run_check(a: CheckArgs) -> Result<()> {
-    use crate::analysis::ablate::{self, NodeSet, TaskData};
-    use crate::data::tasks::{self, Split};
+    use crate::analysis::ablate::{self, NodeSet};
+    use crate::analysis::prune::ablate_edges;
     use crate::model::{Gpt, LoadOptions};
 
     // Held from the read to the write: a second check of the same file waits, then measures on top of this
@@ -344,58 +464,23 @@ pub fn run_check(a: CheckArgs) -> Result<()> {
     } else {
         Some(lock_circuit_file(&a.file)?)
     };
-    let mut circuit = CircuitFile::load(&a.file)?;
-    let model_dir = match (&a.model, &circuit.model.path) {
-        (Some(m), _) => m.clone(),
-        (None, Some(p)) => PathBuf::from(p),
-        (None, None) => bail!(
-            "{}: the circuit names no model path; pass --model DIR",
-            a.file.display()
-        ),
-    };
-    let parts = load_model_parts(&model_dir)?;
-    circuit
-        .check_model(&parts.fingerprint)
-        .with_context(|| format!("{}", a.file.display()))?;
-    circuit
-        .validate(&parts.config)
-        .with_context(|| format!("{}", a.file.display()))?;
-    let model = Gpt::from_checkpoint(parts.config.clone(), &parts.ckpt, LoadOptions::default())?;
-    for w in parts.ckpt.audit(&parts.config, &LoadOptions::default())? {
-        eprintln!("warning: {}: {w}", parts.dir.display());
-    }
-    let Some(tok) = super::common::resolve_tokenizer(None, &model_dir)? else {
-        bail!("{}: no tokenizer.json beside the model", model_dir.display());
-    };
-    let task = match &a.task {
-        Some(t) => tasks::resolve(t).with_context(|| format!("--task `{t}`"))?,
-        None => tasks::resolve(&circuit.task).with_context(|| {
-            format!(
-                "{}: the circuit's task `{}` (pass --task FILE.jsonl for a circuit pruned on a task file)",
-                a.file.display(),
-                circuit.task
-            )
-        })?,
-    };
-    let block = model.config.block_size;
-    let test = TaskData::new(
-        &tok,
-        task.name(),
-        &tasks::split(task.as_ref(), Split::Test, a.pairs),
-        block,
-    )?;
-    // Only `--means task` reads these prompts; the scan's means need none.
-    let train;
-    let means_source = if a.means == "task" {
-        let pairs = tasks::split(task.as_ref(), Split::Train, 256);
-        train = TaskData::new(&tok, task.name(), &pairs, block)?;
-        &train
-    } else {
-        &test
-    };
-    let means = super::prune::load_means(&model, &a.means, None, &model_dir, &parts.fingerprint, means_source)?;
+    let Measuring {
+        mut circuit,
+        parts,
+        model,
+        test,
+        means,
+    } = open_for_measuring(&a.file, a.model.as_deref(), a.task.as_deref(), a.pairs, &a.means)?;
     let nodes = NodeSet::of(&parts.config, &circuit.node_ids());
-    let check = ablate::check_circuit(&model, &test, &nodes, &means)?;
+    let mut check = ablate::check_circuit(&model, &test, &nodes, &means)?;
+    if !circuit.removed_edges.is_empty() {
+        // Edges taken out of the circuit are ablated when it runs alone; necessity ablates only the circuit's
+        // nodes, so the model keeps them there.
+        let removed: Vec<_> = circuit.removed_edges.iter().map(|e| (e.source, e.target)).collect();
+        let ck = ablate_edges(&parts.ckpt, &parts.config, &removed, &means)?;
+        let edited = Gpt::from_checkpoint(parts.config.clone(), &ck, LoadOptions::default())?;
+        check.sufficiency = ablate::evaluate(&edited, &test, &nodes.inverted(), &means)?;
+    }
     circuit.losses.sufficiency = Some(check.sufficiency.loss);
     circuit.losses.necessity = Some(check.necessity.loss);
     circuit.losses.sufficiency_accuracy = Some(check.sufficiency.accuracy);
@@ -440,5 +525,111 @@ pub fn run_check(a: CheckArgs) -> Result<()> {
     if !a.no_write {
         println!("stored in {}", a.file.display());
     }
+    Ok(())
+}
+
+/// `FILE.json` → `FILE.min.json`.
+fn default_minimized_path(file: &Path) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    file.with_file_name(format!("{stem}.min.json"))
+}
+
+/// Runs `circuit minimize`.
+pub fn run_minimize(a: MinimizeArgs) -> Result<()> {
+    use crate::analysis::minimize::{self, MinimizeConfig, MinimizeInput, Removal};
+
+    let out = a.out.clone().unwrap_or_else(|| default_minimized_path(&a.file));
+    if out == a.file {
+        bail!("{}: minimize writes a new file; pass another -o", out.display());
+    }
+    if out.exists() && !a.force {
+        bail!("{}: exists; pass --force to overwrite it", out.display());
+    }
+    let m = open_for_measuring(&a.file, a.model.as_deref(), a.task.as_deref(), a.pairs, &a.means)?;
+    let target = match a.target_loss {
+        Some(t) => t,
+        None => m
+            .circuit
+            .prune_config
+            .as_ref()
+            .and_then(|c| c.get("effective_target").or_else(|| c.pointer("/config/target_loss")))
+            .and_then(|v| v.as_f64())
+            .with_context(|| {
+                format!(
+                    "{}: the file records no pruning target; pass --target-loss",
+                    a.file.display()
+                )
+            })?,
+    };
+    let cfg = MinimizeConfig {
+        target_loss: target,
+        sweeps: a.sweeps,
+        edges: !a.no_edges,
+        ..MinimizeConfig::default()
+    };
+    let input = MinimizeInput {
+        model: &m.model,
+        checkpoint: &m.parts.ckpt,
+        data: m.test,
+        means: &m.means,
+    };
+    let bar = super::prune::Bar::new(m.circuit.nodes.len() as u64);
+    let (smaller, record) =
+        minimize::minimize(&input, &m.circuit, &cfg, &bar).with_context(|| format!("{}", a.file.display()))?;
+    bar.0.finish_and_clear();
+    smaller
+        .save(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    if a.json {
+        return print_json(&json!({
+            "file": a.file,
+            "out": out,
+            "task": smaller.task,
+            "target_loss": record.config.target_loss,
+            "pairs": record.pairs,
+            "start_loss": record.start_loss,
+            "final_loss": record.final_loss,
+            "final_accuracy": record.final_accuracy,
+            "nodes_before": record.nodes_before,
+            "nodes_after": record.nodes_after,
+            "edges_before": record.edges_before,
+            "edges_after": record.edges_after,
+            "removals": record.removals,
+            "seconds": record.seconds,
+        }));
+    }
+    let (nodes, edges) = record.removals.iter().fold((0, 0), |(n, e), r| match r {
+        Removal::Node { .. } => (n + 1, e),
+        Removal::Edge { .. } => (n, e + 1),
+    });
+    println!(
+        "{}: task {}, target loss {:.4} ({:.4} halved), {} held-out pairs",
+        a.file.display(),
+        smaller.task,
+        target,
+        target / 2.0,
+        record.pairs
+    );
+    println!(
+        "  nodes {} -> {} ({nodes} removed in {} sweeps), weight edges {} -> {} ({edges} removed)",
+        record.nodes_before, record.nodes_after, record.sweeps_run, record.edges_before, record.edges_after
+    );
+    println!(
+        "  circuit loss {:.4} -> {:.4} ({:.4} -> {:.4} halved), accuracy {:.3}; {:.1} s",
+        record.start_loss,
+        record.final_loss,
+        record.start_loss / 2.0,
+        record.final_loss / 2.0,
+        record.final_accuracy,
+        record.seconds
+    );
+    println!(
+        "wrote {} (run `circuitscope circuit check {}` for sufficiency and necessity)",
+        out.display(),
+        out.display()
+    );
     Ok(())
 }

@@ -62,7 +62,20 @@ pub struct PruneArgs {
     pub json: bool,
 }
 
-struct Bar(indicatif::ProgressBar);
+/// A progress bar on stderr for a prune-like run; phase lines instead when stderr is no terminal.
+pub(crate) struct Bar(pub(crate) indicatif::ProgressBar);
+
+impl Bar {
+    /// A bar of `len` steps in the first phase.
+    pub(crate) fn new(len: u64) -> Self {
+        let bar = indicatif::ProgressBar::new(len);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>14} {bar:30} {pos}/{len} {msg} [{elapsed_precise}]")
+                .expect("valid template"),
+        );
+        Bar(bar)
+    }
+}
 
 impl Progress for Bar {
     fn phase(&self, name: &str, len: u64) {
@@ -186,13 +199,9 @@ pub fn run(a: PruneArgs) -> Result<()> {
         test,
         means: &means,
     };
-    let bar = indicatif::ProgressBar::new(cfg.steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix:>14} {bar:30} {pos}/{len} {msg} [{elapsed_precise}]")
-            .expect("valid template"),
-    );
-    let (mut circuit, summary) = prune::prune(&input, &cfg, &Bar(bar.clone()))?;
-    bar.finish_and_clear();
+    let bar = Bar::new(cfg.steps as u64);
+    let (mut circuit, summary) = prune::prune(&input, &cfg, &bar)?;
+    bar.0.finish_and_clear();
     if let Some(c) = circuit.prune_config.as_mut() {
         c["means"] = json!(a.means);
     }

@@ -282,6 +282,72 @@ mod cli {
     }
 
     #[test]
+    fn minimize_shrinks_a_bundled_circuit_within_its_target_and_check_agrees() {
+        let src = "assets/circuits/tinypython-sparse/enumerate_range.json";
+        let before = std::fs::read(Path::new(ROOT).join(src)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("enumerate_range.min.json");
+        let o = out.to_str().unwrap();
+        let args = [
+            "circuit",
+            "minimize",
+            src,
+            "-o",
+            o,
+            "--pairs",
+            "16",
+            "--target-loss",
+            "0.4",
+            "--sweeps",
+            "2",
+            "--json",
+        ];
+        let (ok, stdout, stderr) = run(&args);
+        assert!(ok, "{stderr}");
+        let got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let n = |k: &str| got[k].as_u64().unwrap() as usize;
+        let f = |k: &str| got[k].as_f64().unwrap();
+        assert_eq!(n("nodes_before"), 29, "{got}");
+        assert!(n("nodes_after") < n("nodes_before"), "{got}");
+        assert!(f("final_loss") <= 0.4 && f("start_loss") <= 0.4, "{got}");
+        let removals = got["removals"].as_array().unwrap();
+        let removed_nodes = removals.iter().filter(|r| r["kind"] == "node").count();
+        assert_eq!(n("nodes_before") - n("nodes_after"), removed_nodes, "{got}");
+        assert!(removals.iter().all(|r| r["loss"].as_f64().unwrap() <= 0.4), "{got}");
+        assert_eq!(removals.last().unwrap()["loss"], got["final_loss"], "{got}");
+        // The source is untouched; the new file records what went and says version 2 only with removed edges.
+        assert_eq!(std::fs::read(Path::new(ROOT).join(src)).unwrap(), before);
+        let file = circuitscope::circuit::CircuitFile::load(&out).unwrap();
+        assert_eq!(file.nodes.len(), n("nodes_after"));
+        let removed_edges = removals.iter().filter(|r| r["kind"] == "edge").count();
+        assert_eq!(file.removed_edges.len(), removed_edges);
+        let text: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(text["format_version"], if removed_edges > 0 { 2 } else { 1 });
+        assert_eq!(text["minimize"]["removals"].as_array().unwrap().len(), removals.len());
+        // `circuit check` on the same pairs measures the same circuit, removed edges included.
+        let (ok, stdout, stderr) = run(&["circuit", "check", o, "--pairs", "16", "--no-write", "--json"]);
+        assert!(ok, "{stderr}");
+        let check: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let suff = check["sufficiency"]["loss"].as_f64().unwrap();
+        assert!((suff - f("final_loss")).abs() < 1e-4, "{check} vs {got}");
+        // No overwrite without --force; a target the circuit already misses is one clear line.
+        fails(&args, &["exists", "--force"]);
+        let below = [
+            "circuit",
+            "minimize",
+            src,
+            "-o",
+            o,
+            "--force",
+            "--pairs",
+            "16",
+            "--target-loss",
+            "0.0001",
+        ];
+        fails(&below, &["already over the target", "0.0001"]);
+    }
+
+    #[test]
     fn bad_input_is_one_clear_line() {
         let sparse = "assets/models/tinypython-sparse";
         fails(
