@@ -29,6 +29,9 @@ pub struct MinimizeConfig {
     pub edges: bool,
     /// Edge-ablation diagnostics are measured for at most this many weight edges of the result.
     pub max_edge_ablations: usize,
+    /// When the circuit's loss on the held-out pairs is already over `target_loss` (pruning's bisection meets its
+    /// target on the training pairs), hold it at that loss instead of refusing: nothing removed may make it worse.
+    pub hold_if_above: bool,
 }
 
 impl Default for MinimizeConfig {
@@ -38,6 +41,7 @@ impl Default for MinimizeConfig {
             sweeps: 3,
             edges: true,
             max_edge_ablations: 64,
+            hold_if_above: false,
         }
     }
 }
@@ -161,6 +165,15 @@ pub fn minimize(
     let mut removed: Vec<(NodeId, NodeId)> = file.removed_edges.iter().map(|e| (e.source, e.target)).collect();
     let mut nodes = file.node_ids();
     let start = circuit_eval(input, &nodes, &removed)?;
+    let mut cfg = cfg.clone();
+    if start.loss > cfg.target_loss && cfg.hold_if_above {
+        progress.note(&format!(
+            "the circuit's loss {:.4} is over the target {:.4}: holding it at {:.4}",
+            start.loss, cfg.target_loss, start.loss
+        ));
+        cfg.target_loss = start.loss;
+    }
+    let cfg = &cfg;
     if start.loss > cfg.target_loss {
         return Err(MinimizeError::AboveTarget {
             loss: start.loss,
