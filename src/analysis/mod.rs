@@ -12,5 +12,6 @@ pub mod logit_attribution;
 pub mod next_token;
 pub mod prune;
 pub mod recording;
+pub mod sae;
 pub mod scan;
 pub mod sweep;
