@@ -8,7 +8,7 @@ use serde_json::json;
 use super::common::{load_model, print_json, resolve_tokenizer, LoadChecks};
 use crate::analysis::sae::eval::{evaluate, SaeEval, DENSE_THRESHOLD};
 use crate::analysis::sae::source::ModelActivations;
-use crate::analysis::sae::train::{train, SaeTrainConfig, SaeTrainEvent};
+use crate::analysis::sae::train::{check_run_dir, train, SaeTrainConfig, SaeTrainEvent};
 use crate::analysis::sae::Sae;
 use crate::circuit::file::model_fingerprint;
 use crate::data::corpus::CorpusSource;
@@ -194,6 +194,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
     cfg.corpus = corpus.to_string();
     cfg.model_fingerprint = Some(fingerprint(&args.model, &model)?);
 
+    check_run_dir(&cfg, &args.out, args.resume)?;
     eprintln!("tokenizing the corpus ({} tokens) ...", args.pool_tokens);
     let pool = TokenPool::build(corpus.train()?, &tok, args.pool_tokens)?;
     if pool.tokens.len() <= seq_len + 1 {
@@ -279,7 +280,9 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     let seq_len = model.config.block_size;
     let want = args.tokens.max(seq_len + 1);
     let pool = TokenPool::build(corpus.held_out()?, &tok, want + want / seq_len + 1)?;
-    let windows = (pool.tokens.len() / (seq_len + 1)).min(args.tokens.div_ceil(seq_len)).max(1);
+    let windows = (pool.tokens.len() / (seq_len + 1))
+        .min(args.tokens.div_ceil(seq_len))
+        .max(1);
     let tokens = &pool.tokens[..(windows * (seq_len + 1)).min(pool.tokens.len())];
     let result = evaluate(&sae, &model, tokens, seq_len, 8)?;
     let c = &sae.config;

@@ -134,7 +134,13 @@ fn argmax(p: &[f32]) -> u32 {
 fn sample(p: &[f32], temperature: f32, rng: &mut SplitMix64) -> u32 {
     let w: Vec<f64> = p
         .iter()
-        .map(|&x| if x > 0.0 { (x as f64).powf(1.0 / temperature as f64) } else { 0.0 })
+        .map(|&x| {
+            if x > 0.0 {
+                (x as f64).powf(1.0 / temperature as f64)
+            } else {
+                0.0
+            }
+        })
         .collect();
     let total: f64 = w.iter().sum();
     if total <= 0.0 || !total.is_finite() {
@@ -271,7 +277,11 @@ pub fn report(
     let change = if steer.is_empty() {
         None
     } else {
-        Some(DistributionChange::of(&plain.next_probs(ids)?, &steered.next_probs(ids)?, args.top))
+        Some(DistributionChange::of(
+            &plain.next_probs(ids)?,
+            &steered.next_probs(ids)?,
+            args.top,
+        ))
     };
     let (generated, baseline) = match args.generate {
         Some(n) => {
@@ -296,10 +306,7 @@ pub fn report(
 impl SteerReport {
     /// As JSON (`steer` and `generated` keys of `run --json`).
     pub fn json(&self, args: &super::run::RunArgs, tok: Option<&Tokenizer>) -> Value {
-        let gen = |ids: &Option<Vec<u32>>| {
-            ids.as_ref()
-                .map(|ids| json!({"ids": ids, "text": text_of(ids, tok)}))
-        };
+        let gen = |ids: &Option<Vec<u32>>| ids.as_ref().map(|ids| json!({"ids": ids, "text": text_of(ids, tok)}));
         json!({
             "sae": args.sae.as_ref().map(|p| p.display().to_string()),
             "hook": self.hook,
@@ -324,11 +331,23 @@ impl SteerReport {
             None => "greedy".into(),
         };
         if let Some(g) = &self.generated {
-            let label = if self.change.is_some() { "with steering" } else { "generated" };
-            out.push_str(&format!("\n{label} ({} tokens, {how}): {:?}\n", g.len(), text_of(g, tok)));
+            let label = if self.change.is_some() {
+                "with steering"
+            } else {
+                "generated"
+            };
+            out.push_str(&format!(
+                "\n{label} ({} tokens, {how}): {:?}\n",
+                g.len(),
+                text_of(g, tok)
+            ));
         }
         if let Some(b) = &self.baseline {
-            out.push_str(&format!("without steering ({} tokens, {how}): {:?}\n", b.len(), text_of(b, tok)));
+            out.push_str(&format!(
+                "without steering ({} tokens, {how}): {:?}\n",
+                b.len(),
+                text_of(b, tok)
+            ));
         }
         out
     }

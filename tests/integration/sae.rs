@@ -36,20 +36,38 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 fn saelens_saes_encode_and_decode_as_saelens_does() {
     let g = golden();
     let x = &g["input"];
-    for (name, arch, k) in [("topk", Architecture::TopK, Some(8)), ("standard", Architecture::Relu, None)] {
+    for (name, arch, k) in [
+        ("topk", Architecture::TopK, Some(8)),
+        ("standard", Architecture::Relu, None),
+    ] {
         let sae = Sae::load(&fixtures().join(name), 2).unwrap();
         assert_eq!(sae.config.hook, HookName::FinalResid, "{name}");
         assert_eq!((sae.config.architecture, sae.config.k), (arch, k), "{name}");
         assert_eq!((sae.config.d_in, sae.config.n_latents), (64, 256));
         let z = sae.encode(x).unwrap();
         let acts = &g[&format!("{name}.feature_acts")];
-        assert!(max_abs_diff(&z, acts) < 1e-5, "{name}: feature acts differ by {}", max_abs_diff(&z, acts));
+        assert!(
+            max_abs_diff(&z, acts) < 1e-5,
+            "{name}: feature acts differ by {}",
+            max_abs_diff(&z, acts)
+        );
         // The same latents fire, not just nearly the same values.
-        let support = |t: &Tensor| t.gt(0f32).unwrap().to_dtype(DType::U32).unwrap().to_vec2::<u32>().unwrap();
+        let support = |t: &Tensor| {
+            t.gt(0f32)
+                .unwrap()
+                .to_dtype(DType::U32)
+                .unwrap()
+                .to_vec2::<u32>()
+                .unwrap()
+        };
         assert_eq!(support(&z), support(acts), "{name}");
         let out = sae.decode(&z).unwrap();
         let want = &g[&format!("{name}.sae_out")];
-        assert!(max_abs_diff(&out, want) < 1e-5, "{name}: sae_out differs by {}", max_abs_diff(&out, want));
+        assert!(
+            max_abs_diff(&out, want) < 1e-5,
+            "{name}: sae_out differs by {}",
+            max_abs_diff(&out, want)
+        );
         if let Some(k) = k {
             for row in support(&z) {
                 assert!(row.iter().sum::<u32>() as usize <= k);
@@ -135,7 +153,12 @@ fn s(p: &Path) -> &str {
 fn write_weights(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
     let map: HashMap<String, Tensor> = tensors
         .iter()
-        .map(|(n, shape, v)| (n.to_string(), Tensor::from_vec(v.clone(), shape.as_slice(), &Device::Cpu).unwrap()))
+        .map(|(n, shape, v)| {
+            (
+                n.to_string(),
+                Tensor::from_vec(v.clone(), shape.as_slice(), &Device::Cpu).unwrap(),
+            )
+        })
         .collect();
     candle_core::safetensors::save(&map, path).unwrap();
 }
@@ -175,12 +198,24 @@ fn hostile_sae_folders_are_refused_in_one_line() {
     let eval = |dir: &Path, needles: &[&str]| {
         cli_err(&["sae", "eval", "--model", s(&model), "--sae", s(dir)], needles);
     };
-    eval(&case("shape", &cfg, Some(weights(vec![64, 255], None, false))), &["W_enc", "[64, 256]", "[64, 255]"]);
-    eval(&case("missing", &cfg, Some(weights(vec![64, 256], Some("b_dec"), false))), &["b_dec", "missing"]);
-    eval(&case("nan", &cfg, Some(weights(vec![64, 256], None, true))), &["W_dec", "NaN"]);
+    eval(
+        &case("shape", &cfg, Some(weights(vec![64, 255], None, false))),
+        &["W_enc", "[64, 256]", "[64, 255]"],
+    );
+    eval(
+        &case("missing", &cfg, Some(weights(vec![64, 256], Some("b_dec"), false))),
+        &["b_dec", "missing"],
+    );
+    eval(
+        &case("nan", &cfg, Some(weights(vec![64, 256], None, true))),
+        &["W_dec", "NaN"],
+    );
     eval(&case("corrupt", &cfg, None), &["sae_weights.safetensors"]);
     let jump = cfg.replace("\"topk\"", "\"jumprelu\"");
-    eval(&case("arch", &jump, Some(weights(vec![64, 256], None, false))), &["cfg.json", "jumprelu"]);
+    eval(
+        &case("arch", &jump, Some(weights(vec![64, 256], None, false))),
+        &["cfg.json", "jumprelu"],
+    );
     let wide = cfg.replace("\"d_in\": 64", "\"d_in\": 65");
     let w65 = vec![
         ("W_enc", vec![65, 256], vec![0.1f32; 65 * 256]),
@@ -189,7 +224,10 @@ fn hostile_sae_folders_are_refused_in_one_line() {
         ("b_dec", vec![65], vec![0f32; 65]),
     ];
     eval(&case("width", &wide, Some(w65)), &["d_in 65", "64 wide"]);
-    eval(&case("json", "{\"d_in\": ", Some(weights(vec![64, 256], None, false))), &["cfg.json"]);
+    eval(
+        &case("json", "{\"d_in\": ", Some(weights(vec![64, 256], None, false))),
+        &["cfg.json"],
+    );
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     eval(&empty, &["not an SAE folder"]);
@@ -202,8 +240,24 @@ fn train_then_eval_on_the_bundled_model() {
     let model = bundled("tinypython-dense");
     let out = tmp.path().join("sae");
     let common = [
-        "sae", "train", "--model", s(&model), "--hook", "1.resid_mid", "--latents", "256", "--k", "8", "--tokens",
-        "4096", "--batch-seqs", "4", "--pool-tokens", "20000", "--out", s(&out),
+        "sae",
+        "train",
+        "--model",
+        s(&model),
+        "--hook",
+        "1.resid_mid",
+        "--latents",
+        "256",
+        "--k",
+        "8",
+        "--tokens",
+        "4096",
+        "--batch-seqs",
+        "4",
+        "--pool-tokens",
+        "20000",
+        "--out",
+        s(&out),
     ];
     let mut args = common.to_vec();
     args.extend(["--json", "--stop-after", "3"]);
@@ -222,12 +276,32 @@ fn train_then_eval_on_the_bundled_model() {
         assert!(v[key].is_number(), "{key}");
     }
 
-    let r = cli(&["sae", "eval", "--model", s(&model), "--sae", s(&out), "--tokens", "512", "--json"]);
+    let r = cli(&[
+        "sae",
+        "eval",
+        "--model",
+        s(&model),
+        "--sae",
+        s(&out),
+        "--tokens",
+        "512",
+        "--json",
+    ]);
     assert!(r.ok, "{}", r.stderr);
     let e: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     for key in [
-        "l0", "fvu", "cosine", "ce_clean", "ce_sae", "ce_zero_ablation", "ce_mean_ablation", "ce_recovered_zero",
-        "ce_recovered_mean", "kl", "dead_fraction", "dense_fraction",
+        "l0",
+        "fvu",
+        "cosine",
+        "ce_clean",
+        "ce_sae",
+        "ce_zero_ablation",
+        "ce_mean_ablation",
+        "ce_recovered_zero",
+        "ce_recovered_mean",
+        "kl",
+        "dead_fraction",
+        "dense_fraction",
     ] {
         assert!(e[key].is_number(), "{key}: {}", r.stdout);
     }
@@ -238,11 +312,22 @@ fn train_then_eval_on_the_bundled_model() {
     let dead = (e["dead_fraction"].as_f64().unwrap() * 256.0).round() as u64;
     assert_eq!(live + dead, 256);
     let text = cli(&["sae", "eval", "--model", s(&model), "--sae", s(&out), "--tokens", "256"]);
-    assert!(text.ok && text.stdout.contains("CE recovered (zero)"), "{}", text.stdout);
+    assert!(
+        text.ok && text.stdout.contains("CE recovered (zero)"),
+        "{}",
+        text.stdout
+    );
 
     // The SAE belongs to its model; bad options are one line each.
     cli_err(
-        &["sae", "eval", "--model", s(&bundled("tinypython-sparse")), "--sae", s(&out)],
+        &[
+            "sae",
+            "eval",
+            "--model",
+            s(&bundled("tinypython-sparse")),
+            "--sae",
+            s(&out),
+        ],
         &["fingerprint"],
     );
     let mut args = common.to_vec();
@@ -254,7 +339,17 @@ fn train_then_eval_on_the_bundled_model() {
     let bad = |hook: &str, k: &str, needles: &[&str]| {
         cli_err(
             &[
-                "sae", "train", "--model", s(&model), "--hook", hook, "--latents", "64", "--k", k, "--out",
+                "sae",
+                "train",
+                "--model",
+                s(&model),
+                "--hook",
+                hook,
+                "--latents",
+                "64",
+                "--k",
+                k,
+                "--out",
                 s(&other),
             ],
             needles,

@@ -189,9 +189,9 @@ impl Sae {
                 cfg.n_layer
             )));
         }
-        let width = hook.width(cfg).ok_or_else(|| {
-            SaeError::Mismatch(format!("the SAE reads {hook}, which has no channels to encode"))
-        })?;
+        let width = hook
+            .width(cfg)
+            .ok_or_else(|| SaeError::Mismatch(format!("the SAE reads {hook}, which has no channels to encode")))?;
         if width != self.config.d_in {
             return Err(SaeError::Mismatch(format!(
                 "the SAE reads {hook} with d_in {}, but the model's {hook} is {width} wide",
@@ -316,9 +316,7 @@ fn saelens_config(text: &str, n_layer: usize) -> std::result::Result<SaeConfig, 
     };
     if let Some(norm) = v.get("normalize_activations").and_then(Value::as_str) {
         if norm != "none" {
-            return Err(format!(
-                "normalize_activations `{norm}` is not supported (only `none`)"
-            ));
+            return Err(format!("normalize_activations `{norm}` is not supported (only `none`)"));
         }
     }
     if v.get("rescale_acts_by_decoder_norm").and_then(Value::as_bool) == Some(true) {
@@ -417,7 +415,10 @@ mod tests {
         let v = [1., 5., 5., -2., 3., 0., 0., 0.];
         assert_eq!(topk_mask(&v, 4, 2, None), vec![0., 1., 1., 0., 1., 1., 0., 0.]);
         let allowed = [true, false, false, true];
-        assert_eq!(topk_mask(&v, 4, 3, Some(&allowed)), vec![1., 0., 0., 1., 1., 0., 0., 1.]);
+        assert_eq!(
+            topk_mask(&v, 4, 3, Some(&allowed)),
+            vec![1., 0., 0., 1., 1., 0., 0., 1.]
+        );
         assert_eq!(topk_mask(&[f32::NAN, 1.0], 2, 1, None), vec![0., 1.]);
     }
 
@@ -440,14 +441,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.hook.to_string(), "1.resid_in");
-        assert_eq!((c.architecture, c.k, c.apply_b_pre_to_input), (Architecture::TopK, Some(2), false));
+        assert_eq!(
+            (c.architecture, c.k, c.apply_b_pre_to_input),
+            (Architecture::TopK, Some(2), false)
+        );
         assert_eq!(c.imported_from.as_deref(), Some("saelens 6.1"));
         for (text, want) in [
             (r#"{"d_in": 4, "d_sae": 8, "architecture": "jumprelu"}"#, "jumprelu"),
             (r#"{"d_in": 4, "architecture": "standard"}"#, "d_sae"),
             (r#"{"d_in": 4, "d_sae": 8, "architecture": "standard"}"#, "hook_name"),
-            (r#"{"d_in": 4, "d_sae": 8, "normalize_activations": "layer_norm", "hook_name": "x"}"#, "layer_norm"),
-            (r#"{"d_in": 4, "d_sae": 8, "hook_name": "blocks.9.hook_resid_post"}"#, "not a hook name"),
+            (
+                r#"{"d_in": 4, "d_sae": 8, "normalize_activations": "layer_norm", "hook_name": "x"}"#,
+                "layer_norm",
+            ),
+            (
+                r#"{"d_in": 4, "d_sae": 8, "hook_name": "blocks.9.hook_resid_post"}"#,
+                "not a hook name",
+            ),
         ] {
             let e = saelens_config(text, 2).unwrap_err();
             assert!(e.contains(want), "{e}");

@@ -132,10 +132,7 @@ pub fn evaluate(sae: &Sae, model: &Gpt, tokens: &[u32], seq_len: usize, batch: u
         err2 += (&x - &x_hat)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
         let dot = (&x * &x_hat)?.sum(1)?;
         let norms = (x.sqr()?.sum(1)?.sqrt()? * x_hat.sqr()?.sum(1)?.sqrt()?)?;
-        cos += dot
-            .div(&(norms + 1e-12)?)?
-            .sum_all()?
-            .to_scalar::<f32>()? as f64;
+        cos += dot.div(&(norms + 1e-12)?)?.sum_all()?.to_scalar::<f32>()? as f64;
         for (s, c) in sum_x.iter_mut().zip(x.sum(0)?.to_vec1::<f32>()?) {
             *s += c as f64;
         }

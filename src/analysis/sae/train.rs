@@ -97,7 +97,10 @@ impl SaeTrainConfig {
             return Some("d_in, the number of latents and the batch must be positive".into());
         }
         if self.k == 0 || self.k > self.n_latents {
-            return Some(format!("k = {} must be in 1..={} (the number of latents)", self.k, self.n_latents));
+            return Some(format!(
+                "k = {} must be in 1..={} (the number of latents)",
+                self.k, self.n_latents
+            ));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Some(format!("the learning rate {} must be positive", self.lr));
@@ -401,6 +404,31 @@ pub struct SaeTrainSummary {
 /// Steps whose losses the final figure averages.
 const RECENT: usize = 20;
 
+/// Refuses a folder that holds another run (`resume`: one with other options; else: any run), before any
+/// expensive preparation.
+pub fn check_run_dir(cfg: &SaeTrainConfig, out_dir: &Path, resume: bool) -> Result<()> {
+    let cfg_path = out_dir.join("train_config.json");
+    if resume {
+        let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
+        let saved: SaeTrainConfig = serde_json::from_str(&text).map_err(|e| SaeError::Run {
+            path: cfg_path.clone(),
+            msg: e.to_string(),
+        })?;
+        if &saved != cfg {
+            return Err(SaeError::Run {
+                path: cfg_path,
+                msg: "the run there used other options; resume with the same ones".into(),
+            });
+        }
+    } else if cfg_path.exists() {
+        return Err(SaeError::Run {
+            path: out_dir.to_path_buf(),
+            msg: "holds a run already; pass --resume to continue it or choose another folder".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Trains into `out_dir` from `source` (or continues the run there with `resume`); `stop_after` ends this
 /// invocation after that many steps in all, with a checkpoint. The SAE is written when the last step is done.
 pub fn train(
@@ -421,25 +449,8 @@ pub fn train(
             cfg.d_in
         )));
     }
+    check_run_dir(cfg, out_dir, resume)?;
     let cfg_path = out_dir.join("train_config.json");
-    if resume {
-        let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
-        let saved: SaeTrainConfig = serde_json::from_str(&text).map_err(|e| SaeError::Run {
-            path: cfg_path.clone(),
-            msg: e.to_string(),
-        })?;
-        if &saved != cfg {
-            return Err(SaeError::Run {
-                path: cfg_path,
-                msg: "the run there used other options; resume with the same ones".into(),
-            });
-        }
-    } else if cfg_path.exists() {
-        return Err(SaeError::Run {
-            path: out_dir.to_path_buf(),
-            msg: "holds a run already; pass --resume to continue it or choose another folder".into(),
-        });
-    }
     let first = source.batch(0)?;
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
     write_atomic(
@@ -531,7 +542,12 @@ mod tests {
                 assert!((n - 1.0).abs() < 1e-5, "step {step}: norm {n}");
             }
         }
-        let moved = (tr.w_dec.as_tensor() - before).unwrap().abs().unwrap().max_all().unwrap();
+        let moved = (tr.w_dec.as_tensor() - before)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
         assert!(moved.to_scalar::<f32>().unwrap() > 1e-3, "the decoder did not train");
     }
 
@@ -577,17 +593,18 @@ mod tests {
         assert!(with >= 28, "AuxK revived only {with} of 32 killed latents");
     }
 
-    /// Sparse combinations of 256 random unit directions in 32 dimensions: the SAE's decoder rows find ≥ 90% of
-    /// them (best cosine ≥ 0.9).
+    /// Sparse combinations (3 at a time, plus noise) of 200 random unit directions in 24 dimensions: after 400
+    /// steps of 256 samples the SAE's decoder rows find ≥ 90% of them (best cosine ≥ 0.9). Measured: 184 of 200
+    /// (160 after 200 steps).
     #[test]
     fn recovers_known_sparse_directions() {
-        let (d, truth, per) = (32, 256, 3);
-        let mut src = SparseCombinations::new(d, truth, per, 0.01, 512, 11);
-        let mut cfg = config(d, 512, per, 0, 512);
-        cfg.lr = 4e-3;
+        let (d, truth, per) = (24, 200, 3);
+        let mut src = SparseCombinations::new(d, truth, per, 0.01, 256, 11);
+        let mut cfg = config(d, 320, per, 0, 256);
+        cfg.lr = 1e-2;
         cfg.dead_window = 2048;
         let mut tr = SaeTrainer::new(cfg, &src.batch(0).unwrap()).unwrap();
-        for step in 0..1500 {
+        for step in 0..400 {
             tr.step(&src.batch(step).unwrap()).unwrap();
         }
         let dec: Vec<Vec<f32>> = tr.w_dec.as_tensor().to_vec2().unwrap();
