@@ -338,10 +338,9 @@ fn render(dir: &Path, sae: &Sae, r: &SaeEval, corpus: &str) -> String {
     let max = r.density_histogram.iter().map(|b| b.latents).max().unwrap_or(0).max(1);
     for b in &r.density_histogram {
         let bar = "█".repeat((b.latents * 40).div_ceil(max));
-        out.push_str(&format!(
-            "  [{:>5.1}, {:>5.1})  {:>6}  {bar}\n",
-            b.log10_lo, b.log10_hi, b.latents
-        ));
+        let line = format!("  [{:>5.1}, {:>5.1})  {:>6}  {bar}", b.log10_lo, b.log10_hi, b.latents);
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }

@@ -149,8 +149,11 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Writes SAELens's weights file with `tensors` (name, shape, values).
-fn write_weights(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
+/// A tensor to write: name, shape, values.
+type Named = (&'static str, Vec<usize>, Vec<f32>);
+
+/// Writes SAELens's weights file with `tensors`.
+fn write_weights(path: &Path, tensors: &[Named]) {
     let map: HashMap<String, Tensor> = tensors
         .iter()
         .map(|(n, shape, v)| {
@@ -182,7 +185,7 @@ fn hostile_sae_folders_are_refused_in_one_line() {
         ];
         all.into_iter().filter(|(n, _, _)| Some(*n) != drop).collect::<Vec<_>>()
     };
-    let case = |name: &str, cfg: &str, tensors: Option<Vec<(&str, Vec<usize>, Vec<f32>)>>| -> PathBuf {
+    let case = |name: &str, cfg: &str, tensors: Option<Vec<Named>>| -> PathBuf {
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("cfg.json"), cfg).unwrap();
