@@ -364,3 +364,73 @@ fn train_then_eval_on_the_bundled_model() {
     bad("1.resid_mid", "0", &["--k"]);
     bad("1.resid_mid", "65", &["--k"]);
 }
+
+/// `run --sae --steer --generate` with SAELens's TopK SAE on the hf-gpt2 fixture (bytes as tokens).
+#[test]
+fn run_steers_with_a_decoder_direction_and_generates() {
+    let model = hf_tiny();
+    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/tokenizer.json");
+    let sae = fixtures().join("topk");
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "run",
+            "--model",
+            s(&model),
+            "--tokenizer",
+            s(&tok),
+            "--prompt",
+            "abc ab",
+            "--sae",
+            s(&sae),
+            "--json",
+        ];
+        args.extend(extra);
+        let r = cli(&args);
+        assert!(r.ok, "{args:?}: {}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let v = run(&["--steer", "3=6@-1", "--generate", "5"]);
+    let st = &v["steer"];
+    assert_eq!(st["hook"], "final_resid");
+    assert!(st["change"]["kl"].as_f64().unwrap() > 1e-3, "{st}");
+    assert_eq!(st["change"]["moved"].as_array().unwrap().len(), 10);
+    let (g, b) = (&st["generated"]["ids"], &st["baseline"]["ids"]);
+    assert_eq!((g.as_array().unwrap().len(), b.as_array().unwrap().len()), (5, 5));
+    // The top-level distribution is the steered one: its first token is the steered generation's first.
+    assert_eq!(v["top"][0]["id"], g[0]);
+    // Scale 0 changes nothing.
+    let zero = run(&["--steer", "3=0", "--generate", "5"]);
+    assert_eq!(zero["steer"]["change"]["kl"].as_f64().unwrap(), 0.0);
+    assert_eq!(zero["steer"]["generated"], zero["steer"]["baseline"]);
+    // Sampling is reproducible by seed; without --steer there is no change and no baseline.
+    let a = run(&["--generate", "6", "--seed", "7", "--temperature", "1.5"]);
+    let b = run(&["--generate", "6", "--seed", "7", "--temperature", "1.5"]);
+    assert_eq!(a["steer"]["generated"], b["steer"]["generated"]);
+    assert!(a["steer"]["change"].is_null() && a["steer"]["baseline"].is_null());
+    assert!(run(&[])["steer"].is_null());
+
+    let base = [
+        "run",
+        "--model",
+        s(&model),
+        "--tokenizer",
+        s(&tok),
+        "--prompt",
+        "abc ab",
+    ];
+    let bad = |extra: &[&str], needles: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        cli_err(&args, needles);
+    };
+    bad(&["--steer", "3=1"], &["--sae"]);
+    bad(&["--sae", s(&sae), "--steer", "256=1"], &["256", "256 latents"]);
+    bad(&["--sae", s(&sae), "--steer", "x=1"], &["`x`"]);
+    bad(&["--sae", s(&sae), "--steer", "3=big"], &["`big`"]);
+    bad(&["--sae", s(&sae), "--steer", "3"], &["FEATURE=SCALE"]);
+    bad(&["--seed", "1"], &["--generate"]);
+    bad(
+        &["--generate", "2", "--seed", "1", "--temperature", "0"],
+        &["--temperature"],
+    );
+}
