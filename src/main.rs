@@ -51,6 +51,9 @@ enum Command {
     /// Circuit files: import the reference viewer's viz_data.pt, show a circuit.
     #[command(subcommand)]
     Circuit(cli::circuit::CircuitCommand),
+    /// Sparse autoencoders: train one on a hook, evaluate one (ours or SAELens's).
+    #[command(subcommand)]
+    Sae(cli::sae::SaeCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Circuit(c) => cli::circuit::run(c),
         Command::Eval(a) => cli::eval::run(a),
         Command::Heads(a) => cli::heads::run(a),
+        Command::Sae(c) => cli::sae::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

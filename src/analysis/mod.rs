@@ -13,5 +13,6 @@ pub mod minimize;
 pub mod next_token;
 pub mod prune;
 pub mod recording;
+pub mod sae;
 pub mod scan;
 pub mod sweep;

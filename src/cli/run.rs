@@ -81,6 +81,24 @@ pub struct RunArgs {
     /// Use dense matmul for every matrix (default: CSR kernel below density 0.25).
     #[arg(long)]
     pub dense: bool,
+    /// An SAE folder (ours or SAELens's) whose latents --steer adds.
+    #[arg(long)]
+    pub sae: Option<PathBuf>,
+    /// FEATURE=SCALE[@POS]: add SCALE × the decoder direction of the --sae latent FEATURE at the SAE's hook, at
+    /// every position or at POS only (negative counts from the end); repeatable. Prints the change in the
+    /// next-token distribution.
+    #[arg(long, num_args = 1..)]
+    pub steer: Vec<String>,
+    /// Generate N tokens after the prompt (greedy, or sampled with --seed), with the interventions; with --steer
+    /// also without the steering, for comparison.
+    #[arg(long)]
+    pub generate: Option<usize>,
+    /// Sample the --generate tokens with this seed instead of decoding greedily.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sampling temperature with --seed.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -392,7 +410,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    for (hook, iv) in &interventions {
+    let steering = super::steer::steering(&args, &model)?;
+    for (hook, iv) in interventions.iter().chain(&steering) {
         hooks.intervene(hook, iv.clone());
     }
     let logits = model.forward_ids(&ids, &mut hooks)?; // (T, V)
@@ -429,7 +448,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(path) = &args.dump {
         dump(path, &logits, &hooks.recorded)?;
     }
-    let logit_diff = logit_diff_report(&args, &model, &ids, tok.as_ref(), &interventions)?;
+    let all_interventions: Vec<(String, Intervention)> = interventions.iter().chain(&steering).cloned().collect();
+    let logit_diff = logit_diff_report(&args, &model, &ids, tok.as_ref(), &all_interventions)?;
+    let steer_report = super::steer::report(&args, &model, &ids, &interventions, &steering)?;
 
     if args.json {
         let out = json!({
@@ -441,6 +462,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             "interventions": args.intervene,
             "dump": args.dump.as_ref().map(|p| p.display().to_string()),
             "logit_diff": logit_diff.as_ref().map(|r| logit_diff_json(r, tok.as_ref())),
+            "steer": steer_report.as_ref().map(|r| r.json(&args, tok.as_ref())),
         });
         return print_json(&out);
     }
@@ -497,6 +519,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     if let Some(r) = &logit_diff {
         print_logit_diff(r, tok.as_ref());
+    }
+    if let Some(r) = &steer_report {
+        print!("{}", r.render(&args, tok.as_ref()));
     }
     if let Some(p) = &args.dump {
         println!("\nwrote {}", p.display());

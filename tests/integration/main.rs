@@ -16,6 +16,7 @@ mod hooks;
 mod hostile;
 mod parity;
 mod prune;
+mod sae;
 mod scan;
 mod session;
 mod tasks;
