@@ -101,6 +101,11 @@ pub fn run(args: AttributeArgs) -> Result<()> {
     }
 }
 
+/// A token quoted for the text output, with whitespace and control characters visible.
+fn shown(tok: Option<&Tokenizer>, id: u32) -> String {
+    format!("\"{}\"", crate::tokenize::escape_token(&token_text(tok, id)))
+}
+
 /// A token given as `#ID` or as text that is one token.
 fn parse_token(s: &str, tok: Option<&Tokenizer>) -> Result<u32> {
     if let Some(id) = s.strip_prefix('#') {
@@ -331,16 +336,15 @@ fn attribute(args: &AttributeArgs) -> Result<()> {
         return print_json(&out);
     }
     println!("attribution graph of {} on {} tokens", model_dir.display(), g.ids.len());
-    for t in &out["targets"].as_array().cloned().unwrap_or_default() {
-        let name = match t["alt_text"].as_str() {
-            Some(a) => format!("{} − {}", t["token_text"].as_str().unwrap_or(""), a),
-            None => t["token_text"].as_str().unwrap_or("").to_string(),
-        };
-        println!(
-            "  target {name:<24} logit {:>9.4}  weight {:.3}",
-            t["logit"].as_f64().unwrap_or(f64::NAN),
-            t["weight"].as_f64().unwrap_or(f64::NAN)
-        );
+    for i in g.logit_nodes() {
+        let n = &g.nodes[i];
+        if let NodeKind::Logit { token, alt, weight } = n.kind {
+            let name = match alt {
+                Some(a) => format!("{} − {}", shown(tok, token), shown(tok, a)),
+                None => shown(tok, token),
+            };
+            println!("  target {name:<24} logit {:>9.4}  weight {weight:.3}", n.activation);
+        }
     }
     println!(
         "nodes {} → {} kept, edges {} → {} kept; completeness {:.3} (node influence kept {:.3})",
@@ -360,7 +364,7 @@ fn attribute(args: &AttributeArgs) -> Result<()> {
             p.influence[i],
             n.activation,
             n.id(),
-            token_text(tok, g.ids[n.pos])
+            shown(tok, g.ids[n.pos])
         );
     }
     if let Some(r) = &patching {
