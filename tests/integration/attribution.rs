@@ -323,7 +323,7 @@ mod patching {
             for x in v.iter_mut() {
                 k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
                 if *x != 0.0 && k.is_multiple_of(7) {
-                    *x += if (k >> 9) % 2 == 0 { 1e-2 } else { -1e-2 };
+                    *x += if (k >> 9) & 1 == 0 { 1e-2 } else { -1e-2 };
                 }
             }
         }
@@ -348,7 +348,12 @@ mod patching {
             .unzip();
         assert!(a.len() > 30, "{} nodes above the noise", a.len());
         let rho = circuitscope::analysis::attribution::patching::spearman(&a, &p);
-        assert!(rho > 0.95, "spearman {rho} over {} nodes (all: {})", a.len(), r.spearman);
+        assert!(
+            rho > 0.95,
+            "spearman {rho} over {} nodes (all: {})",
+            a.len(),
+            r.spearman
+        );
     }
 
     #[test]
