@@ -8,8 +8,8 @@
 //! stream, the frozen norm's gain over its scale). So each node's input is exactly the sum of its incoming
 //! edges plus its bias ([`AttributionGraph::inputs`]): there is no replacement model and no error node.
 //!
-//! Queries and keys are frozen with the patterns, so they carry no edge and are not nodes. [`build`] makes the
-//! graph, [`prune`] keeps what carries the target's influence (circuit-tracer's algorithm), [`target`] picks the
+//! Queries and keys are frozen with the patterns, so they carry no edge and are not nodes. [`build()`] makes the
+//! graph, [`prune()`] keeps what carries the target's influence (circuit-tracer's algorithm), [`target`] picks the
 //! logits to explain, and [`patching`] sets attribution patching beside activation patching on a minimal pair.
 
 pub mod build;
