@@ -29,6 +29,8 @@ enum Command {
     Tokenize(cli::tokenize::TokenizeArgs),
     /// Train a weight-sparse (or dense) model from a preset.
     Train(cli::train::TrainArgs),
+    /// Attribution graphs: why a prompt gives a token, node by node, exactly; `attribute show` reads one back.
+    Attribute(cli::attribute::AttributeArgs),
     /// The framework lens: every head's QK/OV circuits, copying score, detectors, composition; the direct path.
     Heads(cli::heads::HeadsArgs),
     /// Per-task accuracy and loss, held-out corpus loss and weight density of a model.
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Tasks(c) => cli::tasks::run(c),
         Command::Circuit(c) => cli::circuit::run(c),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Attribute(a) => cli::attribute::run(a),
         Command::Heads(a) => cli::heads::run(a),
         Command::Sae(c) => cli::sae::run(c),
     };

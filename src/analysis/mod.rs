@@ -3,6 +3,7 @@
 
 pub mod ablate;
 pub mod attention_pattern;
+pub mod attribution;
 pub mod embedding_tables;
 pub mod eval;
 pub mod framework;

@@ -353,9 +353,69 @@ impl<'de> serde::Deserialize<'de> for NodeId {
     }
 }
 
+/// A node at one token position: `1.mlp.post_act[98]@12`, the nodes of per-prompt attribution graphs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PositionedNode {
+    /// The channel.
+    pub node: NodeId,
+    /// The token position (0-based).
+    pub pos: usize,
+}
+
+impl fmt::Display for PositionedNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.node, self.pos)
+    }
+}
+
+impl FromStr for PositionedNode {
+    type Err = NodeIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (node, pos) = s.rsplit_once('@').ok_or_else(|| NodeIdError {
+            input: s.to_string(),
+            msg: "missing `@position`".to_string(),
+        })?;
+        let pos = pos.parse().map_err(|_| NodeIdError {
+            input: s.to_string(),
+            msg: "the position is not a non-negative integer".to_string(),
+        })?;
+        Ok(PositionedNode {
+            node: node.parse()?,
+            pos,
+        })
+    }
+}
+
+impl serde::Serialize for PositionedNode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PositionedNode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positioned_round_trips() {
+        for s in ["1.mlp.post_act[98]@12", "final_resid[3]@0", "0.attn.v[44]@7"] {
+            let n: PositionedNode = s.parse().unwrap();
+            assert_eq!(n.to_string(), s);
+        }
+        assert_eq!("1.mlp.post_act[98]@12".parse::<PositionedNode>().unwrap().pos, 12);
+        for bad in ["1.mlp.post_act[98]", "1.mlp.post_act[98]@x", "1.mlp.nope[98]@1", "@3"] {
+            assert!(bad.parse::<PositionedNode>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn round_trips() {

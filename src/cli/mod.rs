@@ -1,5 +1,6 @@
 //! One module per subcommand; `main.rs` only parses and dispatches.
 
+pub mod attribute;
 pub mod bench;
 pub mod bench_tui;
 pub mod circuit;

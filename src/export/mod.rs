@@ -4,6 +4,8 @@
 //! [`md_text`] / [`mermaid_text`], so that the report stays valid markdown whatever it contains: pipes,
 //! backticks, newlines, HTML, control characters, unicode.
 
+pub mod neuronpedia;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

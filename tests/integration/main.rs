@@ -1,6 +1,7 @@
 //! The integration tests, as one crate (one link step instead of one per file). Each module is one area;
 //! `cargo test --test integration <module>::` runs one of them.
 
+mod attribution;
 mod bundled;
 mod circuit;
 mod cli;
