@@ -970,7 +970,7 @@ fn run_logit_diff_with_text_targets_and_a_circuit() {
         "--circuit",
         circuit.to_str().unwrap(),
     ]);
-    assert_contains(&line, &["--logit-diff"]);
+    assert_contains(&line, &["--dla"]);
 }
 
 /// `=mean` sets a channel to the scan's mean (the means pruning and the workbench use), or with --means-task

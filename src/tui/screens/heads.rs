@@ -72,7 +72,7 @@ pub struct HeadsState {
     pub layer: usize,
     pub head: usize,
     pub score: HeadScore,
-    /// The composition kind of the heat map: 0 Q, 1 K (the default: induction heads K-compose), 2 V.
+    /// The composition kind of the heat map: 0 Q (the first), 1 K (how induction heads compose), 2 V.
     pub composition: usize,
 }
 
