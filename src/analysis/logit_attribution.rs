@@ -1,5 +1,5 @@
-//! Direct logit attribution on a token pair: how much of logit(A) − logit(B) at the last position each
-//! component writes straight into it (the embedding, every head's attention output, every MLP, the bigram table;
+//! Direct logit attribution on one token or a token pair: how much of logit(A) (or logit(A) − logit(B)) at the
+//! last position each component writes straight into it (the embedding, every head's attention output, every MLP, the bigram table;
 //! and single circuit nodes), with the final norm's scale frozen at its value on this prompt, as
 //! TransformerLens's `apply_ln_to_stack` does.
 //!
@@ -70,20 +70,21 @@ pub struct Component {
     pub value: f32,
 }
 
-/// logit(A) − logit(B) at the last position and its decomposition.
+/// logit(A) − logit(B) (or logit(A) alone) at the last position and its decomposition.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Decomposition {
     /// Token A.
     pub a: u32,
-    /// Token B.
-    pub b: u32,
+    /// Token B; None when the logit of A alone is decomposed.
+    pub b: Option<u32>,
     /// logit(A) at the last position, as the forward pass computed it.
     pub logit_a: f32,
-    /// logit(B) likewise.
-    pub logit_b: f32,
-    /// logit(A) − logit(B).
+    /// logit(B) likewise (None without B).
+    pub logit_b: Option<f32>,
+    /// What is decomposed: logit(A) − logit(B), or logit(A) without B.
     pub logit_diff: f32,
-    /// The unembedding bias's share, `final_logits_bias[A] − final_logits_bias[B]`: the one part no row holds.
+    /// The unembedding bias's share, `final_logits_bias[A] − final_logits_bias[B]` (or `final_logits_bias[A]`):
+    /// the one part no row holds.
     pub unembed_bias: f32,
     /// The final norm's scale on this prompt's last residual (frozen for the decomposition).
     pub norm_scale: f32,
@@ -122,9 +123,9 @@ pub fn record_pattern(n_layer: usize) -> String {
 pub struct Readout {
     /// Token A.
     pub a: u32,
-    /// Token B.
-    pub b: u32,
-    /// (D) the residual direction before the norm's scale: w ⊙ (U_A − U_B), centred for LayerNorm.
+    /// Token B (None: the logit of A alone).
+    pub b: Option<u32>,
+    /// (D) the residual direction before the norm's scale: w ⊙ (U_A − U_B) (or w ⊙ U_A), centred for LayerNorm.
     read: Vec<f32>,
     /// The final norm's scale as a function of the final residual.
     norm: crate::model::readout::FinalNorm,
@@ -135,7 +136,7 @@ pub struct Readout {
     d_head: usize,
     attn_out: Vec<OutProjection>,
     mlp_out: Vec<OutProjection>,
-    /// (V) the bigram table's logit(A) − logit(B) after each token, when the model has a table.
+    /// (V) the bigram table's logit(A) − logit(B) (or logit(A)) after each token, when the model has a table.
     bigram: Option<Vec<f32>>,
 }
 
@@ -165,11 +166,24 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 impl Readout {
     /// The readout of `model` for logit(a) − logit(b).
     pub fn new(model: &Gpt, a: u32, b: u32) -> Result<Readout> {
+        Readout::of(model, a, Some(b))
+    }
+
+    /// The readout of `model` for logit(a) alone (`b` None) or logit(a) − logit(b).
+    pub fn of(model: &Gpt, a: u32, b: Option<u32>) -> Result<Readout> {
         if let Some(why) = model.nonlinear_residual() {
             return Err(AttributionError::NonlinearResidual(why));
         }
-        let (ua, ub) = (model.unembed_row(a)?, model.unembed_row(b)?);
-        let u: Vec<f32> = ua.iter().zip(&ub).map(|(x, y)| x - y).collect();
+        let mut u = model.unembed_row(a)?;
+        let mut unembed_bias = model.logit_bias(a)?;
+        let mut bigram = model.bigram_column(a)?;
+        if let Some(b) = b {
+            u.iter_mut().zip(model.unembed_row(b)?).for_each(|(x, y)| *x -= y);
+            unembed_bias -= model.logit_bias(b)?;
+            if let (Some(ca), Some(cb)) = (&mut bigram, model.bigram_column(b)?) {
+                ca.iter_mut().zip(cb).for_each(|(x, y)| *x -= y);
+            }
+        }
         let norm = model.final_norm()?;
         let mut read: Vec<f32> = norm.weight.iter().zip(&u).map(|(w, u)| w * u).collect();
         if norm.centred {
@@ -190,15 +204,12 @@ impl Readout {
             read,
             norm,
             norm_bias,
-            unembed_bias: model.logit_bias(a)? - model.logit_bias(b)?,
+            unembed_bias,
             n_head: cfg.n_head,
             d_head: cfg.d_head,
             attn_out: proj(Sublayer::Attn)?,
             mlp_out: proj(Sublayer::Mlp)?,
-            bigram: match (model.bigram_column(a)?, model.bigram_column(b)?) {
-                (Some(ca), Some(cb)) => Some(ca.iter().zip(&cb).map(|(x, y)| x - y).collect()),
-                _ => None,
-            },
+            bigram,
         })
     }
 
@@ -234,7 +245,8 @@ impl Readout {
         Ok(f)
     }
 
-    /// Decomposes logit(A) − logit(B) at the last position of `rec` (recorded with [`record_pattern`]).
+    /// Decomposes logit(A) − logit(B) (or logit(A)) at the last position of `rec` (recorded with
+    /// [`record_pattern`]).
     pub fn decompose(&self, rec: &Recorded) -> Result<Decomposition> {
         let pos = rec.ids.len().saturating_sub(1);
         let f = self.frame(rec, pos)?;
@@ -341,13 +353,14 @@ impl Readout {
                 col[last],
             ));
         }
-        let (logit_a, logit_b) = (rec.last_logits[self.a as usize], rec.last_logits[self.b as usize]);
+        let logit_a = rec.last_logits[self.a as usize];
+        let logit_b = self.b.map(|b| rec.last_logits[b as usize]);
         Ok(Decomposition {
             a: self.a,
             b: self.b,
             logit_a,
             logit_b,
-            logit_diff: logit_a - logit_b,
+            logit_diff: logit_a - logit_b.unwrap_or(0.0),
             unembed_bias: self.unembed_bias,
             norm_scale: s,
             components: comps,
@@ -499,6 +512,48 @@ mod tests {
                 .unwrap();
             for (x, y) in d.components.iter().zip(&swapped.components) {
                 assert!(close(x.value, -y.value), "{}: {} vs {}", x.name, x.value, y.value);
+            }
+        }
+    }
+
+    /// With one token the rows split the logit itself: they sum to logit(A) less A's unembedding bias, and
+    /// every row of the pair's decomposition is A's row less B's.
+    #[test]
+    fn one_token_splits_its_own_logit() {
+        for layer_norm in [false, true] {
+            let m = tiny(layer_norm);
+            let single = |t: u32| {
+                Readout::of(&m, t, None)
+                    .unwrap()
+                    .decompose(&run(&m, &mut recording(&m)))
+                    .unwrap()
+            };
+            let (da, db) = (single(7), single(11));
+            assert_eq!(da.b, None);
+            assert_eq!(da.logit_diff, da.logit_a);
+            assert!(da.unembed_bias != 0.0);
+            assert!(
+                close(sum(&da) + da.unembed_bias, da.logit_a),
+                "layer_norm {layer_norm}: {} + {} vs {}",
+                sum(&da),
+                da.unembed_bias,
+                da.logit_a
+            );
+            let pair = Readout::new(&m, 7, 11)
+                .unwrap()
+                .decompose(&run(&m, &mut recording(&m)))
+                .unwrap();
+            assert_eq!(pair.logit_b, Some(db.logit_a));
+            for ((p, x), y) in pair.components.iter().zip(&da.components).zip(&db.components) {
+                assert_eq!(p.name, x.name);
+                assert!(
+                    close(p.value, x.value - y.value),
+                    "{}: {} vs {} - {}",
+                    p.name,
+                    p.value,
+                    x.value,
+                    y.value
+                );
             }
         }
     }

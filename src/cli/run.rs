@@ -65,11 +65,15 @@ pub struct RunArgs {
     /// of a scan, as `prune --means task` does.
     #[arg(long)]
     pub means_task: Option<String>,
-    /// Print logit(A) − logit(B) at the last token and each component's direct contribution to it (final norm
-    /// scale frozen). A and B are tokens as text (one token each) or ids written #ID.
+    /// Direct logit attribution at the last token: TOKEN's logit, or with TOKEN,ALT the difference
+    /// logit(TOKEN) − logit(ALT), split into each component's direct contribution (final norm scale frozen).
+    /// Tokens are text that is one token (a comma is given by its id) or ids written #ID.
+    #[arg(long, value_delimiter = ',', num_args = 1..=2, value_names = ["TOKEN", "ALT"], conflicts_with = "logit_diff")]
+    pub dla: Option<Vec<String>>,
+    /// The older spelling of `--dla A,B`: logit(A) − logit(B) and its split (kept for scripts).
     #[arg(long, num_args = 2, value_names = ["A", "B"])]
     pub logit_diff: Option<Vec<String>>,
-    /// With --logit-diff: also each node of this circuit file's direct effect.
+    /// With --dla (or --logit-diff): also each node of this circuit file's direct effect.
     #[arg(long)]
     pub circuit: Option<PathBuf>,
     /// Keep the last block_size tokens of a prompt that is too long instead of refusing it.
@@ -251,31 +255,34 @@ fn means_for(args: &RunArgs, model: &Gpt, tok: Option<&Tokenizer>, ivs: &[Interv
         .collect()
 }
 
-/// A `--logit-diff` token: `#ID`, else text that is one token with the tokenizer, else (no tokenizer) an id.
-fn target_token(spec: &str, tok: Option<&Tokenizer>, vocab: usize) -> Result<u32> {
+/// A `--dla` / `--logit-diff` token (`flag` names the option in errors): `#ID`, else text that is one token
+/// with the tokenizer, else (no tokenizer) an id.
+fn target_token(flag: &str, spec: &str, tok: Option<&Tokenizer>, vocab: usize) -> Result<u32> {
     let id = if let Some(n) = spec.strip_prefix('#') {
         n.parse::<u32>()
-            .with_context(|| format!("--logit-diff `{spec}`: `{n}` is not a token id"))?
+            .with_context(|| format!("{flag} `{spec}`: `{n}` is not a token id"))?
+    } else if spec.is_empty() {
+        bail!("{flag}: an empty token; give a token's text or its id as #ID (a comma is #ID)");
     } else if let Some(t) = tok {
         match t.encode(spec)?.as_slice() {
             [id] => *id,
             ids => bail!(
-                "--logit-diff `{spec}`: {} tokens with this tokenizer; give one token's text or its id as #ID",
+                "{flag} `{spec}`: {} tokens with this tokenizer; give one token's text or its id as #ID",
                 ids.len()
             ),
         }
     } else {
         spec.parse::<u32>().with_context(|| {
-            format!("--logit-diff `{spec}`: no tokenizer to read text with; give token ids (#ID or a number)")
+            format!("{flag} `{spec}`: no tokenizer to read text with; give token ids (#ID or a number)")
         })?
     };
     if id as usize >= vocab {
-        bail!("--logit-diff `{spec}`: token id {id} is outside the vocabulary (size {vocab})");
+        bail!("{flag} `{spec}`: token id {id} is outside the vocabulary (size {vocab})");
     }
     Ok(id)
 }
 
-/// The `--logit-diff` result: the decomposition, and each circuit node's direct effect (largest first).
+/// The `--dla` (`--logit-diff`) result: the decomposition, and each circuit node's direct effect (largest first).
 struct LogitDiffReport {
     decomposition: Decomposition,
     nodes: Option<Vec<(NodeId, f32)>>,
@@ -288,14 +295,19 @@ fn logit_diff_report(
     tok: Option<&Tokenizer>,
     interventions: &[(String, Intervention)],
 ) -> Result<Option<LogitDiffReport>> {
-    let Some(pair) = &args.logit_diff else {
-        if args.circuit.is_some() {
-            bail!("--circuit lists the circuit's direct effects on a logit difference: give --logit-diff A B too");
+    let (flag, specs) = match (&args.dla, &args.logit_diff) {
+        (Some(s), _) => ("--dla", s),
+        (None, Some(s)) => ("--logit-diff", s),
+        (None, None) => {
+            if args.circuit.is_some() {
+                bail!("--circuit lists the circuit's direct effects on a logit: give --dla TOKEN[,ALT] too");
+            }
+            return Ok(None);
         }
-        return Ok(None);
     };
     let vocab = model.config.vocab_size;
-    let (a, b) = (target_token(&pair[0], tok, vocab)?, target_token(&pair[1], tok, vocab)?);
+    let a = target_token(flag, &specs[0], tok, vocab)?;
+    let b = specs.get(1).map(|s| target_token(flag, s, tok, vocab)).transpose()?;
     let nodes = match &args.circuit {
         Some(path) => {
             let c = CircuitFile::load(path).with_context(|| format!("reading {}", path.display()))?;
@@ -309,7 +321,7 @@ fn logit_diff_report(
         }
         None => None,
     };
-    let readout = Readout::new(model, a, b).context("--logit-diff")?;
+    let readout = Readout::of(model, a, b).context(flag)?;
     let mut pattern = logit_attribution::record_pattern(model.config.n_layer);
     if let Some(nodes) = &nodes {
         pattern = format!("{pattern}|{}", recording::record_pattern(nodes));
@@ -461,6 +473,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             "hooks": hook_rows.iter().map(|(n, s)| json!({"name": n, "width": s.width, "nonzero": s.nonzero, "l2": s.l2, "top": s.top.iter().map(|&(c, v)| json!([c, v])).collect::<Vec<_>>()})).collect::<Vec<_>>(),
             "interventions": args.intervene,
             "dump": args.dump.as_ref().map(|p| p.display().to_string()),
+            "dla": logit_diff.as_ref().map(|r| logit_diff_json(r, tok.as_ref())),
+            // The older key of the same object, for scripts written against `--logit-diff`.
             "logit_diff": logit_diff.as_ref().map(|r| logit_diff_json(r, tok.as_ref())),
             "steer": steer_report.as_ref().map(|r| r.json(&args, tok.as_ref())),
         });
@@ -533,7 +547,7 @@ fn logit_diff_json(r: &LogitDiffReport, tok: Option<&Tokenizer>) -> serde_json::
     let d = &r.decomposition;
     json!({
         "a": {"id": d.a, "token": token_text(tok, d.a), "logit": d.logit_a},
-        "b": {"id": d.b, "token": token_text(tok, d.b), "logit": d.logit_b},
+        "b": d.b.map(|b| json!({"id": b, "token": token_text(tok, b), "logit": d.logit_b})),
         "diff": d.logit_diff,
         "unembed_bias": d.unembed_bias,
         "norm_scale": d.norm_scale,
@@ -544,18 +558,27 @@ fn logit_diff_json(r: &LogitDiffReport, tok: Option<&Tokenizer>) -> serde_json::
 
 fn print_logit_diff(r: &LogitDiffReport, tok: Option<&Tokenizer>) {
     let d = &r.decomposition;
+    match (d.b, d.logit_b) {
+        (Some(b), Some(logit_b)) => println!(
+            "\nlogit diff at the last token: logit({:?}) {:.4} − logit({:?}) {:.4} = {:+.4}",
+            token_text(tok, d.a),
+            d.logit_a,
+            token_text(tok, b),
+            logit_b,
+            d.logit_diff
+        ),
+        _ => println!(
+            "\nlogit at the last token: logit({:?}) = {:+.4}",
+            token_text(tok, d.a),
+            d.logit_a
+        ),
+    }
     println!(
-        "\nlogit diff at the last token: logit({:?}) {:.4} − logit({:?}) {:.4} = {:+.4}",
-        token_text(tok, d.a),
-        d.logit_a,
-        token_text(tok, d.b),
-        d.logit_b,
-        d.logit_diff
-    );
-    println!(
-        "direct contributions (final norm scale {:.5} frozen; the rows sum to the difference less the unembedding \
-         bias {:+.4}):",
-        d.norm_scale, d.unembed_bias
+        "direct contributions (final norm scale {:.5} frozen; the rows sum to the {} less the unembedding bias \
+         {:+.4}):",
+        d.norm_scale,
+        if d.b.is_some() { "difference" } else { "logit" },
+        d.unembed_bias
     );
     for c in &d.components {
         println!("  {:<24} {:>+10.4}", c.name, c.value);

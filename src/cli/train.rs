@@ -11,7 +11,8 @@ use crate::train::{train_with_progress, TrainConfig, TrainEvent};
 /// Arguments of `circuitscope train`.
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// tiny (the bundled sparse model), tiny-dense (its dense baseline), realcode / realcode-dense (the same on
+    /// tiny (the bundled sparse model), tiny-dense (its dense baseline), tiny-attn-only (2 dense attention-only
+    /// layers, the framework paper's toy model), realcode / realcode-dense (the same on
     /// the stdlib + synthetic mix with a 2,048-token BPE), or test (seconds, for checks).
     #[arg(long, default_value = "tiny")]
     pub preset: String,

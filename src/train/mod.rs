@@ -75,7 +75,7 @@ pub enum TrainError {
         source: crate::optim::OptimStateError,
     },
     /// No preset has this name.
-    #[error("unknown preset `{0}` (tiny, tiny-dense, realcode, realcode-dense, test)")]
+    #[error("unknown preset `{0}` (tiny, tiny-dense, tiny-attn-only, realcode, realcode-dense, test)")]
     UnknownPreset(String),
     /// `--resume` with settings other than those the run was started with.
     #[error("{}: the run there used another configuration; resume with the same preset and options", path.display())]
@@ -145,11 +145,19 @@ pub struct TrainConfig {
     pub eval_pairs: usize,
     /// Steps between checkpoints written to the output folder (0: only at the end).
     pub checkpoint_every: usize,
+    /// Attention only (`tiny-attn-only`): every MLP weight is zero at the start and after every step, so each
+    /// block writes only its attention output (zero weights get zero gradients: the MLP is a fixed point, and
+    /// the re-zeroing only makes that exact). The model files keep a width-1 MLP of zeros, so that every tool
+    /// reads the model as it reads any other.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attn_only: bool,
 }
 
 impl TrainConfig {
     /// `tiny`: the bundled weight-sparse model (2 layers, d_model 128, 8 heads × 16, d_mlp 512, context 128,
-    /// density 1/8); `tiny-dense`: the same without weight sparsity; `test`: a few-second run for tests.
+    /// density 1/8); `tiny-dense`: the same without weight sparsity; `tiny-attn-only`: 2 dense attention-only
+    /// layers as the framework paper's toy models (LayerNorm, no biases, sinks, bigram table or activation
+    /// sparsity); `test`: a few-second run for tests.
     pub fn preset(name: &str) -> Result<Self> {
         let model = |n_layer: usize, d_model: usize, n_head: usize, d_mlp: usize, block: usize, vocab: usize| {
             let json = serde_json::json!({
@@ -185,6 +193,7 @@ impl TrainConfig {
             eval_every: 500,
             eval_pairs: 64,
             checkpoint_every: 250,
+            attn_only: false,
         };
         Ok(match name {
             "tiny" => base,
@@ -198,6 +207,27 @@ impl TrainConfig {
                 density: if name == "realcode" { 1.0 / 8.0 } else { 1.0 },
                 ..base
             },
+            // The framework paper's toy attention-only transformer, small enough to train in 20 minutes on two
+            // shared cores; its MLPs are width 1 and held at zero (see `attn_only`).
+            "tiny-attn-only" => {
+                let json = serde_json::json!({
+                    "block_size": 128, "vocab_size": 1024, "n_layer": 2, "n_head": 8, "d_head": 16,
+                    "d_model": 128, "d_mlp": 1, "rms_norm": false, "ln_bias": true, "bias": false,
+                    "tied_unembed": false, "sink": false, "enable_bigram_table": false,
+                    "activation_type": "gelu", "afrac_loctypes": "",
+                });
+                TrainConfig {
+                    model: Config::from_json_str(&json.to_string())
+                        .expect("preset config is valid")
+                        .config,
+                    steps: 1500,
+                    lr: 5e-3,
+                    density: 1.0,
+                    eval_every: 500,
+                    attn_only: true,
+                    ..base
+                }
+            }
             "test" => TrainConfig {
                 model: model(1, 32, 2, 64, 32, 512),
                 steps: 6,
@@ -380,6 +410,9 @@ pub fn train_with_progress(
     )?;
 
     let params = Params::init(&cfg.model, cfg.seed)?;
+    if cfg.attn_only {
+        zero_mlps(&params)?;
+    }
     let mut opt = AdamW::new(
         params.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         cfg.adamw,
@@ -452,6 +485,9 @@ pub fn train_with_progress(
         opt.step(&grads, lr, scale)?;
         let kept = cfg.kept_fraction(step + 1);
         sparsify(&params, kept, cfg.min_per_row)?;
+        if cfg.attn_only {
+            zero_mlps(&params)?;
+        }
         last_loss = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let done = step + 1;
         let rate = ((done - start) * tokens_per_step) as f64 / started.elapsed().as_secs_f64();
@@ -507,6 +543,16 @@ pub fn train_with_progress(
         density: params.sparse_density()?,
         best_accuracy: best,
     })
+}
+
+/// Sets every MLP parameter to zero: an attention-only run's MLPs write nothing to the residual stream.
+fn zero_mlps(params: &Params) -> Result<()> {
+    for (name, var) in &params.vars {
+        if name.contains(".mlp.") {
+            var.set(&var.as_tensor().zeros_like()?)?;
+        }
+    }
+    Ok(())
 }
 
 fn grad_norm(params: &Params, grads: &candle_core::backprop::GradStore) -> Result<f64> {

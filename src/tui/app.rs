@@ -21,6 +21,7 @@ use super::msg::Msg;
 pub use super::persist::SessionState;
 use super::screens;
 pub use super::screens::embedding::EmbedState;
+pub use super::screens::heads::HeadsState;
 use super::screens::inspector::{InspectorAction, InspectorState};
 use super::screens::lab::LabAction;
 pub use super::screens::lab::LabState;
@@ -118,6 +119,7 @@ pub struct App {
     pub pruning: PruningState,
     pub embed: EmbedState,
     pub pairs: PairsState,
+    pub heads: HeadsState,
     pub hits: RefCell<Vec<(Rect, Hit)>>,
 }
 
@@ -170,6 +172,7 @@ impl App {
             pruning: PruningState::default(),
             embed: EmbedState::default(),
             pairs: PairsState::default(),
+            heads: HeadsState::default(),
             hits: RefCell::new(Vec::new()),
         };
         app.request_run();
@@ -281,6 +284,9 @@ impl App {
                 self.embed.channel = n.index;
             }
             screens::embedding::set_channel(self, self.embed.channel as i64);
+        }
+        if s == Screen::Heads {
+            screens::heads::ensure(self);
         }
     }
 
@@ -494,6 +500,10 @@ impl App {
                 self.embed.pending.remove(&v.channel);
                 self.embed.views.insert(v.channel, *v);
             }
+            Reply::Heads(v) => {
+                self.heads.pending = false;
+                self.heads.view = Some(*v);
+            }
             Reply::Pairs(v) => {
                 self.pairs.pending = false;
                 self.status = format!(
@@ -629,6 +639,7 @@ impl App {
             Action::Pruning(a) => screens::pruning::perform(self, a),
             Action::Embedding(a) => screens::embedding::perform(self, a),
             Action::Pairs(a) => screens::pairs::perform(self, a),
+            Action::Heads(a) => screens::heads::perform(self, a),
         }
     }
 
@@ -722,6 +733,7 @@ impl App {
             Screen::Pruning => screens::pruning::perform(self, PruningAction::Scroll(d * 3)),
             Screen::Embedding => screens::embedding::set_channel(self, self.embed.channel as i64 + d),
             Screen::Pairs => screens::pairs::perform(self, PairsAction::Move(d)),
+            Screen::Heads => screens::heads::perform(self, screens::heads::HeadsAction::Move(0, d)),
         }
     }
 }

@@ -7,6 +7,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::app::AppAction;
 use super::screens::embedding::EmbeddingAction;
 use super::screens::graph::GraphAction;
+use super::screens::heads::HeadsAction;
 use super::screens::inspector::InspectorAction;
 use super::screens::lab::LabAction;
 use super::screens::map::MapAction;
@@ -29,6 +30,7 @@ pub enum Scope {
     Pruning,
     Embedding,
     Pairs,
+    Heads,
 }
 
 impl Scope {
@@ -44,6 +46,7 @@ impl Scope {
             Scope::Pruning => "pruning",
             Scope::Embedding => "embedding",
             Scope::Pairs => "pairs",
+            Scope::Heads => "heads",
         }
     }
 
@@ -59,6 +62,7 @@ impl Scope {
             Scope::Pruning => screen == Screen::Pruning,
             Scope::Embedding => screen == Screen::Embedding,
             Scope::Pairs => screen == Screen::Pairs,
+            Scope::Heads => screen == Screen::Heads,
         }
     }
 }
@@ -113,6 +117,7 @@ pub enum Action {
     Pruning(PruningAction),
     Embedding(EmbeddingAction),
     Pairs(PairsAction),
+    Heads(HeadsAction),
 }
 
 /// One row of the help: the keys as written, what they do, and the keys themselves with their actions.
@@ -146,6 +151,7 @@ use Action as A;
 use AppAction as G;
 use EmbeddingAction as Em;
 use GraphAction as Gr;
+use HeadsAction as Hd;
 use InspectorAction as In;
 use KeyCode as K;
 use LabAction as L;
@@ -170,8 +176,8 @@ pub const BINDINGS: &[Binding] = &[
     },
     Binding {
         scope: Scope::Any,
-        keys: "1 2 3 4 5 6 7 / Tab / Shift-Tab",
-        help: "circuit map, node inspector, prompt lab, notes, pruning, embedding, A/B pairs",
+        keys: "1 2 3 4 5 6 7 8 / Tab / Shift-Tab",
+        help: "circuit map, node inspector, prompt lab, notes, pruning, embedding, A/B pairs, heads",
         binds: &[
             (ch('1'), A::App(G::Screen(Screen::Map))),
             (ch('2'), A::App(G::Screen(Screen::Inspector))),
@@ -180,6 +186,7 @@ pub const BINDINGS: &[Binding] = &[
             (ch('5'), A::App(G::Screen(Screen::Pruning))),
             (ch('6'), A::App(G::Screen(Screen::Embedding))),
             (ch('7'), A::App(G::Screen(Screen::Pairs))),
+            (ch('8'), A::App(G::Screen(Screen::Heads))),
             (code(K::Tab), A::App(G::NextScreen)),
             (code(K::BackTab), A::App(G::PrevScreen)),
         ],
@@ -591,6 +598,45 @@ pub const BINDINGS: &[Binding] = &[
         keys: "R",
         help: "run the pairs again under the lab's ablations",
         binds: &[(ch('R'), A::Pairs(Pa::Rerun))],
+    },
+    Binding {
+        scope: Scope::Heads,
+        keys: "h j k l / arrows",
+        help: "select a head (h/l: heads, j/k: layers)",
+        binds: &[
+            (ch('h'), A::Heads(Hd::Move(0, -1))),
+            (code(K::Left), A::Heads(Hd::Move(0, -1))),
+            (ch('l'), A::Heads(Hd::Move(0, 1))),
+            (code(K::Right), A::Heads(Hd::Move(0, 1))),
+            (ch('j'), A::Heads(Hd::Move(1, 0))),
+            (code(K::Down), A::Heads(Hd::Move(1, 0))),
+            (ch('k'), A::Heads(Hd::Move(-1, 0))),
+            (code(K::Up), A::Heads(Hd::Move(-1, 0))),
+        ],
+    },
+    Binding {
+        scope: Scope::Heads,
+        keys: "s",
+        help: "colour the grid by the next score: induction, previous-token, OV copying, sink share",
+        binds: &[(ch('s'), A::Heads(Hd::CycleScore))],
+    },
+    Binding {
+        scope: Scope::Heads,
+        keys: "c",
+        help: "composition heat map: Q, K or V",
+        binds: &[(ch('c'), A::Heads(Hd::CycleComposition))],
+    },
+    Binding {
+        scope: Scope::Heads,
+        keys: "Enter",
+        help: "open the head's q/k/v channels on the circuit map",
+        binds: &[(code(K::Enter), A::Heads(Hd::Open))],
+    },
+    Binding {
+        scope: Scope::Heads,
+        keys: "R",
+        help: "recompute the attention map on the lab's current prompt",
+        binds: &[(ch('R'), A::Heads(Hd::Refresh))],
     },
 ];
 

@@ -9,7 +9,7 @@ use unicode_width::UnicodeWidthStr;
 
 use super::app::{App, Hit, Mode, Screen, MIN_HEIGHT, MIN_WIDTH};
 use super::help;
-use super::screens::{embedding, inspector, lab, map, notes, pairs, pruning};
+use super::screens::{embedding, heads, inspector, lab, map, notes, pairs, pruning};
 
 pub fn view(app: &App, f: &mut Frame) {
     app.hits.borrow_mut().clear();
@@ -33,6 +33,7 @@ pub fn view(app: &App, f: &mut Frame) {
         Screen::Pruning => pruning::draw(app, f, body),
         Screen::Embedding => embedding::draw(app, f, body),
         Screen::Pairs => pairs::draw(app, f, body),
+        Screen::Heads => heads::draw(app, f, body),
     }
     draw_status(app, f, status);
     if app.mode == Mode::Search {
@@ -48,13 +49,20 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     const BRAND: &str = " circuitscope ";
     let what = open_info(app);
-    // The full tab titles only where they leave room for what is open.
+    // The full tab titles only where they leave room for what is open; short ones where those fit; else the
+    // other tabs by their number alone (the number keys pick them).
     let full: usize = Screen::all().map(|s| s.title().width() + 3).sum();
+    let short: usize = Screen::all().map(|s| s.short_title().width() + 3).sum();
     let narrow = (area.width as usize) < BRAND.width() + full + what.width() + 1;
+    let compact = (area.width as usize) < BRAND.width() + short;
     let mut titles: Vec<Line> = Vec::new();
     let mut x = area.x + BRAND.width() as u16;
     for s in Screen::all() {
-        let label = format!(" {} ", if narrow { s.short_title() } else { s.title() });
+        let label = match (narrow, compact) {
+            (false, _) => format!(" {} ", s.title()),
+            (true, true) if s != app.screen => format!(" {} ", &s.short_title()[..1]),
+            (true, _) => format!(" {} ", s.short_title()),
+        };
         let w = label.width() as u16;
         app.hits.borrow_mut().push((
             Rect {
@@ -135,6 +143,7 @@ fn hints(app: &App) -> &'static str {
         (_, Screen::Pruning) => "jk PgUp PgDn scroll prune_config · g top · ? help",
         (_, Screen::Embedding) => "jk/arrows channel · PgUp/PgDn ±16 · g selected node's channel · ? help",
         (_, Screen::Pairs) => "jk node · hl head · n/N pair · R re-run · :pairs N · ? help",
+        (_, Screen::Heads) => "hjkl head · s score · c Q/K/V · Enter channels · R refresh · ? help",
     }
 }
 

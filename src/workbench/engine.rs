@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
 
+use super::heads::HeadsView;
 use super::pairs::{self, PairsSetup, PairsView};
 use super::protocol::{
     Ablation, AblationKind, EmbeddingView, NodeDetail, QuantileView, Reply, Request, RunSummary, SweepResult, TaskView,
@@ -19,6 +20,7 @@ use super::scan_source::ScanSource;
 use crate::analysis::ablate::{self, TaskData, TaskEval};
 use crate::analysis::attention_pattern::{self, AttnPattern};
 use crate::analysis::embedding_tables::{self, EmbeddingTables};
+use crate::analysis::heads::{HeadsOptions, HeadsReport};
 use crate::analysis::logit_attribution::{self, Readout};
 use crate::analysis::recording::{self, Recorded};
 use crate::analysis::{hook_means, next_token, sweep};
@@ -81,6 +83,9 @@ pub enum EngineError {
     /// `:pairs` without a task that has pairs.
     #[error("no task with pairs is open (:task NAME opens one)")]
     NoPairsTask,
+    /// The framework lens could not read the model.
+    #[error("heads: {0}")]
+    Heads(#[from] crate::analysis::framework::FrameworkError),
     /// A residual channel past the model's width.
     #[error("channel {channel} is past d_model = {d_model}")]
     NoSuchChannel {
@@ -125,6 +130,8 @@ pub struct Engine {
     record_direct: String,
     /// Prompts longer than the context keep their last `block_size` tokens instead of failing (`--truncate`).
     truncate: bool,
+    /// The framework lens on the model's heads, computed on the Heads screen's first request.
+    heads_report: Option<HeadsReport>,
 }
 
 impl Engine {
@@ -163,6 +170,7 @@ impl Engine {
             readout: None,
             record_direct,
             truncate: false,
+            heads_report: None,
         };
         engine.set_task(task);
         Ok(engine)
@@ -267,6 +275,10 @@ impl Engine {
             Request::Pairs { n, ablations } => match self.pairs(n, &ablations) {
                 Ok(v) => Reply::Pairs(Box::new(v)),
                 Err(e) => Reply::Error(format!("pairs: {e}")),
+            },
+            Request::Heads { text } => match self.heads(&text) {
+                Ok(v) => Reply::Heads(Box::new(v)),
+                Err(e) => Reply::Error(format!("heads: {e}")),
             },
             Request::Embedding { channel } => match self.embedding(channel) {
                 Ok(v) => Reply::Embedding(Box::new(v)),
@@ -467,6 +479,28 @@ impl Engine {
             ablations,
         };
         Ok(pairs::build(&setup, &runs, |i| self.token_text(i)))
+    }
+
+    /// The Heads screen's view: the framework lens on every head (`circuitscope heads` with its defaults,
+    /// computed once) and every head's attention on `text` (truncated as the lab's runs are).
+    pub fn heads(&mut self, text: &str) -> Result<HeadsView> {
+        if self.heads_report.is_none() {
+            self.heads_report = Some(crate::analysis::heads::heads(&self.model, &HeadsOptions::default())?);
+        }
+        let (ids, _) = self.encode_prompt(text)?;
+        let layers: BTreeSet<usize> = (0..self.cfg.n_layer).collect();
+        let all: BTreeSet<(usize, usize)> = (0..self.cfg.n_layer)
+            .flat_map(|l| (0..self.cfg.n_head).map(move |h| (l, h)))
+            .collect();
+        let mut hooks = Hooks::recording("$^")?;
+        hooks.set_record_patterns(&recording::pattern_record(layers))?;
+        let rec = recording::record(&self.model, &ids, &mut hooks)?;
+        let patterns = attention_pattern::patterns(&rec, &all, self.cfg.sink)
+            .into_values()
+            .collect();
+        let tokens = ids.iter().map(|&i| self.token_text(i)).collect();
+        let report = self.heads_report.as_ref().expect("computed above");
+        Ok(HeadsView::build(report, text, tokens, patterns, |i| self.token_text(i)))
     }
 
     /// The attention of every head that has q or k nodes in the circuit.

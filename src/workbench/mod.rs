@@ -5,6 +5,7 @@
 //! Nothing here imports ratatui or `crate::tui`.
 
 pub mod engine;
+pub mod heads;
 pub mod open;
 pub mod pairs;
 pub mod protocol;
@@ -14,9 +15,9 @@ pub mod scan_source;
 pub use engine::{spawn, Engine, EngineError};
 pub use open::{model_tokenizer, open, task_description, task_names, OpenError, OpenOptions, Opened};
 pub use protocol::{
-    Ablation, AblationKind, AttnPattern, AttnRow, EmbeddingView, NodeDetail, NodeStats, PairNodeRow, PairView,
-    PairsView, QuantileView, Reply, Request, RunSummary, SweepPoint, SweepResult, SweepStop, TaskView, TokenActs,
-    WpeWindow, EMBED_BINS, WPE_WINDOW,
+    Ablation, AblationKind, AttnPattern, AttnRow, EmbeddingView, HeadRow, HeadsView, NodeDetail, NodeStats,
+    PairNodeRow, PairView, PairsView, QuantileView, Reply, Request, RunSummary, SweepPoint, SweepResult, SweepStop,
+    TaskView, TokenActs, WpeWindow, EMBED_BINS, WPE_WINDOW,
 };
 pub use scan_source::ScanSource;
 
@@ -27,6 +28,7 @@ mod tests {
     fn the_workbench_imports_no_ui() {
         let sources = [
             ("engine.rs", include_str!("engine.rs")),
+            ("heads.rs", include_str!("heads.rs")),
             ("open.rs", include_str!("open.rs")),
             ("pairs.rs", include_str!("pairs.rs")),
             ("protocol.rs", include_str!("protocol.rs")),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+pub use super::heads::{HeadRow, HeadsView};
 pub use super::pairs::{AttnRow, PairNodeRow, PairView, PairsView};
 pub use super::scan_source::NodeStats;
 pub use crate::analysis::attention_pattern::AttnPattern;
@@ -91,6 +92,12 @@ pub enum Request {
         n: usize,
         /// The lab's ablations, applied to both prompts.
         ablations: Vec<Ablation>,
+    },
+    /// The framework lens on every head (scores, QK/OV top tokens, composition; computed once per open) and
+    /// every head's attention on `text`, for the Heads screen.
+    Heads {
+        /// The prompt whose attention patterns are shown (the lab's).
+        text: String,
     },
     /// Write the markdown report of a session (the engine holds the scan and the tokenizer).
     Export {
@@ -241,6 +248,8 @@ pub enum Reply {
     Embedding(Box<EmbeddingView>),
     /// The `:pairs` comparison at the decision token.
     Pairs(Box<PairsView>),
+    /// The Heads screen's view.
+    Heads(Box<HeadsView>),
     /// A request that failed, its message for the status bar.
     Error(String),
     /// A message for the status bar.

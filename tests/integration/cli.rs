@@ -847,6 +847,60 @@ fn run_logit_diff_rows_sum_to_the_logit_difference() {
     assert_contains(&line, &["--logit-diff", "plain residual stream", "residual stream"]);
 }
 
+/// `--dla TOKEN` splits the logit itself: on every fixture variant with a plain residual stream the rows sum to
+/// the logit the forward pass printed, less that token's unembedding bias; `--dla A,B` is `--logit-diff A B`
+/// under its documented name (same object under `dla` and the older `logit_diff` key).
+#[test]
+fn run_dla_splits_one_logit_or_a_difference() {
+    for variant in ["rms_sink_topk_bigram", "layernorm_tied_relu", "cat_pos_emb"] {
+        let m = fixture(variant);
+        let m = m.to_str().unwrap();
+        let base = ["run", "--model", m, "--tokens", "1,2,3,4", "--top", "128", "--json"];
+        let v = cli_json(&[&base[..], &["--dla", "#5"]].concat());
+        let logit = |v: &Value, id: u64| {
+            v["top"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap()["logit"]
+                .as_f64()
+                .unwrap()
+        };
+        let d = &v["dla"];
+        assert_eq!(d, &v["logit_diff"]);
+        assert!(d["b"].is_null(), "{variant}: {d}");
+        assert_close(
+            d["diff"].as_f64().unwrap(),
+            logit(&v, 5),
+            &format!("{variant}: the logit"),
+        );
+        let total = components_sum(d) + d["unembed_bias"].as_f64().unwrap();
+        assert_close(total, logit(&v, 5), &format!("{variant}: rows + unembedding bias"));
+        let pair = cli_json(&[&base[..], &["--dla", "5,#9"]].concat());
+        let old = cli_json(&[&base[..], &["--logit-diff", "5", "#9"]].concat());
+        assert_eq!(pair["dla"], old["logit_diff"], "{variant}");
+        assert_close(
+            pair["dla"]["diff"].as_f64().unwrap(),
+            logit(&v, 5) - logit(&v, 9),
+            &format!("{variant}: the difference"),
+        );
+    }
+    let m = bundled_model();
+    let out = cli(&["run", "--model", &m, "--prompt", "x = [[1, 2], [3", "--dla", "]]\n"]);
+    assert!(out.ok, "{}", out.stderr);
+    for needle in [
+        "logit at the last token",
+        "0.attn.h0",
+        "sum of the rows",
+        "less the unembedding bias",
+    ] {
+        assert!(out.stdout.contains(needle), "missing {needle:?} in {}", out.stdout);
+    }
+    let err = |spec: &str| cli_err(&["run", "--model", &m, "--prompt", "x = [", "--dla", spec]);
+    assert_contains(&err("#99999"), &["--dla `#99999`", "outside the vocabulary"]);
+    assert_contains(
+        &err("hello world again"),
+        &["--dla `hello world again`", "tokens", "#ID"],
+    );
+    assert_contains(&err(",x"), &["--dla", "empty token"]);
+}
+
 /// Text targets on the bundled model, the circuit's nodes, and the text output; bad targets are one line each.
 #[test]
 fn run_logit_diff_with_text_targets_and_a_circuit() {
@@ -916,7 +970,7 @@ fn run_logit_diff_with_text_targets_and_a_circuit() {
         "--circuit",
         circuit.to_str().unwrap(),
     ]);
-    assert_contains(&line, &["--logit-diff"]);
+    assert_contains(&line, &["--dla"]);
 }
 
 /// `=mean` sets a channel to the scan's mean (the means pruning and the workbench use), or with --means-task

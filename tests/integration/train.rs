@@ -100,3 +100,49 @@ fn resume_with_other_options_is_refused() {
     let err = train(&other, dir.path(), None, true, None).unwrap_err().to_string();
     assert!(err.contains("another configuration"), "{err}");
 }
+
+/// An attention-only run keeps every MLP weight at zero (so each block writes only attention) while the
+/// attention weights train, and the preset is the framework paper's toy shape: 2 dense layers, no biases.
+#[test]
+fn attention_only_runs_keep_their_mlps_at_zero() {
+    let preset = TrainConfig::preset("tiny-attn-only").unwrap();
+    assert!(preset.attn_only && preset.density == 1.0);
+    assert_eq!(
+        (preset.model.n_layer, preset.model.bias, preset.model.afrac),
+        (2, false, None)
+    );
+    let test = TrainConfig::preset("test").unwrap();
+    let cfg = TrainConfig {
+        attn_only: true,
+        density: 1.0,
+        model: circuitscope::model::Config {
+            bias: false,
+            ..test.model.clone()
+        },
+        ..test
+    };
+    let dir = tempfile::tempdir().unwrap();
+    train(&cfg, dir.path(), None, false, None).unwrap();
+    let ckpt = weights(dir.path());
+    let init = circuitscope::train::params::Params::init(&cfg.model, cfg.seed).unwrap();
+    let (mut mlps, mut moved) = (0, 0);
+    for (name, t) in &ckpt.tensors {
+        let v: Vec<f32> = t.to_dense().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        if name.contains(".mlp.") {
+            assert!(v.iter().all(|x| *x == 0.0), "{name} is not zero");
+            mlps += 1;
+        } else if name.contains(".attn.") {
+            let v0: Vec<f32> = init.vars[name].flatten_all().unwrap().to_vec1().unwrap();
+            moved += usize::from(v.iter().zip(&v0).any(|(a, b)| a != b));
+        }
+    }
+    assert_eq!(mlps, 2 * cfg.model.n_layer);
+    assert!(moved >= 2, "the attention weights did not train");
+    // The run's config says so, and an older run's json (without the key) still reads as not attention-only.
+    let saved = std::fs::read_to_string(dir.path().join("train_config.json")).unwrap();
+    assert!(saved.contains("\"attn_only\": true"), "{saved}");
+    let plain = serde_json::to_string(&TrainConfig::preset("tiny").unwrap()).unwrap();
+    assert!(!plain.contains("attn_only"));
+    let back: TrainConfig = serde_json::from_str(&plain).unwrap();
+    assert!(!back.attn_only);
+}

@@ -1391,3 +1391,99 @@ fn the_table_sorts_by_change_in_scan_standard_deviations() {
     let raw: Vec<f32> = app.magnitudes().iter().map(|r| r.change.abs()).collect();
     assert!(raw.windows(2).all(|w| w[0] >= w[1]));
 }
+
+/// The Heads screen: `8` computes the framework lens on every head of the bundled sparse model and every head's
+/// attention on the lab's prompt; the keys move the selection, cycle the grid's score and the composition kind,
+/// and Enter opens the head's q/k/v channels on the circuit map.
+#[test]
+fn heads_screen_shows_the_framework_lens_and_opens_a_heads_channels() {
+    let (mut app, mut engine) = open();
+    send(&mut app, &mut engine, [Msg::ch('8')]);
+    assert_eq!(app.screen, Screen::Heads);
+    let view = app.heads.view.clone().expect("the heads view arrived");
+    let cfg = engine.config().clone();
+    assert_eq!((view.n_layers, view.n_heads), (cfg.n_layer, cfg.n_head));
+    assert_eq!(view.heads.len(), cfg.n_layer * cfg.n_head);
+    assert_eq!(view.text, app.prompt_text());
+    assert_eq!(view.patterns.len(), view.heads.len());
+    let t = view.tokens.len();
+    for p in &view.patterns {
+        assert_eq!(p.t, t);
+        // Each query's weights and its sink share make one.
+        for q in 0..t {
+            let total: f32 = p.row(q).iter().sum::<f32>() + p.sink[q];
+            assert!((total - 1.0).abs() < 1e-3, "{total}");
+        }
+    }
+    // The model has sinks: every head has a sink share.
+    assert!(view.heads.iter().all(|h| h.sink_share.is_some()));
+    for (w, h) in [(120u16, 40u16), (80, 24)] {
+        insta::assert_snapshot!(format!("heads_{w}x{h}"), draw(&app, w, h).backend());
+    }
+    let text = screen_text(&draw(&app, 120, 40));
+    for needle in [
+        "induction (s)",
+        "Q-composition",
+        "QK: query → key",
+        "OV: source → promoted",
+        "attention on the lab",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?}:\n{text}");
+    }
+    // Keys: l / j move, s cycles the score, c the composition kind; the selection stays in the grid.
+    send(&mut app, &mut engine, [Msg::ch('l'), Msg::ch('j'), Msg::ch('j')]);
+    assert_eq!((app.heads.layer, app.heads.head), (1.min(cfg.n_layer - 1), 1));
+    send(&mut app, &mut engine, [Msg::ch('s'), Msg::ch('c')]);
+    let text = screen_text(&draw(&app, 120, 40));
+    assert!(
+        text.contains("previous-token (s)") && text.contains("K-composition"),
+        "{text}"
+    );
+    // Composition is symmetric in the order asked and absent within a layer.
+    assert_eq!(
+        view.composition_between(1, (0, 1), (1, 2)),
+        view.composition_between(1, (1, 2), (0, 1))
+    );
+    assert_eq!(view.composition_between(1, (0, 1), (0, 2)), None);
+    // Enter on a head with q/k/v nodes in the circuit opens the first of them on the map.
+    let d_head = cfg.d_head;
+    let qkv = app
+        .circuit
+        .file
+        .node_ids()
+        .into_iter()
+        .find(|n| n.site.is_qkv())
+        .expect("the circuit has a q/k/v node");
+    app.heads.layer = qkv.layer.unwrap();
+    app.heads.head = qkv.index / d_head;
+    let channels = circuitscope::tui::screens::heads::head_channels(&app);
+    assert!(channels.contains(&qkv));
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Enter)]);
+    assert_eq!(app.screen, Screen::Map);
+    assert_eq!(app.selected, Some(channels[0]));
+    assert!(app.status.contains(&channels[0].to_string()), "{}", app.status);
+    // A head without channels in the circuit says so; R recomputes the map on an edited prompt.
+    send(&mut app, &mut engine, [Msg::ch('8')]);
+    let free = (0..cfg.n_layer)
+        .flat_map(|l| (0..cfg.n_head).map(move |h| (l, h)))
+        .find(|&(l, h)| {
+            !app.circuit
+                .file
+                .node_ids()
+                .iter()
+                .any(|n| n.site.is_qkv() && n.layer == Some(l) && n.index / d_head == h)
+        });
+    if let Some((l, h)) = free {
+        app.heads.layer = l;
+        app.heads.head = h;
+        send(&mut app, &mut engine, [Msg::key(KeyCode::Enter)]);
+        assert_eq!(app.screen, Screen::Heads);
+        assert!(app.status.contains("no q/k/v channels"), "{}", app.status);
+    }
+    send(&mut app, &mut engine, [Msg::ch('3'), Msg::ch('e')]);
+    send(&mut app, &mut engine, Msg::typed(" 4"));
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Esc), Msg::ch('8')]);
+    let again = app.heads.view.as_ref().unwrap();
+    assert_eq!(again.text, app.prompt_text());
+    assert!(again.tokens.len() > t);
+}

@@ -1,4 +1,4 @@
-//! An attention score is a sum over channels, s_ij = Σ_c q_i[c]·k_j[c] / sqrt(d_head): in a weight-sparse model
+//! An attention score is a sum over channels, s_ij = Σ_c q_i\[c\]·k_j\[c\] / sqrt(d_head): in a weight-sparse model
 //! only a few channels are live, and the paper states its attention mechanisms per channel pair. This splits
 //! each head's scores on a prompt into those terms.
 
@@ -12,9 +12,9 @@ pub struct ChannelTerm {
     /// The channel within the head (the q and k node index is `head * d_head + channel`).
     pub channel: usize,
     /// The term's contribution to the score, weighted by the head's attention and averaged over queries:
-    /// (1/T) Σ_i Σ_j p_ij q_i[c] k_j[c] / sqrt(d_head).
+    /// (1/T) Σ_i Σ_j p_ij q_i\[c\] k_j\[c\] / sqrt(d_head).
     pub weighted: f32,
-    /// The mean |q_i[c] k_j[c]| / sqrt(d_head) over the causal (query, key) pairs.
+    /// The mean |q_i\[c\] k_j\[c\]| / sqrt(d_head) over the causal (query, key) pairs.
     pub mean_abs: f32,
 }
 

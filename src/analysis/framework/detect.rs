@@ -69,7 +69,7 @@ pub fn repeated_random_tokens(vocab: usize, n: usize, seed: u64) -> Vec<u32> {
     first.iter().chain(&first).copied().collect()
 }
 
-/// Next-token loss at each position: `logits (T, V)` row-major → (T - 1) values, -log softmax(logits[i])[tokens[i+1]].
+/// Next-token loss at each position: `logits (T, V)` row-major → (T - 1) values, `-log softmax(logits[i])[tokens[i+1]]`.
 pub fn loss_per_token(logits: &[f32], vocab: usize, tokens: &[u32]) -> Vec<f32> {
     tokens
         .windows(2)

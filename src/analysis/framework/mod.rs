@@ -3,7 +3,7 @@
 //! loss and direct logit attribution, computed as TransformerLens computes them.
 //!
 //! Everything reads [`FrameworkWeights`], one struct of per-head matrices that each model family fills in
-//! ([`from_gpt`] for our weight-sparse GPT); [`process`] applies TransformerLens' weight processing to it.
+//! ([`from_gpt()`] for our weight-sparse GPT); [`process()`] applies TransformerLens' weight processing to it.
 //! Analyses that need activations (detectors, DLA, channel terms) take recorded patterns and vectors, so that
 //! this module never runs a model itself.
 

@@ -3,6 +3,7 @@
 
 pub mod embedding;
 pub mod graph;
+pub mod heads;
 pub mod inspector;
 pub mod lab;
 pub mod lab_sweep;
@@ -13,7 +14,7 @@ pub mod pruning;
 
 use strum::{EnumCount, EnumIter, EnumProperty, FromRepr, IntoEnumIterator, IntoStaticStr};
 
-/// The screens, in tab order (the number keys 1..=7 pick them in this order).
+/// The screens, in tab order (the number keys 1..=8 pick them in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, EnumCount, FromRepr, IntoStaticStr, EnumProperty)]
 pub enum Screen {
     #[strum(serialize = "1 Circuit map", props(short = "1 Map"))]
@@ -30,6 +31,8 @@ pub enum Screen {
     Embedding,
     #[strum(serialize = "7 A/B pairs", props(short = "7 Pairs"))]
     Pairs,
+    #[strum(serialize = "8 Heads", props(short = "8 Heads"))]
+    Heads,
 }
 
 impl Screen {
@@ -38,7 +41,7 @@ impl Screen {
         self.into()
     }
 
-    /// The tab label on terminals too narrow for [`Screen::title`] (all seven fit in 80 columns).
+    /// The tab label on terminals too narrow for [`Screen::title`].
     pub fn short_title(self) -> &'static str {
         self.get_str("short").unwrap_or_else(|| self.title())
     }
@@ -66,9 +69,9 @@ mod tests {
     #[test]
     fn tabs_cycle_through_every_screen_in_order() {
         let all: Vec<Screen> = Screen::all().collect();
-        assert_eq!(all.len(), 7);
+        assert_eq!(all.len(), 8);
         for (i, s) in all.iter().enumerate() {
-            assert_eq!(s.next(), all[(i + 1) % 7]);
+            assert_eq!(s.next(), all[(i + 1) % 8]);
             assert_eq!(s.next().prev(), *s);
             // The title starts with the number key that picks the screen.
             assert!(s.title().starts_with(&(i + 1).to_string()), "{}", s.title());
