@@ -57,12 +57,14 @@ pub fn load(opts: &OpenOptions, theme: Theme) -> Result<Loaded, TuiError> {
         session,
         engine,
         mut warnings,
+        explanations,
         ..
     } = workbench::open(opts)?;
     let view = CircuitView::new(circuit, graph, circuit_path, model_name, config.d_head);
     let mut app = App::new(view, task, &prompt, theme);
     app.embed.d_model = config.d_model;
     app.lab.node_std = engine.node_stds();
+    app.auto = explanations;
     if let Some(opened) = session {
         warnings.extend(app.attach_session(opened));
     }

@@ -7,6 +7,7 @@ mod cli;
 mod corpus;
 mod crash;
 mod errors;
+mod explain;
 mod example_session;
 mod framework;
 mod fuzz;
