@@ -5,8 +5,8 @@
 pub mod ablate;
 pub mod attention_pattern;
 pub mod embedding_tables;
-pub mod explain;
 pub mod eval;
+pub mod explain;
 pub mod framework;
 pub mod heads;
 pub mod hook_means;

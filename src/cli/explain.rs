@@ -25,7 +25,7 @@ use crate::train::data::TokenPool;
 pub const DEFAULT_HELD_OUT_TOKENS: usize = 32_768;
 
 /// Nodes explained together: one batch of probes (and one held-out forward) per group.
-const GROUP: usize = 128;
+const GROUP: usize = 256;
 
 /// Arguments of `circuitscope explain`.
 #[derive(clap::Args, Debug)]
@@ -212,7 +212,10 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         .collect();
     let good = picked.iter().filter(|(_, e)| e.is_good()).count();
     let share = good as f64 / picked.len().max(1) as f64;
-    let corrs: Vec<f64> = picked.iter().filter_map(|(_, e)| e.correlation.map(f64::from)).collect();
+    let corrs: Vec<f64> = picked
+        .iter()
+        .filter_map(|(_, e)| e.correlation.map(f64::from))
+        .collect();
     let mean_corr = (!corrs.is_empty()).then(|| corrs.iter().sum::<f64>() / corrs.len() as f64);
     let total_seconds = t_all.elapsed().as_secs_f64();
     if args.json {

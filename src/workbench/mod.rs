@@ -17,8 +17,8 @@ pub use engine::{spawn, Engine, EngineError};
 pub use open::{model_tokenizer, open, task_description, task_names, OpenError, OpenOptions, Opened};
 pub use protocol::{
     Ablation, AblationKind, AttnPattern, AttnRow, EmbeddingView, NodeDetail, NodeStats, PairNodeRow, PairView,
-    PairsView, QuantileView, Reply, Request, RunSummary, SweepPoint, SweepResult, SweepStop, TaskView, TokenActs, WpeWindow,
-    EMBED_BINS, WPE_WINDOW,
+    PairsView, QuantileView, Reply, Request, RunSummary, SweepPoint, SweepResult, SweepStop, TaskView, TokenActs,
+    WpeWindow, EMBED_BINS, WPE_WINDOW,
 };
 pub use scan_source::ScanSource;
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use circuitscope::analysis::explain::{
-    self, explain_batch, Example, ExplainError, ExplainOptions, ExplanationsFile, HeldOut, NodeExamples, Probe,
-    Query, Side,
+    self, explain_batch, Example, ExplainError, ExplainOptions, ExplanationsFile, HeldOut, NodeExamples, Probe, Query,
+    Side,
 };
 use circuitscope::circuit::NodeId;
 use serde_json::Value;
@@ -141,7 +141,11 @@ fn node(i: usize) -> NodeId {
 }
 
 fn explain_planted(train: &[u32], held: &[u32]) -> Vec<explain::NodeExplanation> {
-    let planted = Planted(vec![(node(0), bigram), (node(1), gapped_and_negative), (node(2), noise)]);
+    let planted = Planted(vec![
+        (node(0), bigram),
+        (node(1), gapped_and_negative),
+        (node(2), noise),
+    ]);
     let nodes: Vec<NodeExamples> = planted.0.iter().map(|&(id, f)| examples(id, f, train)).collect();
     let held = HeldOut {
         tokens: held.to_vec(),
@@ -198,7 +202,11 @@ fn a_noise_node_scores_low_on_held_out_text_though_its_exemplars_match() {
     let fires = in_sample.positive.as_ref().unwrap().fires;
     let (p_in, p_held) = (fires.precision.unwrap_or(0.0), held.precision.unwrap_or(0.0));
     assert!(p_in >= 0.5 && p_in > p_held + 0.3, "{fires:?} vs {held:?}");
-    assert!(in_sample.correlation.unwrap_or(0.0) > c + 0.2, "{:?} vs {c}", in_sample.correlation);
+    assert!(
+        in_sample.correlation.unwrap_or(0.0) > c + 0.2,
+        "{:?} vs {c}",
+        in_sample.correlation
+    );
 }
 
 #[test]
@@ -237,7 +245,11 @@ fn cli(args: &[&str]) -> (bool, String, String) {
         .expect("starting circuitscope");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
 }
 
 #[test]
@@ -290,7 +302,10 @@ fn the_command_stores_explanations_beside_the_scan_and_refuses_bad_files() {
     let (ok, _, stderr) = cli(&args);
     assert!(!ok);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("made for model") && stderr.contains("(0123456789abcdef)"), "{stderr}");
+    assert!(
+        stderr.contains("made for model") && stderr.contains("(0123456789abcdef)"),
+        "{stderr}"
+    );
     assert!(matches!(
         ExplanationsFile::load_for(&path, &stored.fingerprint),
         Err(ExplainError::ModelMismatch { .. })
@@ -316,4 +331,152 @@ fn the_command_stores_explanations_beside_the_scan_and_refuses_bad_files() {
     assert!(!ok && stderr.contains("7.mlp.post_act"), "{stderr}");
     let (ok, _, stderr) = cli(&["explain", "--model", m]);
     assert!(!ok && stderr.contains("--all"), "{stderr}");
+}
+
+// ---- the workbench ----
+
+fn workbench_text(app: &circuitscope::tui::App, w: u16, h: u16) -> String {
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).unwrap();
+    t.draw(|f| circuitscope::tui::view(app, f)).unwrap();
+    let buf = t.backend().buffer();
+    let mut s = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            s.push_str(buf[(x, y)].symbol());
+        }
+        s.push('\n');
+    }
+    s
+}
+
+#[test]
+fn the_workbench_shows_explanations_and_accept_takes_one_as_the_label() {
+    use circuitscope::analysis::explain::store::{HeldOutRef, ScanRef};
+    use circuitscope::analysis::explain::{FireScore, NodeExplanation, Pattern, SideExplanation};
+    use circuitscope::session::Evidence;
+    use circuitscope::tui::{self, update, ColorMode, Msg, OpenOptions, Screen, Theme};
+
+    let tmp = TempDir::new().unwrap();
+    let model = bundled_copy(&tmp);
+    let circuit = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/circuits/tinypython-sparse/if_equals.json");
+    let nodes = circuitscope::circuit::CircuitFile::load(&circuit).unwrap().nodes;
+    let (first, second) = (nodes[0].id, nodes[1].id);
+    let scan: Value = serde_json::from_str(&std::fs::read_to_string(model.join("scan/index.json")).unwrap()).unwrap();
+    let text = "fires on \"==\" after \" x\"";
+    let file = ExplanationsFile {
+        format_version: explain::EXPLAIN_FORMAT_VERSION,
+        fingerprint: scan["fingerprint"].as_str().unwrap().to_string(),
+        model_name: None,
+        scan: ScanRef {
+            corpus: "synthetic:0".into(),
+            tokens: 262_144,
+        },
+        held_out: HeldOutRef {
+            corpus: "synthetic:0".into(),
+            split: "held_out".into(),
+            tokens: 2048,
+            seq_len: 128,
+        },
+        options: ExplainOptions::default(),
+        nodes: [(
+            first,
+            NodeExplanation {
+                explanation: text.into(),
+                correlation: Some(0.91),
+                positive: Some(SideExplanation {
+                    text: text.into(),
+                    patterns: vec![Pattern {
+                        tokens: vec![Some(1), Some(2)],
+                        value: 1.0,
+                        count: 3,
+                    }],
+                    fires: FireScore {
+                        threshold: 0.5,
+                        precision: Some(0.8),
+                        recall: Some(0.7),
+                        fired: 10,
+                        predicted: 9,
+                    },
+                }),
+                negative: None,
+            },
+        )]
+        .into(),
+    };
+    let path = model.join("scan").join(explain::EXPLANATIONS_FILE);
+    file.save(&path).unwrap();
+    let session = tmp.path().join("s.json");
+    let opts = OpenOptions {
+        model: model.clone(),
+        circuit: Some(circuit.clone()),
+        task: "if_equals".into(),
+        session: Some(session.clone()),
+    };
+    let loaded = tui::load(&opts, Theme::new(ColorMode::None)).unwrap();
+    assert!(
+        loaded.warnings.iter().all(|w| !w.contains("explanations")),
+        "{:?}",
+        loaded.warnings
+    );
+    let (mut app, mut engine) = (loaded.app, loaded.engine);
+    app.show_timing = false;
+    tui::pump(&mut app, &mut engine);
+    let send = |app: &mut tui::App, engine: &mut circuitscope::workbench::Engine, s: &str| {
+        for m in Msg::typed(s) {
+            update(app, m);
+            tui::pump(app, engine);
+        }
+    };
+    send(&mut app, &mut engine, &format!(":goto {first}\n"));
+    // The map: the selected, unlabeled node shows its explanation, marked automatic.
+    let map = workbench_text(&app, 120, 40);
+    assert!(map.contains("~fires on \"=="), "{map}");
+    // The inspector: the explanation with its score, and the way to accept it.
+    app.set_screen(Screen::Inspector);
+    let inspector = workbench_text(&app, 120, 40);
+    assert!(inspector.contains("auto: fires on"), "{inspector}");
+    assert!(inspector.contains("corr 0.91 · P 0.80 R 0.70"), "{inspector}");
+    // :accept: the label, with the score as evidence; the map then shows the label, not the automatic one.
+    send(&mut app, &mut engine, ":accept\n");
+    let a = &app.annotations[&first];
+    assert_eq!(a.label, text);
+    assert!(a.label_is_automatic());
+    assert!(a
+        .evidence
+        .iter()
+        .any(|e| matches!(e, Evidence::Explanation { correlation: Some(c), .. } if (*c - 0.91).abs() < 1e-6)));
+    app.set_screen(Screen::Map);
+    assert!(!workbench_text(&app, 120, 40).contains("~fires"));
+    // The export marks the label automatic.
+    let report = tmp.path().join("r.md");
+    send(&mut app, &mut engine, &format!(":export {}\n", report.display()));
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(md.contains("(automatic)"), "{md}");
+    assert!(md.contains("automatic explanation (N2G"), "{md}");
+    // A node without an explanation says how to make one.
+    send(&mut app, &mut engine, &format!(":goto {second}\n:accept\n"));
+    assert!(app.status.contains("no automatic explanation"), "{}", app.status);
+    assert!(app.annotations.get(&second).is_none_or(|a| a.label.is_empty()));
+
+    // Another model's explanations: the workbench opens without them and says why.
+    let mut other = file.clone();
+    other.fingerprint = "0123456789abcdef".into();
+    other.save(&path).unwrap();
+    let loaded = tui::load(
+        &OpenOptions {
+            session: None,
+            ..opts.clone()
+        },
+        Theme::new(ColorMode::None),
+    )
+    .unwrap();
+    assert!(loaded.app.auto.is_empty());
+    let w = loaded.warnings.join("\n");
+    assert!(
+        w.contains("explanations not used") && w.contains("0123456789abcdef"),
+        "{w}"
+    );
+    std::fs::write(&path, b"not json").unwrap();
+    let loaded = tui::load(&OpenOptions { session: None, ..opts }, Theme::new(ColorMode::None)).unwrap();
+    assert!(loaded.warnings.join("\n").contains("corrupt explanations file"));
 }

@@ -24,7 +24,7 @@ pub use n2g::{Example, N2gOptions, NodeExamples};
 pub use pattern::{Pattern, PatternTrie, Side};
 pub use probe::{ModelProbe, Probe, Query};
 pub use score::FireScore;
-pub use store::{ExplanationsFile, EXPLANATIONS_FILE, EXPLAIN_FORMAT_VERSION};
+pub use store::{ExplanationsFile, EXPLAIN_FORMAT_VERSION, EXPLANATIONS_FILE};
 
 /// A correlation at or above this counts as a good explanation (the README's table).
 pub const GOOD_CORRELATION: f32 = 0.7;
@@ -98,7 +98,9 @@ impl NodeExplanation {
     /// One line: `corr 0.93 · P 0.91 R 0.88`, for tables and the workbench.
     pub fn score_line(&self) -> String {
         let f = |v: Option<f32>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
-        let (p, r) = self.main_side().map_or((None, None), |s| (s.fires.precision, s.fires.recall));
+        let (p, r) = self
+            .main_side()
+            .map_or((None, None), |s| (s.fires.precision, s.fires.recall));
         format!("corr {} · P {} R {}", f(self.correlation), f(p), f(r))
     }
 }
@@ -141,14 +143,21 @@ pub fn examples_from_scan(scan: &NodeScan, opts: &ExplainOptions) -> NodeExample
             continue;
         }
         let (main, samples): (&[Exemplar], Vec<&Exemplar>) = match side {
-            Side::Positive => (scan.top.as_slice(), scan.quantiles.iter().flat_map(|q| &q.top).collect()),
-            Side::Negative => (scan.bottom.as_slice(), scan.quantiles.iter().flat_map(|q| &q.bottom).collect()),
+            Side::Positive => (
+                scan.top.as_slice(),
+                scan.quantiles.iter().flat_map(|q| &q.top).collect(),
+            ),
+            Side::Negative => (
+                scan.bottom.as_slice(),
+                scan.quantiles.iter().flat_map(|q| &q.bottom).collect(),
+            ),
         };
         let mut examples: Vec<Example> = Vec::new();
-        let candidates = main
-            .iter()
-            .filter(|e| s * pivot_value(e) > 0.0)
-            .chain(samples.into_iter().filter(|e| s * pivot_value(e) >= opts.sample_frac * side_max));
+        let candidates = main.iter().filter(|e| s * pivot_value(e) > 0.0).chain(
+            samples
+                .into_iter()
+                .filter(|e| s * pivot_value(e) >= opts.sample_frac * side_max),
+        );
         for e in candidates {
             let x = Example {
                 tokens: truncated(e),

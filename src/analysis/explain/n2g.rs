@@ -52,48 +52,72 @@ pub struct N2gOptions {
     pub pad: u32,
 }
 
+/// Patterns of one side of one node → (sum of the values they predict, how many exemplars gave them).
+type Merged = BTreeMap<Vec<Option<u32>>, (f32, u32)>;
+
+/// The last suffix length of each round but the last (which takes the rest).
+const SUFFIX_ROUNDS: [usize; 3] = [2, 5, 10];
+
 /// (node index, side, example index): one example of the batch.
 type Key = (usize, Side, usize);
 
 /// The patterns of each node of `nodes`, per side: `[positive, negative]`.
 pub fn build_patterns(probe: &dyn Probe, nodes: &[NodeExamples], opts: &N2gOptions) -> Result<Vec<[Vec<Pattern>; 2]>> {
-    // 1. Every suffix of every example.
-    let mut queries = Vec::new();
-    let mut spans: Vec<(Key, usize)> = Vec::new();
+    // 1-2. The shortest suffix reaching keep_frac of the original activation; failing that, the strongest one.
+    // Suffix lengths are tried in rounds of growing length, so that the many examples that need only a token or
+    // three (the usual case in a sparse model) cost a few short forwards; the result is the same as trying all.
+    let mut open: Vec<(Key, Vec<f32>)> = Vec::new();
     for (n, ex) in nodes.iter().enumerate() {
         for side in [Side::Positive, Side::Negative] {
             for (e, x) in ex.side(side).iter().enumerate() {
-                if x.tokens.is_empty() {
-                    continue;
-                }
-                spans.push(((n, side, e), queries.len()));
-                let len = x.tokens.len();
-                for k in 1..=len {
-                    queries.push(Query {
-                        node: ex.node,
-                        tokens: x.tokens[len - k..].to_vec(),
-                    });
+                if !x.tokens.is_empty() {
+                    open.push(((n, side, e), Vec::with_capacity(x.tokens.len())));
                 }
             }
         }
     }
-    let suffix_acts = probe.last_values(&queries)?;
-
-    // 2. The shortest suffix reaching keep_frac of the original activation; failing that, the strongest one.
     let mut chosen: Vec<(Key, usize, f32)> = Vec::new();
-    for &((n, side, e), at) in &spans {
-        let x = &nodes[n].side(side)[e];
-        let s = side.sign();
-        let acts: Vec<f32> = suffix_acts[at..at + x.tokens.len()].iter().map(|a| s * a).collect();
-        let target = opts.keep_frac * s * x.value;
-        let k = match acts.iter().position(|&a| a >= target && a > 0.0) {
-            Some(i) => i + 1,
-            None => match acts.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) {
-                Some((i, &a)) if a > 0.0 => i + 1,
-                _ => continue,
-            },
-        };
-        chosen.push(((n, side, e), k, acts[k - 1]));
+    let mut lo = 1;
+    for hi in SUFFIX_ROUNDS.into_iter().chain(std::iter::once(usize::MAX)) {
+        if open.is_empty() {
+            break;
+        }
+        let mut queries = Vec::new();
+        for ((n, side, e), _) in &open {
+            let x = &nodes[*n].side(*side)[*e];
+            let len = x.tokens.len();
+            for k in lo..=hi.min(len) {
+                queries.push(Query {
+                    node: nodes[*n].node,
+                    tokens: x.tokens[len - k..].to_vec(),
+                });
+            }
+        }
+        let acts = probe.last_values(&queries)?;
+        let mut at = 0;
+        let mut still = Vec::with_capacity(open.len());
+        for ((n, side, e), mut seen) in open {
+            let x = &nodes[n].side(side)[e];
+            let len = x.tokens.len();
+            let s = side.sign();
+            let got = (hi.min(len) + 1).saturating_sub(lo);
+            seen.extend(acts[at..at + got].iter().map(|a| s * a));
+            at += got;
+            let target = opts.keep_frac * s * x.value;
+            if let Some(i) = seen.iter().position(|&a| a >= target && a > 0.0) {
+                chosen.push(((n, side, e), i + 1, seen[i]));
+            } else if seen.len() == len {
+                if let Some((i, &a)) = seen.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) {
+                    if a > 0.0 {
+                        chosen.push(((n, side, e), i + 1, a));
+                    }
+                }
+            } else {
+                still.push(((n, side, e), seen));
+            }
+        }
+        open = still;
+        lo = hi.saturating_add(1);
     }
 
     // 3. Saliency: each token of each kept suffix replaced by padding.
@@ -121,8 +145,7 @@ pub fn build_patterns(probe: &dyn Probe, nodes: &[NodeExamples], opts: &N2gOptio
     let padded_acts = probe.last_values(&queries)?;
 
     // 4. Patterns, merged per node and side.
-    let mut merged: Vec<[BTreeMap<Vec<Option<u32>>, (f32, u32)>; 2]> =
-        (0..nodes.len()).map(|_| [BTreeMap::new(), BTreeMap::new()]).collect();
+    let mut merged: Vec<[Merged; 2]> = (0..nodes.len()).map(|_| [BTreeMap::new(), BTreeMap::new()]).collect();
     for (&((n, side, e), k, act), at) in chosen.iter().zip(&sal_at) {
         let x = &nodes[n].side(side)[e];
         let suffix = &x.tokens[x.tokens.len() - k..];
@@ -133,9 +156,7 @@ pub fn build_patterns(probe: &dyn Probe, nodes: &[NodeExamples], opts: &N2gOptio
             .collect();
         let tokens: Vec<Option<u32>> = match salient.iter().position(|&b| b) {
             None => vec![Some(suffix[k - 1])],
-            Some(first) => (first..k)
-                .map(|j| salient[j].then_some(suffix[j]))
-                .collect(),
+            Some(first) => (first..k).map(|j| salient[j].then_some(suffix[j])).collect(),
         };
         let slot = &mut merged[n][side_index(side)];
         let entry = slot.entry(tokens).or_insert((0.0, 0));

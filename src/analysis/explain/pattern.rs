@@ -80,6 +80,11 @@ impl PatternTrie {
     /// The predicted activation magnitude at position `t` of `seq`: the largest value of the patterns that match
     /// there, 0 when none does.
     pub fn predict(&self, seq: &[u32], t: usize) -> f32 {
+        // Most tokens start no pattern: answer those without building the walk's stack.
+        let root = &self.nodes[0];
+        if !root.children.iter().any(|&(k, _)| k.is_none_or(|k| k == seq[t])) {
+            return root.value.unwrap_or(0.0).max(0.0);
+        }
         let mut best = 0f32;
         // (trie node, how many tokens back from t it has consumed)
         let mut stack = vec![(0usize, 0usize)];

@@ -69,7 +69,9 @@ impl<'a> ModelProbe<'a> {
 /// The value of `node` at flat row `row` of a recording.
 fn pick(rec: &BTreeMap<String, (usize, Vec<f32>)>, node: &NodeId, row: usize) -> Result<f32> {
     let hook = node.hook_name();
-    let (w, v) = rec.get(&hook).ok_or_else(|| ExplainError::NotRecorded { hook: hook.clone() })?;
+    let (w, v) = rec
+        .get(&hook)
+        .ok_or_else(|| ExplainError::NotRecorded { hook: hook.clone() })?;
     v.get(row * w + node.index)
         .copied()
         .ok_or_else(|| ExplainError::NotRecorded { hook })

@@ -93,7 +93,10 @@ mod tests {
         let real = [1.0, 0.0, 1.0, 0.0];
         let pred = [1.0, 1.0, 0.0, 0.0];
         let s = fire_score(&real, &pred, 1.0, 0.5);
-        assert_eq!((s.precision, s.recall, s.fired, s.predicted), (Some(0.5), Some(0.5), 2, 2));
+        assert_eq!(
+            (s.precision, s.recall, s.fired, s.predicted),
+            (Some(0.5), Some(0.5), 2, 2)
+        );
         let none = fire_score(&real, &[0.0; 4], 1.0, 0.5);
         assert_eq!((none.precision, none.recall), (None, Some(0.0)));
     }

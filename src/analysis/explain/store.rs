@@ -90,7 +90,10 @@ impl ExplanationsFile {
         let file: ExplanationsFile = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
         for (id, e) in &file.nodes {
             if e.correlation.is_some_and(|c| !(-1.001..=1.001).contains(&c)) {
-                return Err(corrupt(format!("node {id}: correlation {:?} is not in [-1, 1]", e.correlation)));
+                return Err(corrupt(format!(
+                    "node {id}: correlation {:?} is not in [-1, 1]",
+                    e.correlation
+                )));
             }
         }
         Ok(file)
