@@ -433,7 +433,8 @@ fn the_workbench_shows_explanations_and_accept_takes_one_as_the_label() {
     assert!(map.contains("~fires on \"=="), "{map}");
     // The inspector: the explanation with its score, and the way to accept it.
     app.set_screen(Screen::Inspector);
-    let inspector = workbench_text(&app, 120, 40);
+    // Wide enough that the 40% node pane does not wrap the line.
+    let inspector = workbench_text(&app, 200, 50);
     assert!(inspector.contains("auto: fires on"), "{inspector}");
     assert!(inspector.contains("corr 0.91 · P 0.80 R 0.70"), "{inspector}");
     // :accept: the label, with the score as evidence; the map then shows the label, not the automatic one.
