@@ -587,7 +587,6 @@ pub fn json(input: &ReportInput) -> serde_json::Value {
             json!({
                 "id": n.to_string(),
                 "label": a.label,
-                "label_automatic": a.label_is_automatic(),
                 "status": a.status.name(),
                 "confidence": a.confidence,
                 "tags": a.tags,
