@@ -50,6 +50,8 @@ enum Command {
     Session(cli::session::SessionCommand),
     /// Scan a corpus: per-node means, density, histogram and exemplars (the ScanIndex); `scan show` prints a node.
     Scan(cli::scan::ScanArgs),
+    /// Explain nodes without a language model: N2G token patterns from the scan, scored on held-out text.
+    Explain(cli::explain::ExplainArgs),
     /// Circuit files: import the reference viewer's viz_data.pt, show a circuit.
     #[command(subcommand)]
     Circuit(cli::circuit::CircuitCommand),
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => cli::tokenize::run_tokenize(a),
         Command::Bench(c) => cli::bench::run(c),
         Command::Scan(a) => cli::scan::run(a),
+        Command::Explain(a) => cli::explain::run(a),
         Command::Train(a) => cli::train::run(a),
         Command::Corpus(c) => cli::corpus::run(c),
         Command::Tasks(c) => cli::tasks::run(c),

@@ -1,11 +1,13 @@
 //! Analyses that run models or read their weights: task evaluation, scans, pruning, ablations, and the lenses
-//! the workbench shows (recorded runs, attention patterns, embedding tables, fallback means, the sweep).
+//! the workbench shows (recorded runs, attention patterns, embedding tables, fallback means, the sweep), and
+//! automatic explanations of nodes (N2G).
 
 pub mod ablate;
 pub mod attention_pattern;
 pub mod attribution;
 pub mod embedding_tables;
 pub mod eval;
+pub mod explain;
 pub mod framework;
 pub mod heads;
 pub mod hook_means;

@@ -8,6 +8,7 @@ pub mod common;
 pub mod convert;
 pub mod corpus;
 pub mod eval;
+pub mod explain;
 pub mod export;
 pub mod heads;
 pub mod open;

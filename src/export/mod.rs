@@ -243,6 +243,22 @@ fn evidence_lines(ev: &Evidence, node: &NodeId) -> Vec<String> {
                 v.push(format!("  - {}", md_text(note)));
             }
         }
+        Evidence::Explanation {
+            text,
+            correlation,
+            precision,
+            recall,
+        } => {
+            let f = |x: &Option<f32>| x.map_or("—".into(), |x| format!("`{x:.2}`"));
+            v.push(format!(
+                "- automatic explanation (N2G, `circuitscope explain`): {} · on held-out text: correlation {}, \
+                 precision {}, recall {} of \"fires\"",
+                md_text(text),
+                f(correlation),
+                f(precision),
+                f(recall)
+            ));
+        }
     }
     v
 }
@@ -443,6 +459,9 @@ pub fn markdown(input: &ReportInput) -> String {
         if a.is_some_and(|a| !a.conflict.is_empty()) {
             label.push_str(" (label conflict)");
         }
+        if a.is_some_and(|a| a.label_is_automatic()) {
+            label.push_str(" (automatic)");
+        }
         let _ = writeln!(
             out,
             "| `{n}` | {label} | {} | {} | {} | {} |",
@@ -482,7 +501,8 @@ pub fn markdown(input: &ReportInput) -> String {
             continue;
         };
         any = true;
-        let _ = writeln!(out, "### `{n}`: {}\n", md_text(&a.label));
+        let auto = if a.label_is_automatic() { " *(automatic)*" } else { "" };
+        let _ = writeln!(out, "### `{n}`: {}{auto}\n", md_text(&a.label));
         let mut meta = vec![format!("status: {}", a.status.name())];
         if let Some(cf) = a.confidence {
             meta.push(format!("confidence {cf:.2}"));

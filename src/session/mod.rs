@@ -231,6 +231,21 @@ pub enum Evidence {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         note: String,
     },
+    /// An automatic explanation (`circuitscope explain`, N2G) taken as the label with `:accept`, and its score
+    /// on held-out text.
+    Explanation {
+        /// The explanation, e.g. `fires on "[[" after "= "`.
+        text: String,
+        /// Correlation of the activations it predicts with the real ones.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        correlation: Option<f32>,
+        /// Of the tokens it predicts to fire, the share that does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        precision: Option<f32>,
+        /// Of the tokens that fire, the share it predicts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recall: Option<f32>,
+    },
 }
 
 /// A label another session gave the node, kept by [`merge`](mod@merge) until the analyst resolves it.
@@ -278,6 +293,15 @@ impl Annotation {
             && self.confidence.is_none()
             && self.evidence.is_empty()
             && self.conflict.is_empty()
+    }
+
+    /// Whether the label is an automatic explanation taken unchanged with `:accept` (the export marks it).
+    pub fn label_is_automatic(&self) -> bool {
+        !self.label.is_empty()
+            && self
+                .evidence
+                .iter()
+                .any(|e| matches!(e, Evidence::Explanation { text, .. } if *text == self.label))
     }
 
     /// Resolves a label conflict by choosing candidate `i`.

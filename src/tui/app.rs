@@ -87,6 +87,9 @@ pub struct App {
     pub hist_pos: usize,
     pub marks: BTreeSet<NodeId>,
     pub annotations: BTreeMap<NodeId, Annotation>,
+    /// Automatic explanations (`circuitscope explain`) of the circuit's nodes: shown, dimmed, where the analyst
+    /// has written no label; `:accept` takes one as the label.
+    pub auto: BTreeMap<NodeId, crate::workbench::AutoLabel>,
     /// Edge-strength threshold as a fraction of the largest |weight|.
     pub threshold: f64,
     /// The map shows every node's label (`L`); by default only the selected and marked nodes'.
@@ -145,6 +148,7 @@ impl App {
             hist_pos: 0,
             marks: BTreeSet::new(),
             annotations: BTreeMap::new(),
+            auto: BTreeMap::new(),
             threshold: 0.0,
             map_all_labels: false,
             edge_sel: 0,

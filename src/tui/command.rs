@@ -45,6 +45,8 @@ pub enum Command {
     Annotate(Annotate),
     /// `:evidence [prompt|ablation]`.
     Evidence(EvidenceKind),
+    /// `:accept`: the selected node's automatic explanation becomes its label, its score the evidence.
+    Accept,
     /// `:keep [NAME]`: None names it by number.
     Keep(Option<String>),
     /// `:recall NAME|N`.
@@ -272,6 +274,7 @@ impl Command {
                 "ablation" => EvidenceKind::Ablation,
                 _ => return Err(CommandError::Evidence),
             }),
+            "accept" => Command::Accept,
             "keep" => Command::Keep(non_empty(rest)),
             "recall" => Command::Recall(rest.to_string()),
             "export" => Command::Export(non_empty(rest)),
@@ -331,6 +334,7 @@ impl fmt::Display for Command {
             },
             Command::Evidence(EvidenceKind::Prompt) => "evidence prompt".to_string(),
             Command::Evidence(EvidenceKind::Ablation) => "evidence ablation".to_string(),
+            Command::Accept => "accept".to_string(),
             Command::Keep(name) => opt("keep", name),
             Command::Recall(which) => format!("recall {which}"),
             Command::Export(file) => opt("export", file),
@@ -422,6 +426,7 @@ pub fn execute(app: &mut App, cmd: Command) {
         Command::Annotate(a) => app.annotate(a),
         Command::Evidence(EvidenceKind::Prompt) => app.attach_prompt_evidence(),
         Command::Evidence(EvidenceKind::Ablation) => app.attach_ablation_evidence(),
+        Command::Accept => app.accept_explanation(),
         Command::Keep(name) => app.keep_prompt(name.as_deref().unwrap_or("")),
         Command::Recall(which) => app.recall_prompt(&which),
         Command::Save => app.save_command(),
@@ -468,6 +473,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         ":evidence [prompt|ablation]",
         "attach the lab's prompt (default) or the last ablation result to the selected node",
+    ),
+    (
+        ":accept",
+        "take the selected node's automatic explanation (`circuitscope explain`) as its label, its score as evidence",
     ),
     (
         ":resolve N",

@@ -331,6 +331,32 @@ impl App {
         self.note_unsaved();
     }
 
+    /// `:accept`: the selected node's automatic explanation becomes its label, with the explanation and its
+    /// held-out score attached as evidence (so that the export can mark the label automatic).
+    pub fn accept_explanation(&mut self) {
+        let Some(n) = self.selected else {
+            self.status = "no node selected".into();
+            return;
+        };
+        let Some(auto) = self.auto.get(&n).cloned() else {
+            self.status = format!("{n}: no automatic explanation; make them with `circuitscope explain`");
+            return;
+        };
+        let a = self.annotations.entry(n).or_default();
+        a.label = auto.text.clone();
+        let evidence = session::Evidence::Explanation {
+            text: auto.text,
+            correlation: auto.correlation,
+            precision: auto.precision,
+            recall: auto.recall,
+        };
+        if !a.evidence.contains(&evidence) {
+            a.evidence.push(evidence);
+        }
+        self.status = format!("{n}: label {:?} (automatic, {})", a.label, auto.score);
+        self.note_unsaved();
+    }
+
     /// Appends to the status that the change just made will not be saved, when the session is read-only: the
     /// answer must not read as if the change were kept.
     pub(crate) fn note_unsaved(&mut self) {

@@ -4,6 +4,7 @@
 //!
 //! Nothing here imports ratatui or `crate::tui`.
 
+pub mod auto_labels;
 pub mod engine;
 pub mod heads;
 pub mod open;
@@ -12,6 +13,7 @@ pub mod protocol;
 pub mod report;
 pub mod scan_source;
 
+pub use auto_labels::AutoLabel;
 pub use engine::{spawn, Engine, EngineError};
 pub use open::{model_tokenizer, open, task_description, task_names, OpenError, OpenOptions, Opened};
 pub use protocol::{
@@ -27,6 +29,7 @@ mod tests {
     #[test]
     fn the_workbench_imports_no_ui() {
         let sources = [
+            ("auto_labels.rs", include_str!("auto_labels.rs")),
             ("engine.rs", include_str!("engine.rs")),
             ("heads.rs", include_str!("heads.rs")),
             ("open.rs", include_str!("open.rs")),

@@ -141,6 +141,8 @@ pub struct Opened {
     pub engine: Engine,
     /// One line per thing the user should know (config oddities, an unusable scan, a session for another model).
     pub warnings: Vec<String>,
+    /// The circuit nodes' automatic explanations stored beside the scan (empty when none were made).
+    pub explanations: std::collections::BTreeMap<crate::circuit::NodeId, super::AutoLabel>,
 }
 
 /// A built-in task's description and its targets (None: no built-in task of that name).
@@ -194,6 +196,13 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
             None
         }
     };
+    let explanations = match super::auto_labels::load(&opts.model, &fingerprint, circuit.nodes.iter().map(|n| n.id)) {
+        Ok(e) => e,
+        Err(e) => {
+            warnings.push(format!("explanations not used: {e}"));
+            Default::default()
+        }
+    };
     // The circuit's own task wins over --task's default when the file names one.
     let task = if circuit.task.is_empty() {
         opts.task.clone()
@@ -239,6 +248,7 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
         session,
         engine,
         warnings,
+        explanations,
     })
 }
 

@@ -9,6 +9,7 @@ mod corpus;
 mod crash;
 mod errors;
 mod example_session;
+mod explain;
 mod framework;
 mod fuzz;
 mod gpt2;

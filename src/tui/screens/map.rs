@@ -114,6 +114,22 @@ pub fn chip(app: &App, n: &NodeId) -> String {
     s
 }
 
+/// The automatic explanation shown (dimmed, after the chip) where [`chip`] would show a label but the analyst
+/// has written none: `~fires on "x"…`, cut like labels are.
+pub fn auto_chip(app: &App, n: &NodeId) -> Option<String> {
+    let labeled = app.map_all_labels || app.selected == Some(*n) || app.marks.contains(n);
+    let has_label = app.annotations.get(n).is_some_and(|a| !a.label.is_empty());
+    if !labeled || has_label {
+        return None;
+    }
+    let text = &app.auto.get(n)?.text;
+    let mut short: String = text.chars().take(12).collect();
+    if text.chars().count() > 12 {
+        short.push('…');
+    }
+    Some(format!("~{short}"))
+}
+
 struct Placed {
     line: usize,
     col: usize,
@@ -175,7 +191,8 @@ fn draw_graph(app: &App, f: &mut Frame, area: Rect) {
             }
             for n in nodes {
                 let text = chip(app, n);
-                let w = text_width(&text);
+                let auto = auto_chip(app, n);
+                let w = text_width(&text) + auto.as_deref().map_or(0, text_width);
                 if col + w + 1 > width && col > label_w {
                     lines.push(Line::from(std::mem::take(&mut spans)));
                     spans.push(Span::raw(" ".repeat(label_w)));
@@ -189,6 +206,9 @@ fn draw_graph(app: &App, f: &mut Frame, area: Rect) {
                     node: *n,
                 });
                 spans.push(Span::styled(text, style));
+                if let Some(a) = auto {
+                    spans.push(Span::styled(a, t.dim()));
+                }
                 spans.push(Span::raw(" "));
                 col += w + 1;
             }
@@ -427,6 +447,14 @@ pub fn node_summary(app: &App, n: &NodeId) -> Vec<Line<'static>> {
         if !a.notes.is_empty() {
             lines.push(Line::from(format!("notes: {}", a.notes.replace('\n', " ¶ "))));
         }
+    }
+    if let Some(auto) = app.auto.get(n) {
+        let unlabeled = app.annotations.get(n).is_none_or(|a| a.label.is_empty());
+        let hint = if unlabeled { " · :accept" } else { "" };
+        lines.push(Line::styled(
+            format!("auto: {} ({}{hint})", auto.text, auto.score),
+            t.dim(),
+        ));
     }
     let cn = app.circuit.file.node(n);
     lines.push(Line::from(format!(

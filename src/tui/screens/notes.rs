@@ -244,5 +244,9 @@ pub fn evidence_summary(e: &crate::session::Evidence, n: &crate::circuit::NodeId
             logit_diff_before.map_or("—".into(), |d| format!("{d:+.3}")),
             logit_diff_after.map_or("—".into(), |d| format!("{d:+.3}"))
         ),
+        Evidence::Explanation { text, correlation, .. } => format!(
+            "· automatic explanation {text:?}: correlation {}",
+            correlation.map_or("—".into(), |c| format!("{c:.2}"))
+        ),
     }
 }
