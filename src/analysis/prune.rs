@@ -544,6 +544,9 @@ pub(crate) struct Diagnose<'a> {
     pub max_edge_ablations: usize,
 }
 
+/// A circuit file's diagnostics: the loss with each node, each block and each weight edge also ablated.
+pub(crate) type Diagnostics = (Vec<CircuitNode>, Vec<BlockLoss>, Vec<CircuitEdge>);
+
 /// The circuit `ids` (with the weight edges `removed` already ablated) minus one node, minus one block and minus
 /// one weight edge, each on `d.data`: the diagnostics a circuit file carries. Removed edges are not listed.
 pub(crate) fn diagnostics(
@@ -551,7 +554,7 @@ pub(crate) fn diagnostics(
     ids: &[NodeId],
     removed: &[(NodeId, NodeId)],
     progress: &dyn Progress,
-) -> Result<(Vec<CircuitNode>, Vec<BlockLoss>, Vec<CircuitEdge>), PruneError> {
+) -> Result<Diagnostics, PruneError> {
     let cfg = &d.model.config;
     let complement = NodeSet::of(cfg, ids).inverted();
     let edited;
