@@ -1,7 +1,7 @@
 //! circuitscope: a terminal workbench for circuits in weight-sparse transformers.
 //!
-//! Dependency direction: `cli` → `tui` → `workbench` → `session`, `export`, `circuit`, `analysis` → `model`,
-//! `data`, `tokenize` → `circuitscope-kernels`.
+//! Dependency direction (floors; see `docs/architecture.md`): `cli` → `tui` → `workbench` → `export`, `train` →
+//! `session`, `analysis` → `circuit` → `model`, `data`, `tokenize`, `optim` → `fsio`, `circuitscope-kernels`.
 
 #![warn(missing_docs)]
 

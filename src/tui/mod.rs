@@ -43,6 +43,8 @@ pub struct Loaded {
     pub app: App,
     /// The engine that owns the model and its tensors, for the worker thread.
     pub engine: Engine,
+    /// What opened but not as asked (from opening the files, then from restoring the session), one line each;
+    /// the CLI prints them to stderr before the terminal is taken over.
     pub warnings: Vec<String>,
 }
 
