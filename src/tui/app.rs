@@ -57,9 +57,11 @@ pub enum Hit {
     Node(NodeId),
     /// A tab in the tab bar: switches to that screen.
     Tab(Screen),
-    /// Row `i` of the selected node's edge list (as [`App::edges`] orders it): follows that edge.
+    /// Row `i` of the selected node's edge list (as [`App::edges`] orders it): highlights it, or follows it when
+    /// it is already highlighted.
     Edge(usize),
-    /// Row `i` of the lab's magnitudes table, counted from the table's top row (not its scroll position).
+    /// Row `i` of the lab's magnitudes table (an index into [`App::magnitudes`], whatever the scroll): selects
+    /// that row and its node.
     TableRow(usize),
     /// Token `i` of the lab's run: moves the token cursor there.
     Token(usize),

@@ -19,7 +19,7 @@ pub enum Command {
     SaveQuit,
     /// `:w`, `:save`.
     Save,
-    /// `:help`, `:h`: opens the help overlay.
+    /// `:help`: opens the help overlay.
     Help,
     /// `:goto ID`, `:g ID`.
     Goto(NodeId),
