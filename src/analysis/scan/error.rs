@@ -264,3 +264,16 @@ fn truncated_note(len: &u64, expected: &u64) -> &'static str {
         ""
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_size_mismatch_says_truncated_only_when_short() {
+        let short = CorruptScan::Size { len: 10, expected: 20 }.to_string();
+        assert_eq!(short, "10 bytes where index.json implies 20 (truncated)");
+        let long = CorruptScan::Size { len: 30, expected: 20 }.to_string();
+        assert_eq!(long, "30 bytes where index.json implies 20");
+    }
+}
