@@ -88,7 +88,7 @@ pub struct MagnitudeRow {
 }
 
 /// The workbench's whole state: the circuit, what is selected and marked, each screen's state, and the requests
-/// waiting for the engine. Changed only by [`update`]; drawn by [`super::view`].
+/// waiting for the engine. Changed only by [`update`]; drawn by [`super::view()`].
 pub struct App {
     /// The circuit under study, with the lookups the screens draw from.
     pub circuit: CircuitView,
