@@ -19,7 +19,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::error::{io_err, CircuitError, Result};
+use super::error::{io_err, CircuitError, InvalidCircuit, Result};
 use super::node_id::{split_indexed, NodeId, NodeIdError};
 use crate::model::{Checkpoint, Config};
 
@@ -421,10 +421,7 @@ impl CircuitFile {
 
     /// The file's text: pretty JSON with arrays of scalars on one line.
     pub fn to_json_string(&self) -> Result<String> {
-        let mut value = serde_json::to_value(self).map_err(|e| CircuitError::Invalid {
-            circuit: self.task.clone(),
-            msg: format!("cannot serialise: {e}"),
-        })?;
+        let mut value = serde_json::to_value(self).map_err(|e| self.invalid(InvalidCircuit::Serialise(e)))?;
         // The version says what a reader must understand: only removed edges need version 2.
         value["format_version"] = if self.removed_edges.is_empty() {
             CIRCUIT_FORMAT_BASE_VERSION
@@ -444,10 +441,10 @@ impl CircuitFile {
         crate::fsio::write_atomic(path, text.as_bytes()).map_err(|e| io_err(path)(e.into_io()))
     }
 
-    fn invalid(&self, msg: impl Into<String>) -> CircuitError {
+    fn invalid(&self, reason: InvalidCircuit) -> CircuitError {
         CircuitError::Invalid {
             circuit: self.task.clone(),
-            msg: msg.into(),
+            reason: Box::new(reason),
         }
     }
 
@@ -455,32 +452,34 @@ impl CircuitFile {
     /// and that token ids fit its vocabulary.
     pub fn validate(&self, cfg: &Config) -> Result<()> {
         if self.format_version > CIRCUIT_FORMAT_VERSION {
-            return Err(self.invalid(format!(
-                "format_version {} is newer than this circuitscope reads ({CIRCUIT_FORMAT_VERSION})",
-                self.format_version
-            )));
+            return Err(self.invalid(InvalidCircuit::NewerVersion {
+                found: self.format_version,
+                supported: CIRCUIT_FORMAT_VERSION,
+            }));
         }
         if self.model.num_total_nodes != cfg.num_nodes() {
-            return Err(self.invalid(format!(
-                "made for a model with {} nodes, but this model has {}",
-                self.model.num_total_nodes,
-                cfg.num_nodes()
-            )));
+            return Err(self.invalid(InvalidCircuit::NodeCount {
+                made_for: self.model.num_total_nodes,
+                model: cfg.num_nodes(),
+            }));
         }
-        let check = |n: &NodeId, what: &str| n.check(cfg).map_err(|m| self.invalid(format!("{what}: {m}")));
+        let check = |n: &NodeId, section: &'static str| {
+            n.check(cfg)
+                .map_err(|error| self.invalid(InvalidCircuit::NodeOutsideModel { section, error }))
+        };
         let mut seen = std::collections::HashSet::new();
         for n in &self.nodes {
             check(&n.id, "nodes")?;
             if !seen.insert(n.id) {
-                return Err(self.invalid(format!("nodes: `{}` is listed twice", n.id)));
+                return Err(self.invalid(InvalidCircuit::DuplicateNode { node: n.id }));
             }
         }
         for b in &self.blocks {
             if b.block.layer >= cfg.n_layer {
-                return Err(self.invalid(format!(
-                    "blocks: `{}` does not exist (the model has {} layers)",
-                    b.block, cfg.n_layer
-                )));
+                return Err(self.invalid(InvalidCircuit::NoSuchBlock {
+                    block: b.block,
+                    n_layer: cfg.n_layer,
+                }));
             }
         }
         for e in &self.edges {
@@ -488,10 +487,11 @@ impl CircuitFile {
                 match end {
                     EdgeEnd::Node(n) => check(n, "edges")?,
                     EdgeEnd::Embed(Some(t)) | EdgeEnd::Unembed(Some(t)) if *t as usize >= cfg.vocab_size => {
-                        return Err(self.invalid(format!(
-                            "edges: `{end}`: token {t} is outside the vocabulary ({})",
-                            cfg.vocab_size
-                        )))
+                        return Err(self.invalid(InvalidCircuit::EdgeToken {
+                            end: *end,
+                            token: *t,
+                            vocab: cfg.vocab_size,
+                        }))
                     }
                     _ => {}
                 }
@@ -501,19 +501,21 @@ impl CircuitFile {
         for e in &self.removed_edges {
             for n in [&e.source, &e.target] {
                 if !members.contains(n) {
-                    return Err(self.invalid(format!(
-                        "removed_edges: `{}` → `{}`: `{n}` is not a node of the circuit",
-                        e.source, e.target
-                    )));
+                    return Err(self.invalid(InvalidCircuit::RemovedEdgeEnd {
+                        from: e.source,
+                        to: e.target,
+                        node: *n,
+                    }));
                 }
             }
         }
-        let check_tokens = |toks: &[u32], what: &str| -> Result<()> {
+        let check_tokens = |toks: &[u32], section: &'static str| -> Result<()> {
             match toks.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-                Some(t) => Err(self.invalid(format!(
-                    "{what}: token {t} is outside the vocabulary ({})",
-                    cfg.vocab_size
-                ))),
+                Some(&token) => Err(self.invalid(InvalidCircuit::Token {
+                    section,
+                    token,
+                    vocab: cfg.vocab_size,
+                })),
                 None => Ok(()),
             }
         };
@@ -525,9 +527,7 @@ impl CircuitFile {
             for (n, acts) in &ts.acts {
                 check(n, "task_samples")?;
                 if acts.len() != rows || acts.iter().any(|r| r.len() != cols) {
-                    return Err(self.invalid(format!(
-                        "task_samples: activations of `{n}` are not {rows}×{cols} like the tokens"
-                    )));
+                    return Err(self.invalid(InvalidCircuit::SampleShape { node: *n, rows, cols }));
                 }
             }
         }
@@ -537,12 +537,12 @@ impl CircuitFile {
                 for e in qs.iter().flat_map(|q| q.bottom.iter().chain(&q.top)) {
                     check_tokens(&e.tokens, "exemplars")?;
                     if e.acts.len() != e.tokens.len() || e.pivot >= e.tokens.len().max(1) {
-                        return Err(self.invalid(format!(
-                            "exemplars of `{n}`: {} tokens, {} activations, pivot {}",
-                            e.tokens.len(),
-                            e.acts.len(),
-                            e.pivot
-                        )));
+                        return Err(self.invalid(InvalidCircuit::ExemplarShape {
+                            node: *n,
+                            tokens: e.tokens.len(),
+                            acts: e.acts.len(),
+                            pivot: e.pivot,
+                        }));
                     }
                 }
             }

@@ -33,12 +33,12 @@ pub enum SessionError {
         source: std::io::Error,
     },
     /// The file is not valid session json or holds impossible values; it is not overwritten.
-    #[error("{path} is not a valid session file: {msg}; left untouched")]
+    #[error("{path} is not a valid session file: {reason}; left untouched")]
     Corrupt {
         /// The session file, as displayed.
         path: String,
         /// What is wrong with it.
-        msg: String,
+        reason: CorruptSession,
     },
     /// The file was written by a newer build.
     #[error(
@@ -94,6 +94,20 @@ pub enum SessionError {
         /// The model fingerprint the second records.
         b_fingerprint: String,
     },
+}
+
+/// Why a session file does not parse (the `reason` of [`SessionError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CorruptSession {
+    /// The file is not JSON.
+    #[error("not JSON ({0})")]
+    NotJson(serde_json::Error),
+    /// The file has no numeric `format_version`.
+    #[error("no format_version")]
+    NoVersion,
+    /// The file is JSON but not a session's; serde_json's message names the field, so it is kept as is.
+    #[error("{0}")]
+    Schema(serde_json::Error),
 }
 
 /// A value in a session file that the UI never writes.
@@ -431,15 +445,15 @@ impl Session {
     /// Parses a session, refusing newer format versions (checked first, so that a newer file with fields we do
     /// not know says "newer", not "corrupt").
     pub fn from_json(text: &str, path: &str) -> Result<Session> {
-        let corrupt = |msg: String| SessionError::Corrupt {
+        let corrupt = |reason: CorruptSession| SessionError::Corrupt {
             path: path.to_string(),
-            msg,
+            reason,
         };
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| corrupt(format!("not JSON ({e})")))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| corrupt(CorruptSession::NotJson(e)))?;
         let version = value
             .get("format_version")
             .and_then(|v| v.as_u64())
-            .ok_or_else(|| corrupt("no format_version".into()))?;
+            .ok_or_else(|| corrupt(CorruptSession::NoVersion))?;
         if version > SESSION_FORMAT_VERSION as u64 {
             return Err(SessionError::NewerVersion {
                 path: path.to_string(),
@@ -447,7 +461,7 @@ impl Session {
                 supported: SESSION_FORMAT_VERSION,
             });
         }
-        let session: Session = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        let session: Session = serde_json::from_value(value).map_err(|e| corrupt(CorruptSession::Schema(e)))?;
         session.check_values().map_err(|reason| SessionError::BadValue {
             path: path.to_string(),
             reason,

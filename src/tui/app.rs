@@ -34,8 +34,10 @@ use super::theme::Theme;
 use crate::circuit::{GraphNode, NodeId};
 use crate::workbench::{Ablation, AblationKind, NodeDetail, Reply, Request, RunSummary};
 
+/// What typed keys go to: the screens' bindings, or one of the text inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Keys go through [`keymap`] to the screen's and the app's actions.
     Normal,
     /// Editing the lab's prompt.
     Insert,
@@ -52,19 +54,31 @@ pub use crate::session::Annotation;
 /// Where a mouse click lands, recorded while drawing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Hit {
+    /// A node drawn on the map or listed in a table: selects it.
     Node(NodeId),
+    /// A tab in the tab bar: switches to that screen.
     Tab(Screen),
+    /// Row `i` of the selected node's edge list (as [`App::edges`] orders it): highlights it, or follows it when
+    /// it is already highlighted.
     Edge(usize),
+    /// Row `i` of the lab's magnitudes table (an index into [`App::magnitudes`], whatever the scroll): selects
+    /// that row and its node.
     TableRow(usize),
+    /// Token `i` of the lab's run: moves the token cursor there.
     Token(usize),
 }
 
 /// One row of the magnitudes table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MagnitudeRow {
+    /// The circuit node this row is about.
     pub node: NodeId,
+    /// The node's activation at the cursor token in the current run.
     pub value: f32,
+    /// The node's activation at the aligned token of the pinned baseline (None: no baseline, or no token there;
+    /// see [`baseline_position`]).
     pub baseline: Option<f32>,
+    /// `value` − `baseline` (the baseline counts as 0 when there is none), the quantity the table sorts by.
     pub change: f32,
     /// The node's direct effect on the task's logit(A) − logit(B) at the last token (None: no direct path, or
     /// no single-token targets).
@@ -74,18 +88,32 @@ pub struct MagnitudeRow {
     pub sigmas: Option<f32>,
 }
 
+/// The workbench's whole state: the circuit, what is selected and marked, each screen's state, and the requests
+/// waiting for the engine. Changed only by [`update`]; drawn by [`super::view()`].
 pub struct App {
+    /// The circuit under study, with the lookups the screens draw from.
     pub circuit: CircuitView,
+    /// The task's name (its file stem), shown in the title and used to pick the session and switch tasks.
     pub task: String,
+    /// Colours and glyphs for the terminal's colour support.
     pub theme: Theme,
+    /// The screen shown under the tab bar.
     pub screen: Screen,
+    /// Where typed keys go (bindings or one of the text inputs).
     pub mode: Mode,
+    /// The help overlay is open (`?`); it lists the bindings of the current screen.
     pub help: bool,
+    /// The help overlay's first shown line; clamped when drawn so it never scrolls past the end.
     pub help_scroll: usize,
+    /// The node the inspector, the map's highlight and the lab's evidence refer to (None: an empty circuit).
     pub selected: Option<NodeId>,
+    /// Nodes selected by jumps, oldest first, for `back`/`forward` like a browser's history.
     pub history: Vec<NodeId>,
+    /// Index into `history` of the current position; below `history.len()` whenever `history` is not empty.
     pub hist_pos: usize,
+    /// Nodes marked with `m`, in node order (`'` cycles through them); kept in the session.
     pub marks: BTreeSet<NodeId>,
+    /// Each node's label, notes and evidence, kept in the session.
     pub annotations: BTreeMap<NodeId, Annotation>,
     /// Automatic explanations (`circuitscope explain`) of the circuit's nodes: shown, dimmed, where the analyst
     /// has written no label; `:accept` takes one as the label.
@@ -94,17 +122,30 @@ pub struct App {
     pub threshold: f64,
     /// The map shows every node's label (`L`); by default only the selected and marked nodes'.
     pub map_all_labels: bool,
+    /// The highlighted row of the selected node's edge list (an index into [`App::edges`]); reset on every
+    /// selection or threshold change.
     pub edge_sel: usize,
+    /// The `/` jump's query as typed.
     pub search: String,
+    /// The highlighted row of the `/` jump's fuzzy matches.
     pub search_sel: usize,
+    /// The `:` command line as typed (without the colon).
     pub command: String,
+    /// The lab's prompt editor; its text is what runs.
     pub prompt: TextArea<'static>,
+    /// The lab's runs, baseline, ablations and their undo history.
     pub lab: LabState,
+    /// Node details the engine has sent (top activations, neighbours), cached for the inspector.
     pub details: HashMap<NodeId, NodeDetail>,
+    /// Nodes whose details were requested and have not arrived, so that each is asked for once.
     pub detail_pending: BTreeSet<NodeId>,
+    /// The inspector's scroll and view state.
     pub inspector: InspectorState,
+    /// Requests waiting for the engine; the runtime (or a test) takes them with [`App::take_requests`].
     pub outbox: Vec<Request>,
+    /// The one-line message in the status bar: the outcome of the last action or an error.
     pub status: String,
+    /// Set by `q`/`:q`: the runtime leaves its loop after this message.
     pub quit: bool,
     /// Set by `:task NAME` together with `quit`: the runtime reopens the workbench on that task's circuit (the
     /// file beside the current one), with that task's session.
@@ -115,21 +156,33 @@ pub struct App {
     pub debounce: Duration,
     /// Show run times (off in snapshot tests, where they would differ run to run).
     pub show_timing: bool,
+    /// The terminal's size in cells (width, height), kept up to date from resize events.
     pub size: (u16, u16),
     /// The session this app saves to (None: nothing is kept after quit).
     pub session: Option<SessionState>,
+    /// The notes screen's state (its cursor and filter).
     pub notes: NotesState,
+    /// The pruning screen's state.
     pub pruning: PruningState,
+    /// The embedding screen's state (the residual channel shown).
     pub embed: EmbedState,
+    /// The pairs screen's state.
     pub pairs: PairsState,
+    /// The Heads screen's state (the selected head, the colouring score, the composition kind).
     pub heads: HeadsState,
+    /// The clickable areas of the last frame, recorded while drawing and cleared at the start of each frame; a
+    /// `RefCell` because drawing takes the app by shared reference.
     pub hits: RefCell<Vec<(Rect, Hit)>>,
 }
 
+/// The smallest terminal width (cells) the workbench draws in; below it a message asks for a larger window.
 pub const MIN_WIDTH: u16 = 80;
+/// The smallest terminal height (cells) the workbench draws in.
 pub const MIN_HEIGHT: u16 = 24;
 
 impl App {
+    /// An app on the map screen with the circuit's first node selected, no session, and a run of `prompt` already
+    /// queued in the outbox.
     pub fn new(circuit: CircuitView, task: String, prompt: &str, theme: Theme) -> App {
         let selected = circuit.first_node();
         let mut ta = TextArea::new(prompt.split('\n').map(str::to_string).collect());
@@ -183,6 +236,7 @@ impl App {
         app
     }
 
+    /// The prompt editor's text, lines joined with `\n`.
     pub fn prompt_text(&self) -> String {
         self.prompt.lines().join("\n")
     }
@@ -263,6 +317,7 @@ impl App {
         }
     }
 
+    /// Goes back one step in the selection history (no-op at its start).
     pub fn back(&mut self) {
         if self.hist_pos > 0 {
             self.hist_pos -= 1;
@@ -270,6 +325,7 @@ impl App {
         }
     }
 
+    /// Goes forward one step in the selection history (no-op at its end).
     pub fn forward(&mut self) {
         if self.hist_pos + 1 < self.history.len() {
             self.hist_pos += 1;
@@ -277,6 +333,8 @@ impl App {
         }
     }
 
+    /// Shows screen `s`, asking the engine for what it needs (the inspector's node details; the embedding screen
+    /// follows the selected node when it is a residual channel).
     pub fn set_screen(&mut self, s: Screen) {
         self.screen = s;
         if s == Screen::Inspector {
@@ -294,6 +352,8 @@ impl App {
         }
     }
 
+    /// The selected node's edges that pass the threshold, as [`CircuitView::edges`] lists them: in-edges then
+    /// out-edges, strongest first within each (empty with no selection).
     pub fn edges(&self) -> Vec<EdgeItem> {
         match self.selected {
             Some(n) => self.circuit.edges(&n, self.threshold),
@@ -310,6 +370,7 @@ impl App {
         }
     }
 
+    /// Marks the selected node, or unmarks it if it was marked, and says so in the status line.
     pub fn toggle_mark(&mut self) {
         if let Some(n) = self.selected {
             if !self.marks.remove(&n) {
@@ -322,6 +383,7 @@ impl App {
         }
     }
 
+    /// Jumps to the next marked node after the selected one in node order, wrapping to the first.
     pub fn next_mark(&mut self) {
         let Some(&first) = self.marks.iter().next() else {
             self.status = "no marks (m marks the selected node)".into();
@@ -403,6 +465,7 @@ impl App {
         self.request_run();
     }
 
+    /// Restores the ablations before the last change and re-runs (the current set goes on the redo stack).
     pub fn undo(&mut self) {
         match self.lab.undo.pop() {
             Some(prev) => {
@@ -414,6 +477,7 @@ impl App {
         }
     }
 
+    /// Re-applies the last undone change of ablations and re-runs.
     pub fn redo(&mut self) {
         match self.lab.redo.pop() {
             Some(next) => {
@@ -425,6 +489,7 @@ impl App {
         }
     }
 
+    /// Pins the current run as the baseline the magnitudes table compares against (no-op before the first run).
     pub fn pin_baseline(&mut self) {
         if let Some(r) = &self.lab.run {
             self.lab.baseline = Some(r.clone());
@@ -745,21 +810,37 @@ impl App {
 /// What the app-wide keys do (bound in [`keymap::BINDINGS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppAction {
+    /// Quits (saving the session).
     Quit,
+    /// Opens the help overlay.
     Help,
+    /// Opens the `:` command line.
     CommandLine,
+    /// Opens the `/` fuzzy jump to a node.
     Search,
+    /// Switches to a given screen.
     Screen(Screen),
+    /// Switches to the next tab (wrapping).
     NextScreen,
+    /// Switches to the previous tab (wrapping).
     PrevScreen,
+    /// Back in the selection history.
     Back,
+    /// Forward in the selection history.
     Forward,
+    /// Marks or unmarks the selected node.
     ToggleMark,
+    /// Jumps to the next marked node.
     NextMark,
+    /// Raises the edge threshold by 0.05 of the largest |weight|.
     ThresholdUp,
+    /// Lowers the edge threshold by 0.05 of the largest |weight|.
     ThresholdDown,
+    /// Redoes the last undone change of ablations.
     Redo,
+    /// Attaches the current prompt's activation of the selected node to its annotation as evidence.
     PromptEvidence,
+    /// Attaches the current ablations' effect on the task to the selected node's annotation as evidence.
     AblationEvidence,
 }
 

@@ -10,33 +10,46 @@ use crate::session::Annotation;
 /// One line of the circuit map: the nodes of one site of one block, grouped by head for q/k/v.
 #[derive(Debug, Clone)]
 pub struct MapRow {
+    /// The block the row belongs to (None: the final residual, which is in no block).
     pub block: Option<BlockId>,
+    /// The site (hook) whose nodes the row lists.
     pub site: Site,
     /// (head, nodes) groups; head is None outside q/k/v.
     pub groups: Vec<(Option<usize>, Vec<NodeId>)>,
+    /// The row's nodes in forward order, as the map's cursor walks them.
     pub nodes: Vec<NodeId>,
 }
 
 /// A block header on the map.
 #[derive(Debug, Clone)]
 pub struct BlockInfo {
+    /// The block this header stands above.
     pub block: BlockId,
     /// Halved loss change when the whole block is ablated.
     pub delta: Option<f64>,
+    /// How many circuit nodes the block holds.
     pub count: usize,
 }
 
 /// The circuit as the UI shows it: the file, its graph, and the map's rows.
 pub struct CircuitView {
+    /// The circuit file as loaded (nodes, edges, losses, block ablations).
     pub file: CircuitFile,
+    /// The circuit's edges as a graph, for the edge lists and following edges.
     pub graph: CircuitGraph,
+    /// Where the circuit file was read from (sessions and `:task` are found beside it).
     pub path: PathBuf,
+    /// The model's name as the circuit file records it, for the title.
     pub model_name: String,
+    /// The model's head size: q/k/v node indices split into (head, channel) with it.
     pub d_head: usize,
     /// The model's block count: TransformerLens-spelled node ids (`blocks.1.hook_resid_post[3]`) need it.
     pub n_layer: usize,
+    /// The map's rows in forward order.
     pub rows: Vec<MapRow>,
+    /// The map's block headers, in block order (blocks without circuit nodes are absent).
     pub blocks: Vec<BlockInfo>,
+    /// The largest |weight| of any edge, the unit of the edge threshold (0 for a circuit without weight edges).
     pub max_weight: f64,
     /// Largest |node delta| (halved), for shading.
     pub max_node_delta: f64,
@@ -44,6 +57,8 @@ pub struct CircuitView {
 }
 
 impl CircuitView {
+    /// Builds the map's rows and block headers from the file and its graph; `(n_layer, d_head)` come from the model's
+    /// config.
     pub fn new(
         file: CircuitFile,
         graph: CircuitGraph,
@@ -116,10 +131,12 @@ impl CircuitView {
         }
     }
 
+    /// The node's (row, column) on the map (None: not in the circuit).
     pub fn position(&self, n: &NodeId) -> Option<(usize, usize)> {
         self.pos.get(n).copied()
     }
 
+    /// The first node on the map in forward order (None: an empty circuit).
     pub fn first_node(&self) -> Option<NodeId> {
         self.rows.first().and_then(|r| r.nodes.first()).copied()
     }
@@ -203,9 +220,13 @@ pub fn fuzzy_score(q: &str, s: &str) -> Option<i64> {
     Some(score - s.len() as i64)
 }
 
+/// One row of a node's edge list: the edge and the node at its other end.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EdgeItem {
+    /// The edge points into the listed node (`other` is upstream); false: out of it.
     pub incoming: bool,
+    /// The node at the other end of the edge (possibly the circuit's end, which cannot be inspected).
     pub other: GraphNode,
+    /// The edge itself (kind and weight).
     pub edge: GraphEdge,
 }

@@ -19,12 +19,15 @@ pub enum Command {
     SaveQuit,
     /// `:w`, `:save`.
     Save,
+    /// `:help`: opens the help overlay.
     Help,
     /// `:goto ID`, `:g ID`.
     Goto(NodeId),
     /// `:ablate [ID] [zero|mean]`: None is the selected node.
     Ablate {
+        /// The node to ablate; None is the selected node.
         node: Option<NodeId>,
+        /// Zero or mean ablation (zero when not given).
         kind: AblationKind,
     },
     /// `:clear`: every ablation off.
@@ -33,12 +36,15 @@ pub enum Command {
     Task(Option<String>),
     /// `:threshold X`, `:t X`: a fraction in 0..=1.
     Threshold(f64),
+    /// `:pin`: the current run becomes the baseline.
     Pin,
     /// `:truncate`: toggles keeping the last block_size tokens of a prompt longer than the context.
     Truncate,
     /// `:sweep [FRAGMENT [N]]`: None keeps the current fragment / count.
     Sweep {
+        /// The text inserted repeatedly (escapes as in [`unescape`]).
         fragment: Option<String>,
+        /// The largest number of insertions.
         max: Option<usize>,
     },
     /// `:label`, `:note`, `:tags`, `:status`, `:confidence`, `:resolve` on the selected node.
@@ -64,9 +70,13 @@ pub enum Command {
 /// A change to the selected node's annotation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Annotate {
+    /// `:label TEXT`: the node's short name, shown on the map.
     Label(String),
+    /// `:note TEXT`: the node's free-text note.
     Note(String),
+    /// `:tags A B …`: replaces the node's tags.
     Tags(Vec<String>),
+    /// `:status hypothesis|supported|refuted`.
     Status(Status),
     /// None clears it.
     Confidence(Option<f32>),
@@ -77,7 +87,9 @@ pub enum Annotate {
 /// What `:evidence` attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvidenceKind {
+    /// The current run's activation of the selected node.
     Prompt,
+    /// The last ablation change and its effect on the task.
     Ablation,
 }
 
@@ -87,28 +99,40 @@ pub enum CommandError {
     /// An empty line (the app ignores it).
     #[error("no command")]
     Empty,
+    /// The first word is no command.
     #[error("unknown command `{0}` (? lists them)")]
     Unknown(String),
+    /// A node id that does not parse or is not in the circuit.
     #[error(transparent)]
     Node(#[from] NodeIdError),
+    /// `:ablate` with a kind other than `zero` or `mean`.
     #[error("unknown ablation `{0}` (zero or mean)")]
     AblationKind(String),
+    /// `:threshold` without a number in 0..=1.
     #[error("threshold takes a fraction in 0..1")]
     Threshold,
+    /// `:status` with an unknown status.
     #[error("status takes hypothesis, supported or refuted")]
     Status,
+    /// `:confidence` without a number in 0..=1.
     #[error("confidence takes a number in 0..1")]
     Confidence,
+    /// `:resolve` without a positive candidate number.
     #[error("resolve takes the number of a candidate (1, 2, …)")]
     Resolve,
+    /// `:evidence` with a kind other than `prompt` or `ablation`.
     #[error("evidence takes `prompt` (default) or `ablation`")]
     Evidence,
+    /// `:pairs` with a count that is not a number in 1..=`MAX_PAIRS`.
     #[error("pairs takes a number of pairs, 1 to {max}", max = crate::workbench::engine::MAX_PAIRS)]
     Pairs,
+    /// A quoted argument with no closing quote.
     #[error("unclosed quote: a quoted fragment ends with `\"` (write `\\\"` for a quote inside it)")]
     Unclosed,
+    /// `:sweep`'s count after the fragment is not a number.
     #[error("sweep takes a repeat count after the fragment, not `{0}`")]
     SweepCount(String),
+    /// `:sweep ""`: nothing to insert.
     #[error("the quoted fragment is empty")]
     EmptyFragment,
 }

@@ -17,7 +17,9 @@ const TAB: usize = 4;
 /// The part of the text in view: the first line shown and the first column shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Viewport {
+    /// The first text line in view (0-based).
     pub top: usize,
+    /// The first display column in view (tabs count as their expanded width).
     pub left: usize,
 }
 
@@ -67,9 +69,11 @@ pub fn display_col(line: &str, ch: usize) -> usize {
 /// What [`render`] drew: the viewport and how much of the text is out of view on each side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drawn {
+    /// The viewport drawn; the caller keeps it as the next frame's `prev_top`.
     pub view: Viewport,
     /// Lines above and below the view.
     pub above: usize,
+    /// Lines below the view.
     pub below: usize,
 }
 

@@ -21,14 +21,21 @@ use super::screens::Screen;
 pub enum Scope {
     /// Every screen (looked up first).
     Any,
+    /// The circuit map.
     Map,
     /// The map and the node inspector.
     Graph,
+    /// The node inspector.
     Inspector,
+    /// The prompt lab.
     Lab,
+    /// The notes screen.
     Notes,
+    /// The pruning screen.
     Pruning,
+    /// The embedding screen.
     Embedding,
+    /// The pairs screen.
     Pairs,
     Heads,
 }
@@ -70,7 +77,9 @@ impl Scope {
 /// A key as bound: the code, and whether Ctrl is held (Shift is part of the character).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Key {
+    /// The key pressed (a character includes its Shift).
     pub code: KeyCode,
+    /// Ctrl must be held (and, when false, must not be).
     pub ctrl: bool,
 }
 
@@ -108,14 +117,23 @@ impl Key {
 /// What a key does: an app-wide action or one screen's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// An app-wide action (screens, history, marks, threshold).
     App(AppAction),
+    /// An action shared by the map and the inspector.
     Graph(GraphAction),
+    /// A map action.
     Map(MapAction),
+    /// A node inspector action.
     Inspector(InspectorAction),
+    /// A prompt lab action.
     Lab(LabAction),
+    /// A notes screen action.
     Notes(NotesAction),
+    /// A pruning screen action.
     Pruning(PruningAction),
+    /// An embedding screen action.
     Embedding(EmbeddingAction),
+    /// A pairs screen action.
     Pairs(PairsAction),
     Heads(HeadsAction),
 }
@@ -123,9 +141,13 @@ pub enum Action {
 /// One row of the help: the keys as written, what they do, and the keys themselves with their actions.
 #[derive(Debug)]
 pub struct Binding {
+    /// Where the keys are live (also the help's grouping).
     pub scope: Scope,
+    /// The keys as the help writes them (`j k / arrows`).
     pub keys: &'static str,
+    /// What they do, one line in the help.
     pub help: &'static str,
+    /// Each key and the action it dispatches; [`lookup`] reads these.
     pub binds: &'static [(Key, Action)],
 }
 

@@ -32,14 +32,19 @@ use crate::workbench::{self, OpenError, Opened};
 /// Why the workbench could not open.
 #[derive(Debug, thiserror::Error)]
 pub enum TuiError {
+    /// The workbench's files (circuit, model, scan, session) could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),
 }
 
 /// Everything `open` loads: the app (for the UI thread) and the engine (for the worker), plus warnings.
 pub struct Loaded {
+    /// The app model, for the UI thread.
     pub app: App,
+    /// The engine that owns the model and its tensors, for the worker thread.
     pub engine: Engine,
+    /// What opened but not as asked (from opening the files, then from restoring the session), one line each;
+    /// the CLI prints them to stderr before the terminal is taken over.
     pub warnings: Vec<String>,
 }
 

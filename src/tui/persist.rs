@@ -15,6 +15,7 @@ use crate::workbench::{Ablation, AblationKind, Request, RunSummary};
 
 /// The session file behind an app.
 pub struct SessionState {
+    /// The session file (written atomically by the writer thread).
     pub path: PathBuf,
     /// What the app does not hold itself (created, circuit reference, saved prompts, summary), and the model.
     pub base: Session,
@@ -23,6 +24,7 @@ pub struct SessionState {
     /// None when read-only. Declared before `lock` so that it drops (flushing what is queued) while the lock is
     /// still held.
     pub writer: Option<SessionWriter>,
+    /// The lock that keeps a second workbench from writing the same session (None: read-only).
     pub lock: Option<SessionLock>,
     /// Something may have changed since the last snapshot went to the writer.
     pub dirty: bool,
@@ -30,6 +32,7 @@ pub struct SessionState {
     pub save_error: Option<String>,
 }
 
+/// The session file's form of a lab ablation.
 pub fn to_spec(a: &Ablation) -> AblationSpec {
     AblationSpec {
         node: a.node,
@@ -40,6 +43,7 @@ pub fn to_spec(a: &Ablation) -> AblationSpec {
     }
 }
 
+/// A lab ablation from the session file's form.
 pub fn from_spec(a: &AblationSpec) -> Ablation {
     Ablation {
         node: a.node,
@@ -249,6 +253,7 @@ impl App {
         }
     }
 
+    /// `:w`: saves now and waits for the write, saying where it went (or why not: no session, read-only).
     pub fn save_command(&mut self) {
         match &self.session {
             None => self.status = "no session (open with --session FILE)".into(),
@@ -544,6 +549,7 @@ impl App {
         }
     }
 
+    /// `:recall NAME|N`: puts a kept prompt (by name, or by its 1-based number) in the editor and runs it.
     pub fn recall_prompt(&mut self, which: &str) {
         let found = self.session.as_ref().and_then(|st| {
             let v = &st.base.saved_prompts;

@@ -3,11 +3,14 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
+/// How many colours the terminal shows, which decides how the theme's colours are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColorMode {
     /// NO_COLOR: no colours at all.
     None,
+    /// 256 colours: RGB values are mapped to the nearest of the xterm palette.
     Ansi256,
+    /// 24-bit colour: RGB values as they are.
     TrueColor,
 }
 
@@ -20,6 +23,7 @@ impl ColorMode {
         )
     }
 
+    /// [`ColorMode::detect`] on given values of NO_COLOR and COLORTERM (testable without touching the environment).
     pub fn from_env(no_color: Option<&str>, colorterm: Option<&str>) -> ColorMode {
         if no_color.is_some_and(|v| !v.is_empty()) {
             return ColorMode::None;
@@ -31,12 +35,15 @@ impl ColorMode {
     }
 }
 
+/// The workbench's styles for one colour mode; every screen takes its colours from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Theme {
+    /// The colour support the styles are written for.
     pub mode: ColorMode,
 }
 
 impl Theme {
+    /// The theme for `mode`.
     pub fn new(mode: ColorMode) -> Self {
         Theme { mode }
     }
@@ -56,10 +63,12 @@ impl Theme {
         }
     }
 
+    /// Body text: the terminal's own colours.
     pub fn text(&self) -> Style {
         Style::new()
     }
 
+    /// Secondary text (hints, units, stale numbers): grey; plain under NO_COLOR.
     pub fn dim(&self) -> Style {
         match self.mode {
             ColorMode::None => Style::new(),
@@ -67,34 +76,42 @@ impl Theme {
         }
     }
 
+    /// Pane and screen titles: bold light blue.
     pub fn title(&self) -> Style {
         self.fg(120, 180, 255).add_modifier(Modifier::BOLD)
     }
 
+    /// What needs the eye (key names in the help, the status message): bold amber.
     pub fn accent(&self) -> Style {
         self.fg(255, 200, 80).add_modifier(Modifier::BOLD)
     }
 
+    /// Errors and warnings: bold red.
     pub fn warn(&self) -> Style {
         self.fg(255, 90, 90).add_modifier(Modifier::BOLD)
     }
 
+    /// Good news (a gain in the lab, a loss within bounds on the pruning screen): green.
     pub fn good(&self) -> Style {
         self.fg(110, 210, 110)
     }
 
+    /// The selected row or node: reversed and bold, so it shows under NO_COLOR too.
     pub fn selected(&self) -> Style {
         Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
     }
 
+    /// Marked nodes: bold magenta.
     pub fn marked(&self) -> Style {
         self.fg(255, 120, 220).add_modifier(Modifier::BOLD)
     }
 
+    /// Pane borders: as dim text.
     pub fn border(&self) -> Style {
         self.dim()
     }
 
+    /// The focused pane's border: light blue.
     pub fn focused_border(&self) -> Style {
         self.fg(120, 180, 255)
     }

@@ -11,6 +11,8 @@ use super::app::{App, Hit, Mode, Screen, MIN_HEIGHT, MIN_WIDTH};
 use super::help;
 use super::screens::{embedding, heads, inspector, lab, map, notes, pairs, pruning};
 
+/// Draws the whole frame: the tab bar, the current screen, the status line and the overlays (help, `/`, `:`);
+/// clears and refills the click targets. A terminal below [`MIN_WIDTH`]×[`MIN_HEIGHT`] gets a message instead.
 pub fn view(app: &App, f: &mut Frame) {
     app.hits.borrow_mut().clear();
     let area = f.area();

@@ -2,7 +2,7 @@
 //! token reversed, or framed in `⟦ ⟧` without colours, the cursor token underlined) and a histogram line.
 
 use ratatui::layout::Rect;
-use ratatui::style::{Modifier, Style};
+use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
@@ -47,21 +47,25 @@ pub fn truncate_to_width(s: &str, w: usize) -> String {
 
 /// Options for [`heat_lines`].
 pub struct HeatStrip<'a> {
+    /// The token texts, one per cell.
     pub tokens: &'a [String],
+    /// One activation per token (same length as `tokens`).
     pub acts: &'a [f32],
     /// The extreme of the signed scale.
     pub scale: f32,
+    /// The token shown reversed (framed in `⟦ ⟧` without colours): the exemplar's peak.
     pub pivot: Option<usize>,
+    /// The token shown underlined: the lab's token cursor.
     pub cursor: Option<usize>,
     /// Show only this window of tokens (start, end).
     pub window: Option<(usize, usize)>,
 }
 
-/// The strip wrapped to `width` columns, at most `max_lines` lines; returns the lines and, for each shown
-/// token, (index, line, column, width) for mouse hits.
 /// Where a token landed: (token index, line, column, width).
 pub type Placement = (usize, usize, usize, usize);
 
+/// The strip wrapped to `width_cols` columns, at most `max_lines` lines; returns the lines and, for each shown
+/// token, its [`Placement`] for mouse hits.
 pub fn heat_lines(
     strip: &HeatStrip,
     theme: &Theme,
@@ -170,12 +174,9 @@ pub fn fmt_val(v: f32) -> String {
     }
 }
 
+/// An optional loss to 4 decimals, or `—` when absent.
 pub fn fmt_opt(v: Option<f64>) -> String {
     v.map_or("—".into(), |x| format!("{x:.4}"))
-}
-
-pub fn key_style(theme: &Theme) -> Style {
-    theme.accent()
 }
 
 #[cfg(test)]

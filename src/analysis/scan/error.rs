@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::circuit::NodeId;
 use crate::model::ModelError;
 
 /// Why a scan could not be run, written or read.
@@ -33,12 +34,12 @@ pub enum ScanError {
         supported: u32,
     },
     /// A scan file is truncated, has a bad header or disagrees with `index.json`.
-    #[error("{path}: corrupt scan index: {msg}; rescan with `circuitscope scan`")]
+    #[error("{path}: corrupt scan index: {reason}; rescan with `circuitscope scan`")]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        msg: String,
+        reason: CorruptScan,
     },
     /// The scan belongs to another model's weights.
     #[error("{path}: this scan was made for model {made_for}, not {given}; rescan with `circuitscope scan`")]
@@ -196,4 +197,83 @@ pub type Result<T, E = ScanError> = std::result::Result<T, E>;
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ScanError {
     let path = path.into();
     move |source| ScanError::Io { path, source }
+}
+
+/// What is wrong with a corrupt scan file (the `reason` of [`ScanError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CorruptScan {
+    /// `index.json` does not parse as JSON.
+    #[error("not JSON ({0})")]
+    NotJson(serde_json::Error),
+    /// `index.json` has no numeric `format_version`.
+    #[error("no format_version")]
+    NoVersion,
+    /// `index.json` is JSON but not a scan index's; serde_json's message names the field, so it is kept as is.
+    #[error("{0}")]
+    Schema(serde_json::Error),
+    /// A binary file's size differs from what `index.json` implies.
+    #[error("{len} bytes where index.json implies {expected}{}", truncated_note(.len, .expected))]
+    Size {
+        /// The file's size in bytes.
+        len: u64,
+        /// The size `index.json` implies, in bytes.
+        expected: u64,
+    },
+    /// A binary file does not start with its magic bytes.
+    #[error("bad magic (expected {expected})")]
+    BadMagic {
+        /// The magic the file should start with, as text.
+        expected: String,
+    },
+    /// A binary file's header disagrees with `index.json`.
+    #[error("header field {field} is {got}, index.json says {want}")]
+    HeaderField {
+        /// The header field's position (0-based, after the magic).
+        field: usize,
+        /// The value in the file.
+        got: u32,
+        /// The value `index.json` implies.
+        want: u32,
+    },
+    /// A node's histogram counts do not add up to the tokens scanned.
+    #[error("the histogram of node {node} does not sum to the {tokens} tokens scanned")]
+    HistogramSum {
+        /// The node.
+        node: NodeId,
+        /// The tokens the scan covered.
+        tokens: u64,
+    },
+    /// An exemplar's window or pivot lies outside the scanned tokens or the window size.
+    #[error("an exemplar of node {node} has window {start}+{len}, pivot {pivot}")]
+    ExemplarWindow {
+        /// The node.
+        node: NodeId,
+        /// The window's first token in the scanned stream.
+        start: usize,
+        /// The window's length in tokens.
+        len: usize,
+        /// The pivot's position within the window.
+        pivot: usize,
+    },
+}
+
+fn truncated_note(len: &u64, expected: &u64) -> &'static str {
+    if len < expected {
+        " (truncated)"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_size_mismatch_says_truncated_only_when_short() {
+        let short = CorruptScan::Size { len: 10, expected: 20 }.to_string();
+        assert_eq!(short, "10 bytes where index.json implies 20 (truncated)");
+        let long = CorruptScan::Size { len: 30, expected: 20 }.to_string();
+        assert_eq!(long, "30 bytes where index.json implies 20");
+    }
 }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
-use super::error::{io_err, Result, ScanError, ScanMetaError};
+use super::error::{io_err, CorruptScan, Result, ScanError, ScanMetaError};
 use super::ScanData;
 use crate::circuit::file::{Exemplar, QuantileExemplars};
 use crate::circuit::NodeId;
@@ -312,17 +312,17 @@ impl ScanIndex {
             }
             Err(e) => return Err(io_err(&index_path)(e)),
         };
-        let corrupt = |path: &Path, msg: String| ScanError::Corrupt {
+        let corrupt = |path: &Path, reason: CorruptScan| ScanError::Corrupt {
             path: path.to_path_buf(),
-            msg,
+            reason,
         };
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| corrupt(&index_path, format!("not JSON ({e})")))?;
+            serde_json::from_str(&text).map_err(|e| corrupt(&index_path, CorruptScan::NotJson(e)))?;
         // Checked before the full parse, so that a newer index with fields we do not know says "newer".
         let version = value
             .get("format_version")
             .and_then(|v| v.as_u64())
-            .ok_or_else(|| corrupt(&index_path, "no format_version".into()))?;
+            .ok_or_else(|| corrupt(&index_path, CorruptScan::NoVersion))?;
         if version > SCAN_FORMAT_VERSION as u64 {
             return Err(ScanError::NewerVersion {
                 path: index_path,
@@ -330,7 +330,7 @@ impl ScanIndex {
                 supported: SCAN_FORMAT_VERSION,
             });
         }
-        let meta: ScanMeta = serde_json::from_value(value).map_err(|e| corrupt(&index_path, e.to_string()))?;
+        let meta: ScanMeta = serde_json::from_value(value).map_err(|e| corrupt(&index_path, CorruptScan::Schema(e)))?;
         meta.validate().map_err(|reason| ScanError::BadMeta {
             path: index_path.clone(),
             reason,
@@ -473,10 +473,10 @@ impl ScanIndex {
         if counts.iter().sum::<u64>() != m.tokens {
             return Err(ScanError::Corrupt {
                 path: stats_path(),
-                msg: format!(
-                    "the histogram of node {id} does not sum to the {} tokens scanned",
-                    m.tokens
-                ),
+                reason: CorruptScan::HistogramSum {
+                    node: *id,
+                    tokens: m.tokens,
+                },
             });
         }
 
@@ -532,7 +532,12 @@ impl ScanIndex {
         if len > self.meta.exemplars.window() || pivot >= len || start + len > self.meta.tokens as usize {
             return Err(ScanError::Corrupt {
                 path: self.dir.join(EXEMPLARS_FILE),
-                msg: format!("an exemplar of node {id} has window {start}+{len}, pivot {pivot}"),
+                reason: CorruptScan::ExemplarWindow {
+                    node: *id,
+                    start,
+                    len,
+                    pivot,
+                },
             });
         }
         let mut acts: Vec<f32> = (0..len)
@@ -558,30 +563,29 @@ impl ScanIndex {
 fn map_checked(path: &Path, size: usize, magic: &[u8; 8], fields: &[u32]) -> Result<Mmap> {
     let file = File::open(path).map_err(io_err(path))?;
     let len = file.metadata().map_err(io_err(path))?.len();
-    let corrupt = |msg: String| ScanError::Corrupt {
+    let corrupt = |reason: CorruptScan| ScanError::Corrupt {
         path: path.to_path_buf(),
-        msg,
+        reason,
     };
     if len != size as u64 {
-        return Err(corrupt(format!(
-            "{len} bytes where index.json implies {size}{}",
-            if len < size as u64 { " (truncated)" } else { "" }
-        )));
+        return Err(corrupt(CorruptScan::Size {
+            len,
+            expected: size as u64,
+        }));
     }
     // SAFETY: the map is read-only and every read is bounds-checked against the size checked above; a file
     // truncated under us by another process is outside what a reader can defend against, as for every
     // mmap-based loader.
     let map = unsafe { Mmap::map(&file) }.map_err(io_err(path))?;
     if &map[..8] != magic {
-        return Err(corrupt(format!(
-            "bad magic (expected {})",
-            String::from_utf8_lossy(magic)
-        )));
+        return Err(corrupt(CorruptScan::BadMagic {
+            expected: String::from_utf8_lossy(magic).into_owned(),
+        }));
     }
     for (k, &want) in fields.iter().enumerate() {
         let got = le_u32(&map, 8 + 4 * k);
         if got != want {
-            return Err(corrupt(format!("header field {k} is {got}, index.json says {want}")));
+            return Err(corrupt(CorruptScan::HeaderField { field: k, got, want }));
         }
     }
     Ok(map)

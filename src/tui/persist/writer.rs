@@ -38,8 +38,11 @@ type Shared = Arc<(Mutex<Progress>, Condvar)>;
 /// The outcome of a waited-for save.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveOutcome {
+    /// The snapshot was written to the file.
     Written,
+    /// Nothing was written: the snapshot equalled what the file already holds.
     Unchanged,
+    /// The write failed (or the writer thread stopped); the message says why.
     Failed(String),
 }
 

@@ -18,10 +18,13 @@ use crate::workbench::Request;
 /// The embedding screen: the residual channel it shows and the views the engine has sent.
 #[derive(Default)]
 pub struct EmbedState {
+    /// The residual channel shown (below `d_model` once it is known).
     pub channel: usize,
     /// The model's d_model (the channel selector's range); 0 until `load` sets it.
     pub d_model: usize,
+    /// Views the engine has sent, by channel (kept so that moving back needs no new request).
     pub views: HashMap<usize, EmbeddingView>,
+    /// Channels requested and not yet answered, so that each is asked for once.
     pub pending: BTreeSet<usize>,
 }
 
@@ -34,6 +37,7 @@ pub enum EmbeddingAction {
     SelectedChannel,
 }
 
+/// Runs an embedding screen key's action on the app.
 pub fn perform(app: &mut App, a: EmbeddingAction) {
     match a {
         EmbeddingAction::Channel(d) => set_channel(app, app.embed.channel as i64 + d),
@@ -58,6 +62,7 @@ pub fn set_channel(app: &mut App, ch: i64) {
     }
 }
 
+/// Draws the channel's header and its top embedding and unembedding tokens (a wait message until they arrive).
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let ch = app.embed.channel;

@@ -8,20 +8,31 @@ use crate::workbench::AblationKind;
 /// What the shared keys do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphAction {
+    /// Moves the edge cursor down the selected node's edge list.
     EdgeDown,
+    /// Moves the edge cursor up.
     EdgeUp,
     /// Follow the edge under the edge cursor.
     Follow,
+    /// Follows the strongest out-edge that leads to a circuit node.
     FollowOut,
+    /// Follows the strongest in-edge that comes from a circuit node.
     FollowIn,
+    /// Toggles a zero ablation of the selected node.
     AblateZero,
+    /// Toggles a mean ablation of the selected node.
     AblateMean,
+    /// Opens the command line on `:label` with the current label.
     EditLabel,
+    /// Opens the command line on `:note` with the current note.
     EditNote,
+    /// Opens the command line on `:tags` with the current tags.
     EditTags,
+    /// Cycles the selected node's status (hypothesis, supported, refuted).
     CycleStatus,
 }
 
+/// Runs a key shared by the map and the inspector on the app.
 pub fn perform(app: &mut App, a: GraphAction) {
     match a {
         GraphAction::EdgeDown => {

@@ -22,7 +22,9 @@ const PER_SIDE: usize = 5;
 /// The inspector's state: which exemplar quantile it shows, its scroll, the task view's colour scale.
 #[derive(Debug)]
 pub struct InspectorState {
+    /// Which of the node's exemplar quantiles is shown, taken modulo their count when drawn (so it may grow freely).
     pub quantile: usize,
+    /// The inspector's first shown line; reset when the selection changes.
     pub scroll: usize,
     /// Colour the task view on a scale centred on zero (else min to max).
     pub zero_centre: bool,
@@ -43,12 +45,17 @@ impl Default for InspectorState {
 pub enum InspectorAction {
     /// Scroll by this many lines (negative: up).
     Scroll(i64),
+    /// Shows the next exemplar quantile (wrapping).
     NextQuantile,
+    /// Shows the previous exemplar quantile.
     PrevQuantile,
+    /// Switches the task view's colour scale between zero-centred and min to max.
     ToggleZeroCentre,
+    /// Back to the circuit map.
     BackToMap,
 }
 
+/// Runs an inspector key's action on the app.
 pub fn perform(app: &mut App, a: InspectorAction) {
     let st = &mut app.inspector;
     match a {
@@ -60,6 +67,7 @@ pub fn perform(app: &mut App, a: InspectorAction) {
     }
 }
 
+/// Draws the selected node's inspector (a wait message until its details arrive).
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let Some(n) = app.selected else {

@@ -21,15 +21,23 @@ use crate::workbench::{Ablation, AblationKind, RunSummary, SweepResult};
 /// The lab's state: the runs the engine sent, the token cursor, the ablations and their undo history, the sweep.
 #[derive(Default)]
 pub struct LabState {
+    /// The run shown: the latest reply to a run request (replies to older requests are dropped).
     pub run: Option<RunSummary>,
+    /// The run the table compares against: the first run until one is pinned with `p`.
     pub baseline: Option<RunSummary>,
     /// The token the table reads; None follows the last token.
     pub cursor: Option<usize>,
+    /// The ablations applied to every run, in the order they were toggled.
     pub ablations: Vec<Ablation>,
+    /// Earlier sets of ablations, most recent last, for `u`.
     pub undo: Vec<Vec<Ablation>>,
+    /// Sets undone by `u`, most recent last, for Ctrl-r; cleared by any new change.
     pub redo: Vec<Vec<Ablation>>,
+    /// The last length sweep's result (None: none run, or hidden with `S`).
     pub sweep: Option<SweepResult>,
+    /// The text the sweep inserts repeatedly at the editor's cursor (`:sweep FRAGMENT`).
     pub sweep_fragment: String,
+    /// The largest number of insertions the sweep tries.
     pub sweep_max: usize,
     /// The sweep point read out (an index into the sweep's points; None: the last one).
     pub sweep_at: Option<usize>,
@@ -39,6 +47,7 @@ pub struct LabState {
     pub node_std: BTreeMap<NodeId, f32>,
     /// The magnitudes table sorts by the change in units of the node's scan standard deviation.
     pub sort_by_std: bool,
+    /// The highlighted row of the magnitudes table (an index into [`App::magnitudes`]).
     pub table_sel: usize,
     /// The pinned baseline's prompt (what a session keeps; the run itself may still be on its way).
     pub pinned_text: Option<String>,
@@ -48,7 +57,9 @@ pub struct LabState {
     pub last_ablation: Option<crate::session::Evidence>,
     /// When the prompt last changed without a run being sent.
     pub dirty_since: Option<Instant>,
+    /// The id of the latest run request; replies carry it, so a failure of an older request is not shown.
     pub next_id: u64,
+    /// Why the latest run failed (shown instead of its numbers; cleared by the next successful run).
     pub error: Option<String>,
     /// Prompts longer than the context keep their last block_size tokens (`:truncate`), as `run --truncate` does.
     pub truncate: bool,
@@ -71,27 +82,43 @@ impl LabState {
 /// What the lab's keys do (bound in [`crate::tui::keymap::BINDINGS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LabAction {
+    /// Starts editing the prompt (insert mode).
     Edit,
+    /// Moves the token cursor one token left.
     TokenLeft,
+    /// Moves the token cursor one token right; past the last token it follows the last one.
     TokenRight,
+    /// Moves the token cursor to the first token.
     FirstToken,
+    /// The token cursor follows the last token (as the prompt grows).
     FollowLast,
+    /// Selects the next row of the magnitudes table (and its node).
     TableDown,
+    /// Selects the previous row of the magnitudes table (and its node).
     TableUp,
+    /// Pins the current run as the baseline.
     Pin,
+    /// Toggles a zero ablation of the selected node.
     AblateZero,
+    /// Toggles a mean ablation of the selected node (its mean over the scan corpus).
     AblateMean,
+    /// Undoes the last change of ablations.
     Undo,
+    /// Turns every ablation off (undoably).
     Clear,
+    /// Runs the length sweep of the fragment at the editor's cursor.
     Sweep,
+    /// Hides the sweep's pane.
     HideSweep,
     /// Move the sweep's read-out point by this many insertion counts.
     SweepPoint(i64),
     /// Sort the magnitudes table by raw change or by change in scan standard deviations.
     ToggleSortByStd,
+    /// Runs the prompt again as it is.
     Rerun,
 }
 
+/// Runs a lab key's action on the app.
 pub fn perform(app: &mut App, a: LabAction) {
     let cur = app.lab.run.as_ref().map_or(0, |r| app.lab.cursor_in(r));
     let n_tokens = app.lab.run.as_ref().map_or(0, |r| r.tokens.len());
@@ -157,6 +184,8 @@ pub fn perform(app: &mut App, a: LabAction) {
     }
 }
 
+/// Draws the lab in `area`: the prompt editor, the heat strip, the magnitudes table, the next tokens and the sweep,
+/// recording the tokens and table rows as click targets.
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let [left, right] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
     let edit_h = (app.prompt.lines().len() as u16 + 2).clamp(4, 8).min(left.height / 3);

@@ -98,6 +98,7 @@ pub fn readout_line(s: &SweepResult, i: usize) -> String {
     )
 }
 
+/// Draws the length sweep's pane and its read-out point (nothing when no sweep is shown).
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let Some(s) = &app.lab.sweep else { return };

@@ -20,7 +20,9 @@ const DELTA_MARK: f64 = 0.3;
 pub enum MapAction {
     /// Move by (sites, nodes of the site).
     Move(i64, i64),
+    /// Moves the selection to the first row of the map.
     First,
+    /// Moves the selection to the last row of the map.
     Last,
     /// Open the node inspector.
     Inspect,
@@ -28,6 +30,7 @@ pub enum MapAction {
     ToggleLabels,
 }
 
+/// Runs a map key's action on the app.
 pub fn perform(app: &mut App, a: MapAction) {
     let n_rows = app.circuit.rows.len() as i64;
     match a {
@@ -69,6 +72,7 @@ pub fn move_selection(app: &mut App, drow: i64, dcol: i64) {
     }
 }
 
+/// Draws the map (blocks, sites and nodes, with the selected node's edges) and records the nodes as click targets.
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let [left, right] = Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(area);
     let [graph, losses] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(left);

@@ -17,18 +17,25 @@ use strum::{EnumCount, EnumIter, EnumProperty, FromRepr, IntoEnumIterator, IntoS
 /// The screens, in tab order (the number keys 1..=8 pick them in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, EnumCount, FromRepr, IntoStaticStr, EnumProperty)]
 pub enum Screen {
+    /// The circuit map: every node by block and site, with edges of the selected node.
     #[strum(serialize = "1 Circuit map", props(short = "1 Map"))]
     Map,
+    /// The node inspector: the selected node's numbers, edges, exemplars and annotation.
     #[strum(serialize = "2 Node inspector", props(short = "2 Node"))]
     Inspector,
+    /// The prompt lab: a live prompt, node magnitudes against a baseline, ablations, the length sweep.
     #[strum(serialize = "3 Prompt lab", props(short = "3 Lab"))]
     Lab,
+    /// The notes: every annotated node, filterable.
     #[strum(serialize = "4 Notes", props(short = "4 Notes"))]
     Notes,
+    /// The pruning run: losses, the prune config and the block ablations.
     #[strum(serialize = "5 Pruning", props(short = "5 Prune"))]
     Pruning,
+    /// One residual channel's embedding and unembedding tokens.
     #[strum(serialize = "6 Embedding", props(short = "6 Embed"))]
     Embedding,
+    /// Task pairs run side by side: nodes by |B − A| at the decision token and a head's attention.
     #[strum(serialize = "7 A/B pairs", props(short = "7 Pairs"))]
     Pairs,
     #[strum(serialize = "8 Heads", props(short = "8 Heads"))]

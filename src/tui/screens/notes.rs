@@ -11,22 +11,28 @@ use crate::tui::app::{App, Mode, Screen};
 /// The notes view's state: the filter and the selected row.
 #[derive(Debug, Default)]
 pub struct NotesState {
+    /// The filter as typed; matched against id, label, notes, tags and status (see [`rows`]).
     pub filter: String,
+    /// The selected row (an index into [`rows`]).
     pub sel: usize,
 }
 
 /// What the notes view's keys do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotesAction {
+    /// Selects the next row.
     Down,
+    /// Selects the previous row.
     Up,
     /// To the selected annotation's node on the map.
     Jump,
     /// Start typing the filter.
     Filter,
+    /// Clears the filter.
     ClearFilter,
 }
 
+/// Runs a notes screen key's action on the app.
 pub fn perform(app: &mut App, a: NotesAction) {
     match a {
         NotesAction::Down => {
@@ -84,6 +90,7 @@ fn jump(app: &mut App) {
     }
 }
 
+/// Draws the annotated nodes matching the filter, and the selected one's annotation in full.
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let rows = rows(app);

@@ -18,6 +18,7 @@ pub const DEFAULT_PAIRS: usize = 16;
 /// The screen's state: the engine's last answer, and what is selected in it.
 #[derive(Default)]
 pub struct PairsState {
+    /// The engine's last pairs result (None: none asked for yet).
     pub view: Option<PairsView>,
     /// A request is on its way (the view, if any, is of an earlier one).
     pub pending: bool,
@@ -90,6 +91,7 @@ fn step(i: usize, d: i64, len: usize) -> usize {
     (i as i64 + d).rem_euclid(len as i64) as usize
 }
 
+/// Runs a pairs screen key's action on the app.
 pub fn perform(app: &mut App, a: PairsAction) {
     if a == PairsAction::Rerun {
         let n = if app.pairs.n == 0 { DEFAULT_PAIRS } else { app.pairs.n };
@@ -125,6 +127,7 @@ pub fn perform(app: &mut App, a: PairsAction) {
     }
 }
 
+/// Draws the pairs table and the chosen pair's attention, recording table rows as click targets.
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let Some(view) = &app.pairs.view else {

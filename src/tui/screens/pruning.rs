@@ -18,6 +18,7 @@ const WARN_AT: f64 = 0.5;
 /// The pruning screen's state: the prune_config pane's scroll.
 #[derive(Debug, Default)]
 pub struct PruningState {
+    /// The prune config pane's first shown line.
     pub scroll: usize,
 }
 
@@ -26,9 +27,11 @@ pub struct PruningState {
 pub enum PruningAction {
     /// Scroll by this many lines (negative: up).
     Scroll(i64),
+    /// Scrolls back to the top.
     Top,
 }
 
+/// Runs a pruning screen key's action on the app.
 pub fn perform(app: &mut App, a: PruningAction) {
     app.pruning.scroll = match a {
         PruningAction::Scroll(d) => (app.pruning.scroll as i64 + d).max(0) as usize,
@@ -36,6 +39,7 @@ pub fn perform(app: &mut App, a: PruningAction) {
     };
 }
 
+/// Draws the pruning run: its losses, its prune config, the loss curve and the faithfulness pane.
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let [left, right] = Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
     let [losses, config] = Layout::vertical([Constraint::Length(9), Constraint::Min(3)]).areas(left);
