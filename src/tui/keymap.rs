@@ -37,6 +37,7 @@ pub enum Scope {
     Embedding,
     /// The pairs screen.
     Pairs,
+    /// The Heads screen.
     Heads,
 }
 
@@ -135,6 +136,7 @@ pub enum Action {
     Embedding(EmbeddingAction),
     /// A pairs screen action.
     Pairs(PairsAction),
+    /// A Heads screen action.
     Heads(HeadsAction),
 }
 

@@ -66,11 +66,15 @@ const COMPOSITION: [&str; 3] = ["Q", "K", "V"];
 /// The screen's state: the engine's last view and what is selected in it.
 #[derive(Default)]
 pub struct HeadsState {
+    /// The engine's last reply: every head's scores and its attention on the prompt it was asked for.
     pub view: Option<HeadsView>,
     /// A request is on its way.
     pub pending: bool,
+    /// The selected head's layer (below the view's layer count).
     pub layer: usize,
+    /// The selected head within its layer.
     pub head: usize,
+    /// The score that colours the grid.
     pub score: HeadScore,
     /// The composition kind of the heat map: 0 Q (the first), 1 K (how induction heads compose), 2 V.
     pub composition: usize,
@@ -91,6 +95,7 @@ pub enum HeadsAction {
     Open,
 }
 
+/// Applies one of the screen's key actions.
 pub fn perform(app: &mut App, a: HeadsAction) {
     match a {
         HeadsAction::Move(dl, dh) => {
@@ -163,6 +168,7 @@ fn open_channels(app: &mut App) {
     }
 }
 
+/// Draws the screen into `area`: the score grid, the selected head's tables and composition, its attention map.
 pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let t = &app.theme;
     let Some(v) = &app.heads.view else {

@@ -38,6 +38,7 @@ pub enum Screen {
     /// Task pairs run side by side: nodes by |B − A| at the decision token and a head's attention.
     #[strum(serialize = "7 A/B pairs", props(short = "7 Pairs"))]
     Pairs,
+    /// The framework lens: every head's scores, the selected head's QK/OV tables, composition and attention.
     #[strum(serialize = "8 Heads", props(short = "8 Heads"))]
     Heads,
 }
