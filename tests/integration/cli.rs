@@ -1,13 +1,13 @@
 //! The binary as a user touches it: `run` (JSON, channels, interventions, context limit, prompts, dumps),
 //! `convert`, `synth`, `bench forward` and `tokenize`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use serde_json::Value;
 use tempfile::TempDir;
+
+use crate::common::{cli, cli_stdin, Out};
 
 const VARIANTS: [&str; 4] = [
     "rms_sink_topk_bigram",
@@ -25,41 +25,6 @@ fn fixture(variant: &str) -> PathBuf {
 
 fn model() -> String {
     fixture("layernorm_tied_relu").to_str().unwrap().to_string()
-}
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn cli_stdin(args: &[&str], stdin: Option<&str>) -> Out {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_circuitscope"))
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting circuitscope");
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let r = Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        !r.stderr.contains("panicked"),
-        "circuitscope {args:?} panicked: {}",
-        r.stderr
-    );
-    r
-}
-
-fn cli(args: &[&str]) -> Out {
-    cli_stdin(args, None)
 }
 
 /// Runs and parses stdout as JSON, failing the test if the command fails.

@@ -5,13 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use circuitscope::cli::convert::convert;
 use circuitscope::model::{Gpt, HookName, Hooks, LoadOptions};
 use safetensors::{Dtype, SafeTensors};
 use tempfile::TempDir;
+
+use crate::common::cli;
 
 const TOL: f32 = 1e-4;
 /// Hooks of TransformerLens that have no hook point here (derived values inside a norm, the scores before the
@@ -37,27 +38,6 @@ fn golden() -> HashMap<String, Tensor> {
 /// The golden token rows, as the comma-separated ids `run --tokens` takes.
 fn golden_token_rows(g: &HashMap<String, Tensor>) -> Vec<Vec<u32>> {
     g["tokens"].to_dtype(DType::U32).unwrap().to_vec2().unwrap()
-}
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn cli(args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_circuitscope"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("starting circuitscope");
-    let r = Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(!r.stderr.contains("panicked"), "{args:?} panicked: {}", r.stderr);
-    r
 }
 
 /// Expects a clean failure: non-zero exit, one `error: ` line that mentions every needle.

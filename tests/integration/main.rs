@@ -5,6 +5,7 @@ mod attribution;
 mod bundled;
 mod circuit;
 mod cli;
+mod common;
 mod corpus;
 mod crash;
 mod errors;

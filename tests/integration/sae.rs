@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use candle_core::{DType, Device, Tensor};
 use circuitscope::analysis::sae::{Architecture, Sae};
 use circuitscope::model::{Gpt, HookName, Hooks, LoadOptions};
 use tempfile::TempDir;
+
+use crate::common::cli;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/saelens")
@@ -106,27 +107,6 @@ fn our_format_round_trips() {
     for ((n, a), (_, b)) in sae.named_tensors().iter().zip(back.named_tensors()) {
         assert_eq!(max_abs_diff(a, b), 0.0, "{n}");
     }
-}
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn cli(args: &[&str]) -> Out {
-    let out = Command::new(env!("CARGO_BIN_EXE_circuitscope"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("starting circuitscope");
-    let r = Out {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(!r.stderr.contains("panicked"), "{args:?} panicked: {}", r.stderr);
-    r
 }
 
 /// A clean failure: non-zero exit and one `error: ` line mentioning every needle.
