@@ -1423,7 +1423,7 @@ fn heads_screen_shows_the_framework_lens_and_opens_a_heads_channels() {
     let text = screen_text(&draw(&app, 120, 40));
     for needle in [
         "induction (s)",
-        "Q-composition",
+        "K-composition",
         "QK: query → key",
         "OV: source → promoted",
         "attention on the lab",
@@ -1436,7 +1436,7 @@ fn heads_screen_shows_the_framework_lens_and_opens_a_heads_channels() {
     send(&mut app, &mut engine, [Msg::ch('s'), Msg::ch('c')]);
     let text = screen_text(&draw(&app, 120, 40));
     assert!(
-        text.contains("previous-token (s)") && text.contains("K-composition"),
+        text.contains("previous-token (s)") && text.contains("V-composition"),
         "{text}"
     );
     // Composition is symmetric in the order asked and absent within a layer.

@@ -64,7 +64,6 @@ impl HeadScore {
 const COMPOSITION: [&str; 3] = ["Q", "K", "V"];
 
 /// The screen's state: the engine's last view and what is selected in it.
-#[derive(Default)]
 pub struct HeadsState {
     /// The engine's last reply: every head's scores and its attention on the prompt it was asked for.
     pub view: Option<HeadsView>,
@@ -76,8 +75,22 @@ pub struct HeadsState {
     pub head: usize,
     /// The score that colours the grid.
     pub score: HeadScore,
-    /// The composition kind of the heat map: 0 Q (the first), 1 K (how induction heads compose), 2 V.
+    /// The composition kind of the heat map: 0 Q, 1 K, 2 V. It opens on K, the composition that makes induction
+    /// heads (a previous-token head's output read by a later head's keys).
     pub composition: usize,
+}
+
+impl Default for HeadsState {
+    fn default() -> Self {
+        HeadsState {
+            view: None,
+            pending: false,
+            layer: 0,
+            head: 0,
+            score: HeadScore::default(),
+            composition: 1,
+        }
+    }
 }
 
 /// What the screen's keys do (bound in [`crate::tui::keymap::BINDINGS`]).
