@@ -22,9 +22,33 @@ pub struct FinalNorm {
 }
 
 impl FinalNorm {
+    /// Any norm of the model (the final one, or a block's `ln_1`/`ln_2`) as plain numbers.
+    pub fn of(norm: &Norm) -> Result<FinalNorm> {
+        let vec = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
+        Ok(match norm {
+            Norm::Rms { weight } => FinalNorm {
+                centred: false,
+                weight: vec(weight)?,
+                bias: None,
+                eps: RMS_EPS,
+            },
+            Norm::Layer { weight, bias } => FinalNorm {
+                centred: true,
+                weight: vec(weight)?,
+                bias: bias.as_ref().map(vec).transpose()?,
+                eps: LAYER_NORM_EPS,
+            },
+        })
+    }
+
     /// The scale the norm applies to residual `x` (D): 1/sqrt(mean(x²) + eps), or 1/sqrt(var(x) + eps) for
     /// LayerNorm. Frozen at this value, the norm is linear in its input (TransformerLens `apply_ln_to_stack`).
     pub fn scale(&self, x: &[f32]) -> f32 {
+        self.scale_f64(x) as f32
+    }
+
+    /// [`FinalNorm::scale`] in double precision, for sums that must add up exactly (attribution graphs).
+    pub fn scale_f64(&self, x: &[f32]) -> f64 {
         let n = x.len().max(1) as f64;
         let mean = if self.centred {
             x.iter().map(|&v| v as f64).sum::<f64>() / n
@@ -32,7 +56,7 @@ impl FinalNorm {
             0.0
         };
         let ms = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        (1.0 / (ms + self.eps).sqrt()) as f32
+        1.0 / (ms + self.eps).sqrt()
     }
 }
 
@@ -84,21 +108,7 @@ impl Gpt {
 
     /// The final norm's parameters.
     pub fn final_norm(&self) -> Result<FinalNorm> {
-        let vec = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.to_vec1()?) };
-        Ok(match &self.ln_f {
-            Norm::Rms { weight } => FinalNorm {
-                centred: false,
-                weight: vec(weight)?,
-                bias: None,
-                eps: RMS_EPS,
-            },
-            Norm::Layer { weight, bias } => FinalNorm {
-                centred: true,
-                weight: vec(weight)?,
-                bias: bias.as_ref().map(vec).transpose()?,
-                eps: LAYER_NORM_EPS,
-            },
-        })
+        FinalNorm::of(&self.ln_f)
     }
 
     /// Block `layer`'s output projection of `which` sublayer, dense.

@@ -22,7 +22,6 @@ use super::AttributeError;
 use crate::analysis::recording::{record, Recorded};
 use crate::circuit::{NodeId, PositionedNode, Site};
 use crate::model::config::{Loctype, ResidualActivation};
-use crate::model::norm::{Norm, LAYER_NORM_EPS, RMS_EPS};
 use crate::model::{Gpt, HookName, HookSite, Hooks};
 
 type Result<T> = std::result::Result<T, AttributeError>;
@@ -209,44 +208,8 @@ fn opt_values(t: &Option<Tensor>, n: usize) -> Result<Vec<f32>> {
     }
 }
 
-/// A norm as numbers: gain, bias, whether it centres, and its epsilon.
-struct NormParams {
-    gain: Vec<f32>,
-    bias: Option<Vec<f32>>,
-    centred: bool,
-    eps: f64,
-}
-
-impl NormParams {
-    fn of(n: &Norm) -> Result<Self> {
-        Ok(match n {
-            Norm::Rms { weight } => NormParams {
-                gain: values(weight)?,
-                bias: None,
-                centred: false,
-                eps: RMS_EPS,
-            },
-            Norm::Layer { weight, bias } => NormParams {
-                gain: values(weight)?,
-                bias: bias.as_ref().map(values).transpose()?,
-                centred: true,
-                eps: LAYER_NORM_EPS,
-            },
-        })
-    }
-
-    /// 1 / the norm's scale on residual `x`, frozen for the graph.
-    fn inv_scale(&self, x: &[f32]) -> f64 {
-        let n = x.len().max(1) as f64;
-        let mean = if self.centred {
-            x.iter().map(|&v| v as f64).sum::<f64>() / n
-        } else {
-            0.0
-        };
-        let ms = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-        1.0 / (ms + self.eps).sqrt()
-    }
-}
+/// A norm as numbers (gain, bias, whether it centres, epsilon): the readout's, whatever norm it is.
+type NormParams = crate::model::readout::FinalNorm;
 
 /// What a node writes into the residual stream at its position.
 #[derive(Clone, Copy)]
@@ -318,7 +281,7 @@ impl Builder {
     fn read_residual(&mut self, to: usize, pos: usize, readers: &[(usize, u32)], norm: Option<(&NormParams, f64)>) {
         let d = self.d;
         let writers: Vec<Writer> = self.writers[pos].iter().copied().filter(|w| w.stage <= to).collect();
-        let factor = |j: usize| norm.map_or(1.0, |(n, inv)| n.gain[j] as f64 * inv);
+        let factor = |j: usize| norm.map_or(1.0, |(n, inv)| n.weight[j] as f64 * inv);
         let centred = norm.is_some_and(|(n, _)| n.centred);
         for w in writers {
             // The write's contribution to the residual at the reading point, channel by channel.
@@ -459,7 +422,7 @@ pub fn build(model: &Gpt, ids: &[u32], targets: &Targets) -> Result<AttributionG
             .ok_or_else(|| AttributeError::Input(format!("the forward pass did not record {l}.attn.pattern")))?;
         let mut act_in = vec![Vec::new(); t_len];
         for (p, act_in_p) in act_in.iter_mut().enumerate() {
-            let inv = ln1.inv_scale(row(&rec, &hook(HookSite::ResidIn), p)?);
+            let inv = ln1.scale_f64(row(&rec, &hook(HookSite::ResidIn), p)?);
             for (j, v) in active(row(&rec, &hook(HookSite::AttnActIn), p)?) {
                 let bias = ln1.bias.as_ref().map_or(0.0, |bb| bb[j]);
                 act_in_p.push((j, b.node(chan(Site::AttnActIn, j), p, v, bias), v));
@@ -502,7 +465,7 @@ pub fn build(model: &Gpt, ids: &[u32], targets: &Targets) -> Result<AttributionG
         let out = values(&blk.mlp_proj.0)?; // (D, F)
         let out_b = opt_values(&blk.mlp_proj.1, d)?;
         for p in 0..t_len {
-            let inv = ln2.inv_scale(row(&rec, &hook(HookSite::ResidMid), p)?);
+            let inv = ln2.scale_f64(row(&rec, &hook(HookSite::ResidMid), p)?);
             let mut reads = Vec::new();
             for (j, v) in active(row(&rec, &hook(HookSite::MlpActIn), p)?) {
                 let bias = ln2.bias.as_ref().map_or(0.0, |bb| bb[j]);
@@ -551,7 +514,7 @@ pub fn build(model: &Gpt, ids: &[u32], targets: &Targets) -> Result<AttributionG
     let readers: Vec<(usize, u32)> = finals.iter().map(|&(k, n, _)| (k, n)).collect();
     b.read_residual(2 * n_layer, last, &readers, None);
     let ln_f = NormParams::of(&w.ln_f)?;
-    let inv_f = ln_f.inv_scale(&final_row);
+    let inv_f = ln_f.scale_f64(&final_row);
     let last_tok = ids[last];
     let bigram = match &w.bigram_table {
         Some(table) => Some((
@@ -578,7 +541,7 @@ pub fn build(model: &Gpt, ids: &[u32], targets: &Targets) -> Result<AttributionG
         if let Some(beta) = &ln_f.bias {
             bias += beta.iter().zip(&u).map(|(&x, y)| x as f64 * y).sum::<f64>();
         }
-        let mut r: Vec<f64> = u.iter().zip(&ln_f.gain).map(|(x, &g)| x * g as f64).collect();
+        let mut r: Vec<f64> = u.iter().zip(&ln_f.weight).map(|(x, &g)| x * g as f64).collect();
         if ln_f.centred {
             // LayerNorm subtracts the mean first: (x − mean x)·r = x·(r − mean r).
             let mean = r.iter().sum::<f64>() / d as f64;
