@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use candle_core::Tensor;
+
 /// What one run of the binary gave.
 pub struct Out {
     /// Whether it exited 0.
@@ -42,4 +44,34 @@ pub fn cli_stdin(args: &[&str], stdin: Option<&str>) -> Out {
 /// Runs the binary with `args`, stdin /dev/null, failing the test if it panics.
 pub fn cli(args: &[&str]) -> Out {
     cli_stdin(args, None)
+}
+
+/// Expects a clean failure: non-zero exit, one `error: ` line that mentions every needle; returns the line.
+pub fn cli_err(args: &[&str], needles: &[&str]) -> String {
+    let out = cli(args);
+    assert!(!out.ok, "{args:?} succeeded: {}", out.stdout);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("warning: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one error line: {}", out.stderr);
+    assert!(lines[0].starts_with("error: "), "{args:?}: {}", out.stderr);
+    for n in needles {
+        assert!(lines[0].contains(n), "`{}` does not mention `{n}`", lines[0]);
+    }
+    lines[0].to_string()
+}
+
+/// The largest |a − b| over two tensors of one shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }

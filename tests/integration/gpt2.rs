@@ -12,7 +12,7 @@ use circuitscope::model::{Gpt, HookName, Hooks, LoadOptions};
 use safetensors::{Dtype, SafeTensors};
 use tempfile::TempDir;
 
-use crate::common::cli;
+use crate::common::{cli, cli_err, max_abs_diff};
 
 const TOL: f32 = 1e-4;
 /// Hooks of TransformerLens that have no hook point here (derived values inside a norm, the scores before the
@@ -38,37 +38,6 @@ fn golden() -> HashMap<String, Tensor> {
 /// The golden token rows, as the comma-separated ids `run --tokens` takes.
 fn golden_token_rows(g: &HashMap<String, Tensor>) -> Vec<Vec<u32>> {
     g["tokens"].to_dtype(DType::U32).unwrap().to_vec2().unwrap()
-}
-
-/// Expects a clean failure: non-zero exit, one `error: ` line that mentions every needle.
-fn cli_err(args: &[&str], needles: &[&str]) -> String {
-    let out = cli(args);
-    assert!(!out.ok, "{args:?} succeeded: {}", out.stdout);
-    let lines: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("warning: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "{args:?}: expected one error line: {}", out.stderr);
-    assert!(lines[0].starts_with("error: "), "{args:?}: {}", out.stderr);
-    for n in needles {
-        assert!(lines[0].contains(n), "`{}` does not mention `{n}`", lines[0]);
-    }
-    lines[0].to_string()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// One golden activation of sequence `seq` as (T, width): TransformerLens's per-head [T, heads, d_head] become

@@ -9,6 +9,8 @@ use candle_core::{Device, Tensor};
 use circuitscope::cli::convert::convert;
 use circuitscope::model::{Action, Gpt, Hooks, Intervention, LoadOptions};
 
+use crate::common::max_abs_diff;
+
 const TOL: f32 = 1e-4;
 const VARIANTS: [&str; 4] = [
     "rms_sink_topk_bigram",
@@ -39,20 +41,6 @@ fn golden(variant: &str) -> Golden {
         .and_then(|m| m.get("interventions"))
         .map(|s| serde_json::from_str(s).unwrap());
     Golden { tensors, interventions }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Runs the golden tokens and compares logits and every recorded hook.

@@ -10,7 +10,7 @@ use circuitscope::analysis::sae::{Architecture, Sae};
 use circuitscope::model::{Gpt, HookName, Hooks, LoadOptions};
 use tempfile::TempDir;
 
-use crate::common::cli;
+use crate::common::{cli, cli_err, max_abs_diff};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/saelens")
@@ -26,11 +26,6 @@ fn bundled(name: &str) -> PathBuf {
 
 fn golden() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixtures().join("golden.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
 }
 
 #[test]
@@ -106,22 +101,6 @@ fn our_format_round_trips() {
     assert_eq!(back.config, sae.config);
     for ((n, a), (_, b)) in sae.named_tensors().iter().zip(back.named_tensors()) {
         assert_eq!(max_abs_diff(a, b), 0.0, "{n}");
-    }
-}
-
-/// A clean failure: non-zero exit and one `error: ` line mentioning every needle.
-fn cli_err(args: &[&str], needles: &[&str]) {
-    let out = cli(args);
-    assert!(!out.ok, "{args:?} succeeded: {}", out.stdout);
-    let lines: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("warning: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "{args:?}: expected one error line: {}", out.stderr);
-    assert!(lines[0].starts_with("error: "), "{args:?}: {}", out.stderr);
-    for n in needles {
-        assert!(lines[0].contains(n), "`{}` does not mention `{n}`", lines[0]);
     }
 }
 
