@@ -17,8 +17,13 @@ use crate::circuit::NodeId;
 pub use merge::merge;
 pub use store::{now_rfc3339, OpenedSession, SessionLock};
 
-/// The newest session format this build reads and writes.
-pub const SESSION_FORMAT_VERSION: u32 = 1;
+/// The newest session format this build reads and writes. Version 2 added the `explanation` evidence kind; a
+/// session is written as version 2 only when it uses it (see [`Session::required_version`]), so that builds that
+/// read only version 1 open every file they can understand and refuse the others as "newer" instead of "corrupt".
+pub const SESSION_FORMAT_VERSION: u32 = 2;
+
+/// The version written for a session that uses nothing newer than the first format.
+pub const SESSION_FORMAT_BASE_VERSION: u32 = 1;
 
 /// Why a session could not be read or written; every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -435,9 +440,34 @@ impl Session {
         }
     }
 
-    /// The canonical bytes: pretty JSON and a final newline.
+    /// The oldest format that can hold this session: [`SESSION_FORMAT_VERSION`] when an annotation carries an
+    /// `explanation` evidence, else [`SESSION_FORMAT_BASE_VERSION`].
+    pub fn required_version(&self) -> u32 {
+        let explained = self
+            .annotations
+            .values()
+            .flat_map(|a| &a.evidence)
+            .any(|e| matches!(e, Evidence::Explanation { .. }));
+        if explained {
+            SESSION_FORMAT_VERSION
+        } else {
+            SESSION_FORMAT_BASE_VERSION
+        }
+    }
+
+    /// The canonical bytes: pretty JSON and a final newline, with `format_version` set to
+    /// [`required_version`](Self::required_version) whatever version the session was read as.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).expect("a session always serialises");
+        let version = self.required_version();
+        let mut s = if version == self.format_version {
+            serde_json::to_string_pretty(self)
+        } else {
+            serde_json::to_string_pretty(&Session {
+                format_version: version,
+                ..self.clone()
+            })
+        }
+        .expect("a session always serialises");
         s.push('\n');
         s
     }

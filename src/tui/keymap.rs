@@ -522,8 +522,14 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         scope: Scope::Notes,
         keys: "f",
-        help: "filter by id, label, notes, tags, status or `conflict`",
+        help: "filter by id, label, notes, tags, status, `conflict`, `auto` or `score>=0.7`",
         binds: &[(ch('f'), A::Notes(N::Filter))],
+    },
+    Binding {
+        scope: Scope::Notes,
+        keys: "s",
+        help: "sort by node, by explanation score best first, worst first",
+        binds: &[(ch('s'), A::Notes(N::CycleSort))],
     },
     Binding {
         scope: Scope::Notes,

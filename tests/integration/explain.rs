@@ -481,3 +481,94 @@ fn the_workbench_shows_explanations_and_accept_takes_one_as_the_label() {
     let loaded = tui::load(&OpenOptions { session: None, ..opts }, Theme::new(ColorMode::None)).unwrap();
     assert!(loaded.warnings.join("\n").contains("corrupt explanations file"));
 }
+
+/// The notes view lists unlabeled nodes' automatic explanations beside the analyst's annotations, filters them by
+/// score (`score>=0.7`, `auto`) and sorts them by score either way, rows without a score last.
+#[test]
+fn the_notes_view_sorts_and_filters_by_explanation_score() {
+    use circuitscope::session::{Annotation, Evidence};
+    use circuitscope::tui::screens::notes::{self, NotesAction, NotesSort};
+    use circuitscope::tui::{self, ColorMode, OpenOptions, Screen, Theme};
+    use circuitscope::workbench::AutoLabel;
+
+    let tmp = TempDir::new().unwrap();
+    let circuit = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/circuits/tinypython-sparse/if_equals.json");
+    let nodes = circuitscope::circuit::CircuitFile::load(&circuit).unwrap().nodes;
+    let (a, b, c, d) = (nodes[0].id, nodes[1].id, nodes[2].id, nodes[3].id);
+    let opts = OpenOptions {
+        model: Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/tinypython-sparse"),
+        circuit: Some(circuit),
+        task: "if_equals".into(),
+        session: Some(tmp.path().join("s.json")),
+    };
+    let mut app = tui::load(&opts, Theme::new(ColorMode::None)).unwrap().app;
+    let auto = |text: &str, corr: f32| AutoLabel {
+        text: text.into(),
+        correlation: Some(corr),
+        precision: None,
+        recall: None,
+        score: format!("corr {corr:.2}"),
+    };
+    // a: automatic only, well explained; b: automatic only, badly; c: the analyst accepted an explanation
+    // (its evidence's score counts); d: the analyst's own label, no score (its automatic one no longer counts).
+    app.auto = [
+        (a, auto("fires on \"==\"", 0.92)),
+        (b, auto("fires on \" x\"", 0.21)),
+        (d, auto("fires on \"if\"", 0.99)),
+    ]
+    .into();
+    app.annotations.insert(
+        c,
+        Annotation {
+            label: "fires on \"(\"".into(),
+            evidence: vec![Evidence::Explanation {
+                text: "fires on \"(\"".into(),
+                correlation: Some(0.55),
+                precision: None,
+                recall: None,
+            }],
+            ..Annotation::default()
+        },
+    );
+    app.annotations.insert(
+        d,
+        Annotation {
+            label: "the if detector".into(),
+            ..Annotation::default()
+        },
+    );
+    app.set_screen(Screen::Notes);
+    let order = |want: &[NodeId]| {
+        let mut w = want.to_vec();
+        w.sort_by_key(|n| n.forward_order());
+        w
+    };
+    assert_eq!(notes::rows(&app), order(&[a, b, c, d]));
+    assert_eq!(notes::score(&app, &d), None);
+
+    notes::perform(&mut app, NotesAction::CycleSort);
+    assert_eq!(app.notes.sort, NotesSort::ScoreDown);
+    assert_eq!(notes::rows(&app), vec![a, c, b, d]);
+    notes::perform(&mut app, NotesAction::CycleSort);
+    assert_eq!(notes::rows(&app), vec![b, c, a, d]);
+
+    app.notes.filter = "score>=0.5".into();
+    assert_eq!(notes::rows(&app), vec![c, a]);
+    app.notes.filter = "auto score<0.5".into();
+    assert_eq!(notes::rows(&app), vec![b]);
+    app.notes.filter = "\" x\"".into();
+    assert_eq!(notes::rows(&app), vec![b]);
+    app.notes.filter = "score>=oops".into();
+    assert!(
+        notes::rows(&app).is_empty(),
+        "an unparsable bound is an ordinary word, matching nothing here"
+    );
+
+    // Drawn: the automatic rows dimmed with their scores, the order in the title.
+    app.notes.filter.clear();
+    let screen = workbench_text(&app, 140, 30);
+    assert!(screen.contains("and 2 automatic"), "{screen}");
+    assert!(screen.contains("score, worst first"), "{screen}");
+    assert!(screen.contains("automatic") && screen.contains("corr 0.21"), "{screen}");
+    assert!(screen.contains(":accept takes this as the label"), "{screen}");
+}

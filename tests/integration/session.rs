@@ -987,3 +987,45 @@ fn goto_and_ablate_take_transformer_lens_spellings() {
     command(&mut app, &mut engine, "goto blocks.1.hook_resid_pre[3]");
     assert!(app.status.contains("holds no circuit nodes"), "{}", app.status);
 }
+
+/// The `explanation` evidence kind came with format version 2: a session that uses it is written as version 2
+/// (so an older build refuses it as "newer" instead of failing on an unknown kind), one that does not stays
+/// version 1 whatever it was read as, and a version beyond this build's is refused.
+#[test]
+fn sessions_are_written_in_the_oldest_format_that_holds_them() {
+    let version = |s: &Session| -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        v["format_version"].as_u64().unwrap()
+    };
+    let mut s = fixed_session("fp");
+    assert_eq!(version(&s), u64::from(session::SESSION_FORMAT_BASE_VERSION));
+
+    let node = node("1.attn.q[62]");
+    s.annotations.insert(
+        node,
+        Annotation {
+            label: "fires on \"[[\"".into(),
+            evidence: vec![Evidence::Explanation {
+                text: "fires on \"[[\"".into(),
+                correlation: Some(0.9),
+                precision: None,
+                recall: None,
+            }],
+            ..Annotation::default()
+        },
+    );
+    assert_eq!(version(&s), 2);
+    let back = Session::from_json(&s.to_json(), "s.json").unwrap();
+    assert_eq!(back.format_version, 2);
+    assert_eq!(back.annotations, s.annotations);
+
+    // Dropping the explanation drops the version again, though the session was read as version 2.
+    let mut back = back;
+    back.annotations.clear();
+    assert_eq!(version(&back), 1);
+
+    let mut newer: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+    newer["format_version"] = serde_json::json!(session::SESSION_FORMAT_VERSION + 1);
+    let e = Session::from_json(&newer.to_string(), "s.json").unwrap_err();
+    assert!(matches!(e, SessionError::NewerVersion { found: 3, .. }), "{e}");
+}
