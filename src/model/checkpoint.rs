@@ -54,7 +54,7 @@ impl Stored {
         Ok(match self {
             Stored::Dense(t) => {
                 let n = t.elem_count().max(1);
-                let nz = t.ne(0f32)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+                let nz = with_f32_values(t, |v| v.iter().filter(|&&x| x != 0.0).count())?;
                 nz as f64 / n as f64
             }
             Stored::Csr(w) => w.density(),
@@ -139,12 +139,14 @@ impl Checkpoint {
                 continue;
             }
             let range = data_start + info.data_offsets.0..data_start + info.data_offsets.1;
-            let t =
-                bytes_to_f32_tensor(&mmap[range], info.dtype, &info.shape).map_err(|msg| ModelError::BadTensor {
+            let t = bytes_to_f32_tensor(&mmap[range.clone()], info.dtype, &info.shape).map_err(|msg| {
+                ModelError::BadTensor {
                     path: path.to_path_buf(),
                     name: name.clone(),
                     msg,
-                })?;
+                }
+            })?;
+            release_pages(&mmap, range);
             ckpt.tensors.insert(name.clone(), Stored::Dense(t));
         }
         Ok(ckpt)
@@ -349,12 +351,9 @@ impl Checkpoint {
     pub fn non_finite(&self) -> Result<Option<(String, usize)>> {
         for (name, stored) in &self.tensors {
             let bad = match stored {
-                Stored::Dense(t) if t.dtype() == DType::F32 => t
-                    .flatten_all()?
-                    .to_vec1::<f32>()?
-                    .iter()
-                    .filter(|v| !v.is_finite())
-                    .count(),
+                Stored::Dense(t) if t.dtype() == DType::F32 => {
+                    with_f32_values(t, |v| v.iter().filter(|x| !x.is_finite()).count())?
+                }
                 Stored::Dense(_) => 0,
                 Stored::Csr(w) => w.view().values().iter().filter(|v| !v.is_finite()).count(),
             };
@@ -480,6 +479,41 @@ fn bytes_to_f32_vec(bytes: &[u8], dtype: Dtype) -> std::result::Result<Vec<f32>,
             .collect(),
         d => return Err(format!("expected F32, BF16 or F16 values, got {d:?}")),
     })
+}
+
+/// Drops the pages of `range` from this process's resident set once a dense tensor has been copied out of
+/// them, so that a dense model is held once in memory, not twice (its copy and the map's pages). Only whole
+/// pages inside the range are dropped, so CSR parts used straight from the map keep theirs.
+fn release_pages(mmap: &Mmap, range: std::ops::Range<usize>) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096;
+        let start = range.start.div_ceil(PAGE) * PAGE;
+        let end = range.end / PAGE * PAGE;
+        if end > start {
+            // SAFETY: the map is a read-only shared mapping of the file, so MADV_DONTNEED only drops the page
+            // table entries: a later read faults the same bytes back in from the file. Nothing borrows these
+            // bytes any more (the tensor is a copy). A failure only costs memory, so it is ignored.
+            let _ = unsafe { mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (mmap, range);
+}
+
+/// Runs `f` on the values of a CPU f32 tensor in storage order, without copying when the tensor is one
+/// contiguous block of its storage or a transposed view of one (a 2-D matrix read `[in, out]`). For reductions
+/// that do not depend on the order (counts, sums); other tensors are copied first.
+pub(crate) fn with_f32_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let block = |t: &Tensor| t.layout().contiguous_offsets();
+    let offsets = block(t).or_else(|| if t.rank() == 2 { block(&t.t().ok()?) } else { None });
+    if let (Some((start, end)), DType::F32) = (offsets, t.dtype()) {
+        let (storage, _) = t.storage_and_layout();
+        if let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) = &*storage {
+            return Ok(f(&v[start..end]));
+        }
+    }
+    Ok(f(&t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
 }
 
 fn bytes_to_f32_tensor(bytes: &[u8], dtype: Dtype, shape: &[usize]) -> std::result::Result<Tensor, String> {

@@ -4,7 +4,7 @@
 //! A GPT-2 is the reference's architecture with LayerNorm (with bias), linear biases, no sink, no bigram table
 //! and no AbsTopK, so nothing here has its own forward: the config becomes a [`Config`] and the tensors become a
 //! [`Checkpoint`] in our names (`transformer.h.0.attn.c_attn.weight`, ...). Two things differ in the file:
-//! Conv1D weights are stored `[in, out]` (transposed here once, at load), and the original `gpt2` upload has no
+//! Conv1D weights are stored `[in, out]` (held as transposed views, never copied), and the original `gpt2` upload has no
 //! `transformer.` prefix on its keys.
 
 use std::collections::{BTreeMap, HashMap};
@@ -200,8 +200,9 @@ pub fn open_checkpoint(weights: &Path, cfg: &Config) -> Result<Checkpoint> {
             }
         }
         let stored = if conv1d.contains(&name) {
-            // Conv1D computes x·W with W [in, out]; our Linear holds [out, in] and computes x·Wᵀ.
-            Stored::Dense(stored.to_dense()?.t()?.contiguous()?)
+            // Conv1D computes x·W with W [in, out]; our Linear holds [out, in] and computes x·Wᵀ. A transposed
+            // view, not a copy: the product reads it as the [in, out] matrix it is, so loading moves no bytes.
+            Stored::Dense(stored.to_dense()?.t()?)
         } else {
             stored
         };
