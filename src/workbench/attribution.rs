@@ -41,14 +41,18 @@ fn channel_row(node: &NodeId, n_layer: usize) -> usize {
     }
 }
 
-/// The name of a layer row, as the screen's row labels show it: `emb`, `0 attn.v`, `final`, `logit`.
+/// The short names of [`BLOCK_SITES`] in row labels: where each site reads or writes.
+const SITE_SHORT: [&str; 6] = ["attn.in", "attn.v", "attn.out", "mlp.in", "mlp.post", "mlp.out"];
+
+/// The name of a layer row, as the screen's row labels show it: `emb`, `L0 attn.v` (`attn.in`, `attn.out`,
+/// `mlp.in`, `mlp.post`, `mlp.out` for the `act_in`, `resid_delta` and `post_act` sites), `final`, `logit`.
 pub fn row_name(row: usize, n_layer: usize) -> String {
     let per = BLOCK_SITES.len();
     match row {
         0 => "emb".into(),
         r if r <= n_layer * per => {
             let (l, s) = ((r - 1) / per, (r - 1) % per);
-            format!("{l} {}", BLOCK_SITES[s].name())
+            format!("L{l} {}", SITE_SHORT[s])
         }
         r if r == 1 + n_layer * per => "final".into(),
         _ => "logit".into(),
@@ -239,7 +243,8 @@ mod tests {
         assert_eq!(layer_row(&NodeKind::Position, n_layer), 0);
         let v: NodeId = "1.attn.v[3]".parse().unwrap();
         assert_eq!(layer_row(&NodeKind::Channel { node: v }, n_layer), 1 + 6 + 1);
-        assert_eq!(row_name(8, n_layer), "1 attn.v");
+        assert_eq!(row_name(8, n_layer), "L1 attn.v");
+        assert_eq!(row_name(5, n_layer), "L0 mlp.post");
         let f: NodeId = "final_resid[0]".parse().unwrap();
         assert_eq!(layer_row(&NodeKind::Channel { node: f }, n_layer), 13);
         assert_eq!(row_name(13, n_layer), "final");

@@ -434,7 +434,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
 }
 
 /// Width of a grid row's label and of one cell (with its gap).
-const ROW_LABEL: usize = 18;
+const ROW_LABEL: usize = 13;
 const CELL: usize = 6;
 
 fn draw_grid(app: &App, f: &mut Frame, area: Rect, v: &AttributionView, title: &str) {
