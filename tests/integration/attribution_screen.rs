@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use circuitscope::circuit::PositionedNode;
 use circuitscope::session::{store, Annotation, AttributionPins, CircuitRef, Session, SessionModel, Supernode};
 use circuitscope::tui::{self, update, App, ColorMode, Engine, Msg, OpenOptions, Screen, Theme};
-use circuitscope::workbench::AttributionView;
+use circuitscope::workbench::{AttrTarget, AttributionView, Reply, Request};
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::Terminal;
@@ -334,4 +334,49 @@ fn attribute_with_a_session_labels_the_graph() {
         ],
         &["/nonexistent/s.json"],
     );
+}
+
+/// Requests the engine cannot answer fail with one line; in the UI the screen and the status line say why, and
+/// the next prompt is computed again.
+#[test]
+fn bad_requests_fail_with_one_line_and_the_next_prompt_recovers() {
+    let (mut app, mut engine) = open(None);
+    let ask = |engine: &mut Engine, text: &str, target: AttrTarget, node_threshold: f32| match engine.handle(
+        Request::Attribute {
+            text: text.into(),
+            target,
+            node_threshold,
+            edge_threshold: 0.98,
+        },
+    ) {
+        Reply::AttributionFailed(m) => m,
+        r => panic!("expected a failure: {r:?}"),
+    };
+    let text = app.prompt_text();
+    let m = ask(&mut engine, &text, AttrTarget::TopLogit, 1.5);
+    assert!(m.contains("1.5") && !m.contains('\n'), "{m}");
+    assert!(ask(&mut engine, "", AttrTarget::TopLogit, 0.8).contains("empty"));
+    engine.set_task("no_such_task");
+    assert!(ask(&mut engine, &text, AttrTarget::TaskPair, 0.8).contains("no single-token target pair"));
+    engine.set_task("bracket_counting");
+
+    // An empty lab prompt: the screen says why there is no graph; no panic.
+    send(&mut app, &mut engine, [Msg::ch('3'), Msg::ch('e')]);
+    send(
+        &mut app,
+        &mut engine,
+        (0..text.chars().count() + 8).map(|_| Msg::key(KeyCode::Backspace)),
+    );
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Esc)]);
+    assert_eq!(app.prompt_text(), "");
+    send(&mut app, &mut engine, [Msg::ch('9')]);
+    assert!(app.attribution.view.is_none());
+    assert!(app.status.contains("empty"), "{}", app.status);
+    let screen = screen_text(&draw(&app, 80, 24));
+    assert!(screen.contains("no graph: the prompt is empty"), "{screen}");
+    // A prompt again: entering the screen computes it.
+    send(&mut app, &mut engine, [Msg::ch('3'), Msg::ch('e')]);
+    send(&mut app, &mut engine, Msg::typed("x = [[1"));
+    send(&mut app, &mut engine, [Msg::key(KeyCode::Esc), Msg::ch('9')]);
+    assert_eq!(view(&app).text, "x = [[1");
 }

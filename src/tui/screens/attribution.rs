@@ -32,6 +32,8 @@ pub struct AttributionState {
     pub pending: bool,
     /// Why the last request failed.
     pub error: Option<String>,
+    /// The prompt and node threshold of the last request, so that a failed one is not asked again unchanged.
+    pub asked: Option<(String, f32)>,
     /// The selected node (an index into the view's nodes).
     pub selected: Option<usize>,
     /// The highlighted row of the selected node's edge list.
@@ -48,6 +50,7 @@ impl Default for AttributionState {
             view: None,
             pending: false,
             error: None,
+            asked: None,
             selected: None,
             edge_sel: 0,
             node_threshold: NODE_THRESHOLD,
@@ -122,6 +125,7 @@ pub fn target(app: &App) -> AttrTarget {
 /// Asks the engine for the graph of the lab's prompt at the current node threshold.
 pub fn request(app: &mut App) {
     app.attribution.pending = true;
+    app.attribution.asked = Some((app.prompt_text(), app.attribution.node_threshold));
     let target = target(app);
     app.outbox.push(Request::Attribute {
         text: app.prompt_text(),
@@ -139,7 +143,8 @@ pub fn ensure(app: &mut App) {
         .view
         .as_ref()
         .is_some_and(|v| v.text == app.prompt_text() && v.node_threshold == app.attribution.node_threshold);
-    let failed_here = app.attribution.error.is_some();
+    let asked = Some((app.prompt_text(), app.attribution.node_threshold));
+    let failed_here = app.attribution.error.is_some() && app.attribution.asked == asked;
     if !current && !app.attribution.pending && !failed_here {
         request(app);
     }
@@ -177,6 +182,10 @@ pub fn on_failed(app: &mut App, msg: String) {
     app.attribution.pending = false;
     app.status = format!("attribution: {msg}");
     app.attribution.error = Some(msg);
+    if app.screen == Screen::Attribution {
+        // The prompt may have changed while the failed request ran.
+        ensure(app);
+    }
 }
 
 /// The ids of every node the pins and the supernodes name.
@@ -419,10 +428,10 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     };
     let side_w = if area.width >= 110 { 48 } else { 36 };
     let [grid, side] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(side_w)]).areas(area);
-    let stale = if v.text != app.prompt_text() {
-        " · of an earlier prompt"
-    } else {
-        ""
+    let stale = match (v.text != app.prompt_text(), st.error.is_some()) {
+        (true, true) => " · of an earlier prompt; the current one failed",
+        (true, false) => " · of an earlier prompt",
+        _ => "",
     };
     let title = format!(
         " {} · node thr {:.2} (< >){computing}{stale} ",
