@@ -67,6 +67,8 @@ pub enum Hit {
     TableRow(usize),
     /// Token `i` of the lab's run: moves the token cursor there.
     Token(usize),
+    /// Node `i` of the Attribution screen's graph (an index into its view's nodes): selects it.
+    AttrNode(usize),
 }
 
 /// One row of the magnitudes table.
@@ -791,6 +793,7 @@ impl App {
                     }
                 }
                 Some(Hit::Token(i)) => self.lab.cursor = Some(i),
+                Some(Hit::AttrNode(i)) => screens::attribution::select(self, i),
                 None => {}
             },
             MouseEventKind::ScrollDown => self.scroll(1),

@@ -121,6 +121,27 @@ fn the_screen_draws_the_pruned_graph_and_walks_its_edges() {
     let (s, t) = if incoming { (other, before) } else { (before, other) };
     assert!(view(&app).edges.iter().any(|e| e.source == s && e.target == t));
 
+    // A click on a cell selects its node.
+    let _ = draw(&app, 120, 40);
+    let (rect, clicked) = app
+        .hits
+        .borrow()
+        .iter()
+        .filter_map(|(r, h)| match h {
+            tui::app::Hit::AttrNode(i) if Some(*i) != app.attribution.selected => Some((*r, *i)),
+            _ => None,
+        })
+        .next()
+        .expect("the grid's cells are clickable");
+    let click = Msg::Mouse(ratatui::crossterm::event::MouseEvent {
+        kind: ratatui::crossterm::event::MouseEventKind::Down(ratatui::crossterm::event::MouseButton::Left),
+        column: rect.x,
+        row: rect.y,
+        modifiers: ratatui::crossterm::event::KeyModifiers::NONE,
+    });
+    send(&mut app, &mut engine, [click]);
+    assert_eq!(app.attribution.selected, Some(clicked));
+
     // hjkl move the selection through the grid and stay on kept nodes.
     for c in ['j', 'l', 'k', 'h', 'n', 'N'] {
         send(&mut app, &mut engine, [Msg::ch(c)]);

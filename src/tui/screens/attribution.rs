@@ -12,7 +12,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
 use crate::session::{AttributionPins, PinnedEdge, Supernode};
-use crate::tui::app::{App, Mode, Screen};
+use crate::tui::app::{App, Hit, Mode, Screen};
 use crate::tui::widgets::{fmt_val, text_width, token_label, truncate_to_width};
 use crate::workbench::attribution::row_name;
 use crate::workbench::{AttrTarget, AttributionView, Request};
@@ -287,7 +287,8 @@ pub fn selected_edges(app: &App) -> Vec<(bool, usize, f32)> {
         .collect()
 }
 
-fn select(app: &mut App, i: usize) {
+/// Selects node `i` of the graph (a click on its cell), with the edge cursor on its first edge.
+pub fn select(app: &mut App, i: usize) {
     app.attribution.selected = Some(i);
     app.attribution.edge_sel = 0;
 }
@@ -498,10 +499,10 @@ fn draw_grid(app: &App, f: &mut Frame, area: Rect, v: &AttributionView, title: &
         head.push(Span::styled(format!("{s}{} ", " ".repeat(pad)), t.dim()));
     }
     lines.push(Line::from(head));
-    for &r in &rows[r0..r1] {
+    for (y, &r) in rows[r0..r1].iter().enumerate() {
         let name = truncate_to_width(&row_name(r, v.n_layer), label_w - 1);
         let mut spans = vec![Span::styled(format!("{name:label_w$}"), t.dim())];
-        for &c in &cols[c0..c1] {
+        for (x, &c) in cols[c0..c1].iter().enumerate() {
             let cell = cell_nodes(v, r, c);
             let shown = match sel {
                 Some(s) if cell.contains(&s) => Some(s),
@@ -524,6 +525,17 @@ fn draw_grid(app: &App, f: &mut Frame, area: Rect, v: &AttributionView, title: &
                 }
             };
             let pad = (CELL - 1).saturating_sub(text_width(&text));
+            if let Some(i) = shown {
+                let at = Rect {
+                    x: inner.x + (label_w + x * CELL) as u16,
+                    y: inner.y + 2 + y as u16,
+                    width: (CELL - 1) as u16,
+                    height: 1,
+                };
+                if at.y < inner.y + inner.height && at.x + at.width <= inner.x + inner.width {
+                    app.hits.borrow_mut().push((at, Hit::AttrNode(i)));
+                }
+            }
             spans.push(Span::styled(format!("{text}{}", " ".repeat(pad)), style));
             spans.push(Span::raw(" "));
         }
