@@ -30,8 +30,13 @@ pub fn layer_row(kind: &NodeKind, n_layer: usize) -> usize {
     match kind {
         NodeKind::Embedding { .. } | NodeKind::Position | NodeKind::Bigram { .. } => 0,
         NodeKind::Channel { node } => channel_row(node, n_layer),
-        NodeKind::Logit { .. } => 2 + n_layer * BLOCK_SITES.len(),
+        NodeKind::Logit { .. } => logit_row(n_layer),
     }
+}
+
+/// The layer row of the logits, the last one.
+pub fn logit_row(n_layer: usize) -> usize {
+    2 + n_layer * BLOCK_SITES.len()
 }
 
 fn channel_row(node: &NodeId, n_layer: usize) -> usize {
@@ -169,17 +174,7 @@ impl AttributionView {
             .collect();
         let target = nodes
             .iter()
-            .filter(|n| {
-                n.row
-                    == layer_row(
-                        &NodeKind::Logit {
-                            token: 0,
-                            alt: None,
-                            weight: 0.0,
-                        },
-                        g.n_layer,
-                    )
-            })
+            .filter(|n| n.row == logit_row(g.n_layer))
             .map(|n| n.what.clone())
             .collect::<Vec<_>>()
             .join(", ");

@@ -161,7 +161,7 @@ pub fn on_view(app: &mut App, v: AttributionView) {
         .selected
         .and_then(|i| st.view.as_ref()?.nodes.get(i))
         .map(|n| n.id.clone());
-    let logits = 2 + v.n_layer * crate::workbench::attribution::BLOCK_SITES.len();
+    let logits = crate::workbench::attribution::logit_row(v.n_layer);
     st.selected = old.and_then(|id| v.index_of(&id)).or_else(|| {
         (0..v.nodes.len())
             .filter(|&i| v.nodes[i].row < logits && v.nodes[i].row > 0)
@@ -550,7 +550,7 @@ fn draw_grid(app: &App, f: &mut Frame, area: Rect, v: &AttributionView, title: &
         r1,
         rows.len()
     );
-    while lines.len() < inner.height as usize - 1 {
+    while lines.len() + 1 < inner.height as usize {
         lines.push(Line::raw(""));
     }
     lines.push(Line::styled(truncate_to_width(&footer, inner.width as usize), t.dim()));
