@@ -14,6 +14,7 @@ use crate::analysis::attribution::{build, prune, AttrNode, NodeKind, PruneOption
 use crate::data::tasks::{self, Split};
 use crate::export::neuronpedia::{self, ExportInfo, GraphFile};
 use crate::model::LoadOptions;
+use crate::session::Session;
 use crate::tokenize::Tokenizer;
 
 /// Arguments of `circuitscope attribute`.
@@ -68,6 +69,10 @@ pub struct AttributeArgs {
     /// tokenizer.json to use instead of the model directory's.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// A session file whose labels become the exported nodes' labels (`clerp`), and whose Attribution pins and
+    /// supernodes on this same prompt become the file's `qParams`.
+    #[arg(long)]
+    pub session: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -207,6 +212,32 @@ fn input(args: &AttributeArgs, tok: Option<&Tokenizer>) -> Result<Input> {
     })
 }
 
+/// The session's label of a channel node, if it has one.
+fn session_label(n: &AttrNode, session: Option<&Session>) -> Option<String> {
+    let a = session?.annotations.get(&n.channel()?)?;
+    (!a.label.is_empty()).then(|| a.label.clone())
+}
+
+/// The session's pins and supernodes for the export, when they are of this prompt: only ids the kept graph has.
+fn session_pins(session: Option<&Session>, prompt: &str, kept: &[String]) -> (Vec<String>, Vec<Vec<String>>) {
+    let Some(pins) = session.map(|s| &s.attribution).filter(|p| p.prompt == prompt) else {
+        return (Vec::new(), Vec::new());
+    };
+    let known = |id: &&String| kept.contains(id);
+    let pinned = pins.pinned.iter().filter(known).cloned().collect();
+    let supernodes = pins
+        .supernodes
+        .iter()
+        .map(|g| {
+            std::iter::once(g.name.clone())
+                .chain(g.nodes.iter().filter(known).cloned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|g| g.len() > 1)
+        .collect();
+    (pinned, supernodes)
+}
+
 /// The label of a node in the file: token text for embeddings and logits.
 fn label(n: &AttrNode, ids: &[u32], tok: Option<&Tokenizer>) -> String {
     match &n.kind {
@@ -233,6 +264,13 @@ fn attribute(args: &AttributeArgs) -> Result<()> {
             bail!("{name} {v}: a share between 0 and 1");
         }
     }
+    let session = match &args.session {
+        Some(path) => Some(
+            crate::session::store::load(path)?
+                .with_context(|| format!("--session {}: no such session file", path.display()))?,
+        ),
+        None => None,
+    };
     let model = load_model(model_dir, args.checks.apply(LoadOptions::default()))?;
     let tok = resolve_tokenizer(args.tokenizer.as_deref(), model_dir)?;
     let inp = input(args, tok.as_ref())?;
@@ -253,7 +291,12 @@ fn attribute(args: &AttributeArgs) -> Result<()> {
     let mut written = None;
     if let Some(out) = &args.output {
         let ids = inp.ids.clone();
-        let labeler = |n: &AttrNode| label(n, &ids, tok.as_ref());
+        let labeler = |n: &AttrNode| session_label(n, session.as_ref()).unwrap_or_else(|| label(n, &ids, tok.as_ref()));
+        let kept: Vec<String> = (0..g.nodes.len())
+            .filter(|&i| p.keep_node[i])
+            .map(|i| g.nodes[i].id())
+            .collect();
+        let (pinned, supernodes) = session_pins(session.as_ref(), &inp.prompt, &kept);
         let file = neuronpedia::to_file(
             &g,
             &p,
@@ -268,8 +311,8 @@ fn attribute(args: &AttributeArgs) -> Result<()> {
                     Targets::Top { cover, max } => Some((*max, *cover)),
                     Targets::Given(_) => None,
                 },
-                pinned: Vec::new(),
-                supernodes: Vec::new(),
+                pinned,
+                supernodes,
             },
         );
         let bytes = serde_json::to_vec(&file)?;

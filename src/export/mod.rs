@@ -311,6 +311,72 @@ fn end_name(e: &EdgeEnd) -> String {
     e.to_string()
 }
 
+/// The Attribution screen's pinned nodes as a mermaid flowchart: each supernode a `subgraph` with its nodes,
+/// the other pinned nodes beside them, and the edges among them from the last graph computed on their prompt.
+/// Nothing when nothing is pinned or grouped.
+fn attribution_subgraph(out: &mut String, s: &Session) {
+    let pins = &s.attribution;
+    if pins.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Attribution graph: pinned nodes\n");
+    let _ = writeln!(
+        out,
+        "{} pinned nodes and {} supernodes of the attribution graph of the prompt `{}` (workbench tab 9), with \
+         the {} edges among them (each the source's direct contribution to the target's input).\n",
+        pins.pinned.len(),
+        pins.supernodes.len(),
+        md_text(&pins.prompt.replace('\n', "↵")).replace('`', "'"),
+        pins.edges.len()
+    );
+    let mut ids: Vec<&str> = Vec::new();
+    for id in pins
+        .pinned
+        .iter()
+        .chain(pins.supernodes.iter().flat_map(|g| g.nodes.iter()))
+        .chain(pins.edges.iter().flat_map(|e| [&e.source, &e.target]))
+    {
+        if !ids.contains(&id.as_str()) {
+            ids.push(id);
+        }
+    }
+    let key = |id: &str| format!("a{}", ids.iter().position(|x| *x == id).unwrap_or(0));
+    let label = |id: &str| {
+        let l = id
+            .parse::<crate::circuit::PositionedNode>()
+            .ok()
+            .and_then(|p| s.annotations.get(&p.node))
+            .map(|a| a.label.as_str())
+            .unwrap_or("");
+        if l.is_empty() {
+            mermaid_text(id)
+        } else {
+            format!("{}<br/>{}", mermaid_text(id), mermaid_text(l))
+        }
+    };
+    let _ = writeln!(out, "```mermaid\nflowchart BT");
+    let mut grouped: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for (k, g) in pins.supernodes.iter().enumerate() {
+        let _ = writeln!(out, "  subgraph s{k}[\"{}\"]", mermaid_text(&g.name));
+        for id in &g.nodes {
+            // A node in two supernodes is drawn in the first; mermaid has one place per node.
+            if grouped.insert(id) {
+                let _ = writeln!(out, "    {}[\"{}\"]", key(id), label(id));
+            }
+        }
+        let _ = writeln!(out, "  end");
+    }
+    for id in &ids {
+        if !grouped.contains(id) {
+            let _ = writeln!(out, "  {}[\"{}\"]", key(id), label(id));
+        }
+    }
+    for e in &pins.edges {
+        let _ = writeln!(out, "  {} -->|\"{:+.3}\"| {}", key(&e.source), e.weight, key(&e.target));
+    }
+    let _ = writeln!(out, "```\n");
+}
+
 /// The markdown report.
 pub fn markdown(input: &ReportInput) -> String {
     let s = input.session;
@@ -493,6 +559,8 @@ pub fn markdown(input: &ReportInput) -> String {
         }
         let _ = writeln!(out);
     }
+
+    attribution_subgraph(&mut out, s);
 
     let _ = writeln!(out, "## Labeled nodes\n");
     let mut any = false;

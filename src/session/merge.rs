@@ -1,6 +1,6 @@
 //! `session merge A B`: two analysts' sessions of the same model combined. Annotations are united; where the
 //! labels disagree both are kept as a conflict (`Annotation::conflict`) that the UI shows and `:resolve` settles.
-//! The lab state (prompt, pinned prompt, ablations, cursor) is A's.
+//! The lab state (prompt, pinned prompt, ablations, cursor) and the Attribution screen's pins are A's.
 
 use super::{Annotation, LabelCandidate, Result, Session, SessionError};
 

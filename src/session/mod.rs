@@ -353,6 +353,51 @@ pub struct SavedPrompt {
     pub ablations: Vec<AblationSpec>,
 }
 
+/// A supernode: pinned attribution-graph nodes grouped under a name (Neuronpedia's `qParams.supernodes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Supernode {
+    /// The name the analyst gave it (unique within the session, not empty).
+    pub name: String,
+    /// Its nodes' graph ids (`1.mlp.post_act[98]@12`, `embed@3`).
+    pub nodes: Vec<String>,
+}
+
+/// An edge between two pinned or grouped nodes, as the last graph computed on the pins' prompt had it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PinnedEdge {
+    /// The source node's graph id.
+    pub source: String,
+    /// The target node's graph id.
+    pub target: String,
+    /// The source's direct contribution to the target's input.
+    pub weight: f32,
+}
+
+/// The Attribution screen's pins: nodes of the attribution graph of one prompt, supernodes, and the edges among
+/// them; the markdown report draws them as a mermaid subgraph.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttributionPins {
+    /// The prompt whose graph the node ids (positions included) refer to.
+    #[serde(default)]
+    pub prompt: String,
+    /// Pinned nodes, in pinning order.
+    #[serde(default)]
+    pub pinned: Vec<String>,
+    /// Supernodes, in the order they were made.
+    #[serde(default)]
+    pub supernodes: Vec<Supernode>,
+    /// Edges among the pinned and grouped nodes.
+    #[serde(default)]
+    pub edges: Vec<PinnedEdge>,
+}
+
+impl AttributionPins {
+    /// Whether nothing is pinned or grouped (then the session file leaves the field out).
+    pub fn is_empty(&self) -> bool {
+        self.pinned.is_empty() && self.supernodes.is_empty()
+    }
+}
+
 /// Which model a session was made for.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionModel {
@@ -417,6 +462,9 @@ pub struct Session {
     /// The mechanism, written up for the whole circuit.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub summary: String,
+    /// The Attribution screen's pinned nodes and supernodes (absent in sessions without any, and in older ones).
+    #[serde(default, skip_serializing_if = "AttributionPins::is_empty")]
+    pub attribution: AttributionPins,
 }
 
 impl Session {
@@ -437,6 +485,7 @@ impl Session {
             saved_prompts: Vec::new(),
             annotations: BTreeMap::new(),
             summary: String::new(),
+            attribution: AttributionPins::default(),
         }
     }
 

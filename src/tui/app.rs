@@ -20,6 +20,7 @@ use super::keymap::{self, Action};
 use super::msg::Msg;
 pub use super::persist::SessionState;
 use super::screens;
+pub use super::screens::attribution::AttributionState;
 pub use super::screens::embedding::EmbedState;
 pub use super::screens::heads::HeadsState;
 use super::screens::inspector::{InspectorAction, InspectorState};
@@ -66,6 +67,8 @@ pub enum Hit {
     TableRow(usize),
     /// Token `i` of the lab's run: moves the token cursor there.
     Token(usize),
+    /// Node `i` of the Attribution screen's graph (an index into its view's nodes): selects it.
+    AttrNode(usize),
 }
 
 /// One row of the magnitudes table.
@@ -170,6 +173,8 @@ pub struct App {
     pub pairs: PairsState,
     /// The Heads screen's state (the selected head, the colouring score, the composition kind).
     pub heads: HeadsState,
+    /// The Attribution screen's state (the graph, its selection, the node threshold, pins and supernodes).
+    pub attribution: AttributionState,
     /// The clickable areas of the last frame, recorded while drawing and cleared at the start of each frame; a
     /// `RefCell` because drawing takes the app by shared reference.
     pub hits: RefCell<Vec<(Rect, Hit)>>,
@@ -230,6 +235,7 @@ impl App {
             embed: EmbedState::default(),
             pairs: PairsState::default(),
             heads: HeadsState::default(),
+            attribution: AttributionState::default(),
             hits: RefCell::new(Vec::new()),
         };
         app.request_run();
@@ -349,6 +355,9 @@ impl App {
         }
         if s == Screen::Heads {
             screens::heads::ensure(self);
+        }
+        if s == Screen::Attribution {
+            screens::attribution::ensure(self);
         }
     }
 
@@ -555,6 +564,10 @@ impl App {
                     self.note_ablation_result(&prev, &run);
                 }
                 self.lab.run = Some(run);
+                // A new prompt (recalled, or a task target newly known) recomputes the graph on show.
+                if self.screen == Screen::Attribution {
+                    screens::attribution::ensure(self);
+                }
             }
             Reply::RunFailed(id, msg) => {
                 if id == self.lab.next_id {
@@ -569,6 +582,8 @@ impl App {
                 self.embed.pending.remove(&v.channel);
                 self.embed.views.insert(v.channel, *v);
             }
+            Reply::Attribution(v) => screens::attribution::on_view(self, *v),
+            Reply::AttributionFailed(e) => screens::attribution::on_failed(self, e),
             Reply::Heads(v) => {
                 self.heads.pending = false;
                 self.heads.view = Some(*v);
@@ -709,6 +724,7 @@ impl App {
             Action::Embedding(a) => screens::embedding::perform(self, a),
             Action::Pairs(a) => screens::pairs::perform(self, a),
             Action::Heads(a) => screens::heads::perform(self, a),
+            Action::Attribution(a) => screens::attribution::perform(self, a),
         }
     }
 
@@ -777,6 +793,7 @@ impl App {
                     }
                 }
                 Some(Hit::Token(i)) => self.lab.cursor = Some(i),
+                Some(Hit::AttrNode(i)) => screens::attribution::select(self, i),
                 None => {}
             },
             MouseEventKind::ScrollDown => self.scroll(1),
@@ -803,6 +820,9 @@ impl App {
             Screen::Embedding => screens::embedding::set_channel(self, self.embed.channel as i64 + d),
             Screen::Pairs => screens::pairs::perform(self, PairsAction::Move(d)),
             Screen::Heads => screens::heads::perform(self, screens::heads::HeadsAction::Move(0, d)),
+            Screen::Attribution => {
+                screens::attribution::perform(self, screens::attribution::AttributionAction::Edge(d))
+            }
         }
     }
 }

@@ -65,6 +65,10 @@ pub enum Command {
     Pairs(Option<usize>),
     /// `:summary [TEXT]`: set the session's summary; None opens the current one for editing.
     Summary(Option<String>),
+    /// `:supernode NAME`: group the Attribution screen's pinned nodes under NAME (empty: refused when run).
+    Supernode(String),
+    /// `:unpin`: every pin and supernode of the Attribution screen off.
+    Unpin,
 }
 
 /// A change to the selected node's annotation.
@@ -309,6 +313,8 @@ impl Command {
                 _ => return Err(CommandError::Pairs),
             }),
             "summary" => Command::Summary(non_empty(rest).map(|r| unescape(&r))),
+            "supernode" => Command::Supernode(unescape(rest).trim().to_string()),
+            "unpin" => Command::Unpin,
             // `:summary` alone opens the current text for editing, so clearing it needs its own spelling.
             "summary!" if rest.is_empty() => Command::Summary(Some(String::new())),
             other => return Err(CommandError::Unknown(other.to_string())),
@@ -367,6 +373,8 @@ impl fmt::Display for Command {
             Command::Pairs(None) => "pairs".to_string(),
             Command::Summary(Some(text)) if text.is_empty() => "summary!".to_string(),
             Command::Summary(text) => opt("summary", &text.as_deref().map(escape)),
+            Command::Supernode(name) => format!("supernode {}", escape(name)),
+            Command::Unpin => "unpin".to_string(),
         };
         f.write_str(s.trim_end())
     }
@@ -462,6 +470,8 @@ pub fn execute(app: &mut App, cmd: Command) {
         }
         Command::Pairs(n) => super::screens::pairs::request(app, n.unwrap_or(super::screens::pairs::DEFAULT_PAIRS)),
         Command::Summary(text) => app.set_summary(text),
+        Command::Supernode(name) => super::screens::attribution::group(app, &name),
+        Command::Unpin => super::screens::attribution::clear_pins(app),
     }
 }
 
@@ -530,6 +540,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         ":export [FILE]",
         "write the markdown report (default: the session's path with .md)",
+    ),
+    (
+        ":supernode NAME / :unpin",
+        "group the Attribution screen's pinned nodes into supernode NAME / clear every pin and supernode",
     ),
     (":wq / :x", "save and quit"),
     (":q / :quit", "quit"),

@@ -5,6 +5,7 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::app::AppAction;
+use super::screens::attribution::AttributionAction;
 use super::screens::embedding::EmbeddingAction;
 use super::screens::graph::GraphAction;
 use super::screens::heads::HeadsAction;
@@ -39,6 +40,8 @@ pub enum Scope {
     Pairs,
     /// The Heads screen.
     Heads,
+    /// The Attribution screen.
+    Attribution,
 }
 
 impl Scope {
@@ -55,6 +58,7 @@ impl Scope {
             Scope::Embedding => "embedding",
             Scope::Pairs => "pairs",
             Scope::Heads => "heads",
+            Scope::Attribution => "attribution",
         }
     }
 
@@ -71,6 +75,7 @@ impl Scope {
             Scope::Embedding => screen == Screen::Embedding,
             Scope::Pairs => screen == Screen::Pairs,
             Scope::Heads => screen == Screen::Heads,
+            Scope::Attribution => screen == Screen::Attribution,
         }
     }
 }
@@ -138,6 +143,8 @@ pub enum Action {
     Pairs(PairsAction),
     /// A Heads screen action.
     Heads(HeadsAction),
+    /// An Attribution screen action.
+    Attribution(AttributionAction),
 }
 
 /// One row of the help: the keys as written, what they do, and the keys themselves with their actions.
@@ -173,6 +180,7 @@ const fn code(code: KeyCode) -> Key {
 
 use Action as A;
 use AppAction as G;
+use AttributionAction as At;
 use EmbeddingAction as Em;
 use GraphAction as Gr;
 use HeadsAction as Hd;
@@ -200,8 +208,8 @@ pub const BINDINGS: &[Binding] = &[
     },
     Binding {
         scope: Scope::Any,
-        keys: "1 2 3 4 5 6 7 8 / Tab / Shift-Tab",
-        help: "circuit map, node inspector, prompt lab, notes, pruning, embedding, A/B pairs, heads",
+        keys: "1 2 3 4 5 6 7 8 9 / Tab / Shift-Tab",
+        help: "circuit map, node inspector, prompt lab, notes, pruning, embedding, A/B pairs, heads, attribution",
         binds: &[
             (ch('1'), A::App(G::Screen(Screen::Map))),
             (ch('2'), A::App(G::Screen(Screen::Inspector))),
@@ -211,6 +219,7 @@ pub const BINDINGS: &[Binding] = &[
             (ch('6'), A::App(G::Screen(Screen::Embedding))),
             (ch('7'), A::App(G::Screen(Screen::Pairs))),
             (ch('8'), A::App(G::Screen(Screen::Heads))),
+            (ch('9'), A::App(G::Screen(Screen::Attribution))),
             (code(K::Tab), A::App(G::NextScreen)),
             (code(K::BackTab), A::App(G::PrevScreen)),
         ],
@@ -667,6 +676,81 @@ pub const BINDINGS: &[Binding] = &[
         keys: "R",
         help: "recompute the attention map on the lab's current prompt",
         binds: &[(ch('R'), A::Heads(Hd::Refresh))],
+    },
+    Binding {
+        scope: Scope::Attribution,
+        keys: "h j k l / arrows",
+        help: "select a node (h/l: positions, j/k: layer rows)",
+        binds: &[
+            (ch('h'), A::Attribution(At::Move(0, -1))),
+            (code(K::Left), A::Attribution(At::Move(0, -1))),
+            (ch('l'), A::Attribution(At::Move(0, 1))),
+            (code(K::Right), A::Attribution(At::Move(0, 1))),
+            (ch('j'), A::Attribution(At::Move(1, 0))),
+            (code(K::Down), A::Attribution(At::Move(1, 0))),
+            (ch('k'), A::Attribution(At::Move(-1, 0))),
+            (code(K::Up), A::Attribution(At::Move(-1, 0))),
+        ],
+    },
+    Binding {
+        scope: Scope::Attribution,
+        keys: "n / N",
+        help: "next / previous node in the selected cell",
+        binds: &[
+            (ch('n'), A::Attribution(At::Cycle(1))),
+            (ch('N'), A::Attribution(At::Cycle(-1))),
+        ],
+    },
+    Binding {
+        scope: Scope::Attribution,
+        keys: "J / K",
+        help: "move the edge cursor down / up (incoming edges, then outgoing, strongest first)",
+        binds: &[
+            (ch('J'), A::Attribution(At::Edge(1))),
+            (ch('K'), A::Attribution(At::Edge(-1))),
+        ],
+    },
+    Binding {
+        scope: Scope::Attribution,
+        keys: "Enter / f",
+        help: "walk along the edge under the edge cursor to its other end",
+        binds: &[
+            (code(K::Enter), A::Attribution(At::Follow)),
+            (ch('f'), A::Attribution(At::Follow)),
+        ],
+    },
+    Binding {
+        scope: Scope::Attribution,
+        keys: "p",
+        help: "pin / unpin the selected node (kept in the session)",
+        binds: &[(ch('p'), A::Attribution(At::Pin))],
+    },
+    Binding {
+        scope: Scope::Attribution,
+        keys: "s",
+        help: "group the pinned nodes into a named supernode (:supernode NAME)",
+        binds: &[(ch('s'), A::Attribution(At::Group))],
+    },
+    Binding {
+        scope: Scope::Attribution,
+        keys: "< / >",
+        help: "lower / raise the node threshold by 0.05 and recompute",
+        binds: &[
+            (ch('<'), A::Attribution(At::Threshold(-1))),
+            (ch('>'), A::Attribution(At::Threshold(1))),
+        ],
+    },
+    Binding {
+        scope: Scope::Attribution,
+        keys: "g",
+        help: "go to the node's channel on the circuit map (the inspector when the circuit lacks it)",
+        binds: &[(ch('g'), A::Attribution(At::Open))],
+    },
+    Binding {
+        scope: Scope::Attribution,
+        keys: "R",
+        help: "recompute the graph on the lab's current prompt",
+        binds: &[(ch('R'), A::Attribution(At::Refresh))],
     },
 ];
 

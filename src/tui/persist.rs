@@ -109,6 +109,7 @@ impl App {
                 self.prompt = ta;
             }
             self.lab.baseline = None;
+            self.attribution.pins = s.attribution.clone();
             self.lab.pinned_text = s.pinned_prompt.clone();
             if let Some(p) = &s.pinned_prompt {
                 self.lab.next_id += 1;
@@ -181,6 +182,7 @@ impl App {
         s.prompt = self.prompt_text();
         s.pinned_prompt = self.lab.pinned_text.clone();
         s.ablations = self.lab.ablations.iter().map(to_spec).collect();
+        s.attribution = self.attribution.pins.clone();
         s.annotations = self
             .annotations
             .iter()

@@ -9,7 +9,7 @@ use unicode_width::UnicodeWidthStr;
 
 use super::app::{App, Hit, Mode, Screen, MIN_HEIGHT, MIN_WIDTH};
 use super::help;
-use super::screens::{embedding, heads, inspector, lab, map, notes, pairs, pruning};
+use super::screens::{attribution, embedding, heads, inspector, lab, map, notes, pairs, pruning};
 
 /// Draws the whole frame: the tab bar, the current screen, the status line and the overlays (help, `/`, `:`);
 /// clears and refills the click targets. A terminal below [`MIN_WIDTH`]×[`MIN_HEIGHT`] gets a message instead.
@@ -36,6 +36,7 @@ pub fn view(app: &App, f: &mut Frame) {
         Screen::Embedding => embedding::draw(app, f, body),
         Screen::Pairs => pairs::draw(app, f, body),
         Screen::Heads => heads::draw(app, f, body),
+        Screen::Attribution => attribution::draw(app, f, body),
     }
     draw_status(app, f, status);
     if app.mode == Mode::Search {
@@ -146,6 +147,7 @@ fn hints(app: &App) -> &'static str {
         (_, Screen::Embedding) => "jk/arrows channel · PgUp/PgDn ±16 · g selected node's channel · ? help",
         (_, Screen::Pairs) => "jk node · hl head · n/N pair · R re-run · :pairs N · ? help",
         (_, Screen::Heads) => "hjkl head · s score · c Q/K/V · Enter channels · R refresh · ? help",
+        (_, Screen::Attribution) => "hjkl node · J/K Enter edges · p pin · s group · < > threshold · g map · ? help",
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
 
+use super::attribution::{AttrTarget, AttributionView, ViewSetup};
 use super::heads::HeadsView;
 use super::pairs::{self, PairsSetup, PairsView};
 use super::protocol::{
@@ -19,6 +20,7 @@ use super::protocol::{
 use super::scan_source::ScanSource;
 use crate::analysis::ablate::{self, TaskData, TaskEval};
 use crate::analysis::attention_pattern::{self, AttnPattern};
+use crate::analysis::attribution::{self, PruneOptions, TargetSpec, Targets};
 use crate::analysis::embedding_tables::{self, EmbeddingTables};
 use crate::analysis::heads::{HeadsOptions, HeadsReport};
 use crate::analysis::logit_attribution::{self, Readout};
@@ -86,6 +88,15 @@ pub enum EngineError {
     /// The framework lens could not read the model.
     #[error("heads: {0}")]
     Heads(#[from] crate::analysis::framework::FrameworkError),
+    /// The attribution graph could not be made.
+    #[error("attribution: {0}")]
+    Attribute(#[from] crate::analysis::attribution::AttributeError),
+    /// The attribution target asks for the task's pair, and the task has no single-token pair.
+    #[error("the task has no single-token target pair to explain")]
+    NoTargetPair,
+    /// A pruning threshold outside 0..=1.
+    #[error("threshold {0} is not a share between 0 and 1")]
+    BadThreshold(f32),
     /// A residual channel past the model's width.
     #[error("channel {channel} is past d_model = {d_model}")]
     NoSuchChannel {
@@ -279,6 +290,15 @@ impl Engine {
             Request::Heads { text } => match self.heads(&text) {
                 Ok(v) => Reply::Heads(Box::new(v)),
                 Err(e) => Reply::Error(format!("heads: {e}")),
+            },
+            Request::Attribute {
+                text,
+                target,
+                node_threshold,
+                edge_threshold,
+            } => match self.attribute(&text, target, (node_threshold, edge_threshold)) {
+                Ok(v) => Reply::Attribution(Box::new(v)),
+                Err(e) => Reply::AttributionFailed(e.to_string()),
             },
             Request::Embedding { channel } => match self.embedding(channel) {
                 Ok(v) => Reply::Embedding(Box::new(v)),
@@ -501,6 +521,41 @@ impl Engine {
         let tokens = ids.iter().map(|&i| self.token_text(i)).collect();
         let report = self.heads_report.as_ref().expect("computed above");
         Ok(HeadsView::build(report, text, tokens, patterns, |i| self.token_text(i)))
+    }
+
+    /// The Attribution screen's view: the exact attribution graph of `text` (truncated as the lab's runs are)
+    /// for `target`, pruned with the (node, edge) `thresholds` ([`crate::analysis::attribution`]).
+    pub fn attribute(&mut self, text: &str, target: AttrTarget, thresholds: (f32, f32)) -> Result<AttributionView> {
+        let start = Instant::now();
+        for t in [thresholds.0, thresholds.1] {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(EngineError::BadThreshold(t));
+            }
+        }
+        let (ids, _) = self.encode_prompt(text)?;
+        let targets = match target {
+            AttrTarget::TopLogit => Targets::Top { cover: 1.0, max: 1 },
+            AttrTarget::TaskPair => {
+                let (a, b) = self.target_ids.ok_or(EngineError::NoTargetPair)?;
+                Targets::Given(vec![TargetSpec {
+                    token: a,
+                    alt: Some(b),
+                    weight: 1.0,
+                }])
+            }
+        };
+        let g = attribution::build(&self.model, &ids, &targets)?;
+        let opts = PruneOptions {
+            node_threshold: thresholds.0,
+            edge_threshold: thresholds.1,
+        };
+        let p = attribution::prune(&g, opts);
+        let setup = ViewSetup {
+            text,
+            thresholds,
+            elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
+        };
+        Ok(AttributionView::build(&g, &p, setup, |i| self.token_text(i)))
     }
 
     /// The attention of every head that has q or k nodes in the circuit.

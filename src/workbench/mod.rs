@@ -4,6 +4,7 @@
 //!
 //! Nothing here imports ratatui or `crate::tui`.
 
+pub mod attribution;
 pub mod auto_labels;
 pub mod engine;
 pub mod heads;
@@ -17,9 +18,9 @@ pub use auto_labels::AutoLabel;
 pub use engine::{spawn, Engine, EngineError};
 pub use open::{model_tokenizer, open, task_description, task_names, OpenError, OpenOptions, Opened};
 pub use protocol::{
-    Ablation, AblationKind, AttnPattern, AttnRow, EmbeddingView, HeadRow, HeadsView, NodeDetail, NodeStats,
-    PairNodeRow, PairView, PairsView, QuantileView, Reply, Request, RunSummary, SweepPoint, SweepResult, SweepStop,
-    TaskView, TokenActs, WpeWindow, EMBED_BINS, WPE_WINDOW,
+    Ablation, AblationKind, AttnPattern, AttnRow, AttrEdgeRow, AttrNodeRow, AttrTarget, AttributionView, EmbeddingView,
+    HeadRow, HeadsView, NodeDetail, NodeStats, PairNodeRow, PairView, PairsView, QuantileView, Reply, Request,
+    RunSummary, SweepPoint, SweepResult, SweepStop, TaskView, TokenActs, WpeWindow, EMBED_BINS, WPE_WINDOW,
 };
 pub use scan_source::ScanSource;
 
@@ -29,6 +30,7 @@ mod tests {
     #[test]
     fn the_workbench_imports_no_ui() {
         let sources = [
+            ("attribution.rs", include_str!("attribution.rs")),
             ("auto_labels.rs", include_str!("auto_labels.rs")),
             ("engine.rs", include_str!("engine.rs")),
             ("heads.rs", include_str!("heads.rs")),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+pub use super::attribution::{AttrEdgeRow, AttrNodeRow, AttrTarget, AttributionView};
 pub use super::heads::{HeadRow, HeadsView};
 pub use super::pairs::{AttnRow, PairNodeRow, PairView, PairsView};
 pub use super::scan_source::NodeStats;
@@ -98,6 +99,17 @@ pub enum Request {
     Heads {
         /// The prompt whose attention patterns are shown (the lab's).
         text: String,
+    },
+    /// The pruned attribution graph of `text` (truncated as the lab's runs are), for the Attribution screen.
+    Attribute {
+        /// The prompt (the lab's).
+        text: String,
+        /// The logits explained.
+        target: AttrTarget,
+        /// Keep the nodes carrying this share of the influence on the target.
+        node_threshold: f32,
+        /// Keep the edges carrying this share of the influence.
+        edge_threshold: f32,
     },
     /// Write the markdown report of a session (the engine holds the scan and the tokenizer).
     Export {
@@ -250,6 +262,10 @@ pub enum Reply {
     Pairs(Box<PairsView>),
     /// The Heads screen's view.
     Heads(Box<HeadsView>),
+    /// The Attribution screen's pruned graph.
+    Attribution(Box<AttributionView>),
+    /// An attribution graph that could not be made: the message for the screen and the status bar.
+    AttributionFailed(String),
     /// A request that failed, its message for the status bar.
     Error(String),
     /// A message for the status bar.

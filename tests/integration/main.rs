@@ -2,6 +2,7 @@
 //! `cargo test --test integration <module>::` runs one of them.
 
 mod attribution;
+mod attribution_screen;
 mod bundled;
 mod circuit;
 mod cli;

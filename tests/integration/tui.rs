@@ -451,13 +451,13 @@ fn help_overlay_lists_exactly_the_keymaps_bindings_and_the_commands() {
     let (mut app, mut engine) = open();
     send(&mut app, &mut engine, [Msg::ch('?')]);
     // Tall enough that nothing scrolls.
-    let text = screen_text(&draw(&app, 120, 100));
-    // The overlay is 110 columns wide, centred over the body (rows 1..99): its inside is columns 6..114 of
-    // rows 2..98.
+    let text = screen_text(&draw(&app, 120, 130));
+    // The overlay is 110 columns wide, centred over the body (rows 1..129): its inside is columns 6..114 of
+    // rows 2..128.
     let inner: Vec<String> = text
         .lines()
         .skip(2)
-        .take(96)
+        .take(126)
         .map(|l| l.chars().skip(6).take(108).collect())
         .collect();
     let rows: Vec<&str> = inner

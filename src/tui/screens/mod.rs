@@ -1,6 +1,7 @@
 //! One module per screen, each with its own state, the actions its keys run, and its drawing. The keys
 //! themselves are bound in one table, [`crate::tui::keymap`], which also draws the help overlay.
 
+pub mod attribution;
 pub mod embedding;
 pub mod graph;
 pub mod heads;
@@ -14,7 +15,7 @@ pub mod pruning;
 
 use strum::{EnumCount, EnumIter, EnumProperty, FromRepr, IntoEnumIterator, IntoStaticStr};
 
-/// The screens, in tab order (the number keys 1..=8 pick them in this order).
+/// The screens, in tab order (the number keys 1..=9 pick them in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, EnumCount, FromRepr, IntoStaticStr, EnumProperty)]
 pub enum Screen {
     /// The circuit map: every node by block and site, with edges of the selected node.
@@ -41,6 +42,9 @@ pub enum Screen {
     /// The framework lens: every head's scores, the selected head's QK/OV tables, composition and attention.
     #[strum(serialize = "8 Heads", props(short = "8 Heads"))]
     Heads,
+    /// The attribution graph of the lab's prompt: nodes by layer and position, edges, pins and supernodes.
+    #[strum(serialize = "9 Attribution", props(short = "9 Attr"))]
+    Attribution,
 }
 
 impl Screen {
@@ -77,9 +81,9 @@ mod tests {
     #[test]
     fn tabs_cycle_through_every_screen_in_order() {
         let all: Vec<Screen> = Screen::all().collect();
-        assert_eq!(all.len(), 8);
+        assert_eq!(all.len(), 9);
         for (i, s) in all.iter().enumerate() {
-            assert_eq!(s.next(), all[(i + 1) % 8]);
+            assert_eq!(s.next(), all[(i + 1) % 9]);
             assert_eq!(s.next().prev(), *s);
             // The title starts with the number key that picks the screen.
             assert!(s.title().starts_with(&(i + 1).to_string()), "{}", s.title());
