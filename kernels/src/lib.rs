@@ -27,7 +27,7 @@ mod topk;
 
 pub use attention::{causal_attention, causal_attention_backward, causal_attention_strided, AttentionShape};
 pub use csr::{CsrError, CsrMatrix, CsrView, RowPtr};
-pub use elementwise::{erf, gelu_erf_inplace, rms_norm_row, rms_norm_rows};
+pub use elementwise::{add_assign, add_row, erf, gelu_erf_inplace, rms_norm_row, rms_norm_rows};
 pub use matmul::{csr_matmul_grad_input, csr_matmul_xwt, csr_matmul_xwt_then, rows_then};
 pub use rng::SplitMix64;
 pub use topk::{abs_topk_rows, abs_topk_rows_inplace, prepare_rows_topk, RowTopK};

@@ -7,7 +7,6 @@
 //! through it in their own `forward_inference`, beside their tensor `forward`.
 
 use candle_core::{Device, Tensor};
-use rayon::prelude::*;
 
 use super::config::{Config, Loctype, ResidualActivation};
 use super::error::Result;
@@ -16,7 +15,9 @@ use super::hook_name::HookName;
 use super::hooks::Hooks;
 use super::linear::{Linear, Weight};
 use super::norm::{Norm, LAYER_NORM_EPS, RMS_EPS};
+// The residual and bias adds live in the kernels crate so that they are optimised in every profile.
 use circuitscope_kernels::RowTopK;
+pub(super) use circuitscope_kernels::{add_assign, add_row};
 
 /// Activations of `rows` = B·T positions, each `width` wide, row-major.
 pub(super) struct Acts {
@@ -279,38 +280,6 @@ impl NormWeights {
         }
     }
 }
-
-/// x += y, element by element.
-pub(super) fn add_assign(x: &mut [f32], y: &[f32]) {
-    if x.len() >= PAR_MIN {
-        // Memory-bound, but a serial pass over megabytes is a visible share of a multi-threaded forward.
-        x.par_chunks_mut(PAR_CHUNK)
-            .zip(y.par_chunks(PAR_CHUNK))
-            .for_each(|(a, b)| add_assign(a, b));
-        return;
-    }
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
-}
-
-/// x += row, for every `row.len()`-wide row of x.
-fn add_row(x: &mut [f32], row: &[f32]) {
-    let add = |r: &mut [f32]| {
-        for (a, b) in r.iter_mut().zip(row) {
-            *a += b;
-        }
-    };
-    if x.len() >= PAR_MIN {
-        x.par_chunks_mut(row.len()).for_each(add);
-    } else {
-        x.chunks_mut(row.len()).for_each(add);
-    }
-}
-
-/// Buffers at least this long are added, biased and split by several threads.
-const PAR_MIN: usize = 1 << 16;
-const PAR_CHUNK: usize = 1 << 14;
 
 /// x (rows, in) → x·Wᵀ + b (rows, out).
 fn linear(lin: &Linear, x: &[f32], rows: usize) -> Result<Vec<f32>> {

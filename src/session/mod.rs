@@ -17,9 +17,11 @@ use crate::circuit::NodeId;
 pub use merge::merge;
 pub use store::{now_rfc3339, OpenedSession, SessionLock};
 
-/// The newest session format this build reads and writes. Version 2 added the `explanation` evidence kind; a
-/// session is written as version 2 only when it uses it (see [`Session::required_version`]), so that builds that
-/// read only version 1 open every file they can understand and refuse the others as "newer" instead of "corrupt".
+/// The newest session format this build reads and writes. Version 2 added the `explanation` evidence kind and
+/// the Attribution screen's pins; a session is written as version 2 only when it uses one of them (see
+/// [`Session::required_version`]), so that builds that read only version 1 open every file they can understand,
+/// and refuse the others as "newer" instead of calling them corrupt or (pins) dropping what they do not know on
+/// their next save.
 pub const SESSION_FORMAT_VERSION: u32 = 2;
 
 /// The version written for a session that uses nothing newer than the first format.
@@ -490,14 +492,15 @@ impl Session {
     }
 
     /// The oldest format that can hold this session: [`SESSION_FORMAT_VERSION`] when an annotation carries an
-    /// `explanation` evidence, else [`SESSION_FORMAT_BASE_VERSION`].
+    /// `explanation` evidence or the Attribution screen has pins, else [`SESSION_FORMAT_BASE_VERSION`].
     pub fn required_version(&self) -> u32 {
-        let explained = self
-            .annotations
-            .values()
-            .flat_map(|a| &a.evidence)
-            .any(|e| matches!(e, Evidence::Explanation { .. }));
-        if explained {
+        let newer = !self.attribution.is_empty()
+            || self
+                .annotations
+                .values()
+                .flat_map(|a| &a.evidence)
+                .any(|e| matches!(e, Evidence::Explanation { .. }));
+        if newer {
             SESSION_FORMAT_VERSION
         } else {
             SESSION_FORMAT_BASE_VERSION

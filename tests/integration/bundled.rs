@@ -66,41 +66,68 @@ fn task_targets_are_single_tokens() {
     }
 }
 
+// One test per model, so that the four (the longest tests of the suite) run beside the others, not in a row.
 #[test]
-fn eval_reproduces_committed_eval_md() {
+fn eval_of_tinypython_sparse_reproduces_its_eval_md() {
+    eval_reproduces_committed_eval_md("tinypython-sparse");
+}
+
+#[test]
+fn eval_of_tinypython_dense_reproduces_its_eval_md() {
+    eval_reproduces_committed_eval_md("tinypython-dense");
+}
+
+#[test]
+fn eval_of_realcode_sparse_reproduces_its_eval_md() {
+    eval_reproduces_committed_eval_md("realcode-sparse");
+}
+
+#[test]
+fn eval_of_realcode_dense_reproduces_its_eval_md() {
+    eval_reproduces_committed_eval_md("realcode-dense");
+}
+
+#[test]
+fn every_bundled_model_has_its_eval_test() {
+    let src = include_str!("bundled.rs");
     for name in MODELS {
-        let dir = model_dir(name);
-        let (model, _) = Gpt::load(&dir, LoadOptions::default()).unwrap();
-        let tok = Tokenizer::load(dir.join("tokenizer.json")).unwrap();
-        let scores = eval::score_tasks(&model, &tok, &tasks::registry(), EVAL_PAIRS).unwrap();
-        let corpus = CorpusSource::parse(EVAL_CORPUS).unwrap();
-        let block = model.config.block_size;
-        let held = TokenPool::build(corpus.held_out().unwrap(), &tok, 64 * (block + 1)).unwrap();
-        let loss = eval::corpus_loss(&model, &held.tokens, block, 64).unwrap();
-        let density = weight_density(&dir).unwrap();
-        let table = if has_wild_split(name) {
-            let stdlib = match CorpusSource::parse(tasks::WILD_CORPUS) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("note: {name}: eval.md not checked, no standard library for its wild split ({e})");
-                    continue;
-                }
-            };
-            let wild = eval::score_wild(&model, &tok, &tasks::registry(), EVAL_PAIRS, &stdlib).unwrap();
-            markdown_table_with_wild(&scores, &wild, tasks::WILD_CORPUS, loss, density, EVAL_PAIRS)
-        } else {
-            markdown_table(&scores, loss, density, EVAL_PAIRS)
-        };
-        let committed = std::fs::read_to_string(dir.join("eval.md")).unwrap();
-        let start = committed.find("| task |").expect("eval.md has no table");
-        // The table is followed by the file's other notes; compare as many words as the fresh table has.
-        let words = table.split_whitespace().count();
-        let committed: Vec<&str> = committed[start..].split_whitespace().take(words).collect();
-        assert!(
-            same_up_to_last_digit(&committed.join(" "), &table),
-            "{name}: eval.md differs from a fresh eval:\n{table}"
-        );
+        let test = format!("fn eval_of_{}_reproduces_its_eval_md", name.replace('-', "_"));
+        assert!(src.contains(&test), "no `{test}`");
     }
+}
+
+fn eval_reproduces_committed_eval_md(name: &str) {
+    let dir = model_dir(name);
+    let (model, _) = Gpt::load(&dir, LoadOptions::default()).unwrap();
+    let tok = Tokenizer::load(dir.join("tokenizer.json")).unwrap();
+    let scores = eval::score_tasks(&model, &tok, &tasks::registry(), EVAL_PAIRS).unwrap();
+    let corpus = CorpusSource::parse(EVAL_CORPUS).unwrap();
+    let block = model.config.block_size;
+    let held = TokenPool::build(corpus.held_out().unwrap(), &tok, 64 * (block + 1)).unwrap();
+    let loss = eval::corpus_loss(&model, &held.tokens, block, 64).unwrap();
+    let density = weight_density(&dir).unwrap();
+    let table = if has_wild_split(name) {
+        let stdlib = match CorpusSource::parse(tasks::WILD_CORPUS) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("note: {name}: eval.md not checked, no standard library for its wild split ({e})");
+                return;
+            }
+        };
+        let wild = eval::score_wild(&model, &tok, &tasks::registry(), EVAL_PAIRS, &stdlib).unwrap();
+        markdown_table_with_wild(&scores, &wild, tasks::WILD_CORPUS, loss, density, EVAL_PAIRS)
+    } else {
+        markdown_table(&scores, loss, density, EVAL_PAIRS)
+    };
+    let committed = std::fs::read_to_string(dir.join("eval.md")).unwrap();
+    let start = committed.find("| task |").expect("eval.md has no table");
+    // The table is followed by the file's other notes; compare as many words as the fresh table has.
+    let words = table.split_whitespace().count();
+    let committed: Vec<&str> = committed[start..].split_whitespace().take(words).collect();
+    assert!(
+        same_up_to_last_digit(&committed.join(" "), &table),
+        "{name}: eval.md differs from a fresh eval:\n{table}"
+    );
 }
 
 /// The texts agree word for word, except that four-decimal numbers may differ by one in the last place: a

@@ -988,7 +988,8 @@ fn goto_and_ablate_take_transformer_lens_spellings() {
     assert!(app.status.contains("holds no circuit nodes"), "{}", app.status);
 }
 
-/// The `explanation` evidence kind came with format version 2: a session that uses it is written as version 2
+/// The `explanation` evidence kind and the Attribution pins came with format version 2: a session that uses them is
+/// written as version 2
 /// (so an older build refuses it as "newer" instead of failing on an unknown kind), one that does not stays
 /// version 1 whatever it was read as, and a version beyond this build's is refused.
 #[test]
@@ -1023,6 +1024,10 @@ fn sessions_are_written_in_the_oldest_format_that_holds_them() {
     let mut back = back;
     back.annotations.clear();
     assert_eq!(version(&back), 1);
+    // The Attribution screen's pins are version 2 too: a version-1 build would drop them on its next save.
+    back.attribution.prompt = "x = [[1".into();
+    back.attribution.pinned.push("1.mlp.post_act[3]@2".into());
+    assert_eq!(version(&back), 2);
 
     let mut newer: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
     newer["format_version"] = serde_json::json!(session::SESSION_FORMAT_VERSION + 1);
