@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::circuit::{BlockId, EdgeEnd, NodeCheckError, NodeId};
+use crate::model::torch_pickle::ZipProblem;
 use crate::model::ModelError;
 
 /// Why a circuit could not be read, imported, checked or turned into a graph.
@@ -39,12 +40,13 @@ pub enum CircuitError {
         supported: u32,
     },
     /// A reference `viz_data.pt` could not be unpickled.
-    #[error("{path}: not a readable viz_data.pt: {msg}")]
+    #[error("{path}: not a readable viz_data.pt: {problem}")]
     Pickle {
         /// The viz_data.pt file.
         path: PathBuf,
         /// What the torch zip reader said.
-        msg: String,
+        #[source]
+        problem: ZipProblem,
     },
     /// A `viz_data.pt` unpickled, but its contents are not laid out as the reference writes them.
     #[error("{path}: unexpected viz_data.pt structure at `{at}`: {msg}")]
@@ -207,7 +209,7 @@ impl From<crate::model::torch_pickle::TorchZipError> for CircuitError {
         use crate::model::torch_pickle::TorchZipError;
         match e {
             TorchZipError::Io { path, source } => CircuitError::Io { path, source },
-            TorchZipError::Format { path, msg } => CircuitError::Pickle { path, msg },
+            TorchZipError::Format { path, problem } => CircuitError::Pickle { path, problem },
         }
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::checkpoint::{Checkpoint, Stored};
 use super::config::{Config, LoadedConfig};
-use super::error::{io_err, ModelError, Result};
+use super::error::{io_err, FormatProblem, ModelError, Result};
 use super::norm::LAYER_NORM_EPS;
 use super::weight_names::{self as wn, BlockLinear, BlockNorm};
 
@@ -213,7 +213,7 @@ pub fn open_checkpoint(weights: &Path, cfg: &Config) -> Result<Checkpoint> {
         if tensors.insert(ours.clone(), stored).is_some() {
             return Err(ModelError::Format {
                 path: raw.path.clone(),
-                msg: format!("`{ours}` is stored twice (with and without the `{PREFIX}` prefix)"),
+                problem: FormatProblem::StoredTwice { name: ours },
             });
         }
     }
@@ -226,47 +226,52 @@ pub fn open_checkpoint(weights: &Path, cfg: &Config) -> Result<Checkpoint> {
 /// Reads every shard a `model.safetensors.index.json` names into one checkpoint (named after the index), checking
 /// that each tensor the index lists is in the shard it names.
 fn open_shards(index: &Path) -> Result<Checkpoint> {
-    let fmt = |msg: String| ModelError::Format {
+    let fmt = |problem: FormatProblem| ModelError::Format {
         path: index.to_path_buf(),
-        msg,
+        problem,
     };
     let text = std::fs::read_to_string(index).map_err(io_err(index))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| fmt(format!("invalid json: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| fmt(FormatProblem::IndexJson(e)))?;
     let map = value
         .get("weight_map")
         .and_then(|m| m.as_object())
-        .ok_or_else(|| fmt("no `weight_map` object".into()))?;
+        .ok_or_else(|| fmt(FormatProblem::NoWeightMap))?;
     let mut by_shard: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (tensor, file) in map {
         let file = file
             .as_str()
-            .ok_or_else(|| fmt(format!("`weight_map` entry `{tensor}` is not a file name")))?;
+            .ok_or_else(|| fmt(FormatProblem::ShardNotString { tensor: tensor.clone() }))?;
         // A shard is a file beside the index: a path elsewhere is not what `save_pretrained` writes.
         if file.is_empty() || file.contains(['/', '\\']) || file == ".." || file == "." {
-            return Err(fmt(format!(
-                "`weight_map` entry `{tensor}` names `{file}`, which is not a file beside the index"
-            )));
+            return Err(fmt(FormatProblem::ShardOutsideIndex {
+                tensor: tensor.clone(),
+                file: file.to_string(),
+            }));
         }
         by_shard.entry(file.to_string()).or_default().push(tensor.clone());
     }
     if by_shard.is_empty() {
-        return Err(fmt("`weight_map` is empty".into()));
+        return Err(fmt(FormatProblem::EmptyWeightMap));
     }
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut tensors = BTreeMap::new();
     for (file, names) in by_shard {
-        let shard = Checkpoint::open_safetensors(&dir.join(&file))
-            .map_err(|e| fmt(format!("shard `{file}` (holding `{}`): {e}", names[0])))?;
+        let shard = Checkpoint::open_safetensors(&dir.join(&file)).map_err(|e| {
+            fmt(FormatProblem::Shard {
+                file: file.clone(),
+                first: names[0].clone(),
+                source: Box::new(e),
+            })
+        })?;
         for name in names {
             if !shard.tensors.contains_key(&name) {
-                return Err(fmt(format!(
-                    "`weight_map` puts `{name}` in `{file}`, which does not hold it"
-                )));
+                return Err(fmt(FormatProblem::ShardLacks { name, file }));
             }
         }
         for (name, stored) in shard.tensors {
             if tensors.insert(name.clone(), stored).is_some() {
-                return Err(fmt(format!("`{name}` is stored in more than one shard")));
+                return Err(fmt(FormatProblem::InManyShards { name }));
             }
         }
     }
@@ -290,7 +295,7 @@ pub fn resolve_hub_cache(path: &Path) -> Result<PathBuf> {
         if rev.is_empty() || rev.contains(['/', '\\']) || rev.starts_with('.') {
             return Err(ModelError::Format {
                 path: refs_main,
-                msg: format!("`{rev}` is not a snapshot name"),
+                problem: FormatProblem::BadSnapshotName { rev: rev.to_string() },
             });
         }
         let snap = snapshots.join(rev);
@@ -315,12 +320,9 @@ pub fn resolve_hub_cache(path: &Path) -> Result<PathBuf> {
     found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),
-        n => Err(ModelError::Format {
+        count => Err(ModelError::Format {
             path: snapshots,
-            msg: format!(
-                "{n} snapshots and no refs/main to choose between them; pass the snapshot folder itself{}",
-                if n == 0 { "" } else { " (snapshots/<rev>)" }
-            ),
+            problem: FormatProblem::AmbiguousSnapshots { count },
         }),
     }
 }

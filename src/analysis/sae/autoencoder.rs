@@ -284,7 +284,10 @@ fn read_weights(ck: &Checkpoint, cfg: &SaeConfig, bias_name: &str) -> Result<(Te
             return Err(ModelError::BadTensor {
                 path: ck.path.clone(),
                 name: name.to_string(),
-                msg: format!("{bad} NaN or infinite values"),
+                problem: crate::model::error::TensorProblem::NonFinite {
+                    count: bad,
+                    overridable: false,
+                },
             }
             .into());
         }
