@@ -19,7 +19,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::error::{io_err, CircuitError, InvalidCircuit, Result};
+use super::error::{io_err, CircuitError, CircuitJsonProblem, InvalidCircuit, Result};
 use super::node_id::{split_indexed, NodeId, NodeIdError};
 use crate::model::{Checkpoint, Config};
 
@@ -399,24 +399,24 @@ impl CircuitFile {
                 found,
                 supported: CIRCUIT_FORMAT_VERSION,
             },
-            FromJsonError::Bad(msg) => CircuitError::Json {
+            FromJsonError::Bad(problem) => CircuitError::Json {
                 path: path.to_path_buf(),
-                msg,
+                problem,
             },
         })
     }
 
     fn from_json_str(text: &str) -> std::result::Result<Self, FromJsonError> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| FromJsonError::Bad(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| FromJsonError::Bad(e.into()))?;
         let version = value
             .get("format_version")
-            .ok_or_else(|| FromJsonError::Bad("missing `format_version`".into()))?
+            .ok_or(FromJsonError::Bad(CircuitJsonProblem::MissingVersion))?
             .as_u64()
-            .ok_or_else(|| FromJsonError::Bad("`format_version` is not a non-negative integer".into()))?;
+            .ok_or(FromJsonError::Bad(CircuitJsonProblem::VersionNotInteger))?;
         if version > CIRCUIT_FORMAT_VERSION as u64 {
             return Err(FromJsonError::Newer(version.min(u32::MAX as u64) as u32));
         }
-        serde_json::from_value(value).map_err(|e| FromJsonError::Bad(e.to_string()))
+        serde_json::from_value(value).map_err(|e| FromJsonError::Bad(e.into()))
     }
 
     /// The file's text: pretty JSON with arrays of scalars on one line.
@@ -589,7 +589,7 @@ impl CircuitFile {
 
 enum FromJsonError {
     Newer(u32),
-    Bad(String),
+    Bad(CircuitJsonProblem),
 }
 
 /// Pretty JSON: one object key per line, arrays of scalars on one line, other arrays one item per line.

@@ -145,7 +145,7 @@ impl Checkpoint {
                 ModelError::BadTensor {
                     path: path.to_path_buf(),
                     name: name.clone(),
-                    problem,
+                    problem: Box::new(problem),
                 }
             })?;
             ckpt.tensors.insert(name.clone(), Stored::Dense(t));
@@ -164,7 +164,7 @@ impl Checkpoint {
         let bad = |problem: TensorProblem| ModelError::BadTensor {
             path: self.path.clone(),
             name: name.to_string(),
-            problem,
+            problem: Box::new(problem),
         };
         let part = |suffix: &str| -> Result<(&safetensors::tensor::TensorInfo, std::ops::Range<usize>)> {
             let full = format!("{name}{suffix}");
@@ -182,11 +182,7 @@ impl Checkpoint {
         let shape_key = format!("{name}.csr.shape");
         let shape: Vec<usize> = extra
             .get(&shape_key)
-            .ok_or_else(|| {
-                bad(TensorProblem::CsrShapeMissing {
-                    key: shape_key.clone(),
-                })
-            })
+            .ok_or_else(|| bad(TensorProblem::CsrShapeMissing { key: shape_key.clone() }))
             .and_then(|s| {
                 serde_json::from_str(s).map_err(|source| {
                     bad(TensorProblem::CsrShapeJson {
@@ -259,7 +255,7 @@ impl Checkpoint {
         // pickles, and it allocates whatever shape a tensor claims before looking at the storage's bytes.
         let (mut zip, root) = TorchZip::open(path).map_err(|e| match e {
             TorchZipError::Io { path, source } => ModelError::Io { path, source },
-            TorchZipError::Format { problem, .. } => fmt(FormatProblem::TorchZip(problem)),
+            TorchZipError::Format { problem, .. } => fmt(FormatProblem::TorchZip(Box::new(problem))),
         })?;
         let items = state_dict_items(&root).ok_or_else(|| {
             fmt(FormatProblem::NotStateDict {
@@ -274,14 +270,14 @@ impl Checkpoint {
             let bad = |problem: TensorProblem| ModelError::BadTensor {
                 path: path.to_path_buf(),
                 name: name.to_string(),
-                problem,
+                problem: Box::new(problem),
             };
             let tensor = if t.kind.is_float() {
-                let values = zip.read_f32(t).map_err(|e| bad(e.into()))?;
+                let values = zip.read_f32(t).map_err(|e| bad(TensorProblem::Storage(Box::new(e))))?;
                 Tensor::from_vec(values, t.shape.as_slice(), &Device::Cpu)?
             } else {
                 // Integer buffers are not weights of the GPT; keep them as they are.
-                let values = match zip.read(t).map_err(|e| bad(e.into()))? {
+                let values = match zip.read(t).map_err(|e| bad(TensorProblem::Storage(Box::new(e))))? {
                     TensorData::Int(v) => v,
                     TensorData::Float(_) => return Err(bad(TensorProblem::IntReadAsFloat)),
                 };
@@ -386,10 +382,10 @@ impl Checkpoint {
                 return Err(ModelError::BadTensor {
                     path: self.path.clone(),
                     name,
-                    problem: TensorProblem::NonFinite {
+                    problem: Box::new(TensorProblem::NonFinite {
                         count,
                         overridable: true,
-                    },
+                    }),
                 });
             }
             warnings.push(format!("tensor `{name}`: {count} NaN or infinite value(s)"));
@@ -434,7 +430,7 @@ impl Checkpoint {
             return Err(ModelError::BadTensor {
                 path: self.path.clone(),
                 name: name.to_string(),
-                problem: TensorProblem::NotFloat { dtype: t.dtype() },
+                problem: Box::new(TensorProblem::NotFloat { dtype: t.dtype() }),
             });
         }
         Ok(t)
@@ -487,7 +483,7 @@ fn bytes_to_f32_vec(bytes: &[u8], dtype: Dtype) -> std::result::Result<Vec<f32>,
 
 fn bytes_to_f32_tensor(bytes: &[u8], dtype: Dtype, shape: &[usize]) -> std::result::Result<Tensor, TensorProblem> {
     let values = bytes_to_f32_vec(bytes, dtype)?;
-    Tensor::from_vec(values, shape, &Device::Cpu).map_err(TensorProblem::Build)
+    Tensor::from_vec(values, shape, &Device::Cpu).map_err(|e| TensorProblem::Build(Box::new(e)))
 }
 
 /// Writes tensors to `path` as safetensors, atomically (temp file + fsync + rename), so that an interrupted write

@@ -54,9 +54,9 @@ pub enum ModelError {
         path: PathBuf,
         /// The state-dict name of the tensor.
         name: String,
-        /// What is wrong with it.
+        /// What is wrong with it (boxed: it keeps every engine `Result` small).
         #[source]
-        problem: TensorProblem,
+        problem: Box<TensorProblem>,
     },
     /// The file is not a checkpoint this build can read (bad header, zip or pickle).
     #[error("{path}: not a readable checkpoint: {problem}")]
@@ -142,9 +142,9 @@ pub enum TensorProblem {
         /// The stored dtype.
         dtype: safetensors::Dtype,
     },
-    /// The stored bytes do not make a tensor of the stated shape.
+    /// The stored bytes do not make a tensor of the stated shape (boxed: candle's error is large).
     #[error(transparent)]
-    Build(candle_core::Error),
+    Build(Box<candle_core::Error>),
     /// A CSR matrix has no `<name>.csr.shape` metadata.
     #[error("metadata key `{key}` is missing")]
     CsrShapeMissing {
@@ -185,9 +185,9 @@ pub enum TensorProblem {
     /// A CSR matrix's parts do not form a valid matrix.
     #[error(transparent)]
     Csr(#[from] CsrWeightError),
-    /// A torch storage could not be read for this tensor.
+    /// A torch storage could not be read for this tensor (boxed: it carries its own path and storage detail).
     #[error(transparent)]
-    Storage(#[from] TorchZipError),
+    Storage(Box<TorchZipError>),
     /// An integer storage came back as floats (the reader contradicts the storage's kind).
     #[error("integer storage read back as floats")]
     IntReadAsFloat,
@@ -237,7 +237,7 @@ pub enum FormatProblem {
     },
     /// The file is not a PyTorch zip state dict.
     #[error("not a PyTorch zip state dict: {0}")]
-    TorchZip(#[source] ZipProblem),
+    TorchZip(#[source] Box<ZipProblem>),
     /// The pickle's top value is not a dict of tensors.
     #[error("the pickle holds a {found}, not a state dict of named tensors")]
     NotStateDict {
@@ -431,4 +431,19 @@ pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ModelError {
     let path = path.into();
     move |source| ModelError::Io { path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_stay_small() {
+        // Every `Result` of the engine carries this much; clippy's result_large_err bound is 128 bytes.
+        assert!(
+            std::mem::size_of::<ModelError>() <= 128,
+            "{}",
+            std::mem::size_of::<ModelError>()
+        );
+    }
 }

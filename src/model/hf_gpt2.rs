@@ -231,8 +231,7 @@ fn open_shards(index: &Path) -> Result<Checkpoint> {
         problem,
     };
     let text = std::fs::read_to_string(index).map_err(io_err(index))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| fmt(FormatProblem::IndexJson(e)))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| fmt(FormatProblem::IndexJson(e)))?;
     let map = value
         .get("weight_map")
         .and_then(|m| m.as_object())

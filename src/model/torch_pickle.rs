@@ -68,9 +68,9 @@ pub enum ZipProblem {
     Storage {
         /// The storage key (`data/<key>` in the zip).
         key: String,
-        /// What is wrong with it.
+        /// What is wrong with it (boxed: shapes and strides would make every error this large).
         #[source]
-        problem: StorageProblem,
+        problem: Box<StorageProblem>,
     },
 }
 
@@ -439,7 +439,7 @@ impl TorchZip {
                 path: self.path.clone(),
                 problem: ZipProblem::Storage {
                     key: t.key.clone(),
-                    problem: StorageProblem::NotFloat { kind: k },
+                    problem: Box::new(StorageProblem::NotFloat { kind: k }),
                 },
             });
         }
@@ -459,7 +459,7 @@ impl TorchZip {
                 path: self.path.clone(),
                 problem: ZipProblem::Storage {
                     key: key.to_string(),
-                    problem: StorageProblem::Entry(e),
+                    problem: Box::new(StorageProblem::Entry(e)),
                 },
             })?;
             self.storages.insert(key.to_string(), buf);
@@ -474,7 +474,7 @@ impl TorchZip {
             path: path.clone(),
             problem: ZipProblem::Storage {
                 key: t.key.clone(),
-                problem,
+                problem: Box::new(problem),
             },
         };
         if t.shape.len() != t.stride.len() {

@@ -284,10 +284,10 @@ fn read_weights(ck: &Checkpoint, cfg: &SaeConfig, bias_name: &str) -> Result<(Te
             return Err(ModelError::BadTensor {
                 path: ck.path.clone(),
                 name: name.to_string(),
-                problem: crate::model::error::TensorProblem::NonFinite {
+                problem: Box::new(crate::model::error::TensorProblem::NonFinite {
                     count: bad,
                     overridable: false,
-                },
+                }),
             }
             .into());
         }
