@@ -734,4 +734,39 @@ mod tests {
         assert!(s.contains("    [1,2],\n"), "{s}");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
     }
+
+    #[test]
+    fn unreadable_circuit_json_names_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let cause = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            match CircuitFile::load(&path) {
+                Err(CircuitError::Json { problem, .. }) => problem,
+                other => panic!("{:?}", other.err()),
+            }
+        };
+        assert!(matches!(cause("{\"nodes\": []}"), CircuitJsonProblem::MissingVersion));
+        assert!(matches!(
+            cause("{\"format_version\": -1}"),
+            CircuitJsonProblem::VersionNotInteger
+        ));
+        match cause("not json") {
+            CircuitJsonProblem::Json(e) => assert!(e.is_syntax()),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&path, "{\"format_version\": 1}").unwrap();
+        let e = CircuitFile::load(&path).unwrap_err();
+        assert!(matches!(
+            &e,
+            CircuitError::Json {
+                problem: CircuitJsonProblem::Json(_),
+                ..
+            }
+        ));
+        assert!(
+            e.to_string().contains(": not a valid circuit file: missing field"),
+            "{e}"
+        );
+    }
 }

@@ -605,3 +605,117 @@ impl safetensors::View for RawView {
         self.data.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::error::{FormatProblem, TensorProblem};
+    use crate::model::synth::SynthShape;
+    use crate::model::torch_pickle::ZipProblem;
+
+    fn one(name: &str, values: &[f32]) -> Checkpoint {
+        let t = Tensor::new(values, &Device::Cpu).unwrap();
+        Checkpoint {
+            path: "m.safetensors".into(),
+            tensors: BTreeMap::from([(name.to_string(), Stored::Dense(t))]),
+        }
+    }
+
+    #[test]
+    fn a_nan_weight_is_a_non_finite_tensor() {
+        let ckpt = one("transformer.wpe.weight", &[1.0, f32::NAN, f32::INFINITY]);
+        let err = ckpt
+            .audit(&SynthShape::Tiny.config(), &LoadOptions::default())
+            .unwrap_err();
+        match &err {
+            ModelError::BadTensor { name, problem, .. } => {
+                assert_eq!(name, "transformer.wpe.weight");
+                assert!(
+                    matches!(
+                        **problem,
+                        TensorProblem::NonFinite {
+                            count: 2,
+                            overridable: true
+                        }
+                    ),
+                    "{problem:?}"
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            "m.safetensors: tensor `transformer.wpe.weight`: 2 NaN or infinite value(s); refusing to compute with \
+             them (--allow-nonfinite to load anyway)"
+        );
+        let opts = LoadOptions {
+            allow_nonfinite: true,
+            ..LoadOptions::default()
+        };
+        assert_eq!(
+            ckpt.audit(&SynthShape::Tiny.config(), &opts).unwrap(),
+            ["tensor `transformer.wpe.weight`: 2 NaN or infinite value(s)"]
+        );
+    }
+
+    #[test]
+    fn unread_tensors_are_listed_in_the_problem() {
+        let ckpt = one("bogus", &[1.0]);
+        let err = ckpt
+            .audit(&SynthShape::Tiny.config(), &LoadOptions::default())
+            .unwrap_err();
+        match &err {
+            ModelError::Format {
+                problem: FormatProblem::UnreadTensors { names },
+                ..
+            } => assert_eq!(names, &["bogus"]),
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().ends_with(
+            "1 tensor(s) the config does not use: bogus (check n_layer, sink, tied_unembed, enable_bigram_table); \
+             --allow-extra loads anyway"
+        ));
+    }
+
+    #[test]
+    fn corrupt_files_name_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("model.safetensors");
+        std::fs::write(&garbage, b"\xff\xff\xff\xff\xff\xff\xff\xffnot a header").unwrap();
+        match Checkpoint::open(&garbage) {
+            Err(ModelError::Format {
+                problem: FormatProblem::SafetensorsHeader(_),
+                ..
+            }) => {}
+            other => panic!("{:?}", other.err()),
+        }
+        let ints = dir.path().join("ints.safetensors");
+        let view = RawView {
+            dtype: Dtype::I32,
+            shape: vec![2],
+            data: vec![0; 8],
+        };
+        let bytes = safetensors::tensor::serialize([("w", view)], None).unwrap();
+        std::fs::write(&ints, bytes).unwrap();
+        match Checkpoint::open(&ints) {
+            Err(ModelError::BadTensor { name, problem, .. }) => {
+                assert_eq!(name, "w");
+                assert!(
+                    matches!(*problem, TensorProblem::ValuesDtype { dtype: Dtype::I32 }),
+                    "{problem:?}"
+                );
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        let pt = dir.path().join("final_model.pt");
+        std::fs::write(&pt, b"PK not really a zip").unwrap();
+        let err = Checkpoint::open(&pt).err().unwrap();
+        assert!(
+            matches!(&err, ModelError::Format { problem: FormatProblem::TorchZip(p), .. } if matches!(**p, ZipProblem::NotZip(_))),
+            "{err:?}"
+        );
+        assert!(err
+            .to_string()
+            .contains("not a readable checkpoint: not a PyTorch zip state dict: not a torch zip"));
+    }
+}

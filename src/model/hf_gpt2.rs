@@ -483,4 +483,35 @@ mod tests {
         assert!(!is_hf_config(r#"{"d_model": 64}"#));
         assert!(!is_hf_config("not json"));
     }
+
+    #[test]
+    fn a_hub_cache_without_refs_main_counts_its_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        for rev in ["aaa", "bbb"] {
+            std::fs::create_dir_all(dir.path().join("snapshots").join(rev)).unwrap();
+        }
+        let err = resolve_hub_cache(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ModelError::Format {
+                    problem: FormatProblem::AmbiguousSnapshots { count: 2 },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().ends_with(
+            "2 snapshots and no refs/main to choose between them; pass the snapshot folder itself (snapshots/<rev>)"
+        ));
+        std::fs::create_dir_all(dir.path().join("refs")).unwrap();
+        std::fs::write(dir.path().join("refs").join("main"), "../x").unwrap();
+        match resolve_hub_cache(dir.path()) {
+            Err(ModelError::Format {
+                problem: FormatProblem::BadSnapshotName { rev },
+                ..
+            }) => assert_eq!(rev, "../x"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

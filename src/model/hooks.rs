@@ -392,4 +392,64 @@ mod tests {
             assert_eq!(got, want);
         }
     }
+
+    /// Each wrong intervention names its cause as a [`HookProblem`] with the numbers in it.
+    #[test]
+    fn bad_interventions_give_typed_causes() {
+        let (t, w) = (3, 4);
+        let x = Tensor::zeros((1, t, w), DType::F32, &Device::Cpu).unwrap();
+        let cause = |iv: Intervention| match iv.apply("0.mlp.post_act", &x) {
+            Err(ModelError::Hook { name, problem }) => {
+                assert_eq!(name, "0.mlp.post_act");
+                problem
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            cause(Intervention::new(Action::Add(vec![1.0; w + 1]))),
+            HookProblem::WidthMismatch {
+                what: "the added vector",
+                got: w + 1,
+                width: w
+            }
+        );
+        assert_eq!(
+            cause(Intervention::new(Action::Set(0.0)).channels(vec![w])),
+            HookProblem::ChannelOutOfRange { channel: w, width: w }
+        );
+        assert_eq!(
+            cause(Intervention::new(Action::Set(0.0)).positions(vec![-4])),
+            HookProblem::PositionOutOfRange {
+                position: -4,
+                tokens: t
+            }
+        );
+        let flat = Tensor::zeros(w, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(
+            cause(Intervention::new(Action::Patch(flat))),
+            HookProblem::PatchRank { rank: 1 }
+        );
+        let wide = Tensor::zeros((t, w + 1), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(
+            cause(Intervention::new(Action::Patch(wide))),
+            HookProblem::PatchShape {
+                got: vec![1, t, w + 1],
+                activation: vec![1, t, w]
+            }
+        );
+        let e = Intervention::new(Action::MeanAblate(vec![0.0; 2]))
+            .apply("0.mlp.post_act", &x)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "hook `0.mlp.post_act`: the means vector has 2 entries but the hook is 4 wide"
+        );
+        match Hooks::recording("(") {
+            Err(ModelError::HookRegex { pattern, source }) => {
+                assert_eq!(pattern, "(");
+                assert!(matches!(source, regex::Error::Syntax(_)));
+            }
+            other => panic!("{:?}", other.err()),
+        }
+    }
 }

@@ -1401,4 +1401,36 @@ mod tests {
         assert!(unpickle(b"\xff\xfe").is_err());
         assert!(unpickle(b"").is_err());
     }
+
+    #[test]
+    fn unreadable_zips_name_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("viz_data.pt");
+        std::fs::write(&path, b"not a zip at all").unwrap();
+        match TorchZip::open(&path) {
+            Err(TorchZipError::Format {
+                problem: ZipProblem::NotZip(_),
+                ..
+            }) => {}
+            other => panic!("{:?}", other.err()),
+        }
+        // A zip without data.pkl.
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        w.start_file("archive/other.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, b"hello").unwrap();
+        w.finish().unwrap();
+        let e = TorchZip::open(&path).err().unwrap();
+        assert!(
+            matches!(
+                e,
+                TorchZipError::Format {
+                    problem: ZipProblem::NoDataPkl,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().ends_with(": the zip has no `data.pkl` entry"));
+    }
 }
