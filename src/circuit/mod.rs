@@ -17,4 +17,4 @@ pub use file::{
 };
 pub use graph::{CircuitGraph, EdgeKind, GraphEdge, GraphNode, GraphPath};
 pub use import_viz::{import_viz_data, ImportTarget};
-pub use node_id::{NodeCheckError, NodeId, NodeIdError, PositionedNode, Site};
+pub use node_id::{NodeCheckError, NodeId, NodeIdError, NodeIdProblem, PositionedNode, Site};
