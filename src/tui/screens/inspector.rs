@@ -92,8 +92,13 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         .title(" node ");
     let inner = block.inner(top);
     f.render_widget(block, top);
-    // The histogram takes the row below the text when the box has room for both, as the text's last line did.
-    let hist_rows = u16::from(histogram.is_some() && inner.height as usize > head.len());
+    // The histogram takes the row below the text when the box has room for both (the text's rows counted
+    // after wrapping), as the text's last line did.
+    let text_rows: usize = head
+        .iter()
+        .map(|l| l.width().div_ceil(inner.width.max(1) as usize).max(1))
+        .sum();
+    let hist_rows = u16::from(histogram.is_some() && inner.height as usize > text_rows);
     let [text, hist_row] = Layout::vertical([Constraint::Min(0), Constraint::Length(hist_rows)]).areas(inner);
     f.render_widget(Paragraph::new(head).wrap(ratatui::widgets::Wrap { trim: false }), text);
     if let Some((lo, hi, counts)) = histogram.filter(|_| hist_rows > 0) {
