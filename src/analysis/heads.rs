@@ -5,7 +5,8 @@
 use serde::Serialize;
 
 use super::framework::{
-    self as fw, channels, circuits, detect, Composition, Entry, FrameworkError, FrameworkWeights, ProcessStep,
+    self as fw, channels, circuits, detect, Composition, Entry, FrameworkError, FrameworkInput, FrameworkWeights,
+    ProcessStep, ShapeProblem,
 };
 use crate::model::{Gpt, HookName, HookSite, Hooks};
 
@@ -134,7 +135,7 @@ fn run_sequence(model: &Gpt, ids: &[u32]) -> Result<SequenceRun, FrameworkError>
         let t = hooks
             .recorded
             .get(&name)
-            .ok_or_else(|| FrameworkError::Shape(format!("the forward did not record {name}")))?;
+            .ok_or_else(|| FrameworkError::Shape(ShapeProblem::NotRecorded { hook: name.clone() }))?;
         Ok(t.flatten_all()?.to_vec1()?)
     };
     let n = model.config.n_layer;
@@ -159,9 +160,7 @@ pub fn heads(model: &Gpt, opts: &HeadsOptions) -> Result<HeadsReport, FrameworkE
         Some(ids) => {
             model.check_tokens(ids)?;
             if ids.len() < 2 {
-                return Err(FrameworkError::Input(
-                    "--repeated-tokens needs at least 2 tokens".into(),
-                ));
+                return Err(FrameworkInput::RepeatedTokens.into());
             }
             vec![ids.clone()]
         }

@@ -673,7 +673,7 @@ pub fn ablate_edges(
     let mut biases: BTreeMap<String, Vec<f32>> = BTreeMap::new();
     let missing = |name: &str| crate::model::ModelError::Hook {
         name: name.to_string(),
-        msg: "missing weight".into(),
+        problem: crate::model::error::HookProblem::MissingWeight,
     };
     for (s, t) in edges {
         let Some((wname, bname, row, col)) = edge_entry(cfg, s, t) else {

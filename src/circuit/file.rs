@@ -19,7 +19,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::error::{io_err, CircuitError, InvalidCircuit, Result};
+use super::error::{io_err, CircuitError, CircuitJsonProblem, InvalidCircuit, Result};
 use super::node_id::{split_indexed, NodeId, NodeIdError};
 use crate::model::{Checkpoint, Config};
 
@@ -399,24 +399,24 @@ impl CircuitFile {
                 found,
                 supported: CIRCUIT_FORMAT_VERSION,
             },
-            FromJsonError::Bad(msg) => CircuitError::Json {
+            FromJsonError::Bad(problem) => CircuitError::Json {
                 path: path.to_path_buf(),
-                msg,
+                problem,
             },
         })
     }
 
     fn from_json_str(text: &str) -> std::result::Result<Self, FromJsonError> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| FromJsonError::Bad(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| FromJsonError::Bad(e.into()))?;
         let version = value
             .get("format_version")
-            .ok_or_else(|| FromJsonError::Bad("missing `format_version`".into()))?
+            .ok_or(FromJsonError::Bad(CircuitJsonProblem::MissingVersion))?
             .as_u64()
-            .ok_or_else(|| FromJsonError::Bad("`format_version` is not a non-negative integer".into()))?;
+            .ok_or(FromJsonError::Bad(CircuitJsonProblem::VersionNotInteger))?;
         if version > CIRCUIT_FORMAT_VERSION as u64 {
             return Err(FromJsonError::Newer(version.min(u32::MAX as u64) as u32));
         }
-        serde_json::from_value(value).map_err(|e| FromJsonError::Bad(e.to_string()))
+        serde_json::from_value(value).map_err(|e| FromJsonError::Bad(e.into()))
     }
 
     /// The file's text: pretty JSON with arrays of scalars on one line.
@@ -589,7 +589,7 @@ impl CircuitFile {
 
 enum FromJsonError {
     Newer(u32),
-    Bad(String),
+    Bad(CircuitJsonProblem),
 }
 
 /// Pretty JSON: one object key per line, arrays of scalars on one line, other arrays one item per line.
@@ -733,5 +733,40 @@ mod tests {
         assert!(s.contains("\"a\": [1,2,3]"), "{s}");
         assert!(s.contains("    [1,2],\n"), "{s}");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
+    }
+
+    #[test]
+    fn unreadable_circuit_json_names_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        let cause = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            match CircuitFile::load(&path) {
+                Err(CircuitError::Json { problem, .. }) => problem,
+                other => panic!("{:?}", other.err()),
+            }
+        };
+        assert!(matches!(cause("{\"nodes\": []}"), CircuitJsonProblem::MissingVersion));
+        assert!(matches!(
+            cause("{\"format_version\": -1}"),
+            CircuitJsonProblem::VersionNotInteger
+        ));
+        match cause("not json") {
+            CircuitJsonProblem::Json(e) => assert!(e.is_syntax()),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&path, "{\"format_version\": 1}").unwrap();
+        let e = CircuitFile::load(&path).unwrap_err();
+        assert!(matches!(
+            &e,
+            CircuitError::Json {
+                problem: CircuitJsonProblem::Json(_),
+                ..
+            }
+        ));
+        assert!(
+            e.to_string().contains(": not a valid circuit file: missing field"),
+            "{e}"
+        );
     }
 }

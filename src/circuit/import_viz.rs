@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::error::{CircuitError, Result};
+use super::error::{CircuitError, PayloadShape, Result, VizProblem};
 use super::file::{
     BlockIdError, BlockLoss, CircuitEdge, CircuitFile, CircuitNode, EdgeEnd, Exemplar, ModelRef, QuantileExemplars,
     TaskSamples,
@@ -35,11 +35,11 @@ struct Reader {
 }
 
 impl Reader {
-    fn err(&self, at: &str, msg: impl Into<String>) -> CircuitError {
+    fn err(&self, at: &str, problem: VizProblem) -> CircuitError {
         CircuitError::Structure {
             path: self.zip.path.clone(),
             at: at.to_string(),
-            msg: msg.into(),
+            problem: Box::new(problem),
         }
     }
 
@@ -49,7 +49,12 @@ impl Reader {
                 let t = t.clone();
                 Ok((t.shape.clone(), self.zip.read(&t)?))
             }
-            other => Err(self.err(at, format!("expected a tensor, found a {}", other.type_name()))),
+            other => Err(self.err(
+                at,
+                VizProblem::ExpectedTensor {
+                    found: other.type_name(),
+                },
+            )),
         }
     }
 
@@ -63,17 +68,22 @@ impl Reader {
                 let (_, d) = self.tensor(v, at)?;
                 match d.to_f64().as_slice() {
                     [x] => Ok(*x),
-                    other => Err(self.err(at, format!("expected a scalar tensor, found {} values", other.len()))),
+                    other => Err(self.err(at, VizProblem::ScalarTensor { count: other.len() })),
                 }
             }
-            other => Err(self.err(at, format!("expected a number, found a {}", other.type_name()))),
+            other => Err(self.err(
+                at,
+                VizProblem::ExpectedNumber {
+                    found: other.type_name(),
+                },
+            )),
         }
     }
 
     fn index(&mut self, v: &Py, at: &str) -> Result<usize> {
         let x = self.number(v, at)?;
         if x < 0.0 || x.fract() != 0.0 || x > u32::MAX as f64 {
-            return Err(self.err(at, format!("expected a non-negative integer, found {x}")));
+            return Err(self.err(at, VizProblem::NotAnIndex { value: x }));
         }
         Ok(x as usize)
     }
@@ -82,11 +92,15 @@ impl Reader {
         match v {
             Py::Tensor(_) => {
                 let (_, d) = self.tensor(v, at)?;
-                d.to_i64()
-                    .ok_or_else(|| self.err(at, "expected integers, found fractional values"))
+                d.to_i64().ok_or_else(|| self.err(at, VizProblem::FractionalValues))
             }
             Py::List(items) | Py::Tuple(items) => items.iter().map(|x| self.index(x, at).map(|i| i as i64)).collect(),
-            other => Err(self.err(at, format!("expected integers, found a {}", other.type_name()))),
+            other => Err(self.err(
+                at,
+                VizProblem::ExpectedIntegers {
+                    found: other.type_name(),
+                },
+            )),
         }
     }
 
@@ -94,43 +108,44 @@ impl Reader {
         match v {
             Py::Tensor(_) => Ok(self.tensor(v, at)?.1.to_f64()),
             Py::List(items) | Py::Tuple(items) => items.iter().map(|x| self.number(x, at)).collect(),
-            other => Err(self.err(at, format!("expected numbers, found a {}", other.type_name()))),
+            other => Err(self.err(
+                at,
+                VizProblem::ExpectedNumbers {
+                    found: other.type_name(),
+                },
+            )),
         }
     }
 
     fn tokens(&mut self, v: &Py, at: &str) -> Result<Vec<u32>> {
         self.ints(v, at)?
             .into_iter()
-            .map(|t| u32::try_from(t).map_err(|_| self.err(at, format!("token id {t} is out of range"))))
+            .map(|t| u32::try_from(t).map_err(|_| self.err(at, VizProblem::TokenOutOfRange { token: t })))
             .collect()
     }
 
     fn dict<'p>(&self, v: &'p Py, at: &str) -> Result<&'p [(Py, Py)]> {
         v.as_dict()
-            .ok_or_else(|| self.err(at, format!("expected a dict, found a {}", v.type_name())))
+            .ok_or_else(|| self.err(at, VizProblem::ExpectedDict { found: v.type_name() }))
     }
 
     fn seq<'p>(&self, v: &'p Py, at: &str) -> Result<&'p [Py]> {
         v.as_seq()
-            .ok_or_else(|| self.err(at, format!("expected a list or tuple, found a {}", v.type_name())))
+            .ok_or_else(|| self.err(at, VizProblem::ExpectedSeq { found: v.type_name() }))
     }
 
     fn key_str<'p>(&self, k: &'p Py, at: &str) -> Result<&'p str> {
         k.as_str()
-            .ok_or_else(|| self.err(at, format!("expected a string key, found a {}", k.type_name())))
+            .ok_or_else(|| self.err(at, VizProblem::ExpectedStrKey { found: k.type_name() }))
     }
 
     fn node(&self, loc: &str, index: usize, at: &str) -> Result<NodeId> {
-        NodeId::from_hook(loc, index).ok_or_else(|| {
-            self.err(
-                at,
-                format!("`{loc}` is not a node location (expected e.g. `0.attn.q`, `1.mlp.post_act`, `final_resid`)"),
-            )
-        })
+        NodeId::from_hook(loc, index).ok_or_else(|| self.err(at, VizProblem::NotALocation { loc: loc.to_string() }))
     }
 
     fn required<'p>(&self, v: &'p Py, key: &str, at: &str) -> Result<&'p Py> {
-        v.get(key).ok_or_else(|| self.err(at, format!("missing key `{key}`")))
+        v.get(key)
+            .ok_or_else(|| self.err(at, VizProblem::MissingKey { key: key.to_string() }))
     }
 }
 
@@ -186,7 +201,7 @@ fn check_payload_config(r: &mut Reader, importances: &Py, cfg: &Config) -> Resul
         return Ok(()); // An unreadable copy of the config is not worth refusing the import for.
     };
     let p = loaded.config;
-    let shape = |c: &Config| {
+    let shape = |c: &Config| -> PayloadShape {
         (
             c.n_layer,
             c.d_model,
@@ -200,11 +215,10 @@ fn check_payload_config(r: &mut Reader, importances: &Py, cfg: &Config) -> Resul
     if shape(&p) != shape(cfg) {
         return Err(r.err(
             "importances.beeg_model_config",
-            format!(
-                "the payload was made for a model with (n_layer, d_model, n_head, d_head, d_mlp, vocab_size, d_pos_emb) = {:?}, but the given model has {:?}",
-                shape(&p),
-                shape(cfg)
-            ),
+            VizProblem::ConfigMismatch {
+                payload: Box::new(shape(&p)),
+                model: Box::new(shape(cfg)),
+            },
         ));
     }
     Ok(())
@@ -217,7 +231,12 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
     let mut r = Reader { zip };
     let cfg = target.config;
     if root.as_dict().is_none() {
-        return Err(r.err("<top>", format!("expected a dict, found a {}", root.type_name())));
+        return Err(r.err(
+            "<top>",
+            VizProblem::ExpectedDict {
+                found: root.type_name(),
+            },
+        ));
     }
 
     // Nodes, in file order per location.
@@ -232,7 +251,7 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
         let idx = r.ints(v, &at)?;
         let mut ids = Vec::with_capacity(idx.len());
         for i in idx {
-            let i = usize::try_from(i).map_err(|_| r.err(&at, format!("negative channel index {i}")))?;
+            let i = usize::try_from(i).map_err(|_| r.err(&at, VizProblem::NegativeChannel { index: i }))?;
             ids.push(r.node(&loc, i, &at)?);
         }
         nodes_by_loc.push((loc, ids));
@@ -258,12 +277,15 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
             let at = format!("importances.ch_interv_losses.{loc}");
             let losses = r.floats(v, &at)?;
             let Some((_, ids)) = nodes_by_loc.iter().find(|(l, _)| l == loc) else {
-                return Err(r.err(&at, "location not in circuit_data"));
+                return Err(r.err(&at, VizProblem::LocationNotInCircuit));
             };
             if losses.len() != ids.len() {
                 return Err(r.err(
                     &at,
-                    format!("{} losses for {} kept nodes in circuit_data", losses.len(), ids.len()),
+                    VizProblem::LossCount {
+                        losses: losses.len(),
+                        nodes: ids.len(),
+                    },
                 ));
             }
             for (id, l) in ids.iter().zip(losses) {
@@ -287,7 +309,7 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
         for (k, v) in r.dict(layers, "importances.layer_interv_losses")? {
             let name = r.key_str(k, "importances.layer_interv_losses")?;
             let at = format!("importances.layer_interv_losses.{name}");
-            let block = name.parse().map_err(|m: BlockIdError| r.err(&at, m.to_string()))?;
+            let block = name.parse().map_err(|e: BlockIdError| r.err(&at, e.into()))?;
             blocks.push(BlockLoss {
                 block,
                 ablated_loss: r.number(v, &at)?,
@@ -308,27 +330,21 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
             let at = format!("{at0}[{pi}]");
             let parts = r.seq(item, &at)?;
             let [w, src_names, tgt_names, locs] = parts else {
-                return Err(r.err(
-                    &at,
-                    format!(
-                        "expected [W, src_names, tgt_names, (src, tgt)], found {} items",
-                        parts.len()
-                    ),
-                ));
+                return Err(r.err(&at, VizProblem::PairArity { found: parts.len() }));
             };
             let (shape, data) = r.tensor(w, &at)?;
             let values = data.to_f64();
             let loc_pair = r.seq(locs, &at)?;
             let [src_loc, tgt_loc] = loc_pair else {
-                return Err(r.err(&at, "expected a (source, target) location pair"));
+                return Err(r.err(&at, VizProblem::ExpectedLocationPair));
             };
             let src_loc = src_loc
                 .as_str()
-                .ok_or_else(|| r.err(&at, "source location is not a string"))?
+                .ok_or_else(|| r.err(&at, VizProblem::LocationNotString { end: "source" }))?
                 .to_string();
             let tgt_loc = tgt_loc
                 .as_str()
-                .ok_or_else(|| r.err(&at, "target location is not a string"))?
+                .ok_or_else(|| r.err(&at, VizProblem::LocationNotString { end: "target" }))?
                 .to_string();
             let end = |r: &mut Reader, loc: &str, name: &Py| -> Result<EdgeEnd> {
                 match name {
@@ -344,11 +360,11 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
             if shape != [srcs.len(), tgts.len()] {
                 return Err(r.err(
                     &at,
-                    format!(
-                        "matrix shape {shape:?} does not match {} source and {} target names",
-                        srcs.len(),
-                        tgts.len()
-                    ),
+                    VizProblem::PairShape {
+                        shape,
+                        sources: srcs.len(),
+                        targets: tgts.len(),
+                    },
                 ));
             }
             let srcs: Vec<EdgeEnd> = srcs.iter().map(|s| end(&mut r, &src_loc, s)).collect::<Result<_>>()?;
@@ -382,17 +398,17 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
             let at = "importances.task_samples";
             let parts = r.seq(ts, at)?;
             let [toks, acts] = parts else {
-                return Err(r.err(at, "expected (tokens, {location: {channel: acts}})"));
+                return Err(r.err(at, VizProblem::ExpectedTaskSamples));
             };
             let (shape, data) = r.tensor(toks, at)?;
             let [rows, cols] = shape[..] else {
-                return Err(r.err(at, format!("tokens have shape {shape:?}, expected (2N, T)")));
+                return Err(r.err(at, VizProblem::TokenShape { shape }));
             };
             let flat: Vec<u32> = data
                 .to_i64()
-                .ok_or_else(|| r.err(at, "tokens are not integers"))?
+                .ok_or_else(|| r.err(at, VizProblem::TokensNotIntegers))?
                 .into_iter()
-                .map(|t| u32::try_from(t).map_err(|_| r.err(at, format!("token id {t} is out of range"))))
+                .map(|t| u32::try_from(t).map_err(|_| r.err(at, VizProblem::TokenOutOfRange { token: t })))
                 .collect::<Result<_>>()?;
             let tokens: Vec<Vec<u32>> = flat.chunks(cols.max(1)).take(rows).map(<[u32]>::to_vec).collect();
             let mut node_acts = BTreeMap::new();
@@ -405,7 +421,7 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
                     let at_ch = format!("{at_loc}.{c}");
                     let (s, d) = r.tensor(t, &at_ch)?;
                     if s != shape {
-                        return Err(r.err(&at_ch, format!("activations have shape {s:?}, tokens {shape:?}")));
+                        return Err(r.err(&at_ch, VizProblem::ActivationShape { acts: s, tokens: shape }));
                     }
                     let vals: Vec<f32> = d.to_f64().into_iter().map(|x| x as f32).collect();
                     node_acts.insert(id, vals.chunks(cols.max(1)).take(rows).map(<[f32]>::to_vec).collect());
@@ -436,7 +452,7 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
                         let at_q = format!("{at_ch}.{quantile}");
                         let parts = r.seq(sides, &at_q)?;
                         let [bottom, top] = parts else {
-                            return Err(r.err(&at_q, "expected (bottom_list, top_list)"));
+                            return Err(r.err(&at_q, VizProblem::ExpectedQuantileSides));
                         };
                         let read_side = |r: &mut Reader, side: &Py, name: &str| -> Result<Vec<Exemplar>> {
                             let at_s = format!("{at_q}.{name}");
@@ -446,7 +462,7 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
                                 .map(|it| {
                                     let parts = r.seq(it, &at_s)?;
                                     let [toks, acts, pos] = parts else {
-                                        return Err(r.err(&at_s, "expected (tokens, acts, pos)"));
+                                        return Err(r.err(&at_s, VizProblem::ExpectedExemplar));
                                     };
                                     let tokens = r.tokens(toks, &at_s)?;
                                     let acts: Vec<f32> = r.floats(acts, &at_s)?.into_iter().map(|x| x as f32).collect();
@@ -454,11 +470,11 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
                                     if acts.len() != tokens.len() || pivot >= tokens.len() {
                                         return Err(r.err(
                                             &at_s,
-                                            format!(
-                                                "{} tokens, {} activations, position {pivot}",
-                                                tokens.len(),
-                                                acts.len()
-                                            ),
+                                            VizProblem::ExemplarShape {
+                                                tokens: tokens.len(),
+                                                acts: acts.len(),
+                                                pivot,
+                                            },
                                         ));
                                     }
                                     Ok(Exemplar { tokens, acts, pivot })
@@ -484,7 +500,7 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
             let at = format!("all_loss[{i}]");
             let parts = r.seq(item, &at)?;
             let [it, loss] = parts else {
-                return Err(r.err(&at, "expected (iteration, loss)"));
+                return Err(r.err(&at, VizProblem::ExpectedLossPoint));
             };
             let it = r.index(it, &at)?;
             loss_curve.push((it, r.number(loss, &at)?));
@@ -528,7 +544,7 @@ pub fn import_viz_data(path: &Path, target: &ImportTarget, task: &str) -> Result
     file.validate(cfg).map_err(|e| CircuitError::Structure {
         path: path.to_path_buf(),
         at: "<model check>".into(),
-        msg: e.to_string(),
+        problem: Box::new(VizProblem::Invalid(Box::new(e))),
     })?;
     Ok(file)
 }

@@ -9,7 +9,7 @@ pub mod node_id;
 /// The torch zip reader moved to `model` (checkpoints read it too); this keeps the old path working.
 pub use crate::model::torch_pickle;
 
-pub use error::{CircuitError, InvalidCircuit};
+pub use error::{CircuitError, CircuitJsonProblem, InvalidCircuit, PayloadShape, VizProblem};
 pub use file::{
     halved, model_fingerprint, BlockId, BlockIdError, BlockLoss, CircuitEdge, CircuitFile, CircuitNode, EdgeEnd,
     EdgeEndError, Exemplar, Losses, ModelRef, QuantileExemplars, RemovedEdge, TaskSamples, CIRCUIT_FORMAT_BASE_VERSION,
@@ -17,4 +17,4 @@ pub use file::{
 };
 pub use graph::{CircuitGraph, EdgeKind, GraphEdge, GraphNode, GraphPath};
 pub use import_viz::{import_viz_data, ImportTarget};
-pub use node_id::{NodeCheckError, NodeId, NodeIdError, PositionedNode, Site};
+pub use node_id::{NodeCheckError, NodeId, NodeIdError, NodeIdProblem, PositionedNode, Site};

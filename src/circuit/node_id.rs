@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::model::hook_name::HookNameError;
 use crate::model::{HookName, HookSite};
 
 /// The pruning-node sites of a block (spec B), plus `final_resid` after the last block: the subset of the model's
@@ -148,12 +149,74 @@ pub enum NodeCheckError {
 
 /// A string that is not a node id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid node id `{input}`: {msg} (expected e.g. `2.attn.v[44]`, `0.mlp.post_act[985]` or `final_resid[7]`)")]
+#[error(
+    "invalid node id `{input}`: {problem} (expected e.g. `2.attn.v[44]`, `0.mlp.post_act[985]` or `final_resid[7]`)"
+)]
 pub struct NodeIdError {
     /// The string as given.
     pub input: String,
     /// What is wrong with it.
-    pub msg: String,
+    #[source]
+    pub problem: NodeIdProblem,
+}
+
+/// What is wrong with a node id (the `problem` of [`NodeIdError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeIdProblem {
+    /// No `[index]` after the hook.
+    #[error("missing `[index]`")]
+    MissingIndex,
+    /// The `[index]` is not a number.
+    #[error("the index is not a non-negative integer")]
+    IndexNotInteger,
+    /// No `L.` before the site.
+    #[error("missing the layer number")]
+    MissingLayer,
+    /// The `L` of `L.site` is not a number.
+    #[error("the layer is not a number")]
+    LayerNotNumber,
+    /// The site is none of the node sites.
+    #[error("unknown site")]
+    UnknownSite,
+    /// A positioned node without `@position`.
+    #[error("missing `@position`")]
+    MissingPosition,
+    /// The `@position` is not a number.
+    #[error("the position is not a non-negative integer")]
+    PositionNotInteger,
+    /// A TransformerLens hook name that is no hook.
+    #[error(transparent)]
+    Hook(#[from] HookNameError),
+    /// A part of a TransformerLens `[head:channel]` or `[index]` is not a number.
+    #[error("the {what} `{text}` is not a non-negative integer")]
+    NotInteger {
+        /// `head`, `channel` or `index`.
+        what: &'static str,
+        /// The text given.
+        text: String,
+    },
+    /// A `[head:channel]` channel at or past the head width.
+    #[error("channel {channel} is beyond a head's {d_head} channels")]
+    ChannelBeyondHead {
+        /// The channel given.
+        channel: usize,
+        /// The model's head width.
+        d_head: usize,
+    },
+    /// `[head:channel]` on a hook that has no heads.
+    #[error("`[head:channel]` is only for q, k and v")]
+    NotPerHead,
+    /// A hook that holds no circuit nodes (`hook_resid_pre`, `hook_z`, ...).
+    #[error(
+        "`{hook}` (ours: `{ours}`) holds no circuit nodes; nodes live at attention inputs, q, k, v, attention \
+         outputs, MLP inputs, neurons and outputs, and the final residual"
+    )]
+    NoNodes {
+        /// The hook as given.
+        hook: String,
+        /// Its name in our spelling.
+        ours: HookName,
+    },
 }
 
 impl NodeId {
@@ -219,37 +282,40 @@ impl NodeId {
         if let Ok(id) = text.parse::<NodeId>() {
             return Ok(id);
         }
-        let err = |msg: String| NodeIdError {
+        let err = |problem: NodeIdProblem| NodeIdError {
             input: text.to_string(),
-            msg,
+            problem,
         };
-        let (hook, idx) = split_indexed(text).ok_or_else(|| err("missing `[index]`".into()))?;
+        let (hook, idx) = split_indexed(text).ok_or_else(|| err(NodeIdProblem::MissingIndex))?;
         if !hook.starts_with("blocks.") {
             // Not TransformerLens's spelling either: ours says best what is wrong.
             return text.parse::<NodeId>();
         }
-        let name = HookName::parse_any(hook, n_layer).map_err(|e| err(e.to_string()))?;
-        let number = |t: &str, what: &str| -> Result<usize, NodeIdError> {
-            t.trim()
-                .parse()
-                .map_err(|_| err(format!("the {what} `{t}` is not a non-negative integer")))
+        let name = HookName::parse_any(hook, n_layer).map_err(|e| err(e.into()))?;
+        let number = |t: &str, what: &'static str| -> Result<usize, NodeIdError> {
+            t.trim().parse().map_err(|_| {
+                err(NodeIdProblem::NotInteger {
+                    what,
+                    text: t.to_string(),
+                })
+            })
         };
         let index = match idx.split_once(':') {
             Some((h, c)) if name.is_per_head() => {
                 let (h, c) = (number(h, "head")?, number(c, "channel")?);
                 if c >= d_head {
-                    return Err(err(format!("channel {c} is beyond a head's {d_head} channels")));
+                    return Err(err(NodeIdProblem::ChannelBeyondHead { channel: c, d_head }));
                 }
                 h * d_head + c
             }
-            Some(_) => return Err(err("`[head:channel]` is only for q, k and v".into())),
+            Some(_) => return Err(err(NodeIdProblem::NotPerHead)),
             None => number(idx, "index")?,
         };
         NodeId::at_hook(name, index).ok_or_else(|| {
-            err(format!(
-                "`{hook}` (ours: `{name}`) holds no circuit nodes; nodes live at attention inputs, q, k, v, \
-                 attention outputs, MLP inputs, neurons and outputs, and the final residual"
-            ))
+            err(NodeIdProblem::NoNodes {
+                hook: hook.to_string(),
+                ours: name,
+            })
         })
     }
 
@@ -319,23 +385,21 @@ impl FromStr for NodeId {
     type Err = NodeIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |msg: &str| NodeIdError {
+        let err = |problem: NodeIdProblem| NodeIdError {
             input: s.to_string(),
-            msg: msg.to_string(),
+            problem,
         };
-        let (hook, idx) = split_indexed(s.trim()).ok_or_else(|| err("missing `[index]`"))?;
-        let index: usize = idx
-            .parse()
-            .map_err(|_| err("the index is not a non-negative integer"))?;
+        let (hook, idx) = split_indexed(s.trim()).ok_or_else(|| err(NodeIdProblem::MissingIndex))?;
+        let index: usize = idx.parse().map_err(|_| err(NodeIdProblem::IndexNotInteger))?;
         if hook == Site::FinalResid.name() {
             return Ok(NodeId::final_resid(index));
         }
-        let (layer, site) = hook.split_once('.').ok_or_else(|| err("missing the layer number"))?;
-        let layer: usize = layer.parse().map_err(|_| err("the layer is not a number"))?;
+        let (layer, site) = hook.split_once('.').ok_or_else(|| err(NodeIdProblem::MissingLayer))?;
+        let layer: usize = layer.parse().map_err(|_| err(NodeIdProblem::LayerNotNumber))?;
         let site = Site::ALL
             .into_iter()
             .find(|x| x.name() == site && *x != Site::FinalResid)
-            .ok_or_else(|| err("unknown site"))?;
+            .ok_or_else(|| err(NodeIdProblem::UnknownSite))?;
         Ok(NodeId::new(layer, site, index))
     }
 }
@@ -375,11 +439,11 @@ impl FromStr for PositionedNode {
         let s = s.trim();
         let (node, pos) = s.rsplit_once('@').ok_or_else(|| NodeIdError {
             input: s.to_string(),
-            msg: "missing `@position`".to_string(),
+            problem: NodeIdProblem::MissingPosition,
         })?;
         let pos = pos.parse().map_err(|_| NodeIdError {
             input: s.to_string(),
-            msg: "the position is not a non-negative integer".to_string(),
+            problem: NodeIdProblem::PositionNotInteger,
         })?;
         Ok(PositionedNode {
             node: node.parse()?,
@@ -492,5 +556,31 @@ mod tests {
         ] {
             assert!(s.parse::<NodeId>().is_err(), "{s}");
         }
+        let problem = |s: &str| s.parse::<NodeId>().unwrap_err().problem;
+        assert_eq!(problem("2.attn.v"), NodeIdProblem::MissingIndex);
+        assert_eq!(problem("x.attn.v[1]"), NodeIdProblem::LayerNotNumber);
+        assert_eq!(problem("2.attn.y[1]"), NodeIdProblem::UnknownSite);
+        assert_eq!(problem("2.attn.v[-1]"), NodeIdProblem::IndexNotInteger);
+        assert_eq!(
+            "1.mlp.post_act[2]".parse::<PositionedNode>().unwrap_err().problem,
+            NodeIdProblem::MissingPosition
+        );
+        let tl = |s: &str| NodeId::parse_for(s, 4, 16).unwrap_err().problem;
+        assert_eq!(
+            tl("blocks.1.attn.hook_q[1:16]"),
+            NodeIdProblem::ChannelBeyondHead {
+                channel: 16,
+                d_head: 16
+            }
+        );
+        assert_eq!(tl("blocks.1.mlp.hook_post[1:2]"), NodeIdProblem::NotPerHead);
+        assert!(matches!(tl("blocks.1.attn.hook_z[3]"), NodeIdProblem::NoNodes { .. }));
+        assert_eq!(
+            tl("blocks.1.attn.hook_q[x]"),
+            NodeIdProblem::NotInteger {
+                what: "index",
+                text: "x".into()
+            }
+        );
     }
 }

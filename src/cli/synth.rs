@@ -79,7 +79,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
         (Some(shape), None) => {
             let json = shape.config_json();
             let cfg = hf_gpt2::config_from_json_str(&json.to_string())
-                .map_err(anyhow::Error::msg)?
+                .map_err(anyhow::Error::new)?
                 .config;
             let text = serde_json::to_string_pretty(&json)?;
             (text, hf_gpt2::synth_tensors(&cfg, args.seed)?, 1.0)

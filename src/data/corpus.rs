@@ -51,7 +51,8 @@ pub enum CorpusError {
         /// The spec as given.
         spec: String,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        reason: SpecProblem,
     },
     /// The named path does not exist.
     #[error("corpus {} does not exist", path.display())]
@@ -86,13 +87,77 @@ pub enum CorpusError {
         reason: JsonlLineError,
     },
     /// The corpus yields no documents.
-    #[error("corpus {} has no documents{detail}", path.display())]
+    #[error("corpus {} has no documents ({why})", path.display())]
     Empty {
         /// The corpus path.
         path: PathBuf,
-        /// Why, appended to the message as is (e.g. `" (no files below it)"`), or empty.
-        detail: String,
+        /// Why it has none.
+        why: EmptyCorpus,
     },
+}
+
+/// What is wrong with a corpus spec (the `reason` of [`CorpusError::BadSpec`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SpecProblem {
+    /// An empty spec.
+    #[error("empty; expected `synthetic`, `synthetic:SEED`, a directory or a .jsonl file")]
+    Empty,
+    /// `synthetic:SEED` with a seed that is not a number.
+    #[error("the seed after `synthetic:` must be a non-negative integer ({0})")]
+    SyntheticSeed(#[source] std::num::ParseIntError),
+    /// A part's `:SEED` or a mix's `seed=N` that is not a number.
+    #[error("the seed must be a non-negative integer ({0})")]
+    Seed(#[source] std::num::ParseIntError),
+    /// A mix item without `=WEIGHT`.
+    #[error("`{item}` is not PART=WEIGHT (e.g. stdlib=0.7)")]
+    NotPartWeight {
+        /// The item as given.
+        item: String,
+    },
+    /// A mix weight that is not a number.
+    #[error("the weight of `{part}` is not a number ({source})")]
+    WeightNotNumber {
+        /// The part.
+        part: String,
+        /// The parser's complaint.
+        #[source]
+        source: std::num::ParseFloatError,
+    },
+    /// A mix weight that is zero, negative or not finite.
+    #[error("the weight of `{part}` must be positive")]
+    WeightNotPositive {
+        /// The part.
+        part: String,
+    },
+    /// A mix inside a mix.
+    #[error("a mix cannot contain another mix")]
+    NestedMix,
+    /// A mix without parts.
+    #[error("a mix needs at least one PART=WEIGHT")]
+    EmptyMix,
+    /// `python3` could not be run to find its standard library.
+    #[error("cannot run python3 to find its standard library ({0})")]
+    NoPython(#[source] std::io::Error),
+    /// `python3` ran but did not print its standard library.
+    #[error("python3 could not name its standard library: {stderr}")]
+    PythonFailed {
+        /// What python3 printed on stderr (its own words).
+        stderr: String,
+    },
+}
+
+/// Why a corpus yields no documents (the `why` of [`CorpusError::Empty`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EmptyCorpus {
+    /// A folder without files.
+    #[error("no files below it")]
+    NoFiles,
+    /// A jsonl file whose lines are all blank.
+    #[error("no non-blank lines")]
+    NoLines,
+    /// A code folder without `.py` files.
+    #[error("no .py files below it")]
+    NoPython,
 }
 
 /// The deterministic synthetic Python corpus.
@@ -239,7 +304,7 @@ impl CorpusSource {
         if trimmed.is_empty() {
             return Err(CorpusError::BadSpec {
                 spec: spec.to_owned(),
-                reason: "empty; expected `synthetic`, `synthetic:SEED`, a directory or a .jsonl file".into(),
+                reason: SpecProblem::Empty,
             });
         }
         if trimmed == "synthetic" {
@@ -248,7 +313,7 @@ impl CorpusSource {
         if let Some(seed) = trimmed.strip_prefix("synthetic:") {
             let seed = seed.trim().parse::<u64>().map_err(|e| CorpusError::BadSpec {
                 spec: spec.to_owned(),
-                reason: format!("the seed after `synthetic:` must be a non-negative integer ({e})"),
+                reason: SpecProblem::SyntheticSeed(e),
             })?;
             return Ok(CorpusSource::Synthetic { seed });
         }
@@ -360,7 +425,7 @@ impl CorpusSource {
                 if files.is_empty() {
                     return Err(CorpusError::Empty {
                         path: dir.clone(),
-                        detail: " (no files below it)".into(),
+                        why: EmptyCorpus::NoFiles,
                     });
                 }
                 let counter = skipped.clone();
@@ -379,7 +444,7 @@ impl CorpusSource {
                 if n == 0 {
                     return Err(CorpusError::Empty {
                         path: path.clone(),
-                        detail: " (no non-blank lines)".into(),
+                        why: EmptyCorpus::NoLines,
                     });
                 }
                 let file = fs::File::open(path).map_err(|source| CorpusError::Io {
@@ -402,14 +467,14 @@ impl CorpusSource {
 fn parse_seed(spec: &str, s: &str) -> Result<u64, CorpusError> {
     s.trim().parse::<u64>().map_err(|e| CorpusError::BadSpec {
         spec: spec.to_owned(),
-        reason: format!("the seed must be a non-negative integer ({e})"),
+        reason: SpecProblem::Seed(e),
     })
 }
 
 /// `PART=WEIGHT,...[,seed=N]`; `seed=N` reseeds the parts that take a seed (synthetic and real code) unless the
 /// part names its own.
 fn parse_mix(spec: &str, rest: &str) -> Result<CorpusSource, CorpusError> {
-    let bad = |reason: String| CorpusError::BadSpec {
+    let bad = |reason: SpecProblem| CorpusError::BadSpec {
         spec: spec.to_owned(),
         reason,
     };
@@ -418,27 +483,29 @@ fn parse_mix(spec: &str, rest: &str) -> Result<CorpusSource, CorpusError> {
     for item in rest.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, weight) = item
             .rsplit_once('=')
-            .ok_or_else(|| bad(format!("`{item}` is not PART=WEIGHT (e.g. stdlib=0.7)")))?;
+            .ok_or_else(|| bad(SpecProblem::NotPartWeight { item: item.to_string() }))?;
         if name.trim() == "seed" {
             seed = Some(parse_seed(spec, weight)?);
             continue;
         }
-        let w: f64 = weight
-            .trim()
-            .parse()
-            .map_err(|e| bad(format!("the weight of `{name}` is not a number ({e})")))?;
+        let w: f64 = weight.trim().parse().map_err(|source| {
+            bad(SpecProblem::WeightNotNumber {
+                part: name.to_string(),
+                source,
+            })
+        })?;
         if !(w.is_finite() && w > 0.0) {
-            return Err(bad(format!("the weight of `{name}` must be positive")));
+            return Err(bad(SpecProblem::WeightNotPositive { part: name.to_string() }));
         }
         if name.trim().starts_with("mix:") {
-            return Err(bad("a mix cannot contain another mix".into()));
+            return Err(bad(SpecProblem::NestedMix));
         }
         let part = CorpusSource::parse(name)?;
         let thousandths = (w * 1000.0).round().max(1.0) as u32;
         parts.push((part, thousandths, name.contains(':') && !name.starts_with("dir:")));
     }
     if parts.is_empty() {
-        return Err(bad("a mix needs at least one PART=WEIGHT".into()));
+        return Err(bad(SpecProblem::EmptyMix));
     }
     let parts = parts
         .into_iter()

@@ -14,7 +14,7 @@ use memmap2::Mmap;
 use safetensors::Dtype;
 
 use super::config::Config;
-use super::error::{io_err, ModelError, Result};
+use super::error::{io_err, unread_summary, FormatProblem, ModelError, Result, TensorProblem};
 use super::gpt::LoadOptions;
 use super::sparse_linear::{CsrWeight, CsrWeightError};
 use super::torch_pickle::{Py, TensorData, TensorRef, TorchZip, TorchZipError};
@@ -79,10 +79,10 @@ impl Checkpoint {
         }
     }
 
-    fn format_err(&self, msg: impl Into<String>) -> ModelError {
+    fn format_err(&self, problem: FormatProblem) -> ModelError {
         ModelError::Format {
             path: self.path.clone(),
-            msg: msg.into(),
+            problem,
         }
     }
 
@@ -97,18 +97,19 @@ impl Checkpoint {
             tensors: BTreeMap::new(),
         };
         let (header_len, meta) = safetensors::SafeTensors::read_metadata(&mmap)
-            .map_err(|e| ckpt.format_err(format!("corrupt safetensors header: {e}")))?;
+            .map_err(|e| ckpt.format_err(FormatProblem::SafetensorsHeader(e)))?;
         let data_start = 8 + header_len;
         let infos = meta.tensors();
         let extra: HashMap<String, String> = meta.metadata().clone().unwrap_or_default();
         if let Some(v) = extra.get("format_version") {
             let v: u32 = v
                 .parse()
-                .map_err(|_| ckpt.format_err(format!("format_version `{v}` is not a number")))?;
+                .map_err(|_| ckpt.format_err(FormatProblem::VersionNotNumber { text: v.clone() }))?;
             if v > MODEL_FORMAT_VERSION {
-                return Err(ckpt.format_err(format!(
-                    "format_version {v} is newer than this circuitscope reads ({MODEL_FORMAT_VERSION}); upgrade circuitscope"
-                )));
+                return Err(ckpt.format_err(FormatProblem::NewerVersion {
+                    found: v,
+                    supported: MODEL_FORMAT_VERSION,
+                }));
             }
         }
         let byte_range = |name: &str| -> Option<std::ops::Range<usize>> {
@@ -123,9 +124,7 @@ impl Checkpoint {
         csr_names.sort();
         for name in &csr_names {
             if infos.contains_key(name.as_str()) {
-                return Err(ckpt.format_err(format!(
-                    "`{name}` is stored both dense and as CSR (`{name}.csr.*`); which one is meant is ambiguous"
-                )));
+                return Err(ckpt.format_err(FormatProblem::DenseAndCsr { name: name.clone() }));
             }
             let w = ckpt.load_csr(name, &mmap, &infos, &extra, &byte_range)?;
             ckpt.tensors.insert(name.clone(), Stored::Csr(Arc::new(w)));
@@ -134,16 +133,19 @@ impl Checkpoint {
             if CSR_SUFFIXES.iter().any(|s| name.ends_with(s)) {
                 let base = CSR_SUFFIXES.iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
                 if !ckpt.tensors.contains_key(base) {
-                    return Err(ckpt.format_err(format!("`{name}` has no matching `{base}.csr.values`")));
+                    return Err(ckpt.format_err(FormatProblem::OrphanCsrPart {
+                        part: name.clone(),
+                        base: base.to_string(),
+                    }));
                 }
                 continue;
             }
             let range = data_start + info.data_offsets.0..data_start + info.data_offsets.1;
-            let t = bytes_to_f32_tensor(&mmap[range.clone()], info.dtype, &info.shape).map_err(|msg| {
+            let t = bytes_to_f32_tensor(&mmap[range.clone()], info.dtype, &info.shape).map_err(|problem| {
                 ModelError::BadTensor {
                     path: path.to_path_buf(),
                     name: name.clone(),
-                    msg,
+                    problem: Box::new(problem),
                 }
             })?;
             release_pages(&mmap, range);
@@ -160,10 +162,10 @@ impl Checkpoint {
         extra: &HashMap<String, String>,
         byte_range: &dyn Fn(&str) -> Option<std::ops::Range<usize>>,
     ) -> Result<CsrWeight> {
-        let bad = |msg: String| ModelError::BadTensor {
+        let bad = |problem: TensorProblem| ModelError::BadTensor {
             path: self.path.clone(),
             name: name.to_string(),
-            msg,
+            problem: Box::new(problem),
         };
         let part = |suffix: &str| -> Result<(&safetensors::tensor::TensorInfo, std::ops::Range<usize>)> {
             let full = format!("{name}{suffix}");
@@ -181,20 +183,26 @@ impl Checkpoint {
         let shape_key = format!("{name}.csr.shape");
         let shape: Vec<usize> = extra
             .get(&shape_key)
-            .ok_or_else(|| bad(format!("metadata key `{shape_key}` is missing")))
-            .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("metadata `{shape_key}` = `{s}`: {e}"))))?;
+            .ok_or_else(|| bad(TensorProblem::CsrShapeMissing { key: shape_key.clone() }))
+            .and_then(|s| {
+                serde_json::from_str(s).map_err(|source| {
+                    bad(TensorProblem::CsrShapeJson {
+                        key: shape_key.clone(),
+                        text: s.clone(),
+                        source,
+                    })
+                })
+            })?;
         let [rows, cols] = shape[..] else {
-            return Err(bad(format!(
-                "metadata `{shape_key}` must be [rows, cols], got {shape:?}"
-            )));
+            return Err(bad(TensorProblem::CsrShapeRank { key: shape_key, shape }));
         };
         if ci.dtype != Dtype::U32 {
-            return Err(bad(format!("col_idx must be U32, got {:?}", ci.dtype)));
+            return Err(bad(TensorProblem::ColIdxDtype { dtype: ci.dtype }));
         }
         let row_ptr_u64 = match ri.dtype {
             Dtype::U32 => false,
             Dtype::U64 => true,
-            d => return Err(bad(format!("row_ptr must be U32 or U64, got {d:?}"))),
+            dtype => return Err(bad(TensorProblem::RowPtrDtype { dtype })),
         };
         if vi.dtype == Dtype::F32 {
             match CsrWeight::from_mmap(
@@ -208,7 +216,7 @@ impl Checkpoint {
             ) {
                 Ok(w) => return Ok(w),
                 Err(CsrWeightError::Misaligned { .. }) => {}
-                Err(e) => return Err(bad(e.to_string())),
+                Err(e) => return Err(bad(e.into())),
             }
         }
         // Unaligned or non-f32 values: copy once, validating on the way.
@@ -228,15 +236,15 @@ impl Checkpoint {
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
                 .collect()
         };
-        CsrWeight::from_parts(values, col_idx, row_ptr, rows, cols).map_err(|e| bad(e.to_string()))
+        CsrWeight::from_parts(values, col_idx, row_ptr, rows, cols).map_err(|e| bad(e.into()))
     }
 
     /// Reads a PyTorch zip state dict (any `*/data.pkl` prefix), up-casting every float tensor to f32.
     /// Causal-mask buffers (`*.attn.bias`, 4-D) are skipped.
     pub fn open_torch(path: &Path) -> Result<Self> {
-        let fmt = |msg: String| ModelError::Format {
+        let fmt = |problem: FormatProblem| ModelError::Format {
             path: path.to_path_buf(),
-            msg,
+            problem,
         };
         if !path.exists() {
             return Err(ModelError::Io {
@@ -248,39 +256,38 @@ impl Checkpoint {
         // pickles, and it allocates whatever shape a tensor claims before looking at the storage's bytes.
         let (mut zip, root) = TorchZip::open(path).map_err(|e| match e {
             TorchZipError::Io { path, source } => ModelError::Io { path, source },
-            TorchZipError::Format { msg, .. } => fmt(format!("not a PyTorch zip state dict: {msg}")),
+            TorchZipError::Format { problem, .. } => fmt(FormatProblem::TorchZip(Box::new(problem))),
         })?;
         let items = state_dict_items(&root).ok_or_else(|| {
-            fmt(format!(
-                "the pickle holds a {}, not a state dict of named tensors",
-                root.type_name()
-            ))
+            fmt(FormatProblem::NotStateDict {
+                found: root.type_name(),
+            })
         })?;
         let mut tensors = BTreeMap::new();
         for (name, t) in items {
             if name.ends_with(".attn.bias") && !name.ends_with("c_attn.bias") {
                 continue;
             }
-            let bad = |msg: String| ModelError::BadTensor {
+            let bad = |problem: TensorProblem| ModelError::BadTensor {
                 path: path.to_path_buf(),
                 name: name.to_string(),
-                msg,
+                problem: Box::new(problem),
             };
             let tensor = if t.kind.is_float() {
-                let values = zip.read_f32(t).map_err(|e| bad(e.to_string()))?;
+                let values = zip.read_f32(t).map_err(|e| bad(TensorProblem::Storage(Box::new(e))))?;
                 Tensor::from_vec(values, t.shape.as_slice(), &Device::Cpu)?
             } else {
                 // Integer buffers are not weights of the GPT; keep them as they are.
-                let values = match zip.read(t).map_err(|e| bad(e.to_string()))? {
+                let values = match zip.read(t).map_err(|e| bad(TensorProblem::Storage(Box::new(e))))? {
                     TensorData::Int(v) => v,
-                    TensorData::Float(_) => return Err(bad("integer storage read back as floats".into())),
+                    TensorData::Float(_) => return Err(bad(TensorProblem::IntReadAsFloat)),
                 };
                 Tensor::from_vec(values, t.shape.as_slice(), &Device::Cpu)?
             };
             tensors.insert(name.to_string(), Stored::Dense(tensor));
         }
         if tensors.is_empty() {
-            return Err(fmt("no tensors found in the pickle".into()));
+            return Err(fmt(FormatProblem::NoTensors));
         }
         Ok(Checkpoint {
             path: path.to_path_buf(),
@@ -368,34 +375,25 @@ impl Checkpoint {
     /// error unless `opts.allow_nonfinite`; unread tensors are an error, or warnings with `opts.allow_extra`.
     pub fn audit(&self, cfg: &Config, opts: &LoadOptions) -> Result<Vec<String>> {
         let mut warnings = Vec::new();
-        if let Some((name, n)) = self.non_finite()? {
-            let msg = format!("{n} NaN or infinite value(s)");
+        if let Some((name, count)) = self.non_finite()? {
             if !opts.allow_nonfinite {
                 return Err(ModelError::BadTensor {
                     path: self.path.clone(),
                     name,
-                    msg: format!("{msg}; refusing to compute with them (--allow-nonfinite to load anyway)"),
+                    problem: Box::new(TensorProblem::NonFinite {
+                        count,
+                        overridable: true,
+                    }),
                 });
             }
-            warnings.push(format!("tensor `{name}`: {msg}"));
+            warnings.push(format!("tensor `{name}`: {count} NaN or infinite value(s)"));
         }
         let unread = self.unread_tensors(cfg)?;
         if !unread.is_empty() {
-            let shown: Vec<&str> = unread.iter().take(5).map(String::as_str).collect();
-            let more = if unread.len() > 5 {
-                format!(" and {} more", unread.len() - 5)
-            } else {
-                String::new()
-            };
-            let msg = format!(
-                "{} tensor(s) the config does not use: {}{more} (check n_layer, sink, tied_unembed, enable_bigram_table)",
-                unread.len(),
-                shown.join(", ")
-            );
             if !opts.allow_extra {
-                return Err(self.format_err(format!("{msg}; --allow-extra loads anyway")));
+                return Err(self.format_err(FormatProblem::UnreadTensors { names: unread }));
             }
-            warnings.push(msg);
+            warnings.push(unread_summary(&unread));
         }
         Ok(warnings)
     }
@@ -430,7 +428,7 @@ impl Checkpoint {
             return Err(ModelError::BadTensor {
                 path: self.path.clone(),
                 name: name.to_string(),
-                msg: format!("expected a float tensor, got {:?}", t.dtype()),
+                problem: Box::new(TensorProblem::NotFloat { dtype: t.dtype() }),
             });
         }
         Ok(t)
@@ -463,7 +461,7 @@ fn state_dict_items(root: &Py) -> Option<Vec<(&str, &TensorRef)>> {
         .or(Some(top))
 }
 
-fn bytes_to_f32_vec(bytes: &[u8], dtype: Dtype) -> std::result::Result<Vec<f32>, String> {
+fn bytes_to_f32_vec(bytes: &[u8], dtype: Dtype) -> std::result::Result<Vec<f32>, TensorProblem> {
     Ok(match dtype {
         Dtype::F32 => bytes
             .chunks_exact(4)
@@ -477,7 +475,7 @@ fn bytes_to_f32_vec(bytes: &[u8], dtype: Dtype) -> std::result::Result<Vec<f32>,
             .chunks_exact(2)
             .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
             .collect(),
-        d => return Err(format!("expected F32, BF16 or F16 values, got {d:?}")),
+        dtype => return Err(TensorProblem::ValuesDtype { dtype }),
     })
 }
 
@@ -516,9 +514,9 @@ pub(crate) fn with_f32_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Res
     Ok(f(&t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
 }
 
-fn bytes_to_f32_tensor(bytes: &[u8], dtype: Dtype, shape: &[usize]) -> std::result::Result<Tensor, String> {
+fn bytes_to_f32_tensor(bytes: &[u8], dtype: Dtype, shape: &[usize]) -> std::result::Result<Tensor, TensorProblem> {
     let values = bytes_to_f32_vec(bytes, dtype)?;
-    Tensor::from_vec(values, shape, &Device::Cpu).map_err(|e| e.to_string())
+    Tensor::from_vec(values, shape, &Device::Cpu).map_err(|e| TensorProblem::Build(Box::new(e)))
 }
 
 /// Writes tensors to `path` as safetensors, atomically (temp file + fsync + rename), so that an interrupted write
@@ -569,7 +567,7 @@ pub fn write_safetensors(
     }
     let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| ModelError::Format {
         path: path.to_path_buf(),
-        msg: format!("cannot serialise: {e}"),
+        problem: FormatProblem::Serialise(e),
     })?;
     write_atomic(path, &canonical_header(bytes))
 }
@@ -638,5 +636,119 @@ impl safetensors::View for RawView {
     }
     fn data_len(&self) -> usize {
         self.data.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::error::{FormatProblem, TensorProblem};
+    use crate::model::synth::SynthShape;
+    use crate::model::torch_pickle::ZipProblem;
+
+    fn one(name: &str, values: &[f32]) -> Checkpoint {
+        let t = Tensor::new(values, &Device::Cpu).unwrap();
+        Checkpoint {
+            path: "m.safetensors".into(),
+            tensors: BTreeMap::from([(name.to_string(), Stored::Dense(t))]),
+        }
+    }
+
+    #[test]
+    fn a_nan_weight_is_a_non_finite_tensor() {
+        let ckpt = one("transformer.wpe.weight", &[1.0, f32::NAN, f32::INFINITY]);
+        let err = ckpt
+            .audit(&SynthShape::Tiny.config(), &LoadOptions::default())
+            .unwrap_err();
+        match &err {
+            ModelError::BadTensor { name, problem, .. } => {
+                assert_eq!(name, "transformer.wpe.weight");
+                assert!(
+                    matches!(
+                        **problem,
+                        TensorProblem::NonFinite {
+                            count: 2,
+                            overridable: true
+                        }
+                    ),
+                    "{problem:?}"
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            "m.safetensors: tensor `transformer.wpe.weight`: 2 NaN or infinite value(s); refusing to compute with \
+             them (--allow-nonfinite to load anyway)"
+        );
+        let opts = LoadOptions {
+            allow_nonfinite: true,
+            ..LoadOptions::default()
+        };
+        assert_eq!(
+            ckpt.audit(&SynthShape::Tiny.config(), &opts).unwrap(),
+            ["tensor `transformer.wpe.weight`: 2 NaN or infinite value(s)"]
+        );
+    }
+
+    #[test]
+    fn unread_tensors_are_listed_in_the_problem() {
+        let ckpt = one("bogus", &[1.0]);
+        let err = ckpt
+            .audit(&SynthShape::Tiny.config(), &LoadOptions::default())
+            .unwrap_err();
+        match &err {
+            ModelError::Format {
+                problem: FormatProblem::UnreadTensors { names },
+                ..
+            } => assert_eq!(names, &["bogus"]),
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().ends_with(
+            "1 tensor(s) the config does not use: bogus (check n_layer, sink, tied_unembed, enable_bigram_table); \
+             --allow-extra loads anyway"
+        ));
+    }
+
+    #[test]
+    fn corrupt_files_name_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("model.safetensors");
+        std::fs::write(&garbage, b"\xff\xff\xff\xff\xff\xff\xff\xffnot a header").unwrap();
+        match Checkpoint::open(&garbage) {
+            Err(ModelError::Format {
+                problem: FormatProblem::SafetensorsHeader(_),
+                ..
+            }) => {}
+            other => panic!("{:?}", other.err()),
+        }
+        let ints = dir.path().join("ints.safetensors");
+        let view = RawView {
+            dtype: Dtype::I32,
+            shape: vec![2],
+            data: vec![0; 8],
+        };
+        let bytes = safetensors::tensor::serialize([("w", view)], None).unwrap();
+        std::fs::write(&ints, bytes).unwrap();
+        match Checkpoint::open(&ints) {
+            Err(ModelError::BadTensor { name, problem, .. }) => {
+                assert_eq!(name, "w");
+                assert!(
+                    matches!(*problem, TensorProblem::ValuesDtype { dtype: Dtype::I32 }),
+                    "{problem:?}"
+                );
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        let pt = dir.path().join("final_model.pt");
+        std::fs::write(&pt, b"PK not really a zip").unwrap();
+        let err = Checkpoint::open(&pt).err().unwrap();
+        assert!(
+            matches!(&err, ModelError::Format { problem: FormatProblem::TorchZip(p), .. } if matches!(**p, ZipProblem::NotZip(_))),
+            "{err:?}"
+        );
+        assert!(err
+            .to_string()
+            .contains("not a readable checkpoint: not a PyTorch zip state dict: not a torch zip"));
     }
 }

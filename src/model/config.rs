@@ -231,9 +231,9 @@ const KNOWN_KEYS: &[&str] = &[
 /// Why a config json describes no model this build can run. The file name is added by [`ModelError::Config`].
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A Hugging Face GPT-2 `config.json` this engine would compute differently (the message names the field).
-    #[error("{0}")]
-    HuggingFace(String),
+    /// A Hugging Face GPT-2 `config.json` this engine would compute differently (the problem names the field).
+    #[error(transparent)]
+    HuggingFace(super::hf_gpt2::HfConfigProblem),
     /// The text is not json, or a key holds a value of the wrong type.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

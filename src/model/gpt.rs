@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use super::block::{Block, Loader};
 use super::checkpoint::Checkpoint;
 use super::config::Config;
-use super::error::{ModelError, Result};
+use super::error::{HookProblem, ModelError, Result};
 use super::hook_name::HookName;
 use super::hooks::Hooks;
 use super::linear::{Linear, Weight};
@@ -199,7 +199,7 @@ impl Gpt {
         if t == 0 {
             return Err(ModelError::Hook {
                 name: "input".into(),
-                msg: "empty token sequence".into(),
+                problem: HookProblem::EmptyInput,
             });
         }
         // Most forwards carry no interventions: build the hook list only when there is something to check.
@@ -208,7 +208,7 @@ impl Gpt {
             if let Some(name) = hooks.intervened_hooks().find(|n| !points.iter().any(|(h, _)| h == n)) {
                 return Err(ModelError::Hook {
                     name: name.to_string(),
-                    msg: "no such hook point in this model".into(),
+                    problem: HookProblem::NoSuchHook,
                 });
             }
         }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::checkpoint::{Checkpoint, Stored};
 use super::config::{Config, LoadedConfig};
-use super::error::{io_err, ModelError, Result};
+use super::error::{io_err, FormatProblem, ModelError, Result};
 use super::norm::LAYER_NORM_EPS;
 use super::weight_names::{self as wn, BlockLinear, BlockNorm};
 
@@ -31,67 +31,135 @@ pub fn is_hf_config(text: &str) -> bool {
 /// Reads a Hugging Face `config.json` of a GPT-2 (`model_type: gpt2`) as our [`Config`].
 pub fn load_config(path: &Path) -> Result<LoadedConfig> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    config_from_json_str(&text).map_err(|msg| ModelError::Config {
+    config_from_json_str(&text).map_err(|problem| ModelError::Config {
         path: path.to_path_buf(),
-        source: super::config::ConfigError::HuggingFace(msg),
+        source: super::config::ConfigError::HuggingFace(problem),
     })
+}
+
+/// Why a Hugging Face `config.json` describes no GPT-2 this engine computes the same way; each names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum HfConfigProblem {
+    /// The text is not json.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The json is not an object.
+    #[error("expected a json object")]
+    NotObject,
+    /// A size field is not a non-negative integer.
+    #[error("`{field}` must be a non-negative integer, got {value}")]
+    NotUint {
+        /// The field's name.
+        field: &'static str,
+        /// The value given.
+        value: serde_json::Value,
+    },
+    /// A flag is not a boolean.
+    #[error("`{field}` must be true or false, got {value}")]
+    NotBool {
+        /// The field's name.
+        field: &'static str,
+        /// The value given.
+        value: serde_json::Value,
+    },
+    /// `model_type` names another architecture.
+    #[error("`model_type` is `{found}`; circuitscope reads Hugging Face checkpoints of `gpt2` only")]
+    ModelType {
+        /// The `model_type` given.
+        found: String,
+    },
+    /// `model_type` is absent or not a string.
+    #[error("`model_type` must be a string (`gpt2`)")]
+    ModelTypeMissing,
+    /// An activation function this engine does not compute (None: the value is not a string).
+    #[error(
+        "`activation_function` {} is not supported (gelu_new, gelu_pytorch_tanh, gelu or relu)",
+        quoted_or_not_string(.found)
+    )]
+    Activation {
+        /// The name given, if it is a string.
+        found: Option<String>,
+    },
+    /// `layer_norm_epsilon` is not a number.
+    #[error("`layer_norm_epsilon` must be a number, got {value}")]
+    EpsNotNumber {
+        /// The value given.
+        value: serde_json::Value,
+    },
+    /// A LayerNorm epsilon other than ours.
+    #[error("`layer_norm_epsilon` {value} is not supported (circuitscope's LayerNorm uses {LAYER_NORM_EPS})")]
+    Eps {
+        /// The epsilon given.
+        value: f64,
+    },
+    /// A GPT-2 with cross-attention (an encoder-decoder's decoder).
+    #[error("`add_cross_attention` true is not supported (a decoder-only GPT-2 has none)")]
+    CrossAttention,
+    /// The sizes given make no model (e.g. `n_embd` not a multiple of `n_head`; boxed: a config error inside a
+    /// config error).
+    #[error(transparent)]
+    Config(Box<super::config::ConfigError>),
+}
+
+fn quoted_or_not_string(found: &Option<String>) -> String {
+    found
+        .as_ref()
+        .map_or_else(|| "(not a string)".to_string(), |s| format!("`{s}`"))
 }
 
 /// Parses a Hugging Face GPT-2 config; absent fields take `GPT2Config`'s defaults. Anything this engine would
 /// compute differently is refused with the field's name.
-pub fn config_from_json_str(text: &str) -> std::result::Result<LoadedConfig, String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let map = value.as_object().ok_or("expected a json object")?;
+pub fn config_from_json_str(text: &str) -> std::result::Result<LoadedConfig, HfConfigProblem> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    let map = value.as_object().ok_or(HfConfigProblem::NotObject)?;
     let field = |name: &str| map.get(name).filter(|v| !v.is_null());
-    let uint = |name: &str, default: usize| -> std::result::Result<usize, String> {
+    let uint = |name: &'static str, default: usize| -> std::result::Result<usize, HfConfigProblem> {
         match field(name) {
             None => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| format!("`{name}` must be a non-negative integer, got {v}")),
+            Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| HfConfigProblem::NotUint {
+                field: name,
+                value: v.clone(),
+            }),
         }
     };
-    let flag = |name: &str, default: bool| -> std::result::Result<bool, String> {
+    let flag = |name: &'static str, default: bool| -> std::result::Result<bool, HfConfigProblem> {
         match field(name) {
             None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| format!("`{name}` must be true or false, got {v}")),
+            Some(v) => v.as_bool().ok_or_else(|| HfConfigProblem::NotBool {
+                field: name,
+                value: v.clone(),
+            }),
         }
     };
     match field("model_type").and_then(|v| v.as_str()) {
         Some("gpt2") => {}
         Some(other) => {
-            return Err(format!(
-                "`model_type` is `{other}`; circuitscope reads Hugging Face checkpoints of `gpt2` only"
-            ))
+            return Err(HfConfigProblem::ModelType {
+                found: other.to_string(),
+            })
         }
-        None => return Err("`model_type` must be a string (`gpt2`)".into()),
+        None => return Err(HfConfigProblem::ModelTypeMissing),
     }
     let activation = match field("activation_function").map(|v| v.as_str()) {
         None | Some(Some("gelu_new" | "gelu_pytorch_tanh")) => "gelu_new",
         Some(Some("gelu")) => "gelu",
         Some(Some("relu")) => "relu",
         Some(v) => {
-            return Err(format!(
-                "`activation_function` {} is not supported (gelu_new, gelu_pytorch_tanh, gelu or relu)",
-                v.map_or_else(|| "(not a string)".to_string(), |s| format!("`{s}`"))
-            ))
+            return Err(HfConfigProblem::Activation {
+                found: v.map(str::to_string),
+            })
         }
     };
     if let Some(eps) = field("layer_norm_epsilon") {
         let eps = eps
             .as_f64()
-            .ok_or_else(|| format!("`layer_norm_epsilon` must be a number, got {eps}"))?;
+            .ok_or_else(|| HfConfigProblem::EpsNotNumber { value: eps.clone() })?;
         if (eps - LAYER_NORM_EPS).abs() > 1e-12 {
-            return Err(format!(
-                "`layer_norm_epsilon` {eps} is not supported (circuitscope's LayerNorm uses {LAYER_NORM_EPS})"
-            ));
+            return Err(HfConfigProblem::Eps { value: eps });
         }
     }
     if flag("add_cross_attention", false)? {
-        return Err("`add_cross_attention` true is not supported (a decoder-only GPT-2 has none)".into());
+        return Err(HfConfigProblem::CrossAttention);
     }
     let n_embd = uint("n_embd", 768)?;
     let json = serde_json::json!({
@@ -113,7 +181,7 @@ pub fn config_from_json_str(text: &str) -> std::result::Result<LoadedConfig, Str
         "scale_attn_weights": flag("scale_attn_weights", true)?,
         "scale_attn_by_inverse_layer_idx": flag("scale_attn_by_inverse_layer_idx", false)?,
     });
-    let loaded = Config::from_json_str(&json.to_string()).map_err(|e| e.to_string())?;
+    let loaded = Config::from_json_str(&json.to_string()).map_err(|e| HfConfigProblem::Config(Box::new(e)))?;
     Ok(LoadedConfig {
         config: loaded.config,
         warnings: Vec::new(),
@@ -214,7 +282,7 @@ pub fn open_checkpoint(weights: &Path, cfg: &Config) -> Result<Checkpoint> {
         if tensors.insert(ours.clone(), stored).is_some() {
             return Err(ModelError::Format {
                 path: raw.path.clone(),
-                msg: format!("`{ours}` is stored twice (with and without the `{PREFIX}` prefix)"),
+                problem: FormatProblem::StoredTwice { name: ours },
             });
         }
     }
@@ -227,47 +295,51 @@ pub fn open_checkpoint(weights: &Path, cfg: &Config) -> Result<Checkpoint> {
 /// Reads every shard a `model.safetensors.index.json` names into one checkpoint (named after the index), checking
 /// that each tensor the index lists is in the shard it names.
 fn open_shards(index: &Path) -> Result<Checkpoint> {
-    let fmt = |msg: String| ModelError::Format {
+    let fmt = |problem: FormatProblem| ModelError::Format {
         path: index.to_path_buf(),
-        msg,
+        problem,
     };
     let text = std::fs::read_to_string(index).map_err(io_err(index))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| fmt(format!("invalid json: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| fmt(FormatProblem::IndexJson(e)))?;
     let map = value
         .get("weight_map")
         .and_then(|m| m.as_object())
-        .ok_or_else(|| fmt("no `weight_map` object".into()))?;
+        .ok_or_else(|| fmt(FormatProblem::NoWeightMap))?;
     let mut by_shard: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (tensor, file) in map {
         let file = file
             .as_str()
-            .ok_or_else(|| fmt(format!("`weight_map` entry `{tensor}` is not a file name")))?;
+            .ok_or_else(|| fmt(FormatProblem::ShardNotString { tensor: tensor.clone() }))?;
         // A shard is a file beside the index: a path elsewhere is not what `save_pretrained` writes.
         if file.is_empty() || file.contains(['/', '\\']) || file == ".." || file == "." {
-            return Err(fmt(format!(
-                "`weight_map` entry `{tensor}` names `{file}`, which is not a file beside the index"
-            )));
+            return Err(fmt(FormatProblem::ShardOutsideIndex {
+                tensor: tensor.clone(),
+                file: file.to_string(),
+            }));
         }
         by_shard.entry(file.to_string()).or_default().push(tensor.clone());
     }
     if by_shard.is_empty() {
-        return Err(fmt("`weight_map` is empty".into()));
+        return Err(fmt(FormatProblem::EmptyWeightMap));
     }
     let dir = index.parent().unwrap_or(Path::new("."));
     let mut tensors = BTreeMap::new();
     for (file, names) in by_shard {
-        let shard = Checkpoint::open_safetensors(&dir.join(&file))
-            .map_err(|e| fmt(format!("shard `{file}` (holding `{}`): {e}", names[0])))?;
+        let shard = Checkpoint::open_safetensors(&dir.join(&file)).map_err(|e| {
+            fmt(FormatProblem::Shard {
+                file: file.clone(),
+                first: names[0].clone(),
+                source: Box::new(e),
+            })
+        })?;
         for name in names {
             if !shard.tensors.contains_key(&name) {
-                return Err(fmt(format!(
-                    "`weight_map` puts `{name}` in `{file}`, which does not hold it"
-                )));
+                return Err(fmt(FormatProblem::ShardLacks { name, file }));
             }
         }
         for (name, stored) in shard.tensors {
             if tensors.insert(name.clone(), stored).is_some() {
-                return Err(fmt(format!("`{name}` is stored in more than one shard")));
+                return Err(fmt(FormatProblem::InManyShards { name }));
             }
         }
     }
@@ -291,7 +363,7 @@ pub fn resolve_hub_cache(path: &Path) -> Result<PathBuf> {
         if rev.is_empty() || rev.contains(['/', '\\']) || rev.starts_with('.') {
             return Err(ModelError::Format {
                 path: refs_main,
-                msg: format!("`{rev}` is not a snapshot name"),
+                problem: FormatProblem::BadSnapshotName { rev: rev.to_string() },
             });
         }
         let snap = snapshots.join(rev);
@@ -316,12 +388,9 @@ pub fn resolve_hub_cache(path: &Path) -> Result<PathBuf> {
     found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),
-        n => Err(ModelError::Format {
+        count => Err(ModelError::Format {
             path: snapshots,
-            msg: format!(
-                "{n} snapshots and no refs/main to choose between them; pass the snapshot folder itself{}",
-                if n == 0 { "" } else { " (snapshots/<rev>)" }
-            ),
+            problem: FormatProblem::AmbiguousSnapshots { count },
         }),
     }
 }
@@ -472,8 +541,16 @@ mod tests {
             (r#"{"model_type": "gpt2", "n_embd": -3}"#, "n_embd"),
         ] {
             let e = config_from_json_str(json).err().unwrap();
-            assert!(e.contains(field), "{json}: {e}");
+            assert!(e.to_string().contains(field), "{json}: {e}");
         }
+        assert!(matches!(
+            config_from_json_str(r#"{"model_type": "gpt2", "n_embd": -3}"#),
+            Err(HfConfigProblem::NotUint { field: "n_embd", .. })
+        ));
+        assert!(matches!(
+            config_from_json_str(r#"{"model_type": "gpt2", "activation_function": 3}"#),
+            Err(HfConfigProblem::Activation { found: None })
+        ));
         assert!(config_from_json_str(r#"{"model_type": "gpt2", "n_embd": 65}"#).is_err());
     }
 
@@ -482,5 +559,36 @@ mod tests {
         assert!(is_hf_config(r#"{"model_type": "gpt2"}"#));
         assert!(!is_hf_config(r#"{"d_model": 64}"#));
         assert!(!is_hf_config("not json"));
+    }
+
+    #[test]
+    fn a_hub_cache_without_refs_main_counts_its_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        for rev in ["aaa", "bbb"] {
+            std::fs::create_dir_all(dir.path().join("snapshots").join(rev)).unwrap();
+        }
+        let err = resolve_hub_cache(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ModelError::Format {
+                    problem: FormatProblem::AmbiguousSnapshots { count: 2 },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().ends_with(
+            "2 snapshots and no refs/main to choose between them; pass the snapshot folder itself (snapshots/<rev>)"
+        ));
+        std::fs::create_dir_all(dir.path().join("refs")).unwrap();
+        std::fs::write(dir.path().join("refs").join("main"), "../x").unwrap();
+        match resolve_hub_cache(dir.path()) {
+            Err(ModelError::Format {
+                problem: FormatProblem::BadSnapshotName { rev },
+                ..
+            }) => assert_eq!(rev, "../x"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 
-use super::error::{ModelError, Result};
+use super::error::{HookProblem, ModelError, Result};
 
 /// A function from a hook's activation (B, T, W) to its replacement, for interventions that the fixed actions do
 /// not cover (e.g. trainable pruning masks).
@@ -68,13 +68,13 @@ impl Intervention {
 
     /// x: (B, T, W) → (B, T, W) with the selection replaced.
     fn apply(&self, name: &str, x: &Tensor) -> Result<Tensor> {
-        let err = |msg: String| ModelError::Hook {
+        let err = |problem: HookProblem| ModelError::Hook {
             name: name.to_string(),
-            msg,
+            problem,
         };
         let (_b, t, w) = x.dims3()?;
         let dev = x.device();
-        let full_vec = |v: &[f32], what: &str| -> Result<Tensor> {
+        let full_vec = |v: &[f32], what: &'static str| -> Result<Tensor> {
             check_width(name, v, w, what)?;
             Ok(Tensor::from_slice(v, (1, 1, w), dev)?)
         };
@@ -87,14 +87,14 @@ impl Intervention {
                 let src = match src.rank() {
                     2 => src.unsqueeze(0)?,
                     3 => src.clone(),
-                    r => return Err(err(format!("patch source has rank {r}, expected (B, T, W) or (T, W)"))),
+                    rank => return Err(err(HookProblem::PatchRank { rank })),
                 };
                 let sd = src.dims();
                 if sd[1] != t || sd[2] != w || (sd[0] != 1 && sd[0] != x.dims()[0]) {
-                    return Err(err(format!(
-                        "patch source has shape {sd:?} but the activation is {:?}",
-                        x.dims()
-                    )));
+                    return Err(err(HookProblem::PatchShape {
+                        got: sd.to_vec(),
+                        activation: x.dims().to_vec(),
+                    }));
                 }
                 src.to_dtype(DType::F32)?.broadcast_as(x.shape())?
             }
@@ -112,9 +112,9 @@ impl Intervention {
     /// The positions and channels the intervention touches, as 0/1 weights ((T,), (W,)); None when it touches
     /// everything.
     fn selection(&self, name: &str, t: usize, w: usize) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
-        let err = |msg: String| ModelError::Hook {
+        let err = |problem: HookProblem| ModelError::Hook {
             name: name.to_string(),
-            msg,
+            problem,
         };
         if self.channels.is_none() && self.positions.is_none() {
             return Ok(None);
@@ -124,7 +124,7 @@ impl Intervention {
             chan = vec![0f32; w];
             for &c in cs {
                 if c >= w {
-                    return Err(err(format!("channel {c} is out of range (width {w})")));
+                    return Err(err(HookProblem::ChannelOutOfRange { channel: c, width: w }));
                 }
                 chan[c] = 1.0;
             }
@@ -135,7 +135,7 @@ impl Intervention {
             for &p in ps {
                 let idx = if p < 0 { t as i64 + p } else { p };
                 if idx < 0 || idx >= t as i64 {
-                    return Err(err(format!("position {p} is out of range ({t} tokens)")));
+                    return Err(err(HookProblem::PositionOutOfRange { position: p, tokens: t }));
                 }
                 pos[idx as usize] = 1.0;
             }
@@ -188,11 +188,15 @@ impl Intervention {
 }
 
 /// An intervention's per-channel vector must be as wide as its hook.
-fn check_width(name: &str, v: &[f32], w: usize, what: &str) -> Result<()> {
+fn check_width(name: &str, v: &[f32], w: usize, what: &'static str) -> Result<()> {
     if v.len() != w {
         return Err(ModelError::Hook {
             name: name.to_string(),
-            msg: format!("{what} has {} entries but the hook is {w} wide", v.len()),
+            problem: HookProblem::WidthMismatch {
+                what,
+                got: v.len(),
+                width: w,
+            },
         });
     }
     Ok(())
@@ -229,9 +233,9 @@ impl Hooks {
 
     /// Records every hook whose name matches `pattern` at its start; an invalid regex is a [`ModelError::HookRegex`].
     pub fn set_record(&mut self, pattern: &str) -> Result<()> {
-        let re = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|e| ModelError::HookRegex {
+        let re = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|source| ModelError::HookRegex {
             pattern: pattern.to_string(),
-            msg: e.to_string(),
+            source,
         })?;
         self.record = Some(re);
         Ok(())
@@ -241,9 +245,9 @@ impl Hooks {
     /// their start, e.g. `0\.` for every head of layer 0 or `.*` for all layers. Patterns are read-only: they
     /// cannot be intervened on.
     pub fn set_record_patterns(&mut self, pattern: &str) -> Result<()> {
-        let re = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|e| ModelError::HookRegex {
+        let re = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|source| ModelError::HookRegex {
             pattern: pattern.to_string(),
-            msg: e.to_string(),
+            source,
         })?;
         self.record_patterns = Some(re);
         Ok(())
@@ -386,6 +390,66 @@ mod tests {
             let want = iv.apply("h", &tensor).err().unwrap().to_string();
             let got = iv.apply_plain("h", &mut x.clone(), t, w).err().unwrap().to_string();
             assert_eq!(got, want);
+        }
+    }
+
+    /// Each wrong intervention names its cause as a [`HookProblem`] with the numbers in it.
+    #[test]
+    fn bad_interventions_give_typed_causes() {
+        let (t, w) = (3, 4);
+        let x = Tensor::zeros((1, t, w), DType::F32, &Device::Cpu).unwrap();
+        let cause = |iv: Intervention| match iv.apply("0.mlp.post_act", &x) {
+            Err(ModelError::Hook { name, problem }) => {
+                assert_eq!(name, "0.mlp.post_act");
+                problem
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            cause(Intervention::new(Action::Add(vec![1.0; w + 1]))),
+            HookProblem::WidthMismatch {
+                what: "the added vector",
+                got: w + 1,
+                width: w
+            }
+        );
+        assert_eq!(
+            cause(Intervention::new(Action::Set(0.0)).channels(vec![w])),
+            HookProblem::ChannelOutOfRange { channel: w, width: w }
+        );
+        assert_eq!(
+            cause(Intervention::new(Action::Set(0.0)).positions(vec![-4])),
+            HookProblem::PositionOutOfRange {
+                position: -4,
+                tokens: t
+            }
+        );
+        let flat = Tensor::zeros(w, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(
+            cause(Intervention::new(Action::Patch(flat))),
+            HookProblem::PatchRank { rank: 1 }
+        );
+        let wide = Tensor::zeros((t, w + 1), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(
+            cause(Intervention::new(Action::Patch(wide))),
+            HookProblem::PatchShape {
+                got: vec![1, t, w + 1],
+                activation: vec![1, t, w]
+            }
+        );
+        let e = Intervention::new(Action::MeanAblate(vec![0.0; 2]))
+            .apply("0.mlp.post_act", &x)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "hook `0.mlp.post_act`: the means vector has 2 entries but the hook is 4 wide"
+        );
+        match Hooks::recording("(") {
+            Err(ModelError::HookRegex { pattern, source }) => {
+                assert_eq!(pattern, "(");
+                assert!(matches!(source, regex::Error::Syntax(_)));
+            }
+            other => panic!("{:?}", other.err()),
         }
     }
 }

@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 
 use super::config::{Loctype, ResidualActivation};
-use super::error::{ModelError, Result};
+use super::error::{HookProblem, ModelError, Result};
 use super::gpt::Gpt;
 use super::norm::{Norm, LAYER_NORM_EPS, RMS_EPS};
 
@@ -115,7 +115,10 @@ impl Gpt {
     pub fn out_projection(&self, layer: usize, which: Sublayer) -> Result<OutProjection> {
         let block = self.blocks.get(layer).ok_or_else(|| ModelError::Hook {
             name: format!("{layer}"),
-            msg: format!("no block {layer} (the model has {})", self.blocks.len()),
+            problem: HookProblem::NoSuchBlock {
+                layer,
+                blocks: self.blocks.len(),
+            },
         })?;
         let lin = match which {
             Sublayer::Attn => &block.attn.c_proj,
@@ -153,10 +156,10 @@ impl Gpt {
         if id as usize >= self.config.vocab_size {
             return Err(ModelError::Hook {
                 name: "unembedding".into(),
-                msg: format!(
-                    "token id {id} is outside the vocabulary (size {})",
-                    self.config.vocab_size
-                ),
+                problem: HookProblem::TokenOutsideVocab {
+                    id,
+                    vocab: self.config.vocab_size,
+                },
             });
         }
         Ok(())

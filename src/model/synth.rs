@@ -68,7 +68,7 @@ fn random_csr(rng: &mut impl Rng, rows: usize, cols: usize, density: f64, min_pe
     }
     CsrWeight::from_parts(values, col_idx, row_ptr, rows, cols).map_err(|e| super::error::ModelError::Format {
         path: "<synth>".into(),
-        msg: e.to_string(),
+        problem: super::error::FormatProblem::Csr(e),
     })
 }
 

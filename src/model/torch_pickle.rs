@@ -32,12 +32,122 @@ pub enum TorchZipError {
         source: std::io::Error,
     },
     /// The file is not a torch zip this reader accepts (zip layout, pickle opcodes, storages).
-    #[error("{path}: {msg}")]
+    #[error("{path}: {problem}")]
     Format {
         /// The zip file.
         path: PathBuf,
         /// What is wrong with it.
-        msg: String,
+        #[source]
+        problem: ZipProblem,
+    },
+}
+
+/// What is wrong with a torch zip (the `problem` of [`TorchZipError::Format`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ZipProblem {
+    /// The zip's central directory cannot be read.
+    #[error("not a torch zip (torch.save output): {0}")]
+    NotZip(#[source] zip::result::ZipError),
+    /// No `data.pkl` (at any prefix) in the zip.
+    #[error("the zip has no `data.pkl` entry")]
+    NoDataPkl,
+    /// The zip entry holding the pickle cannot be read.
+    #[error(transparent)]
+    Entry(EntryProblem),
+    /// The pickle does not decode.
+    #[error("`{entry}`: {source}")]
+    Pickle {
+        /// The zip entry holding the pickle.
+        entry: String,
+        /// The VM's complaint.
+        #[source]
+        source: PickleError,
+    },
+    /// A tensor's storage cannot be read or does not hold what the tensor claims.
+    #[error("tensor storage `{key}`: {problem}")]
+    Storage {
+        /// The storage key (`data/<key>` in the zip).
+        key: String,
+        /// What is wrong with it (boxed: shapes and strides would make every error this large).
+        #[source]
+        problem: Box<StorageProblem>,
+    },
+}
+
+/// Why one zip entry could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryProblem {
+    /// The entry is absent or its local header is unreadable.
+    #[error("zip entry `{name}`: {source}")]
+    Open {
+        /// The entry's name.
+        name: String,
+        /// The zip reader's complaint.
+        #[source]
+        source: zip::result::ZipError,
+    },
+    /// The entry claims more bytes than the file could decompress to.
+    #[error("zip entry `{name}` claims {claimed} bytes, more than a {file_len}-byte file can hold")]
+    TooLarge {
+        /// The entry's name.
+        name: String,
+        /// The uncompressed size it claims.
+        claimed: u64,
+        /// The zip file's length.
+        file_len: u64,
+    },
+    /// Decompressing the entry failed.
+    #[error("zip entry `{name}`: {source}")]
+    Read {
+        /// The entry's name.
+        name: String,
+        /// The decompressor's (or the OS's) error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What is wrong with a tensor's storage, or with the tensor's claims on it.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageProblem {
+    /// A float read of an integer storage.
+    #[error("expected floats, found {kind:?}")]
+    NotFloat {
+        /// The storage's element type.
+        kind: StorageKind,
+    },
+    /// The storage's zip entry cannot be read.
+    #[error(transparent)]
+    Entry(EntryProblem),
+    /// Shape and stride have different lengths.
+    #[error("shape {shape:?} and stride {stride:?} differ in rank")]
+    RankMismatch {
+        /// The tensor's shape.
+        shape: Vec<usize>,
+        /// The tensor's strides.
+        stride: Vec<usize>,
+    },
+    /// The last element the shape, strides and offset address lies past the storage.
+    #[error("shape {shape:?} stride {stride:?} offset {offset} reaches past the storage's {elements} elements")]
+    OutOfBounds {
+        /// The tensor's shape.
+        shape: Vec<usize>,
+        /// The tensor's strides.
+        stride: Vec<usize>,
+        /// The tensor's offset, in elements.
+        offset: usize,
+        /// Elements the storage holds.
+        elements: usize,
+    },
+    /// The shape claims more elements than the storage holds (a zero stride repeating them).
+    #[error("shape {shape:?} claims {numel} elements but the storage holds only {elements} (stride 0?)")]
+    ClaimsTooMany {
+        /// The tensor's shape.
+        shape: Vec<usize>,
+        /// Elements the shape claims.
+        numel: usize,
+        /// Elements the storage holds.
+        elements: usize,
     },
 }
 
@@ -279,21 +389,25 @@ impl TorchZip {
     pub fn open(path: &Path) -> Result<(Self, Py)> {
         let file = std::fs::File::open(path).map_err(io_err(path))?;
         let file_len = file.metadata().map_err(io_err(path))?.len();
-        let bad = |msg: String| TorchZipError::Format {
+        let bad = |problem: ZipProblem| TorchZipError::Format {
             path: path.to_path_buf(),
-            msg,
+            problem,
         };
-        let mut archive =
-            zip::ZipArchive::new(file).map_err(|e| bad(format!("not a torch zip (torch.save output): {e}")))?;
+        let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(ZipProblem::NotZip(e)))?;
         let pkl = archive
             .file_names()
             .filter_map(|n| n.ok().map(|n| n.into_owned()))
             .filter(|n| n == "data.pkl" || n.ends_with("/data.pkl"))
             .min_by_key(|n| n.len())
-            .ok_or_else(|| bad("the zip has no `data.pkl` entry".into()))?;
+            .ok_or_else(|| bad(ZipProblem::NoDataPkl))?;
         let prefix = pkl.strip_suffix("data.pkl").unwrap_or("").to_string();
-        let bytes = read_entry(&mut archive, &pkl, file_len).map_err(bad)?;
-        let value = unpickle(&bytes).map_err(|e| bad(format!("`{pkl}`: {e}")))?;
+        let bytes = read_entry(&mut archive, &pkl, file_len).map_err(|e| bad(ZipProblem::Entry(e)))?;
+        let value = unpickle(&bytes).map_err(|source| {
+            bad(ZipProblem::Pickle {
+                entry: pkl.clone(),
+                source,
+            })
+        })?;
         Ok((
             TorchZip {
                 path: path.to_path_buf(),
@@ -323,7 +437,10 @@ impl TorchZip {
         if !k.is_float() {
             return Err(TorchZipError::Format {
                 path: self.path.clone(),
-                msg: format!("tensor storage `{}`: expected floats, found {k:?}", t.key),
+                problem: ZipProblem::Storage {
+                    key: t.key.clone(),
+                    problem: Box::new(StorageProblem::NotFloat { kind: k }),
+                },
             });
         }
         self.gather(t, |b| match k {
@@ -338,9 +455,12 @@ impl TorchZip {
     fn storage(&mut self, key: &str) -> Result<&[u8]> {
         if !self.storages.contains_key(key) {
             let name = format!("{}data/{}", self.prefix, key);
-            let buf = read_entry(&mut self.archive, &name, self.file_len).map_err(|msg| TorchZipError::Format {
+            let buf = read_entry(&mut self.archive, &name, self.file_len).map_err(|e| TorchZipError::Format {
                 path: self.path.clone(),
-                msg: format!("tensor storage `{key}`: {msg}"),
+                problem: ZipProblem::Storage {
+                    key: key.to_string(),
+                    problem: Box::new(StorageProblem::Entry(e)),
+                },
             })?;
             self.storages.insert(key.to_string(), buf);
         }
@@ -350,15 +470,18 @@ impl TorchZip {
     /// The tensor's elements in row-major order of its logical shape, each converted by `conv` from its bytes.
     fn gather<T>(&mut self, t: &TensorRef, conv: impl Fn(&[u8]) -> T) -> Result<Vec<T>> {
         let path = self.path.clone();
-        let bad = |msg: String| TorchZipError::Format {
+        let bad = |problem: StorageProblem| TorchZipError::Format {
             path: path.clone(),
-            msg: format!("tensor storage `{}`: {msg}", t.key),
+            problem: ZipProblem::Storage {
+                key: t.key.clone(),
+                problem: Box::new(problem),
+            },
         };
         if t.shape.len() != t.stride.len() {
-            return Err(bad(format!(
-                "shape {:?} and stride {:?} differ in rank",
-                t.shape, t.stride
-            )));
+            return Err(bad(StorageProblem::RankMismatch {
+                shape: t.shape.clone(),
+                stride: t.stride.clone(),
+            }));
         }
         let size = t.kind.size();
         let bytes = self.storage(&t.key)?;
@@ -374,19 +497,22 @@ impl TorchZip {
         match last {
             Some(last) if last < n_storage => {}
             _ => {
-                return Err(bad(format!(
-                    "shape {:?} stride {:?} offset {} reaches past the storage's {n_storage} elements",
-                    t.shape, t.stride, t.offset
-                )))
+                return Err(bad(StorageProblem::OutOfBounds {
+                    shape: t.shape.clone(),
+                    stride: t.stride.clone(),
+                    offset: t.offset,
+                    elements: n_storage,
+                }))
             }
         }
         // Stride 0 repeats elements; a file claiming far more elements than it stores would make us allocate
         // what the file never paid for, so the claim is held to the storage's size.
         if numel > n_storage {
-            return Err(bad(format!(
-                "shape {:?} claims {numel} elements but the storage holds only {n_storage} (stride 0?)",
-                t.shape
-            )));
+            return Err(bad(StorageProblem::ClaimsTooMany {
+                shape: t.shape.clone(),
+                numel,
+                elements: n_storage,
+            }));
         }
         let mut out = Vec::with_capacity(numel);
         let mut idx = vec![0usize; t.shape.len()];
@@ -411,8 +537,11 @@ fn read_entry(
     archive: &mut zip::ZipArchive<std::fs::File>,
     name: &str,
     file_len: u64,
-) -> std::result::Result<Vec<u8>, String> {
-    let entry = archive.by_name(name).map_err(|e| format!("zip entry `{name}`: {e}"))?;
+) -> std::result::Result<Vec<u8>, EntryProblem> {
+    let entry = archive.by_name(name).map_err(|source| EntryProblem::Open {
+        name: name.to_string(),
+        source,
+    })?;
     let claimed = entry.size();
     let limit = if entry.compression() == zip::CompressionMethod::Stored {
         file_len
@@ -420,16 +549,21 @@ fn read_entry(
         file_len.saturating_mul(MAX_DEFLATE_RATIO)
     };
     if claimed > limit {
-        return Err(format!(
-            "zip entry `{name}` claims {claimed} bytes, more than a {file_len}-byte file can hold"
-        ));
+        return Err(EntryProblem::TooLarge {
+            name: name.to_string(),
+            claimed,
+            file_len,
+        });
     }
     let mut buf = Vec::with_capacity(claimed as usize);
     // take(): the declared size is what was checked; a stream that runs on past it is not believed.
     entry
         .take(claimed)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("zip entry `{name}`: {e}"))?;
+        .map_err(|source| EntryProblem::Read {
+            name: name.to_string(),
+            source,
+        })?;
     Ok(buf)
 }
 
@@ -1266,5 +1400,37 @@ mod tests {
         assert!(unpickle(b"\x80\x02}q\x00(X\x05\x00\x00\x00ab").is_err());
         assert!(unpickle(b"\xff\xfe").is_err());
         assert!(unpickle(b"").is_err());
+    }
+
+    #[test]
+    fn unreadable_zips_name_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("viz_data.pt");
+        std::fs::write(&path, b"not a zip at all").unwrap();
+        match TorchZip::open(&path) {
+            Err(TorchZipError::Format {
+                problem: ZipProblem::NotZip(_),
+                ..
+            }) => {}
+            other => panic!("{:?}", other.err()),
+        }
+        // A zip without data.pkl.
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        w.start_file("archive/other.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut w, b"hello").unwrap();
+        w.finish().unwrap();
+        let e = TorchZip::open(&path).err().unwrap();
+        assert!(
+            matches!(
+                e,
+                TorchZipError::Format {
+                    problem: ZipProblem::NoDataPkl,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().ends_with(": the zip has no `data.pkl` entry"));
     }
 }

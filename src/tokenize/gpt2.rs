@@ -12,7 +12,9 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 use super::bytes::{bytes_to_symbols, rank_to_byte, symbols_to_bytes};
-use super::{TokenizeError, Tokenizer, ENDOFTEXT, STARTOFTEXT, TINYPYTHON_PATTERN};
+use super::{
+    MergeLineProblem, TokenizeError, Tokenizer, VocabDisagreement, ENDOFTEXT, STARTOFTEXT, TINYPYTHON_PATTERN,
+};
 
 /// The parsed and cross-checked content of a GPT-2 style BPE file pair.
 #[derive(Debug, Clone)]
@@ -86,7 +88,7 @@ pub fn read_gpt2_bpe(encoder_json: &Path, vocab_bpe: &Path) -> Result<Gpt2Bpe, T
             path: vocab_bpe.to_owned(),
             line: 1,
             content: String::new(),
-            reason: "empty file (expected a header line such as `# BPE Encoder v3`)".into(),
+            reason: MergeLineProblem::EmptyFile,
         });
     }
 
@@ -97,17 +99,14 @@ pub fn read_gpt2_bpe(encoder_json: &Path, vocab_bpe: &Path) -> Result<Gpt2Bpe, T
         let line = i + 1;
         let content = raw.strip_suffix('\r').unwrap_or(raw);
         let parts: Vec<&str> = content.split_whitespace().collect();
-        let malformed = |reason: &str| TokenizeError::MalformedMerge {
+        let malformed = |reason: MergeLineProblem| TokenizeError::MalformedMerge {
             path: vocab_bpe.to_owned(),
             line,
             content: content.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
         if parts.len() != 2 {
-            return Err(malformed(&format!(
-                "expected two tokens separated by a space, found {}",
-                parts.len()
-            )));
+            return Err(malformed(MergeLineProblem::PartCount { found: parts.len() }));
         }
         let mut merged = Vec::new();
         for part in &parts {
@@ -126,17 +125,17 @@ pub fn read_gpt2_bpe(encoder_json: &Path, vocab_bpe: &Path) -> Result<Gpt2Bpe, T
         }
         let rank = ranks.len() as u32;
         if let Some(old) = rank_of.insert(merged.clone(), rank) {
-            return Err(malformed(&format!("merge result duplicates the token of rank {old}")));
+            return Err(malformed(MergeLineProblem::Duplicate { rank: old }));
         }
         ranks.push(merged);
         merges.push((parts[0].to_owned(), parts[1].to_owned()));
     }
 
     // Cross-check with encoder.json.
-    let inconsistent = |detail: String| TokenizeError::Inconsistent {
+    let inconsistent = |detail: VocabDisagreement| TokenizeError::Inconsistent {
         encoder_json: encoder_json.to_owned(),
         vocab_bpe: vocab_bpe.to_owned(),
-        detail,
+        detail: Box::new(detail),
     };
     let mut n_mergeable = 0usize;
     let mut by_id: Vec<(u32, &str)> = encoder.iter().map(|(k, &v)| (v, k.as_str())).collect();
@@ -152,41 +151,42 @@ pub fn read_gpt2_bpe(encoder_json: &Path, vocab_bpe: &Path) -> Result<Gpt2Bpe, T
         })?;
         match rank_of.get(&b) {
             Some(&r) if r == id => {}
-            Some(&r) => {
-                return Err(inconsistent(format!(
-                    "token {token:?} has id {id} in encoder.json but rank {r} from the merges"
-                )))
+            Some(&rank) => {
+                return Err(inconsistent(VocabDisagreement::IdIsNotRank {
+                    token: token.to_owned(),
+                    id,
+                    rank,
+                }))
             }
             None => {
-                return Err(inconsistent(format!(
-                    "token {token:?} (id {id}) is neither a byte nor made by a merge"
-                )))
+                return Err(inconsistent(VocabDisagreement::NotMade {
+                    token: token.to_owned(),
+                    id,
+                }))
             }
         }
     }
     if n_mergeable != ranks.len() {
-        let missing = ranks
+        let example = ranks
             .iter()
             .enumerate()
             .find(|(_, b)| !encoder.contains_key(&bytes_to_symbols(b)))
-            .map(|(r, b)| format!("; e.g. rank {r} ({:?})", bytes_to_symbols(b)))
-            .unwrap_or_default();
-        return Err(inconsistent(format!(
-            "encoder.json lists {n_mergeable} mergeable tokens, the merges make {}{missing}",
-            ranks.len()
-        )));
+            .map(|(r, b)| (r, bytes_to_symbols(b)));
+        return Err(inconsistent(VocabDisagreement::Count {
+            listed: n_mergeable,
+            made: ranks.len(),
+            example,
+        }));
     }
 
     let startoftext_id = encoder.get(STARTOFTEXT).copied();
     let max_id = encoder.values().copied().max().unwrap_or(0);
     let eot_id = encoder.get(ENDOFTEXT).copied().unwrap_or(max_id + 1);
     if (eot_id as usize) < ranks.len() {
-        return Err(inconsistent(format!(
-            "{ENDOFTEXT} has id {eot_id}, which is a mergeable rank"
-        )));
+        return Err(inconsistent(VocabDisagreement::EndOfTextIsRank { id: eot_id }));
     }
     if startoftext_id == Some(eot_id) {
-        return Err(inconsistent(format!("{ENDOFTEXT} and {STARTOFTEXT} share id {eot_id}")));
+        return Err(inconsistent(VocabDisagreement::SharedId { id: eot_id }));
     }
 
     Ok(Gpt2Bpe {

@@ -35,6 +35,133 @@ pub const ENDOFTEXT: &str = "<|endoftext|>";
 /// that tiktoken drops (its id stays undecodable).
 pub const STARTOFTEXT: &str = "<|startoftext|>";
 
+/// What is wrong with a line of `vocab.bpe` (the `reason` of [`TokenizeError::MalformedMerge`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeLineProblem {
+    /// The file has no lines at all.
+    #[error("empty file (expected a header line such as `# BPE Encoder v3`)")]
+    EmptyFile,
+    /// A merge line without exactly two tokens.
+    #[error("expected two tokens separated by a space, found {found}")]
+    PartCount {
+        /// Tokens found on the line.
+        found: usize,
+    },
+    /// A merge whose result an earlier rank already is.
+    #[error("merge result duplicates the token of rank {rank}")]
+    Duplicate {
+        /// The earlier rank.
+        rank: u32,
+    },
+}
+
+/// How `encoder.json` and `vocab.bpe` disagree (the `detail` of [`TokenizeError::Inconsistent`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VocabDisagreement {
+    /// A token's id is not its merge rank.
+    #[error("token {token:?} has id {id} in encoder.json but rank {rank} from the merges")]
+    IdIsNotRank {
+        /// The token (GPT-2 byte symbols).
+        token: String,
+        /// Its id in encoder.json.
+        id: u32,
+        /// Its rank from the merges.
+        rank: u32,
+    },
+    /// A token that is neither a byte nor a merge result.
+    #[error("token {token:?} (id {id}) is neither a byte nor made by a merge")]
+    NotMade {
+        /// The token.
+        token: String,
+        /// Its id in encoder.json.
+        id: u32,
+    },
+    /// Different counts of mergeable tokens.
+    #[error("encoder.json lists {listed} mergeable tokens, the merges make {made}{}", missing_example(.example))]
+    Count {
+        /// Mergeable tokens in encoder.json.
+        listed: usize,
+        /// Tokens the merges make (with the 256 bytes).
+        made: usize,
+        /// A rank (and its token) that encoder.json lacks, if any.
+        example: Option<(usize, String)>,
+    },
+    /// `<|endoftext|>`'s id is a mergeable rank.
+    #[error("{ENDOFTEXT} has id {id}, which is a mergeable rank")]
+    EndOfTextIsRank {
+        /// The id.
+        id: u32,
+    },
+    /// `<|endoftext|>` and `<|startoftext|>` share an id.
+    #[error("{ENDOFTEXT} and {STARTOFTEXT} share id {id}")]
+    SharedId {
+        /// The id.
+        id: u32,
+    },
+}
+
+fn missing_example(example: &Option<(usize, String)>) -> String {
+    example
+        .as_ref()
+        .map(|(r, t)| format!("; e.g. rank {r} ({t:?})"))
+        .unwrap_or_default()
+}
+
+/// Why a `tokenizer.json` could not be loaded (the `problem` of [`TokenizeError::Load`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadProblem {
+    /// The text is not json.
+    #[error("not valid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The tokenizers crate refused the json.
+    #[error("{0}")]
+    Tokenizers(#[source] tokenizers::Error),
+}
+
+/// Why a tokenizer could not be saved (the `problem` of [`TokenizeError::Save`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SaveProblem {
+    /// The tokenizers crate could not serialise it.
+    #[error("{0}")]
+    Serialise(#[source] tokenizers::Error),
+    /// Writing the file failed.
+    #[error("{0}")]
+    Write(#[source] crate::fsio::FsioError),
+}
+
+/// What is wrong with a vocabulary (the `problem` of [`TokenizeError::BadVocab`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VocabProblem {
+    /// No tokens at all.
+    #[error("the vocabulary is empty (0 tokens); every text would encode to nothing")]
+    Empty,
+    /// Ids far sparser than the token count (a table of mostly holes).
+    #[error("token ids reach {max_id} for only {entries} tokens")]
+    Sparse {
+        /// The largest id.
+        max_id: usize,
+        /// Tokens in the vocabulary.
+        entries: usize,
+    },
+}
+
+/// Why the BPE trainer's merges are not readable (the `what` of [`TokenizeError::TrainedMerges`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TrainedMergesProblem {
+    /// The trained model does not serialise to json.
+    #[error("the BPE does not serialise: {0}")]
+    Serialise(#[source] serde_json::Error),
+    /// The json has no `merges` array.
+    #[error("no merges list")]
+    NoList,
+    /// A merge that is not two byte-level tokens (as the trainer wrote it).
+    #[error("merge {merge}")]
+    BadMerge {
+        /// The merge or the part of it that is unreadable.
+        merge: String,
+    },
+}
+
 /// Errors of loading, importing and using a tokenizer. Errors about files
 /// name the file.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +194,8 @@ pub enum TokenizeError {
         /// The line as read.
         content: String,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        reason: MergeLineProblem,
     },
     /// A merge names a token that neither is a byte nor comes from an earlier merge.
     #[error("{}:{line}: merge refers to unknown token {token:?} (not a byte and not produced by an earlier merge)", path.display())]
@@ -94,24 +222,27 @@ pub enum TokenizeError {
         encoder_json: PathBuf,
         /// The vocab.bpe file.
         vocab_bpe: PathBuf,
-        /// How they disagree.
-        detail: String,
+        /// How they disagree (boxed: it keeps every tokenizer `Result` small).
+        #[source]
+        detail: Box<VocabDisagreement>,
     },
     /// `tokenizer.json` could not be parsed by the tokenizers crate.
-    #[error("cannot load tokenizer {}: {message}", path.display())]
+    #[error("cannot load tokenizer {}: {problem}", path.display())]
     Load {
         /// The tokenizer.json file.
         path: PathBuf,
-        /// The tokenizers crate's message.
-        message: String,
+        /// The json parser's or the tokenizers crate's error.
+        #[source]
+        problem: LoadProblem,
     },
     /// The tokenizer could not be written.
-    #[error("cannot save tokenizer to {}: {message}", path.display())]
+    #[error("cannot save tokenizer to {}: {problem}", path.display())]
     Save {
         /// The destination file.
         path: PathBuf,
-        /// The tokenizers crate's (or the file system's) message.
-        message: String,
+        /// The tokenizers crate's (or the file system's) error.
+        #[source]
+        problem: SaveProblem,
     },
     /// The tokenizers crate refused to build the model, pre-tokenizer or special token.
     #[error("cannot build tokenizer: {0}")]
@@ -163,24 +294,32 @@ pub enum TokenizeError {
     #[error("cannot build tokenizer: trained BPE: unexpected merge list ({what})")]
     TrainedMerges {
         /// What was found.
-        what: String,
+        #[source]
+        what: TrainedMergesProblem,
     },
     /// The tokenizer is not byte-level BPE, so token bytes (and exemplar display) cannot be recovered.
-    #[error("tokenizer {}: {message}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<in memory>".into()))]
+    #[error(
+        "tokenizer {}: vocabulary entry {token:?} (id {id}) is not in the GPT-2 byte alphabet; only byte-level BPE \
+         tokenizers are supported",
+        path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<in memory>".into())
+    )]
     NotByteLevel {
         /// The tokenizer file, or `None` for one built in memory.
         path: Option<PathBuf>,
-        /// What is missing.
-        message: String,
+        /// The first vocabulary entry outside the byte alphabet.
+        token: String,
+        /// Its id.
+        id: u32,
     },
     /// An empty vocabulary, or ids so sparse that the id table would be mostly holes (a hostile file's way of
     /// asking for gigabytes).
-    #[error("tokenizer {}: {message}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<in memory>".into()))]
+    #[error("tokenizer {}: {problem}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "<in memory>".into()))]
     BadVocab {
         /// The tokenizer file, or `None` for one built in memory.
         path: Option<PathBuf>,
         /// What is wrong with the vocabulary.
-        message: String,
+        #[source]
+        problem: VocabProblem,
     },
     /// The tokenizers crate failed to encode a text.
     #[error("encoding failed: {0}")]
@@ -225,20 +364,21 @@ impl Tokenizer {
         // on a syntax error inside the `decoder` field, where it should return an error (found by fuzzing).
         serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| TokenizeError::Load {
             path: path.to_owned(),
-            message: format!("not valid JSON: {e}"),
+            problem: LoadProblem::Json(e),
         })?;
         let inner: tokenizers::Tokenizer = text.parse().map_err(|e: tokenizers::Error| TokenizeError::Load {
             path: path.to_owned(),
-            message: e.to_string(),
+            problem: LoadProblem::Tokenizers(e),
         })?;
         Self::from_inner(inner).map_err(|e| match e {
-            TokenizeError::NotByteLevel { message, .. } => TokenizeError::NotByteLevel {
+            TokenizeError::NotByteLevel { token, id, .. } => TokenizeError::NotByteLevel {
                 path: Some(path.to_owned()),
-                message,
+                token,
+                id,
             },
-            TokenizeError::BadVocab { message, .. } => TokenizeError::BadVocab {
+            TokenizeError::BadVocab { problem, .. } => TokenizeError::BadVocab {
                 path: Some(path.to_owned()),
-                message,
+                problem,
             },
             e => e,
         })
@@ -261,14 +401,17 @@ impl Tokenizer {
         if model_vocab.is_empty() {
             return Err(TokenizeError::BadVocab {
                 path: None,
-                message: "the vocabulary is empty (0 tokens); every text would encode to nothing".into(),
+                problem: VocabProblem::Empty,
             });
         }
         // Real vocabularies number their tokens densely; allow generous holes, not a 4-billion-slot table.
         if max_id > 4 * entries + 1024 {
             return Err(TokenizeError::BadVocab {
                 path: None,
-                message: format!("token ids reach {} for only {entries} tokens", max_id - 1),
+                problem: VocabProblem::Sparse {
+                    max_id: max_id - 1,
+                    entries,
+                },
             });
         }
         let mut id_bytes: Vec<Option<Vec<u8>>> = vec![None; max_id];
@@ -278,10 +421,8 @@ impl Tokenizer {
             }
             let b = bytes::symbols_to_bytes(token).ok_or_else(|| TokenizeError::NotByteLevel {
                 path: None,
-                message: format!(
-                    "vocabulary entry {token:?} (id {id}) is not in the GPT-2 byte alphabet; \
-                     only byte-level BPE tokenizers are supported"
-                ),
+                token: token.clone(),
+                id,
             })?;
             id_bytes[id as usize] = Some(b);
         }
@@ -312,12 +453,15 @@ impl Tokenizer {
     /// Written atomically ([`crate::fsio::write_atomic`]): a failed or killed save leaves the old file whole.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), TokenizeError> {
         let path = path.as_ref();
-        let save_err = |message: String| TokenizeError::Save {
+        let save_err = |problem: SaveProblem| TokenizeError::Save {
             path: path.to_owned(),
-            message,
+            problem,
         };
-        let text = self.inner.to_string(true).map_err(|e| save_err(e.to_string()))?;
-        crate::fsio::write_atomic(path, text.as_bytes()).map_err(|e| save_err(e.to_string()))
+        let text = self
+            .inner
+            .to_string(true)
+            .map_err(|e| save_err(SaveProblem::Serialise(e)))?;
+        crate::fsio::write_atomic(path, text.as_bytes()).map_err(|e| save_err(SaveProblem::Write(e)))
     }
 
     /// The wrapped `tokenizers::Tokenizer`.

@@ -26,7 +26,7 @@ use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer
 
 use super::bytes::{byte_to_char, bytes_to_symbols, rank_to_byte, symbols_to_bytes};
 use super::gpt2::{build, Gpt2Bpe};
-use super::{escape_token, TokenizeError, Tokenizer, TINYPYTHON_PATTERN};
+use super::{escape_token, TokenizeError, Tokenizer, TrainedMergesProblem, TINYPYTHON_PATTERN};
 
 /// The default vocabulary size (ids 0..=1022 mergeable, 1023 = `<|endoftext|>`).
 pub const DEFAULT_VOCAB_SIZE: usize = 1024;
@@ -265,16 +265,18 @@ type BytePair = (Vec<u8>, Vec<u8>);
 /// The trained merges as byte pairs, in priority order, without merges whose result an earlier merge made.
 fn learned_merges(model: &BPE) -> Result<Vec<BytePair>, TokenizeError> {
     let v = serde_json::to_value(model).map_err(|e| TokenizeError::TrainedMerges {
-        what: format!("the BPE does not serialise: {e}"),
+        what: TrainedMergesProblem::Serialise(e),
     })?;
     let list = v
         .get("merges")
         .and_then(|m| m.as_array())
-        .ok_or_else(|| TokenizeError::TrainedMerges {
-            what: "no merges list".into(),
+        .ok_or(TokenizeError::TrainedMerges {
+            what: TrainedMergesProblem::NoList,
         })?;
-    let bad = |what: &str| TokenizeError::TrainedMerges {
-        what: format!("merge {what}"),
+    let bad = |merge: &str| TokenizeError::TrainedMerges {
+        what: TrainedMergesProblem::BadMerge {
+            merge: merge.to_string(),
+        },
     };
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut out = Vec::with_capacity(list.len());

@@ -1,9 +1,10 @@
 //! Small drawing helpers: the token heat strip (tokens coloured by an activation on one signed scale, the pivot
-//! token reversed, or framed in `⟦ ⟧` without colours, the cursor token underlined) and a histogram line.
+//! token reversed, or framed in `⟦ ⟧` without colours, the cursor token underlined) and log-scaled histogram sparklines.
 
 use ratatui::layout::Rect;
-use ratatui::style::Modifier;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
+use ratatui::widgets::Sparkline;
 
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
@@ -130,27 +131,50 @@ pub fn window_around(len: usize, pivot: usize, n: usize) -> (usize, usize) {
     (start, start + n)
 }
 
-/// Counts as a one-line bar chart of eighth blocks, log-scaled so that rare bins stay visible.
-pub fn histogram_line(counts: &[u64], width: usize) -> String {
-    const BARS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    if counts.is_empty() || width == 0 {
-        return String::new();
+/// `bins` counts resampled to `width` columns (each column sums the bins it covers; with fewer bins than
+/// columns, each bin spans several).
+pub fn resample(bins: &[u64], width: usize) -> Vec<u64> {
+    let n = bins.len();
+    if n == 0 || width == 0 {
+        return Vec::new();
     }
-    // Merge bins down to the width.
-    let per = counts.len().div_ceil(width);
-    let merged: Vec<u64> = counts.chunks(per).map(|c| c.iter().sum()).collect();
-    let max = merged.iter().map(|&c| ((c as f64) + 1.0).ln()).fold(0.0, f64::max);
-    merged
-        .iter()
-        .map(|&c| {
-            if c == 0 || max <= 0.0 {
-                ' '
-            } else {
-                let x = ((c as f64) + 1.0).ln() / max;
-                BARS[((x * 8.0).round() as usize).clamp(1, 8)]
-            }
+    (0..width)
+        .map(|c| {
+            let start = c * n / width;
+            let end = ((c + 1) * n / width).max(start + 1).min(n);
+            bins[start..end].iter().sum()
         })
         .collect()
+}
+
+/// A histogram's counts as the heights of a [`Sparkline`] `width` columns wide and `rows` high: resampled, then
+/// log-scaled (ln(1 + count), as the reference's log-y histograms) so that rare bins stay visible; a column with
+/// any count is at least one eighth block high.
+pub fn log_histogram(counts: &[u64], width: usize, rows: u16) -> Vec<u64> {
+    let heights: Vec<u64> = resample(counts, width)
+        .into_iter()
+        .map(|c| {
+            if c == 0 {
+                0
+            } else {
+                (((c as f64) + 1.0).ln() * 100.0) as u64
+            }
+        })
+        .collect();
+    // The sparkline draws value · rows · 8 / max eighths (rounded down): this floor makes that at least one.
+    let max = heights.iter().copied().max().unwrap_or(0);
+    let floor = max.div_ceil(8 * u64::from(rows.max(1)));
+    heights
+        .into_iter()
+        .map(|h| if h == 0 { 0 } else { h.max(floor) })
+        .collect()
+}
+
+/// `counts` as a log-scaled [`Sparkline`] in `style` (see [`log_histogram`]), filling `area`.
+pub fn histogram_sparkline(counts: &[u64], area: Rect, style: Style) -> Sparkline<'static> {
+    Sparkline::default()
+        .data(log_histogram(counts, area.width as usize, area.height))
+        .style(style)
 }
 
 /// A rect shrunk by a margin, never negative.
@@ -207,7 +231,6 @@ mod tests {
         // Without colours it is framed in brackets that do not occur in code.
         let (lines, _) = heat_lines(&s, &Theme::new(ColorMode::None), 6, 10);
         assert_eq!(lines[0].spans[1].content, "⟦bb⟧");
-        assert_eq!(histogram_line(&[0, 1, 100], 3).chars().count(), 3);
     }
 
     #[test]
@@ -232,5 +255,22 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(window_around(100, 50, 10), (44, 54));
         assert_eq!(window_around(5, 3, 10), (0, 5));
+    }
+
+    #[test]
+    fn resample_sums_or_repeats() {
+        assert_eq!(resample(&[1, 2, 3, 4], 2), vec![3, 7]);
+        assert_eq!(resample(&[1, 2], 4), vec![1, 1, 2, 2]);
+        assert_eq!(resample(&[1, 2, 3], 3), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn rare_bins_stay_visible_in_a_log_histogram() {
+        let h = log_histogram(&[0, 1, 1_000_000], 3, 1);
+        assert_eq!(h[0], 0);
+        assert_eq!(h[2], (1_000_001f64.ln() * 100.0) as u64);
+        // One count against a million still draws at least an eighth block in one row.
+        assert!(h[1] * 8 >= h[2], "{h:?}");
+        assert!(log_histogram(&[], 5, 1).is_empty());
     }
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use circuitscope::cli::corpus::{corpus_stats, sample_documents, CorpusSampleArgs, CorpusStatsArgs};
 use circuitscope::data::corpus::{
-    CorpusError, CorpusSource, CorpusStats, Split, SyntheticCorpus, CONSTRUCTS, SYNTHETIC_HELD_OUT_START,
+    CorpusError, CorpusSource, CorpusStats, EmptyCorpus, SpecProblem, Split, SyntheticCorpus, CONSTRUCTS,
+    SYNTHETIC_HELD_OUT_START,
 };
 
 #[test]
@@ -159,8 +160,24 @@ fn spec_parsing() {
         CorpusSource::Synthetic { seed: 42 }
     );
     let e = CorpusSource::parse("synthetic:abc").unwrap_err();
-    assert!(matches!(e, CorpusError::BadSpec { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            CorpusError::BadSpec {
+                reason: SpecProblem::SyntheticSeed(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("synthetic:abc"), "{e}");
+    match CorpusSource::parse("mix:synthetic=0").unwrap_err() {
+        CorpusError::BadSpec {
+            reason: SpecProblem::WeightNotPositive { part },
+            ..
+        } => assert_eq!(part, "synthetic"),
+        e => panic!("{e}"),
+    }
     let e = CorpusSource::parse("/definitely/not/here").unwrap_err();
     assert!(matches!(e, CorpusError::NotFound { .. }));
     assert!(e.to_string().contains("/definitely/not/here"), "{e}");
@@ -284,7 +301,17 @@ fn jsonl_errors_name_file_and_line() {
         .documents()
         .err()
         .expect("empty jsonl");
-    assert!(matches!(e, CorpusError::Empty { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            CorpusError::Empty {
+                why: EmptyCorpus::NoLines,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().ends_with("has no documents (no non-blank lines)"), "{e}");
 }
 
 #[test]

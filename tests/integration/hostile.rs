@@ -228,6 +228,43 @@ fn strides_near_2_pow_63_are_refused_not_wrapped() {
 }
 
 #[test]
+fn storage_refusals_carry_their_numbers() {
+    use circuitscope::model::torch_pickle::{Py, StorageProblem, TorchZip, TorchZipError, ZipProblem};
+    let tmp = TempDir::new().unwrap();
+    let pt = tmp.path().join("w.pt");
+    let cause = |shape: &[u64], stride: &[u64]| {
+        one_tensor_pt(&pt, "w", 4, shape, stride);
+        let (mut zip, root) = TorchZip::open(&pt).unwrap();
+        let Some(Py::Tensor(t)) = root.get("w") else {
+            panic!("{root:?}")
+        };
+        match zip.read(t) {
+            Err(TorchZipError::Format {
+                problem: ZipProblem::Storage { key, problem },
+                ..
+            }) => {
+                assert_eq!(key, "0");
+                *problem
+            }
+            other => panic!("{:?}", other.err()),
+        }
+    };
+    match cause(&[3, 3], &[3, 1]) {
+        StorageProblem::OutOfBounds {
+            shape,
+            stride,
+            offset,
+            elements,
+        } => assert_eq!((shape, stride, offset, elements), (vec![3, 3], vec![3, 1], 0, 4)),
+        other => panic!("{other:?}"),
+    }
+    match cause(&[3, 3], &[0, 0]) {
+        StorageProblem::ClaimsTooMany { numel, elements, .. } => assert_eq!((numel, elements), (9, 4)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn deeply_nested_pickles_are_refused_without_overflowing_the_stack() {
     let tmp = TempDir::new().unwrap();
     let deep = nested_tuples();

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use circuitscope::analysis::scan::{
-    scan, ExemplarLayout, ScanData, ScanError, ScanIndex, ScanMeta, ScanOptions, QUANTILES,
+    scan, ExemplarLayout, ScanData, ScanError, ScanIndex, ScanMeta, ScanOptions, UnknownScanNode, QUANTILES,
 };
 use circuitscope::circuit::file::model_fingerprint;
 use circuitscope::circuit::NodeId;
@@ -259,6 +259,24 @@ fn index_round_trips_and_replaces_atomically() {
 
     let id: NodeId = "0.attn.v[3]".parse().unwrap();
     let i = index.node_index(&id).unwrap();
+    // Nodes outside the scan say why, with the numbers.
+    match index.node_index(&"0.attn.v[100000]".parse().unwrap()) {
+        Err(ScanError::UnknownNode {
+            problem: UnknownScanNode::IndexOutOfRange { hook, width },
+            ..
+        }) => assert_eq!(
+            (hook.as_str(), width),
+            ("0.attn.v", meta.hook("0.attn.v").unwrap().width)
+        ),
+        other => panic!("{:?}", other.err()),
+    }
+    match index.node_index(&"9.attn.v[0]".parse().unwrap()) {
+        Err(ScanError::UnknownNode {
+            problem: UnknownScanNode::NoHook { hook, layers },
+            ..
+        }) => assert_eq!((hook.as_str(), layers), ("9.attn.v", m.config.n_layer)),
+        other => panic!("{:?}", other.err()),
+    }
     let node = index.node(&id).unwrap();
     assert_eq!(node.mean, data.mean[i]);
     assert_eq!(node.histogram.counts.iter().sum::<u64>(), 400);

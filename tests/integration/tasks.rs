@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor, Var};
 use circuitscope::data::tasks::{
     self, by_name, contrast_loss, contrast_loss_tensor, one_sided_loss, pair_correct, registry, split, split_seeded,
-    target_strings, JsonlTask, Split, Task, TaskError, TaskPair,
+    target_strings, JsonlTask, RecordProblem, Split, Task, TaskError, TaskPair,
 };
 
 const NAMES: [&str; 20] = [
@@ -299,6 +299,22 @@ fn jsonl_errors_name_the_file_and_line() {
             "{msg} (want {want})"
         );
     }
+    let (_d, path) = write_tmp("{\"prompt\": \"a\", \"target\": \"b\", \"prompt_alt\": \"a\"}\n");
+    assert!(matches!(
+        JsonlTask::load(&path),
+        Err(TaskError::Record {
+            problem: RecordProblem::PromptAltIsPrompt,
+            ..
+        })
+    ));
+    let (_d, path) = write_tmp("{\"target\": \"b\"}\n");
+    assert!(matches!(
+        JsonlTask::load(&path),
+        Err(TaskError::Record {
+            problem: RecordProblem::MissingField { field: "prompt" },
+            ..
+        })
+    ));
     let (_d, path) = write_tmp("\n  \n");
     let e = JsonlTask::load(&path).unwrap_err();
     assert!(

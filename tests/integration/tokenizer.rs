@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 use circuitscope::cli::tokenize::{format_json, format_table, run_import, TokenizerImportArgs};
 use circuitscope::tokenize::bytes::{byte_to_char, bytes_to_symbols, rank_to_byte};
 use circuitscope::tokenize::reference::TiktokenBpe;
-use circuitscope::tokenize::{import_gpt2_bpe, read_gpt2_bpe, TokenizeError, Tokenizer, TINYPYTHON_PATTERN};
+use circuitscope::tokenize::{
+    import_gpt2_bpe, read_gpt2_bpe, LoadProblem, MergeLineProblem, TokenizeError, Tokenizer, VocabDisagreement,
+    TINYPYTHON_PATTERN,
+};
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tokenizers/tinypython_2k");
 
@@ -394,9 +397,12 @@ fn error_malformed_merge_line() {
     let (enc, voc) = write_toy(dir.path(), &toy_encoder_text(), &bpe);
     let err = import_gpt2_bpe(&enc, &voc).unwrap_err();
     match &err {
-        TokenizeError::MalformedMerge { line, content, .. } => {
+        TokenizeError::MalformedMerge {
+            line, content, reason, ..
+        } => {
             assert_eq!(*line, 3);
             assert_eq!(content, "in");
+            assert_eq!(*reason, MergeLineProblem::PartCount { found: 1 });
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -437,7 +443,16 @@ fn error_inconsistent_files() {
     let bpe = toy_bpe_text().replace("ĠĠ ĠĠ\n", "");
     let (enc, voc) = write_toy(dir.path(), &toy_encoder_text(), &bpe);
     let err = import_gpt2_bpe(&enc, &voc).unwrap_err();
-    assert!(matches!(err, TokenizeError::Inconsistent { .. }), "{err:?}");
+    match &err {
+        TokenizeError::Inconsistent { detail, .. } => assert_eq!(
+            **detail,
+            VocabDisagreement::NotMade {
+                token: "ĠĠĠĠ".into(),
+                id: 259
+            }
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
 
     // Swapped ids.
     let mut e = toy_encoder();
@@ -445,7 +460,12 @@ fn error_inconsistent_files() {
     e.insert("Ġin".into(), 257);
     let (enc, voc) = write_toy(dir.path(), &serde_json::to_string(&e).unwrap(), &toy_bpe_text());
     let err = import_gpt2_bpe(&enc, &voc).unwrap_err();
-    assert!(matches!(err, TokenizeError::Inconsistent { .. }), "{err:?}");
+    match &err {
+        TokenizeError::Inconsistent { detail, .. } => {
+            assert!(matches!(**detail, VocabDisagreement::IdIsNotRank { .. }), "{detail:?}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
     assert!(err.to_string().contains("encoder.json"), "{err}");
 }
 
@@ -458,7 +478,16 @@ fn load_errors_name_the_file() {
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{not json").unwrap();
     let err = Tokenizer::load(&bad).unwrap_err();
-    assert!(matches!(err, TokenizeError::Load { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            TokenizeError::Load {
+                problem: LoadProblem::Json(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("bad.json"), "{err}");
 }
 

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use super::target::{TargetSpec, Targets};
-use super::AttributeError;
+use super::{AttributeError, AttributeInput, UnsupportedModel};
 use crate::analysis::recording::{record, Recorded};
 use crate::circuit::{NodeId, PositionedNode, Site};
 use crate::model::config::{Loctype, ResidualActivation};
@@ -192,9 +192,9 @@ fn row<'a>(rec: &'a Recorded, hook: &HookName, pos: usize) -> Result<&'a [f32]> 
     let (w, v) = rec
         .hooks
         .get(&name)
-        .ok_or_else(|| AttributeError::Input(format!("the forward pass did not record `{name}`")))?;
+        .ok_or_else(|| AttributeInput::NotRecorded { hook: name.clone() })?;
     v.get(pos * w..(pos + 1) * w)
-        .ok_or_else(|| AttributeError::Input(format!("`{name}` has no position {pos}")))
+        .ok_or_else(|| AttributeInput::NoPosition { hook: name, pos }.into())
 }
 
 fn values(t: &Tensor) -> Result<Vec<f32>> {
@@ -345,12 +345,10 @@ fn active(row: &[f32]) -> Vec<(usize, f32)> {
 pub fn build(model: &Gpt, ids: &[u32], targets: &Targets) -> Result<AttributionGraph> {
     let cfg = &model.config;
     if cfg.d_pos_emb.is_some() {
-        return Err(AttributeError::Unsupported(
-            "a cat-pos-emb model (d_pos_emb set) feeds positional channels beside the residual stream".into(),
-        ));
+        return Err(AttributeError::Unsupported(UnsupportedModel::CatPosEmb));
     }
     if ids.is_empty() {
-        return Err(AttributeError::Input("the prompt has no tokens".into()));
+        return Err(AttributeInput::EmptyPrompt.into());
     }
     let (n_layer, d, a, f) = (cfg.n_layer, cfg.d_model, cfg.attn_width(), cfg.d_mlp);
     let (t_len, last) = (ids.len(), ids.len() - 1);
@@ -419,7 +417,7 @@ pub fn build(model: &Gpt, ids: &[u32], targets: &Targets) -> Result<AttributionG
         let pattern = rec
             .patterns
             .get(&l)
-            .ok_or_else(|| AttributeError::Input(format!("the forward pass did not record {l}.attn.pattern")))?;
+            .ok_or(AttributeInput::PatternNotRecorded { layer: l })?;
         let mut act_in = vec![Vec::new(); t_len];
         for (p, act_in_p) in act_in.iter_mut().enumerate() {
             let inv = ln1.scale_f64(row(&rec, &hook(HookSite::ResidIn), p)?);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::AttributeError;
+use super::{AttributeError, AttributeInput};
 use crate::analysis::recording::{record, Recorded};
 use crate::circuit::{NodeId, PositionedNode, Site};
 use crate::model::{Action, Gpt, HookName, Hooks, Intervention};
@@ -198,11 +198,11 @@ pub fn compare(
     max_nodes: usize,
 ) -> Result<PatchReport> {
     if clean.is_empty() || clean.len() != corrupt.len() {
-        return Err(AttributeError::Input(format!(
-            "attribution patching needs two prompts of the same non-zero length, got {} and {} tokens",
-            clean.len(),
-            corrupt.len()
-        )));
+        return Err(AttributeInput::PromptLengths {
+            clean: clean.len(),
+            corrupt: corrupt.len(),
+        }
+        .into());
     }
     let rec_corrupt = record_node_sites(model, corrupt)?;
     compare_with(model, clean, &rec_corrupt, target, max_nodes)
@@ -220,9 +220,7 @@ pub fn compare_with(
     let v = model.config.vocab_size;
     for tok in std::iter::once(target.0).chain(target.1) {
         if tok as usize >= v {
-            return Err(AttributeError::Input(format!(
-                "target token {tok} is outside the vocabulary of {v}"
-            )));
+            return Err(AttributeInput::TargetOutsideVocab { token: tok, vocab: v }.into());
         }
     }
     let hooks = node_hooks(model.config.n_layer);
@@ -233,9 +231,7 @@ pub fn compare_with(
             _ => false,
         };
         if !ok {
-            return Err(AttributeError::Input(format!(
-                "the corrupted values of `{name}` do not match the clean run's shape"
-            )));
+            return Err(AttributeInput::CorruptShape { hook: name.clone() }.into());
         }
     }
     let m_clean = metric(&rec_clean.last_logits, target);

@@ -1,7 +1,7 @@
 //! Which logits a graph explains: one token's logit, the difference of two tokens' logits, or by default the
 //! most likely next tokens (circuit-tracer's rule: the top logits covering a share of the probability).
 
-use super::AttributeError;
+use super::{AttributeError, AttributeInput};
 
 /// One target logit (difference) and its weight in the influence the pruning follows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,14 +42,12 @@ impl Targets {
         match self {
             Targets::Given(t) => {
                 if t.is_empty() {
-                    return Err(AttributeError::Input("no target logit given".into()));
+                    return Err(AttributeInput::NoTarget.into());
                 }
                 for s in t {
                     for tok in std::iter::once(s.token).chain(s.alt) {
                         if tok as usize >= v {
-                            return Err(AttributeError::Input(format!(
-                                "target token {tok} is outside the vocabulary of {v}"
-                            )));
+                            return Err(AttributeInput::TargetOutsideVocab { token: tok, vocab: v }.into());
                         }
                     }
                 }
@@ -57,10 +55,11 @@ impl Targets {
             }
             Targets::Top { cover, max } => {
                 if !(*cover > 0.0 && *cover <= 1.0) || *max == 0 {
-                    return Err(AttributeError::Input(format!(
-                        "the default targets need a probability share in (0, 1] and at least one logit, got \
-                         {cover} and {max}"
-                    )));
+                    return Err(AttributeInput::DefaultTargets {
+                        cover: *cover,
+                        max: *max,
+                    }
+                    .into());
                 }
                 let probs = softmax(last_logits);
                 let mut order: Vec<usize> = (0..v).collect();
@@ -105,12 +104,30 @@ mod tests {
         assert!((t[0].weight - 0.6439).abs() < 1e-3);
         let t = Targets::Top { cover: 0.999, max: 2 }.resolve(&logits).unwrap();
         assert_eq!(t.len(), 2);
-        assert!(Targets::Given(vec![]).resolve(&logits).is_err());
+        assert!(matches!(
+            Targets::Given(vec![]).resolve(&logits),
+            Err(AttributeError::Input(AttributeInput::NoTarget))
+        ));
         let bad = TargetSpec {
             token: 9,
             alt: None,
             weight: 1.0,
         };
-        assert!(Targets::Given(vec![bad]).resolve(&logits).is_err());
+        assert!(matches!(
+            Targets::Given(vec![bad]).resolve(&logits),
+            Err(AttributeError::Input(AttributeInput::TargetOutsideVocab {
+                token: 9,
+                vocab: 4
+            }))
+        ));
+        let e = Targets::Top { cover: 0.0, max: 3 }.resolve(&logits).unwrap_err();
+        assert!(matches!(
+            e,
+            AttributeError::Input(AttributeInput::DefaultTargets { max: 3, .. })
+        ));
+        assert_eq!(
+            e.to_string(),
+            "the default targets need a probability share in (0, 1] and at least one logit, got 0 and 3"
+        );
     }
 }

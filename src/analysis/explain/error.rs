@@ -5,6 +5,31 @@ use std::path::PathBuf;
 use crate::circuit::NodeId;
 use crate::model::ModelError;
 
+/// What is wrong with an explanations file (the `problem` of [`ExplainError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CorruptExplanations {
+    /// The text is not json.
+    #[error("not JSON ({0})")]
+    NotJson(#[source] serde_json::Error),
+    /// The object has no numeric `format_version`.
+    #[error("no format_version")]
+    NoVersion,
+    /// The json lacks a field or holds a value of the wrong type.
+    #[error(transparent)]
+    Fields(serde_json::Error),
+    /// A node's correlation lies outside [-1, 1].
+    #[error("node {node}: correlation {value:?} is not in [-1, 1]")]
+    Correlation {
+        /// The node.
+        node: NodeId,
+        /// The correlation stored.
+        value: Option<f32>,
+    },
+    /// The explanations could not be turned into json (a non-finite number, say).
+    #[error("cannot serialise ({0})")]
+    Serialise(#[source] serde_json::Error),
+}
+
 /// Why nodes could not be explained, or an explanations file not read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
@@ -18,12 +43,13 @@ pub enum ExplainError {
         source: std::io::Error,
     },
     /// The explanations file is not what this build writes.
-    #[error("{path}: corrupt explanations file: {msg}; rerun `circuitscope explain`")]
+    #[error("{path}: corrupt explanations file: {problem}; rerun `circuitscope explain`")]
     Corrupt {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        msg: String,
+        #[source]
+        problem: CorruptExplanations,
     },
     /// The explanations file was written by a newer build.
     #[error("{path}: format_version {found} is newer than this circuitscope reads ({supported}); upgrade circuitscope or rerun `circuitscope explain`")]

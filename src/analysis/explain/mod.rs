@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::scan::NodeScan;
 use crate::circuit::file::Exemplar;
 use crate::circuit::NodeId;
-pub use error::{ExplainError, Result};
+pub use error::{CorruptExplanations, ExplainError, Result};
 pub use n2g::{Example, N2gOptions, NodeExamples};
 pub use pattern::{Pattern, PatternTrie, Side};
 pub use probe::{ModelProbe, Probe, Query};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{ExplainError, Result};
+use super::error::{CorruptExplanations, ExplainError, Result};
 use super::{ExplainOptions, NodeExplanation};
 use crate::analysis::scan::ScanMeta;
 use crate::circuit::NodeId;
@@ -71,15 +71,16 @@ impl ExplanationsFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let corrupt = |msg: String| ExplainError::Corrupt {
+        let corrupt = |problem: CorruptExplanations| ExplainError::Corrupt {
             path: path.to_path_buf(),
-            msg,
+            problem,
         };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| corrupt(format!("not JSON ({e})")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| corrupt(CorruptExplanations::NotJson(e)))?;
         let version = value
             .get("format_version")
             .and_then(|v| v.as_u64())
-            .ok_or_else(|| corrupt("no format_version".into()))?;
+            .ok_or_else(|| corrupt(CorruptExplanations::NoVersion))?;
         if version > EXPLAIN_FORMAT_VERSION as u64 {
             return Err(ExplainError::NewerVersion {
                 path: path.to_path_buf(),
@@ -87,13 +88,14 @@ impl ExplanationsFile {
                 supported: EXPLAIN_FORMAT_VERSION,
             });
         }
-        let file: ExplanationsFile = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        let file: ExplanationsFile =
+            serde_json::from_value(value).map_err(|e| corrupt(CorruptExplanations::Fields(e)))?;
         for (id, e) in &file.nodes {
             if e.correlation.is_some_and(|c| !(-1.001..=1.001).contains(&c)) {
-                return Err(corrupt(format!(
-                    "node {id}: correlation {:?} is not in [-1, 1]",
-                    e.correlation
-                )));
+                return Err(corrupt(CorruptExplanations::Correlation {
+                    node: *id,
+                    value: e.correlation,
+                }));
             }
         }
         Ok(file)
@@ -135,7 +137,7 @@ impl ExplanationsFile {
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(|e| ExplainError::Corrupt {
             path: path.to_path_buf(),
-            msg: format!("cannot serialise ({e})"),
+            problem: CorruptExplanations::Serialise(e),
         })? + "\n";
         crate::fsio::write_atomic(path, text.as_bytes()).map_err(|e| ExplainError::Io {
             path: path.to_path_buf(),

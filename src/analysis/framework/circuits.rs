@@ -8,7 +8,7 @@ use super::eigen::eigenvalues;
 use super::factored::Factored;
 use super::mat::{trace_of_product, Mat};
 use super::weights::{FrameworkWeights, HeadWeights};
-use super::FrameworkError;
+use super::{FrameworkError, NumericsProblem, ShapeProblem};
 use circuitscope_kernels::rng::SplitMix64;
 
 /// Which side of the later head the earlier head's output feeds.
@@ -175,8 +175,7 @@ pub fn baseline(d_model: usize, d_head: usize, samples: usize, seed: u64) -> Res
 fn copying_score_of(a: &Mat, b: &Mat) -> Result<Option<f32>, FrameworkError> {
     let p = a.matmul(b)?;
     let vals: Vec<f64> = p.data.iter().map(|&x| x as f64).collect();
-    let eig = eigenvalues(&vals, p.rows)
-        .ok_or_else(|| FrameworkError::Numerics("the eigenvalue iteration did not converge on an OV matrix".into()))?;
+    let eig = eigenvalues(&vals, p.rows).ok_or(FrameworkError::Numerics(NumericsProblem::Eigenvalues))?;
     let abs: f64 = eig.iter().map(|z| z.abs()).sum();
     Ok((abs > 0.0).then(|| (eig.iter().map(|z| z.re).sum::<f64>() / abs) as f32))
 }
@@ -268,5 +267,5 @@ fn head_of(w: &FrameworkWeights, layer: usize, head: usize) -> Result<&HeadWeigh
     w.layers
         .get(layer)
         .and_then(|l| l.heads.get(head))
-        .ok_or_else(|| FrameworkError::Shape(format!("no head {layer}.{head} in this model")))
+        .ok_or(FrameworkError::Shape(ShapeProblem::NoHead { layer, head }))
 }

@@ -4,7 +4,7 @@
 //! residual. The parts plus the bias terms sum to the logit (difference).
 
 use super::weights::{FrameworkWeights, NormKind};
-use super::FrameworkError;
+use super::{FrameworkError, FrameworkInput, ShapeProblem};
 
 /// The unembedding direction of a logit (difference), with the final norm frozen at one residual's scale.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,16 +31,14 @@ impl FrozenUnembed {
         let (d, v) = (w.d_model(), w.vocab());
         for tok in std::iter::once(target).chain(alt) {
             if tok as usize >= v {
-                return Err(FrameworkError::Input(format!(
-                    "token {tok} is outside the vocabulary of {v}"
-                )));
+                return Err(FrameworkInput::TokenOutsideVocab { token: tok, vocab: v }.into());
             }
         }
         if final_resid.len() != d {
-            return Err(FrameworkError::Shape(format!(
-                "final residual has {} values, expected d_model {d}",
-                final_resid.len()
-            )));
+            return Err(FrameworkError::Shape(ShapeProblem::FinalResid {
+                got: final_resid.len(),
+                d_model: d,
+            }));
         }
         let col = |t: u32| w.w_u.col(t as usize);
         let mut direction = col(target);

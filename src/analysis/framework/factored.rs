@@ -8,7 +8,7 @@ use std::collections::BinaryHeap;
 use serde::Serialize;
 
 use super::mat::Mat;
-use super::FrameworkError;
+use super::{FrameworkError, ShapeProblem};
 
 /// `left · right`, never multiplied out unless asked.
 #[derive(Debug, Clone)]
@@ -53,10 +53,10 @@ impl Factored {
     /// `left (n, r) · right (r, m)`; the inner dimensions must agree.
     pub fn new(left: Mat, right: Mat) -> Result<Self, FrameworkError> {
         if left.cols != right.rows {
-            return Err(FrameworkError::Shape(format!(
-                "factors {}x{} and {}x{} do not chain",
-                left.rows, left.cols, right.rows, right.cols
-            )));
+            return Err(FrameworkError::Shape(ShapeProblem::Chain {
+                left: (left.rows, left.cols),
+                right: (right.rows, right.cols),
+            }));
         }
         Ok(Factored { left, right })
     }

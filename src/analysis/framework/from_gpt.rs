@@ -5,7 +5,7 @@ use candle_core::Tensor;
 
 use super::mat::Mat;
 use super::weights::{FrameworkWeights, HeadWeights, LayerWeights, MlpWeights, Nonlinearities, NormKind, NormParams};
-use super::FrameworkError;
+use super::{FrameworkError, UnsupportedModel};
 use crate::model::config::{Loctype, ResidualActivation};
 use crate::model::norm::{Norm, LAYER_NORM_EPS, RMS_EPS};
 use crate::model::Gpt;
@@ -44,11 +44,7 @@ fn norm(n: &Norm) -> Result<NormParams, FrameworkError> {
 pub fn from_gpt(model: &Gpt) -> Result<FrameworkWeights, FrameworkError> {
     let cfg = &model.config;
     if cfg.d_pos_emb.is_some() {
-        return Err(FrameworkError::Unsupported(
-            "the framework lens reads the residual stream, and a cat-pos-emb model (d_pos_emb set) feeds its \
-             positional channels beside it"
-                .into(),
-        ));
+        return Err(FrameworkError::Unsupported(UnsupportedModel::CatPosEmb));
     }
     let dense = model.dense_weights()?;
     let (d, a, dh) = (cfg.d_model, cfg.attn_width(), cfg.d_head);

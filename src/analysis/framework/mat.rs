@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Tensor};
 
-use super::FrameworkError;
+use super::{FrameworkError, ShapeProblem};
 
 /// A dense `(rows, cols)` matrix, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,10 +30,11 @@ impl Mat {
     /// A matrix from row-major values; `data.len()` must be `rows * cols`.
     pub fn new(rows: usize, cols: usize, data: Vec<f32>) -> Result<Self, FrameworkError> {
         if data.len() != rows * cols {
-            return Err(FrameworkError::Shape(format!(
-                "{} values for a {rows}x{cols} matrix",
-                data.len()
-            )));
+            return Err(FrameworkError::Shape(ShapeProblem::Data {
+                len: data.len(),
+                rows,
+                cols,
+            }));
         }
         Ok(Mat { rows, cols, data })
     }
@@ -63,10 +64,10 @@ impl Mat {
     /// `self (n, k) · other (k, m)` → `(n, m)`.
     pub fn matmul(&self, other: &Mat) -> Result<Mat, FrameworkError> {
         if self.cols != other.rows {
-            return Err(FrameworkError::Shape(format!(
-                "product of {}x{} and {}x{}",
-                self.rows, self.cols, other.rows, other.cols
-            )));
+            return Err(FrameworkError::Shape(ShapeProblem::Product {
+                left: (self.rows, self.cols),
+                right: (other.rows, other.cols),
+            }));
         }
         let a = Tensor::from_slice(&self.data, (self.rows, self.cols), &Device::Cpu)?;
         let b = Tensor::from_slice(&other.data, (other.rows, other.cols), &Device::Cpu)?;
@@ -185,7 +186,16 @@ mod tests {
         let mut c = a.clone();
         c.centre_cols();
         assert_eq!(c.data, vec![-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]);
-        assert!(a.matmul(&a).is_err());
+        match a.matmul(&a) {
+            Err(FrameworkError::Shape(ShapeProblem::Product { left, right })) => {
+                assert_eq!((left, right), ((2, 3), (2, 3)))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            Mat::new(2, 2, vec![1.0]).unwrap_err().to_string(),
+            "framework lens: 1 values for a 2x2 matrix"
+        );
         assert_eq!(a.left_mul(&[1., -1.]), vec![-3., -3., -3.]);
     }
 }

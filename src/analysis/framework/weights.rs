@@ -3,7 +3,7 @@
 //! GPT-2 checkpoints the same way). Everything else in `framework/` reads only this struct.
 
 use super::mat::Mat;
-use super::FrameworkError;
+use super::{FrameworkError, ShapeProblem};
 
 /// Which normalisation the model uses before each sublayer and before the unembedding.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -152,20 +152,24 @@ impl FrameworkWeights {
             if m.rows == r && m.cols == c && m.data.len() == r * c {
                 Ok(())
             } else {
-                Err(FrameworkError::Shape(format!(
-                    "{what} is {}x{}, expected {r}x{c}",
-                    m.rows, m.cols
-                )))
+                Err(FrameworkError::Shape(ShapeProblem::Matrix {
+                    what: what.to_string(),
+                    rows: m.rows,
+                    cols: m.cols,
+                    want_rows: r,
+                    want_cols: c,
+                }))
             }
         };
         let len = |what: &str, x: &[f32], n: usize| {
             if x.len() == n {
                 Ok(())
             } else {
-                Err(FrameworkError::Shape(format!(
-                    "{what} has {} values, expected {n}",
-                    x.len()
-                )))
+                Err(FrameworkError::Shape(ShapeProblem::Vector {
+                    what: what.to_string(),
+                    got: x.len(),
+                    want: n,
+                }))
             }
         };
         want("W_pos", &self.w_pos, self.w_pos.rows, d)?;
@@ -188,10 +192,11 @@ impl FrameworkWeights {
             norm(format!("blocks.{l}.ln1"), &layer.ln1)?;
             norm(format!("blocks.{l}.ln2"), &layer.ln2)?;
             if layer.heads.len() != h {
-                return Err(FrameworkError::Shape(format!(
-                    "block {l} has {} heads, block 0 has {h}",
-                    layer.heads.len()
-                )));
+                return Err(FrameworkError::Shape(ShapeProblem::HeadCount {
+                    layer: l,
+                    heads: layer.heads.len(),
+                    first: h,
+                }));
             }
             len(&format!("blocks.{l}.b_O"), &layer.b_o, d)?;
             if let Some(s) = &layer.sink_logit {

@@ -7,9 +7,10 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
 use super::config::{Architecture, SaeConfig, SAE_FORMAT_VERSION};
-use super::{io_err, Result, SaeError};
+use super::{io_err, Result, SaeConfigProblem, SaeError, SaeMismatch};
 use crate::fsio::{DirWriter, Keep};
 use crate::model::checkpoint::write_safetensors;
+use crate::model::error::TensorProblem;
 use crate::model::{Checkpoint, Config, HookName, ModelError, Stored};
 
 /// Our config file in an SAE folder.
@@ -75,7 +76,7 @@ impl Sae {
     /// An SAE from its parts, checked against each other.
     pub fn new(config: SaeConfig, w_enc: Tensor, b_enc: Tensor, w_dec: Tensor, b_pre: Tensor) -> Result<Self> {
         if let Some(p) = config.problem() {
-            return Err(SaeError::Mismatch(p));
+            return Err(SaeMismatch::Config(p).into());
         }
         let (d, n) = (config.d_in, config.n_latents);
         for (name, t, shape) in [
@@ -85,10 +86,12 @@ impl Sae {
             ("b_pre", &b_pre, vec![d]),
         ] {
             if t.dims() != shape.as_slice() {
-                return Err(SaeError::Mismatch(format!(
-                    "{name} has shape {:?}, expected {shape:?}",
-                    t.dims()
-                )));
+                return Err(SaeMismatch::WeightShape {
+                    name,
+                    got: t.dims().to_vec(),
+                    expected: shape,
+                }
+                .into());
             }
         }
         Ok(Sae {
@@ -129,10 +132,10 @@ impl Sae {
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
         let config: SaeConfig = serde_json::from_str(&text).map_err(|e| SaeError::Config {
             path: path.clone(),
-            msg: e.to_string(),
+            problem: e.into(),
         })?;
-        if let Some(msg) = config.problem() {
-            return Err(SaeError::Config { path, msg });
+        if let Some(problem) = config.problem() {
+            return Err(SaeError::Config { path, problem });
         }
         let ck = Checkpoint::open_safetensors(&dir.join(SAE_WEIGHTS_FILE))?;
         let (w_enc, b_enc, w_dec, b_pre) = read_weights(&ck, &config, "b_pre")?;
@@ -142,9 +145,9 @@ impl Sae {
     fn load_saelens(dir: &Path, n_layer: usize) -> Result<Self> {
         let path = dir.join(SAELENS_CONFIG_FILE);
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        let config = saelens_config(&text, n_layer).map_err(|msg| SaeError::Config {
+        let config = saelens_config(&text, n_layer).map_err(|problem| SaeError::Config {
             path: path.clone(),
-            msg,
+            problem,
         })?;
         let ck = Checkpoint::open_safetensors(&dir.join(SAELENS_WEIGHTS_FILE))?;
         let (w_enc, b_enc, w_dec, b_pre) = read_weights(&ck, &config, "b_dec")?;
@@ -184,25 +187,28 @@ impl Sae {
     pub fn check_model(&self, cfg: &Config, fingerprint: Option<&str>) -> Result<()> {
         let hook = self.config.hook;
         if hook.layer().is_some_and(|l| l >= cfg.n_layer) {
-            return Err(SaeError::Mismatch(format!(
-                "the SAE reads {hook}, but the model has {} layers",
-                cfg.n_layer
-            )));
+            return Err(SaeMismatch::NoLayer {
+                hook,
+                n_layer: cfg.n_layer,
+            }
+            .into());
         }
-        let width = hook
-            .width(cfg)
-            .ok_or_else(|| SaeError::Mismatch(format!("the SAE reads {hook}, which has no channels to encode")))?;
+        let width = hook.width(cfg).ok_or(SaeMismatch::NoChannels { hook })?;
         if width != self.config.d_in {
-            return Err(SaeError::Mismatch(format!(
-                "the SAE reads {hook} with d_in {}, but the model's {hook} is {width} wide",
-                self.config.d_in
-            )));
+            return Err(SaeMismatch::Width {
+                hook,
+                d_in: self.config.d_in,
+                width,
+            }
+            .into());
         }
         if let (Some(want), Some(got)) = (&self.config.model_fingerprint, fingerprint) {
             if want != got {
-                return Err(SaeError::Mismatch(format!(
-                    "the SAE was trained on the model with fingerprint {want}; this model's is {got}"
-                )));
+                return Err(SaeMismatch::Fingerprint {
+                    want: want.clone(),
+                    got: got.to_string(),
+                }
+                .into());
             }
         }
         Ok(())
@@ -212,10 +218,11 @@ impl Sae {
     pub fn pre_acts(&self, x: &Tensor) -> Result<Tensor> {
         let d = self.config.d_in;
         if x.dims().last() != Some(&d) {
-            return Err(SaeError::Mismatch(format!(
-                "the SAE encodes vectors of {d}, got shape {:?}",
-                x.dims()
-            )));
+            return Err(SaeMismatch::InputShape {
+                d_in: d,
+                got: x.dims().to_vec(),
+            }
+            .into());
         }
         let x = x.reshape(((), d))?;
         let x = if self.config.apply_b_pre_to_input {
@@ -260,10 +267,11 @@ impl Sae {
     /// Latent `i`'s decoder direction (d_in).
     pub fn decoder_direction(&self, i: usize) -> Result<Vec<f32>> {
         if i >= self.config.n_latents {
-            return Err(SaeError::Mismatch(format!(
-                "latent {i} is out of range; the SAE has {} latents",
-                self.config.n_latents
-            )));
+            return Err(SaeMismatch::LatentOutOfRange {
+                latent: i,
+                n_latents: self.config.n_latents,
+            }
+            .into());
         }
         Ok(self.w_dec.get(i)?.to_vec1()?)
     }
@@ -284,7 +292,10 @@ fn read_weights(ck: &Checkpoint, cfg: &SaeConfig, bias_name: &str) -> Result<(Te
             return Err(ModelError::BadTensor {
                 path: ck.path.clone(),
                 name: name.to_string(),
-                msg: format!("{bad} NaN or infinite values"),
+                problem: Box::new(TensorProblem::NonFinite {
+                    count: bad,
+                    overridable: false,
+                }),
             }
             .into());
         }
@@ -299,35 +310,41 @@ fn read_weights(ck: &Checkpoint, cfg: &SaeConfig, bias_name: &str) -> Result<(Te
 }
 
 /// Our config from SAELens's `cfg.json` (topk and standard architectures, no activation normalisation).
-fn saelens_config(text: &str, n_layer: usize) -> std::result::Result<SaeConfig, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let size = |key: &str| -> std::result::Result<usize, String> {
+fn saelens_config(text: &str, n_layer: usize) -> std::result::Result<SaeConfig, SaeConfigProblem> {
+    let v: Value = serde_json::from_str(text)?;
+    let size = |key: &'static str| -> std::result::Result<usize, SaeConfigProblem> {
         v.get(key)
             .and_then(Value::as_u64)
             .map(|x| x as usize)
-            .ok_or_else(|| format!("`{key}` is missing or not a positive integer"))
+            .ok_or(SaeConfigProblem::MissingSize { key })
     };
     let (d_in, n_latents) = (size("d_in")?, size("d_sae")?);
     let arch = v.get("architecture").and_then(Value::as_str).unwrap_or("standard");
     let (architecture, k) = match arch {
         "topk" => (Architecture::TopK, Some(size("k")?)),
         "standard" => (Architecture::Relu, None),
-        other => return Err(format!("architecture `{other}` is not supported (topk, standard)")),
+        other => {
+            return Err(SaeConfigProblem::Architecture {
+                found: other.to_string(),
+            })
+        }
     };
     if let Some(norm) = v.get("normalize_activations").and_then(Value::as_str) {
         if norm != "none" {
-            return Err(format!("normalize_activations `{norm}` is not supported (only `none`)"));
+            return Err(SaeConfigProblem::Normalization {
+                found: norm.to_string(),
+            });
         }
     }
     if v.get("rescale_acts_by_decoder_norm").and_then(Value::as_bool) == Some(true) {
-        return Err("rescale_acts_by_decoder_norm is not supported".into());
+        return Err(SaeConfigProblem::RescaleByDecoderNorm);
     }
     let hook_name = v
         .pointer("/metadata/hook_name")
         .or_else(|| v.get("hook_name"))
         .and_then(Value::as_str)
-        .ok_or("`metadata.hook_name` is missing")?;
-    let hook = HookName::parse_any(hook_name, n_layer).map_err(|e| e.to_string())?;
+        .ok_or(SaeConfigProblem::MissingHookName)?;
+    let hook = HookName::parse_any(hook_name, n_layer)?;
     let version = v
         .pointer("/metadata/sae_lens_version")
         .and_then(Value::as_str)
@@ -429,7 +446,14 @@ mod tests {
         assert!(cfg(Architecture::Relu, Some(1)).problem().is_some());
         let mut c = cfg(Architecture::Relu, None);
         c.format_version = SAE_FORMAT_VERSION + 1;
-        assert!(c.problem().unwrap().contains("newer"));
+        assert!(matches!(
+            c.problem(),
+            Some(SaeConfigProblem::NewerVersion { found, .. }) if found == SAE_FORMAT_VERSION + 1
+        ));
+        assert!(matches!(
+            cfg(Architecture::TopK, Some(4)).problem(),
+            Some(SaeConfigProblem::KOutOfRange { k: 4, .. })
+        ));
     }
 
     #[test]
@@ -460,7 +484,15 @@ mod tests {
             ),
         ] {
             let e = saelens_config(text, 2).unwrap_err();
-            assert!(e.contains(want), "{e}");
+            assert!(e.to_string().contains(want), "{e}");
         }
+        assert!(matches!(
+            saelens_config(r#"{"d_in": 4, "architecture": "standard"}"#, 2),
+            Err(SaeConfigProblem::MissingSize { key: "d_sae" })
+        ));
+        assert!(matches!(
+            saelens_config(r#"{"d_in": 4, "d_sae": 8, "architecture": "jumprelu"}"#, 2),
+            Err(SaeConfigProblem::Architecture { found }) if found == "jumprelu"
+        ));
     }
 }

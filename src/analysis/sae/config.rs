@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::SaeConfigProblem;
 use crate::model::HookName;
 
 /// The version of `sae.json` this build writes; newer ones are refused with a message.
@@ -66,25 +67,26 @@ pub struct SaeConfig {
 
 impl SaeConfig {
     /// Why this configuration is impossible, if it is.
-    pub fn problem(&self) -> Option<String> {
+    pub fn problem(&self) -> Option<SaeConfigProblem> {
         if self.format_version > SAE_FORMAT_VERSION {
-            return Some(format!(
-                "format_version {} is newer than this circuitscope reads ({SAE_FORMAT_VERSION}); upgrade circuitscope",
-                self.format_version
-            ));
+            return Some(SaeConfigProblem::NewerVersion {
+                found: self.format_version,
+                supported: SAE_FORMAT_VERSION,
+            });
         }
         if self.d_in == 0 || self.n_latents == 0 {
-            return Some(format!(
-                "d_in ({}) and n_latents ({}) must be positive",
-                self.d_in, self.n_latents
-            ));
+            return Some(SaeConfigProblem::ZeroSize {
+                d_in: self.d_in,
+                n_latents: self.n_latents,
+            });
         }
         match (self.architecture, self.k) {
-            (Architecture::TopK, None) => Some("a topk SAE needs `k`".into()),
-            (Architecture::TopK, Some(k)) if k == 0 || k > self.n_latents => {
-                Some(format!("k = {k} must be in 1..={} (n_latents)", self.n_latents))
-            }
-            (Architecture::Relu, Some(_)) => Some("`k` is for topk SAEs; this one is relu".into()),
+            (Architecture::TopK, None) => Some(SaeConfigProblem::TopKWithoutK),
+            (Architecture::TopK, Some(k)) if k == 0 || k > self.n_latents => Some(SaeConfigProblem::KOutOfRange {
+                k,
+                n_latents: self.n_latents,
+            }),
+            (Architecture::Relu, Some(_)) => Some(SaeConfigProblem::KOnRelu),
             _ => None,
         }
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor, D};
 use serde::Serialize;
 
-use super::{Result, Sae, SaeError};
+use super::{Result, Sae, SaeMismatch};
 use crate::model::{Action, Gpt, Hooks, Intervention};
 
 /// A latent firing on more than this fraction of tokens counts as dense.
@@ -78,11 +78,11 @@ pub fn evaluate(sae: &Sae, model: &Gpt, tokens: &[u32], seq_len: usize, batch: u
     let seq_len = seq_len.min(model.config.block_size).max(1);
     let windows: Vec<&[u32]> = tokens.chunks_exact(seq_len + 1).collect();
     if windows.is_empty() {
-        return Err(SaeError::Mismatch(format!(
-            "{} tokens are fewer than one window of {}",
-            tokens.len(),
-            seq_len + 1
-        )));
+        return Err(SaeMismatch::TooFewTokens {
+            tokens: tokens.len(),
+            window: seq_len + 1,
+        }
+        .into());
     }
     let hook = sae.hook().to_string();
     let record = regex::escape(&hook) + "$";
@@ -110,7 +110,7 @@ pub fn evaluate(sae: &Sae, model: &Gpt, tokens: &[u32], seq_len: usize, batch: u
         let x = clean_hooks
             .recorded
             .remove(&hook)
-            .ok_or_else(|| SaeError::Mismatch(format!("the model recorded nothing at {hook}")))?
+            .ok_or_else(|| SaeMismatch::NotRecorded { hook: hook.to_string() })?
             .reshape(((), d))?; // (N, d)
         let mut sae_hooks = Hooks::none();
         sae_hooks.intervene(&hook, spliced.clone());

@@ -61,7 +61,7 @@ impl ActivationSource for ModelActivations<'_> {
         let act = hooks
             .recorded
             .remove(&name)
-            .ok_or_else(|| super::SaeError::Mismatch(format!("the model recorded nothing at {name}")))?; // (B, T, d)
+            .ok_or_else(|| super::SaeMismatch::NotRecorded { hook: name.clone() })?; // (B, T, d)
         Ok(act.reshape(((), self.d_in()))?)
     }
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::autoencoder::topk_mask;
 use super::config::{Architecture, SaeConfig, TrainingStats, SAE_FORMAT_VERSION};
 use super::source::{unit_vector, ActivationSource};
-use super::{io_err, Result, Sae, SaeError};
+use super::{io_err, Result, RunProblem, Sae, SaeError, SaeMismatch, TrainConfigProblem};
 use crate::fsio::{write_atomic, DirWriter, Keep};
 use crate::model::checkpoint::write_safetensors;
 use crate::model::{Checkpoint, HookName, Stored};
@@ -92,18 +92,18 @@ impl SaeTrainConfig {
         }
     }
 
-    fn problem(&self) -> Option<String> {
+    fn problem(&self) -> Option<TrainConfigProblem> {
         if self.d_in == 0 || self.n_latents == 0 || self.batch_tokens == 0 {
-            return Some("d_in, the number of latents and the batch must be positive".into());
+            return Some(TrainConfigProblem::ZeroSize);
         }
         if self.k == 0 || self.k > self.n_latents {
-            return Some(format!(
-                "k = {} must be in 1..={} (the number of latents)",
-                self.k, self.n_latents
-            ));
+            return Some(TrainConfigProblem::KOutOfRange {
+                k: self.k,
+                n_latents: self.n_latents,
+            });
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Some(format!("the learning rate {} must be positive", self.lr));
+            return Some(TrainConfigProblem::LearningRate { lr: self.lr });
         }
         None
     }
@@ -161,7 +161,7 @@ impl SaeTrainer {
     /// `first_batch` (N, d_in).
     pub fn new(cfg: SaeTrainConfig, first_batch: &Tensor) -> Result<Self> {
         if let Some(p) = cfg.problem() {
-            return Err(SaeError::Mismatch(p));
+            return Err(SaeMismatch::Train(p).into());
         }
         let (n, d) = (cfg.n_latents, cfg.d_in);
         let mut rng = SplitMix64::new(cfg.seed);
@@ -170,10 +170,11 @@ impl SaeTrainer {
         let w_enc = w_dec.t()?.contiguous()?;
         let b_pre = first_batch.to_dtype(DType::F32)?.mean(0)?;
         if b_pre.dims() != [d] {
-            return Err(SaeError::Mismatch(format!(
-                "the activations are {:?} wide, the SAE expects {d}",
-                first_batch.dims()
-            )));
+            return Err(SaeMismatch::FirstBatch {
+                got: first_batch.dims().to_vec(),
+                d_in: d,
+            }
+            .into());
         }
         let vars = [
             Var::from_tensor(&w_enc)?,
@@ -224,10 +225,11 @@ impl SaeTrainer {
     pub fn step(&mut self, x: &Tensor) -> Result<StepStats> {
         let (rows, d) = x.dims2()?;
         if d != self.cfg.d_in {
-            return Err(SaeError::Mismatch(format!(
-                "the batch is {d} wide, the SAE expects {}",
-                self.cfg.d_in
-            )));
+            return Err(SaeMismatch::BatchWidth {
+                got: d,
+                d_in: self.cfg.d_in,
+            }
+            .into());
         }
         let n = self.cfg.n_latents;
         let dead = self.dead_mask();
@@ -329,16 +331,15 @@ impl SaeTrainer {
         let text = std::fs::read_to_string(&state_path).map_err(io_err(&state_path))?;
         let state: CheckpointState = serde_json::from_str(&text).map_err(|e| SaeError::Run {
             path: state_path.clone(),
-            msg: e.to_string(),
+            problem: e.into(),
         })?;
         if state.since_fired.len() != self.cfg.n_latents {
             return Err(SaeError::Run {
                 path: state_path,
-                msg: format!(
-                    "{} dead-latent counters for {} latents",
-                    state.since_fired.len(),
-                    self.cfg.n_latents
-                ),
+                problem: RunProblem::Counters {
+                    counters: state.since_fired.len(),
+                    n_latents: self.cfg.n_latents,
+                },
             });
         }
         let weights = Checkpoint::open_safetensors(&dir.join("sae.safetensors"))?;
@@ -355,7 +356,7 @@ impl SaeTrainer {
             .load_state(&moments, state.step as usize)
             .map_err(|e| SaeError::Run {
                 path: optim_path,
-                msg: e.to_string(),
+                problem: e.into(),
             })?;
         self.step = state.step;
         self.since_fired = state.since_fired;
@@ -412,18 +413,18 @@ pub fn check_run_dir(cfg: &SaeTrainConfig, out_dir: &Path, resume: bool) -> Resu
         let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
         let saved: SaeTrainConfig = serde_json::from_str(&text).map_err(|e| SaeError::Run {
             path: cfg_path.clone(),
-            msg: e.to_string(),
+            problem: e.into(),
         })?;
         if &saved != cfg {
             return Err(SaeError::Run {
                 path: cfg_path,
-                msg: "the run there used other options; resume with the same ones".into(),
+                problem: RunProblem::OtherOptions,
             });
         }
     } else if cfg_path.exists() {
         return Err(SaeError::Run {
             path: out_dir.to_path_buf(),
-            msg: "holds a run already; pass --resume to continue it or choose another folder".into(),
+            problem: RunProblem::HoldsRun,
         });
     }
     Ok(())
@@ -440,14 +441,14 @@ pub fn train(
     progress: &mut dyn FnMut(SaeTrainEvent),
 ) -> Result<SaeTrainSummary> {
     if let Some(p) = cfg.problem() {
-        return Err(SaeError::Mismatch(p));
+        return Err(SaeMismatch::Train(p).into());
     }
     if source.d_in() != cfg.d_in {
-        return Err(SaeError::Mismatch(format!(
-            "the activations are {} wide, the SAE expects {}",
-            source.d_in(),
-            cfg.d_in
-        )));
+        return Err(SaeMismatch::SourceWidth {
+            got: source.d_in(),
+            d_in: cfg.d_in,
+        }
+        .into());
     }
     check_run_dir(cfg, out_dir, resume)?;
     let cfg_path = out_dir.join("train_config.json");
@@ -647,5 +648,28 @@ mod tests {
         assert!(e.to_string().contains("other options"), "{e}");
         let e = train(&cfg, &mut src, &dir.path().join("whole"), false, None, &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("--resume"), "{e}");
+    }
+
+    #[test]
+    fn impossible_options_name_their_cause() {
+        let x = Tensor::zeros((4, 8), DType::F32, &Device::Cpu).unwrap();
+        let cause = |cfg: SaeTrainConfig| match SaeTrainer::new(cfg, &x) {
+            Err(SaeError::Mismatch(SaeMismatch::Train(p))) => p,
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted"),
+        };
+        assert_eq!(
+            cause(config(8, 16, 17, 1, 32)),
+            TrainConfigProblem::KOutOfRange { k: 17, n_latents: 16 }
+        );
+        assert_eq!(cause(config(8, 16, 2, 1, 0)), TrainConfigProblem::ZeroSize);
+        let mut c = config(8, 16, 2, 1, 32);
+        c.lr = f64::NAN;
+        assert!(matches!(cause(c), TrainConfigProblem::LearningRate { lr } if lr.is_nan()));
+        match SaeTrainer::new(config(6, 16, 2, 1, 32), &x) {
+            Err(SaeError::Mismatch(SaeMismatch::FirstBatch { got, d_in })) => assert_eq!((got, d_in), (vec![4, 8], 6)),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted"),
+        }
     }
 }

@@ -52,12 +52,13 @@ pub enum ScanError {
         given: String,
     },
     /// A node asked for is not among the scanned hooks or channels.
-    #[error("node `{node}` is not in this scan: {msg}")]
+    #[error("node `{node}` is not in this scan: {problem}")]
     UnknownNode {
         /// The node id as given.
         node: String,
         /// Why it is not there.
-        msg: String,
+        #[source]
+        problem: UnknownScanNode,
     },
     /// The output folder exists and is not a scan, so it is not replaced.
     #[error("{dir}: exists and is not a scan index; refusing to replace it (choose another --out)")]
@@ -263,6 +264,27 @@ fn truncated_note(len: &u64, expected: &u64) -> &'static str {
     } else {
         ""
     }
+}
+
+/// Why a node is not in a scan (the `problem` of [`ScanError::UnknownNode`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownScanNode {
+    /// The scan has no hook of that name (a layer the scanned model lacks).
+    #[error("no hook `{hook}` (the scanned model has {layers} layers)")]
+    NoHook {
+        /// The node's hook.
+        hook: String,
+        /// The scanned model's layer count.
+        layers: usize,
+    },
+    /// The node's channel is at or past the hook's width.
+    #[error("index out of range (`{hook}` has {width} channels)")]
+    IndexOutOfRange {
+        /// The node's hook.
+        hook: String,
+        /// The hook's width in the scan.
+        width: usize,
+    },
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
-use super::error::{io_err, CorruptScan, Result, ScanError, ScanMetaError};
+use super::error::{io_err, CorruptScan, Result, ScanError, ScanMetaError, UnknownScanNode};
 use super::ScanData;
 use crate::circuit::file::{Exemplar, QuantileExemplars};
 use crate::circuit::NodeId;
@@ -415,9 +415,9 @@ impl ScanIndex {
     /// The node's position in the index, or why it is not there.
     pub fn node_index(&self, id: &NodeId) -> Result<usize> {
         let hook = id.hook_name();
-        let unknown = |msg: String| ScanError::UnknownNode {
+        let unknown = |problem: UnknownScanNode| ScanError::UnknownNode {
             node: id.to_string(),
-            msg,
+            problem,
         };
         let h = self.meta.hook(&hook).ok_or_else(|| {
             let layers = self
@@ -426,13 +426,16 @@ impl ScanIndex {
                 .iter()
                 .filter(|h| h.name.ends_with(".attn.act_in"))
                 .count();
-            unknown(format!("no hook `{hook}` (the scanned model has {layers} layers)"))
+            unknown(UnknownScanNode::NoHook {
+                hook: hook.to_string(),
+                layers,
+            })
         })?;
         if id.index >= h.width {
-            return Err(unknown(format!(
-                "index out of range (`{hook}` has {} channels)",
-                h.width
-            )));
+            return Err(unknown(UnknownScanNode::IndexOutOfRange {
+                hook: hook.to_string(),
+                width: h.width,
+            }));
         }
         Ok(h.offset + id.index)
     }

@@ -22,7 +22,7 @@ use candle_core::{Device, Tensor};
 use crate::circuit::node_id::Site;
 use crate::model::{Config, Gpt, Hooks};
 use accumulate::{feed, logbin, BatchView, Candidate, Pass1, Pass2, Selector};
-pub use error::{CorruptScan, Result, ScanError, ScanMetaError};
+pub use error::{CorruptScan, Result, ScanError, ScanMetaError, UnknownScanNode};
 pub use index::{
     ExemplarLayout, Histogram, HookEntry, NodeScan, QuantileValue, ScanIndex, ScanMeta, QUANTILES, SCAN_FORMAT_VERSION,
 };

@@ -23,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{list_files, read_text_file, CorpusError};
+use super::{list_files, read_text_file, CorpusError, EmptyCorpus, SpecProblem};
 use circuitscope_kernels::rng::mix64;
 
 /// A file is held out when the hash of its relative path is 0 modulo this (about 10% of the files: the
@@ -92,19 +92,18 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The standard library directory of the machine's `python3` (`sysconfig.get_paths()["stdlib"]`).
 pub fn stdlib_dir() -> Result<PathBuf, CorpusError> {
-    let bad = |reason: String| CorpusError::BadSpec {
+    let bad = |reason: SpecProblem| CorpusError::BadSpec {
         spec: "stdlib".into(),
         reason,
     };
     let out = Command::new("python3")
         .args(["-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"])
         .output()
-        .map_err(|e| bad(format!("cannot run python3 to find its standard library ({e})")))?;
+        .map_err(|e| bad(SpecProblem::NoPython(e)))?;
     if !out.status.success() {
-        return Err(bad(format!(
-            "python3 could not name its standard library: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(bad(SpecProblem::PythonFailed {
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }));
     }
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     if !dir.is_dir() {
@@ -137,7 +136,7 @@ pub fn code_files(root: &Path, seed: u64) -> Result<Vec<CodeFile>, CorpusError> 
     if files.is_empty() {
         return Err(CorpusError::Empty {
             path: root.to_owned(),
-            detail: " (no .py files below it)".into(),
+            why: EmptyCorpus::NoPython,
         });
     }
     // Sort first so that the order depends on the set of paths only, then shuffle by a keyed hash.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Task, TaskError, TaskPair};
+use super::{RecordProblem, Task, TaskError, TaskPair};
 
 /// The longest record accepted. Prompts are left-truncated to the context anyway; a 5 MB prompt once took
 /// 1.1 GB to tokenize before the truncation threw it away.
@@ -55,10 +55,10 @@ impl JsonlTask {
     /// Parses jsonl `text`; `path` only names the source in errors and in the task's name.
     pub fn parse(text: &str, path: &Path) -> Result<Self, TaskError> {
         let mut pairs = Vec::new();
-        let err = |line: usize, message: String| TaskError::Record {
+        let err = |line: usize, problem: RecordProblem| TaskError::Record {
             path: path.to_owned(),
             line,
-            message,
+            problem,
         };
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -68,36 +68,34 @@ impl JsonlTask {
             if raw.len() > MAX_RECORD_BYTES {
                 return Err(err(
                     line,
-                    format!(
-                        "record of {} bytes; a task prompt longer than {} KiB cannot fit any model's context",
-                        raw.len(),
-                        MAX_RECORD_BYTES >> 10
-                    ),
+                    RecordProblem::TooLong {
+                        bytes: raw.len(),
+                        max_kib: MAX_RECORD_BYTES >> 10,
+                    },
                 ));
             }
-            let rec: Record = serde_json::from_str(raw).map_err(|e| err(line, format!("invalid JSON: {e}")))?;
-            let prompt = rec.prompt.ok_or_else(|| err(line, "missing field \"prompt\"".into()))?;
-            let target = rec.target.ok_or_else(|| err(line, "missing field \"target\"".into()))?;
+            let rec: Record = serde_json::from_str(raw).map_err(|e| err(line, RecordProblem::Json(e)))?;
+            let prompt = rec
+                .prompt
+                .ok_or_else(|| err(line, RecordProblem::MissingField { field: "prompt" }))?;
+            let target = rec
+                .target
+                .ok_or_else(|| err(line, RecordProblem::MissingField { field: "target" }))?;
             if prompt.is_empty() {
-                return Err(err(line, "\"prompt\" is empty".into()));
+                return Err(err(line, RecordProblem::EmptyField { field: "prompt" }));
             }
             if target.is_empty() {
-                return Err(err(line, "\"target\" is empty".into()));
+                return Err(err(line, RecordProblem::EmptyField { field: "target" }));
             }
             if rec.alt.as_deref() == Some("") {
-                return Err(err(line, "\"alt\" is empty (use null or leave it out)".into()));
+                return Err(err(line, RecordProblem::EmptyAlt));
             }
             if rec.alt.as_deref() == Some(target.as_str()) {
-                return Err(err(line, "\"alt\" equals \"target\"".into()));
+                return Err(err(line, RecordProblem::AltIsTarget));
             }
             let prompt_alt = match rec.prompt_alt {
-                Some(p) if p == prompt => {
-                    return Err(err(
-                        line,
-                        "\"prompt_alt\" equals \"prompt\" (leave it out for a one-sided item)".into(),
-                    ))
-                }
-                Some(p) if p.is_empty() => return Err(err(line, "\"prompt_alt\" is empty".into())),
+                Some(p) if p == prompt => return Err(err(line, RecordProblem::PromptAltIsPrompt)),
+                Some(p) if p.is_empty() => return Err(err(line, RecordProblem::EmptyField { field: "prompt_alt" })),
                 Some(p) => p,
                 None => prompt.clone(),
             };

@@ -64,6 +64,43 @@ pub trait Task: Send + Sync {
     }
 }
 
+/// What is wrong with one record of a jsonl task file (the `problem` of [`TaskError::Record`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordProblem {
+    /// A line longer than any model's context could hold.
+    #[error("record of {bytes} bytes; a task prompt longer than {max_kib} KiB cannot fit any model's context")]
+    TooLong {
+        /// The line's length.
+        bytes: usize,
+        /// The limit, in KiB.
+        max_kib: usize,
+    },
+    /// The line is not a json record.
+    #[error("invalid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A required field is absent.
+    #[error("missing field \"{field}\"")]
+    MissingField {
+        /// `prompt` or `target`.
+        field: &'static str,
+    },
+    /// A field that must hold text is empty.
+    #[error("\"{field}\" is empty")]
+    EmptyField {
+        /// `prompt`, `target` or `prompt_alt`.
+        field: &'static str,
+    },
+    /// An empty `alt` (null or absent means none).
+    #[error("\"alt\" is empty (use null or leave it out)")]
+    EmptyAlt,
+    /// `alt` equals `target`.
+    #[error("\"alt\" equals \"target\"")]
+    AltIsTarget,
+    /// `prompt_alt` equals `prompt`.
+    #[error("\"prompt_alt\" equals \"prompt\" (leave it out for a one-sided item)")]
+    PromptAltIsPrompt,
+}
+
 /// Errors of task lookup and loading.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
@@ -77,14 +114,15 @@ pub enum TaskError {
         source: std::io::Error,
     },
     /// A record (line) of a task file is malformed.
-    #[error("{path}:{line}: {message}")]
+    #[error("{path}:{line}: {problem}")]
     Record {
         /// The task file.
         path: PathBuf,
         /// 1-based line number.
         line: usize,
         /// What is wrong with the record.
-        message: String,
+        #[source]
+        problem: RecordProblem,
     },
     /// A task file holds no records.
     #[error("{path}: no records")]

@@ -5,13 +5,13 @@
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Sparkline};
+use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
 use std::collections::{BTreeSet, HashMap};
 
 use crate::tui::app::{is_residual, App};
-use crate::tui::widgets::{fmt_val, text_width, token_label, truncate_to_width};
+use crate::tui::widgets::{fmt_val, histogram_sparkline, text_width, token_label, truncate_to_width};
 use crate::workbench::EmbeddingView;
 use crate::workbench::Request;
 
@@ -142,21 +142,6 @@ fn draw_tokens(app: &App, f: &mut Frame, area: Rect, title: &str, rows: &[(u32, 
     );
 }
 
-/// `bins` counts resampled to `width` columns (each column sums the bins it covers).
-fn resample(bins: &[u64], width: usize) -> Vec<u64> {
-    let n = bins.len();
-    if n == 0 || width == 0 {
-        return Vec::new();
-    }
-    (0..width)
-        .map(|c| {
-            let start = c * n / width;
-            let end = ((c + 1) * n / width).max(start + 1).min(n);
-            bins[start..end].iter().sum()
-        })
-        .collect()
-}
-
 fn draw_hist(app: &App, f: &mut Frame, area: Rect, v: &EmbeddingView) {
     let t = &app.theme;
     let block = Block::default()
@@ -170,18 +155,7 @@ fn draw_hist(app: &App, f: &mut Frame, area: Rect, v: &EmbeddingView) {
         return;
     }
     let [bars, axis] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
-    // Log-scaled heights so that rare bins stay visible, as the reference's log-y histogram.
-    let data: Vec<u64> = resample(&v.hist, bars.width as usize)
-        .into_iter()
-        .map(|c| {
-            if c == 0 {
-                0
-            } else {
-                (((c as f64) + 1.0).ln() * 100.0) as u64
-            }
-        })
-        .collect();
-    f.render_widget(Sparkline::default().data(&data).style(t.accent()), bars);
+    f.render_widget(histogram_sparkline(&v.hist, bars, t.accent()), bars);
     let lo = fmt_val(v.range.0);
     let hi = fmt_val(v.range.1);
     let gap = (axis.width as usize).saturating_sub(text_width(&lo) + text_width(&hi));
@@ -262,16 +236,4 @@ fn draw_wpe(app: &App, f: &mut Frame, area: Rect, v: &EmbeddingView) {
         ),
         area,
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::resample;
-
-    #[test]
-    fn resample_sums_or_repeats() {
-        assert_eq!(resample(&[1, 2, 3, 4], 2), vec![3, 7]);
-        assert_eq!(resample(&[1, 2], 4), vec![1, 1, 2, 2]);
-        assert_eq!(resample(&[1, 2, 3], 3), vec![1, 2, 3]);
-    }
 }

@@ -12,7 +12,7 @@ use super::map::{draw_edges, node_summary};
 use crate::circuit::{NodeId, Site};
 use crate::tui::app::{App, Screen};
 use crate::tui::widgets::{
-    abs_max, fmt_val, heat_lines, histogram_line, text_width, token_label, window_around, HeatStrip,
+    abs_max, fmt_val, heat_lines, histogram_sparkline, text_width, token_label, window_around, HeatStrip,
 };
 use crate::workbench::{NodeDetail, TokenActs};
 
@@ -78,22 +78,32 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let detail = app.details.get(&n);
     let mut head = node_summary(app, &n);
     head.extend(stats_lines(app, detail));
-    let head_h = (head.len() as u16 + 2).min(left.height / 2);
+    let histogram = detail.and_then(|d| d.stats.as_ref()).and_then(|s| s.histogram.as_ref());
+    let head_h = (head.len() as u16 + 2 + u16::from(histogram.is_some())).min(left.height / 2);
     let [top, edges, extra] = Layout::vertical([
         Constraint::Length(head_h),
         Constraint::Min(4),
         Constraint::Length(extra_height(&n, left.height)),
     ])
     .areas(left);
-    f.render_widget(
-        Paragraph::new(head).wrap(ratatui::widgets::Wrap { trim: false }).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(t.border())
-                .title(" node "),
-        ),
-        top,
-    );
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.border())
+        .title(" node ");
+    let inner = block.inner(top);
+    f.render_widget(block, top);
+    // The histogram takes the row below the text when the box has room for both (the text's rows counted
+    // after wrapping), as the text's last line did.
+    let text_rows: usize = head
+        .iter()
+        .map(|l| l.width().div_ceil(inner.width.max(1) as usize).max(1))
+        .sum();
+    let hist_rows = u16::from(histogram.is_some() && inner.height as usize > text_rows);
+    let [text, hist_row] = Layout::vertical([Constraint::Min(0), Constraint::Length(hist_rows)]).areas(inner);
+    f.render_widget(Paragraph::new(head).wrap(ratatui::widgets::Wrap { trim: false }), text);
+    if let Some((lo, hi, counts)) = histogram.filter(|_| hist_rows > 0) {
+        draw_histogram(app, f, hist_row, (*lo, *hi), counts);
+    }
     draw_edges(app, f, edges, "edges");
     draw_extra(app, f, extra, &n, detail);
     draw_samples(app, f, right, &n, detail);
@@ -119,13 +129,6 @@ fn stats_lines(app: &App, detail: Option<&NodeDetail>) -> Vec<Line<'static>> {
                 fmt_val(s.std)
             ))];
             v.push(Line::from(format!("min {}  max {}", fmt_val(s.min), fmt_val(s.max))));
-            if let Some((lo, hi, counts)) = &s.histogram {
-                v.push(Line::from(vec![
-                    Span::styled(format!("{} ", fmt_val(*lo)), t.dim()),
-                    Span::styled(histogram_line(counts, 24), t.title()),
-                    Span::styled(format!(" {}", fmt_val(*hi)), t.dim()),
-                ]));
-            }
             v
         }
         None if detail.is_some() => vec![Line::styled(
@@ -134,6 +137,24 @@ fn stats_lines(app: &App, detail: Option<&NodeDetail>) -> Vec<Line<'static>> {
         )],
         None => vec![Line::styled("loading…", t.dim())],
     }
+}
+
+/// The node's value histogram on one row: `lo`, a log-scaled sparkline of up to 24 columns, `hi`.
+fn draw_histogram(app: &App, f: &mut Frame, area: Rect, (lo, hi): (f32, f32), counts: &[u64]) {
+    let t = &app.theme;
+    let lo = format!("{} ", fmt_val(lo));
+    let hi = format!(" {}", fmt_val(hi));
+    let (lo_w, hi_w) = (text_width(&lo) as u16, text_width(&hi) as u16);
+    let bars_w = area.width.saturating_sub(lo_w + hi_w).min(24);
+    let [lo_area, bars, hi_area] = Layout::horizontal([
+        Constraint::Length(lo_w),
+        Constraint::Length(bars_w),
+        Constraint::Length(hi_w),
+    ])
+    .areas(area);
+    f.render_widget(Paragraph::new(Span::styled(lo, t.dim())), lo_area);
+    f.render_widget(histogram_sparkline(counts, bars, t.title()), bars);
+    f.render_widget(Paragraph::new(Span::styled(hi, t.dim())), hi_area);
 }
 
 /// Attention pattern (q/k) or vocabulary links (residual channels).
