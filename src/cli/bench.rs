@@ -32,8 +32,9 @@ pub struct ForwardArgs {
     /// Timed repetitions per path (after one warm-up); the median is reported.
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
-    /// Run only one path in this process (used internally for the per-path child processes).
-    #[arg(long, value_parser = ["sparse", "dense"], hide = true)]
+    /// Run only one path, in this process, and print its figures alone (the per-path child processes use it
+    /// too); `dense` for a dense model such as a GPT-2, whose sparse path would only time a conversion.
+    #[arg(long, value_parser = ["sparse", "dense"])]
     pub only: Option<String>,
     /// Run the differentiable graph path (what training and pruning use) instead of the inference path.
     #[arg(long)]
