@@ -12,11 +12,12 @@ use circuitscope::model::{Gpt, LoadOptions};
 use circuitscope::tokenize::Tokenizer;
 use circuitscope::train::data::TokenPool;
 
-const MODELS: [&str; 4] = [
+const MODELS: [&str; 5] = [
     "tinypython-sparse",
     "tinypython-dense",
     "realcode-sparse",
     "realcode-dense",
+    "tiny-attn-only",
 ];
 
 /// The models trained on real code, whose eval.md carries the wild split (mined from the standard library).
@@ -66,7 +67,7 @@ fn task_targets_are_single_tokens() {
     }
 }
 
-// One test per model, so that the four (the longest tests of the suite) run beside the others, not in a row.
+// One test per model, so that they (the longest tests of the suite) run beside the others, not in a row.
 #[test]
 fn eval_of_tinypython_sparse_reproduces_its_eval_md() {
     eval_reproduces_committed_eval_md("tinypython-sparse");
@@ -85,6 +86,11 @@ fn eval_of_realcode_sparse_reproduces_its_eval_md() {
 #[test]
 fn eval_of_realcode_dense_reproduces_its_eval_md() {
     eval_reproduces_committed_eval_md("realcode-dense");
+}
+
+#[test]
+fn eval_of_tiny_attn_only_reproduces_its_eval_md() {
+    eval_reproduces_committed_eval_md("tiny-attn-only");
 }
 
 #[test]
