@@ -14,8 +14,8 @@ use crate::analysis::eval;
 use crate::circuit::halved;
 use crate::data::corpus::CorpusSource;
 use crate::data::tasks::{self, Task};
+use crate::data::TokenPool;
 use crate::model::{LoadOptions, ModelFiles, Stored};
-use crate::train::data::TokenPool;
 
 /// Test pairs per task of the committed eval.md files.
 pub const EVAL_PAIRS: usize = 200;

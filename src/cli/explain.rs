@@ -18,8 +18,8 @@ use crate::analysis::scan::ScanIndex;
 use crate::circuit::file::{model_fingerprint, CircuitFile};
 use crate::circuit::NodeId;
 use crate::data::corpus::CorpusSource;
+use crate::data::TokenPool;
 use crate::model::{LoadOptions, ModelFiles};
-use crate::train::data::TokenPool;
 
 /// Held-out tokens scored by default: enough for a rare sparse node to fire a few dozen times.
 pub const DEFAULT_HELD_OUT_TOKENS: usize = 32_768;

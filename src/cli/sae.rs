@@ -12,9 +12,9 @@ use crate::analysis::sae::train::{check_run_dir, train, SaeTrainConfig, SaeTrain
 use crate::analysis::sae::Sae;
 use crate::circuit::file::model_fingerprint;
 use crate::data::corpus::CorpusSource;
+use crate::data::TokenPool;
 use crate::model::{Gpt, HookName, LoadOptions, ModelFiles};
 use crate::tokenize::Tokenizer;
-use crate::train::data::TokenPool;
 
 /// `circuitscope sae` subcommands.
 #[derive(clap::Subcommand, Debug)]

@@ -12,9 +12,9 @@ use crate::analysis::scan::{self, ExemplarLayout, NodeScan, ScanIndex, ScanOptio
 use crate::circuit::file::{model_fingerprint, Exemplar};
 use crate::circuit::NodeId;
 use crate::data::corpus::CorpusSource;
+use crate::data::TokenPool;
 use crate::model::{Gpt, LoadOptions, ModelFiles};
 use crate::tokenize::{escape_token, Tokenizer};
-use crate::train::data::TokenPool;
 
 /// Arguments of `circuitscope scan`: a scan run, or `scan show`.
 #[derive(clap::Args, Debug)]

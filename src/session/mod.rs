@@ -428,7 +428,8 @@ pub struct CircuitRef {
 /// One analyst's work on one circuit of one model: the session file's content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    /// The format this was written in ([`SESSION_FORMAT_VERSION`] for new files).
+    /// The format this was read in ([`SESSION_FORMAT_BASE_VERSION`] for a new session); [`Session::to_json`]
+    /// raises it when the session uses something newer.
     pub format_version: u32,
     /// The model the session was made for.
     pub model: SessionModel,
@@ -474,7 +475,7 @@ impl Session {
     pub fn new(model: SessionModel, circuit: CircuitRef) -> Session {
         let now = now_rfc3339();
         Session {
-            format_version: SESSION_FORMAT_VERSION,
+            format_version: SESSION_FORMAT_BASE_VERSION,
             model,
             circuit,
             created: now.clone(),
@@ -507,10 +508,11 @@ impl Session {
         }
     }
 
-    /// The canonical bytes: pretty JSON and a final newline, with `format_version` set to
-    /// [`required_version`](Self::required_version) whatever version the session was read as.
+    /// The canonical bytes: pretty JSON and a final newline, with `format_version` raised to
+    /// [`required_version`](Self::required_version) when the session now uses something newer than the version it
+    /// was read or made as (never lowered: a file stays as readable as it was).
     pub fn to_json(&self) -> String {
-        let version = self.required_version();
+        let version = self.required_version().max(self.format_version);
         let mut s = if version == self.format_version {
             serde_json::to_string_pretty(self)
         } else {

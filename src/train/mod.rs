@@ -7,7 +7,6 @@
 //! `checkpoint/` (the latest full state, for `--resume`) and the exported model (`config.json`,
 //! `model.safetensors` with CSR matrices): the checkpoint with the best mean task accuracy seen at evaluations.
 
-pub mod data;
 pub mod params;
 pub mod sparsity;
 
@@ -22,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::eval;
 use crate::data::corpus::CorpusSource;
 use crate::data::tasks;
+use crate::data::TokenPool;
 use crate::fsio::{DirWriter, Keep};
 use crate::model::checkpoint::{write_atomic, write_safetensors};
 use crate::model::{Checkpoint, Config, Hooks, Stored};
@@ -401,8 +401,8 @@ pub fn train_with_progress(
     progress(TrainEvent::Tokenizing {
         tokens: cfg.corpus_tokens,
     });
-    let pool = data::TokenPool::build(corpus.train()?, &tok, cfg.corpus_tokens)?;
-    let held_out = data::TokenPool::build(corpus.held_out()?, &tok, 16 * (cfg.model.block_size + 1))?;
+    let pool = TokenPool::build(corpus.train()?, &tok, cfg.corpus_tokens)?;
+    let held_out = TokenPool::build(corpus.held_out()?, &tok, 16 * (cfg.model.block_size + 1))?;
     // Written once the inputs are known good, so that a failed start leaves no half-made run behind.
     write_atomic(
         &cfg_path,

@@ -8,11 +8,9 @@ use circuitscope::circuit::PositionedNode;
 use circuitscope::session::{store, Annotation, AttributionPins, CircuitRef, Session, SessionModel, Supernode};
 use circuitscope::tui::{self, update, App, ColorMode, Engine, Msg, OpenOptions, Screen, Theme};
 use circuitscope::workbench::{AttrTarget, AttributionView, Reply, Request};
-use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::KeyCode;
-use ratatui::Terminal;
 
-use super::common::{cli, cli_err};
+use super::common::{cli, cli_err, draw, screen_text};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -47,24 +45,6 @@ fn command(app: &mut App, engine: &mut Engine, line: &str) {
     send(app, engine, [Msg::ch(':')]);
     send(app, engine, Msg::typed(line));
     send(app, engine, [Msg::key(KeyCode::Enter)]);
-}
-
-fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| tui::view(app, f)).unwrap();
-    t
-}
-
-fn screen_text(t: &Terminal<TestBackend>) -> String {
-    let buf = t.backend().buffer();
-    let mut s = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            s.push_str(buf[(x, y)].symbol());
-        }
-        s.push('\n');
-    }
-    s
 }
 
 fn view(app: &App) -> &AttributionView {

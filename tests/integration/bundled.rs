@@ -8,9 +8,9 @@ use circuitscope::analysis::eval;
 use circuitscope::cli::eval::{markdown_table, markdown_table_with_wild, weight_density, EVAL_CORPUS, EVAL_PAIRS};
 use circuitscope::data::corpus::CorpusSource;
 use circuitscope::data::tasks;
+use circuitscope::data::TokenPool;
 use circuitscope::model::{Gpt, LoadOptions};
 use circuitscope::tokenize::Tokenizer;
-use circuitscope::train::data::TokenPool;
 
 const MODELS: [&str; 5] = [
     "tinypython-sparse",

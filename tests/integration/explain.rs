@@ -336,17 +336,7 @@ fn the_command_stores_explanations_beside_the_scan_and_refuses_bad_files() {
 // ---- the workbench ----
 
 fn workbench_text(app: &circuitscope::tui::App, w: u16, h: u16) -> String {
-    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).unwrap();
-    t.draw(|f| circuitscope::tui::view(app, f)).unwrap();
-    let buf = t.backend().buffer();
-    let mut s = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            s.push_str(buf[(x, y)].symbol());
-        }
-        s.push('\n');
-    }
-    s
+    crate::common::screen_text(&crate::common::draw(app, w, h))
 }
 
 #[test]

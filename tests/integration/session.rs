@@ -991,7 +991,7 @@ fn goto_and_ablate_take_transformer_lens_spellings() {
 /// The `explanation` evidence kind and the Attribution pins came with format version 2: a session that uses them is
 /// written as version 2
 /// (so an older build refuses it as "newer" instead of failing on an unknown kind), one that does not stays
-/// version 1 whatever it was read as, and a version beyond this build's is refused.
+/// version 1, the version is never lowered, and a version beyond this build's is refused.
 #[test]
 fn sessions_are_written_in_the_oldest_format_that_holds_them() {
     let version = |s: &Session| -> u64 {
@@ -1020,14 +1020,15 @@ fn sessions_are_written_in_the_oldest_format_that_holds_them() {
     assert_eq!(back.format_version, 2);
     assert_eq!(back.annotations, s.annotations);
 
-    // Dropping the explanation drops the version again, though the session was read as version 2.
+    // A session read as version 2 stays version 2 after the explanation is gone (never lowered).
     let mut back = back;
     back.annotations.clear();
-    assert_eq!(version(&back), 1);
-    // The Attribution screen's pins are version 2 too: a version-1 build would drop them on its next save.
-    back.attribution.prompt = "x = [[1".into();
-    back.attribution.pinned.push("1.mlp.post_act[3]@2".into());
     assert_eq!(version(&back), 2);
+    // The Attribution screen's pins are version 2 too: a version-1 build would drop them on its next save.
+    let mut pinned = fixed_session("fp");
+    pinned.attribution.prompt = "x = [[1".into();
+    pinned.attribution.pinned.push("1.mlp.post_act[3]@2".into());
+    assert_eq!(version(&pinned), 2);
 
     let mut newer: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
     newer["format_version"] = serde_json::json!(session::SESSION_FORMAT_VERSION + 1);

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::common::{draw, screen_text};
 use circuitscope::circuit::{
     model_fingerprint, BlockId, BlockLoss, CircuitFile, CircuitNode, Exemplar, Losses, ModelRef, NodeId,
     QuantileExemplars, Site,
@@ -58,24 +59,6 @@ fn send(app: &mut App, engine: &mut Engine, msgs: impl IntoIterator<Item = Msg>)
         update(app, m);
         tui::pump(app, engine);
     }
-}
-
-fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| tui::view(app, f)).unwrap();
-    t
-}
-
-fn screen_text(t: &Terminal<TestBackend>) -> String {
-    let buf = t.backend().buffer();
-    let mut s = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            s.push_str(buf[(x, y)].symbol());
-        }
-        s.push('\n');
-    }
-    s
 }
 
 /// The first cell whose line contains `needle`, as (x, y) of the needle's first character.

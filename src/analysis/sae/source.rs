@@ -6,8 +6,8 @@ use candle_core::{Device, Tensor};
 use circuitscope_kernels::rng::{splitmix64, SplitMix64};
 
 use super::Result;
+use crate::data::TokenPool;
 use crate::model::{Gpt, HookName, Hooks};
-use crate::train::data::TokenPool;
 
 /// A deterministic stream of activation batches.
 pub trait ActivationSource {

@@ -1,5 +1,6 @@
-//! Training batches: documents tokenized into one stream (documents separated by end-of-text), from which each
-//! step draws random windows. The draw of step s depends only on (seed, s), so a resumed run sees the same batches.
+//! Token pools for training, scans, SAEs and evaluation: documents tokenized into one stream (documents separated
+//! by end-of-text), from which each step draws random windows. The draw of step s depends only on (seed, s), so a
+//! resumed run sees the same batches.
 
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
