@@ -341,7 +341,8 @@ fn batched_layer_circuits_equal_the_per_head_ones_and_the_bounded_scan_is_exact_
                 assert_eq!((a.rows, a.cols), (b.rows, b.cols), "{what}");
                 close(what, &a.data, &b.data);
             }
-            if l == 1 {
+            // The fixture keeps the full OV circuits of layer 1, heads 0 and 1.
+            if l == 1 && h < 2 {
                 let want = vals(&g[&format!("framework.full_ov.1.{h}")]);
                 close("batched full_ov", &hc.ov.materialise().unwrap().data, &want);
             }
