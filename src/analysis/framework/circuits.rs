@@ -244,8 +244,8 @@ pub struct HeadCircuits {
 }
 
 /// The full OV and QK circuits of every head of `layer`, equal to [`full_ov`] and [`full_qk`] head by head. The
-/// vocab-sized factors come from one gemm per kind for the whole layer (W_E·[W_V of every head] as
-/// `(vocab, d_model) · (d_model, H·d_head)`, [W_O of every head]·W_U, W_E·[W_Q], W_E·[W_K]) instead of four per
+/// vocab-sized factors come from one gemm per kind for the whole layer (W_E·\[W_V of every head\] as
+/// `(vocab, d_model) · (d_model, H·d_head)`, \[W_O of every head\]·W_U, W_E·\[W_Q\], W_E·\[W_K\]) instead of four per
 /// head: the same arithmetic, but W_E and W_U are read once per layer and the gemm runs on wide operands.
 pub fn layer_circuits(
     w: &FrameworkWeights,
