@@ -29,6 +29,18 @@ pub struct HeadsOptions {
     pub baseline_samples: usize,
     /// Channel-pair terms kept per head.
     pub channel_terms: usize,
+    /// The most rows of each vocab × vocab circuit (full OV, full QK, direct path) multiplied out when looking for
+    /// its top entries; None: [`auto_top_rows`] of the model's vocabulary.
+    pub top_rows: Option<usize>,
+}
+
+/// Entries per circuit the default row budget allows: 2048 × 2048, so that every model with a vocabulary of up to
+/// 2,048 tokens is scanned completely, and a 50,257-token GPT-2 scans 84 rows per circuit.
+pub const AUTO_SCAN_ENTRIES: usize = 2048 * 2048;
+
+/// The default row budget for a vocabulary of `vocab` tokens: `AUTO_SCAN_ENTRIES / vocab` rows, rounded up.
+pub fn auto_top_rows(vocab: usize) -> usize {
+    AUTO_SCAN_ENTRIES.div_ceil(vocab.max(1))
 }
 
 impl Default for HeadsOptions {
@@ -42,6 +54,7 @@ impl Default for HeadsOptions {
             seed: 0,
             baseline_samples: 200,
             channel_terms: 5,
+            top_rows: None,
         }
     }
 }
@@ -55,8 +68,12 @@ pub struct HeadSummary {
     pub head: usize,
     /// Largest entries of the full OV circuit W_E·W_V·W_O·W_U (row: source token, col: promoted token).
     pub ov_top: Vec<Entry>,
+    /// How far the OV scan went: whether `ov_top` is exact, else the rows scanned and the bound on the rest.
+    pub ov_scan: Scan,
     /// Largest entries of the full QK circuit W_E·W_Q·W_Kᵀ·W_Eᵀ (row: query token, col: key token).
     pub qk_top: Vec<Entry>,
+    /// How far the QK scan went.
+    pub qk_scan: Scan,
     /// Where the positional QK circuit puts each query's best visible key.
     pub positional: circuits::PositionalPreference,
     /// Σ Re λ / Σ |λ| over the eigenvalues of W_V·W_O (NaN for a zero OV matrix).
@@ -77,6 +94,31 @@ pub struct HeadSummary {
     pub live_channels: usize,
     /// The q·k channel pairs that carry the most score on the detector sequences.
     pub channel_terms: Vec<channels::ChannelTerm>,
+}
+
+/// Whether a top-entry table is exact, and when not, how much of its matrix was scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Scan {
+    /// True when the table holds the matrix's largest entries (all rows scanned, or the Cauchy-Schwarz bound
+    /// proved the unscanned rows cannot enter).
+    pub exact: bool,
+    /// Rows multiplied out.
+    pub rows_scanned: usize,
+    /// Rows of the matrix.
+    pub rows: usize,
+    /// When not exact: no entry of an unscanned row exceeds this.
+    pub unscanned_bound: Option<f32>,
+}
+
+/// A bounded scan's entries and its [`Scan`].
+fn split(t: fw::TopEntries) -> (Vec<Entry>, Scan) {
+    let scan = Scan {
+        exact: t.exact,
+        rows_scanned: t.rows_scanned,
+        rows: t.rows,
+        unscanned_bound: t.unscanned_bound,
+    };
+    (t.entries, scan)
 }
 
 /// The mean loss on the two halves of the repeated sequences.
@@ -101,6 +143,10 @@ pub struct HeadsReport {
     pub composition: Composition,
     /// Largest entries of the direct path W_E·W_U (plus the bigram table where the model has one).
     pub direct_path_top: Vec<Entry>,
+    /// How far the direct path's scan went (always exact with a bigram table: that path is dense).
+    pub direct_path_scan: Scan,
+    /// The row budget each circuit's scan ran under.
+    pub top_rows: usize,
     /// The sequences the detectors ran on.
     pub detector_tokens: Vec<Vec<u32>>,
     /// Next-token loss per position of the first sequence.
@@ -178,9 +224,12 @@ pub fn heads(model: &Gpt, opts: &HeadsOptions) -> Result<HeadsReport, FrameworkE
 
     let ov_copy = fw::ov_copying_scores(&w)?;
     let full_copy = circuits::full_ov_copying_scores(&w)?;
+    let top_rows = opts.top_rows.unwrap_or_else(|| auto_top_rows(w.vocab()));
+    let emb = circuits::Embeddings::new(&w)?;
     let mut heads = Vec::with_capacity(l_n * h_n);
     for l in 0..l_n {
-        for h in 0..h_n {
+        let circuits_of_layer = circuits::layer_circuits(&w, &emb, l)?;
+        for (h, hc) in circuits_of_layer.iter().enumerate() {
             let mut det = [0f32; 3];
             let mut sink = 0f64;
             let mut terms: Vec<channels::ChannelTerm> = Vec::new();
@@ -202,11 +251,15 @@ pub fn heads(model: &Gpt, opts: &HeadsOptions) -> Result<HeadsReport, FrameworkE
                 }
             }
             let sink_logit = w.layers[l].sink_logit.as_ref().map(|s| s[h]);
+            let (ov_top, ov_scan) = split(hc.ov.top_entries_within(opts.top, false, top_rows)?);
+            let (qk_top, qk_scan) = split(hc.qk.top_entries_within(opts.top, false, top_rows)?);
             heads.push(HeadSummary {
                 layer: l,
                 head: h,
-                ov_top: fw::full_ov(&w, l, h)?.top_entries(opts.top, false)?,
-                qk_top: fw::full_qk(&w, l, h)?.top_entries(opts.top, false)?,
+                ov_top,
+                ov_scan,
+                qk_top,
+                qk_scan,
                 positional: circuits::positional_preference(&fw::pos_qk(&w, l, h)?)?,
                 ov_copying_score: ov_copy[l * h_n + h],
                 full_ov_copying_score: full_copy[l * h_n + h],
@@ -221,10 +274,20 @@ pub fn heads(model: &Gpt, opts: &HeadsOptions) -> Result<HeadsReport, FrameworkE
         }
     }
     let composition = fw::composition(&w, opts.baseline_samples, opts.seed)?;
-    let direct_path_top = if w.bigram.is_some() {
-        fw::factored::top_of_dense(&direct_path_matrix(&w, true)?, opts.top, false)
+    drop(emb);
+    let (direct_path_top, direct_path_scan) = if w.bigram.is_some() {
+        let all = Scan {
+            exact: true,
+            rows_scanned: w.vocab(),
+            rows: w.vocab(),
+            unscanned_bound: None,
+        };
+        (
+            fw::factored::top_of_dense(&direct_path_matrix(&w, true)?, opts.top, false),
+            all,
+        )
     } else {
-        fw::direct_path(&w)?.top_entries(opts.top, false)?
+        split(fw::direct_path(&w)?.top_entries_within(opts.top, false, top_rows)?)
     };
     let v = cfg.vocab_size;
     let losses: Vec<Vec<f32>> = sequences
@@ -247,6 +310,8 @@ pub fn heads(model: &Gpt, opts: &HeadsOptions) -> Result<HeadsReport, FrameworkE
         heads,
         composition,
         direct_path_top,
+        direct_path_scan,
+        top_rows,
         detector_tokens: sequences,
         loss_per_token: losses.into_iter().next().unwrap_or_default(),
         induction_loss,

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::common::{load_model, print_json, resolve_tokenizer, token_text};
 use crate::analysis::framework::{Composition, Entry};
-use crate::analysis::heads::{direct_path_matrix, heads, HeadsOptions, HeadsReport};
+use crate::analysis::heads::{direct_path_matrix, heads, HeadsOptions, HeadsReport, Scan};
 use crate::model::{checkpoint, LoadOptions, Stored};
 use crate::tokenize::Tokenizer;
 
@@ -44,6 +44,11 @@ pub struct HeadsArgs {
     /// Entries per head in the QK/OV tables.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
+    /// The most rows of each vocab × vocab circuit multiplied out for its top entries (default: 4,194,304 /
+    /// vocab rounded up: every row of a vocabulary up to 2,048 tokens, 84 rows of GPT-2's 50,257). Tables cut
+    /// short are marked ≈ and carry a bound on what was left out.
+    #[arg(long)]
+    pub top_rows: Option<usize>,
     /// Write the whole matrices to this safetensors file (composition_Q/K/V [L,H,L,H], ov_copying_score,
     /// detect_* [L,H], direct_path [vocab,vocab], ...).
     #[arg(long)]
@@ -67,6 +72,7 @@ pub fn run(args: HeadsArgs) -> Result<()> {
         sequences: args.sequences,
         half_len: args.half_len,
         seed: args.seed,
+        top_rows: args.top_rows,
         ..HeadsOptions::default()
     };
     let report = heads(&model, &opts).with_context(|| format!("heads of {}", args.model.display()))?;
@@ -131,7 +137,9 @@ fn to_json(r: &HeadsReport, tok: Option<&Tokenizer>, args: &HeadsArgs) -> Value 
             "live_channels": s.live_channels,
             "positional": s.positional,
             "ov_top": entries(&s.ov_top, tok, "source", "promoted"),
+            "ov_top_scan": s.ov_scan,
             "qk_top": entries(&s.qk_top, tok, "query", "key"),
+            "qk_top_scan": s.qk_scan,
             "channel_terms": s.channel_terms,
         })).collect::<Vec<_>>(),
         "composition": {
@@ -141,6 +149,8 @@ fn to_json(r: &HeadsReport, tok: Option<&Tokenizer>, args: &HeadsArgs) -> Value 
             })).collect::<Vec<_>>(),
         },
         "direct_path_top": entries(&r.direct_path_top, tok, "current", "next"),
+        "direct_path_top_scan": r.direct_path_scan,
+        "top_rows": r.top_rows,
         "direct_path_includes_bigram": w.bigram.is_some(),
         "detector_tokens": r.detector_tokens,
         "induction_loss": r.induction_loss,
@@ -176,10 +186,11 @@ fn print_text(r: &HeadsReport, tok: Option<&Tokenizer>, args: &HeadsArgs) {
         "head", "copy", "full", "prev", "dup", "induct", "sink", "live", "pos"
     );
     for s in &r.heads {
-        let first = |es: &[Entry]| {
+        let first = |es: &[Entry], scan: &Scan| {
             es.first().map_or("-".to_string(), |e| {
                 format!(
-                    "{:?}→{:?} {:.2}",
+                    "{}{:?}→{:?} {:.2}",
+                    if scan.exact { "" } else { "≈" },
                     token_text(tok, e.row as u32),
                     token_text(tok, e.col as u32),
                     e.value
@@ -197,8 +208,25 @@ fn print_text(r: &HeadsReport, tok: Option<&Tokenizer>, args: &HeadsArgs) {
             s.sink_share.map_or("-".to_string(), |x| format!("{x:.3}")),
             s.live_channels,
             format!("{} ({:.2})", s.positional.offset, s.positional.share),
-            first(&s.ov_top),
-            first(&s.qk_top),
+            first(&s.ov_top, &s.ov_scan),
+            first(&s.qk_top, &s.qk_scan),
+        );
+    }
+    let cut: Vec<&Scan> = r
+        .heads
+        .iter()
+        .flat_map(|s| [&s.ov_scan, &s.qk_scan])
+        .filter(|c| !c.exact)
+        .collect();
+    if !cut.is_empty() {
+        let bound = cut.iter().filter_map(|c| c.unscanned_bound).fold(0f32, f32::max);
+        println!(
+            "  ≈: {} of {} tables are the top of the {} rows (of {}) with the largest Cauchy-Schwarz bound, not \
+             proven exact; no unscanned entry exceeds its table's bound (largest {bound:.3}); --top-rows scans more",
+            cut.len(),
+            r.heads.len() * 2,
+            r.top_rows,
+            w.vocab()
         );
     }
     let b = r.composition.baseline;
@@ -209,9 +237,17 @@ fn print_text(r: &HeadsReport, tok: Option<&Tokenizer>, args: &HeadsArgs) {
     for (kind, p, s) in top_pairs(&r.composition, l, h, 3) {
         println!("  {kind}  L{}H{} → L{}H{}  {s:.4}", p[0], p[1], p[2], p[3]);
     }
+    let ds = &r.direct_path_scan;
     println!(
-        "\ndirect path W_E·W_U{} (current → next):",
-        if w.bigram.is_some() { " + bigram table" } else { "" }
+        "\ndirect path W_E·W_U{} (current → next){}:",
+        if w.bigram.is_some() { " + bigram table" } else { "" },
+        match (ds.exact, ds.unscanned_bound) {
+            (false, Some(b)) => format!(
+                ", ≈ top of the {} of {} rows scanned; no unscanned entry exceeds {b:.3}",
+                ds.rows_scanned, ds.rows
+            ),
+            _ => String::new(),
+        }
     );
     for e in &r.direct_path_top {
         println!(

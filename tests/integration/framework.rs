@@ -323,6 +323,39 @@ fn circuits_match_transformer_lens() {
 }
 
 #[test]
+fn batched_layer_circuits_equal_the_per_head_ones_and_the_bounded_scan_is_exact_here() {
+    let g = golden();
+    let w = processed();
+    let emb = fw::Embeddings::new(&w).unwrap();
+    for l in 0..w.n_layers() {
+        let batched = fw::layer_circuits(&w, &emb, l).unwrap();
+        assert_eq!(batched.len(), w.n_heads());
+        for (h, hc) in batched.iter().enumerate() {
+            let (ov, qk) = (fw::full_ov(&w, l, h).unwrap(), fw::full_qk(&w, l, h).unwrap());
+            for (what, a, b) in [
+                ("ov left", &hc.ov.left, &ov.left),
+                ("ov right", &hc.ov.right, &ov.right),
+                ("qk left", &hc.qk.left, &qk.left),
+                ("qk right", &hc.qk.right, &qk.right),
+            ] {
+                assert_eq!((a.rows, a.cols), (b.rows, b.cols), "{what}");
+                close(what, &a.data, &b.data);
+            }
+            // The fixture keeps the full OV circuits of layer 1, heads 0 and 1.
+            if l == 1 && h < 2 {
+                let want = vals(&g[&format!("framework.full_ov.1.{h}")]);
+                close("batched full_ov", &hc.ov.materialise().unwrap().data, &want);
+            }
+            // A vocabulary of 256 is within the default budget: the scan covers it and is exact.
+            let t = hc.ov.top_entries_within(5, false, 256).unwrap();
+            assert!(t.exact && t.unscanned_bound.is_none());
+            assert_eq!(t.entries, ov.top_entries(5, false).unwrap());
+        }
+    }
+    assert!(fw::layer_circuits(&w, &emb, w.n_layers()).is_err());
+}
+
+#[test]
 fn detectors_and_repeated_loss_match_transformer_lens() {
     let g = golden();
     let w = processed();
@@ -527,7 +560,14 @@ mod cli {
             }
             assert!(s["sink_logit"].is_number());
             assert!(s["ov_top"].as_array().unwrap().len() <= 5);
+            // The fixture's vocabulary is within the default row budget: every table is exact.
+            for key in ["ov_top_scan", "qk_top_scan"] {
+                assert_eq!(s[key]["exact"], true, "{key}: {}", s[key]);
+                assert_eq!(s[key]["rows_scanned"], s[key]["rows"]);
+                assert!(s[key]["unscanned_bound"].is_null());
+            }
         }
+        assert_eq!(v["direct_path_top_scan"]["exact"], true);
         let steps: Vec<(String, bool)> = v["processing"]
             .as_array()
             .unwrap()
@@ -580,6 +620,43 @@ mod cli {
             "induction loss: first half",
         ] {
             assert!(out.contains(needle), "no `{needle}` in:\n{out}");
+        }
+        // A budget of 2 rows cannot cover the vocabulary: the tables are marked and say how far they went.
+        let (ok, out, err) = run(&[
+            "heads",
+            "--model",
+            &model,
+            "--repeated-tokens",
+            "3,9,4,3,9,4",
+            "--top-rows",
+            "2",
+        ]);
+        assert!(ok, "{err}");
+        assert!(out.contains("≈") && out.contains("not proven exact"), "{out}");
+        let v = json(&[
+            "heads",
+            "--model",
+            &model,
+            "--repeated-tokens",
+            "3,9,4,1",
+            "--json",
+            "--top-rows",
+            "2",
+        ]);
+        assert_eq!(v["top_rows"], 2);
+        let scans: Vec<&Value> = v["heads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| [&s["ov_top_scan"], &s["qk_top_scan"]])
+            .chain([&v["direct_path_top_scan"]])
+            .collect();
+        assert!(scans.iter().any(|s| s["exact"] == false));
+        for s in scans {
+            if s["exact"] == false {
+                assert_eq!(s["rows_scanned"], 2);
+                assert!(s["unscanned_bound"].as_f64().unwrap() > 0.0);
+            }
         }
         let v = json(&["heads", "--model", &model, "--repeated-tokens", "3,9,4,1", "--json"]);
         assert_eq!(v["detector_tokens"], serde_json::json!([[3, 9, 4, 1]]));

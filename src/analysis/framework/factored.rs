@@ -30,6 +30,23 @@ pub struct Entry {
     pub value: f32,
 }
 
+/// The result of a bounded top-entry scan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopEntries {
+    /// The largest entries found, largest first.
+    pub entries: Vec<Entry>,
+    /// True when these are the matrix's largest entries: every row was scanned, or the bound proved that no
+    /// unscanned row holds an entry above the k-th.
+    pub exact: bool,
+    /// Rows multiplied out.
+    pub rows_scanned: usize,
+    /// Rows of the matrix.
+    pub rows: usize,
+    /// When not exact: an upper bound on every entry of the unscanned rows (‖left_i‖·max_j ‖right_j‖ of the
+    /// largest unscanned row).
+    pub unscanned_bound: Option<f32>,
+}
+
 /// Rows multiplied out at once: one gemm call per block.
 const ROW_BLOCK: usize = 256;
 
@@ -74,29 +91,59 @@ impl Factored {
     /// The `k` largest entries, largest first. With `causal`, only entries with `col <= row` count (key
     /// positions a query can see). Exact: a row is skipped only when no entry of it can exceed the current k-th.
     pub fn top_entries(&self, k: usize, causal: bool) -> Result<Vec<Entry>, FrameworkError> {
+        Ok(self.top_entries_within(k, causal, usize::MAX)?.entries)
+    }
+
+    /// The `k` largest entries among at most `max_rows` rows, largest first: rows are multiplied out in
+    /// decreasing order of their Cauchy-Schwarz bound ‖left_i‖·max_j ‖right_j‖, and the scan stops when the
+    /// bound proves no unscanned row can enter (then the result is exact) or when `max_rows` rows are scanned
+    /// (then it is the top among those rows, and [`TopEntries::unscanned_bound`] bounds every entry left out).
+    pub fn top_entries_within(&self, k: usize, causal: bool, max_rows: usize) -> Result<TopEntries, FrameworkError> {
         let (n, m) = self.shape();
+        let mut out = TopEntries {
+            entries: Vec::new(),
+            exact: true,
+            rows_scanned: 0,
+            rows: n,
+            unscanned_bound: None,
+        };
         if k == 0 || n == 0 || m == 0 {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let row_norm: Vec<f32> = (0..n).map(|i| norm(self.left.row(i))).collect();
-        let col_norm_max = (0..m).map(|j| norm(&self.right.col(j))).fold(0f32, f32::max);
+        let col_norm_max = col_norms(&self.right).into_iter().fold(0f32, f32::max);
+        // The slack covers f32 rounding in the products, so that the bound stays a bound.
+        let bound = |i: usize| row_norm[i] * col_norm_max * (1.0 + 1e-5);
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by(|&a, &b| row_norm[b].total_cmp(&row_norm[a]));
         let mut heap: BinaryHeap<ByValue> = BinaryHeap::with_capacity(k + 1);
-        for block in order.chunks(ROW_BLOCK) {
-            if heap.len() == k {
-                let kth = heap.peek().map_or(f32::NEG_INFINITY, |e| e.0.value);
-                // Rows come in decreasing norm: once the bound fails for the block's first row it fails for all.
-                if row_norm[block[0]] * col_norm_max * (1.0 + 1e-5) < kth {
-                    break;
-                }
+        let mut next = 0;
+        while next < n {
+            let kth = if heap.len() == k {
+                heap.peek().map_or(f32::NEG_INFINITY, |e| e.0.value)
+            } else {
+                f32::NEG_INFINITY
+            };
+            // Rows come in decreasing norm: once the bound fails for the next row it fails for all the rest.
+            if bound(order[next]) < kth {
+                break;
             }
+            if next >= max_rows {
+                out.exact = false;
+                out.unscanned_bound = Some(bound(order[next]));
+                break;
+            }
+            let end = (next + ROW_BLOCK).min(n).min(max_rows);
+            let block = &order[next..end];
             let rows = self.rows_of(block)?;
             for (bi, &i) in block.iter().enumerate() {
                 push_row(&mut heap, k, i, rows.row(bi), causal);
             }
+            next = end;
         }
-        Ok(sorted(heap))
+        out.rows_scanned = next;
+        out.entries = sorted(heap);
+        Ok(out)
     }
 
     /// Rows `rows` of the product, `(rows.len(), m)`.
@@ -144,6 +191,17 @@ fn sorted(heap: BinaryHeap<ByValue>) -> Vec<Entry> {
     out
 }
 
+/// The Euclidean norm of each column of `m`, in one pass over its rows.
+fn col_norms(m: &Mat) -> Vec<f32> {
+    let mut acc = vec![0f64; m.cols];
+    for r in 0..m.rows {
+        for (a, &x) in acc.iter_mut().zip(m.row(r)) {
+            *a += (x as f64) * (x as f64);
+        }
+    }
+    acc.into_iter().map(|a| a.sqrt() as f32).collect()
+}
+
 fn norm(v: &[f32]) -> f32 {
     v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt() as f32
 }
@@ -182,5 +240,78 @@ mod tests {
                 assert!((got.value - want.value).abs() < 1e-4, "{got:?} vs {want:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_full_budget_is_the_exact_scan() {
+        let mut rng = SplitMix64::new(5);
+        let f = Factored::new(random(&mut rng, 600, 4), random(&mut rng, 4, 200)).unwrap();
+        let exact = f.top_entries(7, false).unwrap();
+        let dense = top_of_dense(&f.materialise().unwrap(), 7, false);
+        for budget in [600, 10_000, usize::MAX] {
+            let t = f.top_entries_within(7, false, budget).unwrap();
+            assert!(t.exact && t.unscanned_bound.is_none(), "{t:?}");
+            assert_eq!(t.entries, exact);
+            assert!(t
+                .entries
+                .iter()
+                .zip(&dense)
+                .all(|(a, b)| (a.value - b.value).abs() < 1e-4));
+        }
+    }
+
+    #[test]
+    fn a_short_budget_is_flagged_and_its_bound_holds() {
+        let mut rng = SplitMix64::new(6);
+        // Random rows of rank 64 (a head's d_head): similar norms and small cosines, so the bound prunes nothing
+        // and a budget of 300 rows stops the scan.
+        let f = Factored::new(random(&mut rng, 700, 64), random(&mut rng, 64, 250)).unwrap();
+        let full = f.materialise().unwrap();
+        let t = f.top_entries_within(5, false, 300).unwrap();
+        assert!(!t.exact);
+        assert_eq!((t.rows_scanned, t.rows), (300, 700));
+        let bound = t.unscanned_bound.unwrap();
+        // The scanned rows are the 300 with the largest left norms; every other entry is under the bound.
+        let row_norm: Vec<f32> = (0..700).map(|i| norm(f.left.row(i))).collect();
+        let mut order: Vec<usize> = (0..700).collect();
+        order.sort_by(|&a, &b| row_norm[b].total_cmp(&row_norm[a]));
+        let (scanned, unscanned) = order.split_at(300);
+        let unscanned_max = unscanned
+            .iter()
+            .flat_map(|&i| full.row(i).iter().copied())
+            .fold(f32::NEG_INFINITY, f32::max);
+        assert!(unscanned_max <= bound, "{unscanned_max} > {bound}");
+        // The entries are the top of the scanned rows.
+        let mut want: Vec<f32> = scanned.iter().flat_map(|&i| full.row(i).iter().copied()).collect();
+        want.sort_by(|a, b| b.total_cmp(a));
+        for (got, w) in t.entries.iter().zip(&want) {
+            assert!(scanned.contains(&got.row));
+            assert!((got.value - w).abs() < 1e-4, "{got:?} vs {w}");
+        }
+        // Causal scans obey the same bound.
+        let c = f.top_entries_within(5, true, 300).unwrap();
+        assert!(!c.exact && c.entries.iter().all(|e| e.col <= e.row));
+    }
+
+    #[test]
+    fn the_bound_proves_a_short_scan_exact() {
+        let mut rng = SplitMix64::new(7);
+        let right = random(&mut rng, 4, 50);
+        let mut left = random(&mut rng, 400, 4);
+        left.data.iter_mut().for_each(|x| *x *= 1e-3);
+        // Row 17 points along column 0 of `right`, a hundred times longer than the rest: it holds the maximum,
+        // and after scanning it alone the bound rules out every other row.
+        let col0 = right.col(0);
+        left.data[17 * 4..18 * 4]
+            .iter_mut()
+            .zip(&col0)
+            .for_each(|(x, c)| *x = 100.0 * c);
+        let t = f_top(&Factored::new(left, right).unwrap());
+        assert!(t.exact && t.unscanned_bound.is_none(), "{t:?}");
+        assert_eq!((t.rows_scanned, t.entries[0].row), (1, 17));
+    }
+
+    fn f_top(f: &Factored) -> TopEntries {
+        f.top_entries_within(1, false, 1).unwrap()
     }
 }

@@ -69,14 +69,78 @@ impl Mat {
                 right: (other.rows, other.cols),
             }));
         }
-        let a = Tensor::from_slice(&self.data, (self.rows, self.cols), &Device::Cpu)?;
-        let b = Tensor::from_slice(&other.data, (other.rows, other.cols), &Device::Cpu)?;
-        let data = a.matmul(&b)?.flatten_all()?.to_vec1()?;
-        Ok(Mat {
+        Mat::from_tensor(&self.to_tensor()?.matmul(&other.to_tensor()?)?)
+    }
+
+    /// The matrix as a `(rows, cols)` CPU tensor (one copy): large operands used in many products (W_E, W_U) are
+    /// converted once and multiplied as tensors.
+    pub fn to_tensor(&self) -> Result<Tensor, FrameworkError> {
+        Ok(Tensor::from_slice(&self.data, (self.rows, self.cols), &Device::Cpu)?)
+    }
+
+    /// A 2-d tensor as a matrix.
+    pub fn from_tensor(t: &Tensor) -> Result<Mat, FrameworkError> {
+        let (rows, cols) = t.dims2()?;
+        Mat::new(rows, cols, t.flatten_all()?.to_vec1()?)
+    }
+
+    /// Columns `start..start + n` as a `(rows, n)` matrix.
+    pub fn col_block(&self, start: usize, n: usize) -> Mat {
+        let mut data = Vec::with_capacity(self.rows * n);
+        for r in 0..self.rows {
+            data.extend_from_slice(&self.row(r)[start..start + n]);
+        }
+        Mat {
             rows: self.rows,
-            cols: other.cols,
+            cols: n,
             data,
-        })
+        }
+    }
+
+    /// Rows `start..start + n` as a `(n, cols)` matrix.
+    pub fn row_block(&self, start: usize, n: usize) -> Mat {
+        Mat {
+            rows: n,
+            cols: self.cols,
+            data: self.data[start * self.cols..(start + n) * self.cols].to_vec(),
+        }
+    }
+
+    /// The matrices side by side, `(rows, Σ cols)`; all must have `rows` rows.
+    pub fn hcat(parts: &[&Mat], rows: usize) -> Result<Mat, FrameworkError> {
+        if let Some(m) = parts.iter().find(|m| m.rows != rows) {
+            return Err(FrameworkError::Shape(ShapeProblem::Data {
+                len: m.data.len(),
+                rows,
+                cols: m.cols,
+            }));
+        }
+        let cols: usize = parts.iter().map(|m| m.cols).sum();
+        let mut data = Vec::with_capacity(rows * cols);
+        for r in 0..rows {
+            for m in parts {
+                data.extend_from_slice(m.row(r));
+            }
+        }
+        Mat::new(rows, cols, data)
+    }
+
+    /// The matrices stacked, `(Σ rows, cols)`; all must have `cols` columns.
+    pub fn vcat(parts: &[&Mat], cols: usize) -> Result<Mat, FrameworkError> {
+        let mut data = Vec::new();
+        let mut rows = 0;
+        for m in parts {
+            if m.cols != cols {
+                return Err(FrameworkError::Shape(ShapeProblem::Data {
+                    len: m.data.len(),
+                    rows: m.rows,
+                    cols,
+                }));
+            }
+            data.extend_from_slice(&m.data);
+            rows += m.rows;
+        }
+        Mat::new(rows, cols, data)
     }
 
     /// The Gram matrix `selfᵀ · self` (cols, cols), accumulated in f64.

@@ -18,8 +18,11 @@ pub mod mat;
 pub mod process;
 pub mod weights;
 
-pub use circuits::{composition, direct_path, full_ov, full_qk, ov_copying_scores, pos_qk, Composition};
-pub use factored::{Entry, Factored};
+pub use circuits::{
+    composition, direct_path, full_ov, full_qk, layer_circuits, ov_copying_scores, pos_qk, Composition, Embeddings,
+    HeadCircuits,
+};
+pub use factored::{Entry, Factored, TopEntries};
 pub use from_gpt::from_gpt;
 pub use mat::Mat;
 pub use process::{process, ProcessStep};
