@@ -10,7 +10,7 @@ use circuitscope::tui::{self, update, App, ColorMode, Engine, Msg, OpenOptions, 
 use circuitscope::workbench::{AttrTarget, AttributionView, Reply, Request};
 use ratatui::crossterm::event::KeyCode;
 
-use super::common::{cli, cli_err, draw, screen_text};
+use super::common::{cli, cli_err, draw, screen_text, send};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -32,13 +32,6 @@ fn open(session: Option<&Path>) -> (App, Engine) {
     app.show_timing = false;
     tui::pump(&mut app, &mut engine);
     (app, engine)
-}
-
-fn send(app: &mut App, engine: &mut Engine, msgs: impl IntoIterator<Item = Msg>) {
-    for m in msgs {
-        update(app, m);
-        tui::pump(app, engine);
-    }
 }
 
 fn command(app: &mut App, engine: &mut Engine, line: &str) {

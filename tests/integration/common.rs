@@ -95,3 +95,16 @@ pub fn screen_text(t: &ratatui::Terminal<ratatui::backend::TestBackend>) -> Stri
     }
     s
 }
+
+/// Feeds messages to the workbench as the event loop would: each one updates the app, then the engine's replies
+/// are taken in.
+pub fn send(
+    app: &mut circuitscope::tui::App,
+    engine: &mut circuitscope::tui::Engine,
+    msgs: impl IntoIterator<Item = circuitscope::tui::Msg>,
+) {
+    for m in msgs {
+        circuitscope::tui::update(app, m);
+        circuitscope::tui::pump(app, engine);
+    }
+}

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::send;
 use circuitscope::circuit::{CircuitFile, NodeId};
 use circuitscope::export::{self, ReportInput, ShownExemplar};
 use circuitscope::session::{
@@ -47,13 +48,6 @@ fn open_session(path: &Path) -> Result<tui::Loaded, tui::TuiError> {
         session: Some(path.to_path_buf()),
     };
     tui::load(&opts, Theme::new(ColorMode::TrueColor))
-}
-
-fn send(app: &mut App, engine: &mut Engine, msgs: impl IntoIterator<Item = Msg>) {
-    for m in msgs {
-        tui::update(app, m);
-        tui::pump(app, engine);
-    }
 }
 
 fn command(app: &mut App, engine: &mut Engine, line: &str) {

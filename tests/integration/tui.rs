@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::common::{draw, screen_text};
+use crate::common::{draw, screen_text, send};
 use circuitscope::circuit::{
     model_fingerprint, BlockId, BlockLoss, CircuitFile, CircuitNode, Exemplar, Losses, ModelRef, NodeId,
     QuantileExemplars, Site,
@@ -16,7 +16,7 @@ use circuitscope::circuit::{
 use circuitscope::data::tasks::{self, contrast_loss, Split};
 use circuitscope::model::{Action, Checkpoint, Config, Gpt, Hooks, Intervention, LoadOptions, ModelFiles};
 use circuitscope::tokenize::Tokenizer;
-use circuitscope::tui::{self, update, App, ColorMode, Engine, Msg, OpenOptions, Screen, Theme, TuiError};
+use circuitscope::tui::{self, App, ColorMode, Engine, Msg, OpenOptions, Screen, Theme, TuiError};
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::style::Color;
@@ -52,13 +52,6 @@ fn open() -> (App, Engine) {
     app.show_timing = false;
     tui::pump(&mut app, &mut engine);
     (app, engine)
-}
-
-fn send(app: &mut App, engine: &mut Engine, msgs: impl IntoIterator<Item = Msg>) {
-    for m in msgs {
-        update(app, m);
-        tui::pump(app, engine);
-    }
 }
 
 /// The first cell whose line contains `needle`, as (x, y) of the needle's first character.
