@@ -50,7 +50,7 @@ pub struct HeadsArgs {
     #[arg(long)]
     pub top_rows: Option<usize>,
     /// Write the whole matrices to this safetensors file (composition_Q/K/V [L,H,L,H], ov_copying_score,
-    /// detect_* [L,H], direct_path [vocab,vocab], ...).
+    /// detect_* [L,H], direct_path [vocab,vocab] up to a vocabulary of 8,192 tokens, ...).
     #[arg(long)]
     pub dump: Option<PathBuf>,
     /// tokenizer.json to use instead of the model directory's.
@@ -269,6 +269,15 @@ fn print_text(r: &HeadsReport, tok: Option<&Tokenizer>, args: &HeadsArgs) {
     }
 }
 
+/// The most entries of a dumped direct path (256 MB of f32): GPT-2's 50,257² would be 10 GB, built in memory
+/// before it is written.
+const MAX_DUMPED_DIRECT_PATH: usize = 1 << 26;
+
+/// Whether the (vocab, vocab) direct path goes into `--dump` (up to a vocabulary of 8,192 tokens).
+fn direct_path_fits_a_dump(vocab: usize) -> bool {
+    vocab.checked_mul(vocab).is_some_and(|n| n <= MAX_DUMPED_DIRECT_PATH)
+}
+
 fn dump(path: &std::path::Path, r: &HeadsReport) -> Result<()> {
     let w = &r.weights;
     let (l, h, v) = (w.n_layers(), w.n_heads(), w.vocab());
@@ -295,9 +304,18 @@ fn dump(path: &std::path::Path, r: &HeadsReport) -> Result<()> {
     if r.heads.iter().any(|s| s.sink_share.is_some()) {
         put("sink_share", per_head(&|s| s.sink_share.unwrap_or(0.0)), &[l, h])?;
     }
-    put("direct_path", direct_path_matrix(w, false)?.data, &[v, v])?;
-    if w.bigram.is_some() {
-        put("direct_path_with_bigram", direct_path_matrix(w, true)?.data, &[v, v])?;
+    if direct_path_fits_a_dump(v) {
+        put("direct_path", direct_path_matrix(w, false)?.data, &[v, v])?;
+        if w.bigram.is_some() {
+            put("direct_path_with_bigram", direct_path_matrix(w, true)?.data, &[v, v])?;
+        }
+    } else {
+        eprintln!(
+            "note: direct_path left out of the dump: {v} x {v} floats would be {:.1} GB (the limit is {} MB); its top \
+             entries are in the report",
+            (v * v * 4) as f64 / 1e9,
+            (MAX_DUMPED_DIRECT_PATH * 4) >> 20
+        );
     }
     let seq_len = r.detector_tokens.first().map_or(0, Vec::len);
     let ids: Vec<f32> = r.detector_tokens.iter().flatten().map(|&x| x as f32).collect();
@@ -307,4 +325,18 @@ fn dump(path: &std::path::Path, r: &HeadsReport) -> Result<()> {
     checkpoint::write_safetensors(path, &t, &[("content".into(), "circuitscope heads dump".into())])
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_direct_path_is_dumped_up_to_8192_tokens() {
+        assert!(direct_path_fits_a_dump(1024));
+        assert!(direct_path_fits_a_dump(8192));
+        assert!(!direct_path_fits_a_dump(8193));
+        assert!(!direct_path_fits_a_dump(50_257));
+        assert!(!direct_path_fits_a_dump(usize::MAX));
+    }
 }
