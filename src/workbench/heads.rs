@@ -25,6 +25,10 @@ pub struct HeadRow {
     pub ov_top: Vec<(String, String, f32)>,
     /// Largest entries of the full QK circuit: (query token, key token, value).
     pub qk_top: Vec<(String, String, f32)>,
+    /// Whether `ov_top` is exact, else (rows scanned, rows) of the bounded scan (`heads --top-rows`).
+    pub ov_partial: Option<(usize, usize)>,
+    /// The same for `qk_top`.
+    pub qk_partial: Option<(usize, usize)>,
 }
 
 /// Everything the Heads screen draws.
@@ -82,6 +86,8 @@ impl HeadsView {
                     sink_share: s.sink_share,
                     ov_top: table(&s.ov_top),
                     qk_top: table(&s.qk_top),
+                    ov_partial: (!s.ov_scan.exact).then_some((s.ov_scan.rows_scanned, s.ov_scan.rows)),
+                    qk_partial: (!s.qk_scan.exact).then_some((s.qk_scan.rows_scanned, s.qk_scan.rows)),
                 })
                 .collect(),
             composition: [c.q.clone(), c.k.clone(), c.v.clone()],
@@ -118,5 +124,43 @@ impl HeadsView {
         let (l, h) = (self.n_layers, self.n_heads);
         let i = ((from.0 * h + from.1) * l + to.0) * h + to.1;
         self.composition.get(kind)?.get(i).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::heads::{heads, HeadsOptions};
+    use crate::model::{Gpt, LoadOptions};
+
+    #[test]
+    fn a_bounded_scan_marks_its_tables_partial_and_a_full_one_does_not() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/tiny-attn-only");
+        let (model, _) = Gpt::load(&dir, LoadOptions::default()).unwrap();
+        let opts = HeadsOptions {
+            sequences: 1,
+            half_len: 8,
+            baseline_samples: 4,
+            ..HeadsOptions::default()
+        };
+        let view = |opts: &HeadsOptions| {
+            let report = heads(&model, opts).unwrap();
+            HeadsView::build(&report, "", Vec::new(), Vec::new(), |id| id.to_string())
+        };
+        let full = view(&opts);
+        assert!(full
+            .heads
+            .iter()
+            .all(|h| h.ov_partial.is_none() && h.qk_partial.is_none()));
+        let cut = view(&HeadsOptions {
+            top_rows: Some(2),
+            ..opts
+        });
+        let vocab = model.config.vocab_size;
+        assert!(
+            cut.heads.iter().any(|h| h.ov_partial == Some((2, vocab))),
+            "{:?}",
+            cut.heads[0].ov_partial
+        );
     }
 }

@@ -215,8 +215,13 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let [tables, attn] = Layout::horizontal([Constraint::Length(tables_w), Constraint::Fill(1)]).areas(bottom);
     let [qk, ov] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(tables);
     if let Some(row) = v.head(sel.0, sel.1) {
-        draw_table(app, f, qk, " QK: query → key ", &row.qk_top);
-        draw_table(app, f, ov, " OV: source → promoted ", &row.ov_top);
+        // A bounded scan's table is the best of the rows it multiplied out, not proven the matrix's best.
+        let title = |name: &str, partial: Option<(usize, usize)>| match partial {
+            None => format!(" {name} "),
+            Some((scanned, rows)) => format!(" {name} ≈ ({scanned} of {rows} rows) "),
+        };
+        draw_table(app, f, qk, &title("QK: query → key", row.qk_partial), &row.qk_top);
+        draw_table(app, f, ov, &title("OV: source → promoted", row.ov_partial), &row.ov_top);
     }
     draw_attention(app, f, attn, v, sel);
 }
