@@ -2,7 +2,7 @@
 //! ([`crate::analysis::attribution`]) as owned rows, nodes placed by layer row and position, edges by index.
 
 use crate::analysis::attribution::{AttributionGraph, NodeKind, Pruned};
-use crate::circuit::{NodeId, Site};
+use crate::circuit::NodeId;
 
 /// Which logits the Attribution screen explains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,16 +13,8 @@ pub enum AttrTarget {
     TaskPair,
 }
 
-/// The node sites of a block that are graph nodes, in forward order (queries and keys are frozen with the
-/// attention patterns, so they are not nodes).
-pub const BLOCK_SITES: [Site; 6] = [
-    Site::AttnActIn,
-    Site::AttnV,
-    Site::AttnResidDelta,
-    Site::MlpActIn,
-    Site::MlpPostAct,
-    Site::MlpResidDelta,
-];
+/// The node sites of a block that are graph nodes, in forward order: the rows of the screen's grid.
+pub use crate::analysis::attribution::BLOCK_NODE_SITES as BLOCK_SITES;
 
 /// The layer row of a node: 0 the embeddings (token, position, bigram), then each block's sites in forward
 /// order ([`BLOCK_SITES`]), then `final_resid`, then the logits.

@@ -84,14 +84,7 @@ fn bundled_sparse_graph_is_exact() {
     let total: f32 = logits.iter().map(|&i| g.nodes[i].target_weight()).sum();
     assert!(total > 0.0 && total <= 1.0 + 1e-5);
     // Every site the graph uses has nodes, with the AbsTopK budget (a quarter of each width) at most.
-    for site in [
-        Site::AttnActIn,
-        Site::AttnV,
-        Site::AttnResidDelta,
-        Site::MlpActIn,
-        Site::MlpPostAct,
-        Site::MlpResidDelta,
-    ] {
+    for site in circuitscope::analysis::attribution::BLOCK_NODE_SITES {
         let n = g
             .nodes
             .iter()

@@ -18,6 +18,19 @@ pub mod prune;
 pub mod target;
 
 pub use build::{build, AttrNode, AttributionGraph, Edge, NodeKind};
+
+use crate::circuit::Site;
+
+/// The node sites of a block that are graph nodes, in forward order (queries and keys are frozen with the
+/// attention patterns, so they are not nodes).
+pub const BLOCK_NODE_SITES: [Site; 6] = [
+    Site::AttnActIn,
+    Site::AttnV,
+    Site::AttnResidDelta,
+    Site::MlpActIn,
+    Site::MlpPostAct,
+    Site::MlpResidDelta,
+];
 pub use prune::{prune, PruneOptions, Pruned};
 pub use target::{TargetSpec, Targets};
 
