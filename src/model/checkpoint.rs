@@ -527,7 +527,7 @@ fn release_pages(mmap: &Mmap, range: std::ops::Range<usize>) {
 /// Runs `f` on the values of a CPU f32 tensor in storage order, without copying when the tensor is one
 /// contiguous block of its storage or a transposed view of one (a 2-D matrix read `[in, out]`). For reductions
 /// that do not depend on the order (counts, sums); other tensors are copied first.
-pub(crate) fn with_f32_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+fn with_f32_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let block = |t: &Tensor| t.layout().contiguous_offsets();
     let offsets = block(t).or_else(|| if t.rank() == 2 { block(&t.t().ok()?) } else { None });
     if let (Some((start, end)), DType::F32) = (offsets, t.dtype()) {

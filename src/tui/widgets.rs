@@ -34,6 +34,13 @@ pub fn text_width(s: &str) -> usize {
     UnicodeWidthStr::width(s)
 }
 
+/// A token shown in a table column of exactly `w` columns: its visible label, cut to fit or padded with spaces.
+pub fn token_cell(text: &str, w: usize) -> String {
+    let mut label = truncate_to_width(&token_label(text), w);
+    label.push_str(&" ".repeat(w.saturating_sub(text_width(&label))));
+    label
+}
+
 /// The longest prefix of `s` that fits in `w` columns (a wide character that would straddle the edge is
 /// dropped).
 pub fn truncate_to_width(s: &str, w: usize) -> String {

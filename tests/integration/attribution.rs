@@ -375,19 +375,8 @@ mod patching {
 
 mod command {
     use super::*;
-    use std::process::Command;
 
-    fn cli(args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_circuitscope"))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
+    use crate::common::cli_parts as cli;
 
     #[test]
     fn attribute_writes_a_graph_and_show_reads_it() {

@@ -46,6 +46,12 @@ pub fn cli(args: &[&str]) -> Out {
     cli_stdin(args, None)
 }
 
+/// Runs the binary with `args` (as [`cli`]) and returns (success, stdout, stderr).
+pub fn cli_parts(args: &[&str]) -> (bool, String, String) {
+    let out = cli(args);
+    (out.ok, out.stdout, out.stderr)
+}
+
 /// Expects a clean failure: non-zero exit, one `error: ` line that mentions every needle; returns the line.
 pub fn cli_err(args: &[&str], needles: &[&str]) -> String {
     let out = cli(args);

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use candle_core::{Device, Tensor};
 use circuitscope::cli::convert::convert;
@@ -30,18 +29,7 @@ fn load_err(path: &Path) -> ModelError {
     }
 }
 
-/// Runs `circuitscope ARGS` and returns (success, stdout, stderr).
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_circuitscope"))
-        .args(args)
-        .output()
-        .expect("running circuitscope");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::cli_parts as cli;
 
 /// Asserts the binary failed cleanly: non-zero exit, no panic, exactly one `error: ` line on stderr (warning lines
 /// aside). Returns that line.

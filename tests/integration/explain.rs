@@ -3,7 +3,6 @@
 //! scan and refuses a corrupt file or another model's.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use circuitscope::analysis::explain::{
     self, explain_batch, Example, ExplainError, ExplainOptions, ExplanationsFile, HeldOut, NodeExamples, Probe, Query,
@@ -238,19 +237,7 @@ fn bundled_copy(tmp: &TempDir) -> PathBuf {
     dst
 }
 
-fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_circuitscope"))
-        .args(args)
-        .output()
-        .expect("starting circuitscope");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
-}
+use crate::common::cli_parts as cli;
 
 #[test]
 fn the_command_stores_explanations_beside_the_scan_and_refuses_bad_files() {

@@ -466,7 +466,6 @@ fn constructed_heads_score_as_the_paper_says() {
 
 mod cli {
     use std::path::{Path, PathBuf};
-    use std::process::Command;
 
     use candle_core::Device;
     use serde_json::Value;
@@ -481,19 +480,7 @@ mod cli {
             .to_string()
     }
 
-    /// (success, stdout, stderr), failing on a panic.
-    fn run(args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_circuitscope"))
-            .args(args)
-            .output()
-            .unwrap();
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-        (out.status.success(), stdout, stderr)
-    }
+    use crate::common::cli_parts as run;
 
     fn json(args: &[&str]) -> Value {
         let (ok, stdout, stderr) = run(args);

@@ -219,24 +219,10 @@ fn means_over_averages_real_tokens_only() {
 
 mod cli {
     use std::path::Path;
-    use std::process::Command;
 
     const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-    fn run(args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_circuitscope"))
-            .args(args)
-            .current_dir(ROOT)
-            .output()
-            .expect("starting circuitscope");
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr,
-        )
-    }
+    use crate::common::cli_parts as run;
 
     /// A clean failure: non-zero exit and one `error:` line that mentions every needle.
     fn fails(args: &[&str], needles: &[&str]) {

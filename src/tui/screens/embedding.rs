@@ -11,7 +11,7 @@ use ratatui::Frame;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::tui::app::{is_residual, App};
-use crate::tui::widgets::{fmt_val, histogram_sparkline, text_width, token_label, truncate_to_width};
+use crate::tui::widgets::{fmt_val, histogram_sparkline, text_width, token_cell};
 use crate::workbench::EmbeddingView;
 use crate::workbench::Request;
 
@@ -120,11 +120,8 @@ fn draw_tokens(app: &App, f: &mut Frame, area: Rect, title: &str, rows: &[(u32, 
     } else {
         rows.iter()
             .map(|(id, text, w)| {
-                let mut label = truncate_to_width(&token_label(text), tok_w);
-                let pad = tok_w.saturating_sub(text_width(&label));
-                label.push_str(&" ".repeat(pad));
                 Line::from(vec![
-                    Span::styled(label, t.text()),
+                    Span::styled(token_cell(text, tok_w), t.text()),
                     Span::styled(format!(" {id:>4}"), t.dim()),
                     Span::styled(format!(" {:>7}", fmt_val(*w)), t.accent()),
                 ])

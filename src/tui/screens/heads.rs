@@ -11,7 +11,7 @@ use ratatui::Frame;
 
 use crate::circuit::NodeId;
 use crate::tui::app::{App, Screen};
-use crate::tui::widgets::{fmt_val, text_width, token_label, truncate_to_width};
+use crate::tui::widgets::{fmt_val, text_width, token_cell, token_label, truncate_to_width};
 use crate::workbench::{AttnPattern, HeadRow, HeadsView, Request};
 
 /// The score the grid is coloured by.
@@ -345,11 +345,7 @@ fn draw_table(app: &App, f: &mut Frame, area: Rect, title: &str, rows: &[(String
     let inner = area.width.saturating_sub(2) as usize;
     // from (w) → to (w) value (7)
     let w = (inner.saturating_sub(3 + 8) / 2).max(3);
-    let cell = |s: &str| {
-        let label = truncate_to_width(&token_label(s), w);
-        let pad = w.saturating_sub(text_width(&label));
-        format!("{label}{}", " ".repeat(pad))
-    };
+    let cell = |s: &str| token_cell(s, w);
     let lines: Vec<Line> = if rows.is_empty() {
         vec![Line::styled("no entries", t.dim())]
     } else {

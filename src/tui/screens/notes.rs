@@ -196,15 +196,17 @@ pub fn rows(app: &App) -> Vec<NodeId> {
         NotesSort::ScoreDown => true,
         NotesSort::ScoreUp => false,
     };
-    // Stable: equal scores keep node order; rows without a score go last either way.
-    v.sort_by(|a, b| match (score(app, a), score(app, b)) {
-        (Some(x), Some(y)) if descending => y.total_cmp(&x),
-        (Some(x), Some(y)) => x.total_cmp(&y),
+    // Each row's score once (it scans the annotation's evidence), not once per comparison. Stable: equal scores
+    // keep node order; rows without a score go last either way.
+    let mut scored: Vec<(Option<f32>, NodeId)> = v.into_iter().map(|n| (score(app, &n), n)).collect();
+    scored.sort_by(|(a, _), (b, _)| match (a, b) {
+        (Some(x), Some(y)) if descending => y.total_cmp(x),
+        (Some(x), Some(y)) => x.total_cmp(y),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
     });
-    v
+    scored.into_iter().map(|(_, n)| n).collect()
 }
 
 /// Enter: to the selected row's node on the map.
