@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::common::{load_model, print_json, resolve_tokenizer, token_text, LoadChecks};
+use crate::analysis::attribution::check::{check_pair, important_nodes, TaskCheck};
 use crate::analysis::attribution::patching::{compare, PatchReport};
 use crate::analysis::attribution::{build, prune, AttrNode, NodeKind, PruneOptions, TargetSpec, Targets};
 use crate::data::tasks::{self, Split};
@@ -83,6 +84,49 @@ pub struct AttributeArgs {
 pub enum AttributeCommand {
     /// Read a graph file (Neuronpedia graph JSON) back and summarise it.
     Show(ShowArgs),
+    /// Over a task's pairs: attribution against activation patching (Spearman), and how many of the task
+    /// circuit's important nodes the pruned graphs hold.
+    Check(CheckArgs),
+}
+
+/// Arguments of `circuitscope attribute check`.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// What loading checks and allows.
+    #[command(flatten)]
+    pub checks: LoadChecks,
+    /// Tasks (built-in names or .jsonl files), comma-separated. Default: every task with a circuit file in
+    /// --circuits.
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Option<Vec<String>>,
+    /// Pairs per task (the first N of the split).
+    #[arg(long, default_value_t = 20)]
+    pub pairs: usize,
+    /// The task split the pairs come from.
+    #[arg(long, default_value = "test")]
+    pub split: Split,
+    /// Folder of circuit files `<task>.json` (default: assets/circuits/<model dir name>); a task without one is
+    /// checked without the recovery column.
+    #[arg(long)]
+    pub circuits: Option<PathBuf>,
+    /// Keep the nodes carrying this share of the influence on the target.
+    #[arg(long, default_value_t = 0.8)]
+    pub node_threshold: f32,
+    /// Keep the edges carrying this share of the influence.
+    #[arg(long, default_value_t = 0.98)]
+    pub edge_threshold: f32,
+    /// The most nodes compared by attribution and activation patching per pair (those whose values differ most).
+    #[arg(long, default_value_t = 500)]
+    pub max_patch: usize,
+    /// tokenizer.json to use instead of the model directory's.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `circuitscope attribute show`.
@@ -102,6 +146,7 @@ pub struct ShowArgs {
 pub fn run(args: AttributeArgs) -> Result<()> {
     match &args.command {
         Some(AttributeCommand::Show(s)) => show(s),
+        Some(AttributeCommand::Check(c)) => check(c),
         None => attribute(&args),
     }
 }
@@ -172,28 +217,17 @@ fn input(args: &AttributeArgs, tok: Option<&Tokenizer>) -> Result<Input> {
                 args.split
             );
         };
-        let ids = encode(&pair.prompt)?;
-        let a = parse_token(&pair.target, tok).context("the pair's target")?;
-        let b = pair
-            .alt
-            .as_deref()
-            .map(|b| parse_token(b, tok).context("the pair's alt"))
-            .transpose()?;
-        let metric = (a, b);
-        let corrupt = (!pair.is_one_sided())
-            .then(|| encode(&pair.prompt_alt))
-            .transpose()?
-            .map(|c| (c, metric));
+        let (ids, metric, corrupt) = pair_ids(pair, tok)?;
         let targets = given_or(Targets::Given(vec![TargetSpec {
-            token: a,
-            alt: b,
+            token: metric.0,
+            alt: metric.1,
             weight: 1.0,
         }]));
         return Ok(Input {
             prompt: pair.prompt.clone(),
             ids,
             targets,
-            corrupt,
+            corrupt: corrupt.map(|c| (c, metric)),
         });
     }
     let (prompt, ids) = match (&args.prompt, &args.ids) {
@@ -210,6 +244,22 @@ fn input(args: &AttributeArgs, tok: Option<&Tokenizer>) -> Result<Input> {
         targets: given_or(Targets::default()),
         corrupt: None,
     })
+}
+
+/// A task pair's clean ids, metric, and corrupted ids (none for a one-sided pair).
+fn pair_ids(pair: &tasks::TaskPair, tok: Option<&Tokenizer>) -> Result<(Vec<u32>, Metric, Option<Vec<u32>>)> {
+    let Some(t) = tok else {
+        bail!("no tokenizer.json beside the model; give --tokenizer");
+    };
+    let ids = t.encode(&pair.prompt)?;
+    let a = parse_token(&pair.target, tok).context("the pair's target")?;
+    let b = pair
+        .alt
+        .as_deref()
+        .map(|b| parse_token(b, tok).context("the pair's alt"))
+        .transpose()?;
+    let corrupt = (!pair.is_one_sided()).then(|| t.encode(&pair.prompt_alt)).transpose()?;
+    Ok((ids, (a, b), corrupt))
 }
 
 /// The session's label of a channel node, if it has one.
@@ -252,18 +302,23 @@ fn label(n: &AttrNode, ids: &[u32], tok: Option<&Tokenizer>) -> String {
     }
 }
 
-fn attribute(args: &AttributeArgs) -> Result<()> {
-    let Some(model_dir) = &args.model else {
-        bail!("give --model DIR (or `attribute show FILE` to read a graph file)");
-    };
-    for (name, v) in [
-        ("--node-threshold", args.node_threshold),
-        ("--edge-threshold", args.edge_threshold),
-    ] {
+fn check_thresholds(node: f32, edge: f32) -> Result<PruneOptions> {
+    for (name, v) in [("--node-threshold", node), ("--edge-threshold", edge)] {
         if !(0.0..=1.0).contains(&v) {
             bail!("{name} {v}: a share between 0 and 1");
         }
     }
+    Ok(PruneOptions {
+        node_threshold: node,
+        edge_threshold: edge,
+    })
+}
+
+fn attribute(args: &AttributeArgs) -> Result<()> {
+    let Some(model_dir) = &args.model else {
+        bail!("give --model DIR (or `attribute show FILE` to read a graph file)");
+    };
+    let opts = check_thresholds(args.node_threshold, args.edge_threshold)?;
     let session = match &args.session {
         Some(path) => Some(
             crate::session::store::load(path)?
@@ -277,10 +332,6 @@ fn attribute(args: &AttributeArgs) -> Result<()> {
     let t0 = Instant::now();
     let g = build(&model, &inp.ids, &inp.targets).with_context(|| format!("attributing on {}", model_dir.display()))?;
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let opts = PruneOptions {
-        node_threshold: args.node_threshold,
-        edge_threshold: args.edge_threshold,
-    };
     let t1 = Instant::now();
     let p = prune(&g, opts);
     let prune_ms = t1.elapsed().as_secs_f64() * 1e3;
@@ -525,4 +576,168 @@ fn show(args: &ShowArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The tasks `check` runs: those given, else every `<task>.json` in the circuits folder.
+fn check_tasks(args: &CheckArgs, circuits: &Path) -> Result<Vec<String>> {
+    if let Some(t) = &args.tasks {
+        return Ok(t.clone());
+    }
+    let entries = std::fs::read_dir(circuits).with_context(|| {
+        format!(
+            "{}: no circuits folder to take the tasks from; give --tasks or --circuits",
+            circuits.display()
+        )
+    })?;
+    let mut names = Vec::new();
+    for e in entries {
+        let path = e.with_context(|| format!("reading {}", circuits.display()))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(task) = name.strip_suffix(".json").filter(|t| !t.contains('.')) {
+            names.push(task.to_string());
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        bail!("{}: no <task>.json circuit files; give --tasks", circuits.display());
+    }
+    Ok(names)
+}
+
+fn check(args: &CheckArgs) -> Result<()> {
+    let opts = check_thresholds(args.node_threshold, args.edge_threshold)?;
+    if args.pairs == 0 {
+        bail!("--pairs 0: check at least one pair");
+    }
+    let model = load_model(&args.model, args.checks.apply(LoadOptions::default()))?;
+    let fingerprint = super::circuit::load_model_parts(&args.model)?.fingerprint;
+    let tok = resolve_tokenizer(args.tokenizer.as_deref(), &args.model)?;
+    let circuits = args.circuits.clone().unwrap_or_else(|| {
+        let task_file = crate::workbench::open::OpenOptions::default_circuit(&args.model, "task");
+        task_file.parent().map(Path::to_path_buf).unwrap_or_default()
+    });
+    let names = check_tasks(args, &circuits)?;
+    let mut rows = Vec::new();
+    for name in &names {
+        let task = tasks::resolve(name)?;
+        let circuit_path = circuits.join(format!("{name}.json"));
+        let important = match circuit_path.exists() {
+            true => {
+                let c = crate::circuit::CircuitFile::load(&circuit_path)
+                    .with_context(|| format!("reading {}", circuit_path.display()))?;
+                c.check_model(&fingerprint)
+                    .with_context(|| format!("{}", circuit_path.display()))?;
+                Some(important_nodes(&c))
+            }
+            false => None,
+        };
+        let pairs = tasks::split(task.as_ref(), args.split, args.pairs);
+        let bar = indicatif::ProgressBar::new(pairs.len() as u64).with_prefix(name.clone());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>28} {bar:30} {pos}/{len} pairs [{elapsed_precise}]")
+                .expect("valid template"),
+        );
+        let mut checks = Vec::with_capacity(pairs.len());
+        for (i, pair) in pairs.iter().enumerate() {
+            let (ids, metric, corrupt) = pair_ids(pair, tok.as_ref()).with_context(|| format!("{name} pair {i}"))?;
+            let corrupt = corrupt.filter(|c| c.len() == ids.len());
+            checks.push(
+                check_pair(&model, &ids, corrupt.as_deref(), metric, args.max_patch, opts)
+                    .with_context(|| format!("{name} pair {i}"))?,
+            );
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        rows.push((
+            name.clone(),
+            circuit_path,
+            TaskCheck {
+                pairs: checks,
+                important,
+            },
+        ));
+    }
+    let json_rows: Vec<Value> = rows
+        .iter()
+        .map(|(name, path, t)| task_check_json(name, path, t))
+        .collect();
+    if args.json {
+        return print_json(&json!({
+            "model": args.model.display().to_string(),
+            "split": format!("{:?}", args.split).to_lowercase(),
+            "pairs": args.pairs,
+            "node_threshold": args.node_threshold,
+            "edge_threshold": args.edge_threshold,
+            "max_patch": args.max_patch,
+            "tasks": json_rows,
+        }));
+    }
+    println!(
+        "attribution check of {} on {} pairs per task ({:?} split), node threshold {}, edge threshold {}",
+        args.model.display(),
+        args.pairs,
+        args.split,
+        args.node_threshold,
+        args.edge_threshold
+    );
+    println!(
+        "{:<28} {:>5} {:>15} {:>15} {:>9} {:>10} {:>9} {:>6} {:>7}",
+        "task", "pairs", "Spearman", "|Spearman|", "important", "recovered", "union", "kept", "compl."
+    );
+    let fmt2 = |x: Option<(f64, f64)>| x.map_or("-".to_string(), |(m, d)| format!("{m:.3} ({d:.3})"));
+    for (name, _, t) in &rows {
+        let s = t.spearman_summary();
+        let imp = t.important.as_ref().filter(|i| !i.nodes.is_empty());
+        let rec = t.recovery();
+        let n = t.pairs.len() as f64;
+        println!(
+            "{:<28} {:>5} {:>15} {:>15} {:>9} {:>10} {:>9} {:>6.0} {:>7.3}",
+            name,
+            t.pairs.len(),
+            fmt2(s.map(|s| s[0])),
+            fmt2(s.map(|s| s[1])),
+            imp.map_or("-".into(), |i| format!("{}+{}qk", i.nodes.len(), i.excluded_qk)),
+            rec.map_or("-".into(), |r| format!("{:.3}", r.0)),
+            rec.map_or("-".into(), |r| format!("{:.3}", r.1)),
+            t.pairs.iter().map(|p| p.kept_nodes as f64).sum::<f64>() / n,
+            t.pairs.iter().map(|p| p.completeness).sum::<f64>() / n,
+        );
+    }
+    println!("Spearman: mean (median) over the pairs; important: the circuit's nodes above its median ablation delta");
+    println!(
+        "(+ queries and keys, which graphs freeze); recovered: mean share per pair; union: over all pairs' graphs"
+    );
+    Ok(())
+}
+
+fn task_check_json(name: &str, circuit: &Path, t: &TaskCheck) -> Value {
+    let s = t.spearman_summary();
+    let imp = t.important.as_ref();
+    let rec = t.recovery();
+    let n = t.pairs.len() as f64;
+    json!({
+        "task": name,
+        "circuit": imp.map(|_| circuit.display().to_string()),
+        "pairs": t.pairs.len(),
+        "spearman_mean": s.map(|s| s[0].0),
+        "spearman_median": s.map(|s| s[0].1),
+        "spearman_abs_mean": s.map(|s| s[1].0),
+        "spearman_abs_median": s.map(|s| s[1].1),
+        "important_nodes": imp.map(|i| i.nodes.len()),
+        "important_qk_excluded": imp.map(|i| i.excluded_qk),
+        "recovery_mean": rec.map(|r| r.0),
+        "recovery_union": rec.map(|r| r.1),
+        "kept_nodes_mean": t.pairs.iter().map(|p| p.kept_nodes as f64).sum::<f64>() / n,
+        "completeness_mean": t.pairs.iter().map(|p| p.completeness).sum::<f64>() / n,
+        "per_pair": t.pairs.iter().enumerate().map(|(i, p)| json!({
+            "pair": i,
+            "tokens": p.tokens,
+            "spearman": p.spearman.map(|s| s.0),
+            "spearman_abs": p.spearman.map(|s| s.1),
+            "compared": p.spearman.map(|s| s.2),
+            "kept_nodes": p.kept_nodes,
+            "completeness": p.completeness,
+            "recovered": imp.map(|i| p.recovered(i)),
+        })).collect::<Vec<_>>(),
+    })
 }

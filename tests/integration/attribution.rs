@@ -452,6 +452,73 @@ mod command {
     }
 
     #[test]
+    fn check_measures_patching_and_circuit_recovery_per_task() {
+        let model = root().join("assets/models/tinypython-sparse");
+        let m = model.to_str().unwrap();
+        let circuits = root().join("assets/circuits/tinypython-sparse");
+        let (ok, stdout, stderr) = cli(&[
+            "attribute",
+            "check",
+            "--model",
+            m,
+            "--circuits",
+            circuits.to_str().unwrap(),
+            "--tasks",
+            "single_double_quote",
+            "--pairs",
+            "2",
+            "--max-patch",
+            "20",
+            "--json",
+        ]);
+        assert!(ok, "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let t = &v["tasks"][0];
+        assert_eq!(t["task"], "single_double_quote");
+        assert_eq!(t["per_pair"].as_array().unwrap().len(), 2);
+        for key in ["spearman_mean", "spearman_abs_mean", "recovery_mean", "recovery_union"] {
+            let x = t[key].as_f64().unwrap_or_else(|| panic!("{key}: {t}"));
+            assert!((-1.0..=1.0).contains(&x), "{key} {x}");
+        }
+        let important = t["important_nodes"].as_u64().unwrap();
+        assert!(important > 0);
+        for p in t["per_pair"].as_array().unwrap() {
+            assert!(p["recovered"].as_u64().unwrap() <= important);
+            assert_eq!(p["compared"].as_u64(), Some(20));
+        }
+        // The union of the pairs' graphs recovers at least what the mean pair does.
+        assert!(t["recovery_union"].as_f64().unwrap() >= t["recovery_mean"].as_f64().unwrap());
+
+        // A circuit of another model, and a folder with no circuits, are one-line errors.
+        let dense = root().join("assets/circuits/tinypython-dense");
+        crate::common::cli_err(
+            &[
+                "attribute",
+                "check",
+                "--model",
+                m,
+                "--circuits",
+                dense.to_str().unwrap(),
+                "--pairs",
+                "1",
+            ],
+            &["tinypython-dense", "was made for model"],
+        );
+        let empty = tempfile::TempDir::new().unwrap();
+        crate::common::cli_err(
+            &[
+                "attribute",
+                "check",
+                "--model",
+                m,
+                "--circuits",
+                empty.path().to_str().unwrap(),
+            ],
+            &["no <task>.json circuit files"],
+        );
+    }
+
+    #[test]
     fn attribute_errors_are_one_line() {
         let model = root().join("assets/models/tinypython-sparse");
         let m = model.to_str().unwrap();

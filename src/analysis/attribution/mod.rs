@@ -10,9 +10,11 @@
 //!
 //! Queries and keys are frozen with the patterns, so they carry no edge and are not nodes. [`build()`] makes the
 //! graph, [`prune()`] keeps what carries the target's influence (circuit-tracer's algorithm), [`target`] picks the
-//! logits to explain, and [`patching`] sets attribution patching beside activation patching on a minimal pair.
+//! logits to explain, [`patching`] sets attribution patching beside activation patching on a minimal pair, and
+//! [`check`] measures both over a task's pairs against its pruned circuit.
 
 pub mod build;
+pub mod check;
 pub mod patching;
 pub mod prune;
 pub mod target;
