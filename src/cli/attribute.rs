@@ -87,6 +87,22 @@ pub enum AttributeCommand {
     /// Over a task's pairs: attribution against activation patching (Spearman), and how many of the task
     /// circuit's important nodes the pruned graphs hold.
     Check(CheckArgs),
+    /// Bring a graph file made by circuitscope into a session: its prompt becomes the lab's, its pinned nodes
+    /// and supernodes the Attribution screen's (tab 9 of `open --session FILE` then shows them).
+    Import(ImportArgs),
+}
+
+/// Arguments of `circuitscope attribute import`.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The graph file (Neuronpedia graph JSON written by `attribute -o` or shared by another analyst).
+    pub file: PathBuf,
+    /// The session to import into (it must exist: `open --session FILE` makes one); written atomically.
+    #[arg(long)]
+    pub session: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `circuitscope attribute check`.
@@ -147,6 +163,7 @@ pub fn run(args: AttributeArgs) -> Result<()> {
     match &args.command {
         Some(AttributeCommand::Show(s)) => show(s),
         Some(AttributeCommand::Check(c)) => check(c),
+        Some(AttributeCommand::Import(i)) => import(i),
         None => attribute(&args),
     }
 }
@@ -740,4 +757,139 @@ fn task_check_json(name: &str, circuit: &Path, t: &TaskCheck) -> Value {
             "recovered": imp.map(|i| p.recovered(i)),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// What `import` adds to the session's pins: the file's pinned ids not yet pinned, and its supernodes (renamed
+/// `NAME (imported)` where the session has another supernode of that name; skipped where one of the session's
+/// groups the same nodes). Returns (pins added, supernodes added).
+fn merge_pins(pins: &mut crate::session::AttributionPins, f: &GraphFile) -> (usize, usize) {
+    let mut pinned = 0;
+    for id in &f.q_params.pinned_ids {
+        if !pins.pinned.contains(id) {
+            pins.pinned.push(id.clone());
+            pinned += 1;
+        }
+    }
+    let mut groups = 0;
+    for g in &f.q_params.supernodes {
+        let Some((name, ids)) = g.split_first() else { continue };
+        if ids.is_empty() || pins.supernodes.iter().any(|s| s.nodes == ids) {
+            continue;
+        }
+        let mut name = name.clone();
+        while name.is_empty() || pins.supernodes.iter().any(|s| s.name == name) {
+            name.push_str(" (imported)");
+        }
+        pins.supernodes.push(crate::session::Supernode {
+            name,
+            nodes: ids.to_vec(),
+        });
+        groups += 1;
+    }
+    let among: std::collections::BTreeSet<&String> = pins
+        .pinned
+        .iter()
+        .chain(pins.supernodes.iter().flat_map(|s| s.nodes.iter()))
+        .collect();
+    pins.edges = f
+        .links
+        .iter()
+        .filter(|l| among.contains(&l.source) && among.contains(&l.target))
+        .map(|l| crate::session::PinnedEdge {
+            source: l.source.clone(),
+            target: l.target.clone(),
+            weight: l.weight as f32,
+        })
+        .collect();
+    (pinned, groups)
+}
+
+fn import(args: &ImportArgs) -> Result<()> {
+    let f = read_file(&args.file)?;
+    let Some(extras) = &f.metadata.circuitscope else {
+        bail!(
+            "{}: not written by circuitscope (no metadata.circuitscope), so its node ids are not this tool's",
+            args.file.display()
+        );
+    };
+    let _lock = crate::session::SessionLock::acquire(&args.session)?;
+    let mut session = crate::session::store::load(&args.session)?.with_context(|| {
+        format!(
+            "--session {}: no such session file (`open --session FILE` makes one)",
+            args.session.display()
+        )
+    })?;
+    // The file's token ids must be what the session's model makes of its prompt: else its node ids (positions)
+    // name other nodes.
+    if let Some(model_dir) = session.model.path.as_deref().map(PathBuf::from).filter(|p| p.exists()) {
+        let parts = super::circuit::load_model_parts(&model_dir)?;
+        if parts.fingerprint != session.model.fingerprint {
+            bail!(
+                "{}: the session's model at {} has changed since the session was made",
+                args.session.display(),
+                model_dir.display()
+            );
+        }
+        if extras.n_layer != parts.config.n_layer {
+            bail!(
+                "{}: a graph of a {}-layer model; the session's model has {} layers",
+                args.file.display(),
+                extras.n_layer,
+                parts.config.n_layer
+            );
+        }
+        if let Some(tok) = resolve_tokenizer(None, &model_dir)? {
+            let ids = tok.encode(&f.metadata.prompt)?;
+            if ids != extras.token_ids {
+                bail!(
+                    "{}: its prompt is {} tokens here but {} in the file (another tokenizer?)",
+                    args.file.display(),
+                    ids.len(),
+                    extras.token_ids.len()
+                );
+            }
+        }
+    }
+    let pins = &mut session.attribution;
+    if !pins.is_empty() && pins.prompt != f.metadata.prompt {
+        bail!(
+            "{}: the session already has pins on another prompt ({:?}); clear them (:unpin) or use another session",
+            args.session.display(),
+            truncate(&pins.prompt, 40)
+        );
+    }
+    pins.prompt = f.metadata.prompt.clone();
+    let (pinned, groups) = merge_pins(pins, &f);
+    session.prompt = f.metadata.prompt.clone();
+    session.modified = crate::session::now_rfc3339();
+    crate::session::store::save(&args.session, &session)?;
+    let out = json!({
+        "file": args.file.display().to_string(),
+        "session": args.session.display().to_string(),
+        "prompt": f.metadata.prompt,
+        "pinned_added": pinned,
+        "supernodes_added": groups,
+        "pinned": session.attribution.pinned.len(),
+        "supernodes": session.attribution.supernodes.len(),
+        "edges": session.attribution.edges.len(),
+    });
+    if args.json {
+        return print_json(&out);
+    }
+    println!(
+        "imported {} into {}: {pinned} pinned nodes and {groups} supernodes added ({} pinned, {} supernodes, {} edges among them); the lab's prompt is the graph's",
+        args.file.display(),
+        args.session.display(),
+        session.attribution.pinned.len(),
+        session.attribution.supernodes.len(),
+        session.attribution.edges.len()
+    );
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }

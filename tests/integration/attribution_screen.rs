@@ -374,3 +374,163 @@ fn bad_requests_fail_with_one_line_and_the_next_prompt_recovers() {
     send(&mut app, &mut engine, [Msg::key(KeyCode::Esc), Msg::ch('9')]);
     assert_eq!(view(&app).text, "x = [[1");
 }
+
+/// `attribute import` brings a shared graph's prompt, pins and supernodes into a session, idempotently; the
+/// workbench then opens on them. Files not made here, sessions with pins on another prompt and missing sessions
+/// are one-line errors that leave the session as it was.
+#[test]
+fn a_graph_file_imports_into_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model_dir();
+    let m = m.to_str().unwrap();
+    let prompt = "x = [[1, 2], [3";
+    let g1 = dir.path().join("g1.json");
+    assert!(
+        cli(&[
+            "attribute",
+            "--model",
+            m,
+            "--prompt",
+            prompt,
+            "-o",
+            g1.to_str().unwrap()
+        ])
+        .ok
+    );
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&g1).unwrap()).unwrap();
+    let ids: Vec<String> = file["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap().to_string())
+        .filter(|id| id.parse::<PositionedNode>().is_ok())
+        .take(2)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    // Another analyst's session pins two nodes and groups one; their export carries them as qParams.
+    let mut theirs = Session::new(SessionModel::default(), CircuitRef::default());
+    theirs.attribution = AttributionPins {
+        prompt: prompt.into(),
+        pinned: ids.clone(),
+        supernodes: vec![Supernode {
+            name: "depth".into(),
+            nodes: vec![ids[0].clone()],
+        }],
+        edges: vec![],
+    };
+    let their_session = dir.path().join("theirs.json");
+    store::save(&their_session, &theirs).unwrap();
+    let shared = dir.path().join("shared.json");
+    let out = cli(&[
+        "attribute",
+        "--model",
+        m,
+        "--prompt",
+        prompt,
+        "--session",
+        their_session.to_str().unwrap(),
+        "-o",
+        shared.to_str().unwrap(),
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+
+    // My session of the same model, with a supernode of the same name but other nodes.
+    let files = circuitscope::model::ModelFiles::locate(&model_dir()).unwrap();
+    let cfg = files.load_config().unwrap().config;
+    let fingerprint = circuitscope::circuit::model_fingerprint(&files.open_checkpoint(&cfg).unwrap(), &cfg).unwrap();
+    let mut mine = Session::new(
+        SessionModel {
+            fingerprint,
+            name: None,
+            path: Some(m.to_string()),
+        },
+        CircuitRef::default(),
+    );
+    mine.attribution.supernodes.push(Supernode {
+        name: "depth".into(),
+        nodes: vec![ids[1].clone()],
+    });
+    mine.attribution.prompt = prompt.into();
+    let my_session = dir.path().join("mine.json");
+    store::save(&my_session, &mine).unwrap();
+    let import = || {
+        let out = cli(&[
+            "attribute",
+            "import",
+            shared.to_str().unwrap(),
+            "--session",
+            my_session.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(out.ok, "{}", out.stderr);
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = import();
+    assert_eq!(
+        (v["pinned_added"].as_u64(), v["supernodes_added"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let s = store::load(&my_session).unwrap().unwrap();
+    assert_eq!(s.prompt, prompt);
+    assert_eq!(s.attribution.pinned, ids);
+    let names: Vec<&str> = s.attribution.supernodes.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["depth", "depth (imported)"]);
+    // Importing again adds nothing.
+    let v = import();
+    assert_eq!(
+        (v["pinned_added"].as_u64(), v["supernodes_added"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    // The workbench opens on the graph's prompt with the pins.
+    let (app, _engine) = open(Some(&my_session));
+    assert_eq!(app.prompt_text(), prompt);
+    assert_eq!(app.attribution.pins.pinned, ids);
+    drop(app);
+
+    // Errors leave the session's bytes as they were.
+    let before = std::fs::read(&my_session).unwrap();
+    let mut other = file.clone();
+    other["metadata"]["prompt"] = "y = 1".into();
+    let other_path = dir.path().join("other.json");
+    std::fs::write(&other_path, serde_json::to_vec(&other).unwrap()).unwrap();
+    let s_arg = my_session.to_str().unwrap();
+    cli_err(
+        &["attribute", "import", other_path.to_str().unwrap(), "--session", s_arg],
+        &["other.json", "tokens here"],
+    );
+    other["metadata"].as_object_mut().unwrap().remove("circuitscope");
+    std::fs::write(&other_path, serde_json::to_vec(&other).unwrap()).unwrap();
+    cli_err(
+        &["attribute", "import", other_path.to_str().unwrap(), "--session", s_arg],
+        &["not written by circuitscope"],
+    );
+    let g3 = dir.path().join("g3.json");
+    assert!(
+        cli(&[
+            "attribute",
+            "--model",
+            m,
+            "--prompt",
+            "y = (1",
+            "-o",
+            g3.to_str().unwrap()
+        ])
+        .ok
+    );
+    cli_err(
+        &["attribute", "import", g3.to_str().unwrap(), "--session", s_arg],
+        &["already has pins on another prompt"],
+    );
+    assert_eq!(std::fs::read(&my_session).unwrap(), before);
+    cli_err(
+        &[
+            "attribute",
+            "import",
+            shared.to_str().unwrap(),
+            "--session",
+            "/nonexistent/s.json",
+        ],
+        &["/nonexistent/s.json"],
+    );
+}
