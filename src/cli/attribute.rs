@@ -698,7 +698,7 @@ fn check(args: &CheckArgs) -> Result<()> {
         args.edge_threshold
     );
     println!(
-        "{:<28} {:>5} {:>15} {:>15} {:>9} {:>10} {:>9} {:>6} {:>7}",
+        "{:<28} {:>7} {:>15} {:>15} {:>9} {:>10} {:>9} {:>6} {:>7}",
         "task", "pairs", "Spearman", "|Spearman|", "important", "recovered", "union", "kept", "compl."
     );
     let fmt2 = |x: Option<(f64, f64)>| x.map_or("-".to_string(), |(m, d)| format!("{m:.3} ({d:.3})"));
@@ -707,10 +707,15 @@ fn check(args: &CheckArgs) -> Result<()> {
         let imp = t.important.as_ref().filter(|i| !i.nodes.is_empty());
         let rec = t.recovery();
         let n = t.pairs.len() as f64;
+        let patched = format!(
+            "{}/{}",
+            t.pairs.iter().filter(|p| p.spearman.is_some()).count(),
+            t.pairs.len()
+        );
         println!(
-            "{:<28} {:>5} {:>15} {:>15} {:>9} {:>10} {:>9} {:>6.0} {:>7.3}",
+            "{:<28} {:>7} {:>15} {:>15} {:>9} {:>10} {:>9} {:>6.0} {:>7.3}",
             name,
-            t.pairs.len(),
+            patched,
             fmt2(s.map(|s| s[0])),
             fmt2(s.map(|s| s[1])),
             imp.map_or("-".into(), |i| format!("{}+{}qk", i.nodes.len(), i.excluded_qk)),
@@ -720,7 +725,8 @@ fn check(args: &CheckArgs) -> Result<()> {
             t.pairs.iter().map(|p| p.completeness).sum::<f64>() / n,
         );
     }
-    println!("Spearman: mean (median) over the pairs; important: the circuit's nodes above its median ablation delta");
+    println!("pairs: patched/all (patching needs a corrupted prompt of the same length); Spearman: mean (median) over");
+    println!("the patched pairs; important: the circuit's nodes above its median ablation delta");
     println!(
         "(+ queries and keys, which graphs freeze); recovered: mean share per pair; union: over all pairs' graphs"
     );
@@ -736,6 +742,7 @@ fn task_check_json(name: &str, circuit: &Path, t: &TaskCheck) -> Value {
         "task": name,
         "circuit": imp.map(|_| circuit.display().to_string()),
         "pairs": t.pairs.len(),
+        "patched_pairs": t.pairs.iter().filter(|p| p.spearman.is_some()).count(),
         "spearman_mean": s.map(|s| s[0].0),
         "spearman_median": s.map(|s| s[0].1),
         "spearman_abs_mean": s.map(|s| s[1].0),

@@ -476,6 +476,7 @@ mod command {
         let t = &v["tasks"][0];
         assert_eq!(t["task"], "single_double_quote");
         assert_eq!(t["per_pair"].as_array().unwrap().len(), 2);
+        assert_eq!(t["patched_pairs"], 2);
         for key in ["spearman_mean", "spearman_abs_mean", "recovery_mean", "recovery_union"] {
             let x = t[key].as_f64().unwrap_or_else(|| panic!("{key}: {t}"));
             assert!((-1.0..=1.0).contains(&x), "{key} {x}");
