@@ -67,6 +67,14 @@ pub struct PruneConfig {
     pub warmup_frac: f64,
     /// Weight of the node count in the objective `task_loss + k_coef·Σ mask`.
     pub k_coef: f64,
+    /// Fraction of the steps over which the node-count weight ramps linearly from 0 to `k_coef`: a penalty at
+    /// full strength from the first step switches off chains of needed nodes together, and none of them then
+    /// pays for coming back alone. 0 (files written before this existed) = `k_coef` from the first step.
+    #[serde(default)]
+    pub k_anneal_frac: f64,
+    /// How the bisection orders the nodes (files written before this existed: by final τ).
+    #[serde(default)]
+    pub rank: MaskRank,
     /// Mean of the mask logits' initial normal noise (positive: every node starts on).
     pub init_noise_bias: f64,
     /// Standard deviation of the mask logits' initial noise.
@@ -90,6 +98,18 @@ pub struct PruneConfig {
     pub seed: u64,
 }
 
+/// The order in which the bisection adds nodes to a circuit.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskRank {
+    /// τ after the last step; the many nodes clamped at τ = −1 tie and fall back to forward order.
+    #[default]
+    Final,
+    /// τ averaged over the second half of the steps (final τ breaks ties): of two switched-off nodes, the one
+    /// that was switched off later, or came back now and then, ranks higher.
+    Average,
+}
+
 impl Default for PruneConfig {
     fn default() -> Self {
         PruneConfig {
@@ -101,6 +121,10 @@ impl Default for PruneConfig {
             lr: 1e-2,
             warmup_frac: 0.05,
             k_coef: 1e-3,
+            // Measured against these on the bundled model (docs/commands.md, `prune`): the anneal and the average rank
+            // gave larger circuits, so they are options, not the defaults.
+            k_anneal_frac: 0.0,
+            rank: MaskRank::Final,
             init_noise_bias: 0.1,
             init_noise_scale: 1e-2,
             weight_decay: 1e-3,
@@ -116,6 +140,16 @@ impl Default for PruneConfig {
 }
 
 impl PruneConfig {
+    /// The node-count weight at `step`.
+    fn k_coef_at(&self, step: usize) -> f64 {
+        let ramp = (self.steps as f64 * self.k_anneal_frac).ceil();
+        if ramp <= 0.0 {
+            self.k_coef
+        } else {
+            self.k_coef * ((step + 1) as f64 / ramp).min(1.0)
+        }
+    }
+
     fn lr_at(&self, step: usize) -> f64 {
         let warm = ((self.steps as f64 * self.warmup_frac).ceil() as usize).max(1);
         if step < warm {
@@ -195,18 +229,32 @@ impl Masks {
         Ok(())
     }
 
-    /// Every node with its τ, highest first (ties in forward order).
-    fn ranked(&self) -> Result<Vec<(NodeId, f32)>, PruneError> {
+    /// Every τ, hook by hook, in `ablate::node_hooks` order.
+    fn taus(&self) -> Result<Vec<Vec<f32>>, PruneError> {
+        Ok(self
+            .hooks
+            .iter()
+            .map(|(_, tau)| tau.as_tensor().to_vec1::<f32>())
+            .collect::<candle_core::Result<_>>()?)
+    }
+
+    /// Every node with its final τ, ordered by `key` (per hook, as `taus`), then final τ, highest first (ties in
+    /// forward order).
+    fn ranked(&self, key: Option<&[Vec<f32>]>) -> Result<Vec<(NodeId, f32)>, PruneError> {
         let mut out = Vec::new();
-        for (hook, tau) in &self.hooks {
-            for (i, t) in tau.as_tensor().to_vec1::<f32>()?.into_iter().enumerate() {
+        for (h, ((hook, _), taus)) in self.hooks.iter().zip(self.taus()?).enumerate() {
+            for (i, t) in taus.into_iter().enumerate() {
                 if let Some(id) = NodeId::from_hook(hook, i) {
-                    out.push((id, t));
+                    out.push((id, key.map_or(t, |k| k[h][i]), t));
                 }
             }
         }
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.forward_order().cmp(&b.0.forward_order())));
-        Ok(out)
+        out.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then(b.2.total_cmp(&a.2))
+                .then(a.0.forward_order().cmp(&b.0.forward_order()))
+        });
+        Ok(out.into_iter().map(|(id, _, t)| (id, t)).collect())
     }
 }
 
@@ -343,6 +391,9 @@ pub fn prune(
     let mut order: Vec<usize> = (0..input.train.len()).collect();
     let mut cursor = order.len();
     let mut loss_curve = Vec::with_capacity(cfg.steps);
+    // Σ τ over the second half of the steps, for `MaskRank::Average`.
+    let average_from = cfg.steps / 2;
+    let mut tau_sum: Option<Vec<Vec<f32>>> = None;
     progress.phase("train masks", cfg.steps as u64);
     for step in 0..cfg.steps {
         let mut batch = Vec::with_capacity(cfg.batch_pairs);
@@ -368,7 +419,7 @@ pub fn prune(
         for mi in &m {
             kept = (kept + mi.sum_all()?)?;
         }
-        let total = (&task + kept.affine(cfg.k_coef, 0.0)?)?;
+        let total = (&task + kept.affine(cfg.k_coef_at(step), 0.0)?)?;
         let grads = total.backward()?;
         let mut sq = 0f64;
         for (_, var) in &masks.hooks {
@@ -384,6 +435,17 @@ pub fn prune(
         };
         opt.step(&grads, cfg.lr_at(step), scale)?;
         masks.clamp()?;
+        if cfg.rank == MaskRank::Average && step >= average_from {
+            let taus = masks.taus()?;
+            match tau_sum.as_mut() {
+                None => tau_sum = Some(taus),
+                Some(sum) => sum
+                    .iter_mut()
+                    .flatten()
+                    .zip(taus.iter().flatten())
+                    .for_each(|(s, t)| *s += t),
+            }
+        }
         let task_loss = task.to_scalar::<f32>()? as f64;
         let kept = kept.to_scalar::<f32>()?;
         loss_curve.push((step + 1, task_loss));
@@ -391,7 +453,8 @@ pub fn prune(
     }
 
     // Bisection on k over the τ ranking (spec E.6), on the training pairs.
-    let ranked = masks.ranked()?;
+    // A sum ranks as its mean would: every node's sum has the same number of terms.
+    let ranked = masks.ranked(tau_sum.as_deref())?;
     let total_nodes = ranked.len();
     let on = ranked.iter().filter(|(_, t)| *t >= 0.0).count().max(1);
     let mut cache: BTreeMap<usize, TaskEval> = BTreeMap::new();
@@ -715,4 +778,101 @@ pub fn ablate_edges(
         path: checkpoint.path.clone(),
         tensors,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_count_weight_ramps_over_the_anneal_fraction_then_holds() {
+        let cfg = PruneConfig {
+            steps: 100,
+            k_coef: 2e-3,
+            k_anneal_frac: 0.25,
+            ..PruneConfig::default()
+        };
+        assert!((cfg.k_coef_at(0) - 2e-3 / 25.0).abs() < 1e-12);
+        assert!((cfg.k_coef_at(12) - 2e-3 * 13.0 / 25.0).abs() < 1e-12);
+        assert_eq!(cfg.k_coef_at(24), 2e-3);
+        assert_eq!(cfg.k_coef_at(99), 2e-3);
+        let fixed = PruneConfig {
+            k_anneal_frac: 0.0,
+            ..cfg
+        };
+        assert!((0..100).all(|s| fixed.k_coef_at(s) == 2e-3));
+    }
+
+    #[test]
+    fn configs_written_before_the_anneal_and_rank_keep_the_old_behaviour() {
+        let new = PruneConfig {
+            k_anneal_frac: 0.5,
+            rank: MaskRank::Average,
+            ..PruneConfig::default()
+        };
+        let mut old = serde_json::to_value(new).unwrap();
+        let obj = old.as_object_mut().unwrap();
+        obj.remove("k_anneal_frac");
+        obj.remove("rank");
+        let cfg: PruneConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(cfg.k_anneal_frac, 0.0);
+        assert_eq!(cfg.rank, MaskRank::Final);
+    }
+
+    fn masks(taus: &[&[f32]]) -> Masks {
+        let sites = [Site::MlpPostAct, Site::AttnV];
+        Masks {
+            hooks: taus
+                .iter()
+                .zip(sites)
+                .map(|(t, s)| {
+                    let name = format!("0.{}", s.name());
+                    (name, Var::from_vec(t.to_vec(), t.len(), &Device::Cpu).unwrap())
+                })
+                .collect(),
+            means: Vec::new(),
+            temp: 0.1,
+        }
+    }
+
+    fn order(ranked: &[(NodeId, f32)]) -> Vec<String> {
+        ranked.iter().map(|(id, _)| id.to_string()).collect()
+    }
+
+    #[test]
+    fn final_rank_orders_by_tau_then_forward_order() {
+        let m = masks(&[&[-1.0, 0.5, -1.0], &[0.9, -1.0]]);
+        let got = m.ranked(None).unwrap();
+        assert_eq!(
+            order(&got),
+            [
+                "0.attn.v[0]",
+                "0.mlp.post_act[1]",
+                "0.attn.v[1]",
+                "0.mlp.post_act[0]",
+                "0.mlp.post_act[2]"
+            ]
+        );
+    }
+
+    #[test]
+    fn average_rank_breaks_the_clamped_ties_by_history_then_final_tau() {
+        // Three nodes end clamped at −1; the average says which of them was switched off last.
+        let m = masks(&[&[-1.0, 0.5, -1.0], &[0.9, -1.0]]);
+        let key = vec![vec![-0.9, 0.2, -0.1], vec![0.1, -0.5]];
+        let got = m.ranked(Some(&key)).unwrap();
+        assert_eq!(
+            order(&got),
+            [
+                "0.mlp.post_act[1]",
+                "0.attn.v[0]",
+                "0.mlp.post_act[2]",
+                "0.attn.v[1]",
+                "0.mlp.post_act[0]"
+            ]
+        );
+        // The τ reported is the final one, whatever the key.
+        assert_eq!(got[0].1, 0.5);
+        assert_eq!(got[4].1, -1.0);
+    }
 }

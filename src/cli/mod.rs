@@ -13,6 +13,7 @@ pub mod export;
 pub mod heads;
 pub mod open;
 pub mod prune;
+pub mod prune_search;
 pub mod run;
 pub mod sae;
 pub mod scan;

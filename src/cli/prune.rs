@@ -8,7 +8,7 @@ use serde_json::json;
 use super::circuit::{load_model_parts, model_name};
 use super::common::{print_json, resolve_tokenizer};
 use crate::analysis::ablate::{self, Means, TaskData};
-use crate::analysis::prune::{self, Progress, PruneConfig, PruneInput};
+use crate::analysis::prune::{self, MaskRank, Progress, PruneConfig, PruneInput};
 use crate::analysis::scan::ScanIndex;
 use crate::circuit::{halved, ModelRef};
 use crate::data::tasks::{self, Split};
@@ -45,6 +45,12 @@ pub struct PruneArgs {
     /// Weight of the mask-size penalty in the mask-training loss.
     #[arg(long, default_value_t = PruneConfig::default().k_coef)]
     pub k_coef: f64,
+    /// Fraction of the steps over which the mask-size penalty ramps up from 0 to --k-coef (0: full from the start).
+    #[arg(long, default_value_t = PruneConfig::default().k_anneal_frac)]
+    pub k_anneal_frac: f64,
+    /// The order in which the bisection adds nodes: by τ averaged over the second half of training, or by final τ.
+    #[arg(long, value_enum, default_value_t = PruneConfig::default().rank)]
+    pub rank: MaskRank,
     /// Learning rate of the mask training.
     #[arg(long, default_value_t = PruneConfig::default().lr)]
     pub lr: f64,
@@ -57,6 +63,13 @@ pub struct PruneArgs {
     /// Random seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Prune N times with k-coef, lr and steps drawn around the given ones (seeds seed, seed+1, ...) and keep the
+    /// smallest circuit that meets the target on the held-out pairs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub search: usize,
+    /// With --search: runs at a time, each a process with its share of the cores.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -155,10 +168,15 @@ pub fn run(a: PruneArgs) -> Result<()> {
     if out.exists() && !a.force {
         bail!("{} exists; pass --force to overwrite it", out.display());
     }
+    if a.search > 0 {
+        return super::prune_search::run(&a, &out);
+    }
     let cfg = PruneConfig {
         target_loss: a.target_loss,
         steps: a.steps,
         k_coef: a.k_coef,
+        k_anneal_frac: a.k_anneal_frac,
+        rank: a.rank,
         lr: a.lr,
         train_pairs: a.train_pairs,
         eval_pairs: a.eval_pairs,

@@ -334,6 +334,70 @@ mod cli {
     }
 
     #[test]
+    fn search_keeps_the_smallest_circuit_that_meets_the_target() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("c.json");
+        let o = out.to_str().unwrap();
+        let args = [
+            "prune",
+            "--model",
+            "assets/models/tinypython-sparse",
+            "--task",
+            "enumerate_range",
+            "--target-loss",
+            "0.4",
+            // A strong penalty and a fast rate: 30 steps already give a circuit of a few dozen nodes, whose
+            // per-node diagnostics stay cheap.
+            "--steps",
+            "30",
+            "--k-coef",
+            "1e-2",
+            "--lr",
+            "5e-2",
+            "--train-pairs",
+            "32",
+            "--eval-pairs",
+            "32",
+            "--search",
+            "2",
+            "--jobs",
+            "2",
+            "-o",
+            o,
+            "--json",
+        ];
+        let (ok, stdout, stderr) = run(&args);
+        assert!(ok, "{stderr}");
+        let got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let runs = got["search"].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "{got}");
+        // Run 0 is the given configuration; the other differs from it.
+        assert_eq!(runs[0]["k_coef"], 1e-2);
+        assert_eq!(runs[0]["steps"], 30);
+        assert!(
+            runs[1..]
+                .iter()
+                .all(|r| r["k_coef"] != 1e-2 && r["seed"] != runs[0]["seed"]),
+            "{got}"
+        );
+        let meeting: Vec<&serde_json::Value> = runs.iter().filter(|r| r["meets_target"] == true).collect();
+        assert!(!meeting.is_empty(), "{got}");
+        let smallest = meeting.iter().map(|r| r["nodes"].as_u64().unwrap()).min().unwrap();
+        let chosen = &runs[got["chosen"].as_u64().unwrap() as usize];
+        assert_eq!(chosen["nodes"].as_u64().unwrap(), smallest, "{got}");
+        assert_eq!(got["nodes"], chosen["nodes"]);
+        // The kept file is that run's circuit, with the search recorded in it.
+        let file = circuitscope::circuit::CircuitFile::load(&out).unwrap();
+        assert_eq!(file.nodes.len() as u64, smallest);
+        let cfg = file.prune_config.unwrap();
+        assert_eq!(cfg["search"]["runs"].as_array().unwrap().len(), 2);
+        assert_eq!(cfg["config"]["seed"], chosen["seed"]);
+        assert!(file.losses.circuit <= cfg["effective_target"].as_f64().unwrap());
+        // No overwrite without --force, and no run started.
+        fails(&args, &["exists", "--force"]);
+    }
+
+    #[test]
     fn bad_input_is_one_clear_line() {
         let sparse = "assets/models/tinypython-sparse";
         fails(
