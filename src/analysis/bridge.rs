@@ -176,7 +176,7 @@ pub fn site_count(n_layer: usize) -> usize {
 pub fn site_hook(site: usize, n_layer: usize) -> HookName {
     if site >= 2 * n_layer {
         HookName::FinalResid
-    } else if site % 2 == 0 {
+    } else if site.is_multiple_of(2) {
         HookName::block(site / 2, HookSite::ResidIn)
     } else {
         HookName::block(site / 2, HookSite::ResidMid)
