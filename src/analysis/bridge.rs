@@ -563,10 +563,16 @@ fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
-/// One forward with site `site` patched to `x` (B, T, W): the model runs on from there. → logits (B, T, V).
+/// One forward with site `site` replaced by `x` (B, T, W): the model runs on from there. → logits (B, T, V).
 fn forward_from(model: &Gpt, tokens: &Tensor, site: usize, x: Tensor, differentiable: bool) -> Result<Tensor> {
     let mut hooks = Hooks::none();
-    hooks.differentiable = differentiable;
+    if differentiable {
+        // Training: the tensor path from the site on, skipping the blocks before it.
+        hooks.differentiable = true;
+        return Ok(model.forward_from_site(tokens, site, x, &mut hooks)?);
+    }
+    // Evaluation: the fused inference path with the site patched is faster than the tensor path from the site,
+    // even though it recomputes the blocks before it.
     hooks.intervene(
         &site_hook(site, model.config.n_layer).to_string(),
         Intervention::new(Action::Patch(x)),

@@ -476,3 +476,35 @@ fn bridge_eval_and_steering_on_a_tiny_bridged_model() {
         &["--bridge-steer"],
     );
 }
+
+/// `forward_from_site` (the trainer's mixed paths) gives the logits of a full forward with the site's hook
+/// patched, at every site, and its gradient reaches the patched input.
+#[test]
+fn forward_from_a_site_equals_a_patched_forward() {
+    use circuitscope::model::{Action, Hooks, Intervention};
+    let cfg = TrainConfig::preset("test").unwrap().model;
+    let cfg = Config { n_layer: 2, ..cfg };
+    let params = Params::init(&cfg, 7).unwrap();
+    let model = params.model(&cfg).unwrap();
+    let tokens = Tensor::from_vec(vec![3u32, 9, 27, 4, 100, 2, 8, 8], (2, 4), &Device::Cpu).unwrap();
+    for site in 0..bridge::site_count(2) {
+        let x = Tensor::randn(0f32, 1.0, (2, 4, cfg.d_model), &Device::Cpu).unwrap();
+        let xv = candle_core::Var::from_tensor(&x).unwrap();
+        let mut h = Hooks::none();
+        h.differentiable = true;
+        let from = model
+            .forward_from_site(&tokens, site, xv.as_tensor().clone(), &mut h)
+            .unwrap();
+        let mut h = Hooks::none();
+        h.differentiable = true;
+        h.intervene(
+            &bridge::site_hook(site, 2).to_string(),
+            Intervention::new(Action::Patch(x.clone())),
+        );
+        let patched = model.forward(&tokens, &mut h).unwrap();
+        let d = crate::common::max_abs_diff(&from, &patched);
+        assert!(d < 1e-5, "site {site}: {d}");
+        let g = from.sum_all().unwrap().backward().unwrap();
+        assert!(g.get(xv.as_tensor()).is_some(), "site {site}: no gradient to the input");
+    }
+}
