@@ -142,6 +142,9 @@ pub struct BridgeSpec {
     pub dense_fingerprint: String,
     /// The loss weights.
     pub coefficients: BridgeCoefficients,
+    /// Sites whose mixed paths are trained each step, drawn anew every step from (seed, step); None: every site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed_sites_per_step: Option<usize>,
 }
 
 /// `bridge.json`: what a bridged model's directory says about its bridges.
@@ -444,6 +447,16 @@ pub struct BridgedPair {
     pub dense_dir: PathBuf,
 }
 
+/// Where the dense model named in `bridge.json` is: the path as given (relative to the working directory, as the
+/// trainer was given it), else relative to the bridged model's folder.
+fn resolve_dense(dir: &Path, named: &Path) -> PathBuf {
+    if named.is_relative() && !named.exists() && dir.join(named).exists() {
+        dir.join(named)
+    } else {
+        named.to_path_buf()
+    }
+}
+
 /// Opens the bridges in `dir` for the already loaded sparse model, and the dense model they name (or
 /// `dense_override`), checking the dense model's fingerprint and every shape.
 pub fn open_pair(
@@ -453,9 +466,10 @@ pub fn open_pair(
     opts: crate::model::LoadOptions,
 ) -> Result<BridgedPair> {
     let info = BridgeInfo::load(dir)?;
-    let dense_dir = dense_override
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| info.dense_model.clone());
+    let dense_dir = match dense_override {
+        Some(d) => d.to_path_buf(),
+        None => resolve_dense(dir, &info.dense_model),
+    };
     let (dense, _warnings) = Gpt::load(&dense_dir, opts)?;
     let files = crate::model::ModelFiles::locate(&dense_dir)?;
     let fp = crate::circuit::file::model_fingerprint(&files.open_checkpoint(&dense.config)?, &dense.config)
@@ -596,7 +610,9 @@ fn site_acts(hooks: &Hooks, n_layer: usize) -> Result<Vec<Tensor>> {
 
 /// The bridged training loss on one batch: tokens (B, T) u32, targets (B, T) u32. The sparse model and the
 /// bridges carry gradients (their weights are variables); the dense model is frozen. Terms with weight 0 are
-/// skipped, so with only `ce` this is the plain trainer's loss on the same graph.
+/// skipped, so with only `ce` this is the plain trainer's loss on the same graph. The two mixed-path terms are
+/// averaged over `mixed_sites` (None: every site); each site costs a forward and backward of the rest of a
+/// model, so a trainer may sample a few sites per step.
 pub fn bridge_losses(
     sparse: &Gpt,
     dense: &Gpt,
@@ -604,6 +620,7 @@ pub fn bridge_losses(
     tokens: &Tensor,
     targets: &Tensor,
     coef: &BridgeCoefficients,
+    mixed_sites: Option<&[usize]>,
 ) -> Result<LossTerms> {
     let n_layer = sparse.config.n_layer;
     let v = sparse.config.vocab_size;
@@ -650,8 +667,18 @@ pub fn bridge_losses(
     if need_sites {
         let s_acts = site_acts(&s_hooks, n_layer)?;
         let d_acts: Vec<Tensor> = site_acts(&d_hooks, n_layer)?.iter().map(Tensor::detach).collect();
-        let n = s_acts.len() as f64;
-        let mean = |parts: Vec<Tensor>| -> Result<Tensor> { Ok((Tensor::stack(&parts, 0)?.sum_all()? / n)?) };
+        let all: Vec<usize> = (0..s_acts.len()).collect();
+        let mixed = mixed_sites.unwrap_or(&all);
+        if let Some(&bad) = mixed.iter().find(|&&s| s >= s_acts.len()) {
+            return Err(BridgeError::Mismatch(format!(
+                "site {bad} does not exist; the model has {} sites",
+                s_acts.len()
+            )));
+        }
+        let mean = |parts: Vec<Tensor>| -> Result<Tensor> {
+            let n = parts.len().max(1) as f64;
+            Ok((Tensor::stack(&parts, 0)?.sum_all()? / n)?)
+        };
         if coef.nmse_encode != 0.0 {
             let parts = (0..s_acts.len())
                 .map(|s| nmse(&bridges.encode(s, &d_acts[s])?, &s_acts[s].detach()))
@@ -668,9 +695,10 @@ pub fn bridge_losses(
             add(&mut total, &t, coef.nmse_decode)?;
             terms.nmse_decode = Some(t);
         }
-        if coef.kl_dense_to_sparse != 0.0 {
-            let parts = (0..s_acts.len())
-                .map(|s| {
+        if coef.kl_dense_to_sparse != 0.0 && !mixed.is_empty() {
+            let parts = mixed
+                .iter()
+                .map(|&s| {
                     let logits = forward_from(sparse, tokens, s, bridges.encode(s, &d_acts[s])?, true)?;
                     kl_logits(&d_logits, &logits)
                 })
@@ -679,9 +707,10 @@ pub fn bridge_losses(
             add(&mut total, &t, coef.kl_dense_to_sparse)?;
             terms.kl_dense_to_sparse = Some(t);
         }
-        if coef.kl_sparse_to_dense != 0.0 {
-            let parts = (0..s_acts.len())
-                .map(|s| {
+        if coef.kl_sparse_to_dense != 0.0 && !mixed.is_empty() {
+            let parts = mixed
+                .iter()
+                .map(|&s| {
                     let logits = forward_from(dense, tokens, s, bridges.decode(s, &s_acts[s])?, true)?;
                     kl_logits(&d_logits, &logits)
                 })
@@ -932,4 +961,16 @@ pub fn steer(pair: &BridgedPair, ids: &[u32], edits: &[(String, Intervention)], 
         sparse_delta_norm: norms(&delta)?,
         dense_delta_norm: norms(&dense_delta)?,
     })
+}
+
+/// The `k` distinct sites (of `n`) whose mixed paths step `step` trains, ascending; a function of (seed, step) only,
+/// so that a resumed run draws the same ones.
+pub fn sample_sites(n: usize, k: usize, seed: u64, step: u64) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5175_B41D ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut all: Vec<usize> = (0..n).collect();
+    all.shuffle(&mut rng);
+    all.truncate(k.min(n));
+    all.sort_unstable();
+    all
 }

@@ -195,6 +195,8 @@ fn render(model: &Path, pair: &BridgedPair, corpus: &str, table: &PathTable, tas
 pub struct BridgeSteerReport {
     /// The edits as given.
     pub edits: Vec<String>,
+    /// The value each edit sets (None for a scale or `mean`): the number given, or the class mean resolved.
+    pub values: Vec<Option<f32>>,
     /// The outcome.
     pub outcome: bridge::SteerOutcome,
     /// The site's hook.
@@ -203,14 +205,36 @@ pub struct BridgeSteerReport {
     pub diff_tokens: Option<(u32, u32)>,
 }
 
-/// `NODE=VALUE@POS` (the spelling) → `NODE@POS=VALUE` (the spelling `--intervene` reads).
+/// `NODE=VALUE@POS` / `NODE*=FACTOR@POS` (the spelling) → `NODE@POS=VALUE` / `NODE@POS*=FACTOR` (the
+/// spelling `--intervene` reads); anything else unchanged.
 fn normalise_spec(spec: &str) -> String {
-    match spec.split_once('=') {
-        Some((lhs, rhs)) if !lhs.ends_with('*') => match rhs.rsplit_once('@') {
-            Some((value, pos)) if !lhs.contains('@') => format!("{lhs}@{pos}={value}"),
-            _ => spec.to_string(),
-        },
+    let Some((lhs, rhs)) = spec.split_once('=') else {
+        return spec.to_string();
+    };
+    let (node, op) = match lhs.strip_suffix('*') {
+        Some(n) => (n, "*="),
+        None => (lhs, "="),
+    };
+    match rhs.rsplit_once('@') {
+        Some((value, pos)) if !node.contains('@') => format!("{node}@{pos}{op}{value}"),
         _ => spec.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_spec;
+
+    #[test]
+    fn positions_move_before_the_operator() {
+        assert_eq!(normalise_spec("0.mlp.post_act[3]=2.5@-1"), "0.mlp.post_act[3]@-1=2.5");
+        assert_eq!(normalise_spec("0.mlp.post_act[3]*=2@4"), "0.mlp.post_act[3]@4*=2");
+        assert_eq!(
+            normalise_spec("0.mlp.post_act[3]@-1=class_b"),
+            "0.mlp.post_act[3]@-1=class_b"
+        );
+        assert_eq!(normalise_spec("0.mlp.post_act[3]=mean"), "0.mlp.post_act[3]=mean");
+        assert_eq!(normalise_spec("nonsense"), "nonsense");
     }
 }
 
@@ -309,6 +333,13 @@ pub fn steer_report(
     };
     Ok(Some(BridgeSteerReport {
         edits: args.bridge_steer.clone(),
+        values: specs
+            .iter()
+            .map(|s| match s.action {
+                SpecAction::Set(v) => Some(v),
+                _ => None,
+            })
+            .collect(),
         hook: bridge::site_hook(site, n_layer).to_string(),
         outcome,
         diff_tokens,
@@ -349,6 +380,7 @@ impl BridgeSteerReport {
         let o = &self.outcome;
         json!({
             "edits": self.edits,
+            "values": self.values,
             "site": o.site,
             "site_label": bridge::site_label(o.site),
             "hook": self.hook,

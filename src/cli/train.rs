@@ -67,6 +67,10 @@ pub struct TrainArgs {
     /// Bridged: weight of KL(dense ‖ sparse up to a site, decoder, dense onward), mean over sites.
     #[arg(long, default_value_t = 1.0, requires = "bridge_to")]
     pub bridge_kl_sparse_to_dense: f64,
+    /// Bridged: train the mixed paths at this many sites per step, drawn at random each step (default: every
+    /// site; each costs a forward and backward of the rest of a model).
+    #[arg(long, requires = "bridge_to", value_name = "N")]
+    pub bridge_mixed_sites: Option<usize>,
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -111,8 +115,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 bail!("{flag} {w}: a loss weight must be a finite number >= 0");
             }
         }
+        if args.bridge_mixed_sites == Some(0) {
+            bail!("--bridge-mixed-sites 0: give at least one site, or weight the mixed paths 0");
+        }
         cfg = cfg
-            .bridged(dense, coefficients)
+            .bridged(dense, coefficients, args.bridge_mixed_sites)
             .with_context(|| format!("--bridge-to {}", dense.display()))?;
     }
     let mut bar = ProgressBar::default();

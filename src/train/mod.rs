@@ -268,7 +268,12 @@ impl TrainConfig {
     /// This preset coupled to the dense model in `dense_dir` with loss weights `coefficients`: the sparse model
     /// takes the dense model's vocabulary (they share its tokenizer) and at most its context; the layer counts
     /// must agree, since bridges pair the residual sites one to one (the widths may differ).
-    pub fn bridged(mut self, dense_dir: &Path, coefficients: bridge::BridgeCoefficients) -> Result<Self> {
+    pub fn bridged(
+        mut self,
+        dense_dir: &Path,
+        coefficients: bridge::BridgeCoefficients,
+        mixed_sites_per_step: Option<usize>,
+    ) -> Result<Self> {
         let (dense, _) = Gpt::load(dense_dir, LoadOptions::ALL_DENSE)?;
         if dense.config.n_layer != self.model.n_layer {
             return Err(BridgeError::Mismatch(format!(
@@ -286,6 +291,7 @@ impl TrainConfig {
             dense: dense_dir.to_path_buf(),
             dense_fingerprint: dense_fingerprint(dense_dir, &dense)?,
             coefficients,
+            mixed_sites_per_step,
         });
         Ok(self)
     }
@@ -565,7 +571,18 @@ pub fn train_with_progress(
         hooks.differentiable = true;
         let (loss, terms) = match bridged {
             Some((spec, dense, bridges)) => {
-                let terms = bridge::bridge_losses(&model, dense, bridges, &inputs, &targets, &spec.coefficients)?;
+                let sampled = spec
+                    .mixed_sites_per_step
+                    .map(|k| bridge::sample_sites(bridges.sites, k, cfg.seed, step as u64));
+                let terms = bridge::bridge_losses(
+                    &model,
+                    dense,
+                    bridges,
+                    &inputs,
+                    &targets,
+                    &spec.coefficients,
+                    sampled.as_deref(),
+                )?;
                 (terms.total.clone(), terms.values()?)
             }
             None => {

@@ -105,7 +105,7 @@ fn bridge_losses_equal_hand_computed_values() {
         kl_dense_to_sparse: 3.0,
         kl_sparse_to_dense: 1.5,
     };
-    let terms = bridge::bridge_losses(&sparse, &dense, &bridges, &tokens, &tgt, &coef).unwrap();
+    let terms = bridge::bridge_losses(&sparse, &dense, &bridges, &tokens, &tgt, &coef, None).unwrap();
     let got: BTreeMap<&str, f64> = terms.values().unwrap().into_iter().collect();
     let total: f64 = terms.total.to_scalar::<f32>().unwrap() as f64;
 
@@ -147,6 +147,7 @@ fn bridge_losses_equal_hand_computed_values() {
         dl.push(ld);
     }
     let (mut ne, mut nd, mut kd2s, mut ks2d) = (0.0, 0.0, 0.0, 0.0);
+    let (mut per_site_d2s, mut per_site_s2d) = (vec![0.0; sites], vec![0.0; sites]);
     for s in 0..sites {
         let (ew, eb) = (mat(&format!("encoder.{s}.weight")), vecf(&format!("encoder.{s}.bias")));
         let (dw, db) = (mat(&format!("decoder.{s}.weight")), vecf(&format!("decoder.{s}.bias")));
@@ -158,8 +159,12 @@ fn bridge_losses_equal_hand_computed_values() {
             e_norm += emb_s[i].iter().map(|v| v * v).sum::<f64>();
             d_err += dec.iter().zip(&emb_d[i]).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
             d_norm += emb_d[i].iter().map(|v| v * v).sum::<f64>();
-            kd2s += kl(&dl[i], &matvec(&lm_s, &rms(&enc))) / n;
-            ks2d += kl(&dl[i], &matvec(&lm_d, &rms(&dec))) / n;
+            let d2s = kl(&dl[i], &matvec(&lm_s, &rms(&enc))) / n;
+            let s2d = kl(&dl[i], &matvec(&lm_d, &rms(&dec))) / n;
+            kd2s += d2s;
+            ks2d += s2d;
+            per_site_d2s[s] += d2s;
+            per_site_s2d[s] += s2d;
         }
         ne += e_err / e_norm;
         nd += d_err / d_norm;
@@ -196,6 +201,19 @@ fn bridge_losses_equal_hand_computed_values() {
         "total {total}, by hand {want_total}"
     );
 
+    // Mixed paths on a subset of sites average over that subset only.
+    let one = bridge::bridge_losses(&sparse, &dense, &bridges, &tokens, &tgt, &coef, Some(&[1])).unwrap();
+    let one: BTreeMap<&str, f64> = one.values().unwrap().into_iter().collect();
+    assert!((one["kl_dense_to_sparse"] - per_site_d2s[1]).abs() <= 1e-4 * per_site_d2s[1].max(1.0));
+    assert!((one["kl_sparse_to_dense"] - per_site_s2d[1]).abs() <= 1e-4 * per_site_s2d[1].max(1.0));
+    assert_eq!(
+        one["nmse_encode"], got["nmse_encode"],
+        "reconstruction terms still cover every site"
+    );
+    let picks = bridge::sample_sites(5, 2, 0, 7);
+    assert_eq!(picks, bridge::sample_sites(5, 2, 0, 7));
+    assert!(picks.len() == 2 && picks[0] < picks[1] && picks[1] < 5);
+
     // A zero weight skips its term entirely.
     let only_ce = BridgeCoefficients {
         kl: 0.0,
@@ -205,7 +223,7 @@ fn bridge_losses_equal_hand_computed_values() {
         kl_sparse_to_dense: 0.0,
         ..coef
     };
-    let terms = bridge::bridge_losses(&sparse, &dense, &bridges, &tokens, &tgt, &only_ce).unwrap();
+    let terms = bridge::bridge_losses(&sparse, &dense, &bridges, &tokens, &tgt, &only_ce, None).unwrap();
     assert_eq!(terms.values().unwrap().len(), 1);
 }
 
@@ -267,7 +285,7 @@ fn bridged_step_without_bridge_terms_equals_a_plain_step() {
         steps: 2,
         ..TrainConfig::preset("test").unwrap()
     };
-    let bridged = base.bridged(dense.path(), off).unwrap();
+    let bridged = base.bridged(dense.path(), off, None).unwrap();
     let plain = TrainConfig {
         bridge: None,
         ..bridged.clone()
@@ -318,7 +336,7 @@ fn bridged_resume_equals_an_uninterrupted_run() {
         checkpoint_every: 2,
         ..TrainConfig::preset("test").unwrap()
     }
-    .bridged(dense.path(), BridgeCoefficients::default())
+    .bridged(dense.path(), BridgeCoefficients::default(), Some(2))
     .unwrap();
     let (straight, split) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     train(&cfg, straight.path(), None, false, None).unwrap();
@@ -460,6 +478,37 @@ fn bridge_eval_and_steering_on_a_tiny_bridged_model() {
         plain["top"][0]["logit"].as_f64().unwrap(),
     );
     assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+
+    assert_eq!(b["values"][0], 8.0);
+
+    // `class_b`: the node's mean over the task's counterfactual prompts, resolved to a number.
+    let r = cli(&[
+        "run",
+        "--model",
+        m,
+        "--tokens",
+        "3,7,9,4",
+        "--bridge-steer",
+        "0.mlp.post_act[1]=class_b@-1",
+        "--means-task",
+        "single_double_quote",
+        "--json",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v["bridge_steer"]["values"][0].as_f64().unwrap().is_finite());
+    cli_err(
+        &[
+            "run",
+            "--model",
+            m,
+            "--tokens",
+            "3,7",
+            "--bridge-steer",
+            "0.mlp.post_act[1]=class_a",
+        ],
+        &["--means-task"],
+    );
 
     // Errors: a model without bridges, and a bad node.
     cli_err(&["bridge", "eval", "--model", d], &["no bridge.json", "--bridge-to"]);
