@@ -221,23 +221,6 @@ fn normalise_spec(spec: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::normalise_spec;
-
-    #[test]
-    fn positions_move_before_the_operator() {
-        assert_eq!(normalise_spec("0.mlp.post_act[3]=2.5@-1"), "0.mlp.post_act[3]@-1=2.5");
-        assert_eq!(normalise_spec("0.mlp.post_act[3]*=2@4"), "0.mlp.post_act[3]@4*=2");
-        assert_eq!(
-            normalise_spec("0.mlp.post_act[3]@-1=class_b"),
-            "0.mlp.post_act[3]@-1=class_b"
-        );
-        assert_eq!(normalise_spec("0.mlp.post_act[3]=mean"), "0.mlp.post_act[3]=mean");
-        assert_eq!(normalise_spec("nonsense"), "nonsense");
-    }
-}
-
 /// The node's mean at the last token over `--means-task`'s class-a (`prompt`) or class-b (`prompt_alt`)
 /// training prompts: the value the node takes on the task's one class or the other.
 fn class_mean(
@@ -440,5 +423,22 @@ impl BridgeSteerReport {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_spec;
+
+    #[test]
+    fn positions_move_before_the_operator() {
+        assert_eq!(normalise_spec("0.mlp.post_act[3]=2.5@-1"), "0.mlp.post_act[3]@-1=2.5");
+        assert_eq!(normalise_spec("0.mlp.post_act[3]*=2@4"), "0.mlp.post_act[3]@4*=2");
+        assert_eq!(
+            normalise_spec("0.mlp.post_act[3]@-1=class_b"),
+            "0.mlp.post_act[3]@-1=class_b"
+        );
+        assert_eq!(normalise_spec("0.mlp.post_act[3]=mean"), "0.mlp.post_act[3]=mean");
+        assert_eq!(normalise_spec("nonsense"), "nonsense");
     }
 }

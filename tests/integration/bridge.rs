@@ -510,7 +510,38 @@ fn bridge_eval_and_steering_on_a_tiny_bridged_model() {
         &["--means-task"],
     );
 
-    // Errors: a model without bridges, and a bad node.
+    // Errors: a dense model of another depth, a dense model that is not the one trained against, a model
+    // without bridges, and a bad node.
+    cli_err(
+        &[
+            "train",
+            "--preset",
+            "test",
+            "--bridge-to",
+            "assets/models/tinypython-dense",
+            "--out",
+            out.path().join("never").to_str().unwrap(),
+        ],
+        &["--bridge-to", "layers"],
+    );
+    let other = out.path().join("other-dense");
+    train(
+        &TrainConfig {
+            density: 1.0,
+            steps: 1,
+            seed: 5,
+            ..TrainConfig::preset("test").unwrap()
+        },
+        &other,
+        Some(&dense.path().join("tokenizer.json")),
+        false,
+        None,
+    )
+    .unwrap();
+    cli_err(
+        &["bridge", "eval", "--model", m, "--dense", other.to_str().unwrap()],
+        &["fingerprint", "trained against"],
+    );
     cli_err(&["bridge", "eval", "--model", d], &["no bridge.json", "--bridge-to"]);
     cli_err(
         &[
