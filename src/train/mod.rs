@@ -9,9 +9,9 @@
 //!
 //! A bridged run ([`TrainConfig::bridge`]) trains the same sparse model coupled to a frozen dense one through
 //! bridges at every residual site ([`crate::analysis::bridge`]): the loss adds the bridge terms to the
-//! cross-entropy, the bridges (dense, never sparsified) share the optimiser, its schedule and the gradient clip,
-//! the checkpoint holds them and their moments, and the exported folder adds `bridges.safetensors` and
-//! `bridge.json`.
+//! cross-entropy, the bridges (dense, never sparsified) have their own AdamW on the same schedule and their own
+//! gradient clip, the checkpoint holds them and their moments, and the exported folder adds `bridges.safetensors`
+//! and `bridge.json`.
 
 pub mod params;
 pub mod sparsity;
@@ -493,11 +493,16 @@ pub fn train_with_progress(
         None => BTreeMap::new(),
     };
     let mut opt = AdamW::new(
-        params
-            .vars
+        params.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        cfg.adamw,
+    )?;
+    // The bridges have their own optimiser (same hyperparameters and schedule) so that their gradient norm is
+    // clipped on its own: early on the encoders' reconstruction error is orders of magnitude above the model's
+    // losses, and one global clip would shrink the sparse model's steps with it.
+    let mut bridge_opt = AdamW::new(
+        bridge_vars
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .chain(bridge_vars.iter().map(|(k, v)| (format!("bridge.{k}"), v.clone())))
+            .map(|(k, v)| (format!("bridge.{k}"), v.clone()))
             .collect(),
         cfg.adamw,
     )?;
@@ -527,11 +532,13 @@ pub fn train_with_progress(
             for (k, v) in &optim.tensors {
                 moments.insert(k.clone(), v.to_dense()?);
             }
-            opt.load_state(&moments, state.step)
-                .map_err(|source| TrainError::OptimState {
-                    path: ckpt_dir.join("optim.safetensors"),
-                    source,
-                })?;
+            for o in [&mut opt, &mut bridge_opt] {
+                o.load_state(&moments, state.step)
+                    .map_err(|source| TrainError::OptimState {
+                        path: ckpt_dir.join("optim.safetensors"),
+                        source,
+                    })?;
+            }
             start = state.step;
             best = state.best_accuracy;
             resumed = true;
@@ -593,14 +600,20 @@ pub fn train_with_progress(
             }
         };
         let grads = loss.backward()?;
-        let norm = grad_norm(params.vars.values().chain(bridge_vars.values()), &grads)?;
-        let scale = if norm > cfg.grad_clip {
-            cfg.grad_clip / norm
-        } else {
-            1.0
+        let clip = |norm: f64| {
+            if norm > cfg.grad_clip {
+                cfg.grad_clip / norm
+            } else {
+                1.0
+            }
         };
+        let norm = grad_norm(params.vars.values(), &grads)?;
         let lr = cfg.lr_at(step);
-        opt.step(&grads, lr, scale)?;
+        opt.step(&grads, lr, clip(norm))?;
+        let bridge_norm = grad_norm(bridge_vars.values(), &grads)?;
+        if !bridge_vars.is_empty() {
+            bridge_opt.step(&grads, lr, clip(bridge_norm))?;
+        }
         let kept = cfg.kept_fraction(step + 1);
         sparsify(&params, kept, cfg.min_per_row)?;
         if cfg.attn_only {
@@ -619,6 +632,9 @@ pub fn train_with_progress(
             "step": done, "loss": last_loss, "lr": lr, "kept_fraction": kept, "grad_norm": norm,
             "tokens_per_s": rate, "elapsed_s": started.elapsed().as_secs_f64(),
         });
+        if !bridge_vars.is_empty() {
+            record["bridge_grad_norm"] = bridge_norm.into();
+        }
         if !terms.is_empty() {
             record["bridge_terms"] = terms
                 .iter()
@@ -653,7 +669,7 @@ pub fn train_with_progress(
         log.write_all(format!("{record}\n").as_bytes())
             .map_err(file_err(&log_path))?;
         if done == end || (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) {
-            save_checkpoint(&params, &opt, bridges.as_ref(), out_dir, done, best)?;
+            save_checkpoint(&params, &[&opt, &bridge_opt], bridges.as_ref(), out_dir, done, best)?;
         }
     }
     progress(TrainEvent::Finished);
@@ -776,7 +792,7 @@ fn trim_log(path: &Path, step: usize) -> Result<()> {
 /// Writes the resumable state (weights, optimiser, step) as one folder swap: a resume never mixes two steps.
 fn save_checkpoint(
     params: &Params,
-    opt: &AdamW,
+    opts: &[&AdamW],
     bridges: Option<&Bridges>,
     out_dir: &Path,
     step: usize,
@@ -794,7 +810,11 @@ fn save_checkpoint(
     if let Some(b) = bridges {
         b.save(&dir.join(bridge::BRIDGES_FILE))?;
     }
-    let optim: BTreeMap<String, Stored> = opt.state().into_iter().map(|(k, t)| (k, Stored::Dense(t))).collect();
+    let optim: BTreeMap<String, Stored> = opts
+        .iter()
+        .flat_map(|o| o.state())
+        .map(|(k, t)| (k, Stored::Dense(t)))
+        .collect();
     write_safetensors(&dir.join("optim.safetensors"), &optim, &[])?;
     let state = CheckpointState {
         step,

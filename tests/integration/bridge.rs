@@ -361,7 +361,10 @@ fn bridged_resume_equals_an_uninterrupted_run() {
     }
     // The log names each bridge term.
     let log = std::fs::read_to_string(straight.path().join("log.jsonl")).unwrap();
-    assert!(log.contains("\"kl_sparse_to_dense\""), "{log}");
+    assert!(
+        log.contains("\"kl_sparse_to_dense\"") && log.contains("\"bridge_grad_norm\""),
+        "{log}"
+    );
 }
 
 /// `bridge eval` and `run --bridge-steer` on a tiny bridged model trained here.
