@@ -182,9 +182,9 @@ fn render(model: &Path, pair: &BridgedPair, corpus: &str, table: &PathTable, tas
     }
     if !tasks.is_empty() {
         let _ = writeln!(out, "\n  task accuracy ({} test pairs each)", tasks[0].3);
-        let _ = writeln!(out, "  {:<22} {:>8} {:>8}", "task", "sparse", "dense");
+        let _ = writeln!(out, "  {:<28} {:>8} {:>8}", "task", "sparse", "dense");
         for (name, s, d, _) in tasks {
-            let _ = writeln!(out, "  {name:<22} {s:>8.3} {d:>8.3}");
+            let _ = writeln!(out, "  {name:<28} {s:>8.3} {d:>8.3}");
         }
     }
     out
