@@ -558,6 +558,22 @@ fn bridge_eval_and_steering_on_a_tiny_bridged_model() {
         ],
         &["--bridge-steer"],
     );
+    // Damaged files: bridges missing a tensor, then a bridge.json from a newer build.
+    let weights = model.join("bridges.safetensors");
+    let saved = std::fs::read(&weights).unwrap();
+    let mut fewer = Checkpoint::open(&weights).unwrap().tensors;
+    fewer.remove("decoder.1.weight");
+    circuitscope::model::checkpoint::write_safetensors(&weights, &fewer, &[]).unwrap();
+    cli_err(&["bridge", "eval", "--model", m], &["decoder.1.weight"]);
+    std::fs::write(&weights, saved).unwrap();
+    let info_path = model.join("bridge.json");
+    let text = std::fs::read_to_string(&info_path).unwrap();
+    std::fs::write(
+        &info_path,
+        text.replace("\"format_version\": 1", "\"format_version\": 2"),
+    )
+    .unwrap();
+    cli_err(&["bridge", "eval", "--model", m], &["format version 2", "newer"]);
 }
 
 /// `forward_from_site` (the trainer's mixed paths) gives the logits of a full forward with the site's hook
