@@ -58,6 +58,9 @@ enum Command {
     /// Sparse autoencoders: train one on a hook, evaluate one (ours or SAELens's).
     #[command(subcommand)]
     Sae(cli::sae::SaeCommand),
+    /// Bridged models (a sparse model trained with bridges to a dense one): the path table.
+    #[command(subcommand)]
+    Bridge(cli::bridge::BridgeCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Attribute(a) => cli::attribute::run(a),
         Command::Heads(a) => cli::heads::run(a),
         Command::Sae(c) => cli::sae::run(c),
+        Command::Bridge(c) => cli::bridge::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 pub mod ablate;
 pub mod attention_pattern;
 pub mod attribution;
+pub mod bridge;
 pub mod embedding_tables;
 pub mod eval;
 pub mod explain;

@@ -148,7 +148,7 @@ type SkippedTask = (String, String);
 /// Splits off the built-in tasks that a model's tokenizer cannot score: every target and alt must be one token
 /// inside the model's vocabulary (a GPT-2's tokenizer makes `]]\n` three). They are returned with the reason;
 /// a task file given by the user is kept, so that its bad target is an error naming the file.
-fn skip_multi_token_tasks(
+pub fn skip_multi_token_tasks(
     tasks: Vec<Box<dyn Task>>,
     tok: &crate::tokenize::Tokenizer,
     vocab: usize,

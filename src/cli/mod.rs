@@ -3,6 +3,7 @@
 pub mod attribute;
 pub mod bench;
 pub mod bench_tui;
+pub mod bridge;
 pub mod circuit;
 pub mod common;
 pub mod convert;

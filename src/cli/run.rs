@@ -103,6 +103,16 @@ pub struct RunArgs {
     /// Sampling temperature with --seed.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
+    /// Steering through a bridge (the model must be a bridged one, docs/bridges.md): NODE=VALUE[@POS] sets a
+    /// sparse-model node (VALUE a number, `mean`, or with --means-task `class_a`/`class_b`: the node's mean at
+    /// the last token of the task's prompts/counterfactual prompts), carries the change of the sparse residual
+    /// at the next bridge site through the decoder into the dense model, and shows both models before and after;
+    /// repeatable.
+    #[arg(long, num_args = 1..)]
+    pub bridge_steer: Vec<String>,
+    /// With --bridge-steer: the dense model [default: the one named in the model's bridge.json].
+    #[arg(long, requires = "bridge_steer")]
+    pub bridge_dense: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -204,7 +214,12 @@ const MEAN_TASK_PAIRS: usize = 64;
 
 /// The full-width means of every hook that a `=mean` intervention touches: from `--means-task`'s prompts, else
 /// from the scan.
-fn means_for(args: &RunArgs, model: &Gpt, tok: Option<&Tokenizer>, ivs: &[InterventionSpec]) -> Result<Means> {
+pub(super) fn means_for(
+    args: &RunArgs,
+    model: &Gpt,
+    tok: Option<&Tokenizer>,
+    ivs: &[InterventionSpec],
+) -> Result<Means> {
     let hooks: BTreeSet<&str> = ivs
         .iter()
         .filter(|iv| iv.action == SpecAction::Mean)
@@ -257,7 +272,7 @@ fn means_for(args: &RunArgs, model: &Gpt, tok: Option<&Tokenizer>, ivs: &[Interv
 
 /// A `--dla` / `--logit-diff` token (`flag` names the option in errors): `#ID`, else text that is one token
 /// with the tokenizer, else (no tokenizer) an id.
-fn target_token(flag: &str, spec: &str, tok: Option<&Tokenizer>, vocab: usize) -> Result<u32> {
+pub(super) fn target_token(flag: &str, spec: &str, tok: Option<&Tokenizer>, vocab: usize) -> Result<u32> {
     let id = if let Some(n) = spec.strip_prefix('#') {
         n.parse::<u32>()
             .with_context(|| format!("{flag} `{spec}`: `{n}` is not a token id"))?
@@ -463,6 +478,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let all_interventions: Vec<(String, Intervention)> = interventions.iter().chain(&steering).cloned().collect();
     let logit_diff = logit_diff_report(&args, &model, &ids, tok.as_ref(), &all_interventions)?;
     let steer_report = super::steer::report(&args, &model, &ids, &interventions, &steering)?;
+    let bridge_report = super::bridge::steer_report(&args, &model, &ids, tok.as_ref(), args.checks.apply(opts))?;
 
     if args.json {
         let out = json!({
@@ -477,6 +493,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             // The older key of the same object, for scripts written against `--logit-diff`.
             "logit_diff": logit_diff.as_ref().map(|r| logit_diff_json(r, tok.as_ref())),
             "steer": steer_report.as_ref().map(|r| r.json(&args, tok.as_ref())),
+            "bridge_steer": bridge_report.as_ref().map(|r| r.json(tok.as_ref())),
         });
         return print_json(&out);
     }
@@ -536,6 +553,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     if let Some(r) = &steer_report {
         print!("{}", r.render(&args, tok.as_ref()));
+    }
+    if let Some(r) = &bridge_report {
+        print!("{}", r.render(tok.as_ref(), args.top));
     }
     if let Some(p) = &args.dump {
         println!("\nwrote {}", p.display());

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::common::{parse_density, print_json};
+use crate::analysis::bridge::BridgeCoefficients;
 use crate::train::{train_with_progress, TrainConfig, TrainEvent};
 
 /// Arguments of `circuitscope train`.
@@ -43,6 +44,33 @@ pub struct TrainArgs {
     /// Override the peak learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Bridged training: couple the sparse model to this frozen dense model through encoders and decoders at
+    /// every residual site (docs/bridges.md). The sparse model takes the dense model's tokenizer and vocabulary;
+    /// the layer counts must agree.
+    #[arg(long, value_name = "DENSE_MODEL_DIR")]
+    pub bridge_to: Option<PathBuf>,
+    /// Bridged: weight of the sparse model's cross-entropy.
+    #[arg(long, default_value_t = 1.0, requires = "bridge_to")]
+    pub bridge_ce: f64,
+    /// Bridged: weight of KL(dense ‖ sparse) on the next-token distributions.
+    #[arg(long, default_value_t = 1.0, requires = "bridge_to")]
+    pub bridge_kl: f64,
+    /// Bridged: weight of NMSE(encoder(dense activation), sparse activation), mean over sites.
+    #[arg(long, default_value_t = 1.0, requires = "bridge_to")]
+    pub bridge_nmse_encode: f64,
+    /// Bridged: weight of NMSE(decoder(sparse activation), dense activation), mean over sites.
+    #[arg(long, default_value_t = 1.0, requires = "bridge_to")]
+    pub bridge_nmse_decode: f64,
+    /// Bridged: weight of KL(dense ‖ dense up to a site, encoder, sparse onward), mean over sites.
+    #[arg(long, default_value_t = 1.0, requires = "bridge_to")]
+    pub bridge_kl_dense_to_sparse: f64,
+    /// Bridged: weight of KL(dense ‖ sparse up to a site, decoder, dense onward), mean over sites.
+    #[arg(long, default_value_t = 1.0, requires = "bridge_to")]
+    pub bridge_kl_sparse_to_dense: f64,
+    /// Bridged: train the mixed paths at this many sites per step, drawn at random each step (default: every
+    /// site; each costs a forward and backward of the rest of a model).
+    #[arg(long, requires = "bridge_to", value_name = "N")]
+    pub bridge_mixed_sites: Option<usize>,
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -65,6 +93,34 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if let Some(lr) = args.lr {
         cfg.lr = lr;
+    }
+    if let Some(dense) = &args.bridge_to {
+        let coefficients = BridgeCoefficients {
+            ce: args.bridge_ce,
+            kl: args.bridge_kl,
+            nmse_encode: args.bridge_nmse_encode,
+            nmse_decode: args.bridge_nmse_decode,
+            kl_dense_to_sparse: args.bridge_kl_dense_to_sparse,
+            kl_sparse_to_dense: args.bridge_kl_sparse_to_dense,
+        };
+        for (flag, w) in [
+            ("--bridge-ce", coefficients.ce),
+            ("--bridge-kl", coefficients.kl),
+            ("--bridge-nmse-encode", coefficients.nmse_encode),
+            ("--bridge-nmse-decode", coefficients.nmse_decode),
+            ("--bridge-kl-dense-to-sparse", coefficients.kl_dense_to_sparse),
+            ("--bridge-kl-sparse-to-dense", coefficients.kl_sparse_to_dense),
+        ] {
+            if !w.is_finite() || w < 0.0 {
+                bail!("{flag} {w}: a loss weight must be a finite number >= 0");
+            }
+        }
+        if args.bridge_mixed_sites == Some(0) {
+            bail!("--bridge-mixed-sites 0: give at least one site, or weight the mixed paths 0");
+        }
+        cfg = cfg
+            .bridged(dense, coefficients, args.bridge_mixed_sites)
+            .with_context(|| format!("--bridge-to {}", dense.display()))?;
     }
     let mut bar = ProgressBar::default();
     let summary = train_with_progress(

@@ -380,14 +380,38 @@ impl Block {
         pos: &Tensor,
         hooks: &mut Hooks,
     ) -> Result<Tensor> {
+        let x = self.forward_attn_half(cfg, layer, x, pos, hooks)?;
+        self.forward_mlp_half(cfg, layer, x, pos, hooks)
+    }
+
+    /// The attention half: x (B, T, D) entering the block → the residual stream after the `resid_mid` hook.
+    pub(super) fn forward_attn_half(
+        &self,
+        cfg: &Config,
+        layer: usize,
+        x: Tensor,
+        pos: &Tensor,
+        hooks: &mut Hooks,
+    ) -> Result<Tensor> {
         let at = |site: HookSite| HookName::block(layer, site).to_string();
         let x = hooks.apply(&at(HookSite::ResidIn), x)?;
         let read = with_pos(self.ln_1.forward(&x)?, self.ln_p.as_ref().map(|p| &p.0), pos)?;
         let read = hooks.apply(&at(HookSite::AttnActIn), topk(cfg, Loctype::AttnIn, read)?)?; // (B, T, Din)
         let o = self.attn.forward(cfg, layer, &read, hooks)?;
         let x = residual(cfg, Loctype::ResidPostAttn, (x + o)?)?;
-        let x = hooks.apply(&at(HookSite::ResidMid), x)?;
+        hooks.apply(&at(HookSite::ResidMid), x)
+    }
 
+    /// The MLP half: the residual stream after `resid_mid` (B, T, D) → the block's output (B, T, D).
+    pub(super) fn forward_mlp_half(
+        &self,
+        cfg: &Config,
+        layer: usize,
+        x: Tensor,
+        pos: &Tensor,
+        hooks: &mut Hooks,
+    ) -> Result<Tensor> {
+        let at = |site: HookSite| HookName::block(layer, site).to_string();
         let read = with_pos(self.ln_2.forward(&x)?, self.ln_p.as_ref().map(|p| &p.1), pos)?;
         let read = hooks.apply(&at(HookSite::MlpActIn), topk(cfg, Loctype::MlpIn, read)?)?;
         let o = self.mlp.forward(cfg, layer, &read, hooks)?;

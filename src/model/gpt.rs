@@ -229,13 +229,54 @@ impl Gpt {
             x = block.forward(cfg, l, x, &pos, hooks)?;
         }
         let x = hooks.apply(&HookName::FinalResid.to_string(), x)?;
-        let mut logits = self.lm_head.forward(&self.ln_f.forward(&x)?)?; // (B, T, V)
+        self.unembed(&x, &flat, b, t)
+    }
+
+    /// The residual stream after the last block's hook (B, T, D) → logits (B, T, V); `flat` (B·T) the tokens
+    /// (for the bigram table).
+    fn unembed(&self, x: &Tensor, flat: &Tensor, b: usize, t: usize) -> Result<Tensor> {
+        let mut logits = self.lm_head.forward(&self.ln_f.forward(x)?)?; // (B, T, V)
         logits = logits.broadcast_add(&self.final_logits_bias)?;
         if let Some(table) = &self.bigram_table {
-            let rows = table.index_select(&flat, 0)?.reshape((b, t, cfg.vocab_size))?;
+            let rows = table.index_select(flat, 0)?.reshape((b, t, self.config.vocab_size))?;
             logits = (logits + rows)?;
         }
         Ok(logits)
+    }
+
+    /// The forward pass from a residual site on, on the tensor (autograd) path: `x` (B, T, D) is the residual
+    /// stream at site `site` of the 2L+1 sites (0: entering block 0; 2l+1: after block l's `resid_mid` hook;
+    /// 2l+2: after block l, i.e. entering block l+1, or `final_resid` for the last) and replaces it; tokens
+    /// (B, T) u32 are needed only for positions and the bigram table. → logits (B, T, V). The same numbers as
+    /// [`Gpt::forward`] with that site's hook patched to `x`, without computing the blocks before the site.
+    /// Hooks at and after the site apply (so site hooks `0.resid_in`, `l.resid_in` see `x` first).
+    pub fn forward_from_site(&self, tokens: &Tensor, site: usize, x: Tensor, hooks: &mut Hooks) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (b, t) = tokens.dims2()?;
+        let n = cfg.n_layer;
+        if site > 2 * n {
+            return Err(ModelError::Hook {
+                name: format!("site {site}"),
+                problem: HookProblem::NoSuchHook,
+            });
+        }
+        let flat = tokens.flatten_all()?;
+        let ids: Vec<u32> = flat.to_vec1()?;
+        for row in ids.chunks(t.max(1)) {
+            self.check_tokens(row)?;
+        }
+        let pos = self.wpe.narrow(0, 0, t)?;
+        let mut x = x;
+        let first = site / 2;
+        if site % 2 == 1 {
+            x = self.blocks[first].forward_mlp_half(cfg, first, x, &pos, hooks)?;
+        }
+        let start = if site % 2 == 1 { first + 1 } else { first };
+        for (l, block) in self.blocks.iter().enumerate().skip(start) {
+            x = block.forward(cfg, l, x, &pos, hooks)?;
+        }
+        let x = hooks.apply(&HookName::FinalResid.to_string(), x)?;
+        self.unembed(&x, &flat, b, t)
     }
 }
 

@@ -6,6 +6,12 @@
 //! An output directory holds `train_config.json` (enough to reproduce the run), `tokenizer.json`, `log.jsonl`,
 //! `checkpoint/` (the latest full state, for `--resume`) and the exported model (`config.json`,
 //! `model.safetensors` with CSR matrices): the checkpoint with the best mean task accuracy seen at evaluations.
+//!
+//! A bridged run ([`TrainConfig::bridge`]) trains the same sparse model coupled to a frozen dense one through
+//! bridges at every residual site ([`crate::analysis::bridge`]): the loss adds the bridge terms to the
+//! cross-entropy, the bridges (dense, never sparsified) have their own AdamW on the same schedule and their own
+//! gradient clip, the checkpoint holds them and their moments, and the exported folder adds `bridges.safetensors`
+//! and `bridge.json`.
 
 pub mod params;
 pub mod sparsity;
@@ -18,13 +24,14 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::bridge::{self, BridgeError, BridgeInfo, BridgeSpec, Bridges};
 use crate::analysis::eval;
 use crate::data::corpus::CorpusSource;
 use crate::data::tasks;
 use crate::data::TokenPool;
 use crate::fsio::{DirWriter, Keep};
 use crate::model::checkpoint::{write_atomic, write_safetensors};
-use crate::model::{Checkpoint, Config, Hooks, Stored};
+use crate::model::{Checkpoint, Config, Gpt, Hooks, LoadOptions, ModelFiles, Stored};
 use crate::optim::{AdamW, AdamWParams};
 use crate::tokenize::Tokenizer;
 use params::{is_sparse_param, Params};
@@ -89,6 +96,15 @@ pub enum TrainError {
         /// The output folder.
         dir: PathBuf,
     },
+    /// The bridged run's dense model or bridges are unusable.
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+    /// A bridged run's dense model has no tokenizer beside it and none was given.
+    #[error("{}: the dense model has no tokenizer.json; a bridged run trains on the dense model's tokens, pass --tokenizer FILE", dir.display())]
+    DenseTokenizer {
+        /// The dense model's folder.
+        dir: PathBuf,
+    },
     /// The tokenizer has more tokens than the model's embedding has rows.
     #[error("the tokenizer has {tokens} tokens but the model's vocab_size is {vocab_size}")]
     VocabTooLarge {
@@ -151,6 +167,9 @@ pub struct TrainConfig {
     /// reads the model as it reads any other.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub attn_only: bool,
+    /// Bridged training: the frozen dense model the sparse one is coupled to, and the loss weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeSpec>,
 }
 
 impl TrainConfig {
@@ -194,6 +213,7 @@ impl TrainConfig {
             eval_pairs: 64,
             checkpoint_every: 250,
             attn_only: false,
+            bridge: None,
         };
         Ok(match name {
             "tiny" => base,
@@ -243,6 +263,37 @@ impl TrainConfig {
             },
             other => return Err(TrainError::UnknownPreset(other.to_string())),
         })
+    }
+
+    /// This preset coupled to the dense model in `dense_dir` with loss weights `coefficients`: the sparse model
+    /// takes the dense model's vocabulary (they share its tokenizer) and at most its context; the layer counts
+    /// must agree, since bridges pair the residual sites one to one (the widths may differ).
+    pub fn bridged(
+        mut self,
+        dense_dir: &Path,
+        coefficients: bridge::BridgeCoefficients,
+        mixed_sites_per_step: Option<usize>,
+    ) -> Result<Self> {
+        let (dense, _) = Gpt::load(dense_dir, LoadOptions::ALL_DENSE)?;
+        if dense.config.n_layer != self.model.n_layer {
+            return Err(BridgeError::Mismatch(format!(
+                "{}: the dense model has {} layers and the preset {}; bridges pair the residual sites layer by layer",
+                dense_dir.display(),
+                dense.config.n_layer,
+                self.model.n_layer
+            ))
+            .into());
+        }
+        self.model.vocab_size = dense.config.vocab_size;
+        self.model.block_size = self.model.block_size.min(dense.config.block_size);
+        self.tokenizer_vocab = dense.config.vocab_size;
+        self.bridge = Some(BridgeSpec {
+            dense: dense_dir.to_path_buf(),
+            dense_fingerprint: dense_fingerprint(dense_dir, &dense)?,
+            coefficients,
+            mixed_sites_per_step,
+        });
+        Ok(self)
     }
 
     /// Kept fraction of sparse parameters after `step` steps.
@@ -391,6 +442,23 @@ pub fn train_with_progress(
         });
     }
     let corpus = CorpusSource::parse(&cfg.corpus)?;
+    let dense = match &cfg.bridge {
+        Some(spec) => Some(open_dense(spec, &cfg.model)?),
+        None => None,
+    };
+    let dense_tok = match (&cfg.bridge, tokenizer) {
+        (Some(spec), None) => {
+            Some(
+                ModelFiles::locate(&spec.dense)?
+                    .tokenizer
+                    .ok_or_else(|| TrainError::DenseTokenizer {
+                        dir: spec.dense.clone(),
+                    })?,
+            )
+        }
+        _ => None,
+    };
+    let tokenizer = tokenizer.or(dense_tok.as_deref());
     let tok = prepare_tokenizer(cfg, &corpus, out_dir, tokenizer, progress)?;
     if tok.vocab_size() > cfg.model.vocab_size {
         return Err(TrainError::VocabTooLarge {
@@ -413,8 +481,29 @@ pub fn train_with_progress(
     if cfg.attn_only {
         zero_mlps(&params)?;
     }
+    // The bridges' variables, named `bridge.<tensor>` in the optimiser and its state.
+    let bridge_vars = match &dense {
+        Some(d) => Bridges::init_vars(
+            bridge::site_count(cfg.model.n_layer),
+            d.config.d_model,
+            cfg.model.d_model,
+            cfg.seed,
+        )
+        .map_err(TrainError::Bridge)?,
+        None => BTreeMap::new(),
+    };
     let mut opt = AdamW::new(
         params.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        cfg.adamw,
+    )?;
+    // The bridges have their own optimiser (same hyperparameters and schedule) so that their gradient norm is
+    // clipped on its own: early on the encoders' reconstruction error is orders of magnitude above the model's
+    // losses, and one global clip would shrink the sparse model's steps with it.
+    let mut bridge_opt = AdamW::new(
+        bridge_vars
+            .iter()
+            .map(|(k, v)| (format!("bridge.{k}"), v.clone()))
+            .collect(),
         cfg.adamw,
     )?;
     let mut start = 0;
@@ -432,22 +521,38 @@ pub fn train_with_progress(
                 source,
             })?;
             params.load(&Checkpoint::open(&ckpt_dir.join("model.safetensors"))?)?;
+            if !bridge_vars.is_empty() {
+                let saved = Checkpoint::open(&ckpt_dir.join(bridge::BRIDGES_FILE))?;
+                for (name, var) in &bridge_vars {
+                    var.set(&saved.require_dense(name, var.dims())?)?;
+                }
+            }
             let optim = Checkpoint::open(&ckpt_dir.join("optim.safetensors"))?;
             let mut moments = BTreeMap::new();
             for (k, v) in &optim.tensors {
                 moments.insert(k.clone(), v.to_dense()?);
             }
-            opt.load_state(&moments, state.step)
-                .map_err(|source| TrainError::OptimState {
-                    path: ckpt_dir.join("optim.safetensors"),
-                    source,
-                })?;
+            for o in [&mut opt, &mut bridge_opt] {
+                o.load_state(&moments, state.step)
+                    .map_err(|source| TrainError::OptimState {
+                        path: ckpt_dir.join("optim.safetensors"),
+                        source,
+                    })?;
+            }
             start = state.step;
             best = state.best_accuracy;
             resumed = true;
         }
     }
     let model = params.model(&cfg.model)?;
+    let bridges = match &dense {
+        Some(d) => Some(bridges_of(&bridge_vars, &cfg.model, &d.config)?),
+        None => None,
+    };
+    let bridged = match (&cfg.bridge, &dense, &bridges) {
+        (Some(spec), Some(d), Some(b)) => Some((spec, d, b)),
+        _ => None,
+    };
     let task_list = tasks::registry();
     let log_path = out_dir.join("log.jsonl");
     if resume {
@@ -471,18 +576,44 @@ pub fn train_with_progress(
         let (inputs, targets) = pool.batch(cfg.batch_size, cfg.model.block_size, cfg.seed, step as u64)?;
         let mut hooks = Hooks::none();
         hooks.differentiable = true;
-        let logits = model.forward(&inputs, &mut hooks)?; // (B, T, V)
-        let v = cfg.model.vocab_size;
-        let loss = candle_nn::loss::cross_entropy(&logits.reshape(((), v))?, &targets.flatten_all()?)?;
-        let grads = loss.backward()?;
-        let norm = grad_norm(&params, &grads)?;
-        let scale = if norm > cfg.grad_clip {
-            cfg.grad_clip / norm
-        } else {
-            1.0
+        let (loss, terms) = match bridged {
+            Some((spec, dense, bridges)) => {
+                let sampled = spec
+                    .mixed_sites_per_step
+                    .map(|k| bridge::sample_sites(bridges.sites, k, cfg.seed, step as u64));
+                let terms = bridge::bridge_losses(
+                    &model,
+                    dense,
+                    bridges,
+                    &inputs,
+                    &targets,
+                    &spec.coefficients,
+                    sampled.as_deref(),
+                )?;
+                (terms.total.clone(), terms.values()?)
+            }
+            None => {
+                let logits = model.forward(&inputs, &mut hooks)?; // (B, T, V)
+                let v = cfg.model.vocab_size;
+                let loss = candle_nn::loss::cross_entropy(&logits.reshape(((), v))?, &targets.flatten_all()?)?;
+                (loss, Vec::new())
+            }
         };
+        let grads = loss.backward()?;
+        let clip = |norm: f64| {
+            if norm > cfg.grad_clip {
+                cfg.grad_clip / norm
+            } else {
+                1.0
+            }
+        };
+        let norm = grad_norm(params.vars.values(), &grads)?;
         let lr = cfg.lr_at(step);
-        opt.step(&grads, lr, scale)?;
+        opt.step(&grads, lr, clip(norm))?;
+        let bridge_norm = grad_norm(bridge_vars.values(), &grads)?;
+        if !bridge_vars.is_empty() {
+            bridge_opt.step(&grads, lr, clip(bridge_norm))?;
+        }
         let kept = cfg.kept_fraction(step + 1);
         sparsify(&params, kept, cfg.min_per_row)?;
         if cfg.attn_only {
@@ -501,6 +632,15 @@ pub fn train_with_progress(
             "step": done, "loss": last_loss, "lr": lr, "kept_fraction": kept, "grad_norm": norm,
             "tokens_per_s": rate, "elapsed_s": started.elapsed().as_secs_f64(),
         });
+        if !bridge_vars.is_empty() {
+            record["bridge_grad_norm"] = bridge_norm.into();
+        }
+        if !terms.is_empty() {
+            record["bridge_terms"] = terms
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                .collect();
+        }
         let eval_now = cfg.eval_every > 0 && (done % cfg.eval_every == 0 || done == cfg.steps);
         if eval_now {
             let scores = eval::score_tasks(&model, &tok, &task_list, cfg.eval_pairs)?;
@@ -515,7 +655,7 @@ pub fn train_with_progress(
             // Accuracy swings while the density anneals: export the best model, judged only once annealed.
             if kept <= cfg.density + 1e-9 && best.is_none_or(|b| mean > b) {
                 best = Some(mean);
-                export(&params, cfg, out_dir)?;
+                export(&params, cfg, out_dir, bridged_export(&bridged, &cfg.model))?;
                 record["exported"] = true.into();
             }
             progress(TrainEvent::Evaluated {
@@ -529,12 +669,12 @@ pub fn train_with_progress(
         log.write_all(format!("{record}\n").as_bytes())
             .map_err(file_err(&log_path))?;
         if done == end || (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0) {
-            save_checkpoint(&params, &opt, out_dir, done, best)?;
+            save_checkpoint(&params, &[&opt, &bridge_opt], bridges.as_ref(), out_dir, done, best)?;
         }
     }
     progress(TrainEvent::Finished);
     if best.is_none() && end == cfg.steps {
-        export(&params, cfg, out_dir)?;
+        export(&params, cfg, out_dir, bridged_export(&bridged, &cfg.model))?;
     }
     Ok(TrainSummary {
         steps: end,
@@ -555,9 +695,13 @@ fn zero_mlps(params: &Params) -> Result<()> {
     Ok(())
 }
 
-fn grad_norm(params: &Params, grads: &candle_core::backprop::GradStore) -> Result<f64> {
+/// The global gradient norm over `vars` (variables without a gradient count as zero).
+fn grad_norm<'a>(
+    vars: impl Iterator<Item = &'a candle_core::Var>,
+    grads: &candle_core::backprop::GradStore,
+) -> Result<f64> {
     let mut sum = 0f64;
-    for var in params.vars.values() {
+    for var in vars {
         if let Some(g) = grads.get(var) {
             sum += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         }
@@ -594,15 +738,27 @@ fn prepare_tokenizer(
     Ok(tok)
 }
 
-/// Writes the model files (config.json, model.safetensors with CSR sparse matrices) into `out_dir`, swapped in
-/// together with the rest of the folder so that the weights and the config always match.
-fn export(params: &Params, cfg: &TrainConfig, out_dir: &Path) -> Result<()> {
+/// What a bridged run exports beside the model: the bridges and their description.
+type BridgedExport<'a> = Option<(&'a Bridges, BridgeInfo)>;
+
+fn bridged_export<'a>(bridged: &Option<(&BridgeSpec, &Gpt, &'a Bridges)>, sparse: &Config) -> BridgedExport<'a> {
+    bridged.map(|(spec, dense, bridges)| (bridges, BridgeInfo::new(spec, sparse, &dense.config)))
+}
+
+/// Writes the model files (config.json, model.safetensors with CSR sparse matrices, and a bridged run's
+/// bridges.safetensors and bridge.json) into `out_dir`, swapped in together with the rest of the folder so that
+/// the weights, the config and the bridges always match.
+fn export(params: &Params, cfg: &TrainConfig, out_dir: &Path, bridged: BridgedExport) -> Result<()> {
     let writer = DirWriter::begin(out_dir, Keep::Others).map_err(|e| file_err(out_dir)(e.into_io()))?;
     write_safetensors(&writer.path().join("model.safetensors"), &params.to_stored()?, &[])?;
     write_atomic(
         &writer.path().join("config.json"),
         cfg.model.to_json_string().as_bytes(),
     )?;
+    if let Some((bridges, info)) = bridged {
+        bridges.save(&writer.path().join(bridge::BRIDGES_FILE))?;
+        info.save(writer.path())?;
+    }
     writer.commit().map_err(|e| file_err(out_dir)(e.into_io()))?;
     Ok(())
 }
@@ -634,7 +790,14 @@ fn trim_log(path: &Path, step: usize) -> Result<()> {
 }
 
 /// Writes the resumable state (weights, optimiser, step) as one folder swap: a resume never mixes two steps.
-fn save_checkpoint(params: &Params, opt: &AdamW, out_dir: &Path, step: usize, best: Option<f64>) -> Result<()> {
+fn save_checkpoint(
+    params: &Params,
+    opts: &[&AdamW],
+    bridges: Option<&Bridges>,
+    out_dir: &Path,
+    step: usize,
+    best: Option<f64>,
+) -> Result<()> {
     let target = out_dir.join("checkpoint");
     let writer = DirWriter::begin(&target, Keep::Nothing).map_err(|e| file_err(&target)(e.into_io()))?;
     let dir = writer.path().to_path_buf();
@@ -644,7 +807,14 @@ fn save_checkpoint(params: &Params, opt: &AdamW, out_dir: &Path, step: usize, be
         .map(|(k, v)| (k.clone(), Stored::Dense(v.as_tensor().detach())))
         .collect();
     write_safetensors(&dir.join("model.safetensors"), &model, &[])?;
-    let optim: BTreeMap<String, Stored> = opt.state().into_iter().map(|(k, t)| (k, Stored::Dense(t))).collect();
+    if let Some(b) = bridges {
+        b.save(&dir.join(bridge::BRIDGES_FILE))?;
+    }
+    let optim: BTreeMap<String, Stored> = opts
+        .iter()
+        .flat_map(|o| o.state())
+        .map(|(k, t)| (k, Stored::Dense(t)))
+        .collect();
     write_safetensors(&dir.join("optim.safetensors"), &optim, &[])?;
     let state = CheckpointState {
         step,
@@ -656,4 +826,40 @@ fn save_checkpoint(params: &Params, opt: &AdamW, out_dir: &Path, step: usize, be
     )?;
     writer.commit().map_err(|e| file_err(&target)(e.into_io()))?;
     Ok(())
+}
+
+/// The dense model's fingerprint, as circuit files and scans record it.
+fn dense_fingerprint(dir: &Path, dense: &Gpt) -> Result<String> {
+    let files = ModelFiles::locate(dir)?;
+    crate::circuit::file::model_fingerprint(&files.open_checkpoint(&dense.config)?, &dense.config)
+        .map_err(|e| BridgeError::Mismatch(format!("{}: {e}", dir.display())).into())
+}
+
+/// Loads a bridged run's dense model and checks it is the one the run was configured with, and that it pairs
+/// with the sparse architecture.
+fn open_dense(spec: &BridgeSpec, sparse: &Config) -> Result<Gpt> {
+    let (dense, _) = Gpt::load(&spec.dense, LoadOptions::ALL_DENSE)?;
+    let found = dense_fingerprint(&spec.dense, &dense)?;
+    if found != spec.dense_fingerprint {
+        return Err(BridgeError::Fingerprint {
+            path: spec.dense.clone(),
+            found,
+            expected: spec.dense_fingerprint.clone(),
+        }
+        .into());
+    }
+    bridge::check_pair(sparse, &dense.config)?;
+    Ok(dense)
+}
+
+/// The bridges over the trainer's variables (their tensors share storage, so each step's update shows).
+fn bridges_of(vars: &BTreeMap<String, candle_core::Var>, sparse: &Config, dense: &Config) -> Result<Bridges> {
+    let tensors = vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    Ok(Bridges::from_tensors(
+        tensors,
+        bridge::site_count(sparse.n_layer),
+        dense.d_model,
+        sparse.d_model,
+        bridge::encoder_topk(sparse),
+    )?)
 }

@@ -3,6 +3,7 @@
 
 mod attribution;
 mod attribution_screen;
+mod bridge;
 mod bundled;
 mod circuit;
 mod cli;
