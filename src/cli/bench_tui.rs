@@ -65,6 +65,7 @@ pub fn run(args: TuiBenchArgs) -> Result<()> {
         circuit,
         task: args.task.clone(),
         session: None,
+        sae: None,
     };
     let mut term = Terminal::new(TestBackend::new(120, 40))?;
 

@@ -187,7 +187,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     let mut groups: Vec<Vec<NodeId>> = Vec::new();
     for id in &todo {
         match groups.last_mut() {
-            Some(g) if g.len() < GROUP && g[0].hook_name() == id.hook_name() => g.push(*id),
+            Some(g) if g.len() < GROUP && g[0].group() == id.group() => g.push(*id),
             _ => groups.push(vec![*id]),
         }
     }

@@ -142,6 +142,9 @@ pub struct App {
     pub details: HashMap<NodeId, NodeDetail>,
     /// Nodes whose details were requested and have not arrived, so that each is asked for once.
     pub detail_pending: BTreeSet<NodeId>,
+    /// The SAE opened beside the model (`open --sae`), as (the hook it reads, its latent count): its features
+    /// can be inspected, labeled and ablated beside the circuit's nodes.
+    pub sae: Option<(crate::model::HookName, usize)>,
     /// The inspector's scroll and view state.
     pub inspector: InspectorState,
     /// Requests waiting for the engine; the runtime (or a test) takes them with [`App::take_requests`].
@@ -221,6 +224,7 @@ impl App {
             },
             details: HashMap::new(),
             detail_pending: BTreeSet::new(),
+            sae: None,
             inspector: InspectorState::default(),
             outbox: Vec::new(),
             status: "? help · : commands · / jump".into(),

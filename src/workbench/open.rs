@@ -55,6 +55,15 @@ pub enum OpenError {
     /// The session could not be opened.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The SAE could not be read or does not fit the model.
+    #[error("--sae {}: {source}", path.display())]
+    Sae {
+        /// The SAE folder.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: Box<crate::analysis::sae::SaeError>,
+    },
 }
 
 /// What to open.
@@ -68,6 +77,8 @@ pub struct OpenOptions {
     pub task: String,
     /// The session file to restore and save to (None: nothing is kept).
     pub session: Option<PathBuf>,
+    /// An SAE folder (ours or SAELens's) whose features the workbench shows as nodes `<hook>.sae[i]`.
+    pub sae: Option<PathBuf>,
 }
 
 impl OpenOptions {
@@ -217,7 +228,16 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
     let model_name = canonical
         .or_else(|| circuit.model.name.clone())
         .unwrap_or_else(|| "model".into());
-    let engine = Engine::new(model, &ckpt, tok, &circuit, &task, scan)?;
+    let mut engine = Engine::new(model, &ckpt, tok, &circuit, &task, scan)?;
+    if let Some(path) = &opts.sae {
+        let sae_err = |source| OpenError::Sae {
+            path: path.clone(),
+            source: Box::new(source),
+        };
+        let sae = crate::analysis::sae::Sae::load(path, config.n_layer).map_err(sae_err)?;
+        sae.check_model(&config, Some(&fingerprint)).map_err(sae_err)?;
+        warnings.extend(engine.set_sae(sae)?);
+    }
     let session = match &opts.session {
         Some(path) => {
             let model = SessionModel {

@@ -212,8 +212,11 @@ pub struct NodeDetail {
     pub task: TaskView,
     /// Residual channels: the tokens whose embedding writes the channel most, (token, weight).
     pub embed_tokens: Vec<(String, f32)>,
-    /// Residual channels: the tokens whose unembedding reads the channel most (promoted by a positive value).
+    /// Residual channels: the tokens whose unembedding reads the channel most (promoted by a positive value);
+    /// SAE features: the tokens their decoder direction promotes most through the unembedding.
     pub unembed_tokens: Vec<(String, f32)>,
+    /// SAE features: the tokens their decoder direction suppresses most (most negative first); empty otherwise.
+    pub suppressed_tokens: Vec<(String, f32)>,
 }
 
 /// How many channels of wpe the embedding view shows around the selected one.

@@ -21,6 +21,7 @@ mod hostile;
 mod parity;
 mod prune;
 mod sae;
+mod sae_nodes;
 mod scan;
 mod session;
 mod tasks;

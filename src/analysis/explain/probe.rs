@@ -68,7 +68,7 @@ impl<'a> ModelProbe<'a> {
 
 /// The value of `node` at flat row `row` of a recording.
 fn pick(rec: &BTreeMap<String, (usize, Vec<f32>)>, node: &NodeId, row: usize) -> Result<f32> {
-    let hook = node.hook_name();
+    let hook = node.group();
     let (w, v) = rec
         .get(&hook)
         .ok_or_else(|| ExplainError::NotRecorded { hook: hook.clone() })?;

@@ -264,6 +264,60 @@ impl Sae {
         Ok(out.reshape(x.shape())?)
     }
 
+    /// The SAE's identity: sha256 (hex, first 16 characters) over its hook, sizes, architecture and every
+    /// weight's bits, so that a scan of its features can tell it from another SAE on the same hook.
+    pub fn fingerprint(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"circuitscope-sae-fingerprint-v1\n");
+        let c = &self.config;
+        h.update(
+            format!(
+                "{} {} {} {:?} {:?} {}",
+                c.hook, c.d_in, c.n_latents, c.architecture, c.k, c.apply_b_pre_to_input
+            )
+            .as_bytes(),
+        );
+        for (name, t) in self.named_tensors() {
+            h.update(b"\n");
+            h.update(name.as_bytes());
+            let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_bits().to_le_bytes()).collect();
+            h.update(&bytes);
+        }
+        Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// An intervention at the SAE's hook that takes latents out of the activation: x ← x − Σ (z_i − c_i)·W_dec[i]
+    /// over `latents` = [(i, c_i)], z = encode(x); c_i = 0 removes latent i's whole contribution (zero
+    /// ablation), c_i = its mean leaves what it writes on average (mean ablation). The rest of x, the SAE's
+    /// reconstruction error included, is kept. x (..., d_in) keeps its shape.
+    pub fn ablation(&self, latents: &[(usize, f32)]) -> Result<crate::model::Intervention> {
+        use crate::model::{Action, Intervention};
+        let n = self.config.n_latents;
+        if let Some(&(latent, _)) = latents.iter().find(|(i, _)| *i >= n) {
+            return Err(SaeMismatch::LatentOutOfRange { latent, n_latents: n }.into());
+        }
+        let idx: Vec<u32> = latents.iter().map(|(i, _)| *i as u32).collect();
+        let dev = self.w_dec.device();
+        let idx = Tensor::from_vec(idx, latents.len(), dev)?;
+        let keep = Tensor::from_vec(
+            latents.iter().map(|(_, c)| *c).collect::<Vec<f32>>(),
+            latents.len(),
+            dev,
+        )?;
+        // (k, d_in): the ablated latents' decoder rows.
+        let rows = self.w_dec.index_select(&idx, 0)?;
+        let s = self.clone();
+        Ok(Intervention::new(Action::Custom(std::sync::Arc::new(
+            move |x: &Tensor| {
+                let z = s.encode(x).map_err(|e| candle_core::Error::Msg(e.to_string()))?; // (N, n)
+                let removed = z.index_select(&idx, 1)?.broadcast_sub(&keep)?.matmul(&rows)?; // (N, d_in)
+                x.reshape(removed.shape())?.sub(&removed)?.reshape(x.shape())
+            },
+        ))))
+    }
+
     /// Latent `i`'s decoder direction (d_in).
     pub fn decoder_direction(&self, i: usize) -> Result<Vec<f32>> {
         if i >= self.config.n_latents {

@@ -90,6 +90,7 @@ fn site_label(site: Site) -> &'static str {
         Site::AttnResidDelta | Site::MlpResidDelta => "resid_delta",
         Site::MlpPostAct => "post_act",
         Site::FinalResid => "final_resid",
+        Site::Sae(_) => "sae",
     }
 }
 
@@ -414,6 +415,7 @@ pub fn node_summary(app: &App, n: &NodeId) -> Vec<Line<'static>> {
         Span::styled(
             match n.head_channel(app.circuit.d_head) {
                 Some((h, c)) => format!("  head {h}, channel {c}"),
+                None if n.is_feature() => format!("  SAE latent {} at {}", n.index, n.hook()),
                 None => format!("  channel {}", n.index),
             },
             t.dim(),
