@@ -437,10 +437,10 @@ impl Engine {
                     AblationKind::Zero => 0.0,
                     AblationKind::Mean => self.feature_mean(&a.node)?,
                 };
-                latents.push((a.node.index, keep));
+                latents.push((a.node.index, crate::analysis::sae::LatentEdit::Set(keep)));
             }
             let st = self.sae.as_ref().expect("checked by check_feature");
-            let iv = st.sae.ablation(&latents).map_err(EngineError::Sae)?;
+            let iv = st.sae.edit(&latents).map_err(EngineError::Sae)?;
             hooks.intervene(&st.hook, iv);
         }
         Ok(hooks)

@@ -505,3 +505,106 @@ fn features_are_labeled_saved_and_exported() {
     );
     assert_eq!(l.app.annotations[&f].label, "a feature's label");
 }
+
+/// `run --intervene` on features of `--sae`: zeroing the mirror SAE's two latents of channel 7 is zeroing the
+/// channel; scaling by 1 changes nothing; `=mean` takes the scan's mean of this SAE; refusals are one line.
+#[test]
+fn run_intervenes_on_features() {
+    let tmp = TempDir::new().unwrap();
+    let model = bundled("tinypython-dense");
+    let sae_dir = tmp.path().join("sae");
+    mirror_sae(HookName::FinalResid, 128).save(&sae_dir).unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "run",
+            "--model",
+            s(&model),
+            "--prompt",
+            "for i in range(",
+            "--top",
+            "5",
+            "--json",
+        ];
+        args.extend(extra);
+        let r = cli(&args);
+        assert!(r.ok, "{args:?}: {}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let probs = |v: &serde_json::Value| -> Vec<(u64, f64)> {
+        v["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["id"].as_u64().unwrap(), t["prob"].as_f64().unwrap()))
+            .collect()
+    };
+    let same = |a: &[(u64, f64)], b: &[(u64, f64)]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && (x.1 - y.1).abs() < 1e-5)
+    };
+    let plain = probs(&run(&[]));
+    let channel = probs(&run(&["--intervene", "final_resid[7]=0"]));
+    let features = probs(&run(&[
+        "--sae",
+        s(&sae_dir),
+        "--intervene",
+        "final_resid.sae[7]=0",
+        "final_resid.sae[135]=0",
+    ]));
+    assert!(same(&channel, &features), "{channel:?} vs {features:?}");
+    assert!(!same(&plain, &features), "the ablation changed nothing");
+    let unit = probs(&run(&[
+        "--sae",
+        s(&sae_dir),
+        "--intervene",
+        "blocks.1.hook_resid_post.sae[7]*=1",
+    ]));
+    assert!(same(&plain, &unit), "{plain:?} vs {unit:?}");
+
+    // `=mean` reads the scan of this SAE.
+    let scan = tmp.path().join("scan");
+    let r = cli(&[
+        "scan",
+        "--model",
+        s(&model),
+        "--tokens",
+        "256",
+        "--sae",
+        s(&sae_dir),
+        "--out",
+        s(&scan),
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    run(&[
+        "--sae",
+        s(&sae_dir),
+        "--scan",
+        s(&scan),
+        "--intervene",
+        "final_resid.sae[7]@-1=mean",
+    ]);
+
+    let base = ["run", "--model", s(&model), "--prompt", "for i in range("];
+    let bad = |extra: &[&str], needles: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        cli_err(&args, needles);
+    };
+    bad(&["--intervene", "final_resid.sae[7]=0"], &["--sae"]);
+    bad(
+        &["--sae", s(&sae_dir), "--intervene", "final_resid.sae[256]=0"],
+        &["final_resid.sae[256]", "256 channels"],
+    );
+    bad(
+        &["--sae", s(&sae_dir), "--intervene", "1.resid_mid.sae[2]=0"],
+        &["1.resid_mid.sae[2]", "reads `final_resid`"],
+    );
+    bad(
+        &["--sae", s(&sae_dir), "--intervene", "final_resid.sae[x]=0"],
+        &["final_resid.sae[x]"],
+    );
+    // The bundled scan has no SAE: `=mean` on a feature says where means come from.
+    bad(
+        &["--sae", s(&sae_dir), "--intervene", "final_resid.sae[7]=mean"],
+        &["final_resid.sae", "scan --sae"],
+    );
+}

@@ -22,6 +22,15 @@ pub const SAELENS_CONFIG_FILE: &str = "cfg.json";
 /// SAELens's weights file: `W_enc` (d_in, n), `b_enc` (n), `W_dec` (n, d_in), `b_dec` (d_in).
 pub const SAELENS_WEIGHTS_FILE: &str = "sae_weights.safetensors";
 
+/// A new value for one latent in [`Sae::edit`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LatentEdit {
+    /// The latent takes this value (0: zero ablation; its mean: mean ablation).
+    Set(f32),
+    /// The latent is multiplied by this factor.
+    Scale(f32),
+}
+
 /// A sparse autoencoder on one hook. Weights are stored as SAELens stores them: W_dec's row i is latent i's
 /// decoder direction (the paper's column W_dec[:, i]).
 #[derive(Debug, Clone)]
@@ -288,32 +297,40 @@ impl Sae {
         Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
     }
 
-    /// An intervention at the SAE's hook that takes latents out of the activation: x ← x − Σ (z_i − c_i)·W_dec[i]
-    /// over `latents` = [(i, c_i)], z = encode(x); c_i = 0 removes latent i's whole contribution (zero
-    /// ablation), c_i = its mean leaves what it writes on average (mean ablation). The rest of x, the SAE's
-    /// reconstruction error included, is kept. x (..., d_in) keeps its shape.
-    pub fn ablation(&self, latents: &[(usize, f32)]) -> Result<crate::model::Intervention> {
+    /// An intervention at the SAE's hook that changes latents' contributions: with z = encode(x), each edited
+    /// latent i gets a new value z'_i (a constant, or z_i scaled) and x ← x + Σ (z'_i − z_i)·W_dec[i]; the rest
+    /// of x, the SAE's reconstruction error included, is kept. Setting z'_i = 0 removes latent i's whole
+    /// contribution (zero ablation), z'_i = its mean leaves what it writes on average (mean ablation).
+    /// x (..., d_in) keeps its shape.
+    pub fn edit(&self, latents: &[(usize, LatentEdit)]) -> Result<crate::model::Intervention> {
         use crate::model::{Action, Intervention};
         let n = self.config.n_latents;
         if let Some(&(latent, _)) = latents.iter().find(|(i, _)| *i >= n) {
             return Err(SaeMismatch::LatentOutOfRange { latent, n_latents: n }.into());
         }
-        let idx: Vec<u32> = latents.iter().map(|(i, _)| *i as u32).collect();
+        let k = latents.len();
         let dev = self.w_dec.device();
-        let idx = Tensor::from_vec(idx, latents.len(), dev)?;
-        let keep = Tensor::from_vec(
-            latents.iter().map(|(_, c)| *c).collect::<Vec<f32>>(),
-            latents.len(),
-            dev,
-        )?;
-        // (k, d_in): the ablated latents' decoder rows.
+        let idx = Tensor::from_vec(latents.iter().map(|(i, _)| *i as u32).collect::<Vec<u32>>(), k, dev)?;
+        // z' = z · factor + constant, per edited latent.
+        let (factor, constant): (Vec<f32>, Vec<f32>) = latents
+            .iter()
+            .map(|(_, e)| match *e {
+                LatentEdit::Set(c) => (0.0, c),
+                LatentEdit::Scale(f) => (f, 0.0),
+            })
+            .unzip();
+        let factor = Tensor::from_vec(factor, k, dev)?;
+        let constant = Tensor::from_vec(constant, k, dev)?;
+        // (k, d_in): the edited latents' decoder rows.
         let rows = self.w_dec.index_select(&idx, 0)?;
         let s = self.clone();
         Ok(Intervention::new(Action::Custom(std::sync::Arc::new(
             move |x: &Tensor| {
                 let z = s.encode(x).map_err(|e| candle_core::Error::Msg(e.to_string()))?; // (N, n)
-                let removed = z.index_select(&idx, 1)?.broadcast_sub(&keep)?.matmul(&rows)?; // (N, d_in)
-                x.reshape(removed.shape())?.sub(&removed)?.reshape(x.shape())
+                let z = z.index_select(&idx, 1)?; // (N, k)
+                let new = z.broadcast_mul(&factor)?.broadcast_add(&constant)?;
+                let added = (new - z)?.matmul(&rows)?; // (N, d_in)
+                x.reshape(added.shape())?.add(&added)?.reshape(x.shape())
             },
         ))))
     }
