@@ -293,6 +293,27 @@ impl App {
         screens::notes::rows(self)
     }
 
+    /// Asks the engine to report, in every run, the SAE features the analyst works on: those annotated in the
+    /// session and those jumped to; then re-runs so that the lab's table shows them. Nothing without an SAE.
+    pub fn watch_features(&mut self) {
+        if self.sae.is_none() {
+            return;
+        }
+        let features: BTreeSet<NodeId> = self
+            .annotations
+            .keys()
+            .chain(&self.history)
+            .copied()
+            .filter(|n| n.is_feature() && n.check_feature(self.sae).is_ok())
+            .collect();
+        // Features only join the watch list (annotations are not deleted), so an empty set changes nothing.
+        if features.is_empty() {
+            return;
+        }
+        self.outbox.push(Request::WatchFeatures(features.into_iter().collect()));
+        self.request_run();
+    }
+
     /// Takes the queued engine requests.
     pub fn take_requests(&mut self) -> Vec<Request> {
         std::mem::take(&mut self.outbox)

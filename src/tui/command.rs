@@ -405,6 +405,7 @@ pub fn execute(app: &mut App, cmd: Command) {
             Ok(()) => {
                 app.jump(n);
                 app.set_screen(Screen::Inspector);
+                app.watch_features();
             }
             Err(e) => app.status = e.to_string(),
         },

@@ -166,6 +166,7 @@ impl App {
             (None, false) => format!("new session {} (saved on the first change)", path.display()),
         };
         self.session = Some(state);
+        self.watch_features();
         warnings
     }
 

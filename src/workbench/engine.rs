@@ -156,6 +156,8 @@ pub struct Engine {
     heads_report: Option<HeadsReport>,
     /// The SAE opened beside the model (`open --sae`), whose latents are feature nodes `<hook>.sae[i]`.
     sae: Option<SaeState>,
+    /// Features every run reports beside the circuit's nodes ([`Request::WatchFeatures`]).
+    watched: Vec<NodeId>,
 }
 
 /// An SAE in the workbench: its features are read by encoding its hook's recorded activations.
@@ -206,6 +208,7 @@ impl Engine {
             truncate: false,
             heads_report: None,
             sae: None,
+            watched: Vec::new(),
         };
         engine.set_task(task);
         Ok(engine)
@@ -350,6 +353,18 @@ impl Engine {
                     Err(e) => Reply::Error(format!("export failed: {e}")),
                 }
             }
+            Request::WatchFeatures(nodes) => match nodes.iter().try_for_each(|n| self.check_feature(n)) {
+                Err(e) => Reply::Error(e.to_string()),
+                Ok(()) => {
+                    self.watched = nodes.into_iter().filter(NodeId::is_feature).collect();
+                    self.watched.sort();
+                    self.watched.dedup();
+                    Reply::Info(format!(
+                        "the lab shows {} SAE feature(s) beside the circuit's nodes",
+                        self.watched.len()
+                    ))
+                }
+            },
             Request::PinRun { id, text } => match self.run(id, &text, &[]) {
                 Ok(r) => Reply::Ran(Box::new(r)),
                 Err(e) => Reply::RunFailed(id, e.to_string()),
@@ -513,7 +528,14 @@ impl Engine {
         }
         let mut rec = recording::record(&self.model, &ids, &mut hooks)?;
         self.add_features(&mut rec)?;
-        let acts: BTreeMap<NodeId, Vec<f32>> = self.nodes.iter().map(|n| (*n, rec.node_values(n))).collect();
+        let features = ablations.iter().map(|a| &a.node).filter(|n| n.is_feature());
+        let acts: BTreeMap<NodeId, Vec<f32>> = self
+            .nodes
+            .iter()
+            .chain(&self.watched)
+            .chain(features)
+            .map(|n| (*n, rec.node_values(n)))
+            .collect();
         let direct_effects = match &self.readout {
             Some(r) => r.node_effects(&rec, &self.nodes).map_err(EngineError::DirectEffects)?,
             None => BTreeMap::new(),

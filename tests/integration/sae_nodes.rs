@@ -388,6 +388,25 @@ fn the_workbench_inspects_and_ablates_features() {
     );
     assert!(mean.target_logits.is_some());
 
+    // Watched features are reported by every run; an ablated feature is reported too.
+    assert!(matches!(engine.handle(Request::WatchFeatures(vec![f])), Reply::Info(_)));
+    let watched = run(
+        &mut engine,
+        vec![zero(NodeId::feature(HookName::FinalResid, 9).unwrap())],
+    );
+    assert!(
+        watched.acts.contains_key(&f)
+            && watched
+                .acts
+                .contains_key(&NodeId::feature(HookName::FinalResid, 9).unwrap())
+    );
+    match engine.handle(Request::WatchFeatures(vec![
+        NodeId::feature(HookName::FinalResid, 300).unwrap()
+    ])) {
+        Reply::Error(e) => assert!(e.contains("final_resid.sae[300]"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+
     // A feature past the SAE's latents, or of another hook, is one line naming it.
     for (bad, needle) in [
         ("final_resid.sae[256]", "256 channels"),
@@ -457,6 +476,12 @@ fn features_are_labeled_saved_and_exported() {
     let f: NodeId = "final_resid.sae[7]".parse().unwrap();
     command(&mut app, &mut engine, "goto final_resid.sae[7]");
     assert_eq!(app.selected, Some(f));
+    // The lab reports the feature jumped to beside the circuit's nodes: relu(final_resid[7]) per token.
+    let run = app.lab.run.as_ref().expect("the lab ran");
+    let acts = &run.acts[&f];
+    assert_eq!(acts.len(), run.tokens.len());
+    assert!(acts.iter().all(|&v| v >= 0.0));
+    assert!(app.magnitudes().iter().any(|r| r.node == f));
     let screen = crate::common::screen_text(&crate::common::draw(&app, 160, 50));
     for needle in ["final_resid.sae[7]", "SAE latent 7", "promotes", "suppresses"] {
         assert!(screen.contains(needle), "{needle}:\n{screen}");
@@ -495,7 +520,15 @@ fn features_are_labeled_saved_and_exported() {
     );
     assert_eq!(l.app.annotations[&f].label, "a feature's label");
     assert_eq!(l.app.selected, Some(f));
-    drop(l);
+    let tui::Loaded {
+        mut app, mut engine, ..
+    } = l;
+    tui::pump(&mut app, &mut engine);
+    assert!(
+        app.lab.run.as_ref().unwrap().acts.contains_key(&f),
+        "an annotated feature is watched"
+    );
+    drop((app, engine));
     // Without it the annotation is kept but said to be outside the circuit.
     let l = tui::load(&open_options(&model, Some(session), None), Theme::new(ColorMode::None)).unwrap();
     assert!(
