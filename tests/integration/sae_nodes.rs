@@ -386,7 +386,8 @@ fn the_workbench_inspects_and_ablates_features() {
             kind: AblationKind::Mean,
         }],
     );
-    assert!(mean.target_logits.is_some());
+    let zero_f = run(&mut engine, vec![zero(f)]);
+    assert_ne!(mean.target_logits, zero_f.target_logits);
 
     // Watched features are reported by every run; an ablated feature is reported too.
     assert!(matches!(engine.handle(Request::WatchFeatures(vec![f])), Reply::Info(_)));
@@ -443,6 +444,15 @@ fn the_workbench_inspects_and_ablates_features() {
         Reply::Detail(d) => assert!(d.stats.is_none()),
         other => panic!("{other:?}"),
     }
+    // Its mean ablation then takes the feature's mean over the task prompts, not the scan's of the other SAE.
+    let fallback = run(
+        &mut engine,
+        vec![Ablation {
+            node: f,
+            kind: AblationKind::Mean,
+        }],
+    );
+    assert_ne!(fallback.target_logits, mean.target_logits);
     // An SAE for another model width is refused at open.
     let narrow = tmp.path().join("narrow");
     mirror_sae(HookName::FinalResid, 16).save(&narrow).unwrap();
@@ -451,6 +461,23 @@ fn the_workbench_inspects_and_ablates_features() {
         .unwrap()
         .to_string();
     assert!(e.contains("--sae") && e.contains("narrow") && !e.contains('\n'), "{e}");
+
+    // `open --sae` refuses a bad folder in one line, before it needs a terminal.
+    let session = tmp.path().join("s.json");
+    cli_err(
+        &[
+            "open",
+            "--model",
+            s(&model),
+            "--circuit",
+            s(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tui/bracket_counting.json")),
+            "--session",
+            s(&session),
+            "--sae",
+            s(&tmp.path().join("absent")),
+        ],
+        &["--sae", "absent"],
+    );
 }
 
 /// In the TUI: `:goto` a feature opens it in the inspector (its vocabulary reading drawn), `:label` keys the
