@@ -48,7 +48,8 @@ pub struct RunArgs {
     /// print a summary of each at the last token.
     #[arg(long)]
     pub hooks: Option<String>,
-    /// Channels to print, comma-separated: HOOK[i] or HOOK[i:j], e.g. 0.attn.q[3],1.mlp.post_act[0:4].
+    /// Channels to print, comma-separated: HOOK[i] or HOOK[i:j], e.g. 0.attn.q[3],1.mlp.post_act[0:4]; a feature
+    /// of --sae, HOOK.sae[i], prints the latent.
     #[arg(long, value_delimiter = ',')]
     pub channels: Vec<String>,
     /// Print channel values at every token instead of the last one.
@@ -284,6 +285,15 @@ fn feature_interventions(args: &RunArgs, model: &Gpt, specs: &[FeatureSpec]) -> 
         .collect()
 }
 
+/// A `--channels` item that is a feature of the --sae SAE (`1.resid_mid.sae[3]`), checked against it.
+fn feature_channel(spec: &str, sae: &crate::analysis::sae::Sae, model: &Gpt) -> Result<NodeId> {
+    let cfg = &model.config;
+    let node = NodeId::parse_for(spec, cfg.n_layer, cfg.d_head).with_context(|| format!("--channels `{spec}`"))?;
+    node.check_feature(Some((sae.hook(), sae.config.n_latents)))
+        .with_context(|| format!("--channels `{spec}`"))?;
+    Ok(node)
+}
+
 /// Every latent's mean from the scan, which must have scanned this very SAE (`scan --sae`).
 fn feature_means(args: &RunArgs, sae: &crate::analysis::sae::Sae) -> Result<Vec<f32>> {
     if args.means_task.is_some() {
@@ -491,9 +501,18 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     model.check_tokens(&ids)?;
 
-    let mut channels = Vec::new();
+    // The --sae SAE when `--channels` asks for features' values.
+    let channel_sae = match (&args.sae, args.channels.iter().find(|s| s.contains(SAE_SUFFIX))) {
+        (Some(dir), Some(_)) => Some(super::sae::load_sae(dir, &args.model, &model)?),
+        (None, Some(spec)) => bail!("--channels `{spec}`: an SAE feature; name its SAE with --sae DIR"),
+        _ => None,
+    };
+    let (mut channels, mut feature_channels) = (Vec::new(), Vec::new());
     for spec in &args.channels {
-        channels.extend(parse_hook_channels(spec, &model)?);
+        match &channel_sae {
+            Some(sae) if spec.contains(SAE_SUFFIX) => feature_channels.push(feature_channel(spec, sae, &model)?),
+            _ => channels.extend(parse_hook_channels(spec, &model)?),
+        }
     }
     let (mut ivs, mut feature_specs) = (Vec::new(), Vec::new());
     for s in &args.intervene {
@@ -516,10 +535,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(h) => matching_hooks(h, &model)?,
         None => vec![],
     };
+    let sae_hook = channel_sae.as_ref().map(|s| s.hook().to_string());
     let pattern: Vec<String> = channels
         .iter()
         .map(|c| &c.hook)
         .chain(&hook_names)
+        .chain(&sae_hook)
         .map(|h| regex::escape(h) + "$")
         .collect();
     if !pattern.is_empty() {
@@ -566,6 +587,17 @@ pub fn run(args: RunArgs) -> Result<()> {
             .squeeze(0)?; // (T, W)
         let col: Vec<f32> = act.narrow(1, c.channel, 1)?.squeeze(1)?.to_vec1()?;
         channel_rows.push((c.to_string(), positions.iter().map(|&p| col[p]).collect::<Vec<f32>>()));
+    }
+    if let (Some(sae), Some(hook)) = (&channel_sae, &sae_hook) {
+        // The SAE's code of the hook as the (intervened) forward left it: (T, n_latents).
+        let x = hooks.recorded.get(hook).context("the SAE's hook was not recorded")?;
+        let z: Vec<Vec<f32>> = sae.encode(x)?.to_vec2()?;
+        for f in &feature_channels {
+            channel_rows.push((
+                f.to_string(),
+                positions.iter().map(|&p| z[p][f.index]).collect::<Vec<f32>>(),
+            ));
+        }
     }
     let mut hook_rows = Vec::new();
     for name in &hook_names {

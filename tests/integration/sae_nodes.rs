@@ -620,6 +620,33 @@ fn run_intervenes_on_features() {
     ]));
     assert!(same(&plain, &unit), "{plain:?} vs {unit:?}");
 
+    // `--channels` prints features of --sae beside channels: the mirror's latents are relu(±x_7).
+    let v = run(&[
+        "--sae",
+        s(&sae_dir),
+        "--per-token",
+        "--channels",
+        "final_resid[7],final_resid.sae[7],final_resid.sae[135]",
+    ]);
+    let rows = v["channels"].as_array().unwrap();
+    assert_eq!(rows[1]["id"], "final_resid.sae[7]");
+    let vals = |i: usize| -> Vec<f64> {
+        rows[i]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let (x, pos, neg) = (vals(0), vals(1), vals(2));
+    assert!(x.len() > 1);
+    for ((x, p), n) in x.iter().zip(&pos).zip(&neg) {
+        assert!(
+            (p - x.max(0.0)).abs() < 1e-5 && (n - (-x).max(0.0)).abs() < 1e-5,
+            "{x} {p} {n}"
+        );
+    }
+
     // `=mean` reads the scan of this SAE.
     let scan = tmp.path().join("scan");
     let r = cli(&[
@@ -650,6 +677,11 @@ fn run_intervenes_on_features() {
         cli_err(&args, needles);
     };
     bad(&["--intervene", "final_resid.sae[7]=0"], &["--sae"]);
+    bad(&["--channels", "final_resid.sae[7]"], &["--channels", "--sae"]);
+    bad(
+        &["--sae", s(&sae_dir), "--channels", "final_resid.sae[300]"],
+        &["final_resid.sae[300]", "256 channels"],
+    );
     bad(
         &["--sae", s(&sae_dir), "--intervene", "final_resid.sae[256]=0"],
         &["final_resid.sae[256]", "256 channels"],
