@@ -490,6 +490,18 @@ fn features_are_labeled_saved_and_exported() {
     let model = sparse_copy(tmp.path());
     let sae_dir = tmp.path().join("sae");
     mirror_sae(HookName::FinalResid, 128).save(&sae_dir).unwrap();
+    let r = cli(&[
+        "scan",
+        "--model",
+        s(&model),
+        "--tokens",
+        "256",
+        "--top",
+        "2",
+        "--sae",
+        s(&sae_dir),
+    ]);
+    assert!(r.ok, "{}", r.stderr);
     let session = tmp.path().join("s.json");
     let opts = open_options(&model, Some(session.clone()), Some(sae_dir.clone()));
     let tui::Loaded {
@@ -514,6 +526,12 @@ fn features_are_labeled_saved_and_exported() {
         assert!(screen.contains(needle), "{needle}:\n{screen}");
     }
     command(&mut app, &mut engine, "label a feature's label");
+    // Prompt evidence measures the feature on the lab's prompt.
+    command(&mut app, &mut engine, "evidence");
+    match app.annotations[&f].evidence.as_slice() {
+        [circuitscope::session::Evidence::Prompt { magnitudes, .. }] => assert!(magnitudes.contains_key(&f)),
+        other => panic!("{other:?}"),
+    }
     command(&mut app, &mut engine, "ablate final_resid.sae[9]");
     assert!(app
         .lab
@@ -535,6 +553,13 @@ fn features_are_labeled_saved_and_exported() {
     assert!(
         report.contains("### `final_resid.sae[7]`: a feature's label"),
         "{report}"
+    );
+    let section = &report[report.find("## SAE features").unwrap()..];
+    assert!(
+        section.contains("| `final_resid.sae[7]` | a feature's label | hypothesis |")
+            && section.contains("Evidence")
+            && section.contains("Top exemplars"),
+        "{section}"
     );
     drop((app, engine));
 
