@@ -158,6 +158,17 @@ fn scan_holds_sae_features_like_channels() {
     }
     let past = NodeId::feature(HookName::FinalResid, 2 * d).unwrap();
     assert!(index.node(&past).unwrap_err().to_string().contains("final_resid.sae"));
+    // An index.json whose SAE entry does not match its hook entries is refused, naming the entry.
+    let meta_path = dir.join("index.json");
+    let text = std::fs::read_to_string(&meta_path).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["saes"][0]["n_latents"] = serde_json::json!(2 * d + 1);
+    std::fs::write(&meta_path, serde_json::to_string(&v).unwrap()).unwrap();
+    let e = ScanIndex::open(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("final_resid.sae") && e.contains("index.json") && !e.contains('\n'),
+        "{e}"
+    );
     // One SAE per hook.
     let e = scan_with_saes(&m, &tokens, &opts(), &[(&sae, "a"), (&sae, "b")], &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("two SAEs"), "{e}");
@@ -525,6 +536,14 @@ fn features_are_labeled_saved_and_exported() {
     for needle in ["final_resid.sae[7]", "SAE latent 7", "promotes", "suppresses"] {
         assert!(screen.contains(needle), "{needle}:\n{screen}");
     }
+    // Every screen draws with a feature selected (it is on none of the circuit's maps and tables).
+    for key in ['1', '3', '4', '5', '6', '7', '8', '2'] {
+        crate::common::send(&mut app, &mut engine, [Msg::ch(key)]);
+        for (w, h) in [(80, 24), (160, 50)] {
+            crate::common::draw(&app, w, h);
+        }
+    }
+    assert_eq!(app.selected, Some(f));
     command(&mut app, &mut engine, "label a feature's label");
     // Prompt evidence measures the feature on the lab's prompt.
     command(&mut app, &mut engine, "evidence");
