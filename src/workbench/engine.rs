@@ -295,11 +295,22 @@ impl Engine {
         self.scan.as_ref()
     }
 
-    /// Each circuit node's standard deviation over the scan corpus (empty without a scan): the unit the lab's
-    /// table can sort changes in.
+    /// Each circuit node's standard deviation over the scan corpus (empty without a scan), and each feature's
+    /// when the scan ran the SAE opened: the unit the lab's table can sort changes in.
     pub fn node_stds(&self) -> BTreeMap<NodeId, f32> {
         let Some(scan) = &self.scan else { return BTreeMap::new() };
-        self.nodes.iter().filter_map(|n| Some((*n, scan.std(n)?))).collect()
+        // Every latent of an SAE the scan ran, so that features the lab shows later have theirs.
+        let features: Vec<NodeId> = match &self.sae {
+            Some(st) if st.scanned => (0..st.sae.config.n_latents)
+                .filter_map(|i| NodeId::feature(st.sae.hook(), i))
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.nodes
+            .iter()
+            .chain(&features)
+            .filter_map(|n| Some((*n, scan.std(n)?)))
+            .collect()
     }
 
     /// Switches the task whose targets and pairs the lab and the task view use; unknown names clear it.

@@ -532,6 +532,10 @@ fn features_are_labeled_saved_and_exported() {
     assert_eq!(acts.len(), run.tokens.len());
     assert!(acts.iter().all(|&v| v >= 0.0));
     assert!(app.magnitudes().iter().any(|r| r.node == f));
+    assert!(
+        app.lab.node_std[&f] > 0.0,
+        "the scan of this SAE gives the feature's std"
+    );
     let screen = crate::common::screen_text(&crate::common::draw(&app, 160, 50));
     for needle in ["final_resid.sae[7]", "SAE latent 7", "promotes", "suppresses"] {
         assert!(screen.contains(needle), "{needle}:\n{screen}");
