@@ -549,6 +549,17 @@ fn features_are_labeled_saved_and_exported() {
     }
     assert_eq!(app.selected, Some(f));
     command(&mut app, &mut engine, "label a feature's label");
+    // The notes view lists the feature; Enter on it goes back to the inspector.
+    command(&mut app, &mut engine, "goto 0.attn.resid_delta[73]");
+    assert_ne!(app.selected, Some(f));
+    crate::common::send(&mut app, &mut engine, [Msg::ch('4')]);
+    let notes = crate::common::screen_text(&crate::common::draw(&app, 160, 50));
+    assert!(
+        notes.contains("final_resid.sae[7]") && notes.contains("(SAE feature)"),
+        "{notes}"
+    );
+    crate::common::send(&mut app, &mut engine, [Msg::key(KeyCode::Enter)]);
+    assert_eq!(app.selected, Some(f), "{}", app.status);
     // Prompt evidence measures the feature on the lab's prompt.
     command(&mut app, &mut engine, "evidence");
     match app.annotations[&f].evidence.as_slice() {
