@@ -246,6 +246,11 @@ impl Engine {
         Ok(warnings)
     }
 
+    /// Whether the scan holds the statistics of the SAE opened (made with `scan --sae` and this very SAE).
+    pub fn features_scanned(&self) -> bool {
+        self.sae.as_ref().is_some_and(|s| s.scanned)
+    }
+
     /// The SAE opened beside the model, as (the hook it reads, its latent count).
     pub fn sae_shape(&self) -> Option<(crate::model::HookName, usize)> {
         self.sae.as_ref().map(|s| (s.sae.hook(), s.sae.config.n_latents))
@@ -350,7 +355,7 @@ impl Engine {
             self.scan.as_ref().map(|s| s.index()),
             &self.tok,
             super::report::TOP_EXEMPLARS,
-            self.sae.as_ref().is_some_and(|s| s.scanned),
+            self.features_scanned(),
         )
     }
 

@@ -207,13 +207,6 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
             None
         }
     };
-    let explanations = match super::auto_labels::load(&opts.model, &fingerprint, circuit.nodes.iter().map(|n| n.id)) {
-        Ok(e) => e,
-        Err(e) => {
-            warnings.push(format!("explanations not used: {e}"));
-            Default::default()
-        }
-    };
     // The circuit's own task wins over --task's default when the file names one.
     let task = if circuit.task.is_empty() {
         opts.task.clone()
@@ -238,6 +231,21 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
         sae.check_model(&config, Some(&fingerprint)).map_err(sae_err)?;
         warnings.extend(engine.set_sae(sae)?);
     }
+    // The features' explanations are shown only when the scan they were made from ran this very SAE.
+    let features: Vec<crate::circuit::NodeId> = match engine.sae_shape() {
+        Some((hook, n)) if engine.features_scanned() => (0..n)
+            .filter_map(|i| crate::circuit::NodeId::feature(hook, i))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let nodes = circuit.nodes.iter().map(|n| n.id).chain(features);
+    let explanations = match super::auto_labels::load(&opts.model, &fingerprint, nodes) {
+        Ok(e) => e,
+        Err(e) => {
+            warnings.push(format!("explanations not used: {e}"));
+            Default::default()
+        }
+    };
     let session = match &opts.session {
         Some(path) => {
             let model = SessionModel {

@@ -227,6 +227,52 @@ fn scan_cli_takes_an_sae_and_shows_its_features() {
         text.stdout
     );
 
+    // `explain` reads features through the SAE and stores their explanations beside the scan.
+    let r = cli(&[
+        "explain",
+        "--model",
+        s(&model),
+        "--scan",
+        s(&out),
+        "--sae",
+        s(&sae_dir),
+        "--node",
+        "1.resid_mid.sae[5]",
+        "--held-out-tokens",
+        "512",
+        "--json",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let e: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(e["nodes"][0]["id"], "1.resid_mid.sae[5]");
+    assert_eq!(e["summary"]["nodes"], 1);
+    let stored = std::fs::read_to_string(out.join("explanations.json")).unwrap();
+    assert!(stored.contains("1.resid_mid.sae[5]"));
+    cli_err(
+        &[
+            "explain",
+            "--model",
+            s(&model),
+            "--scan",
+            s(&out),
+            "--node",
+            "1.resid_mid.sae[5]",
+        ],
+        &["1.resid_mid.sae[5]", "--sae"],
+    );
+    cli_err(
+        &[
+            "explain",
+            "--model",
+            s(&model),
+            "--sae",
+            s(&sae_dir),
+            "--node",
+            "1.resid_mid.sae[5]",
+        ],
+        &["did not run this SAE", "scan --sae"],
+    );
+
     let bad = |args: &[&str], needles: &[&str]| cli_err(args, needles);
     let show_args = |node: &'static str| -> Vec<String> {
         ["scan", "show", "--model", s(&model), "--scan", s(&out), node]
@@ -334,12 +380,32 @@ fn the_workbench_inspects_and_ablates_features() {
     ]);
     assert!(r.ok, "{}", r.stderr);
 
+    let r = cli(&[
+        "explain",
+        "--model",
+        s(&model),
+        "--sae",
+        s(&sae_dir),
+        "--node",
+        "final_resid.sae[7]",
+        "--held-out-tokens",
+        "1024",
+        "--json",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let explained: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let text = explained["nodes"][0]["explanation"].as_str().unwrap().to_string();
+    assert!(!text.is_empty(), "{explained}");
+
     let opened = workbench::open(&open_options(&model, None, Some(sae_dir.clone()))).unwrap();
     assert!(
         opened.warnings.iter().all(|w| !w.contains("sae")),
         "{:?}",
         opened.warnings
     );
+    // The feature's explanation is the workbench's automatic label for it.
+    let f7: NodeId = "final_resid.sae[7]".parse().unwrap();
+    assert_eq!(opened.explanations[&f7].text, text);
     let mut engine = opened.engine;
     assert_eq!(engine.sae_shape(), Some((HookName::FinalResid, 256)));
     let f: NodeId = "final_resid.sae[7]".parse().unwrap();
