@@ -603,7 +603,16 @@ fn features_are_labeled_saved_and_exported() {
         "the scan of this SAE gives the feature's std"
     );
     let screen = crate::common::screen_text(&crate::common::draw(&app, 160, 50));
-    for needle in ["final_resid.sae[7]", "SAE latent 7", "promotes", "suppresses"] {
+    if std::env::var("SHOW_SCREEN").is_ok() {
+        eprintln!("{screen}");
+    }
+    for needle in [
+        "final_resid.sae[7]",
+        "SAE latent 7",
+        "promotes",
+        "suppresses",
+        "no weight edges",
+    ] {
         assert!(screen.contains(needle), "{needle}:\n{screen}");
     }
     // Every screen draws with a feature selected (it is on none of the circuit's maps and tables).

@@ -398,10 +398,12 @@ pub fn draw_edges(app: &App, f: &mut Frame, area: Rect, title: &str) {
     }
     drop(hits);
     if lines.is_empty() {
-        f.render_widget(
-            Paragraph::new(Line::styled("no edges above the threshold", t.dim())),
-            inner,
-        );
+        // A feature of the SAE opened beside the model is not in the circuit's graph, so it has no weight edges.
+        let why = match app.selected {
+            Some(n) if n.is_feature() => "an SAE feature: no weight edges in the circuit",
+            _ => "no edges above the threshold",
+        };
+        f.render_widget(Paragraph::new(Line::styled(why, t.dim())), inner);
     } else {
         f.render_widget(Paragraph::new(lines), inner);
     }
