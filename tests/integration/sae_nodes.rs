@@ -834,3 +834,42 @@ fn run_intervenes_on_features() {
         &["final_resid.sae", "scan --sae"],
     );
 }
+
+/// `bench tui --sae`: the lab's latency with an SAE active runs and says so.
+#[test]
+fn the_tui_benchmark_takes_an_sae() {
+    let tmp = TempDir::new().unwrap();
+    let sae_dir = tmp.path().join("sae");
+    mirror_sae(HookName::FinalResid, 128).save(&sae_dir).unwrap();
+    let model = bundled("tinypython-sparse");
+    let r = cli(&[
+        "bench",
+        "tui",
+        "--model",
+        s(&model),
+        "--sae",
+        s(&sae_dir),
+        "--tokens",
+        "16",
+        "--iters",
+        "2",
+        "--json",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["sae"], s(&sae_dir));
+    assert!(v["keystroke_to_redraw_ms"]["median"].as_f64().unwrap() > 0.0);
+    cli_err(
+        &[
+            "bench",
+            "tui",
+            "--model",
+            s(&model),
+            "--sae",
+            s(&tmp.path().join("absent")),
+            "--iters",
+            "1",
+        ],
+        &["--sae", "absent"],
+    );
+}
