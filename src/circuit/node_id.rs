@@ -40,6 +40,12 @@ pub enum Site {
 /// The suffix that turns a hook name into the name of an SAE's latents there: `1.resid_mid` → `1.resid_mid.sae`.
 pub const SAE_SUFFIX: &str = ".sae";
 
+/// The name of the latents of an SAE on `hook` (`1.resid_mid.sae`): the group of its features, under which scans
+/// and recordings keep them.
+pub fn sae_group(hook: impl fmt::Display) -> String {
+    format!("{hook}{SAE_SUFFIX}")
+}
+
 impl Site {
     /// Every site, in forward order within a block, `final_resid` last.
     pub const ALL: [Site; 9] = [
@@ -326,7 +332,7 @@ impl NodeId {
     /// feature's latent never reads as the hook's channel of the same index.
     pub fn group(&self) -> String {
         match self.site {
-            Site::Sae(_) => format!("{}{SAE_SUFFIX}", self.hook()),
+            Site::Sae(_) => sae_group(self.hook()),
             _ => self.hook_name(),
         }
     }

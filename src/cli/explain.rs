@@ -16,7 +16,7 @@ use crate::analysis::explain::{
 };
 use crate::analysis::scan::ScanIndex;
 use crate::circuit::file::{model_fingerprint, CircuitFile};
-use crate::circuit::node_id::SAE_SUFFIX;
+use crate::circuit::node_id::{sae_group, SAE_SUFFIX};
 use crate::circuit::NodeId;
 use crate::data::corpus::CorpusSource;
 use crate::data::TokenPool;
@@ -98,7 +98,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     let sae = match &args.sae {
         Some(dir) => {
             let sae = super::sae::load_sae(dir, &args.model, &model)?;
-            let group = format!("{}{SAE_SUFFIX}", sae.hook());
+            let group = sae_group(sae.hook());
             match meta.sae(&group) {
                 Some(e) if e.fingerprint == sae.fingerprint()? => {}
                 _ => bail!(

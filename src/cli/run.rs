@@ -17,7 +17,7 @@ use crate::analysis::logit_attribution::{self, Decomposition, Readout};
 use crate::analysis::sae::LatentEdit;
 use crate::analysis::scan::ScanIndex;
 use crate::analysis::{hook_means, recording};
-use crate::circuit::node_id::SAE_SUFFIX;
+use crate::circuit::node_id::{sae_group, SAE_SUFFIX};
 use crate::circuit::{CircuitFile, NodeId};
 use crate::data::tasks::{self, Split};
 use crate::model::{checkpoint, Action, Gpt, Hooks, Intervention, LoadOptions, Stored};
@@ -302,7 +302,7 @@ fn feature_means(args: &RunArgs, sae: &crate::analysis::sae::Sae) -> Result<Vec<
     let dir = args.scan.clone().unwrap_or_else(|| ScanIndex::default_dir(&args.model));
     let parts = load_model_parts(&args.model)?;
     let index = ScanIndex::open_for(&dir, &parts.fingerprint)?;
-    let group = format!("{}{SAE_SUFFIX}", sae.hook());
+    let group = sae_group(sae.hook());
     match index.meta().sae(&group) {
         Some(entry) if entry.fingerprint == sae.fingerprint()? => {}
         Some(entry) => bail!(

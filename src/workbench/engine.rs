@@ -27,7 +27,7 @@ use crate::analysis::logit_attribution::{self, Readout};
 use crate::analysis::recording::{self, Recorded};
 use crate::analysis::sae::Sae;
 use crate::analysis::{hook_means, next_token, sweep};
-use crate::circuit::node_id::SAE_SUFFIX;
+use crate::circuit::node_id::sae_group;
 use crate::circuit::{CircuitFile, Exemplar, NodeId, QuantileExemplars, Site};
 use crate::data::tasks::{self, Split, Task};
 use crate::model::{Action, Checkpoint, Config, Gpt, HookSite, Hooks, Intervention};
@@ -219,7 +219,7 @@ impl Engine {
     /// scan's view of it (no statistics when the scan did not run this SAE).
     pub fn set_sae(&mut self, sae: Sae) -> Result<Vec<String>> {
         let hook = sae.hook().to_string();
-        let group = format!("{hook}{SAE_SUFFIX}");
+        let group = sae_group(&hook);
         let mut warnings = Vec::new();
         let scanned = match self.scan.as_ref().map(|s| s.index().meta().sae(&group)) {
             Some(Some(entry)) if entry.fingerprint == sae.fingerprint().map_err(EngineError::Sae)? => true,
@@ -266,8 +266,7 @@ impl Engine {
         let x = candle_core::Tensor::from_slice(x, (x.len() / (*w).max(1), *w), &candle_core::Device::Cpu)?;
         let z = st.sae.encode(&x).map_err(EngineError::Sae)?; // (T, n_latents)
         let n = st.sae.config.n_latents;
-        rec.hooks
-            .insert(format!("{}{SAE_SUFFIX}", st.hook), (n, z.flatten_all()?.to_vec1()?));
+        rec.hooks.insert(sae_group(&st.hook), (n, z.flatten_all()?.to_vec1()?));
         Ok(())
     }
 

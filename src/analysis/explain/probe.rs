@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use super::error::{ExplainError, Result};
 use crate::analysis::recording::record_pattern;
 use crate::analysis::sae::Sae;
-use crate::circuit::node_id::SAE_SUFFIX;
+use crate::circuit::node_id::sae_group;
 use crate::circuit::NodeId;
 use crate::model::{Gpt, Hooks};
 
@@ -74,7 +74,7 @@ impl<'a> ModelProbe<'a> {
                     .flatten_all()
                     .and_then(|a| a.to_vec1())
                     .map_err(crate::model::ModelError::from)?;
-                out.insert(format!("{hook}{SAE_SUFFIX}"), (sae.config.n_latents, v));
+                out.insert(sae_group(&hook), (sae.config.n_latents, v));
             }
         }
         for (name, act) in hooks.recorded {

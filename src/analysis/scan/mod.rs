@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use candle_core::{Device, Tensor};
 
 use crate::analysis::sae::Sae;
-use crate::circuit::node_id::{Site, SAE_SUFFIX};
+use crate::circuit::node_id::{sae_group, Site};
 use crate::model::{Config, Gpt, Hooks};
 use accumulate::{feed, logbin, BatchView, Candidate, Pass1, Pass2, Selector};
 pub use error::{CorruptScan, Result, ScanError, ScanMetaError, UnknownScanNode};
@@ -333,7 +333,7 @@ pub fn scan_with_saes(
     let mut sae_entries: Vec<(HookEntry, &Sae)> = Vec::with_capacity(saes.len());
     let mut scan_saes = Vec::with_capacity(saes.len());
     for &(sae, path) in saes {
-        let name = format!("{}{SAE_SUFFIX}", sae.hook());
+        let name = sae_group(sae.hook());
         if sae_entries.iter().any(|(e, _)| e.name == name) {
             return Err(ScanError::DuplicateSaeHook {
                 hook: sae.hook().to_string(),
