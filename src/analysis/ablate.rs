@@ -96,7 +96,7 @@ impl NodeSet {
 
     /// Adds (`on`) or removes a node; ids outside the model are ignored.
     pub fn set(&mut self, n: &NodeId, on: bool) {
-        if let Some(c) = self.flags.get_mut(&n.hook_name()).and_then(|f| f.get_mut(n.index)) {
+        if let Some(c) = self.flags.get_mut(&n.group()).and_then(|f| f.get_mut(n.index)) {
             *c = on;
         }
     }
@@ -104,7 +104,7 @@ impl NodeSet {
     /// Whether `n` is in the set.
     pub fn contains(&self, n: &NodeId) -> bool {
         self.flags
-            .get(&n.hook_name())
+            .get(&n.group())
             .and_then(|f| f.get(n.index))
             .copied()
             .unwrap_or(false)

@@ -395,7 +395,8 @@ impl Readout {
                 Site::FinalResid => s * at(HookSite::ResidIn)? * self.read[n.index],
                 Site::MlpPostAct => s * at(HookSite::MlpPostAct)? * col(&f.mlp_cols),
                 Site::AttnV => s * at(HookSite::AttnY)? * col(&f.attn_cols),
-                Site::AttnActIn | Site::MlpActIn | Site::AttnQ | Site::AttnK => continue,
+                // Features have no weights of the model behind them; their direct effect is not measured here.
+                Site::AttnActIn | Site::MlpActIn | Site::AttnQ | Site::AttnK | Site::Sae(_) => continue,
             };
             out.insert(*n, v);
         }

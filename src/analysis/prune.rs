@@ -750,7 +750,7 @@ pub fn ablate_edges(
         let (values, _, cols) = weights.get_mut(&wname).expect("inserted above");
         let w = std::mem::take(&mut values[row * *cols + col]);
         let mu = means
-            .get(&s.hook_name())
+            .get(&s.group())
             .and_then(|m| m.get(s.index))
             .copied()
             .unwrap_or(0.0);

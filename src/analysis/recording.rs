@@ -26,7 +26,7 @@ pub struct Recorded {
 impl Recorded {
     /// The node's value at every token (zeros when its hook was not recorded).
     pub fn node_values(&self, n: &NodeId) -> Vec<f32> {
-        match self.hooks.get(&n.hook_name()) {
+        match self.hooks.get(&n.group()) {
             Some((w, v)) => v.chunks(*w).map(|row| row[n.index]).collect(),
             None => vec![0.0; self.ids.len()],
         }

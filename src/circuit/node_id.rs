@@ -1,5 +1,7 @@
 //! Canonical node ids: `<layer>.<site>[<index>]` (e.g. `2.attn.v[44]`) or `final_resid[<index>]`, built from the
-//! reference's hook names so that they round-trip through strings and files.
+//! reference's hook names so that they round-trip through strings and files; and SAE features,
+//! `<hook>.sae[<latent>]` (e.g. `1.resid_mid.sae[123]`, `final_resid.sae[5]`): latent `latent` of the sparse
+//! autoencoder that reads `hook`. A model has at most one SAE per hook in a run, so the hook names the SAE.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +31,19 @@ pub enum Site {
     MlpResidDelta,
     /// `final_resid`: the residual after the last block (width `d_model`); has no layer.
     FinalResid,
+    /// `<hook>.sae`: the latents (features) of a sparse autoencoder reading the hook at this block site, or
+    /// `final_resid` when None (the node then has no layer). Its width is the SAE's, which the model's config
+    /// does not know; not among [`Site::ALL`], which lists the model's own channel sites.
+    Sae(Option<HookSite>),
+}
+
+/// The suffix that turns a hook name into the name of an SAE's latents there: `1.resid_mid` → `1.resid_mid.sae`.
+pub const SAE_SUFFIX: &str = ".sae";
+
+/// The name of the latents of an SAE on `hook` (`1.resid_mid.sae`): the group of its features, under which scans
+/// and recordings keep them.
+pub fn sae_group(hook: impl fmt::Display) -> String {
+    format!("{hook}{SAE_SUFFIX}")
 }
 
 impl Site {
@@ -45,15 +60,20 @@ impl Site {
         Site::FinalResid,
     ];
 
-    /// The block-relative hook name (`attn.q`), or `final_resid`.
+    /// The block-relative hook name (`attn.q`), or `final_resid`; `sae` for SAE latents (whose full name,
+    /// `1.resid_mid.sae`, is [`NodeId::group`]).
     pub fn name(self) -> &'static str {
-        match self.hook_site() {
-            Some(site) => site.name(),
-            None => crate::model::hook_name::FINAL_RESID,
+        match self {
+            Site::Sae(_) => "sae",
+            _ => match self.hook_site() {
+                Some(site) => site.name(),
+                None => crate::model::hook_name::FINAL_RESID,
+            },
         }
     }
 
-    /// The model's hook site of a block site (None for `final_resid`, which lies after the blocks).
+    /// The model's hook site of a block site (None for `final_resid`, which lies after the blocks); for SAE
+    /// latents, the site of the hook the SAE reads.
     pub const fn hook_site(self) -> Option<HookSite> {
         Some(match self {
             Site::AttnActIn => HookSite::AttnActIn,
@@ -65,7 +85,13 @@ impl Site {
             Site::MlpPostAct => HookSite::MlpPostAct,
             Site::MlpResidDelta => HookSite::MlpResidDelta,
             Site::FinalResid => return None,
+            Site::Sae(site) => return site,
         })
+    }
+
+    /// Whether the site is an SAE's latents rather than the model's own channels.
+    pub const fn is_sae(self) -> bool {
+        matches!(self, Site::Sae(_))
     }
 
     /// The node site at a model hook site (None for hooks without pruning nodes, e.g. `resid_in`).
@@ -86,14 +112,16 @@ impl Site {
         matches!(self, Site::AttnQ | Site::AttnK | Site::AttnV)
     }
 
-    /// The number of channels at this site in a model of config `cfg` (spec B).
-    pub fn width(self, cfg: &crate::model::Config) -> usize {
-        match self {
+    /// The number of channels at this site in a model of config `cfg` (spec B); None for SAE latents, whose
+    /// count is the SAE's.
+    pub fn width(self, cfg: &crate::model::Config) -> Option<usize> {
+        Some(match self {
             Site::AttnActIn | Site::MlpActIn => cfg.d_model_in(),
             Site::AttnQ | Site::AttnK | Site::AttnV => cfg.attn_width(),
             Site::AttnResidDelta | Site::MlpResidDelta | Site::FinalResid => cfg.d_model,
             Site::MlpPostAct => cfg.d_mlp,
-        }
+            Site::Sae(_) => return None,
+        })
     }
 
     /// Whether the site belongs to the attention sublayer (false for MLP sites and `final_resid`).
@@ -140,17 +168,32 @@ pub enum NodeCheckError {
     IndexOutOfRange {
         /// The node.
         node: NodeId,
-        /// The hook the node reads.
+        /// The hook the node reads (for a feature, the SAE's latents, `1.resid_mid.sae`).
         hook: String,
-        /// The channel count of that hook in the model.
+        /// The channel count of that hook in the model (for a feature, the SAE's latents).
         width: usize,
+    },
+    /// A feature node where no SAE is loaded.
+    #[error("node `{node}` is an SAE feature, and no SAE is loaded (pass --sae DIR with an SAE on `{}`)", node.hook())]
+    NoSae {
+        /// The node.
+        node: NodeId,
+    },
+    /// A feature node of a hook other than the loaded SAE's.
+    #[error("node `{node}` is a feature of an SAE on `{}`, but the SAE loaded reads `{sae_hook}`", node.hook())]
+    OtherSaeHook {
+        /// The node.
+        node: NodeId,
+        /// The hook of the SAE that is loaded.
+        sae_hook: HookName,
     },
 }
 
 /// A string that is not a node id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid node id `{input}`: {problem} (expected e.g. `2.attn.v[44]`, `0.mlp.post_act[985]` or `final_resid[7]`)"
+    "invalid node id `{input}`: {problem} (expected e.g. `2.attn.v[44]`, `0.mlp.post_act[985]`, `final_resid[7]` \
+     or an SAE feature such as `1.resid_mid.sae[123]`)"
 )]
 pub struct NodeIdError {
     /// The string as given.
@@ -206,6 +249,12 @@ pub enum NodeIdProblem {
     /// `[head:channel]` on a hook that has no heads.
     #[error("`[head:channel]` is only for q, k and v")]
     NotPerHead,
+    /// `<hook>.sae` where the hook is no hook, or one without channels (attention patterns).
+    #[error("`{hook}` is not a hook an SAE can read (expected e.g. `1.resid_mid.sae`, `final_resid.sae`)")]
+    NoSaeHook {
+        /// The hook part as given.
+        hook: String,
+    },
     /// A hook that holds no circuit nodes (`hook_resid_pre`, `hook_z`, ...).
     #[error(
         "`{hook}` (ours: `{ours}`) holds no circuit nodes; nodes live at attention inputs, q, k, v, attention \
@@ -239,7 +288,33 @@ impl NodeId {
         }
     }
 
-    /// The hook this node lives at.
+    /// Latent `latent` of the SAE reading `hook`: `1.resid_mid.sae[123]`. None for a hook without channels
+    /// (attention patterns).
+    pub fn feature(hook: HookName, latent: usize) -> Option<Self> {
+        match hook {
+            HookName::Block {
+                site: HookSite::AttnPattern,
+                ..
+            } => None,
+            HookName::Block { layer, site } => Some(NodeId {
+                layer: Some(layer),
+                site: Site::Sae(Some(site)),
+                index: latent,
+            }),
+            HookName::FinalResid => Some(NodeId {
+                layer: None,
+                site: Site::Sae(None),
+                index: latent,
+            }),
+        }
+    }
+
+    /// Whether this is an SAE feature rather than a channel of the model.
+    pub fn is_feature(&self) -> bool {
+        self.site.is_sae()
+    }
+
+    /// The hook this node lives at (for a feature, the hook its SAE reads).
     pub fn hook(&self) -> HookName {
         match self.layer {
             Some(l) => self.site.hook(l),
@@ -247,9 +322,19 @@ impl NodeId {
         }
     }
 
-    /// The reference's hook name this node lives at, e.g. `2.attn.v`.
+    /// The reference's hook name this node lives at, e.g. `2.attn.v` (for a feature, the hook its SAE reads).
     pub fn hook_name(&self) -> String {
         self.hook().to_string()
+    }
+
+    /// The name of the family of channels the node belongs to: its hook for a channel (`2.attn.v`), the SAE's
+    /// latents at its hook for a feature (`1.resid_mid.sae`). Scans and recordings key nodes by it, so that a
+    /// feature's latent never reads as the hook's channel of the same index.
+    pub fn group(&self) -> String {
+        match self.site {
+            Site::Sae(_) => sae_group(self.hook()),
+            _ => self.hook_name(),
+        }
     }
 
     /// The node at channel `index` of a typed hook; None for a hook that holds no pruning nodes.
@@ -291,6 +376,21 @@ impl NodeId {
             // Not TransformerLens's spelling either: ours says best what is wrong.
             return text.parse::<NodeId>();
         }
+        if let Some(sae_hook) = hook.strip_suffix(SAE_SUFFIX) {
+            // `blocks.1.hook_resid_mid.sae[3]`: a feature of the SAE on that hook.
+            let name = HookName::parse_any(sae_hook, n_layer).map_err(|e| err(e.into()))?;
+            let latent = idx.trim().parse().map_err(|_| {
+                err(NodeIdProblem::NotInteger {
+                    what: "latent",
+                    text: idx.to_string(),
+                })
+            })?;
+            return NodeId::feature(name, latent).ok_or_else(|| {
+                err(NodeIdProblem::NoSaeHook {
+                    hook: sae_hook.to_string(),
+                })
+            });
+        }
         let name = HookName::parse_any(hook, n_layer).map_err(|e| err(e.into()))?;
         let number = |t: &str, what: &'static str| -> Result<usize, NodeIdError> {
             t.trim().parse().map_err(|_| {
@@ -319,13 +419,24 @@ impl NodeId {
         })
     }
 
-    /// The channel count of this node's site in `cfg`.
-    pub fn width(&self, cfg: &crate::model::Config) -> usize {
+    /// The channel count of this node's site in `cfg` (None for a feature: its SAE knows).
+    pub fn width(&self, cfg: &crate::model::Config) -> Option<usize> {
         self.site.width(cfg)
     }
 
-    /// Checks that this node exists in a model of config `cfg`; the error says why not.
+    /// Checks that this node exists in a model of config `cfg`; the error says why not. A feature needs its
+    /// SAE: see [`NodeId::check_with_sae`].
     pub fn check(&self, cfg: &crate::model::Config) -> Result<(), NodeCheckError> {
+        self.check_with_sae(cfg, None)
+    }
+
+    /// Like [`NodeId::check`], with the SAE loaded beside the model as (the hook it reads, its latent count):
+    /// a feature must be of that SAE's hook and below its latent count.
+    pub fn check_with_sae(
+        &self,
+        cfg: &crate::model::Config,
+        sae: Option<(HookName, usize)>,
+    ) -> Result<(), NodeCheckError> {
         if let Some(layer) = self.layer {
             if layer >= cfg.n_layer {
                 return Err(NodeCheckError::NoSuchLayer {
@@ -335,20 +446,57 @@ impl NodeId {
                 });
             }
         }
-        let width = self.width(cfg);
+        let Some(width) = self.width(cfg) else {
+            return self.check_feature(sae);
+        };
         if self.index >= width {
             return Err(NodeCheckError::IndexOutOfRange {
                 node: *self,
-                hook: self.hook_name(),
+                hook: self.group(),
                 width,
             });
         }
         Ok(())
     }
 
-    /// A sort key in forward (computation) order: layer, then the site's position in the block.
+    /// Checks a feature against the SAE loaded, as (the hook it reads, its latent count): the feature must be
+    /// of that hook (which the SAE's own check placed in the model) and below the latent count. Channels pass.
+    pub fn check_feature(&self, sae: Option<(HookName, usize)>) -> Result<(), NodeCheckError> {
+        if !self.is_feature() {
+            return Ok(());
+        }
+        let n_latents = match sae {
+            None => return Err(NodeCheckError::NoSae { node: *self }),
+            Some((hook, _)) if hook != self.hook() => {
+                return Err(NodeCheckError::OtherSaeHook {
+                    node: *self,
+                    sae_hook: hook,
+                })
+            }
+            Some((_, n)) => n,
+        };
+        if self.index >= n_latents {
+            return Err(NodeCheckError::IndexOutOfRange {
+                node: *self,
+                hook: self.group(),
+                width: n_latents,
+            });
+        }
+        Ok(())
+    }
+
+    /// A sort key in forward (computation) order: layer, then the site's position in the block; a feature
+    /// sorts after the block's channels, by the position of the hook its SAE reads.
     pub fn forward_order(&self) -> (usize, usize, usize) {
         let site_pos = match self.site {
+            Site::Sae(site) => {
+                9 + site.map_or(HookSite::ALL.len(), |s| {
+                    HookSite::ALL
+                        .iter()
+                        .position(|x| *x == s)
+                        .unwrap_or(HookSite::ALL.len())
+                })
+            }
             Site::AttnActIn => 0,
             Site::AttnQ => 1,
             Site::AttnK => 2,
@@ -370,7 +518,7 @@ impl NodeId {
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}]", self.hook_name(), self.index)
+        write!(f, "{}[{}]", self.group(), self.index)
     }
 }
 
@@ -391,6 +539,15 @@ impl FromStr for NodeId {
         };
         let (hook, idx) = split_indexed(s.trim()).ok_or_else(|| err(NodeIdProblem::MissingIndex))?;
         let index: usize = idx.parse().map_err(|_| err(NodeIdProblem::IndexNotInteger))?;
+        if let Some(sae_hook) = hook.strip_suffix(SAE_SUFFIX) {
+            let no_hook = || {
+                err(NodeIdProblem::NoSaeHook {
+                    hook: sae_hook.to_string(),
+                })
+            };
+            let name: HookName = sae_hook.parse().map_err(|_| no_hook())?;
+            return NodeId::feature(name, index).ok_or_else(no_hook);
+        }
         if hook == Site::FinalResid.name() {
             return Ok(NodeId::final_resid(index));
         }
@@ -542,6 +699,129 @@ mod tests {
             let e = p(bad).expect_err(bad);
             assert!(e.to_string().contains(bad.trim()), "{e}");
         }
+    }
+
+    #[test]
+    fn features_round_trip() {
+        for s in [
+            "1.resid_mid.sae[123]",
+            "0.resid_in.sae[0]",
+            "final_resid.sae[5]",
+            "1.mlp.post_act.sae[7]",
+            "0.attn.resid_delta.sae[2]",
+        ] {
+            let id: NodeId = s.parse().unwrap();
+            assert!(id.is_feature(), "{s}");
+            assert_eq!(id.to_string(), s);
+            assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<NodeId>(&format!("\"{s}\"")).unwrap(), id);
+        }
+        let f: NodeId = "1.resid_mid.sae[123]".parse().unwrap();
+        assert_eq!(f, NodeId::feature(HookName::block(1, HookSite::ResidMid), 123).unwrap());
+        assert_eq!(f.hook(), HookName::block(1, HookSite::ResidMid));
+        assert_eq!(f.hook_name(), "1.resid_mid");
+        assert_eq!(f.group(), "1.resid_mid.sae");
+        assert_eq!((f.layer, f.index), (Some(1), 123));
+        let last: NodeId = "final_resid.sae[5]".parse().unwrap();
+        assert_eq!((last.layer, last.hook()), (None, HookName::FinalResid));
+        // A feature is never the channel of the same index at its hook.
+        let channel: NodeId = "1.mlp.post_act[7]".parse().unwrap();
+        let feature: NodeId = "1.mlp.post_act.sae[7]".parse().unwrap();
+        assert_ne!(channel, feature);
+        assert_ne!(channel.group(), feature.group());
+        assert!(!channel.is_feature());
+        assert_eq!(NodeId::feature(HookName::block(0, HookSite::AttnPattern), 1), None);
+        // Positioned features, as attribution graphs spell nodes.
+        let p: PositionedNode = "1.resid_mid.sae[3]@4".parse().unwrap();
+        assert_eq!(
+            (p.node, p.pos),
+            (NodeId::feature(HookName::block(1, HookSite::ResidMid), 3).unwrap(), 4)
+        );
+        assert_eq!(p.to_string(), "1.resid_mid.sae[3]@4");
+        // Features sort after their block's channels and before the next block's.
+        let order = |s: &str| s.parse::<NodeId>().unwrap().forward_order();
+        assert!(order("1.mlp.resid_delta[0]") < order("1.resid_mid.sae[0]"));
+        assert!(order("1.resid_mid.sae[0]") < order("2.attn.act_in[0]"));
+        assert!(order("1.resid_in.sae[9]") < order("1.resid_mid.sae[0]"));
+    }
+
+    #[test]
+    fn transformer_lens_feature_spellings_resolve() {
+        let p = |s: &str| NodeId::parse_for(s, 4, 16);
+        let mid = NodeId::feature(HookName::block(1, HookSite::ResidMid), 3).unwrap();
+        assert_eq!(p("blocks.1.hook_resid_mid.sae[3]"), Ok(mid));
+        assert_eq!(p("1.resid_mid.sae[3]"), Ok(mid));
+        assert_eq!(
+            p("blocks.3.hook_resid_post.sae[2]"),
+            Ok(NodeId::feature(HookName::FinalResid, 2).unwrap())
+        );
+        assert_eq!(
+            p("blocks.0.hook_resid_post.sae[2]"),
+            Ok(NodeId::feature(HookName::block(1, HookSite::ResidIn), 2).unwrap())
+        );
+        for bad in [
+            "blocks.1.hook_nope.sae[3]",
+            "blocks.1.hook_resid_mid.sae[x]",
+            "blocks.1.attn.hook_pattern.sae[0]",
+        ] {
+            let e = p(bad).expect_err(bad);
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_features() {
+        let problem = |s: &str| s.parse::<NodeId>().unwrap_err().problem;
+        for bad in [
+            "1.resid_foo.sae[3]",
+            "x.resid_mid.sae[3]",
+            "1.attn.pattern.sae[0]",
+            ".sae[1]",
+        ] {
+            assert!(matches!(problem(bad), NodeIdProblem::NoSaeHook { .. }), "{bad}");
+            let msg = bad.parse::<NodeId>().unwrap_err().to_string();
+            assert!(!msg.contains('\n') && msg.contains(bad), "{msg}");
+        }
+        assert_eq!(problem("1.resid_mid.sae[-1]"), NodeIdProblem::IndexNotInteger);
+        assert_eq!(problem("1.resid_mid.sae"), NodeIdProblem::MissingIndex);
+    }
+
+    #[test]
+    fn features_are_checked_against_the_loaded_sae() {
+        let cfg = crate::model::Config::from_json_str(
+            r#"{"n_layer": 2, "d_model": 16, "n_head": 4, "d_head": 4, "d_mlp": 64, "vocab_size": 128,
+            "block_size": 32}"#,
+        )
+        .unwrap()
+        .config;
+        let mid = HookName::block(1, HookSite::ResidMid);
+        let f = NodeId::feature(mid, 10).unwrap();
+        assert_eq!(f.check(&cfg), Err(NodeCheckError::NoSae { node: f }));
+        assert!(f.check(&cfg).unwrap_err().to_string().contains("--sae"));
+        assert_eq!(f.check_with_sae(&cfg, Some((mid, 16))), Ok(()));
+        let e = f.check_with_sae(&cfg, Some((mid, 10))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "node `1.resid_mid.sae[10]`: index 10 is out of range (`1.resid_mid.sae` has 10 channels)"
+        );
+        let other = HookName::block(0, HookSite::ResidMid);
+        assert_eq!(
+            f.check_with_sae(&cfg, Some((other, 16))),
+            Err(NodeCheckError::OtherSaeHook {
+                node: f,
+                sae_hook: other
+            })
+        );
+        let deep = NodeId::feature(HookName::block(5, HookSite::ResidMid), 0).unwrap();
+        assert!(matches!(
+            deep.check_with_sae(&cfg, Some((mid, 16))),
+            Err(NodeCheckError::NoSuchLayer { layer: 5, .. })
+        ));
+        // Channels are unaffected by an SAE.
+        assert_eq!(
+            NodeId::new(1, Site::MlpPostAct, 0).check_with_sae(&cfg, Some((mid, 16))),
+            Ok(())
+        );
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct TuiBenchArgs {
     /// Prompt length in tokens.
     #[arg(long, default_value_t = 64)]
     pub tokens: usize,
+    /// An SAE folder opened beside the model (`open --sae`): every run then also encodes its hook, and the
+    /// lab's table shows its first 8 features.
+    #[arg(long, value_name = "DIR")]
+    pub sae: Option<PathBuf>,
     /// Timed keystrokes (after 5 warm-up ones); the median and 90th percentile are reported.
     #[arg(long, default_value_t = 40)]
     pub iters: usize,
@@ -65,6 +69,7 @@ pub fn run(args: TuiBenchArgs) -> Result<()> {
         circuit,
         task: args.task.clone(),
         session: None,
+        sae: args.sae.clone(),
     };
     let mut term = Terminal::new(TestBackend::new(120, 40))?;
 
@@ -95,6 +100,13 @@ pub fn run(args: TuiBenchArgs) -> Result<()> {
     app.prompt.move_cursor(ratatui_textarea::CursorMove::Bottom);
     app.prompt.move_cursor(ratatui_textarea::CursorMove::End);
     app.debounce = std::time::Duration::ZERO;
+    if let Some((hook, n)) = app.sae {
+        // The lab then measures features too, as it does for an analyst who has inspected a few.
+        let watched = (0..n.min(8))
+            .filter_map(|i| crate::circuit::NodeId::feature(hook, i))
+            .collect();
+        engine.handle(crate::workbench::Request::WatchFeatures(watched));
+    }
     app.set_screen(Screen::Lab);
     update(&mut app, Msg::ch('e'));
     let mut lat = Vec::new();
@@ -129,6 +141,7 @@ pub fn run(args: TuiBenchArgs) -> Result<()> {
             "keystroke_to_redraw_ms": {"median": median, "p90": p90, "iters": args.iters},
             "prompt_tokens": max_len,
             "circuit_nodes": app.circuit.file.nodes.len(),
+            "sae": args.sae,
             "threads": threads,
         }));
     }
@@ -137,6 +150,12 @@ pub fn run(args: TuiBenchArgs) -> Result<()> {
         args.model.display(),
         app.circuit.file.nodes.len()
     );
+    if let (Some(dir), Some((hook, n))) = (&args.sae, app.sae) {
+        println!(
+            "  with the SAE {} on {hook} ({n} latents), 8 features watched",
+            dir.display()
+        );
+    }
     println!("  start-up to first frame      {startup_ms:>8.1} ms   (target < 300 ms)");
     println!("  start-up to first result     {first_result_ms:>8.1} ms");
     println!(

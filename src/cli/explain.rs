@@ -16,6 +16,7 @@ use crate::analysis::explain::{
 };
 use crate::analysis::scan::ScanIndex;
 use crate::circuit::file::{model_fingerprint, CircuitFile};
+use crate::circuit::node_id::{sae_group, SAE_SUFFIX};
 use crate::circuit::NodeId;
 use crate::data::corpus::CorpusSource;
 use crate::data::TokenPool;
@@ -40,9 +41,13 @@ pub struct ExplainArgs {
     /// Explain every node of the scan.
     #[arg(long)]
     pub all: bool,
-    /// Explain this node, e.g. `0.mlp.post_act[17]` (repeatable).
+    /// Explain this node, e.g. `0.mlp.post_act[17]`, or a feature of --sae, `1.resid_mid.sae[12]` (repeatable).
     #[arg(long, value_name = "ID")]
     pub node: Vec<NodeId>,
+    /// The SAE whose features (`HOOK.sae[i]`) are explained: the scan must have run it (`scan --sae`); with
+    /// --all, its features are explained too (those of other scanned SAEs are left out).
+    #[arg(long, value_name = "DIR")]
+    pub sae: Option<PathBuf>,
     /// The scan index directory (default: <model dir>/scan); the explanations are stored in it.
     #[arg(long)]
     pub scan: Option<PathBuf>,
@@ -89,6 +94,29 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     let index = ScanIndex::open_for(&scan_dir, &fingerprint)?;
     let meta = index.meta().clone();
 
+    // The SAE whose features are read, checked to be the one the scan ran.
+    let sae = match &args.sae {
+        Some(dir) => {
+            let sae = super::sae::load_sae(dir, &args.model, &model)?;
+            let group = sae_group(sae.hook());
+            match meta.sae(&group) {
+                Some(e) if e.fingerprint == sae.fingerprint()? => {}
+                _ => bail!(
+                    "{}: the scan at {} did not run this SAE; run `circuitscope scan --sae {}` first",
+                    dir.display(),
+                    scan_dir.display(),
+                    dir.display()
+                ),
+            }
+            Some(sae)
+        }
+        None => None,
+    };
+    let sae_shape = sae.as_ref().map(|s| (s.hook(), s.config.n_latents));
+    for id in &args.node {
+        id.check_feature(sae_shape)?;
+    }
+
     // The nodes, in node order, each checked against the scan.
     let mut wanted: BTreeSet<NodeId> = args.node.iter().copied().collect();
     for path in &args.nodes {
@@ -104,6 +132,17 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     }
     if args.all {
         for h in &meta.hooks {
+            if let Some(hook) = h.name.strip_suffix(SAE_SUFFIX) {
+                // A scanned SAE's features: explained with that SAE only.
+                match sae_shape.filter(|(sh, _)| sh.to_string() == hook) {
+                    Some((sh, n)) => wanted.extend((0..n).filter_map(|i| NodeId::feature(sh, i))),
+                    None => eprintln!(
+                        "note: the scan's features `{}[..]` are left out (explain them with --sae DIR of that SAE)",
+                        h.name
+                    ),
+                }
+                continue;
+            }
             for i in 0..h.width {
                 let id = NodeId::from_hook(&h.name, i).with_context(|| format!("scan hook `{}`", h.name))?;
                 wanted.insert(id);
@@ -180,14 +219,17 @@ pub fn run(args: ExplainArgs) -> Result<()> {
         indicatif::ProgressStyle::with_template("explain {bar:30} {pos}/{len} nodes [{elapsed_precise} eta {eta}]")
             .expect("valid template"),
     );
-    let probe = ModelProbe::new(&model, args.batch_tokens);
+    let probe = match &sae {
+        Some(s) => ModelProbe::new(&model, args.batch_tokens).with_sae(s),
+        None => ModelProbe::new(&model, args.batch_tokens),
+    };
     let display = |id: u32| tok.token_display(id);
     let t0 = Instant::now();
     // Groups stay within one hook, so that each forward records a single hook.
     let mut groups: Vec<Vec<NodeId>> = Vec::new();
     for id in &todo {
         match groups.last_mut() {
-            Some(g) if g.len() < GROUP && g[0].hook_name() == id.hook_name() => g.push(*id),
+            Some(g) if g.len() < GROUP && g[0].group() == id.group() => g.push(*id),
             _ => groups.push(vec![*id]),
         }
     }

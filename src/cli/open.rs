@@ -26,6 +26,10 @@ pub struct OpenArgs {
     /// (default: sessions/<model dir name>-<task>.json).
     #[arg(long)]
     pub session: Option<PathBuf>,
+    /// An SAE folder (ours or SAELens's) on one of the model's hooks: its features `<hook>.sae[i]` can be
+    /// inspected (`:goto 1.resid_mid.sae[12]`), labeled and ablated; `scan --sae` gives their exemplars.
+    #[arg(long, value_name = "DIR")]
+    pub sae: Option<PathBuf>,
 }
 
 /// Runs the subcommand.
@@ -73,6 +77,7 @@ pub fn run(args: OpenArgs) -> Result<()> {
         circuit,
         task,
         session,
+        sae: args.sae,
     };
     loop {
         match open_once(&opts)? {

@@ -14,8 +14,10 @@ use super::common::{
 };
 use crate::analysis::ablate::{Means, TaskData};
 use crate::analysis::logit_attribution::{self, Decomposition, Readout};
+use crate::analysis::sae::LatentEdit;
 use crate::analysis::scan::ScanIndex;
 use crate::analysis::{hook_means, recording};
+use crate::circuit::node_id::{sae_group, SAE_SUFFIX};
 use crate::circuit::{CircuitFile, NodeId};
 use crate::data::tasks::{self, Split};
 use crate::model::{checkpoint, Action, Gpt, Hooks, Intervention, LoadOptions, Stored};
@@ -46,7 +48,8 @@ pub struct RunArgs {
     /// print a summary of each at the last token.
     #[arg(long)]
     pub hooks: Option<String>,
-    /// Channels to print, comma-separated: HOOK[i] or HOOK[i:j], e.g. 0.attn.q[3],1.mlp.post_act[0:4].
+    /// Channels to print, comma-separated: HOOK[i] or HOOK[i:j], e.g. 0.attn.q[3],1.mlp.post_act[0:4]; a feature
+    /// of --sae, HOOK.sae[i], prints the latent.
     #[arg(long, value_delimiter = ',')]
     pub channels: Vec<String>,
     /// Print channel values at every token instead of the last one.
@@ -54,7 +57,8 @@ pub struct RunArgs {
     pub per_token: bool,
     /// Interventions: HOOK[i]=VALUE sets a channel, HOOK[i]=mean sets it to its mean (see --scan and
     /// --means-task), HOOK[i]*=FACTOR scales it; add @POS after the bracket to touch one position only (negative
-    /// counts from the end), e.g. 1.mlp.post_act[7]@-1=0.
+    /// counts from the end), e.g. 1.mlp.post_act[7]@-1=0. An SAE feature of --sae (`1.resid_mid.sae[3]=0`)
+    /// changes the activation by (z' − z)·W_dec[i], its `=mean` the scan's (`scan --sae`).
     #[arg(long, num_args = 1..)]
     pub intervene: Vec<String>,
     /// The scan whose per-channel means `=mean` uses [default: <model>/scan], the means pruning and the
@@ -85,7 +89,8 @@ pub struct RunArgs {
     /// Use dense matmul for every matrix (default: CSR kernel below density 0.25).
     #[arg(long)]
     pub dense: bool,
-    /// An SAE folder (ours or SAELens's) whose latents --steer adds.
+    /// An SAE folder (ours or SAELens's) whose latents --steer adds and whose features (`HOOK.sae[i]`)
+    /// --intervene can set, scale or mean-ablate.
     #[arg(long)]
     pub sae: Option<PathBuf>,
     /// FEATURE=SCALE[@POS]: add SCALE × the decoder direction of the --sae latent FEATURE at the SAE's hook, at
@@ -143,47 +148,11 @@ pub struct InterventionSpec {
 impl InterventionSpec {
     /// Parses `HOOK[i]=v`, `HOOK[i]*=v` either with `@POS` after the bracket, checked against the model's hooks.
     pub fn parse(spec: &str, model: &Gpt) -> Result<Self> {
-        let (lhs, rhs, scale) = if let Some((l, r)) = spec.split_once("*=") {
-            (l, r, true)
-        } else if let Some((l, r)) = spec.split_once('=') {
-            (l, r, false)
-        } else {
-            bail!("--intervene `{spec}`: expected HOOK[i]=VALUE, HOOK[i]=mean or HOOK[i]*=FACTOR");
-        };
-        let (target, position) = match lhs.rsplit_once('@') {
-            Some((t, p)) => (
-                t,
-                Some(
-                    p.trim()
-                        .parse::<i64>()
-                        .with_context(|| format!("--intervene `{spec}`: bad position `{p}`"))?,
-                ),
-            ),
-            None => (lhs, None),
-        };
+        let (target, position, action) = spec_parts(spec)?;
         let mut chans = parse_hook_channels(target, model).with_context(|| format!("--intervene `{spec}`"))?;
         if chans.len() != 1 {
             bail!("--intervene `{spec}`: give one channel per intervention");
         }
-        let action = if rhs.trim() == "mean" {
-            if scale {
-                bail!("--intervene `{spec}`: a channel is set to its mean (`=mean`), not scaled by it");
-            }
-            SpecAction::Mean
-        } else {
-            let value: f32 = rhs
-                .trim()
-                .parse()
-                .with_context(|| format!("--intervene `{spec}`: `{rhs}` is not a number or `mean`"))?;
-            if !value.is_finite() {
-                bail!("--intervene `{spec}`: the value must be finite, not {value}");
-            }
-            if scale {
-                SpecAction::Scale(value)
-            } else {
-                SpecAction::Set(value)
-            }
-        };
         Ok(InterventionSpec {
             target: chans.remove(0),
             position,
@@ -207,6 +176,158 @@ impl InterventionSpec {
             None => iv,
         })
     }
+}
+
+/// The parts of an `--intervene` item: the target (`HOOK[i]` or a feature `HOOK.sae[i]`), the position after
+/// `@` and the action.
+fn spec_parts(spec: &str) -> Result<(&str, Option<i64>, SpecAction)> {
+    let (lhs, rhs, scale) = if let Some((l, r)) = spec.split_once("*=") {
+        (l, r, true)
+    } else if let Some((l, r)) = spec.split_once('=') {
+        (l, r, false)
+    } else {
+        bail!("--intervene `{spec}`: expected HOOK[i]=VALUE, HOOK[i]=mean or HOOK[i]*=FACTOR");
+    };
+    let (target, position) = match lhs.rsplit_once('@') {
+        Some((t, p)) => (
+            t,
+            Some(
+                p.trim()
+                    .parse::<i64>()
+                    .with_context(|| format!("--intervene `{spec}`: bad position `{p}`"))?,
+            ),
+        ),
+        None => (lhs, None),
+    };
+    let action = if rhs.trim() == "mean" {
+        if scale {
+            bail!("--intervene `{spec}`: a channel is set to its mean (`=mean`), not scaled by it");
+        }
+        SpecAction::Mean
+    } else {
+        let value: f32 = rhs
+            .trim()
+            .parse()
+            .with_context(|| format!("--intervene `{spec}`: `{rhs}` is not a number or `mean`"))?;
+        if !value.is_finite() {
+            bail!("--intervene `{spec}`: the value must be finite, not {value}");
+        }
+        if scale {
+            SpecAction::Scale(value)
+        } else {
+            SpecAction::Set(value)
+        }
+    };
+    Ok((target.trim(), position, action))
+}
+
+/// A parsed `--intervene` item on an SAE feature (`1.resid_mid.sae[3]=0`), applied to the --sae SAE's code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSpec {
+    /// The feature.
+    pub node: NodeId,
+    /// The position (negative: from the end); `None`: every position.
+    pub position: Option<i64>,
+    /// What it does to the latent.
+    pub action: SpecAction,
+}
+
+impl FeatureSpec {
+    /// Parses an item whose target is a feature id (ours or TransformerLens's spelling); None when the target is
+    /// not one (a channel, for [`InterventionSpec::parse`]).
+    pub fn parse(spec: &str, model: &Gpt) -> Result<Option<Self>> {
+        let (target, position, action) = spec_parts(spec)?;
+        if !target.contains(SAE_SUFFIX) {
+            return Ok(None);
+        }
+        let cfg = &model.config;
+        let node =
+            NodeId::parse_for(target, cfg.n_layer, cfg.d_head).with_context(|| format!("--intervene `{spec}`"))?;
+        Ok(node.is_feature().then_some(FeatureSpec { node, position, action }))
+    }
+}
+
+/// The interventions of `--intervene` items on features, at the --sae SAE's hook: each sets its latent (`=v`,
+/// `=mean` from the scan of this SAE) or scales it (`*=f`), the activation changing by (z' − z)·W_dec[i].
+fn feature_interventions(args: &RunArgs, model: &Gpt, specs: &[FeatureSpec]) -> Result<Vec<(String, Intervention)>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(dir) = &args.sae else {
+        bail!(
+            "--intervene `{}`: an SAE feature; name its SAE with --sae DIR",
+            args.intervene
+                .iter()
+                .find(|s| s.contains(SAE_SUFFIX))
+                .map_or("", String::as_str)
+        );
+    };
+    let sae = super::sae::load_sae(dir, &args.model, model)?;
+    let shape = Some((sae.hook(), sae.config.n_latents));
+    for f in specs {
+        f.node
+            .check_feature(shape)
+            .with_context(|| format!("--sae {}", dir.display()))?;
+    }
+    let means = if specs.iter().any(|f| f.action == SpecAction::Mean) {
+        Some(feature_means(args, &sae)?)
+    } else {
+        None
+    };
+    let hook = sae.hook().to_string();
+    specs
+        .iter()
+        .map(|f| {
+            let edit = match f.action {
+                SpecAction::Set(v) => LatentEdit::Set(v),
+                SpecAction::Scale(x) => LatentEdit::Scale(x),
+                SpecAction::Mean => LatentEdit::Set(means.as_ref().map_or(0.0, |m| m[f.node.index])),
+            };
+            let iv = sae.edit(&[(f.node.index, edit)])?;
+            Ok((
+                hook.clone(),
+                match f.position {
+                    Some(p) => iv.positions(vec![p]),
+                    None => iv,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A `--channels` item that is a feature of the --sae SAE (`1.resid_mid.sae[3]`), checked against it.
+fn feature_channel(spec: &str, sae: &crate::analysis::sae::Sae, model: &Gpt) -> Result<NodeId> {
+    let cfg = &model.config;
+    let node = NodeId::parse_for(spec, cfg.n_layer, cfg.d_head).with_context(|| format!("--channels `{spec}`"))?;
+    node.check_feature(Some((sae.hook(), sae.config.n_latents)))
+        .with_context(|| format!("--channels `{spec}`"))?;
+    Ok(node)
+}
+
+/// Every latent's mean from the scan, which must have scanned this very SAE (`scan --sae`).
+fn feature_means(args: &RunArgs, sae: &crate::analysis::sae::Sae) -> Result<Vec<f32>> {
+    if args.means_task.is_some() {
+        bail!("`=mean` on a feature takes the scan's mean (`scan --sae`); --means-task averages channels only");
+    }
+    let dir = args.scan.clone().unwrap_or_else(|| ScanIndex::default_dir(&args.model));
+    let parts = load_model_parts(&args.model)?;
+    let index = ScanIndex::open_for(&dir, &parts.fingerprint)?;
+    let group = sae_group(sae.hook());
+    match index.meta().sae(&group) {
+        Some(entry) if entry.fingerprint == sae.fingerprint()? => {}
+        Some(entry) => bail!(
+            "{}: the scan's `{group}` features are of another SAE ({}); rescan with `scan --sae`",
+            dir.display(),
+            entry.path
+        ),
+        None => bail!(
+            "{}: the scan has no means for `{group}`; rescan with `circuitscope scan --sae DIR`",
+            dir.display()
+        ),
+    }
+    index
+        .hook_means(&group)
+        .with_context(|| format!("{}: no means for `{group}`", dir.display()))
 }
 
 /// Training pairs behind `--means-task`.
@@ -395,15 +516,26 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     model.check_tokens(&ids)?;
 
-    let mut channels = Vec::new();
+    // The --sae SAE when `--channels` asks for features' values.
+    let channel_sae = match (&args.sae, args.channels.iter().find(|s| s.contains(SAE_SUFFIX))) {
+        (Some(dir), Some(_)) => Some(super::sae::load_sae(dir, &args.model, &model)?),
+        (None, Some(spec)) => bail!("--channels `{spec}`: an SAE feature; name its SAE with --sae DIR"),
+        _ => None,
+    };
+    let (mut channels, mut feature_channels) = (Vec::new(), Vec::new());
     for spec in &args.channels {
-        channels.extend(parse_hook_channels(spec, &model)?);
+        match &channel_sae {
+            Some(sae) if spec.contains(SAE_SUFFIX) => feature_channels.push(feature_channel(spec, sae, &model)?),
+            _ => channels.extend(parse_hook_channels(spec, &model)?),
+        }
     }
-    let ivs = args
-        .intervene
-        .iter()
-        .map(|s| InterventionSpec::parse(s, &model))
-        .collect::<Result<Vec<_>>>()?;
+    let (mut ivs, mut feature_specs) = (Vec::new(), Vec::new());
+    for s in &args.intervene {
+        match FeatureSpec::parse(s, &model)? {
+            Some(f) => feature_specs.push(f),
+            None => ivs.push(InterventionSpec::parse(s, &model)?),
+        }
+    }
 
     if let Some(h) = &args.hooks {
         if let Err(e) = regex::Regex::new(h) {
@@ -418,10 +550,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(h) => matching_hooks(h, &model)?,
         None => vec![],
     };
+    let sae_hook = channel_sae.as_ref().map(|s| s.hook().to_string());
     let pattern: Vec<String> = channels
         .iter()
         .map(|c| &c.hook)
         .chain(&hook_names)
+        .chain(&sae_hook)
         .map(|h| regex::escape(h) + "$")
         .collect();
     if !pattern.is_empty() {
@@ -437,6 +571,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             ))
         })
         .collect::<Result<Vec<_>>>()?;
+    // Feature edits join the channel interventions: `--steer`'s comparison keeps them in its baseline too.
+    let mut interventions = interventions;
+    interventions.extend(feature_interventions(&args, &model, &feature_specs)?);
     let steering = super::steer::steering(&args, &model)?;
     for (hook, iv) in interventions.iter().chain(&steering) {
         hooks.intervene(hook, iv.clone());
@@ -465,6 +602,17 @@ pub fn run(args: RunArgs) -> Result<()> {
             .squeeze(0)?; // (T, W)
         let col: Vec<f32> = act.narrow(1, c.channel, 1)?.squeeze(1)?.to_vec1()?;
         channel_rows.push((c.to_string(), positions.iter().map(|&p| col[p]).collect::<Vec<f32>>()));
+    }
+    if let (Some(sae), Some(hook)) = (&channel_sae, &sae_hook) {
+        // The SAE's code of the hook as the (intervened) forward left it: (T, n_latents).
+        let x = hooks.recorded.get(hook).context("the SAE's hook was not recorded")?;
+        let z: Vec<Vec<f32>> = sae.encode(x)?.to_vec2()?;
+        for f in &feature_channels {
+            channel_rows.push((
+                f.to_string(),
+                positions.iter().map(|&p| z[p][f.index]).collect::<Vec<f32>>(),
+            ));
+        }
     }
     let mut hook_rows = Vec::new();
     for name in &hook_names {
@@ -503,7 +651,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         t,
         shown.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" ")
     );
-    if !ivs.is_empty() {
+    if !args.intervene.is_empty() {
         println!("interventions: {}", args.intervene.join(", "));
     }
     println!("\nnext token after {:?}:", shown[t - 1]);

@@ -65,6 +65,10 @@ pub struct ScanRunArgs {
     /// Context tokens kept after each exemplar's pivot.
     #[arg(long, default_value_t = 4)]
     pub after: usize,
+    /// An SAE folder (ours or SAELens's) whose latents are scanned too, as nodes `<hook>.sae[i]`
+    /// (e.g. `1.resid_mid.sae[12]`); repeatable, one SAE per hook.
+    #[arg(long = "sae", value_name = "DIR")]
+    pub saes: Vec<PathBuf>,
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -76,8 +80,8 @@ pub struct ShowArgs {
     /// The model (its tokenizer decodes the exemplars; the scan must have been made for it).
     #[arg(long)]
     pub model: PathBuf,
-    /// e.g. `0.mlp.post_act[17]`, `1.attn.q[3]`, `final_resid[5]`, or TransformerLens's spelling
-    /// (`blocks.1.attn.hook_q[0:3]`).
+    /// e.g. `0.mlp.post_act[17]`, `1.attn.q[3]`, `final_resid[5]`, an SAE feature of a scan made with --sae
+    /// (`1.resid_mid.sae[12]`), or TransformerLens's spelling (`blocks.1.attn.hook_q[0:3]`).
     pub node: String,
     /// The scan index directory (default: <model dir>/scan).
     #[arg(long)]
@@ -126,6 +130,17 @@ fn run_scan(args: ScanRunArgs) -> Result<()> {
     let model = load_model(&model_dir, LoadOptions::default())?;
     let (fingerprint, name) = identify(&model_dir, &model)?;
     let tok = need_tokenizer(args.tokenizer.as_deref(), &model_dir)?;
+    // Loaded (and checked against the model) before the corpus is tokenized, so that a bad folder fails at once.
+    let saes = args
+        .saes
+        .iter()
+        .map(|dir| {
+            Ok((
+                super::sae::load_sae(dir, &model_dir, &model)?,
+                dir.display().to_string(),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let corpus = CorpusSource::parse(&args.corpus)?;
     let block = model.config.block_size;
 
@@ -157,7 +172,8 @@ fn run_scan(args: ScanRunArgs) -> Result<()> {
     );
     let n = tokens.len();
     let t1 = Instant::now();
-    let data = scan::scan(&model, &tokens, &opts, &mut |p| {
+    let sae_refs: Vec<(&crate::analysis::sae::Sae, &str)> = saes.iter().map(|(s, p)| (s, p.as_str())).collect();
+    let data = scan::scan_with_saes(&model, &tokens, &opts, &sae_refs, &mut |p| {
         bar.set_message(format!("scan pass {}/2", p.pass));
         bar.set_position(((p.pass as usize - 1) * p.tokens_total + p.tokens_done) as u64);
     })?;
@@ -173,6 +189,7 @@ fn run_scan(args: ScanRunArgs) -> Result<()> {
         return print_json(&json!({
             "dir": out, "tokens": n, "nodes": data.nodes(), "seconds": seconds,
             "tokens_per_s": tokens_per_s, "tokenize_seconds": tokenize_s, "bytes": bytes,
+            "saes": data.saes,
         }));
     }
     println!(
@@ -182,6 +199,12 @@ fn run_scan(args: ScanRunArgs) -> Result<()> {
         out.display(),
         bytes as f64 / 1e6
     );
+    for sae in &data.saes {
+        println!(
+            "  SAE {} ({} latents): nodes {}[0..{}]",
+            sae.path, sae.n_latents, sae.hook, sae.n_latents
+        );
+    }
     Ok(())
 }
 

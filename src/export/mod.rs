@@ -569,55 +569,41 @@ pub fn markdown(input: &ReportInput) -> String {
             continue;
         };
         any = true;
-        let auto = if a.label_is_automatic() { " *(automatic)*" } else { "" };
-        let _ = writeln!(out, "### `{n}`: {}{auto}\n", md_text(&a.label));
-        let mut meta = vec![format!("status: {}", a.status.name())];
-        if let Some(cf) = a.confidence {
-            meta.push(format!("confidence {cf:.2}"));
-        }
-        if !a.tags.is_empty() {
-            meta.push(format!(
-                "tags: {}",
-                a.tags.iter().map(|t| md_text(t)).collect::<Vec<_>>().join(", ")
-            ));
-        }
-        let _ = writeln!(out, "{}\n", meta.join(" · "));
-        if !a.conflict.is_empty() {
-            let alts: Vec<String> = a
-                .conflict
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{}) {} (from {})", i + 1, md_text(&c.label), md_text(&c.source)))
-                .collect();
-            let _ = writeln!(out, "**Label conflict**, unresolved: {}\n", alts.join("; "));
-        }
-        if !a.notes.trim().is_empty() {
-            let _ = writeln!(out, "{}\n", md_paragraphs(&a.notes));
-        }
-        if let Some(ex) = input.exemplars.get(n).filter(|v| !v.is_empty()) {
-            let _ = writeln!(out, "Top exemplars (pivot token in ⟦ ⟧, its activation first):\n");
-            for e in ex.iter().take(input.top_k) {
-                let _ = writeln!(out, "- {}", exemplar_line(e));
-            }
-            let _ = writeln!(out);
-        }
-        if !a.evidence.is_empty() {
-            let _ = writeln!(out, "Evidence:\n");
-            for ev in &a.evidence {
-                for line in evidence_lines(ev, n) {
-                    let _ = writeln!(out, "{line}");
-                }
-            }
-            let _ = writeln!(out);
-        }
+        labeled_section(&mut out, n, a, input);
     }
     if !any {
         let _ = writeln!(out, "No node is labeled yet.\n");
     }
+    let features = annotated_features(s);
+    if !features.is_empty() {
+        let _ = writeln!(out, "## SAE features\n");
+        let _ = writeln!(
+            out,
+            "Features of the SAE opened beside the model, annotated in this session.\n\n\
+             | feature | label | status | confidence | tags |\n|---|---|---|---|---|"
+        );
+        for n in &features {
+            let a = &s.annotations[n];
+            let _ = writeln!(
+                out,
+                "| `{n}` | {} | {} | {} | {} |",
+                md_text(&a.label),
+                status_name(a.status),
+                a.confidence.map_or("—".into(), |x| format!("{x:.2}")),
+                a.tags.iter().map(|t| md_text(t)).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let _ = writeln!(out);
+        for n in &features {
+            if let Some(a) = s.annotations.get(n).filter(|a| !a.label.is_empty()) {
+                labeled_section(&mut out, n, a, input);
+            }
+        }
+    }
     let stray: Vec<String> = s
         .annotations
         .keys()
-        .filter(|n| c.node(n).is_none())
+        .filter(|n| c.node(n).is_none() && !n.is_feature())
         .map(|n| format!("`{n}`"))
         .collect();
     if !stray.is_empty() {
@@ -633,6 +619,59 @@ pub fn markdown(input: &ReportInput) -> String {
     out
 }
 
+/// One labeled node's section: heading, status line, conflicts, notes, top exemplars and evidence.
+fn labeled_section(out: &mut String, n: &NodeId, a: &crate::session::Annotation, input: &ReportInput) {
+    let auto = if a.label_is_automatic() { " *(automatic)*" } else { "" };
+    let _ = writeln!(out, "### `{n}`: {}{auto}\n", md_text(&a.label));
+    let mut meta = vec![format!("status: {}", a.status.name())];
+    if let Some(cf) = a.confidence {
+        meta.push(format!("confidence {cf:.2}"));
+    }
+    if !a.tags.is_empty() {
+        meta.push(format!(
+            "tags: {}",
+            a.tags.iter().map(|t| md_text(t)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let _ = writeln!(out, "{}\n", meta.join(" · "));
+    if !a.conflict.is_empty() {
+        let alts: Vec<String> = a
+            .conflict
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}) {} (from {})", i + 1, md_text(&c.label), md_text(&c.source)))
+            .collect();
+        let _ = writeln!(out, "**Label conflict**, unresolved: {}\n", alts.join("; "));
+    }
+    if !a.notes.trim().is_empty() {
+        let _ = writeln!(out, "{}\n", md_paragraphs(&a.notes));
+    }
+    if let Some(ex) = input.exemplars.get(n).filter(|v| !v.is_empty()) {
+        let _ = writeln!(out, "Top exemplars (pivot token in ⟦ ⟧, its activation first):\n");
+        for e in ex.iter().take(input.top_k) {
+            let _ = writeln!(out, "- {}", exemplar_line(e));
+        }
+        let _ = writeln!(out);
+    }
+    if !a.evidence.is_empty() {
+        let _ = writeln!(out, "Evidence:\n");
+        for ev in &a.evidence {
+            for line in evidence_lines(ev, n) {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        let _ = writeln!(out);
+    }
+}
+
+/// The session's annotated SAE features (`1.resid_mid.sae[12]`), in forward order: they live beside the
+/// circuit rather than in it.
+fn annotated_features(s: &Session) -> Vec<NodeId> {
+    let mut v: Vec<NodeId> = s.annotations.keys().copied().filter(NodeId::is_feature).collect();
+    v.sort_by_key(|n| n.forward_order());
+    v
+}
+
 /// The same report as JSON (keys documented in the README).
 pub fn json(input: &ReportInput) -> serde_json::Value {
     let s = input.session;
@@ -640,34 +679,34 @@ pub fn json(input: &ReportInput) -> serde_json::Value {
     let mut ids = c.node_ids();
     ids.sort_by_key(|n| n.forward_order());
     let l = c.losses.halved();
-    let nodes: Vec<serde_json::Value> = ids
-        .iter()
-        .map(|n| {
-            let a = s.annotations.get(n).cloned().unwrap_or_default();
-            let ex: Vec<serde_json::Value> = input
-                .exemplars
-                .get(n)
-                .map(|v| {
-                    v.iter()
-                        .take(input.top_k)
-                        .map(|e| json!({"tokens": e.tokens, "acts": e.acts, "pivot": e.pivot}))
-                        .collect()
-                })
-                .unwrap_or_default();
-            json!({
-                "id": n.to_string(),
-                "label": a.label,
-                "status": a.status.name(),
-                "confidence": a.confidence,
-                "tags": a.tags,
-                "notes": a.notes,
-                "ablation_delta": c.node(n).and_then(|cn| cn.delta_halved(&c.losses)),
-                "conflict": a.conflict,
-                "evidence": a.evidence,
-                "exemplars": ex,
+    let features = annotated_features(s);
+    let node_json = |n: &NodeId| {
+        let a = s.annotations.get(n).cloned().unwrap_or_default();
+        let ex: Vec<serde_json::Value> = input
+            .exemplars
+            .get(n)
+            .map(|v| {
+                v.iter()
+                    .take(input.top_k)
+                    .map(|e| json!({"tokens": e.tokens, "acts": e.acts, "pivot": e.pivot}))
+                    .collect()
             })
+            .unwrap_or_default();
+        json!({
+            "id": n.to_string(),
+            "label": a.label,
+            "status": a.status.name(),
+            "confidence": a.confidence,
+            "tags": a.tags,
+            "notes": a.notes,
+            "ablation_delta": c.node(n).and_then(|cn| cn.delta_halved(&c.losses)),
+            "conflict": a.conflict,
+            "evidence": a.evidence,
+            "exemplars": ex,
         })
-        .collect();
+    };
+    let nodes: Vec<serde_json::Value> = ids.iter().map(node_json).collect();
+    let features: Vec<serde_json::Value> = features.iter().map(node_json).collect();
     let edges: Vec<serde_json::Value> = c
         .edges
         .iter()
@@ -698,6 +737,7 @@ pub fn json(input: &ReportInput) -> serde_json::Value {
             .map(|p| json!({"name": p.name, "text": p.text, "logit_diff": p.logit_diff, "ablations": p.ablations}))
             .collect::<Vec<_>>(),
         "nodes": nodes,
+        "features": features,
         "edges": edges,
     })
 }

@@ -142,6 +142,9 @@ pub struct App {
     pub details: HashMap<NodeId, NodeDetail>,
     /// Nodes whose details were requested and have not arrived, so that each is asked for once.
     pub detail_pending: BTreeSet<NodeId>,
+    /// The SAE opened beside the model (`open --sae`), as (the hook it reads, its latent count): its features
+    /// can be inspected, labeled and ablated beside the circuit's nodes.
+    pub sae: Option<(crate::model::HookName, usize)>,
     /// The inspector's scroll and view state.
     pub inspector: InspectorState,
     /// Requests waiting for the engine; the runtime (or a test) takes them with [`App::take_requests`].
@@ -221,6 +224,7 @@ impl App {
             },
             details: HashMap::new(),
             detail_pending: BTreeSet::new(),
+            sae: None,
             inspector: InspectorState::default(),
             outbox: Vec::new(),
             status: "? help · : commands · / jump".into(),
@@ -287,6 +291,27 @@ impl App {
     /// The notes view's rows (see [`screens::notes::rows`]).
     pub fn notes_rows(&self) -> Vec<NodeId> {
         screens::notes::rows(self)
+    }
+
+    /// Asks the engine to report, in every run, the SAE features the analyst works on: those annotated in the
+    /// session and those jumped to; then re-runs so that the lab's table shows them. Nothing without an SAE.
+    pub fn watch_features(&mut self) {
+        if self.sae.is_none() {
+            return;
+        }
+        let features: BTreeSet<NodeId> = self
+            .annotations
+            .keys()
+            .chain(&self.history)
+            .copied()
+            .filter(|n| n.is_feature() && n.check_feature(self.sae).is_ok())
+            .collect();
+        // Features only join the watch list (annotations are not deleted), so an empty set changes nothing.
+        if features.is_empty() {
+            return;
+        }
+        self.outbox.push(Request::WatchFeatures(features.into_iter().collect()));
+        self.request_run();
     }
 
     /// Takes the queued engine requests.

@@ -400,9 +400,22 @@ pub fn execute(app: &mut App, cmd: Command) {
         Command::Quit => app.quit = true,
         Command::Help => app.help = true,
         Command::Goto(n) if app.circuit.position(&n).is_some() => app.jump(n),
+        // A feature of the SAE opened beside the model (`open --sae`): shown in the inspector.
+        Command::Goto(n) if n.is_feature() => match n.check_feature(app.sae) {
+            Ok(()) => {
+                app.jump(n);
+                app.set_screen(Screen::Inspector);
+                app.watch_features();
+            }
+            Err(e) => app.status = e.to_string(),
+        },
         Command::Goto(n) => app.status = format!("{n} is not in this circuit"),
         Command::Ablate { node, kind } => match node.or(app.selected) {
             Some(n) if app.circuit.position(&n).is_some() => app.toggle_ablation(n, kind),
+            Some(n) if n.is_feature() => match n.check_feature(app.sae) {
+                Ok(()) => app.toggle_ablation(n, kind),
+                Err(e) => app.status = e.to_string(),
+            },
             Some(n) => app.status = format!("{n} is not in this circuit"),
             None => app.status = "no node selected".into(),
         },

@@ -75,6 +75,7 @@ pub fn load(opts: &OpenOptions, theme: Theme) -> Result<Loaded, TuiError> {
     let mut app = App::new(view, task, &prompt, theme);
     app.embed.d_model = config.d_model;
     app.lab.node_std = engine.node_stds();
+    app.sae = engine.sae_shape();
     app.auto = explanations;
     if let Some(opened) = session {
         warnings.extend(app.attach_session(opened));

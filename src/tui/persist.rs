@@ -66,7 +66,10 @@ impl App {
             existed,
         } = opened;
         let mut warnings = Vec::new();
-        let known = |n: &NodeId| self.circuit.position(n).is_some();
+        // Features of the SAE opened beside the model belong here too, though not to the circuit.
+        let sae = self.sae;
+        let here = |n: &NodeId| n.is_feature() && n.check_feature(sae).is_ok();
+        let known = |n: &NodeId| self.circuit.position(n).is_some() || here(n);
         let unknown = s.unknown_nodes(known);
         if !unknown.is_empty() {
             let list: Vec<String> = unknown.iter().take(4).map(|n| n.to_string()).collect();
@@ -89,7 +92,7 @@ impl App {
                 .copied()
                 .filter(|n| self.circuit.position(n).is_some())
                 .collect();
-            if let Some(c) = s.cursor.filter(|n| self.circuit.position(n).is_some()) {
+            if let Some(c) = s.cursor.filter(|n| self.circuit.position(n).is_some() || here(n)) {
                 self.selected = Some(c);
                 self.history = vec![c];
                 self.hist_pos = 0;
@@ -97,7 +100,7 @@ impl App {
             self.lab.ablations = s
                 .ablations
                 .iter()
-                .filter(|a| self.circuit.position(&a.node).is_some())
+                .filter(|a| self.circuit.position(&a.node).is_some() || here(&a.node))
                 .map(from_spec)
                 .collect();
             // The runs queued for the default prompt are superseded by the session's.
@@ -163,6 +166,7 @@ impl App {
             (None, false) => format!("new session {} (saved on the first change)", path.display()),
         };
         self.session = Some(state);
+        self.watch_features();
         warnings
     }
 

@@ -25,10 +25,12 @@ use crate::analysis::embedding_tables::{self, EmbeddingTables};
 use crate::analysis::heads::{HeadsOptions, HeadsReport};
 use crate::analysis::logit_attribution::{self, Readout};
 use crate::analysis::recording::{self, Recorded};
+use crate::analysis::sae::Sae;
 use crate::analysis::{hook_means, next_token, sweep};
+use crate::circuit::node_id::sae_group;
 use crate::circuit::{CircuitFile, Exemplar, NodeId, QuantileExemplars, Site};
 use crate::data::tasks::{self, Split, Task};
-use crate::model::{Action, Checkpoint, Config, Gpt, Hooks, Intervention};
+use crate::model::{Action, Checkpoint, Config, Gpt, HookSite, Hooks, Intervention};
 use crate::tokenize::Tokenizer;
 
 /// How many task pairs the task view and the fallback means use.
@@ -91,6 +93,12 @@ pub enum EngineError {
     /// The attribution graph could not be made.
     #[error("attribution: {0}")]
     Attribute(#[from] crate::analysis::attribution::AttributeError),
+    /// An SAE could not be run, or a feature of it could not be read.
+    #[error("SAE: {0}")]
+    Sae(#[source] crate::analysis::sae::SaeError),
+    /// A node that does not exist here (a feature without its SAE, or past its latents).
+    #[error(transparent)]
+    Node(crate::circuit::NodeCheckError),
     /// The attribution target asks for the task's pair, and the task has no single-token pair.
     #[error("the task has no single-token target pair to explain")]
     NoTargetPair,
@@ -108,6 +116,9 @@ pub enum EngineError {
 }
 
 type Result<T> = std::result::Result<T, EngineError>;
+
+/// (embedding writers, unembedding promoted, unembedding suppressed), each (token, weight).
+type VocabLinks = (Vec<(String, f32)>, Vec<(String, f32)>, Vec<(String, f32)>);
 
 /// The worker's state for one opened model and circuit.
 pub struct Engine {
@@ -143,6 +154,20 @@ pub struct Engine {
     truncate: bool,
     /// The framework lens on the model's heads, computed on the Heads screen's first request.
     heads_report: Option<HeadsReport>,
+    /// The SAE opened beside the model (`open --sae`), whose latents are feature nodes `<hook>.sae[i]`.
+    sae: Option<SaeState>,
+    /// Features every run reports beside the circuit's nodes ([`Request::WatchFeatures`]).
+    watched: Vec<NodeId>,
+}
+
+/// An SAE in the workbench: its features are read by encoding its hook's recorded activations.
+struct SaeState {
+    sae: Sae,
+    /// The hook it reads, e.g. `1.resid_mid`.
+    hook: String,
+    /// Whether the scan holds this SAE's features (`scan --sae` with the same SAE): their statistics, exemplars
+    /// and means are then the scan's.
+    scanned: bool,
 }
 
 impl Engine {
@@ -182,9 +207,76 @@ impl Engine {
             record_direct,
             truncate: false,
             heads_report: None,
+            sae: None,
+            watched: Vec::new(),
         };
         engine.set_task(task);
         Ok(engine)
+    }
+
+    /// Opens `sae` (checked against the model by the caller) beside the model: its latents become feature nodes
+    /// `<hook>.sae[i]` for details, the task view and ablations. Returns what the user should know about the
+    /// scan's view of it (no statistics when the scan did not run this SAE).
+    pub fn set_sae(&mut self, sae: Sae) -> Result<Vec<String>> {
+        let hook = sae.hook().to_string();
+        let group = sae_group(&hook);
+        let mut warnings = Vec::new();
+        let scanned = match self.scan.as_ref().map(|s| s.index().meta().sae(&group)) {
+            Some(Some(entry)) if entry.fingerprint == sae.fingerprint().map_err(EngineError::Sae)? => true,
+            Some(Some(entry)) => {
+                warnings.push(format!(
+                    "the scan's features of `{group}` are of another SAE ({}); feature statistics not shown",
+                    entry.path
+                ));
+                false
+            }
+            Some(None) => {
+                warnings.push(format!(
+                    "the scan has no statistics for `{group}` (rescan with `circuitscope scan --sae DIR`)"
+                ));
+                false
+            }
+            None => false,
+        };
+        self.record_pattern = format!("{}|{}$", self.record_pattern, regex::escape(&hook));
+        // Task runs recorded before the SAE lack its hook.
+        self.task_runs = None;
+        self.fallback_means.clear();
+        self.sae = Some(SaeState { sae, hook, scanned });
+        Ok(warnings)
+    }
+
+    /// Whether the scan holds the statistics of the SAE opened (made with `scan --sae` and this very SAE).
+    pub fn features_scanned(&self) -> bool {
+        self.sae.as_ref().is_some_and(|s| s.scanned)
+    }
+
+    /// The SAE opened beside the model, as (the hook it reads, its latent count).
+    pub fn sae_shape(&self) -> Option<(crate::model::HookName, usize)> {
+        self.sae.as_ref().map(|s| (s.sae.hook(), s.sae.config.n_latents))
+    }
+
+    /// Adds the SAE's code to a recording that holds its hook, under `<hook>.sae`, so that
+    /// [`Recorded::node_values`] reads features as it reads channels.
+    fn add_features(&self, rec: &mut Recorded) -> Result<()> {
+        let Some(st) = &self.sae else { return Ok(()) };
+        let Some((w, x)) = rec.hooks.get(&st.hook) else {
+            return Ok(());
+        };
+        let x = candle_core::Tensor::from_slice(x, (x.len() / (*w).max(1), *w), &candle_core::Device::Cpu)?;
+        let z = st.sae.encode(&x).map_err(EngineError::Sae)?; // (T, n_latents)
+        let n = st.sae.config.n_latents;
+        rec.hooks.insert(sae_group(&st.hook), (n, z.flatten_all()?.to_vec1()?));
+        Ok(())
+    }
+
+    /// Refuses a feature node unless it is a latent of the SAE opened.
+    fn check_feature(&self, node: &NodeId) -> Result<()> {
+        if node.is_feature() {
+            node.check_with_sae(&self.cfg, self.sae_shape())
+                .map_err(EngineError::Node)?;
+        }
+        Ok(())
     }
 
     /// The model's configuration.
@@ -207,11 +299,22 @@ impl Engine {
         self.scan.as_ref()
     }
 
-    /// Each circuit node's standard deviation over the scan corpus (empty without a scan): the unit the lab's
-    /// table can sort changes in.
+    /// Each circuit node's standard deviation over the scan corpus (empty without a scan), and each feature's
+    /// when the scan ran the SAE opened: the unit the lab's table can sort changes in.
     pub fn node_stds(&self) -> BTreeMap<NodeId, f32> {
         let Some(scan) = &self.scan else { return BTreeMap::new() };
-        self.nodes.iter().filter_map(|n| Some((*n, scan.std(n)?))).collect()
+        // Every latent of an SAE the scan ran, so that features the lab shows later have theirs.
+        let features: Vec<NodeId> = match &self.sae {
+            Some(st) if st.scanned => (0..st.sae.config.n_latents)
+                .filter_map(|i| NodeId::feature(st.sae.hook(), i))
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.nodes
+            .iter()
+            .chain(&features)
+            .filter_map(|n| Some((*n, scan.std(n)?)))
+            .collect()
     }
 
     /// Switches the task whose targets and pairs the lab and the task view use; unknown names clear it.
@@ -251,6 +354,7 @@ impl Engine {
             self.scan.as_ref().map(|s| s.index()),
             &self.tok,
             super::report::TOP_EXEMPLARS,
+            self.features_scanned(),
         )
     }
 
@@ -264,6 +368,18 @@ impl Engine {
                     Err(e) => Reply::Error(format!("export failed: {e}")),
                 }
             }
+            Request::WatchFeatures(nodes) => match nodes.iter().try_for_each(|n| self.check_feature(n)) {
+                Err(e) => Reply::Error(e.to_string()),
+                Ok(()) => {
+                    self.watched = nodes.into_iter().filter(NodeId::is_feature).collect();
+                    self.watched.sort();
+                    self.watched.dedup();
+                    Reply::Info(format!(
+                        "the lab shows {} SAE feature(s) beside the circuit's nodes",
+                        self.watched.len()
+                    ))
+                }
+            },
             Request::PinRun { id, text } => match self.run(id, &text, &[]) {
                 Ok(r) => Reply::Ran(Box::new(r)),
                 Err(e) => Reply::RunFailed(id, e.to_string()),
@@ -324,7 +440,13 @@ impl Engine {
     fn hooks_for(&mut self, ablations: &[Ablation]) -> Result<Hooks> {
         let mut hooks = Hooks::recording(&self.record_pattern)?;
         let mut by_hook: BTreeMap<(String, AblationKind), Vec<usize>> = BTreeMap::new();
+        let mut features = Vec::new();
         for a in ablations {
+            if a.node.is_feature() {
+                self.check_feature(&a.node)?;
+                features.push(*a);
+                continue;
+            }
             by_hook
                 .entry((a.node.hook_name(), a.kind))
                 .or_default()
@@ -337,7 +459,37 @@ impl Engine {
             };
             hooks.intervene(&hook, Intervention::new(action).channels(channels));
         }
+        if !features.is_empty() {
+            // Ablating a feature subtracts what it writes at the SAE's hook: (z_i − c)·W_dec[i], c = 0 or its mean.
+            let mut latents = Vec::with_capacity(features.len());
+            for a in &features {
+                let keep = match a.kind {
+                    AblationKind::Zero => 0.0,
+                    AblationKind::Mean => self.feature_mean(&a.node)?,
+                };
+                latents.push((a.node.index, crate::analysis::sae::LatentEdit::Set(keep)));
+            }
+            let st = self.sae.as_ref().expect("checked by check_feature");
+            let iv = st.sae.edit(&latents).map_err(EngineError::Sae)?;
+            hooks.intervene(&st.hook, iv);
+        }
         Ok(hooks)
+    }
+
+    /// A feature's mean activation for mean ablation: the scan's when it ran this SAE, else over the task
+    /// prompts.
+    fn feature_mean(&mut self, node: &NodeId) -> Result<f32> {
+        let group = node.group();
+        if self.sae.as_ref().is_some_and(|s| s.scanned) {
+            if let Some(m) = self.scan.as_ref().and_then(|s| s.hook_means(&group)) {
+                return Ok(m.get(node.index).copied().unwrap_or(0.0));
+            }
+        }
+        self.ensure_task_runs()?;
+        self.fallback_means
+            .get(&group)
+            .and_then(|m| m.get(node.index).copied())
+            .ok_or(EngineError::NoMeans { hook: group })
     }
 
     /// The means of a hook for mean ablation: the scan's, else the task prompts'.
@@ -389,8 +541,16 @@ impl Engine {
         if self.readout.is_some() {
             hooks.set_record(&format!("{}|{}", self.record_pattern, self.record_direct))?;
         }
-        let rec = recording::record(&self.model, &ids, &mut hooks)?;
-        let acts: BTreeMap<NodeId, Vec<f32>> = self.nodes.iter().map(|n| (*n, rec.node_values(n))).collect();
+        let mut rec = recording::record(&self.model, &ids, &mut hooks)?;
+        self.add_features(&mut rec)?;
+        let features = ablations.iter().map(|a| &a.node).filter(|n| n.is_feature());
+        let acts: BTreeMap<NodeId, Vec<f32>> = self
+            .nodes
+            .iter()
+            .chain(&self.watched)
+            .chain(features)
+            .map(|n| (*n, rec.node_values(n)))
+            .collect();
         let direct_effects = match &self.readout {
             Some(r) => r.node_effects(&rec, &self.nodes).map_err(EngineError::DirectEffects)?,
             None => BTreeMap::new(),
@@ -576,7 +736,9 @@ impl Engine {
             for (text, out) in [(&p.prompt, &mut a), (&p.prompt_alt, &mut b)] {
                 let Ok(ids) = self.encode(text) else { continue };
                 let mut hooks = Hooks::recording(&self.record_pattern)?;
-                out.push(recording::record(&self.model, &ids, &mut hooks)?);
+                let mut rec = recording::record(&self.model, &ids, &mut hooks)?;
+                self.add_features(&mut rec)?;
+                out.push(rec);
             }
         }
         self.fallback_means = hook_means::mean_over_tokens(a.iter().chain(&b));
@@ -598,7 +760,10 @@ impl Engine {
 
     /// Statistics, exemplars, task view and vocabulary links of one node.
     pub fn detail(&mut self, node: NodeId) -> Result<NodeDetail> {
-        let stats = self.scan.as_ref().and_then(|s| s.node(&node));
+        self.check_feature(&node)?;
+        // A feature's statistics are the scan's only when the scan ran this very SAE.
+        let scanned = !node.is_feature() || self.sae.as_ref().is_some_and(|s| s.scanned);
+        let stats = self.scan.as_ref().filter(|_| scanned).and_then(|s| s.node(&node));
         let quantiles: Vec<QuantileExemplars> = match &stats {
             Some(s) if !s.quantiles.is_empty() => s.quantiles.clone(),
             _ => self.circuit_exemplars.get(&node).cloned().unwrap_or_default(),
@@ -628,13 +793,16 @@ impl Engine {
             node.site,
             Site::AttnActIn | Site::MlpActIn | Site::AttnResidDelta | Site::MlpResidDelta | Site::FinalResid
         ) && node.index < self.cfg.d_model;
-        let (embed_tokens, unembed_tokens) = if residual {
+        let (embed_tokens, unembed_tokens, suppressed_tokens) = if node.is_feature() {
+            self.feature_vocab(&node)?
+        } else if residual {
             (
                 self.column_top(&self.tables.wte, node.index, true),
                 self.column_top(&self.tables.unembed, node.index, false),
+                Vec::new(),
             )
         } else {
-            (Vec::new(), Vec::new())
+            (Vec::new(), Vec::new(), Vec::new())
         };
         Ok(NodeDetail {
             node,
@@ -643,7 +811,50 @@ impl Engine {
             task,
             embed_tokens,
             unembed_tokens,
+            suppressed_tokens,
         })
+    }
+
+    /// A feature's decoder direction read through the vocabulary: the tokens whose embedding points along it
+    /// (by |cosine-free dot product|), and the tokens whose unembedding it promotes and suppresses (the direct
+    /// path, final norm left out). Empty when the SAE's hook is not in the residual basis (its width is not
+    /// d_model, or it is a normalised sublayer input).
+    fn feature_vocab(&self, node: &NodeId) -> Result<VocabLinks> {
+        let st = self.sae.as_ref().expect("checked by check_feature");
+        let in_residual = matches!(
+            node.site,
+            Site::Sae(
+                None | Some(
+                    HookSite::ResidIn | HookSite::ResidMid | HookSite::AttnResidDelta | HookSite::MlpResidDelta
+                )
+            )
+        );
+        let d = self.tables.d_model;
+        if !in_residual || st.sae.config.d_in != d {
+            return Ok((Vec::new(), Vec::new(), Vec::new()));
+        }
+        let dir = st.sae.decoder_direction(node.index).map_err(EngineError::Sae)?;
+        let project = |table: &[f32]| -> Vec<(u32, f32)> {
+            table
+                .chunks_exact(d)
+                .enumerate()
+                .map(|(v, row)| (v as u32, row.iter().zip(&dir).map(|(a, b)| a * b).sum::<f32>()))
+                .collect()
+        };
+        let named = |v: &[(u32, f32)]| -> Vec<(String, f32)> {
+            v.iter()
+                .take(VOCAB_LINKS)
+                .map(|&(t, x)| (self.token_text(t), x))
+                .collect()
+        };
+        let mut emb = project(&self.tables.wte);
+        emb.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
+        let mut un = project(&self.tables.unembed);
+        un.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let promoted = named(&un);
+        un.reverse();
+        let suppressed = named(&un);
+        Ok((named(&emb), promoted, suppressed))
     }
 
     /// The tokens with the largest entries in column `c` of a (V, D) table: by |value| when `abs`, else the

@@ -55,6 +55,15 @@ pub enum OpenError {
     /// The session could not be opened.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The SAE could not be read or does not fit the model.
+    #[error("--sae {}: {source}", path.display())]
+    Sae {
+        /// The SAE folder.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: Box<crate::analysis::sae::SaeError>,
+    },
 }
 
 /// What to open.
@@ -68,6 +77,8 @@ pub struct OpenOptions {
     pub task: String,
     /// The session file to restore and save to (None: nothing is kept).
     pub session: Option<PathBuf>,
+    /// An SAE folder (ours or SAELens's) whose features the workbench shows as nodes `<hook>.sae[i]`.
+    pub sae: Option<PathBuf>,
 }
 
 impl OpenOptions {
@@ -196,13 +207,6 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
             None
         }
     };
-    let explanations = match super::auto_labels::load(&opts.model, &fingerprint, circuit.nodes.iter().map(|n| n.id)) {
-        Ok(e) => e,
-        Err(e) => {
-            warnings.push(format!("explanations not used: {e}"));
-            Default::default()
-        }
-    };
     // The circuit's own task wins over --task's default when the file names one.
     let task = if circuit.task.is_empty() {
         opts.task.clone()
@@ -217,7 +221,31 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
     let model_name = canonical
         .or_else(|| circuit.model.name.clone())
         .unwrap_or_else(|| "model".into());
-    let engine = Engine::new(model, &ckpt, tok, &circuit, &task, scan)?;
+    let mut engine = Engine::new(model, &ckpt, tok, &circuit, &task, scan)?;
+    if let Some(path) = &opts.sae {
+        let sae_err = |source| OpenError::Sae {
+            path: path.clone(),
+            source: Box::new(source),
+        };
+        let sae = crate::analysis::sae::Sae::load(path, config.n_layer).map_err(sae_err)?;
+        sae.check_model(&config, Some(&fingerprint)).map_err(sae_err)?;
+        warnings.extend(engine.set_sae(sae)?);
+    }
+    // The features' explanations are shown only when the scan they were made from ran this very SAE.
+    let features: Vec<crate::circuit::NodeId> = match engine.sae_shape() {
+        Some((hook, n)) if engine.features_scanned() => (0..n)
+            .filter_map(|i| crate::circuit::NodeId::feature(hook, i))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let nodes = circuit.nodes.iter().map(|n| n.id).chain(features);
+    let explanations = match super::auto_labels::load(&opts.model, &fingerprint, nodes) {
+        Ok(e) => e,
+        Err(e) => {
+            warnings.push(format!("explanations not used: {e}"));
+            Default::default()
+        }
+    };
     let session = match &opts.session {
         Some(path) => {
             let model = SessionModel {

@@ -111,6 +111,10 @@ pub enum Request {
         /// Keep the edges carrying this share of the influence.
         edge_threshold: f32,
     },
+    /// The SAE features (`open --sae`) whose activations every later run reports beside the circuit's nodes, so
+    /// that the lab's table shows them; answered with an [`Reply::Info`] (or an error naming a feature that is
+    /// not the SAE's).
+    WatchFeatures(Vec<NodeId>),
     /// Write the markdown report of a session (the engine holds the scan and the tokenizer).
     Export {
         /// The session to report.
@@ -135,7 +139,7 @@ pub struct RunSummary {
     pub dropped: usize,
     /// Display text of each token.
     pub tokens: Vec<String>,
-    /// Every circuit node's activation at every token.
+    /// Every circuit node's activation at every token, and the watched and ablated SAE features'.
     pub acts: BTreeMap<NodeId, Vec<f32>>,
     /// The next token after the last one: (display text, probability), most probable first.
     pub top: Vec<(String, f32)>,
@@ -212,8 +216,11 @@ pub struct NodeDetail {
     pub task: TaskView,
     /// Residual channels: the tokens whose embedding writes the channel most, (token, weight).
     pub embed_tokens: Vec<(String, f32)>,
-    /// Residual channels: the tokens whose unembedding reads the channel most (promoted by a positive value).
+    /// Residual channels: the tokens whose unembedding reads the channel most (promoted by a positive value);
+    /// SAE features: the tokens their decoder direction promotes most through the unembedding.
     pub unembed_tokens: Vec<(String, f32)>,
+    /// SAE features: the tokens their decoder direction suppresses most (most negative first); empty otherwise.
+    pub suppressed_tokens: Vec<(String, f32)>,
 }
 
 /// How many channels of wpe the embedding view shows around the selected one.

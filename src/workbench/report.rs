@@ -13,16 +13,23 @@ use crate::tokenize::Tokenizer;
 pub const TOP_EXEMPLARS: usize = 3;
 
 /// The session's markdown report, with the scan's `top_k` top exemplars of every circuit node when there is a
-/// scan.
+/// scan, and of the session's annotated SAE features when `features_scanned` (the scan ran the SAE they belong
+/// to).
 pub fn markdown(
     session: &Session,
     circuit: &CircuitFile,
     scan: Option<&ScanIndex>,
     tok: &Tokenizer,
     top_k: usize,
+    features_scanned: bool,
 ) -> String {
+    let features = session
+        .annotations
+        .keys()
+        .copied()
+        .filter(|n| features_scanned && n.is_feature());
     let exemplars = match scan {
-        Some(s) => export::scan_exemplars(s, tok, circuit.node_ids(), top_k),
+        Some(s) => export::scan_exemplars(s, tok, circuit.node_ids().into_iter().chain(features), top_k),
         None => BTreeMap::new(),
     };
     export::markdown(&ReportInput {

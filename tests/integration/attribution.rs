@@ -91,7 +91,7 @@ fn bundled_sparse_graph_is_exact() {
             .filter(|n| n.pos == 3 && n.channel().is_some_and(|c| c.site == site && c.layer == Some(1)))
             .count();
         assert!(
-            n > 0 && n <= site.width(&m.config) / 4,
+            n > 0 && n <= site.width(&m.config).unwrap() / 4,
             "{site:?}: {n} nodes at position 3"
         );
     }

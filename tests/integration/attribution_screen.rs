@@ -26,6 +26,7 @@ fn open(session: Option<&Path>) -> (App, Engine) {
         circuit: Some(root().join("tests/fixtures/tui/bracket_counting.json")),
         task: "bracket_counting".into(),
         session: session.map(Path::to_path_buf),
+        sae: None,
     };
     let l = tui::load(&opts, Theme::new(ColorMode::TrueColor)).expect("the fixture opens");
     let (mut app, mut engine) = (l.app, l.engine);

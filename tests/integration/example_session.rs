@@ -73,6 +73,7 @@ fn example_session_matches_the_bundled_model_and_circuit() {
         circuit: Some(PathBuf::from(CIRCUIT)),
         task: TASK.into(),
         session: Some(PathBuf::from(SESSION)),
+        sae: None,
     };
     let loaded =
         circuitscope::tui::load(&opts, circuitscope::tui::Theme::new(circuitscope::tui::ColorMode::None)).unwrap();

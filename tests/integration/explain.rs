@@ -388,6 +388,7 @@ fn the_workbench_shows_explanations_and_accept_takes_one_as_the_label() {
         circuit: Some(circuit.clone()),
         task: "if_equals".into(),
         session: Some(session.clone()),
+        sae: None,
     };
     let loaded = tui::load(&opts, Theme::new(ColorMode::None)).unwrap();
     assert!(
@@ -477,6 +478,7 @@ fn the_notes_view_sorts_and_filters_by_explanation_score() {
         circuit: Some(circuit),
         task: "if_equals".into(),
         session: Some(tmp.path().join("s.json")),
+        sae: None,
     };
     let mut app = tui::load(&opts, Theme::new(ColorMode::None)).unwrap().app;
     let auto = |text: &str, corr: f32| AutoLabel {

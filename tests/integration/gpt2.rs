@@ -681,6 +681,7 @@ fn scan_eval_prune_check_and_the_workbench_run_on_the_fixture() {
         circuit: Some(circuit.clone()),
         task: "copy".into(),
         session: None,
+        sae: None,
     };
     let l = tui::load(&opts, Theme::new(ColorMode::TrueColor)).unwrap_or_else(|e| panic!("open: {e}"));
     let (mut app, mut engine) = (l.app, l.engine);

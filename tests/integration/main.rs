@@ -22,6 +22,7 @@ mod hostile;
 mod parity;
 mod prune;
 mod sae;
+mod sae_nodes;
 mod scan;
 mod session;
 mod tasks;

@@ -441,6 +441,7 @@ fn cli_scan_and_show() {
             quantile_samples: 1,
             before: 4,
             after: 1,
+            saes: Vec::new(),
             json: true,
         },
     })
@@ -466,6 +467,7 @@ fn cli_scan_and_show() {
             quantile_samples: 0,
             before: 0,
             after: 0,
+            saes: Vec::new(),
             json: false,
         },
     })

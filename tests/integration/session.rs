@@ -46,6 +46,7 @@ fn open_session(path: &Path) -> Result<tui::Loaded, tui::TuiError> {
         circuit: Some(circuit_path()),
         task: "bracket_counting".into(),
         session: Some(path.to_path_buf()),
+        sae: None,
     };
     tui::load(&opts, Theme::new(ColorMode::TrueColor))
 }
@@ -817,6 +818,7 @@ fn open_example(path: &Path) -> tui::Loaded {
         circuit: Some(root().join("assets/circuits/tinypython-sparse/bracket_counting.json")),
         task: "bracket_counting".into(),
         session: Some(path.to_path_buf()),
+        sae: None,
     };
     tui::load(&opts, Theme::new(ColorMode::TrueColor)).expect("the example session opens")
 }

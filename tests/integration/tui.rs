@@ -40,6 +40,7 @@ fn open_with(circuit: PathBuf) -> Result<tui::Loaded, TuiError> {
         circuit: Some(circuit),
         task: "bracket_counting".into(),
         session: None,
+        sae: None,
     };
     tui::load(&opts, Theme::new(ColorMode::TrueColor))
 }
@@ -1007,6 +1008,7 @@ fn task_names_are_checked_and_the_task_is_described() {
         circuit: None,
         task: "for_whil".into(),
         session: None,
+        sae: None,
     };
     let err = tui::load(&opts, Theme::new(ColorMode::TrueColor))
         .err()

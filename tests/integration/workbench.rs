@@ -17,6 +17,7 @@ fn options(circuit: PathBuf, session: Option<PathBuf>) -> OpenOptions {
         circuit: Some(circuit),
         task: "bracket_counting".into(),
         session,
+        sae: None,
     }
 }
 

@@ -135,6 +135,7 @@ impl Lab {
             circuit: Some(circuit_path.to_path_buf()),
             task: TASK.into(),
             session: None,
+            sae: None,
         })
         .unwrap_or_else(|e| panic!("{}: {e}", circuit_path.display()));
         let engine = opened.engine;
@@ -294,6 +295,7 @@ fn role(n: &NodeId, d_head: usize) -> String {
         Site::MlpPostAct => format!("MLP {l} neuron {}", n.index),
         Site::MlpResidDelta => format!("MLP {l} write to residual channel {}", n.index),
         Site::FinalResid => format!("final residual channel {} (read by the unembedding)", n.index),
+        Site::Sae(_) => format!("SAE latent {} at {}", n.index, n.hook()),
     }
 }
 
@@ -875,7 +877,7 @@ pub fn build() {
 
     std::fs::create_dir_all("sessions").unwrap();
     store::save(Path::new(SESSION), &session).unwrap();
-    let md = workbench::report::markdown(&session, &lab.circuit, Some(lab.scan()), &lab.tok, 3);
+    let md = workbench::report::markdown(&session, &lab.circuit, Some(lab.scan()), &lab.tok, 3, false);
     std::fs::create_dir_all("docs").unwrap();
     store::write_atomic(Path::new(REPORT), md.as_bytes()).unwrap();
     println!("\nwrote {SESSION} and {REPORT}");

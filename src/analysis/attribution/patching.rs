@@ -134,7 +134,9 @@ fn gradients(
     let mut vars = Vec::new();
     for (name, site, layer) in hooks {
         let width = match layer {
-            Some(_) => site.width(&model.config),
+            Some(_) => site
+                .width(&model.config)
+                .expect("node_hooks lists the model's own sites"),
             None => model.config.d_model,
         };
         let var = Var::zeros((1, t, width), DType::F32, &Device::Cpu)?;

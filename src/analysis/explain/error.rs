@@ -92,6 +92,9 @@ pub enum ExplainError {
     /// The scan index failed.
     #[error(transparent)]
     Scan(#[from] crate::analysis::scan::ScanError),
+    /// The SAE whose features are explained could not encode its hook.
+    #[error("SAE: {0}")]
+    Sae(#[source] Box<crate::analysis::sae::SaeError>),
 }
 
 /// Results of this module.

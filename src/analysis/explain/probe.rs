@@ -8,6 +8,8 @@ use candle_core::{Device, Tensor};
 
 use super::error::{ExplainError, Result};
 use crate::analysis::recording::record_pattern;
+use crate::analysis::sae::Sae;
+use crate::circuit::node_id::sae_group;
 use crate::circuit::NodeId;
 use crate::model::{Gpt, Hooks};
 
@@ -36,6 +38,8 @@ pub struct ModelProbe<'a> {
     model: &'a Gpt,
     /// Tokens per forward pass: bounds the recorded activations' memory.
     batch_tokens: usize,
+    /// The SAE whose features (`<hook>.sae[i]`) are read by encoding its hook.
+    sae: Option<&'a Sae>,
 }
 
 impl<'a> ModelProbe<'a> {
@@ -44,7 +48,14 @@ impl<'a> ModelProbe<'a> {
         ModelProbe {
             model,
             batch_tokens: batch_tokens.max(1),
+            sae: None,
         }
+    }
+
+    /// Reads the features of `sae` too (its latents, encoded from its hook's recorded activations).
+    pub fn with_sae(mut self, sae: &'a Sae) -> Self {
+        self.sae = Some(sae);
+        self
     }
 
     /// One forward of `rows` equal-length sequences (flattened in `ids`) recording the hooks of `nodes`:
@@ -54,6 +65,18 @@ impl<'a> ModelProbe<'a> {
         let mut hooks = Hooks::recording(&record_pattern(nodes))?;
         self.model.forward(&input, &mut hooks)?;
         let mut out = BTreeMap::new();
+        if let Some(sae) = self.sae {
+            let hook = sae.hook().to_string();
+            if let Some(x) = hooks.recorded.get(&hook) {
+                // (rows, t, d_in) → (rows·t, n_latents), under the features' group name.
+                let z = sae.encode(x).map_err(|e| ExplainError::Sae(Box::new(e)))?;
+                let v: Vec<f32> = z
+                    .flatten_all()
+                    .and_then(|a| a.to_vec1())
+                    .map_err(crate::model::ModelError::from)?;
+                out.insert(sae_group(&hook), (sae.config.n_latents, v));
+            }
+        }
         for (name, act) in hooks.recorded {
             let w = *act.dims().last().unwrap_or(&1);
             let v: Vec<f32> = act
@@ -68,7 +91,7 @@ impl<'a> ModelProbe<'a> {
 
 /// The value of `node` at flat row `row` of a recording.
 fn pick(rec: &BTreeMap<String, (usize, Vec<f32>)>, node: &NodeId, row: usize) -> Result<f32> {
-    let hook = node.hook_name();
+    let hook = node.group();
     let (w, v) = rec
         .get(&hook)
         .ok_or_else(|| ExplainError::NotRecorded { hook: hook.clone() })?;

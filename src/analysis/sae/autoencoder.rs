@@ -22,6 +22,15 @@ pub const SAELENS_CONFIG_FILE: &str = "cfg.json";
 /// SAELens's weights file: `W_enc` (d_in, n), `b_enc` (n), `W_dec` (n, d_in), `b_dec` (d_in).
 pub const SAELENS_WEIGHTS_FILE: &str = "sae_weights.safetensors";
 
+/// A new value for one latent in [`Sae::edit`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LatentEdit {
+    /// The latent takes this value (0: zero ablation; its mean: mean ablation).
+    Set(f32),
+    /// The latent is multiplied by this factor.
+    Scale(f32),
+}
+
 /// A sparse autoencoder on one hook. Weights are stored as SAELens stores them: W_dec's row i is latent i's
 /// decoder direction (the paper's column W_dec[:, i]).
 #[derive(Debug, Clone)]
@@ -262,6 +271,68 @@ impl Sae {
     pub fn reconstruct(&self, x: &Tensor) -> Result<Tensor> {
         let out = self.decode(&self.encode(x)?)?;
         Ok(out.reshape(x.shape())?)
+    }
+
+    /// The SAE's identity: sha256 (hex, first 16 characters) over its hook, sizes, architecture and every
+    /// weight's bits, so that a scan of its features can tell it from another SAE on the same hook.
+    pub fn fingerprint(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"circuitscope-sae-fingerprint-v1\n");
+        let c = &self.config;
+        h.update(
+            format!(
+                "{} {} {} {:?} {:?} {}",
+                c.hook, c.d_in, c.n_latents, c.architecture, c.k, c.apply_b_pre_to_input
+            )
+            .as_bytes(),
+        );
+        for (name, t) in self.named_tensors() {
+            h.update(b"\n");
+            h.update(name.as_bytes());
+            let values: Vec<f32> = t.flatten_all()?.to_vec1()?;
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_bits().to_le_bytes()).collect();
+            h.update(&bytes);
+        }
+        Ok(h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// An intervention at the SAE's hook that changes latents' contributions: with z = encode(x), each edited
+    /// latent i gets a new value z'_i (a constant, or z_i scaled) and x ← x + Σ (z'_i − z_i)·W_dec[i]; the rest
+    /// of x, the SAE's reconstruction error included, is kept. Setting z'_i = 0 removes latent i's whole
+    /// contribution (zero ablation), z'_i = its mean leaves what it writes on average (mean ablation).
+    /// x (..., d_in) keeps its shape.
+    pub fn edit(&self, latents: &[(usize, LatentEdit)]) -> Result<crate::model::Intervention> {
+        use crate::model::{Action, Intervention};
+        let n = self.config.n_latents;
+        if let Some(&(latent, _)) = latents.iter().find(|(i, _)| *i >= n) {
+            return Err(SaeMismatch::LatentOutOfRange { latent, n_latents: n }.into());
+        }
+        let k = latents.len();
+        let dev = self.w_dec.device();
+        let idx = Tensor::from_vec(latents.iter().map(|(i, _)| *i as u32).collect::<Vec<u32>>(), k, dev)?;
+        // z' = z · factor + constant, per edited latent.
+        let (factor, constant): (Vec<f32>, Vec<f32>) = latents
+            .iter()
+            .map(|(_, e)| match *e {
+                LatentEdit::Set(c) => (0.0, c),
+                LatentEdit::Scale(f) => (f, 0.0),
+            })
+            .unzip();
+        let factor = Tensor::from_vec(factor, k, dev)?;
+        let constant = Tensor::from_vec(constant, k, dev)?;
+        // (k, d_in): the edited latents' decoder rows.
+        let rows = self.w_dec.index_select(&idx, 0)?;
+        let s = self.clone();
+        Ok(Intervention::new(Action::Custom(std::sync::Arc::new(
+            move |x: &Tensor| {
+                let z = s.encode(x).map_err(|e| candle_core::Error::Msg(e.to_string()))?; // (N, n)
+                let z = z.index_select(&idx, 1)?; // (N, k)
+                let new = z.broadcast_mul(&factor)?.broadcast_add(&constant)?;
+                let added = (new - z)?.matmul(&rows)?; // (N, d_in)
+                x.reshape(added.shape())?.add(&added)?.reshape(x.shape())
+            },
+        ))))
     }
 
     /// Latent `i`'s decoder direction (d_in).

@@ -15,7 +15,9 @@ pub mod eval;
 pub mod source;
 pub mod train;
 
-pub use autoencoder::{topk_mask, Sae, SAELENS_CONFIG_FILE, SAELENS_WEIGHTS_FILE, SAE_CONFIG_FILE, SAE_WEIGHTS_FILE};
+pub use autoencoder::{
+    topk_mask, LatentEdit, Sae, SAELENS_CONFIG_FILE, SAELENS_WEIGHTS_FILE, SAE_CONFIG_FILE, SAE_WEIGHTS_FILE,
+};
 pub use config::{Architecture, SaeConfig, TrainingStats, SAE_FORMAT_VERSION};
 
 use std::path::PathBuf;

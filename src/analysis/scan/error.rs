@@ -130,6 +130,21 @@ pub enum ScanError {
         /// The hook's width.
         width: usize,
     },
+    /// Two SAEs on one hook: their features would have the same node ids.
+    #[error("scan: two SAEs read `{hook}`; a scan holds one SAE per hook (its features are `{hook}.sae[i]`)")]
+    DuplicateSaeHook {
+        /// The hook both read.
+        hook: String,
+    },
+    /// An SAE could not be run on the model's activations.
+    #[error("scan: SAE on `{hook}`: {source}")]
+    Sae {
+        /// The hook the SAE reads.
+        hook: String,
+        /// What failed.
+        #[source]
+        source: Box<crate::analysis::sae::SaeError>,
+    },
     /// Running the model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
@@ -190,6 +205,14 @@ pub enum ScanMetaError {
     /// A file size computed from the layout overflows.
     #[error("sizes overflow")]
     SizesOverflow,
+    /// An SAE entry that names no hook entry of its latent count.
+    #[error("SAE entry `{hook}` ({n_latents} latents) matches no hook entry of that width")]
+    SaeEntry {
+        /// The hook entry it names.
+        hook: String,
+        /// Its latent count.
+        n_latents: usize,
+    },
 }
 
 /// Result of scan operations; the error defaults to [`ScanError`].
@@ -269,6 +292,12 @@ fn truncated_note(len: &u64, expected: &u64) -> &'static str {
 /// Why a node is not in a scan (the `problem` of [`ScanError::UnknownNode`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnknownScanNode {
+    /// A feature of an SAE the scan did not run.
+    #[error("the scan ran no SAE on `{hook}` (rescan with `circuitscope scan --sae DIR`)")]
+    NoSae {
+        /// The hook the feature's SAE reads.
+        hook: String,
+    },
     /// The scan has no hook of that name (a layer the scanned model lacks).
     #[error("no hook `{hook}` (the scanned model has {layers} layers)")]
     NoHook {

@@ -123,12 +123,34 @@ pub struct ScanMeta {
     pub exemplars: ExemplarLayout,
     /// Byte size of each binary file, by name.
     pub files: BTreeMap<String, u64>,
+    /// The SAEs whose features were scanned (`scan --sae`), each a hook entry `<hook>.sae` after the model's
+    /// hooks; absent in scans without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saes: Vec<ScanSae>,
+}
+
+/// One SAE whose latents a scan holds as nodes `<hook>.sae[i]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanSae {
+    /// The hook entry of its latents, e.g. `1.resid_mid.sae`.
+    pub hook: String,
+    /// The SAE folder as given to the scan (for display).
+    pub path: String,
+    /// [`crate::analysis::sae::Sae::fingerprint`]: which SAE the statistics belong to.
+    pub fingerprint: String,
+    /// Its latent count (the hook entry's width).
+    pub n_latents: usize,
 }
 
 impl ScanMeta {
     /// The entry of hook `name`, if it was scanned.
     pub fn hook(&self, name: &str) -> Option<&HookEntry> {
         self.hooks.iter().find(|h| h.name == name)
+    }
+
+    /// The scanned SAE whose latents are the hook entry `group` (`1.resid_mid.sae`).
+    pub fn sae(&self, group: &str) -> Option<&ScanSae> {
+        self.saes.iter().find(|s| s.hook == group)
     }
 
     fn stats_bytes(&self) -> Option<usize> {
@@ -164,6 +186,14 @@ impl ScanMeta {
                 });
             }
             next = h.offset.checked_add(h.width).ok_or(ScanMetaError::HookWidthsOverflow)?;
+        }
+        for sae in &self.saes {
+            if self.hook(&sae.hook).map(|h| h.width) != Some(sae.n_latents) {
+                return Err(ScanMetaError::SaeEntry {
+                    hook: sae.hook.clone(),
+                    n_latents: sae.n_latents,
+                });
+            }
         }
         if next != self.nodes {
             return Err(ScanMetaError::NodeCount {
@@ -414,12 +444,15 @@ impl ScanIndex {
 
     /// The node's position in the index, or why it is not there.
     pub fn node_index(&self, id: &NodeId) -> Result<usize> {
-        let hook = id.hook_name();
+        let hook = id.group();
         let unknown = |problem: UnknownScanNode| ScanError::UnknownNode {
             node: id.to_string(),
             problem,
         };
         let h = self.meta.hook(&hook).ok_or_else(|| {
+            if id.is_feature() {
+                return unknown(UnknownScanNode::NoSae { hook: id.hook_name() });
+            }
             let layers = self
                 .meta
                 .hooks
@@ -611,6 +644,7 @@ impl ScanData {
             quantiles: QUANTILES.to_vec(),
             exemplars: self.layout,
             files: BTreeMap::new(),
+            saes: self.saes.clone(),
         };
         meta.files = BTreeMap::from([
             (STATS_FILE.to_string(), meta.stats_bytes().unwrap_or(0) as u64),
@@ -631,6 +665,7 @@ impl ScanData {
             || mine.exemplars != meta.exemplars
             || mine.hist_bins != meta.hist_bins
             || mine.format_version != meta.format_version
+            || mine.saes != meta.saes
         {
             return Err(ScanError::MetaMismatch);
         }

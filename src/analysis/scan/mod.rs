@@ -10,6 +10,10 @@
 //!
 //! Cost per pass: one forward over the tokens plus a few operations per (token, node); channels are spread over
 //! rayon's threads.
+//!
+//! With SAEs ([`scan_with_saes`]), each SAE's latents are nodes too (`1.resid_mid.sae[i]`, a hook entry
+//! `<hook>.sae` after the model's hooks): every batch, the SAE encodes its hook's recorded activations and the
+//! code is accumulated like any hook's channels. An SAE adds one encode per batch and pass.
 
 mod accumulate;
 pub mod error;
@@ -19,12 +23,14 @@ use std::collections::HashSet;
 
 use candle_core::{Device, Tensor};
 
-use crate::circuit::node_id::Site;
+use crate::analysis::sae::Sae;
+use crate::circuit::node_id::{sae_group, Site};
 use crate::model::{Config, Gpt, Hooks};
 use accumulate::{feed, logbin, BatchView, Candidate, Pass1, Pass2, Selector};
 pub use error::{CorruptScan, Result, ScanError, ScanMetaError, UnknownScanNode};
 pub use index::{
-    ExemplarLayout, Histogram, HookEntry, NodeScan, QuantileValue, ScanIndex, ScanMeta, QUANTILES, SCAN_FORMAT_VERSION,
+    ExemplarLayout, Histogram, HookEntry, NodeScan, QuantileValue, ScanIndex, ScanMeta, ScanSae, QUANTILES,
+    SCAN_FORMAT_VERSION,
 };
 
 /// Tokens `scan` reads by default: the bundled 2-layer model scans them in seconds on 2 cores.
@@ -126,6 +132,8 @@ pub struct ScanData {
     pub hist: Vec<u32>,
     /// (nodes, layout.per_node()): top, bottom, then per quantile bottom side and top side.
     pub exemplars: Vec<ExemplarRec>,
+    /// The SAEs whose latents are among the nodes (their hook entries follow the model's).
+    pub saes: Vec<ScanSae>,
 }
 
 impl ScanData {
@@ -145,10 +153,13 @@ pub fn node_hooks(cfg: &Config) -> Vec<HookEntry> {
     };
     for l in 0..cfg.n_layer {
         for site in Site::ALL.into_iter().filter(|s| *s != Site::FinalResid) {
-            push(site.hook(l).to_string(), site.width(cfg));
+            push(
+                site.hook(l).to_string(),
+                site.width(cfg).expect("Site::ALL are the model's sites"),
+            );
         }
     }
-    push(Site::FinalResid.name().to_string(), Site::FinalResid.width(cfg));
+    push(Site::FinalResid.name().to_string(), cfg.d_model);
     out
 }
 
@@ -174,7 +185,10 @@ fn batches(n: usize, seq_len: usize, batch_tokens: usize) -> Vec<(usize, usize, 
 struct Passes<'a> {
     model: &'a Gpt,
     tokens: &'a [u32],
+    /// The model's node hooks.
     hooks: &'a [HookEntry],
+    /// Each SAE with the hook entry of its latents.
+    saes: &'a [(HookEntry, &'a Sae)],
     seq_len: usize,
     opts: &'a ScanOptions,
 }
@@ -190,13 +204,17 @@ fn run_pass<A: accumulate::Accumulator>(
         model,
         tokens,
         hooks,
+        saes,
         seq_len,
         opts,
     } = *p;
     let names: HashSet<&str> = hooks.iter().map(|h| h.name.as_str()).collect();
+    let sae_hooks: Vec<String> = saes.iter().map(|(_, sae)| sae.hook().to_string()).collect();
     let pattern = hooks
         .iter()
-        .map(|h| regex::escape(&h.name) + "$")
+        .map(|h| h.name.as_str())
+        .chain(sae_hooks.iter().map(String::as_str))
+        .map(|h| regex::escape(h) + "$")
         .collect::<Vec<_>>()
         .join("|");
     let mut done = 0;
@@ -205,6 +223,28 @@ fn run_pass<A: accumulate::Accumulator>(
         let input = Tensor::from_slice(ids, (seqs, t), &Device::Cpu)?;
         let mut rec = Hooks::recording(&pattern)?;
         model.forward(&input, &mut rec)?;
+        // SAEs first: their hook may also be a node hook, which the loop below takes out of the recording.
+        for ((entry, sae), hook) in saes.iter().zip(&sae_hooks) {
+            let act = rec
+                .recorded
+                .get(hook)
+                .ok_or_else(|| ScanError::NotRecorded { hook: hook.clone() })?;
+            // (seqs, t, d_in) → z (seqs·t, n_latents), rows in token order as the node hooks' are.
+            let z = sae.encode(act).map_err(|source| ScanError::Sae {
+                hook: hook.clone(),
+                source: Box::new(source),
+            })?;
+            let data: Vec<f32> = z.flatten_all()?.to_vec1()?;
+            let view = BatchView {
+                data: &data,
+                width: entry.width,
+                t,
+                token_base: start,
+                before: opts.layout.before,
+                after: opts.layout.after,
+            };
+            feed(&mut accs[entry.offset..entry.offset + entry.width], &view);
+        }
         for h in hooks {
             let act = rec
                 .recorded
@@ -247,6 +287,19 @@ pub fn scan(
     opts: &ScanOptions,
     progress: &mut dyn FnMut(ScanProgress),
 ) -> Result<ScanData> {
+    scan_with_saes(model, tokens, opts, &[], progress)
+}
+
+/// [`scan`], with the latents of each of `saes` (an SAE, checked against the model by the caller with
+/// [`Sae::check_model`], and its folder as the user gave it) scanned as nodes `<hook>.sae[i]`, at most one SAE
+/// per hook.
+pub fn scan_with_saes(
+    model: &Gpt,
+    tokens: &[u32],
+    opts: &ScanOptions,
+    saes: &[(&Sae, &str)],
+    progress: &mut dyn FnMut(ScanProgress),
+) -> Result<ScanData> {
     let cfg = &model.config;
     if tokens.is_empty() {
         return Err(ScanError::NoTokens);
@@ -276,7 +329,41 @@ pub fn scan(
     }
     let l = opts.layout;
     let hooks = node_hooks(cfg);
-    let n_nodes = hooks.last().map(|h| h.offset + h.width).unwrap_or(0);
+    let mut n_nodes = hooks.last().map(|h| h.offset + h.width).unwrap_or(0);
+    let mut sae_entries: Vec<(HookEntry, &Sae)> = Vec::with_capacity(saes.len());
+    let mut scan_saes = Vec::with_capacity(saes.len());
+    for &(sae, path) in saes {
+        let name = sae_group(sae.hook());
+        if sae_entries.iter().any(|(e, _)| e.name == name) {
+            return Err(ScanError::DuplicateSaeHook {
+                hook: sae.hook().to_string(),
+            });
+        }
+        let width = sae.config.n_latents;
+        scan_saes.push(ScanSae {
+            hook: name.clone(),
+            path: path.to_string(),
+            fingerprint: sae.fingerprint().map_err(|source| ScanError::Sae {
+                hook: sae.hook().to_string(),
+                source: Box::new(source),
+            })?,
+            n_latents: width,
+        });
+        sae_entries.push((
+            HookEntry {
+                name,
+                width,
+                offset: n_nodes,
+            },
+            sae,
+        ));
+        n_nodes += width;
+    }
+    let all_hooks: Vec<HookEntry> = hooks
+        .iter()
+        .cloned()
+        .chain(sae_entries.iter().map(|(e, _)| e.clone()))
+        .collect();
     let n = tokens.len();
 
     let mut p1: Vec<Pass1> = (0..n_nodes).map(|i| Pass1::new(i, l.top_k, l.bottom_k)).collect();
@@ -284,6 +371,7 @@ pub fn scan(
         model,
         tokens,
         hooks: &hooks,
+        saes: &sae_entries,
         seq_len,
         opts,
     };
@@ -291,7 +379,7 @@ pub fn scan(
 
     let nq = QUANTILES.len();
     let mut data = ScanData {
-        hooks: hooks.clone(),
+        hooks: all_hooks,
         tokens: tokens.to_vec(),
         seq_len,
         hist_bins: opts.hist_bins,
@@ -304,6 +392,7 @@ pub fn scan(
         quantile_values: Vec::with_capacity(n_nodes * 2 * nq),
         hist: Vec::new(),
         exemplars: Vec::with_capacity(n_nodes * l.per_node()),
+        saes: scan_saes,
     };
     let mut p2 = Vec::with_capacity(n_nodes);
     let mut extremes = Vec::with_capacity(n_nodes);

@@ -112,6 +112,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
 fn extra_height(n: &NodeId, h: u16) -> u16 {
     let want = match n.site {
         Site::AttnQ | Site::AttnK => 9,
+        Site::Sae(_) => 10,
         Site::AttnActIn | Site::MlpActIn | Site::AttnResidDelta | Site::MlpResidDelta | Site::FinalResid => 8,
         _ => 0,
     };
@@ -200,21 +201,33 @@ fn draw_extra(app: &App, f: &mut Frame, area: Rect, n: &NodeId, detail: Option<&
             },
             _ => lines.push(Line::styled("run a prompt in the lab (3)", t.dim())),
         }
+    } else if n.is_feature() {
+        title = " SAE feature: decoder direction through the vocabulary ".into();
+        match detail {
+            Some(d) if d.unembed_tokens.is_empty() => lines.push(Line::styled(
+                "the SAE's hook is not in the residual basis: no direct vocabulary reading",
+                t.dim(),
+            )),
+            Some(d) => {
+                for (caption, list) in [
+                    ("unembedding: promotes", &d.unembed_tokens),
+                    ("suppresses", &d.suppressed_tokens),
+                    ("embeddings along it", &d.embed_tokens),
+                ] {
+                    lines.push(Line::styled(format!("{caption}:"), t.dim()));
+                    lines.push(Line::from(vocab_line(list)));
+                }
+            }
+            None => lines.push(Line::styled("loading…", t.dim())),
+        }
     } else {
         title = " residual channel: embedding writers · unembedding promotes ".into();
         match detail {
             Some(d) => {
-                let fmt = |v: &[(String, f32)]| -> String {
-                    v.iter()
-                        .take(8)
-                        .map(|(s, w)| format!("{:?} {:+.2}", token_label(s), w))
-                        .collect::<Vec<_>>()
-                        .join("  ")
-                };
                 lines.push(Line::styled("embedding writes it:", t.dim()));
-                lines.push(Line::from(fmt(&d.embed_tokens)));
+                lines.push(Line::from(vocab_line(&d.embed_tokens)));
                 lines.push(Line::styled("unembedding promotes:", t.dim()));
-                lines.push(Line::from(fmt(&d.unembed_tokens)));
+                lines.push(Line::from(vocab_line(&d.unembed_tokens)));
             }
             None => lines.push(Line::styled("loading…", t.dim())),
         }
@@ -230,6 +243,15 @@ fn draw_extra(app: &App, f: &mut Frame, area: Rect, n: &NodeId, detail: Option<&
             ),
         area,
     );
+}
+
+/// Up to 8 (token, weight) pairs on one line.
+fn vocab_line(v: &[(String, f32)]) -> String {
+    v.iter()
+        .take(8)
+        .map(|(s, w)| format!("{:?} {:+.2}", token_label(s), w))
+        .collect::<Vec<_>>()
+        .join("  ")
 }
 
 /// One heat strip per sample: a caption and the wrapped tokens (two lines at most).

@@ -90,6 +90,7 @@ fn site_label(site: Site) -> &'static str {
         Site::AttnResidDelta | Site::MlpResidDelta => "resid_delta",
         Site::MlpPostAct => "post_act",
         Site::FinalResid => "final_resid",
+        Site::Sae(_) => "sae",
     }
 }
 
@@ -397,10 +398,12 @@ pub fn draw_edges(app: &App, f: &mut Frame, area: Rect, title: &str) {
     }
     drop(hits);
     if lines.is_empty() {
-        f.render_widget(
-            Paragraph::new(Line::styled("no edges above the threshold", t.dim())),
-            inner,
-        );
+        // A feature of the SAE opened beside the model is not in the circuit's graph, so it has no weight edges.
+        let why = match app.selected {
+            Some(n) if n.is_feature() => "an SAE feature: no weight edges in the circuit",
+            _ => "no edges above the threshold",
+        };
+        f.render_widget(Paragraph::new(Line::styled(why, t.dim())), inner);
     } else {
         f.render_widget(Paragraph::new(lines), inner);
     }
@@ -414,6 +417,7 @@ pub fn node_summary(app: &App, n: &NodeId) -> Vec<Line<'static>> {
         Span::styled(
             match n.head_channel(app.circuit.d_head) {
                 Some((h, c)) => format!("  head {h}, channel {c}"),
+                None if n.is_feature() => format!("  SAE latent {} at {}", n.index, n.hook()),
                 None => format!("  channel {}", n.index),
             },
             t.dim(),

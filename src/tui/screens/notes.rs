@@ -217,6 +217,11 @@ fn jump(app: &mut App) {
             app.jump(n);
             app.set_screen(Screen::Map);
         }
+        // A feature of the SAE opened beside the model has no place on the map: to the inspector.
+        Some(&n) if n.is_feature() && n.check_feature(app.sae).is_ok() => {
+            app.jump(n);
+            app.set_screen(Screen::Inspector);
+        }
         Some(n) => app.status = format!("{n} is not in this circuit"),
         None => app.status = "no annotation matches".into(),
     }
@@ -277,7 +282,9 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         if let Some(c) = score(app, n) {
             spans.push(Span::styled(format!(" · corr {c:.2}"), t.dim()));
         }
-        if app.circuit.position(n).is_none() {
+        if n.is_feature() {
+            spans.push(Span::styled(" (SAE feature)", t.dim()));
+        } else if app.circuit.position(n).is_none() {
             spans.push(Span::styled(" (not in this circuit)", t.dim()));
         }
         lines.push(Line::from(spans));
