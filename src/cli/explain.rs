@@ -144,7 +144,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
                 continue;
             }
             for i in 0..h.width {
-                let id = NodeId::from_hook(&h.name, i).with_context(|| format!("scan hook `{}`", h.name))?;
+                let id = NodeId::from_hook(&h.name, h.channel(i)).with_context(|| format!("scan hook `{}`", h.name))?;
                 wanted.insert(id);
             }
         }

@@ -69,6 +69,10 @@ pub struct ScanRunArgs {
     /// (e.g. `1.resid_mid.sae[12]`); repeatable, one SAE per hook.
     #[arg(long = "sae", value_name = "DIR")]
     pub saes: Vec<PathBuf>,
+    /// Scan only these nodes: a circuit file's, or a comma-separated list (`0.mlp.post_act[17],1.attn.v[3]`);
+    /// needs --out (the model's own scan folder holds the scan of every node).
+    #[arg(long, value_name = "FILE|LIST")]
+    pub nodes: Option<String>,
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -141,6 +145,14 @@ fn run_scan(args: ScanRunArgs) -> Result<()> {
             ))
         })
         .collect::<Result<Vec<_>>>()?;
+    let chosen = args
+        .nodes
+        .as_deref()
+        .map(|spec| chosen_nodes(spec, &model, &fingerprint))
+        .transpose()?;
+    if chosen.is_some() && args.out.is_none() {
+        bail!("--nodes: give --out DIR (the model's own scan folder holds the scan of every node)");
+    }
     let corpus = CorpusSource::parse(&args.corpus)?;
     let block = model.config.block_size;
 
@@ -173,7 +185,7 @@ fn run_scan(args: ScanRunArgs) -> Result<()> {
     let n = tokens.len();
     let t1 = Instant::now();
     let sae_refs: Vec<(&crate::analysis::sae::Sae, &str)> = saes.iter().map(|(s, p)| (s, p.as_str())).collect();
-    let data = scan::scan_with_saes(&model, &tokens, &opts, &sae_refs, &mut |p| {
+    let data = scan::scan_chosen(&model, &tokens, &opts, &sae_refs, chosen.as_deref(), &mut |p| {
         bar.set_message(format!("scan pass {}/2", p.pass));
         bar.set_position(((p.pass as usize - 1) * p.tokens_total + p.tokens_done) as u64);
     })?;
@@ -189,13 +201,14 @@ fn run_scan(args: ScanRunArgs) -> Result<()> {
         return print_json(&json!({
             "dir": out, "tokens": n, "nodes": data.nodes(), "seconds": seconds,
             "tokens_per_s": tokens_per_s, "tokenize_seconds": tokenize_s, "bytes": bytes,
-            "saes": data.saes,
+            "saes": data.saes, "chosen": chosen.is_some(),
         }));
     }
     println!(
-        "scanned {n} tokens × {} nodes in {seconds:.1} s ({tokens_per_s:.0} tokens/s; tokenizing took {tokenize_s:.1} s) \
+        "scanned {n} tokens × {}{} nodes in {seconds:.1} s ({tokens_per_s:.0} tokens/s; tokenizing took {tokenize_s:.1} s) \
          → {} ({:.1} MB)",
         data.nodes(),
+        if chosen.is_some() { " chosen" } else { "" },
         out.display(),
         bytes as f64 / 1e6
     );
@@ -206,6 +219,31 @@ fn run_scan(args: ScanRunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The nodes of `scan --nodes`: a circuit file's (made for this model) or a comma-separated list of node ids.
+fn chosen_nodes(spec: &str, model: &Gpt, fingerprint: &str) -> Result<Vec<NodeId>> {
+    let path = Path::new(spec);
+    if path.is_file() {
+        let circuit = crate::circuit::CircuitFile::load(path)?;
+        if circuit.model.fingerprint != fingerprint {
+            bail!(
+                "{}: this circuit was made for model {}, not {fingerprint}",
+                path.display(),
+                circuit.model.fingerprint
+            );
+        }
+        return Ok(circuit.nodes.iter().map(|n| n.id).collect());
+    }
+    let cfg = &model.config;
+    spec.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            NodeId::parse_for(s, cfg.n_layer, cfg.d_head)
+                .with_context(|| format!("--nodes `{s}` (neither a file nor a node id)"))
+        })
+        .collect()
 }
 
 fn show(args: ShowArgs) -> Result<()> {

@@ -201,7 +201,12 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
     warnings.extend(ckpt.audit(&config, &LoadOptions::default())?);
     let tok = tokenizer_of(&files, &opts.model)?;
     let scan = match ScanSource::open(&opts.model, &fingerprint) {
-        Ok(s) => s,
+        Ok(s) => {
+            if let Some(s) = &s {
+                warnings.extend(s.skipped().iter().map(|e| format!("scan not used: {e}")));
+            }
+            s
+        }
         Err(e) => {
             warnings.push(format!("scan not used: {e}"));
             None

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use circuitscope::analysis::scan::{
-    scan, ExemplarLayout, ScanData, ScanError, ScanIndex, ScanMeta, ScanOptions, UnknownScanNode, QUANTILES,
+    scan, scan_chosen, ExemplarLayout, ScanData, ScanError, ScanIndex, ScanMeta, ScanOptions, UnknownScanNode,
+    QUANTILES,
 };
 use circuitscope::circuit::file::model_fingerprint;
 use circuitscope::circuit::NodeId;
@@ -442,6 +443,7 @@ fn cli_scan_and_show() {
             before: 4,
             after: 1,
             saes: Vec::new(),
+            nodes: None,
             json: true,
         },
     })
@@ -468,8 +470,196 @@ fn cli_scan_and_show() {
             before: 0,
             after: 0,
             saes: Vec::new(),
+            nodes: None,
             json: false,
         },
     })
     .unwrap();
+}
+
+#[test]
+fn a_scan_of_chosen_nodes_equals_those_nodes_of_the_full_scan() {
+    let m = model();
+    let fp = fingerprint(&fixture(), &m);
+    let tokens = stream(m.config.vocab_size as u32);
+    let o = opts(4096);
+    let full = scan(&m, &tokens, &o, &mut |_| {}).unwrap();
+    let ids: Vec<NodeId> = [
+        "1.attn.v[3]",
+        "0.mlp.post_act[7]",
+        "0.mlp.post_act[2]",
+        "final_resid[1]",
+        "0.mlp.post_act[7]",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect();
+    let chosen = scan_chosen(&m, &tokens, &o, &[], Some(&ids), &mut |_| {}).unwrap();
+    // Duplicates count once; hooks in node order, each listing its channels.
+    assert_eq!(chosen.nodes(), 4);
+    let names: Vec<&str> = chosen.hooks.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["0.mlp.post_act", "1.attn.v", "final_resid"]);
+    assert_eq!(chosen.hooks[0].channels, Some(vec![2, 7]));
+
+    let tmp = TempDir::new().unwrap();
+    write_index(&full, &tmp.path().join("full"), &fp);
+    let meta = write_index(&chosen, &tmp.path().join("chosen"), &fp);
+    assert_eq!(meta.format_version, 2);
+    let (a, b) = (
+        ScanIndex::open(&tmp.path().join("full")).unwrap(),
+        ScanIndex::open(&tmp.path().join("chosen")).unwrap(),
+    );
+    assert_eq!(
+        a.meta().format_version,
+        1,
+        "a scan of every node stays readable by older builds"
+    );
+    for id in &ids {
+        assert_eq!(b.node(id).unwrap(), a.node(id).unwrap(), "{id}");
+    }
+    // A node the scan did not choose, and a hook it scanned only in part, say so.
+    let other: NodeId = "0.mlp.post_act[3]".parse().unwrap();
+    let e = b.node(&other).unwrap_err().to_string();
+    assert!(
+        e.contains("0.mlp.post_act[3]") && e.contains("scan --nodes") && !e.contains('\n'),
+        "{e}"
+    );
+    assert!(b.node(&"0.attn.q[0]".parse().unwrap()).is_err());
+    assert!(
+        b.hook_means("0.mlp.post_act").is_none(),
+        "chosen channels cannot mean-ablate a hook"
+    );
+    assert!(a.hook_means("0.mlp.post_act").is_some());
+
+    // Refusals: a feature, an unknown hook, a channel out of range, nothing.
+    for (bad, want) in [
+        ("0.resid_mid.sae[3]", "--sae"),
+        ("7.attn.v[0]", "no hook"),
+        ("0.mlp.post_act[100000]", "out of range"),
+    ] {
+        let id: NodeId = bad.parse().unwrap();
+        let e = scan_chosen(&m, &tokens, &o, &[], Some(&[id]), &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(bad) && e.contains(want), "{bad}: {e}");
+    }
+    let e = scan_chosen(&m, &tokens, &o, &[], Some(&[]), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("no nodes"), "{e}");
+}
+
+#[test]
+fn a_hand_edited_channel_list_is_refused() {
+    let m = model();
+    let fp = fingerprint(&fixture(), &m);
+    let tokens = stream(m.config.vocab_size as u32);
+    let ids: Vec<NodeId> = ["0.mlp.post_act[2]", "0.mlp.post_act[7]"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let chosen = scan_chosen(&m, &tokens, &opts(4096), &[], Some(&ids), &mut |_| {}).unwrap();
+    let tmp = TempDir::new().unwrap();
+    write_index(&chosen, tmp.path(), &fp);
+    let path = tmp.path().join("index.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["hooks"][0]["channels"] = serde_json::json!([7, 2]);
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+    let e = err_text(ScanIndex::open(tmp.path()));
+    assert!(e.contains("0.mlp.post_act") && e.contains("out of order"), "{e}");
+}
+
+#[test]
+fn cli_scan_of_a_circuits_nodes() {
+    use circuitscope::cli::scan::{run, ScanArgs, ScanRunArgs};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("assets/models/tinypython-sparse");
+    let circuit = root.join("assets/circuits/tinypython-sparse/for_while.json");
+    let tmp = TempDir::new().unwrap();
+    let args = |nodes: &str, out: Option<PathBuf>| ScanArgs {
+        command: None,
+        run: ScanRunArgs {
+            model: Some(model.clone()),
+            corpus: "synthetic".into(),
+            tokens: 512,
+            out,
+            tokenizer: None,
+            top: 3,
+            quantile_samples: 1,
+            before: 4,
+            after: 1,
+            saes: Vec::new(),
+            nodes: Some(nodes.into()),
+            json: true,
+        },
+    };
+    let out = tmp.path().join("scan");
+    run(args(circuit.to_str().unwrap(), Some(out.clone()))).unwrap();
+    let index = ScanIndex::open(&out).unwrap();
+    let file = circuitscope::circuit::CircuitFile::load(&circuit).unwrap();
+    assert_eq!(index.meta().nodes, file.nodes.len());
+    for n in &file.nodes {
+        assert!(index.node(&n.id).is_ok(), "{}", n.id);
+    }
+    // A list; no --out; a bad id.
+    run(args("0.attn.k[5], 1.mlp.post_act[3]", Some(tmp.path().join("list")))).unwrap();
+    assert_eq!(ScanIndex::open(&tmp.path().join("list")).unwrap().meta().nodes, 2);
+    let e = run(args("0.attn.k[5]", None)).unwrap_err().to_string();
+    assert!(e.contains("--out"), "{e}");
+    let e = format!(
+        "{:#}",
+        run(args("0.attn.zz[5]", Some(tmp.path().join("bad")))).unwrap_err()
+    );
+    assert!(e.contains("0.attn.zz[5]"), "{e}");
+    assert!(!tmp.path().join("bad").exists());
+}
+
+#[test]
+fn the_workbench_reads_scans_of_chosen_nodes_beside_the_model() {
+    use circuitscope::cli::scan::{run, ScanArgs, ScanRunArgs};
+    use circuitscope::workbench::ScanSource;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bundled = root.join("assets/models/tinypython-sparse");
+    let tmp = TempDir::new().unwrap();
+    // The bundled model without its own scan.
+    let model_dir = tmp.path().join("model");
+    std::fs::create_dir(&model_dir).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(bundled.join(f), model_dir.join(f)).unwrap();
+    }
+    let m = Gpt::load(&model_dir, LoadOptions::default()).unwrap().0;
+    let fp = fingerprint(&model_dir, &m);
+    run(ScanArgs {
+        command: None,
+        run: ScanRunArgs {
+            model: Some(model_dir.clone()),
+            corpus: "synthetic".into(),
+            tokens: 512,
+            out: Some(model_dir.join("scan-few")),
+            tokenizer: None,
+            top: 3,
+            quantile_samples: 1,
+            before: 4,
+            after: 1,
+            saes: Vec::new(),
+            nodes: Some("0.attn.k[5],1.mlp.post_act[3]".into()),
+            json: true,
+        },
+    })
+    .unwrap();
+    let chosen: NodeId = "1.mlp.post_act[3]".parse().unwrap();
+    let src = ScanSource::open(&model_dir, &fp).unwrap().expect("the scan of chosen nodes is found");
+    assert!(src.node(&chosen).is_some());
+    assert!(src.std(&chosen).is_some());
+    assert!(src.node(&"1.mlp.post_act[4]".parse().unwrap()).is_none());
+    assert!(src.hook_means("1.mlp.post_act").is_none());
+    assert!(src.skipped().is_empty());
+
+    // Beside the main scan: the main scan answers first, the chosen one for what it lacks; a broken folder is
+    // left out with a reason, and the others still serve.
+    std::fs::create_dir(model_dir.join("scan-broken")).unwrap();
+    std::fs::write(model_dir.join("scan-broken/index.json"), "{").unwrap();
+    let src = ScanSource::open(&model_dir, &fp).unwrap().unwrap();
+    assert_eq!(src.skipped().len(), 1, "{:?}", src.skipped());
+    assert!(src.skipped()[0].contains("scan-broken"), "{:?}", src.skipped());
+    assert!(src.node(&chosen).is_some());
 }

@@ -130,6 +130,17 @@ pub enum ScanError {
         /// The hook's width.
         width: usize,
     },
+    /// A node `scan --nodes` cannot scan.
+    #[error("scan --nodes: `{node}`: {problem}")]
+    ChosenNode {
+        /// The node as given.
+        node: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// `scan --nodes` with an empty list.
+    #[error("scan --nodes: no nodes given")]
+    NoChosenNodes,
     /// Two SAEs on one hook: their features would have the same node ids.
     #[error("scan: two SAEs read `{hook}`; a scan holds one SAE per hook (its features are `{hook}.sae[i]`)")]
     DuplicateSaeHook {
@@ -162,6 +173,16 @@ pub enum ScanMetaError {
     /// No model fingerprint.
     #[error("empty fingerprint")]
     EmptyFingerprint,
+    /// A hook's chosen channels are not as many as its width, or not strictly increasing.
+    #[error("hook `{hook}` lists {listed} channels for width {width}, or lists them out of order")]
+    HookChannels {
+        /// The hook name.
+        hook: String,
+        /// How many channels it lists.
+        listed: usize,
+        /// Its width in the file.
+        width: usize,
+    },
     /// The hooks do not tile the node range in order.
     #[error("hook `{hook}` has offset {offset} (expected {expected}) and width {width}")]
     HookLayout {
@@ -313,6 +334,14 @@ pub enum UnknownScanNode {
         hook: String,
         /// The hook's width in the scan.
         width: usize,
+    },
+    /// A scan of chosen nodes (`scan --nodes`) that did not choose this one.
+    #[error("not in this scan, which covers {scanned} chosen channel(s) of `{hook}` (scan --nodes)")]
+    NotChosen {
+        /// The node's hook.
+        hook: String,
+        /// How many of the hook's channels the scan covers.
+        scanned: usize,
     },
 }
 

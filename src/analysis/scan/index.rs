@@ -28,8 +28,12 @@ use crate::circuit::file::{Exemplar, QuantileExemplars};
 use crate::circuit::NodeId;
 use crate::fsio::{DirWriter, Keep};
 
-/// The newest scan format this build reads and writes.
-pub const SCAN_FORMAT_VERSION: u32 = 1;
+/// The newest scan format this build reads and writes: 2 when the scan covers chosen nodes only (its hooks list
+/// their channels), 1 otherwise, so that builds before `scan --nodes` still read full scans and refuse the others
+/// instead of misreading them.
+pub const SCAN_FORMAT_VERSION: u32 = 2;
+/// The format of a scan of every node.
+pub const SCAN_FORMAT_VERSION_FULL: u32 = 1;
 /// The quantiles sampled from both ends of each node's distribution (as the reference viewer shows them).
 pub const QUANTILES: [f64; 4] = [0.001, 0.01, 0.1, 0.5];
 
@@ -54,10 +58,28 @@ const SCALARS: usize = 5;
 pub struct HookEntry {
     /// The hook name, e.g. `0.attn.q`.
     pub name: String,
-    /// Channels of the hook.
+    /// Channels of the hook in the index (all of them, or the chosen ones).
     pub width: usize,
     /// Index of the hook's first node.
     pub offset: usize,
+    /// The hook's channels the index covers, strictly increasing (`scan --nodes`); absent: `0..width`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<usize>>,
+}
+
+impl HookEntry {
+    /// The hook's channel at position `i` of this entry.
+    pub fn channel(&self, i: usize) -> usize {
+        self.channels.as_ref().map_or(i, |c| c[i])
+    }
+
+    /// The position of the hook's channel `c` in this entry, if the entry covers it.
+    pub fn position(&self, c: usize) -> Option<usize> {
+        match &self.channels {
+            None => (c < self.width).then_some(c),
+            Some(list) => list.binary_search(&c).ok(),
+        }
+    }
 }
 
 /// How many exemplars each node keeps and how wide their windows are.
@@ -184,6 +206,15 @@ impl ScanMeta {
                     expected: next,
                     width: h.width,
                 });
+            }
+            if let Some(c) = &h.channels {
+                if c.len() != h.width || c.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(ScanMetaError::HookChannels {
+                        hook: h.name.clone(),
+                        listed: c.len(),
+                        width: h.width,
+                    });
+                }
             }
             next = h.offset.checked_add(h.width).ok_or(ScanMetaError::HookWidthsOverflow)?;
         }
@@ -438,7 +469,8 @@ impl ScanIndex {
 
     /// The per-channel means of a hook (`0.attn.q`, `final_resid`), for mean ablation.
     pub fn hook_means(&self, hook: &str) -> Option<Vec<f32>> {
-        let h = self.meta.hook(hook)?;
+        // A scan of chosen channels cannot mean-ablate the others.
+        let h = self.meta.hook(hook).filter(|h| h.channels.is_none())?;
         Some((h.offset..h.offset + h.width).map(|i| self.f32_array(0, i)).collect())
     }
 
@@ -464,13 +496,17 @@ impl ScanIndex {
                 layers,
             })
         })?;
-        if id.index >= h.width {
-            return Err(unknown(UnknownScanNode::IndexOutOfRange {
+        match (h.position(id.index), &h.channels) {
+            (Some(p), _) => Ok(h.offset + p),
+            (None, None) => Err(unknown(UnknownScanNode::IndexOutOfRange {
                 hook: hook.to_string(),
                 width: h.width,
-            }));
+            })),
+            (None, Some(_)) => Err(unknown(UnknownScanNode::NotChosen {
+                hook: hook.to_string(),
+                scanned: h.width,
+            })),
         }
-        Ok(h.offset + id.index)
     }
 
     /// The node's population standard deviation over the scan, without reading its exemplars.
@@ -630,8 +666,13 @@ fn map_checked(path: &Path, size: usize, magic: &[u8; 8], fields: &[u32]) -> Res
 impl ScanData {
     /// The index.json for this scan of a model with `fingerprint` over `corpus`.
     pub fn meta(&self, fingerprint: &str, model_name: Option<String>, corpus: &str) -> ScanMeta {
+        let chosen = self.hooks.iter().any(|h| h.channels.is_some());
         let mut meta = ScanMeta {
-            format_version: SCAN_FORMAT_VERSION,
+            format_version: if chosen {
+                SCAN_FORMAT_VERSION
+            } else {
+                SCAN_FORMAT_VERSION_FULL
+            },
             fingerprint: fingerprint.to_string(),
             model_name,
             corpus: corpus.to_string(),

@@ -25,6 +25,7 @@ use candle_core::{Device, Tensor};
 
 use crate::analysis::sae::Sae;
 use crate::circuit::node_id::{sae_group, Site};
+use crate::circuit::NodeId;
 use crate::model::{Config, Gpt, Hooks};
 use accumulate::{feed, logbin, BatchView, Candidate, Pass1, Pass2, Selector};
 pub use error::{CorruptScan, Result, ScanError, ScanMetaError, UnknownScanNode};
@@ -148,7 +149,12 @@ pub fn node_hooks(cfg: &Config) -> Vec<HookEntry> {
     let mut out = Vec::new();
     let mut offset = 0;
     let mut push = |name: String, width: usize| {
-        out.push(HookEntry { name, width, offset });
+        out.push(HookEntry {
+            name,
+            width,
+            offset,
+            channels: None,
+        });
         offset += width;
     };
     for l in 0..cfg.n_layer {
@@ -250,14 +256,30 @@ fn run_pass<A: accumulate::Accumulator>(
                 .recorded
                 .remove(&h.name)
                 .ok_or_else(|| ScanError::NotRecorded { hook: h.name.clone() })?;
-            let data: Vec<f32> = act.flatten_all()?.to_vec1()?;
-            if data.len() != seqs * t * h.width {
+            let mut data: Vec<f32> = act.flatten_all()?.to_vec1()?;
+            let rows = seqs * t;
+            // (rows, hook width) → (rows, chosen channels) when the scan covers chosen nodes only.
+            let full_width = h
+                .channels
+                .as_ref()
+                .map_or(h.width, |_| act.dims().last().copied().unwrap_or(0));
+            let in_range = h
+                .channels
+                .as_ref()
+                .is_none_or(|c| c.last().is_some_and(|&m| m < full_width));
+            if data.len() != rows * full_width || !in_range {
                 return Err(ScanError::RecordedSize {
                     hook: h.name.clone(),
                     got: data.len(),
-                    rows: seqs * t,
+                    rows,
                     width: h.width,
                 });
+            }
+            if let Some(channels) = &h.channels {
+                data = data
+                    .chunks_exact(full_width)
+                    .flat_map(|row| channels.iter().map(move |&c| row[c]))
+                    .collect();
             }
             let view = BatchView {
                 data: &data,
@@ -300,6 +322,67 @@ pub fn scan_with_saes(
     saes: &[(&Sae, &str)],
     progress: &mut dyn FnMut(ScanProgress),
 ) -> Result<ScanData> {
+    scan_chosen(model, tokens, opts, saes, None, progress)
+}
+
+/// The hooks of `only` (model nodes, not features), each listing its chosen channels, in node order; and for
+/// every chosen node its index in the full universe of `full` (which seeds its exemplar sampling, so that a
+/// node's scan does not depend on which other nodes were chosen).
+fn chosen_hooks(full: &[HookEntry], only: &[NodeId]) -> Result<(Vec<HookEntry>, Vec<usize>)> {
+    if only.is_empty() {
+        return Err(ScanError::NoChosenNodes);
+    }
+    let mut by_hook: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for id in only {
+        let bad = |problem: String| ScanError::ChosenNode {
+            node: id.to_string(),
+            problem,
+        };
+        if id.is_feature() {
+            return Err(bad(
+                "an SAE feature; scan features with --sae DIR (all of that SAE's latents)".into(),
+            ));
+        }
+        let name = id.group();
+        let (h, entry) = full
+            .iter()
+            .enumerate()
+            .find(|(_, h)| h.name == name)
+            .ok_or_else(|| bad(format!("the model has no hook `{name}`")))?;
+        if id.index >= entry.width {
+            return Err(bad(format!(
+                "index out of range (`{name}` has {} channels)",
+                entry.width
+            )));
+        }
+        by_hook.entry(h).or_default().push(id.index);
+    }
+    let (mut hooks, mut global, mut offset) = (Vec::new(), Vec::new(), 0);
+    for (h, mut channels) in by_hook {
+        channels.sort_unstable();
+        channels.dedup();
+        global.extend(channels.iter().map(|c| full[h].offset + c));
+        hooks.push(HookEntry {
+            name: full[h].name.clone(),
+            width: channels.len(),
+            offset,
+            channels: Some(channels),
+        });
+        offset += hooks.last().map_or(0, |e| e.width);
+    }
+    Ok((hooks, global))
+}
+
+/// [`scan_with_saes`], over the model nodes `only` when given (same statistics and exemplars as in a scan of
+/// every node; the index lists each hook's chosen channels).
+pub fn scan_chosen(
+    model: &Gpt,
+    tokens: &[u32],
+    opts: &ScanOptions,
+    saes: &[(&Sae, &str)],
+    only: Option<&[NodeId]>,
+    progress: &mut dyn FnMut(ScanProgress),
+) -> Result<ScanData> {
     let cfg = &model.config;
     if tokens.is_empty() {
         return Err(ScanError::NoTokens);
@@ -329,7 +412,13 @@ pub fn scan_with_saes(
     }
     let l = opts.layout;
     let hooks = node_hooks(cfg);
-    let mut n_nodes = hooks.last().map(|h| h.offset + h.width).unwrap_or(0);
+    let full_nodes = hooks.last().map_or(0, |h| h.offset + h.width);
+    let (hooks, mut global) = match only {
+        None => (hooks, (0..full_nodes).collect::<Vec<usize>>()),
+        Some(ids) => chosen_hooks(&hooks, ids)?,
+    };
+    let mut n_nodes = hooks.last().map_or(0, |h| h.offset + h.width);
+    let mut sae_seen = 0;
     let mut sae_entries: Vec<(HookEntry, &Sae)> = Vec::with_capacity(saes.len());
     let mut scan_saes = Vec::with_capacity(saes.len());
     for &(sae, path) in saes {
@@ -354,9 +443,13 @@ pub fn scan_with_saes(
                 name,
                 width,
                 offset: n_nodes,
+                channels: None,
             },
             sae,
         ));
+        // An SAE's latents are numbered after the whole model's nodes, as in a scan of every node.
+        global.extend((0..width).map(|j| full_nodes + sae_seen + j));
+        sae_seen += width;
         n_nodes += width;
     }
     let all_hooks: Vec<HookEntry> = hooks
@@ -366,7 +459,7 @@ pub fn scan_with_saes(
         .collect();
     let n = tokens.len();
 
-    let mut p1: Vec<Pass1> = (0..n_nodes).map(|i| Pass1::new(i, l.top_k, l.bottom_k)).collect();
+    let mut p1: Vec<Pass1> = global.iter().map(|&g| Pass1::new(g, l.top_k, l.bottom_k)).collect();
     let passes = Passes {
         model,
         tokens,
@@ -421,8 +514,8 @@ pub fn scan_with_saes(
         for q in 0..nq {
             targets[2 * q] = (bottoms[q], false, margin(bottoms[q]));
             targets[2 * q + 1] = (tops[q], true, margin(tops[q]));
-            selectors.push(Selector::new(l.quantile_samples, node, 10 + 2 * q as u64));
-            selectors.push(Selector::new(l.quantile_samples, node, 11 + 2 * q as u64));
+            selectors.push(Selector::new(l.quantile_samples, global[node], 10 + 2 * q as u64));
+            selectors.push(Selector::new(l.quantile_samples, global[node], 11 + 2 * q as u64));
         }
         p2.push(Pass2::new(a.min, a.max, opts.hist_bins, targets, selectors));
         extremes.push((a.top.into_sorted(), a.bottom.into_sorted()));
