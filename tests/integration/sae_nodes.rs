@@ -603,9 +603,6 @@ fn features_are_labeled_saved_and_exported() {
         "the scan of this SAE gives the feature's std"
     );
     let screen = crate::common::screen_text(&crate::common::draw(&app, 160, 50));
-    if std::env::var("SHOW_SCREEN").is_ok() {
-        eprintln!("{screen}");
-    }
     for needle in [
         "final_resid.sae[7]",
         "SAE latent 7",
