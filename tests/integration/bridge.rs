@@ -576,6 +576,212 @@ fn bridge_eval_and_steering_on_a_tiny_bridged_model() {
     cli_err(&["bridge", "eval", "--model", m], &["format version 2", "newer"]);
 }
 
+/// Trains the tiny bridged model the steering tests use into `out/bridged` (the dense model into `dense`).
+fn tiny_bridged(dense: &Path, out: &Path) -> std::path::PathBuf {
+    dense_model(dense);
+    let model = out.join("bridged");
+    let r = cli(&[
+        "train",
+        "--preset",
+        "test",
+        "--steps",
+        "3",
+        "--bridge-to",
+        dense.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    model
+}
+
+fn tally(v: &serde_json::Value) -> [u64; 4] {
+    ["prompts", "toward", "away", "unchanged"].map(|k| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}")))
+}
+
+/// `bridge steer-eval` on a tiny bridged model: the counts add up, a zero change moves nothing, the random
+/// control is a function of the seed, the sign convention agrees with steering one prompt by hand, and bad
+/// nodes and tasks are one-line errors.
+#[test]
+fn bridge_steer_eval_on_a_tiny_bridged_model() {
+    let (dense, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let model = tiny_bridged(dense.path(), out.path());
+    let m = model.to_str().unwrap();
+    let node = "0.mlp.post_act[1]";
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "bridge",
+            "steer-eval",
+            "--model",
+            m,
+            "--task",
+            "single_double_quote",
+            "--node",
+            node,
+            "--pairs",
+            "6",
+            "--random",
+            "4",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let r = cli(&args);
+        assert!(r.ok, "{}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let v = eval(&[]);
+    assert_eq!(v["pairs"], 6);
+    assert_eq!(v["site"], 2, "an MLP edit of layer 0 crosses after block 0's MLP");
+    assert_eq!(v["site_hook"], "final_resid");
+    let (ab, ba, all) = (
+        tally(&v["dense"]["a_to_b"]),
+        tally(&v["dense"]["b_to_a"]),
+        tally(&v["dense"]["all"]),
+    );
+    assert_eq!((ab[0], ba[0], all[0]), (6, 6, 12), "two steered prompts per pair");
+    for t in [ab, ba, all, tally(&v["sparse"])] {
+        assert_eq!(t[1] + t[2] + t[3], t[0], "toward + away + unchanged = prompts: {t:?}");
+    }
+    for i in 1..4 {
+        assert_eq!(ab[i] + ba[i], all[i], "both directions add up to the total");
+    }
+    assert!(all[1] + all[2] > 0, "a real change moves the dense model: {all:?}");
+    assert!(v["mean_abs_change"].as_f64().unwrap() > 0.0);
+    let channels = v["random"]["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 4);
+    let picked: Vec<u64> = channels.iter().map(|c| c["channel"].as_u64().unwrap()).collect();
+    assert!(!picked.contains(&1), "the node itself is no control: {picked:?}");
+    assert!(picked.windows(2).all(|w| w[0] < w[1]), "distinct: {picked:?}");
+    let rates: Vec<f64> = channels.iter().map(|c| c["rate"].as_f64().unwrap()).collect();
+    for c in channels {
+        let t = tally(c);
+        assert_eq!(t[0], 12);
+        assert_eq!(t[1] + t[2] + t[3], 12);
+    }
+    let mean = rates.iter().sum::<f64>() / 4.0;
+    assert!((v["random"]["mean_rate"].as_f64().unwrap() - mean).abs() < 1e-12);
+    assert!(v["random"]["std_rate"].as_f64().unwrap() >= 0.0);
+
+    // The control is seeded: the same seed gives the same channels and numbers, another seed other channels.
+    assert_eq!(eval(&[]), v);
+    let other = eval(&["--seed", "7"]);
+    assert_ne!(other["random"]["channels"], v["random"]["channels"]);
+    assert_eq!(other["dense"], v["dense"], "the seed only draws the control");
+
+    // A zero change (scale 0) moves nothing, through the bridge or at random channels.
+    let zero = eval(&["--scale", "0"]);
+    assert_eq!(tally(&zero["dense"]["all"]), [12, 0, 0, 12]);
+    assert_eq!(tally(&zero["sparse"]), [12, 0, 0, 12]);
+    for c in zero["random"]["channels"].as_array().unwrap() {
+        assert_eq!(tally(c), [12, 0, 0, 12], "{c}");
+    }
+    assert_eq!(zero["mean_abs_change"], 0.0);
+
+    // The direction by hand: set the node to the class-b mean on one class-a prompt with `steer` and read
+    // the dense logit difference logit(target) − logit(alt): toward class b is a decrease.
+    use circuitscope::analysis::ablate::TaskData;
+    use circuitscope::data::tasks;
+    use circuitscope::model::{Action, Intervention, LoadOptions};
+    let (sparse, _) = Gpt::load(&model, LoadOptions::default()).unwrap();
+    let pair = bridge::open_pair(&model, sparse, None, LoadOptions::default()).unwrap();
+    let tok = circuitscope::tokenize::Tokenizer::load(model.join("tokenizer.json")).unwrap();
+    let task = tasks::resolve("single_double_quote").unwrap();
+    let test = tasks::split(task.as_ref(), tasks::Split::Test, 1);
+    let data = TaskData::new(&tok, task.name(), &test, pair.sparse.config.block_size).unwrap();
+    let (class_a, class_b) = (
+        v["class_a"].as_f64().unwrap() as f32,
+        v["class_b"].as_f64().unwrap() as f32,
+    );
+    let lib = bridge::steer_eval(&pair, &data, "0.mlp.post_act", 1, (class_a, class_b), &[], 1.0).unwrap();
+    let (a, b) = (data.tok[0] as usize, data.alt[0].unwrap() as usize);
+    for (ids, to, sign, t) in [
+        (&data.pos[0], class_b, -1f32, lib.dense_a_to_b),
+        (&data.neg[0], class_a, 1f32, lib.dense_b_to_a),
+    ] {
+        let edit = (
+            "0.mlp.post_act".to_string(),
+            Intervention::new(Action::Set(to)).channels(vec![1]).positions(vec![-1]),
+        );
+        let o = bridge::steer(&pair, ids, &[edit], 2).unwrap();
+        let shift = sign * ((o.dense_after[a] - o.dense_after[b]) - (o.dense_before[a] - o.dense_before[b]));
+        assert!(
+            (t.mean_shift - shift as f64).abs() < 1e-3,
+            "steer-eval's shift {} vs by hand {shift}",
+            t.mean_shift
+        );
+        assert_eq!(t.toward, usize::from(shift > 0.0), "shift {shift}");
+    }
+
+    // Text output.
+    let r = cli(&[
+        "bridge",
+        "steer-eval",
+        "--model",
+        m,
+        "--task",
+        "single_double_quote",
+        "--node",
+        node,
+        "--pairs",
+        "2",
+        "--random",
+        "2",
+    ]);
+    assert!(
+        r.ok && r.stdout.contains("random control") && r.stdout.contains("dense, both"),
+        "{}",
+        r.stdout
+    );
+
+    // Errors: a channel past the hook, a hook that does not exist, a range, an unknown task, more random
+    // channels than the hook has, a model without bridges.
+    let base = |node: &str, task: &str| {
+        vec![
+            "bridge".to_string(),
+            "steer-eval".into(),
+            "--model".into(),
+            m.into(),
+            "--task".into(),
+            task.into(),
+            "--node".into(),
+            node.into(),
+            "--pairs".into(),
+            "2".into(),
+        ]
+    };
+    let err = |args: Vec<String>, needles: &[&str]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli_err(&a, needles);
+    };
+    err(
+        base("0.mlp.post_act[9999]", "single_double_quote"),
+        &["--node", "out of range"],
+    );
+    err(
+        base("7.mlp.post_act[1]", "single_double_quote"),
+        &["--node", "unknown hook"],
+    );
+    err(base("0.mlp.post_act[1:3]", "single_double_quote"), &["--node", "one"]);
+    err(base(node, "no_such_task"), &["--task", "no_such_task"]);
+    let mut many = base(node, "single_double_quote");
+    many.extend(["--random".into(), "64".into()]);
+    err(many, &["--random", "63"]);
+    cli_err(
+        &[
+            "bridge",
+            "steer-eval",
+            "--model",
+            dense.path().to_str().unwrap(),
+            "--task",
+            "single_double_quote",
+            "--node",
+            node,
+        ],
+        &["no bridge.json"],
+    );
+}
+
 /// `forward_from_site` (the trainer's mixed paths) gives the logits of a full forward with the site's hook
 /// patched, at every site, and its gradient reaches the patched input.
 #[test]
