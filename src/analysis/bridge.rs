@@ -457,6 +457,19 @@ fn resolve_dense(dir: &Path, named: &Path) -> PathBuf {
     }
 }
 
+/// A bridged model's other half: the dense model, the bridges and their description, for a caller that holds the
+/// sparse model itself (the workbench's engine).
+pub struct BridgeParts {
+    /// The dense model the bridges map to.
+    pub dense: Gpt,
+    /// The bridges.
+    pub bridges: Bridges,
+    /// `bridge.json`.
+    pub info: BridgeInfo,
+    /// Where the dense model was loaded from.
+    pub dense_dir: PathBuf,
+}
+
 /// Opens the bridges in `dir` for the already loaded sparse model, and the dense model they name (or
 /// `dense_override`), checking the dense model's fingerprint and every shape.
 pub fn open_pair(
@@ -465,6 +478,23 @@ pub fn open_pair(
     dense_override: Option<&Path>,
     opts: crate::model::LoadOptions,
 ) -> Result<BridgedPair> {
+    let parts = open_bridges(dir, &sparse.config, dense_override, opts)?;
+    Ok(BridgedPair {
+        sparse,
+        dense: parts.dense,
+        bridges: parts.bridges,
+        info: parts.info,
+        dense_dir: parts.dense_dir,
+    })
+}
+
+/// [`open_pair`] without the sparse model: the bridges in `dir` for a sparse model of config `sparse`.
+pub fn open_bridges(
+    dir: &Path,
+    sparse: &Config,
+    dense_override: Option<&Path>,
+    opts: crate::model::LoadOptions,
+) -> Result<BridgeParts> {
     let info = BridgeInfo::load(dir)?;
     let dense_dir = match dense_override {
         Some(d) => d.to_path_buf(),
@@ -481,13 +511,13 @@ pub fn open_pair(
             expected: info.dense_fingerprint,
         });
     }
-    check_pair(&sparse.config, &dense.config)?;
-    if info.sites != site_count(sparse.config.n_layer) || info.sites != site_count(dense.config.n_layer) {
+    check_pair(sparse, &dense.config)?;
+    if info.sites != site_count(sparse.n_layer) || info.sites != site_count(dense.config.n_layer) {
         return Err(BridgeError::Mismatch(format!(
             "{}: {} bridge sites, but the sparse model has {} layers and the dense one {}",
             dir.join(BRIDGE_JSON).display(),
             info.sites,
-            sparse.config.n_layer,
+            sparse.n_layer,
             dense.config.n_layer
         )));
     }
@@ -500,18 +530,17 @@ pub fn open_pair(
     }
     let ckpt = Checkpoint::open(&path)?;
     let mut tensors = BTreeMap::new();
-    for (name, shape) in tensor_shapes(info.sites, dense.config.d_model, sparse.config.d_model) {
+    for (name, shape) in tensor_shapes(info.sites, dense.config.d_model, sparse.d_model) {
         tensors.insert(name.clone(), ckpt.require_dense(&name, &shape)?);
     }
     let bridges = Bridges::from_tensors(
         tensors,
         info.sites,
         dense.config.d_model,
-        sparse.config.d_model,
+        sparse.d_model,
         info.encoder_topk,
     )?;
-    Ok(BridgedPair {
-        sparse,
+    Ok(BridgeParts {
         dense,
         bridges,
         info,

@@ -14,13 +14,14 @@ use super::attribution::{AttrTarget, AttributionView, ViewSetup};
 use super::heads::HeadsView;
 use super::pairs::{self, PairsSetup, PairsView};
 use super::protocol::{
-    Ablation, AblationKind, EmbeddingView, NodeDetail, QuantileView, Reply, Request, RunSummary, SweepResult, TaskView,
-    TokenActs, EMBED_BINS, WPE_WINDOW,
+    Ablation, AblationKind, BridgeRunView, EmbeddingView, NodeDetail, QuantileView, Reply, Request, RunSummary,
+    SweepResult, TaskView, TokenActs, EMBED_BINS, WPE_WINDOW,
 };
 use super::scan_source::ScanSource;
 use crate::analysis::ablate::{self, TaskData, TaskEval};
 use crate::analysis::attention_pattern::{self, AttnPattern};
 use crate::analysis::attribution::{self, PruneOptions, TargetSpec, Targets};
+use crate::analysis::bridge::{self, BridgeParts};
 use crate::analysis::embedding_tables::{self, EmbeddingTables};
 use crate::analysis::heads::{HeadsOptions, HeadsReport};
 use crate::analysis::logit_attribution::{self, Readout};
@@ -28,9 +29,12 @@ use crate::analysis::recording::{self, Recorded};
 use crate::analysis::{hook_means, next_token, sweep};
 use crate::circuit::{CircuitFile, Exemplar, NodeId, QuantileExemplars, Site};
 use crate::data::tasks::{self, Split, Task};
-use crate::model::{Action, Checkpoint, Config, Gpt, Hooks, Intervention};
+use crate::model::{Action, Checkpoint, Config, Gpt, HookName, Hooks, Intervention};
 use crate::tokenize::Tokenizer;
 
+/// What `:bridge on` says on a model without bridges.
+pub const NO_BRIDGES: &str =
+    "this model has no bridges (no bridge.json beside it); :bridge needs a model trained with `train --bridge-to`";
 /// How many task pairs the task view and the fallback means use.
 const TASK_PAIRS: usize = 8;
 /// How many next-token candidates a run reports.
@@ -97,6 +101,12 @@ pub enum EngineError {
     /// A pruning threshold outside 0..=1.
     #[error("threshold {0} is not a share between 0 and 1")]
     BadThreshold(f32),
+    /// Carrying the lab's edits through the bridges failed.
+    #[error("bridge: {message}")]
+    Bridge {
+        /// What went wrong.
+        message: String,
+    },
     /// A residual channel past the model's width.
     #[error("channel {channel} is past d_model = {d_model}")]
     NoSuchChannel {
@@ -143,6 +153,10 @@ pub struct Engine {
     truncate: bool,
     /// The framework lens on the model's heads, computed on the Heads screen's first request.
     heads_report: Option<HeadsReport>,
+    /// The dense model and bridges of a bridged model (None: the folder has none).
+    bridge: Option<BridgeParts>,
+    /// Runs also carry their ablations through the bridges (`:bridge on`).
+    bridge_on: bool,
 }
 
 impl Engine {
@@ -182,9 +196,21 @@ impl Engine {
             record_direct,
             truncate: false,
             heads_report: None,
+            bridge: None,
+            bridge_on: false,
         };
         engine.set_task(task);
         Ok(engine)
+    }
+
+    /// Gives the engine the dense half of a bridged model, for `:bridge on`.
+    pub fn attach_bridge(&mut self, parts: BridgeParts) {
+        self.bridge = Some(parts);
+    }
+
+    /// The dense model's folder when the engine has bridges.
+    pub fn bridge_dense(&self) -> Option<&std::path::Path> {
+        self.bridge.as_ref().map(|b| b.dense_dir.as_path())
     }
 
     /// The model's configuration.
@@ -283,6 +309,20 @@ impl Engine {
                     "prompts longer than the context are refused (:truncate keeps their end)".into()
                 })
             }
+            Request::Bridge(on) => match (&self.bridge, on) {
+                (None, true) => Reply::Error(NO_BRIDGES.into()),
+                (Some(parts), true) => {
+                    self.bridge_on = true;
+                    Reply::Info(format!(
+                        "bridge on: the lab's ablations also steer the dense model {} through the bridges",
+                        parts.dense_dir.display()
+                    ))
+                }
+                (_, false) => {
+                    self.bridge_on = false;
+                    Reply::Info("bridge off".into())
+                }
+            },
             Request::Pairs { n, ablations } => match self.pairs(n, &ablations) {
                 Ok(v) => Reply::Pairs(Box::new(v)),
                 Err(e) => Reply::Error(format!("pairs: {e}")),
@@ -323,6 +363,15 @@ impl Engine {
 
     fn hooks_for(&mut self, ablations: &[Ablation]) -> Result<Hooks> {
         let mut hooks = Hooks::recording(&self.record_pattern)?;
+        for (hook, iv) in self.interventions_for(ablations)? {
+            hooks.intervene(&hook, iv);
+        }
+        Ok(hooks)
+    }
+
+    /// The ablations as (hook, intervention): one per hook and kind.
+    fn interventions_for(&mut self, ablations: &[Ablation]) -> Result<Vec<(String, Intervention)>> {
+        let mut out = Vec::new();
         let mut by_hook: BTreeMap<(String, AblationKind), Vec<usize>> = BTreeMap::new();
         for a in ablations {
             by_hook
@@ -335,9 +384,45 @@ impl Engine {
                 AblationKind::Zero => Action::Set(0.0),
                 AblationKind::Mean => Action::MeanAblate(self.means(&hook)?),
             };
-            hooks.intervene(&hook, Intervention::new(action).channels(channels));
+            out.push((hook, Intervention::new(action).channels(channels)));
         }
-        Ok(hooks)
+        Ok(out)
+    }
+
+    /// The lab's ablations carried through the bridge into the dense model (see [`bridge::steer`]), when
+    /// `:bridge on` and the model has bridges.
+    fn bridge_run(&mut self, ids: &[u32], ablations: &[Ablation]) -> Result<Option<BridgeRunView>> {
+        if !self.bridge_on || self.bridge.is_none() {
+            return Ok(None);
+        }
+        let edits = self.interventions_for(ablations)?;
+        let n_layer = self.cfg.n_layer;
+        let mut site = 0;
+        for a in ablations {
+            let hook: HookName = a.node.hook_name().parse().map_err(|_| EngineError::Bridge {
+                message: format!("{}: not a hook", a.node),
+            })?;
+            site = site.max(bridge::site_after(hook, n_layer));
+        }
+        let parts = self.bridge.as_ref().expect("checked above");
+        let outcome = bridge::steer_many(&self.model, &parts.dense, &parts.bridges, ids, &[edits], site)
+            .map_err(|e| EngineError::Bridge { message: e.to_string() })?
+            .pop()
+            .expect("one edit set, one outcome");
+        let top = |logits: &[f32]| -> Vec<(String, f32)> {
+            next_token::top_k(&next_token::softmax(logits), TOP_NEXT)
+                .into_iter()
+                .map(|(i, p)| (self.token_text(i), p))
+                .collect()
+        };
+        let targets = |l: &[f32]| self.target_ids.map(|(a, b)| (l[a as usize], l[b as usize]));
+        Ok(Some(BridgeRunView {
+            site: bridge::site_label(site),
+            top_before: top(&outcome.dense_before),
+            top_after: top(&outcome.dense_after),
+            target_logits: targets(&outcome.dense_before).zip(targets(&outcome.dense_after)),
+            dense_delta_norm: outcome.dense_delta_norm.last().copied().unwrap_or(0.0),
+        }))
     }
 
     /// The means of a hook for mean ablation: the scan's, else the task prompts'.
@@ -405,6 +490,7 @@ impl Engine {
             .map(|(a, b)| (rec.last_logits[a as usize], rec.last_logits[b as usize]));
         let attention = self.attention(&rec);
         let task_eval = self.task_loss(ablations)?;
+        let bridge = self.bridge_run(&ids, ablations)?;
         let task_pairs = match &self.task_loss_data {
             Some(Some(d)) => d.len(),
             _ => 0,
@@ -424,6 +510,7 @@ impl Engine {
             task_accuracy: task_eval.map(|e| e.accuracy),
             task_pairs,
             direct_effects,
+            bridge,
             elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
         })
     }

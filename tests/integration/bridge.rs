@@ -813,3 +813,160 @@ fn forward_from_a_site_equals_a_patched_forward() {
         assert!(g.get(xv.as_tensor()).is_some(), "site {site}: no gradient to the input");
     }
 }
+
+/// The workbench's `:bridge on|off` on a tiny bridged model (a two-node circuit made here from the channels most
+/// active on the lab's first prompt): with the bridge on, a run shows the dense model before and after the lab's
+/// ablations carried through the bridge, the same numbers `bridge::steer` gives; off, nothing; on a model without
+/// bridges the command is refused on the status bar.
+#[test]
+fn the_lab_steers_the_dense_model_through_the_bridge() {
+    use circuitscope::analysis::bridge::site_label;
+    use circuitscope::circuit::{model_fingerprint, CircuitFile, CircuitNode, ModelRef, NodeId};
+    use circuitscope::data::tasks;
+    use circuitscope::model::{Action, Hooks, Intervention, LoadOptions, ModelFiles};
+    use circuitscope::tui::{self, command, ColorMode, OpenOptions, Reply, Request, Screen, Theme};
+
+    let (dense, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let model = tiny_bridged(dense.path(), out.path());
+    let task = tasks::resolve("single_double_quote").unwrap();
+    let prompt = tasks::split(task.as_ref(), tasks::Split::Train, 1)[0].prompt.clone();
+    let tok = circuitscope::tokenize::Tokenizer::load(model.join("tokenizer.json")).unwrap();
+    let (sparse, _) = Gpt::load(&model, LoadOptions::default()).unwrap();
+    // The task's prompts are longer than the test preset's context: the lab runs them with `:truncate`.
+    let mut ids = tok.encode(&prompt).unwrap();
+    ids.drain(..ids.len().saturating_sub(sparse.config.block_size));
+    // The two channels of 0.mlp.post_act most active at the last token: ablating them changes something.
+    let mut rec = Hooks::recording("0\\.mlp\\.post_act$").unwrap();
+    sparse.forward_ids(&ids, &mut rec).unwrap();
+    let acts: Vec<f32> = rec.recorded["0.mlp.post_act"]
+        .squeeze(0)
+        .unwrap()
+        .get(ids.len() - 1)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mut order: Vec<usize> = (0..acts.len()).collect();
+    order.sort_by(|&a, &b| acts[b].abs().total_cmp(&acts[a].abs()));
+    let (c1, c2) = (order[0].min(order[1]), order[0].max(order[1]));
+    assert!(acts[c1] != 0.0 && acts[c2] != 0.0);
+    let files = ModelFiles::locate(&model).unwrap();
+    let ckpt = files.open_checkpoint(&sparse.config).unwrap();
+    let mut circuit = CircuitFile::new(
+        ModelRef {
+            fingerprint: model_fingerprint(&ckpt, &sparse.config).unwrap(),
+            name: None,
+            path: None,
+            num_total_nodes: sparse.config.num_nodes(),
+        },
+        "single_double_quote",
+        "test: the two most active MLP channels",
+    );
+    for c in [c1, c2] {
+        circuit.nodes.push(CircuitNode {
+            id: NodeId::from_hook("0.mlp.post_act", c).unwrap(),
+            ablated_loss: None,
+        });
+    }
+    let circuit_path = out.path().join("circuit.json");
+    circuit.save(&circuit_path).unwrap();
+
+    let opts = OpenOptions {
+        model: model.clone(),
+        circuit: Some(circuit_path),
+        task: "single_double_quote".into(),
+        session: None,
+    };
+    let l = tui::load(&opts, Theme::new(ColorMode::TrueColor)).unwrap();
+    let (mut app, mut engine) = (l.app, l.engine);
+    app.debounce = std::time::Duration::ZERO;
+    command::run(&mut app, "truncate");
+    tui::pump(&mut app, &mut engine);
+    assert_eq!(app.lab.run.as_ref().unwrap().ids, ids);
+    assert_eq!(
+        app.bridge_dense.as_deref(),
+        Some(dense.path().display().to_string().as_str())
+    );
+    assert!(app.lab.run.as_ref().unwrap().bridge.is_none(), "off until :bridge on");
+
+    // On, no ablations: the dense model as it is, before = after, and its logit difference is the dense
+    // model's own on the prompt.
+    command::run(&mut app, "bridge on");
+    tui::pump(&mut app, &mut engine);
+    assert!(app.lab.bridge && app.status.contains("bridge on"), "{}", app.status);
+    let run = app.lab.run.clone().unwrap();
+    let b = run.bridge.clone().expect("a bridged run");
+    assert_eq!(b.site, site_label(0));
+    assert_eq!(b.top_before, b.top_after);
+    assert_eq!(b.dense_delta_norm, 0.0);
+    let (before, after) = b.logit_diff().expect("single-token targets");
+    assert_eq!(before, after);
+    let (dense_model, _) = Gpt::load(dense.path(), LoadOptions::default()).unwrap();
+    let logits: Vec<f32> = dense_model
+        .forward_ids(&ids, &mut Hooks::none())
+        .unwrap()
+        .get(ids.len() - 1)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let targets = task.targets();
+    let (ta, tb) = (
+        tok.encode(&targets[0]).unwrap()[0] as usize,
+        tok.encode(&targets[1]).unwrap()[0] as usize,
+    );
+    assert!(
+        (before - (logits[ta] - logits[tb])).abs() < 1e-4,
+        "{before} vs {}",
+        logits[ta] - logits[tb]
+    );
+
+    // A zero ablation of the most active channel crosses after block 0's MLP and moves the dense model: the
+    // numbers `bridge::steer` gives for the same edit.
+    command::run(&mut app, &format!("ablate 0.mlp.post_act[{}]", order[0]));
+    tui::pump(&mut app, &mut engine);
+    let b = app.lab.run.clone().unwrap().bridge.expect("a bridged run");
+    assert_eq!(b.site, "0.mlp");
+    assert!(b.dense_delta_norm > 0.0);
+    let (before2, after2) = b.logit_diff().unwrap();
+    assert_eq!(before2, before);
+    assert_ne!(after2, before2);
+    let pair = bridge::open_pair(&model, sparse, None, LoadOptions::default()).unwrap();
+    let edit = (
+        "0.mlp.post_act".to_string(),
+        Intervention::new(Action::Set(0.0)).channels(vec![order[0]]),
+    );
+    let o = bridge::steer(&pair, &ids, &[edit], 2).unwrap();
+    let want = o.dense_after[ta] - o.dense_after[tb];
+    assert!((after2 - want).abs() < 1e-4, "lab {after2} vs steer {want}");
+
+    // The lab shows it.
+    app.set_screen(Screen::Lab);
+    let text = crate::common::screen_text(&crate::common::draw(&app, 120, 40));
+    assert!(text.contains("dense via bridge at 0.mlp"), "{text}");
+
+    // Off again: runs carry no bridge; a bad argument says what it takes.
+    command::run(&mut app, "bridge off");
+    tui::pump(&mut app, &mut engine);
+    assert!(!app.lab.bridge && app.lab.run.as_ref().unwrap().bridge.is_none());
+    command::run(&mut app, "bridge maybe");
+    assert_eq!(app.status, "bridge takes on or off");
+
+    // A model without bridges: refused on the status bar, nothing sent; the engine refuses it too.
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let plain = OpenOptions {
+        model: root.join("assets/models/tinypython-sparse"),
+        circuit: Some(root.join("tests/fixtures/tui/bracket_counting.json")),
+        task: "bracket_counting".into(),
+        session: None,
+    };
+    let l = tui::load(&plain, Theme::new(ColorMode::TrueColor)).unwrap();
+    let (mut app, mut engine) = (l.app, l.engine);
+    tui::pump(&mut app, &mut engine);
+    assert!(app.bridge_dense.is_none());
+    command::run(&mut app, "bridge on");
+    assert!(app.status.contains("no bridges"), "{}", app.status);
+    assert!(!app.lab.bridge && app.take_requests().is_empty());
+    match engine.handle(Request::Bridge(true)) {
+        Reply::Error(e) => assert!(e.contains("no bridges"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
