@@ -457,6 +457,19 @@ fn resolve_dense(dir: &Path, named: &Path) -> PathBuf {
     }
 }
 
+/// A bridged model's other half: the dense model, the bridges and their description, for a caller that holds the
+/// sparse model itself (the workbench's engine).
+pub struct BridgeParts {
+    /// The dense model the bridges map to.
+    pub dense: Gpt,
+    /// The bridges.
+    pub bridges: Bridges,
+    /// `bridge.json`.
+    pub info: BridgeInfo,
+    /// Where the dense model was loaded from.
+    pub dense_dir: PathBuf,
+}
+
 /// Opens the bridges in `dir` for the already loaded sparse model, and the dense model they name (or
 /// `dense_override`), checking the dense model's fingerprint and every shape.
 pub fn open_pair(
@@ -465,6 +478,23 @@ pub fn open_pair(
     dense_override: Option<&Path>,
     opts: crate::model::LoadOptions,
 ) -> Result<BridgedPair> {
+    let parts = open_bridges(dir, &sparse.config, dense_override, opts)?;
+    Ok(BridgedPair {
+        sparse,
+        dense: parts.dense,
+        bridges: parts.bridges,
+        info: parts.info,
+        dense_dir: parts.dense_dir,
+    })
+}
+
+/// [`open_pair`] without the sparse model: the bridges in `dir` for a sparse model of config `sparse`.
+pub fn open_bridges(
+    dir: &Path,
+    sparse: &Config,
+    dense_override: Option<&Path>,
+    opts: crate::model::LoadOptions,
+) -> Result<BridgeParts> {
     let info = BridgeInfo::load(dir)?;
     let dense_dir = match dense_override {
         Some(d) => d.to_path_buf(),
@@ -481,13 +511,13 @@ pub fn open_pair(
             expected: info.dense_fingerprint,
         });
     }
-    check_pair(&sparse.config, &dense.config)?;
-    if info.sites != site_count(sparse.config.n_layer) || info.sites != site_count(dense.config.n_layer) {
+    check_pair(sparse, &dense.config)?;
+    if info.sites != site_count(sparse.n_layer) || info.sites != site_count(dense.config.n_layer) {
         return Err(BridgeError::Mismatch(format!(
             "{}: {} bridge sites, but the sparse model has {} layers and the dense one {}",
             dir.join(BRIDGE_JSON).display(),
             info.sites,
-            sparse.config.n_layer,
+            sparse.n_layer,
             dense.config.n_layer
         )));
     }
@@ -500,18 +530,17 @@ pub fn open_pair(
     }
     let ckpt = Checkpoint::open(&path)?;
     let mut tensors = BTreeMap::new();
-    for (name, shape) in tensor_shapes(info.sites, dense.config.d_model, sparse.config.d_model) {
+    for (name, shape) in tensor_shapes(info.sites, dense.config.d_model, sparse.d_model) {
         tensors.insert(name.clone(), ckpt.require_dense(&name, &shape)?);
     }
     let bridges = Bridges::from_tensors(
         tensors,
         info.sites,
         dense.config.d_model,
-        sparse.config.d_model,
+        sparse.d_model,
         info.encoder_topk,
     )?;
-    Ok(BridgedPair {
-        sparse,
+    Ok(BridgeParts {
         dense,
         bridges,
         info,
@@ -932,34 +961,268 @@ pub struct SteerOutcome {
 /// of its residual stream at `site` (at least the first site after every edit), map it through the decoder's
 /// linear part into the dense model's residual at the same site, and run the dense model on from there.
 pub fn steer(pair: &BridgedPair, ids: &[u32], edits: &[(String, Intervention)], site: usize) -> Result<SteerOutcome> {
-    let (sparse, dense, bridges) = (&pair.sparse, &pair.dense, &pair.bridges);
+    let mut out = steer_many(
+        &pair.sparse,
+        &pair.dense,
+        &pair.bridges,
+        ids,
+        std::slice::from_ref(&edits.to_vec()),
+        site,
+    )?;
+    Ok(out.pop().expect("one edit set, one outcome"))
+}
+
+/// [`steer`] for several sets of edits on the same prompt, each steered on its own: the unedited passes of both
+/// models run once. The models and bridges are passed apart so that a caller holding the sparse model elsewhere
+/// (the workbench's engine) needs no second copy of it.
+pub fn steer_many(
+    sparse: &Gpt,
+    dense: &Gpt,
+    bridges: &Bridges,
+    ids: &[u32],
+    edit_sets: &[Vec<(String, Intervention)>],
+    site: usize,
+) -> Result<Vec<SteerOutcome>> {
     let hook = site_hook(site, sparse.config.n_layer).to_string();
     let pattern = regex::escape(&hook) + "$";
     let mut plain = Hooks::recording(&pattern)?;
     let s_before = sparse.forward_ids(ids, &mut plain)?; // (T, V)
-    let mut edited = Hooks::recording(&pattern)?;
-    for (h, iv) in edits {
-        edited.intervene(h, iv.clone());
-    }
-    let s_after = sparse.forward_ids(ids, &mut edited)?;
-    let delta = (&edited.recorded[&hook] - &plain.recorded[&hook])?; // (1, T, d_sparse)
-    let dense_delta = bridges.decode_delta(site, &delta)?; // (1, T, d_dense)
     let mut d_plain = Hooks::recording(&pattern)?;
-    let d_before = dense.forward_ids(ids, &mut d_plain)?;
-    let patched = (&d_plain.recorded[&hook] + &dense_delta)?;
-    let mut d_hooks = Hooks::none();
-    d_hooks.intervene(&hook, Intervention::new(Action::Patch(patched)));
-    let d_after = dense.forward_ids(ids, &mut d_hooks)?;
+    let d_before = dense.forward_ids(ids, &mut d_plain)?; // (T, V)
     let last = |l: &Tensor| -> Result<Vec<f32>> { Ok(l.get(ids.len() - 1)?.to_vec1()?) };
     let norms = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.squeeze(0)?.sqr()?.sum(D::Minus1)?.sqrt()?.to_vec1()?) };
-    Ok(SteerOutcome {
+    let (sparse_before, dense_before) = (last(&s_before)?, last(&d_before)?);
+    let mut out = Vec::with_capacity(edit_sets.len());
+    for edits in edit_sets {
+        let mut edited = Hooks::recording(&pattern)?;
+        for (h, iv) in edits {
+            edited.intervene(h, iv.clone());
+        }
+        let s_after = sparse.forward_ids(ids, &mut edited)?;
+        let delta = (&edited.recorded[&hook] - &plain.recorded[&hook])?; // (1, T, d_sparse)
+        let dense_delta = bridges.decode_delta(site, &delta)?; // (1, T, d_dense)
+        let patched = (&d_plain.recorded[&hook] + &dense_delta)?;
+        let mut d_hooks = Hooks::none();
+        d_hooks.intervene(&hook, Intervention::new(Action::Patch(patched)));
+        let d_after = dense.forward_ids(ids, &mut d_hooks)?;
+        out.push(SteerOutcome {
+            site,
+            sparse_before: sparse_before.clone(),
+            sparse_after: last(&s_after)?,
+            dense_before: dense_before.clone(),
+            dense_after: last(&d_after)?,
+            sparse_delta_norm: norms(&delta)?,
+            dense_delta_norm: norms(&dense_delta)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The mean of `hook[channel]` at the last token of each prompt: a node's value on one class of a task (the
+/// `class_a` / `class_b` of `run --bridge-steer` and `bridge steer-eval`).
+pub fn node_mean_at_last(model: &Gpt, prompts: &[Vec<u32>], hook: &str, channel: usize) -> Result<f32> {
+    let pattern = regex::escape(hook) + "$";
+    let mut sum = 0f64;
+    for ids in prompts {
+        let mut hooks = Hooks::recording(&pattern)?;
+        model.forward_ids(ids, &mut hooks)?;
+        let act = &hooks.recorded[hook]; // (1, T, W)
+        let v: f32 = act.squeeze(0)?.get(ids.len() - 1)?.get(channel)?.to_scalar()?;
+        sum += v as f64;
+    }
+    Ok((sum / prompts.len().max(1) as f64) as f32)
+}
+
+/// `n` distinct channels of `0..width` other than `exclude`, drawn from `seed`, ascending: the random control
+/// of `bridge steer-eval`.
+pub fn random_channels(width: usize, exclude: usize, n: usize, seed: u64) -> Result<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    let mut pool: Vec<usize> = (0..width).filter(|&c| c != exclude).collect();
+    if n > pool.len() {
+        return Err(BridgeError::Mismatch(format!(
+            "{n} random channels asked for, but the hook has only {} channels besides the node",
+            pool.len()
+        )));
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    pool.shuffle(&mut rng);
+    pool.truncate(n);
+    pool.sort_unstable();
+    Ok(pool)
+}
+
+/// How often steering moved a logit difference toward the other class, over the steered prompts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SteerTally {
+    /// Prompts steered.
+    pub prompts: usize,
+    /// Prompts whose logit difference moved toward the other class (strictly).
+    pub toward: usize,
+    /// Prompts whose logit difference moved away from it (strictly).
+    pub away: usize,
+    /// Prompts whose logit difference did not change at all.
+    pub unchanged: usize,
+    /// Mean over the prompts of the logit difference's move toward the other class (negative: away), nats.
+    pub mean_shift: f64,
+}
+
+impl SteerTally {
+    fn add(&mut self, shift: f32) {
+        self.prompts += 1;
+        match shift.partial_cmp(&0.0) {
+            Some(std::cmp::Ordering::Greater) => self.toward += 1,
+            Some(std::cmp::Ordering::Less) => self.away += 1,
+            _ => self.unchanged += 1,
+        }
+        // Accumulated as a sum; divided in `finish`.
+        self.mean_shift += shift as f64;
+    }
+
+    fn finish(&mut self) {
+        self.mean_shift /= self.prompts.max(1) as f64;
+    }
+
+    /// `toward / prompts` (0 without prompts).
+    pub fn rate(&self) -> f64 {
+        self.toward as f64 / self.prompts.max(1) as f64
+    }
+}
+
+/// One random control channel's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct RandomSteer {
+    /// The channel of the node's hook.
+    pub channel: usize,
+    /// The dense model's moves.
+    pub dense: SteerTally,
+}
+
+/// The result of [`steer_eval`].
+#[derive(Debug, Clone)]
+pub struct SteerEval {
+    /// The bridge site the changes crossed.
+    pub site: usize,
+    /// The node's mean at the last token of the class-a prompts.
+    pub class_a: f32,
+    /// ... and of the class-b prompts.
+    pub class_b: f32,
+    /// Test pairs used (each gives two steered prompts).
+    pub pairs: usize,
+    /// The dense model's moves when the node is steered: class-a prompts toward b, class-b prompts toward a.
+    pub dense_a_to_b: SteerTally,
+    /// See `dense_a_to_b`.
+    pub dense_b_to_a: SteerTally,
+    /// Both directions together.
+    pub dense: SteerTally,
+    /// The sparse model's own moves under the same edit (the reference the bridge should carry over).
+    pub sparse: SteerTally,
+    /// Mean over the prompts of |change| set at the node (the norm each random channel is moved by).
+    pub mean_abs_change: f64,
+    /// The random channels of the node's hook, each moved by the node's change on every prompt.
+    pub random: Vec<RandomSteer>,
+}
+
+/// The paper's steering experiment through a bridge. On each test pair, the class-a prompt has its node set to
+/// the node's class-b mean and the class-b prompt to the class-a mean (at the last token; `scale` multiplies the
+/// change, 1 = the full move); the change crosses the bridge at the first site after the node's hook, and the
+/// dense model's logit difference logit(target) − logit(alt) is read before and after: moving toward the other
+/// class is a decrease on class-a prompts and an increase on class-b ones. Each random channel of the same hook
+/// gets the same signed change on every prompt (so the same norm), and is tallied the same way.
+#[allow(clippy::too_many_arguments)]
+pub fn steer_eval(
+    pair: &BridgedPair,
+    data: &crate::analysis::ablate::TaskData,
+    hook: &str,
+    channel: usize,
+    class_means: (f32, f32),
+    random: &[usize],
+    scale: f32,
+) -> Result<SteerEval> {
+    let n_layer = pair.sparse.config.n_layer;
+    let name: HookName = hook
+        .parse()
+        .map_err(|e| BridgeError::Mismatch(format!("hook {hook}: {e}")))?;
+    let site = site_after(name, n_layer);
+    let alts: Vec<u32> = data
+        .alt
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.ok_or_else(|| {
+                BridgeError::Mismatch(format!(
+                    "task {}: pair {i} has no alternative target, so there is no logit difference to move",
+                    data.task
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let pattern = regex::escape(hook) + "$";
+    let (mut a_to_b, mut b_to_a, mut sparse_t) = (SteerTally::default(), SteerTally::default(), SteerTally::default());
+    let mut rand_t = vec![SteerTally::default(); random.len()];
+    let mut abs_change = 0f64;
+    // (prompts, the mean they are steered to, +1 when toward the other class is an increase of the difference)
+    for (prompts, target, sign) in [(&data.pos, class_means.1, -1f32), (&data.neg, class_means.0, 1f32)] {
+        for (i, ids) in prompts.iter().enumerate() {
+            let mut rec = Hooks::recording(&pattern)?;
+            pair.sparse.forward_ids(ids, &mut rec)?;
+            let acts = rec.recorded[hook].squeeze(0)?.get(ids.len() - 1)?; // (W)
+            let width = acts.dims()[0];
+            let current: f32 = acts.get(channel)?.to_scalar()?;
+            let change = scale * (target - current);
+            abs_change += change.abs() as f64;
+            let edit_of = |c: usize| -> Vec<(String, Intervention)> {
+                let mut v = vec![0f32; width];
+                v[c] = change;
+                vec![(
+                    hook.to_string(),
+                    Intervention::new(Action::Add(v)).channels(vec![c]).positions(vec![-1]),
+                )]
+            };
+            let sets: Vec<_> = std::iter::once(channel)
+                .chain(random.iter().copied())
+                .map(edit_of)
+                .collect();
+            let outcomes = steer_many(&pair.sparse, &pair.dense, &pair.bridges, ids, &sets, site)?;
+            let (a, b) = (data.tok[i] as usize, alts[i] as usize);
+            let shift = |before: &[f32], after: &[f32]| sign * ((after[a] - after[b]) - (before[a] - before[b]));
+            let node = &outcomes[0];
+            let d = shift(&node.dense_before, &node.dense_after);
+            if sign < 0.0 { &mut a_to_b } else { &mut b_to_a }.add(d);
+            sparse_t.add(shift(&node.sparse_before, &node.sparse_after));
+            for (t, o) in rand_t.iter_mut().zip(&outcomes[1..]) {
+                t.add(shift(&o.dense_before, &o.dense_after));
+            }
+        }
+    }
+    let mut dense = SteerTally {
+        prompts: a_to_b.prompts + b_to_a.prompts,
+        toward: a_to_b.toward + b_to_a.toward,
+        away: a_to_b.away + b_to_a.away,
+        unchanged: a_to_b.unchanged + b_to_a.unchanged,
+        mean_shift: a_to_b.mean_shift + b_to_a.mean_shift,
+    };
+    for t in [&mut dense, &mut a_to_b, &mut b_to_a, &mut sparse_t] {
+        t.finish();
+    }
+    let steered = dense.prompts.max(1) as f64;
+    Ok(SteerEval {
         site,
-        sparse_before: last(&s_before)?,
-        sparse_after: last(&s_after)?,
-        dense_before: last(&d_before)?,
-        dense_after: last(&d_after)?,
-        sparse_delta_norm: norms(&delta)?,
-        dense_delta_norm: norms(&dense_delta)?,
+        class_a: class_means.0,
+        class_b: class_means.1,
+        pairs: data.len(),
+        dense_a_to_b: a_to_b,
+        dense_b_to_a: b_to_a,
+        dense,
+        sparse: sparse_t,
+        mean_abs_change: abs_change / steered,
+        random: random
+            .iter()
+            .zip(rand_t)
+            .map(|(&channel, mut dense)| {
+                dense.finish();
+                RandomSteer { channel, dense }
+            })
+            .collect(),
     })
 }
 

@@ -22,6 +22,45 @@ pub enum BridgeCommand {
     /// The path table: CE and KL to the dense model for the dense model, the sparse model, every single
     /// crossing and every round trip through a bridge; per-site NMSE both ways; task accuracy of both models.
     Eval(BridgeEvalArgs),
+    /// The paper's steering experiment: on a task's test pairs, set a sparse node to its mean on the other class,
+    /// carry the change through the bridge, and count the pairs whose dense logit difference moves toward the
+    /// other class; the same for random channels of the node's hook moved by a change of the same size.
+    SteerEval(BridgeSteerEvalArgs),
+}
+
+/// Arguments of `circuitscope bridge steer-eval`.
+#[derive(clap::Args, Debug)]
+pub struct BridgeSteerEvalArgs {
+    /// The bridged model's directory (the sparse model with bridges.safetensors and bridge.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The dense model [default: the folder named in bridge.json]; its fingerprint must match.
+    #[arg(long)]
+    pub dense: Option<PathBuf>,
+    /// Load-time checks and their opt-outs.
+    #[command(flatten)]
+    pub checks: super::common::LoadChecks,
+    /// The task (a built-in name or a .jsonl file); its pairs need an alternative target.
+    #[arg(long)]
+    pub task: String,
+    /// The sparse node steered, one channel: `HOOK[INDEX]`, e.g. `1.mlp.post_act[7]`.
+    #[arg(long)]
+    pub node: String,
+    /// Test pairs steered (each gives two prompts: class a steered toward b, class b toward a).
+    #[arg(long, default_value_t = 200)]
+    pub pairs: usize,
+    /// Random channels of the node's hook for the control (0: none).
+    #[arg(long, default_value_t = 20)]
+    pub random: usize,
+    /// Seed of the random channels' draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Multiplies every change (1: the node goes exactly to the other class's mean; 0: no change).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f32,
+    /// Print the result as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `circuitscope bridge eval`.
@@ -58,6 +97,7 @@ pub struct BridgeEvalArgs {
 pub fn run(cmd: BridgeCommand) -> Result<()> {
     match cmd {
         BridgeCommand::Eval(a) => run_eval(a),
+        BridgeCommand::SteerEval(a) => run_steer_eval(a),
     }
 }
 
@@ -122,6 +162,194 @@ fn run_eval(args: BridgeEvalArgs) -> Result<()> {
     }
     print!("{}", render(&args.model, &pair, &spec, &table, &task_rows));
     Ok(())
+}
+
+/// Training prompts per class the node's class means are taken over (as `run --bridge-steer`'s class_a/class_b).
+const CLASS_MEAN_PROMPTS: usize = 64;
+
+fn run_steer_eval(args: BridgeSteerEvalArgs) -> Result<()> {
+    use crate::analysis::ablate::TaskData;
+    if args.pairs == 0 {
+        bail!("--pairs 0: steer at least one test pair");
+    }
+    if !args.scale.is_finite() {
+        bail!("--scale {}: give a finite number", args.scale);
+    }
+    let opts = args.checks.apply(LoadOptions::default());
+    let pair = open_bridged(&args.model, args.dense.as_deref(), opts)?;
+    let Some(tok) = resolve_tokenizer(None, &args.model)? else {
+        bail!("{}: no tokenizer.json beside the model", args.model.display());
+    };
+    let node = match super::common::parse_hook_channels(&args.node, &pair.sparse)
+        .with_context(|| "--node".to_string())?
+        .as_slice()
+    {
+        [one] => one.clone(),
+        many => bail!("--node {}: {} channels; steer-eval steers one", args.node, many.len()),
+    };
+    let width = pair
+        .sparse
+        .hook_points()
+        .into_iter()
+        .find(|(h, _)| *h == node.hook)
+        .map(|(_, w)| w)
+        .expect("parse_hook_channels found the hook");
+    let task = tasks::resolve(&args.task).with_context(|| format!("--task {}", args.task))?;
+    let block = pair.sparse.config.block_size;
+    let train = tasks::split(task.as_ref(), tasks::Split::Train, CLASS_MEAN_PROMPTS);
+    let train = TaskData::new(&tok, task.name(), &train, block).with_context(|| format!("--task {}", args.task))?;
+    let class_a = bridge::node_mean_at_last(&pair.sparse, &train.pos, &node.hook, node.channel)?;
+    let class_b = bridge::node_mean_at_last(&pair.sparse, &train.neg, &node.hook, node.channel)?;
+    let test = tasks::split(task.as_ref(), tasks::Split::Test, args.pairs);
+    let data = TaskData::new(&tok, task.name(), &test, block).with_context(|| format!("--task {}", args.task))?;
+    let random =
+        bridge::random_channels(width, node.channel, args.random, args.seed).with_context(|| "--random".to_string())?;
+    let r = bridge::steer_eval(
+        &pair,
+        &data,
+        &node.hook,
+        node.channel,
+        (class_a, class_b),
+        &random,
+        args.scale,
+    )
+    .with_context(|| format!("--task {}", args.task))?;
+    let rates: Vec<f64> = r.random.iter().map(|c| c.dense.rate()).collect();
+    let spread = Spread::of(&rates);
+    if args.json {
+        return print_json(&json!({
+            "model": args.model.display().to_string(),
+            "dense_model": pair.dense_dir.display().to_string(),
+            "task": task.name(),
+            "node": node.to_string(),
+            "site": r.site,
+            "site_label": bridge::site_label(r.site),
+            "site_hook": bridge::site_hook(r.site, pair.sparse.config.n_layer).to_string(),
+            "pairs": r.pairs,
+            "scale": args.scale,
+            "seed": args.seed,
+            "class_a": r.class_a,
+            "class_b": r.class_b,
+            "mean_abs_change": r.mean_abs_change,
+            "dense": {
+                "a_to_b": tally_json(&r.dense_a_to_b),
+                "b_to_a": tally_json(&r.dense_b_to_a),
+                "all": tally_json(&r.dense),
+            },
+            "sparse": tally_json(&r.sparse),
+            "random": {
+                "channels": r.random.iter().map(|c| {
+                    let mut v = tally_json(&c.dense);
+                    v["channel"] = json!(c.channel);
+                    v
+                }).collect::<Vec<_>>(),
+                "mean_rate": spread.map(|s| s.mean),
+                "std_rate": spread.map(|s| s.std),
+                "min_rate": spread.map(|s| s.min),
+                "max_rate": spread.map(|s| s.max),
+            },
+        }));
+    }
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "steering {} of {} through the bridge into {}: {} {} test pairs ({} prompts), change crosses at site {} ({})",
+        node,
+        args.model.display(),
+        pair.dense_dir.display(),
+        r.pairs,
+        task.name(),
+        r.dense.prompts,
+        bridge::site_label(r.site),
+        bridge::site_hook(r.site, pair.sparse.config.n_layer)
+    );
+    let _ = writeln!(
+        out,
+        "  node mean at the last token: class a {:.4}, class b {:.4}; mean |change| {:.4} (scale {})\n",
+        r.class_a, r.class_b, r.mean_abs_change, args.scale
+    );
+    let _ = writeln!(
+        out,
+        "  {:<28} {:>7} {:>7} {:>6} {:>10} {:>7} {:>11}",
+        "logit difference moves", "prompts", "toward", "away", "unchanged", "rate", "mean shift"
+    );
+    for (name, t) in [
+        ("dense, class a → b", &r.dense_a_to_b),
+        ("dense, class b → a", &r.dense_b_to_a),
+        ("dense, both", &r.dense),
+        ("sparse (no bridge), both", &r.sparse),
+    ] {
+        let _ = writeln!(
+            out,
+            "  {name:<28} {:>7} {:>7} {:>6} {:>10} {:>7.3} {:>+11.4}",
+            t.prompts,
+            t.toward,
+            t.away,
+            t.unchanged,
+            t.rate(),
+            t.mean_shift
+        );
+    }
+    match spread {
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "\n  random control: {} other channels of {} (seed {}), each moved by the node's change: dense rate \
+                 mean {:.3} ± {:.3} (min {:.3}, max {:.3})",
+                r.random.len(),
+                node.hook,
+                args.seed,
+                s.mean,
+                s.std,
+                s.min,
+                s.max
+            );
+        }
+        None => {
+            let _ = writeln!(out, "\n  random control: none (--random 0)");
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// A tally as JSON: its counts, rate and mean shift.
+fn tally_json(t: &bridge::SteerTally) -> serde_json::Value {
+    json!({
+        "prompts": t.prompts,
+        "toward": t.toward,
+        "away": t.away,
+        "unchanged": t.unchanged,
+        "rate": t.rate(),
+        "mean_shift": t.mean_shift,
+    })
+}
+
+/// Mean, population standard deviation, min and max of the random channels' rates.
+#[derive(Clone, Copy)]
+struct Spread {
+    mean: f64,
+    std: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(xs: &[f64]) -> Option<Spread> {
+        if xs.is_empty() {
+            return None;
+        }
+        let n = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / n;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+        Some(Spread {
+            mean,
+            std: var.sqrt(),
+            min: xs.iter().copied().fold(f64::INFINITY, f64::min),
+            max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
 }
 
 /// (task, sparse accuracy, dense accuracy, pairs) for every built-in task both models can score.
@@ -232,7 +460,6 @@ fn class_mean(
     spec: &str,
 ) -> Result<f32> {
     use crate::analysis::ablate::TaskData;
-    use crate::model::Hooks;
     let Some(name) = &args.means_task else {
         bail!("--bridge-steer `{spec}`: class_a/class_b are means over a task's prompts; give --means-task NAME");
     };
@@ -243,16 +470,7 @@ fn class_mean(
     let pairs = tasks::split(task.as_ref(), tasks::Split::Train, 64);
     let data = TaskData::new(tok, task.name(), &pairs, model.config.block_size)?;
     let prompts = if class_b { &data.neg } else { &data.pos };
-    let pattern = regex::escape(&target.hook) + "$";
-    let mut sum = 0f64;
-    for ids in prompts {
-        let mut hooks = Hooks::recording(&pattern)?;
-        model.forward_ids(ids, &mut hooks)?;
-        let act = &hooks.recorded[&target.hook]; // (1, T, W)
-        let v: f32 = act.squeeze(0)?.get(ids.len() - 1)?.get(target.channel)?.to_scalar()?;
-        sum += v as f64;
-    }
-    Ok((sum / prompts.len().max(1) as f64) as f32)
+    Ok(bridge::node_mean_at_last(model, prompts, &target.hook, target.channel)?)
 }
 
 /// Runs `--bridge-steer` when given.

@@ -138,6 +138,8 @@ pub struct App {
     pub prompt: TextArea<'static>,
     /// The lab's runs, baseline, ablations and their undo history.
     pub lab: LabState,
+    /// The dense model's folder when the opened model is a bridged one (`:bridge on` is refused otherwise).
+    pub bridge_dense: Option<String>,
     /// Node details the engine has sent (top activations, neighbours), cached for the inspector.
     pub details: HashMap<NodeId, NodeDetail>,
     /// Nodes whose details were requested and have not arrived, so that each is asked for once.
@@ -222,6 +224,7 @@ impl App {
                 sweep_max: 24,
                 ..LabState::default()
             },
+            bridge_dense: None,
             details: HashMap::new(),
             detail_pending: BTreeSet::new(),
             sae: None,
@@ -274,11 +277,25 @@ impl App {
             })
         } else if run.ablations != self.lab.ablations {
             Some("of other ablations")
+        } else if run.bridge.is_some() != self.lab.bridge {
+            Some("of the bridge switched the other way")
         } else if run.dropped > 0 && !self.lab.truncate {
             Some("of the prompt truncated; :truncate is off")
         } else {
             None
         }
+    }
+
+    /// `:bridge on|off`: the lab's runs also carry their ablations through the bridges into the dense model
+    /// (refused, with the reason on the status bar, when the model has no bridges), and re-runs.
+    pub fn set_bridge(&mut self, on: bool) {
+        if on && self.bridge_dense.is_none() {
+            self.status = crate::workbench::engine::NO_BRIDGES.into();
+            return;
+        }
+        self.lab.bridge = on;
+        self.outbox.push(Request::Bridge(on));
+        self.request_run();
     }
 
     /// `:truncate`: toggles keeping the last block_size tokens of prompts longer than the context, and re-runs.

@@ -69,6 +69,8 @@ pub enum Command {
     Supernode(String),
     /// `:unpin`: every pin and supernode of the Attribution screen off.
     Unpin,
+    /// `:bridge on|off`: the lab's ablations also steer the dense model through the bridges (a bridged model).
+    Bridge(bool),
 }
 
 /// A change to the selected node's annotation.
@@ -130,6 +132,9 @@ pub enum CommandError {
     /// `:pairs` with a count that is not a number in 1..=`MAX_PAIRS`.
     #[error("pairs takes a number of pairs, 1 to {max}", max = crate::workbench::engine::MAX_PAIRS)]
     Pairs,
+    /// `:bridge` without `on` or `off`.
+    #[error("bridge takes on or off")]
+    Bridge,
     /// A quoted argument with no closing quote.
     #[error("unclosed quote: a quoted fragment ends with `\"` (write `\\\"` for a quote inside it)")]
     Unclosed,
@@ -315,6 +320,11 @@ impl Command {
             "summary" => Command::Summary(non_empty(rest).map(|r| unescape(&r))),
             "supernode" => Command::Supernode(unescape(rest).trim().to_string()),
             "unpin" => Command::Unpin,
+            "bridge" => Command::Bridge(match rest {
+                "on" => true,
+                "off" => false,
+                _ => return Err(CommandError::Bridge),
+            }),
             // `:summary` alone opens the current text for editing, so clearing it needs its own spelling.
             "summary!" if rest.is_empty() => Command::Summary(Some(String::new())),
             other => return Err(CommandError::Unknown(other.to_string())),
@@ -375,6 +385,7 @@ impl fmt::Display for Command {
             Command::Summary(text) => opt("summary", &text.as_deref().map(escape)),
             Command::Supernode(name) => format!("supernode {}", escape(name)),
             Command::Unpin => "unpin".to_string(),
+            Command::Bridge(on) => format!("bridge {}", if *on { "on" } else { "off" }),
         };
         f.write_str(s.trim_end())
     }
@@ -485,6 +496,7 @@ pub fn execute(app: &mut App, cmd: Command) {
         Command::Summary(text) => app.set_summary(text),
         Command::Supernode(name) => super::screens::attribution::group(app, &name),
         Command::Unpin => super::screens::attribution::clear_pins(app),
+        Command::Bridge(on) => app.set_bridge(on),
     }
 }
 
@@ -497,6 +509,10 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (":clear", "remove all ablations"),
     (":pin", "pin the current run as the baseline"),
+    (
+        ":bridge on|off",
+        "a bridged model: the lab's ablations also steer the dense model through the bridges (its next tokens and logit diff before → after)",
+    ),
     (
         ":truncate",
         "toggle keeping the last block_size tokens of a prompt longer than the context",
@@ -684,6 +700,8 @@ mod tests {
             ("filter", Command::Notes(String::new())),
             ("pairs", Command::Pairs(None)),
             ("pairs 32", Command::Pairs(Some(32))),
+            ("bridge on", Command::Bridge(true)),
+            ("bridge  off ", Command::Bridge(false)),
             ("summary", Command::Summary(None)),
             ("summary!", Command::Summary(Some(String::new()))),
             (
@@ -769,6 +787,8 @@ mod tests {
             "notes conflict",
             "pairs",
             "pairs 8",
+            "bridge on",
+            "bridge off",
             "summary",
             "summary two\\nlines \\\\n",
             "sweep \", 7\" 30",
@@ -825,6 +845,9 @@ mod tests {
         assert_eq!(parse("evidence logits"), Err(CommandError::Evidence));
         for p in ["pairs 0", "pairs many", "pairs 100000", "pairs -3"] {
             assert_eq!(parse(p), Err(CommandError::Pairs), "{p}");
+        }
+        for b in ["bridge", "bridge yes", "bridge on off"] {
+            assert_eq!(parse(b), Err(CommandError::Bridge), "{b}");
         }
         assert_eq!(parse("sweep \", 7 30"), Err(CommandError::Unclosed));
         assert_eq!(parse("sweep \", 7\" x"), Err(CommandError::SweepCount("x".into())));

@@ -63,6 +63,7 @@ pub fn load(opts: &OpenOptions, theme: Theme) -> Result<Loaded, TuiError> {
         engine,
         mut warnings,
         explanations,
+        bridge_dense,
         ..
     } = workbench::open(opts)?;
     let view = CircuitView::new(
@@ -77,6 +78,7 @@ pub fn load(opts: &OpenOptions, theme: Theme) -> Result<Loaded, TuiError> {
     app.lab.node_std = engine.node_stds();
     app.sae = engine.sae_shape();
     app.auto = explanations;
+    app.bridge_dense = bridge_dense.map(|d| d.display().to_string());
     if let Some(opened) = session {
         warnings.extend(app.attach_session(opened));
     }

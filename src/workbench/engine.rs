@@ -14,13 +14,14 @@ use super::attribution::{AttrTarget, AttributionView, ViewSetup};
 use super::heads::HeadsView;
 use super::pairs::{self, PairsSetup, PairsView};
 use super::protocol::{
-    Ablation, AblationKind, EmbeddingView, NodeDetail, QuantileView, Reply, Request, RunSummary, SweepResult, TaskView,
-    TokenActs, EMBED_BINS, WPE_WINDOW,
+    Ablation, AblationKind, BridgeRunView, EmbeddingView, NodeDetail, QuantileView, Reply, Request, RunSummary,
+    SweepResult, TaskView, TokenActs, EMBED_BINS, WPE_WINDOW,
 };
 use super::scan_source::ScanSource;
 use crate::analysis::ablate::{self, TaskData, TaskEval};
 use crate::analysis::attention_pattern::{self, AttnPattern};
 use crate::analysis::attribution::{self, PruneOptions, TargetSpec, Targets};
+use crate::analysis::bridge::{self, BridgeParts};
 use crate::analysis::embedding_tables::{self, EmbeddingTables};
 use crate::analysis::heads::{HeadsOptions, HeadsReport};
 use crate::analysis::logit_attribution::{self, Readout};
@@ -30,9 +31,12 @@ use crate::analysis::{hook_means, next_token, sweep};
 use crate::circuit::node_id::sae_group;
 use crate::circuit::{CircuitFile, Exemplar, NodeId, QuantileExemplars, Site};
 use crate::data::tasks::{self, Split, Task};
-use crate::model::{Action, Checkpoint, Config, Gpt, HookSite, Hooks, Intervention};
+use crate::model::{Action, Checkpoint, Config, Gpt, HookName, HookSite, Hooks, Intervention};
 use crate::tokenize::Tokenizer;
 
+/// What `:bridge on` says on a model without bridges.
+pub const NO_BRIDGES: &str =
+    "this model has no bridges (no bridge.json beside it); :bridge needs a model trained with `train --bridge-to`";
 /// How many task pairs the task view and the fallback means use.
 const TASK_PAIRS: usize = 8;
 /// How many next-token candidates a run reports.
@@ -105,6 +109,12 @@ pub enum EngineError {
     /// A pruning threshold outside 0..=1.
     #[error("threshold {0} is not a share between 0 and 1")]
     BadThreshold(f32),
+    /// Carrying the lab's edits through the bridges failed.
+    #[error("bridge: {message}")]
+    Bridge {
+        /// What went wrong.
+        message: String,
+    },
     /// A residual channel past the model's width.
     #[error("channel {channel} is past d_model = {d_model}")]
     NoSuchChannel {
@@ -158,6 +168,10 @@ pub struct Engine {
     sae: Option<SaeState>,
     /// Features every run reports beside the circuit's nodes ([`Request::WatchFeatures`]).
     watched: Vec<NodeId>,
+    /// The dense model and bridges of a bridged model (None: the folder has none).
+    bridge: Option<BridgeParts>,
+    /// Runs also carry their ablations through the bridges (`:bridge on`).
+    bridge_on: bool,
 }
 
 /// An SAE in the workbench: its features are read by encoding its hook's recorded activations.
@@ -209,6 +223,8 @@ impl Engine {
             heads_report: None,
             sae: None,
             watched: Vec::new(),
+            bridge: None,
+            bridge_on: false,
         };
         engine.set_task(task);
         Ok(engine)
@@ -277,6 +293,16 @@ impl Engine {
                 .map_err(EngineError::Node)?;
         }
         Ok(())
+    }
+
+    /// Gives the engine the dense half of a bridged model, for `:bridge on`.
+    pub fn attach_bridge(&mut self, parts: BridgeParts) {
+        self.bridge = Some(parts);
+    }
+
+    /// The dense model's folder when the engine has bridges.
+    pub fn bridge_dense(&self) -> Option<&std::path::Path> {
+        self.bridge.as_ref().map(|b| b.dense_dir.as_path())
     }
 
     /// The model's configuration.
@@ -399,6 +425,20 @@ impl Engine {
                     "prompts longer than the context are refused (:truncate keeps their end)".into()
                 })
             }
+            Request::Bridge(on) => match (&self.bridge, on) {
+                (None, true) => Reply::Error(NO_BRIDGES.into()),
+                (Some(parts), true) => {
+                    self.bridge_on = true;
+                    Reply::Info(format!(
+                        "bridge on: the lab's ablations also steer the dense model {} through the bridges",
+                        parts.dense_dir.display()
+                    ))
+                }
+                (_, false) => {
+                    self.bridge_on = false;
+                    Reply::Info("bridge off".into())
+                }
+            },
             Request::Pairs { n, ablations } => match self.pairs(n, &ablations) {
                 Ok(v) => Reply::Pairs(Box::new(v)),
                 Err(e) => Reply::Error(format!("pairs: {e}")),
@@ -439,6 +479,15 @@ impl Engine {
 
     fn hooks_for(&mut self, ablations: &[Ablation]) -> Result<Hooks> {
         let mut hooks = Hooks::recording(&self.record_pattern)?;
+        for (hook, iv) in self.interventions_for(ablations)? {
+            hooks.intervene(&hook, iv);
+        }
+        Ok(hooks)
+    }
+
+    /// The ablations as (hook, intervention): one per hook and kind.
+    fn interventions_for(&mut self, ablations: &[Ablation]) -> Result<Vec<(String, Intervention)>> {
+        let mut out = Vec::new();
         let mut by_hook: BTreeMap<(String, AblationKind), Vec<usize>> = BTreeMap::new();
         let mut features = Vec::new();
         for a in ablations {
@@ -457,7 +506,7 @@ impl Engine {
                 AblationKind::Zero => Action::Set(0.0),
                 AblationKind::Mean => Action::MeanAblate(self.means(&hook)?),
             };
-            hooks.intervene(&hook, Intervention::new(action).channels(channels));
+            out.push((hook, Intervention::new(action).channels(channels)));
         }
         if !features.is_empty() {
             // Ablating a feature subtracts what it writes at the SAE's hook: (z_i − c)·W_dec[i], c = 0 or its mean.
@@ -471,9 +520,45 @@ impl Engine {
             }
             let st = self.sae.as_ref().expect("checked by check_feature");
             let iv = st.sae.edit(&latents).map_err(EngineError::Sae)?;
-            hooks.intervene(&st.hook, iv);
+            out.push((st.hook.clone(), iv));
         }
-        Ok(hooks)
+        Ok(out)
+    }
+
+    /// The lab's ablations carried through the bridge into the dense model (see [`bridge::steer`]), when
+    /// `:bridge on` and the model has bridges.
+    fn bridge_run(&mut self, ids: &[u32], ablations: &[Ablation]) -> Result<Option<BridgeRunView>> {
+        if !self.bridge_on || self.bridge.is_none() {
+            return Ok(None);
+        }
+        let edits = self.interventions_for(ablations)?;
+        let n_layer = self.cfg.n_layer;
+        let mut site = 0;
+        for a in ablations {
+            let hook: HookName = a.node.hook_name().parse().map_err(|_| EngineError::Bridge {
+                message: format!("{}: not a hook", a.node),
+            })?;
+            site = site.max(bridge::site_after(hook, n_layer));
+        }
+        let parts = self.bridge.as_ref().expect("checked above");
+        let outcome = bridge::steer_many(&self.model, &parts.dense, &parts.bridges, ids, &[edits], site)
+            .map_err(|e| EngineError::Bridge { message: e.to_string() })?
+            .pop()
+            .expect("one edit set, one outcome");
+        let top = |logits: &[f32]| -> Vec<(String, f32)> {
+            next_token::top_k(&next_token::softmax(logits), TOP_NEXT)
+                .into_iter()
+                .map(|(i, p)| (self.token_text(i), p))
+                .collect()
+        };
+        let targets = |l: &[f32]| self.target_ids.map(|(a, b)| (l[a as usize], l[b as usize]));
+        Ok(Some(BridgeRunView {
+            site: bridge::site_label(site),
+            top_before: top(&outcome.dense_before),
+            top_after: top(&outcome.dense_after),
+            target_logits: targets(&outcome.dense_before).zip(targets(&outcome.dense_after)),
+            dense_delta_norm: outcome.dense_delta_norm.last().copied().unwrap_or(0.0),
+        }))
     }
 
     /// A feature's mean activation for mean ablation: the scan's when it ran this SAE, else over the task
@@ -565,6 +650,7 @@ impl Engine {
             .map(|(a, b)| (rec.last_logits[a as usize], rec.last_logits[b as usize]));
         let attention = self.attention(&rec);
         let task_eval = self.task_loss(ablations)?;
+        let bridge = self.bridge_run(&ids, ablations)?;
         let task_pairs = match &self.task_loss_data {
             Some(Some(d)) => d.len(),
             _ => 0,
@@ -584,6 +670,7 @@ impl Engine {
             task_accuracy: task_eval.map(|e| e.accuracy),
             task_pairs,
             direct_effects,
+            bridge,
             elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
         })
     }

@@ -18,9 +18,9 @@ pub use auto_labels::AutoLabel;
 pub use engine::{spawn, Engine, EngineError};
 pub use open::{model_tokenizer, open, task_description, task_names, OpenError, OpenOptions, Opened};
 pub use protocol::{
-    Ablation, AblationKind, AttnPattern, AttnRow, AttrEdgeRow, AttrNodeRow, AttrTarget, AttributionView, EmbeddingView,
-    HeadRow, HeadsView, NodeDetail, NodeStats, PairNodeRow, PairView, PairsView, QuantileView, Reply, Request,
-    RunSummary, SweepPoint, SweepResult, SweepStop, TaskView, TokenActs, WpeWindow, EMBED_BINS, WPE_WINDOW,
+    Ablation, AblationKind, AttnPattern, AttnRow, AttrEdgeRow, AttrNodeRow, AttrTarget, AttributionView, BridgeRunView,
+    EmbeddingView, HeadRow, HeadsView, NodeDetail, NodeStats, PairNodeRow, PairView, PairsView, QuantileView, Reply,
+    Request, RunSummary, SweepPoint, SweepResult, SweepStop, TaskView, TokenActs, WpeWindow, EMBED_BINS, WPE_WINDOW,
 };
 pub use scan_source::ScanSource;
 

@@ -154,6 +154,8 @@ pub struct Opened {
     pub warnings: Vec<String>,
     /// The circuit nodes' automatic explanations stored beside the scan (empty when none were made).
     pub explanations: std::collections::BTreeMap<crate::circuit::NodeId, super::AutoLabel>,
+    /// The dense model's folder when the model is a bridged one (its bridges are in the engine, for `:bridge`).
+    pub bridge_dense: Option<PathBuf>,
 }
 
 /// A built-in task's description and its targets (None: no built-in task of that name).
@@ -251,6 +253,19 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
             Default::default()
         }
     };
+    // A bridged model's dense half, for `:bridge on`; bridges that do not open leave the sparse model usable.
+    let model_dir = if opts.model.is_dir() {
+        opts.model.clone()
+    } else {
+        opts.model.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    if model_dir.join(crate::analysis::bridge::BRIDGE_JSON).exists() {
+        match crate::analysis::bridge::open_bridges(&model_dir, &config, None, LoadOptions::default()) {
+            Ok(parts) => engine.attach_bridge(parts),
+            Err(e) => warnings.push(format!("bridges not used: {e}")),
+        }
+    }
+    let bridge_dense = engine.bridge_dense().map(Path::to_path_buf);
     let session = match &opts.session {
         Some(path) => {
             let model = SessionModel {
@@ -282,6 +297,7 @@ pub fn open(opts: &OpenOptions) -> Result<Opened, OpenError> {
         engine,
         warnings,
         explanations,
+        bridge_dense,
     })
 }
 

@@ -81,6 +81,10 @@ pub enum Request {
     /// Whether later runs keep the last `block_size` tokens of a prompt longer than the context (the CLI's
     /// `--truncate`) instead of failing; answered with an [`Reply::Info`] saying which rule is in force.
     Truncate(bool),
+    /// Whether later runs also carry their ablations through the bridges into the dense model (`:bridge on|off`;
+    /// a bridged model only); answered with an [`Reply::Info`], or an [`Reply::Error`] when the model has no
+    /// bridges.
+    Bridge(bool),
     /// The embedding tab's view of one residual channel: its wte column and a window of wpe.
     Embedding {
         /// The residual channel.
@@ -159,8 +163,34 @@ pub struct RunSummary {
     /// nodes without a direct path to the logits (reads, queries, keys) are absent, and so is everything when
     /// the task has no single-token targets.
     pub direct_effects: BTreeMap<NodeId, f32>,
+    /// With `:bridge on`: the run's ablations carried through the bridge into the dense model (None when off).
+    pub bridge: Option<BridgeRunView>,
     /// Wall time of the run in the engine.
     pub elapsed_ms: f64,
+}
+
+/// The dense model under a lab run's edits carried through the bridge (see [`crate::analysis::bridge::steer`]):
+/// its next-token distribution and the task's logit difference without and with them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeRunView {
+    /// The bridge site the change crossed: the first one after every ablated node (`embed` without ablations).
+    pub site: String,
+    /// The dense model's most probable next tokens without the edits: (display text, probability).
+    pub top_before: Vec<(String, f32)>,
+    /// The same with the edits carried over.
+    pub top_after: Vec<(String, f32)>,
+    /// The dense model's logits of the task's two targets without and with the edits (None: no single-token
+    /// targets).
+    pub target_logits: Option<((f32, f32), (f32, f32))>,
+    /// The L2 norm of the change added to the dense residual stream at the last token.
+    pub dense_delta_norm: f32,
+}
+
+impl BridgeRunView {
+    /// The dense model's logit(A) − logit(B) without and with the edits.
+    pub fn logit_diff(&self) -> Option<(f32, f32)> {
+        self.target_logits.map(|((a, b), (a2, b2))| (a - b, a2 - b2))
+    }
 }
 
 impl RunSummary {

@@ -576,6 +576,212 @@ fn bridge_eval_and_steering_on_a_tiny_bridged_model() {
     cli_err(&["bridge", "eval", "--model", m], &["format version 2", "newer"]);
 }
 
+/// Trains the tiny bridged model the steering tests use into `out/bridged` (the dense model into `dense`).
+fn tiny_bridged(dense: &Path, out: &Path) -> std::path::PathBuf {
+    dense_model(dense);
+    let model = out.join("bridged");
+    let r = cli(&[
+        "train",
+        "--preset",
+        "test",
+        "--steps",
+        "3",
+        "--bridge-to",
+        dense.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    model
+}
+
+fn tally(v: &serde_json::Value) -> [u64; 4] {
+    ["prompts", "toward", "away", "unchanged"].map(|k| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}")))
+}
+
+/// `bridge steer-eval` on a tiny bridged model: the counts add up, a zero change moves nothing, the random
+/// control is a function of the seed, the sign convention agrees with steering one prompt by hand, and bad
+/// nodes and tasks are one-line errors.
+#[test]
+fn bridge_steer_eval_on_a_tiny_bridged_model() {
+    let (dense, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let model = tiny_bridged(dense.path(), out.path());
+    let m = model.to_str().unwrap();
+    let node = "0.mlp.post_act[1]";
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "bridge",
+            "steer-eval",
+            "--model",
+            m,
+            "--task",
+            "single_double_quote",
+            "--node",
+            node,
+            "--pairs",
+            "6",
+            "--random",
+            "4",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let r = cli(&args);
+        assert!(r.ok, "{}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let v = eval(&[]);
+    assert_eq!(v["pairs"], 6);
+    assert_eq!(v["site"], 2, "an MLP edit of layer 0 crosses after block 0's MLP");
+    assert_eq!(v["site_hook"], "final_resid");
+    let (ab, ba, all) = (
+        tally(&v["dense"]["a_to_b"]),
+        tally(&v["dense"]["b_to_a"]),
+        tally(&v["dense"]["all"]),
+    );
+    assert_eq!((ab[0], ba[0], all[0]), (6, 6, 12), "two steered prompts per pair");
+    for t in [ab, ba, all, tally(&v["sparse"])] {
+        assert_eq!(t[1] + t[2] + t[3], t[0], "toward + away + unchanged = prompts: {t:?}");
+    }
+    for i in 1..4 {
+        assert_eq!(ab[i] + ba[i], all[i], "both directions add up to the total");
+    }
+    assert!(all[1] + all[2] > 0, "a real change moves the dense model: {all:?}");
+    assert!(v["mean_abs_change"].as_f64().unwrap() > 0.0);
+    let channels = v["random"]["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 4);
+    let picked: Vec<u64> = channels.iter().map(|c| c["channel"].as_u64().unwrap()).collect();
+    assert!(!picked.contains(&1), "the node itself is no control: {picked:?}");
+    assert!(picked.windows(2).all(|w| w[0] < w[1]), "distinct: {picked:?}");
+    let rates: Vec<f64> = channels.iter().map(|c| c["rate"].as_f64().unwrap()).collect();
+    for c in channels {
+        let t = tally(c);
+        assert_eq!(t[0], 12);
+        assert_eq!(t[1] + t[2] + t[3], 12);
+    }
+    let mean = rates.iter().sum::<f64>() / 4.0;
+    assert!((v["random"]["mean_rate"].as_f64().unwrap() - mean).abs() < 1e-12);
+    assert!(v["random"]["std_rate"].as_f64().unwrap() >= 0.0);
+
+    // The control is seeded: the same seed gives the same channels and numbers, another seed other channels.
+    assert_eq!(eval(&[]), v);
+    let other = eval(&["--seed", "7"]);
+    assert_ne!(other["random"]["channels"], v["random"]["channels"]);
+    assert_eq!(other["dense"], v["dense"], "the seed only draws the control");
+
+    // A zero change (scale 0) moves nothing, through the bridge or at random channels.
+    let zero = eval(&["--scale", "0"]);
+    assert_eq!(tally(&zero["dense"]["all"]), [12, 0, 0, 12]);
+    assert_eq!(tally(&zero["sparse"]), [12, 0, 0, 12]);
+    for c in zero["random"]["channels"].as_array().unwrap() {
+        assert_eq!(tally(c), [12, 0, 0, 12], "{c}");
+    }
+    assert_eq!(zero["mean_abs_change"], 0.0);
+
+    // The direction by hand: set the node to the class-b mean on one class-a prompt with `steer` and read
+    // the dense logit difference logit(target) − logit(alt): toward class b is a decrease.
+    use circuitscope::analysis::ablate::TaskData;
+    use circuitscope::data::tasks;
+    use circuitscope::model::{Action, Intervention, LoadOptions};
+    let (sparse, _) = Gpt::load(&model, LoadOptions::default()).unwrap();
+    let pair = bridge::open_pair(&model, sparse, None, LoadOptions::default()).unwrap();
+    let tok = circuitscope::tokenize::Tokenizer::load(model.join("tokenizer.json")).unwrap();
+    let task = tasks::resolve("single_double_quote").unwrap();
+    let test = tasks::split(task.as_ref(), tasks::Split::Test, 1);
+    let data = TaskData::new(&tok, task.name(), &test, pair.sparse.config.block_size).unwrap();
+    let (class_a, class_b) = (
+        v["class_a"].as_f64().unwrap() as f32,
+        v["class_b"].as_f64().unwrap() as f32,
+    );
+    let lib = bridge::steer_eval(&pair, &data, "0.mlp.post_act", 1, (class_a, class_b), &[], 1.0).unwrap();
+    let (a, b) = (data.tok[0] as usize, data.alt[0].unwrap() as usize);
+    for (ids, to, sign, t) in [
+        (&data.pos[0], class_b, -1f32, lib.dense_a_to_b),
+        (&data.neg[0], class_a, 1f32, lib.dense_b_to_a),
+    ] {
+        let edit = (
+            "0.mlp.post_act".to_string(),
+            Intervention::new(Action::Set(to)).channels(vec![1]).positions(vec![-1]),
+        );
+        let o = bridge::steer(&pair, ids, &[edit], 2).unwrap();
+        let shift = sign * ((o.dense_after[a] - o.dense_after[b]) - (o.dense_before[a] - o.dense_before[b]));
+        assert!(
+            (t.mean_shift - shift as f64).abs() < 1e-3,
+            "steer-eval's shift {} vs by hand {shift}",
+            t.mean_shift
+        );
+        assert_eq!(t.toward, usize::from(shift > 0.0), "shift {shift}");
+    }
+
+    // Text output.
+    let r = cli(&[
+        "bridge",
+        "steer-eval",
+        "--model",
+        m,
+        "--task",
+        "single_double_quote",
+        "--node",
+        node,
+        "--pairs",
+        "2",
+        "--random",
+        "2",
+    ]);
+    assert!(
+        r.ok && r.stdout.contains("random control") && r.stdout.contains("dense, both"),
+        "{}",
+        r.stdout
+    );
+
+    // Errors: a channel past the hook, a hook that does not exist, a range, an unknown task, more random
+    // channels than the hook has, a model without bridges.
+    let base = |node: &str, task: &str| {
+        vec![
+            "bridge".to_string(),
+            "steer-eval".into(),
+            "--model".into(),
+            m.into(),
+            "--task".into(),
+            task.into(),
+            "--node".into(),
+            node.into(),
+            "--pairs".into(),
+            "2".into(),
+        ]
+    };
+    let err = |args: Vec<String>, needles: &[&str]| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli_err(&a, needles);
+    };
+    err(
+        base("0.mlp.post_act[9999]", "single_double_quote"),
+        &["--node", "out of range"],
+    );
+    err(
+        base("7.mlp.post_act[1]", "single_double_quote"),
+        &["--node", "unknown hook"],
+    );
+    err(base("0.mlp.post_act[1:3]", "single_double_quote"), &["--node", "one"]);
+    err(base(node, "no_such_task"), &["--task", "no_such_task"]);
+    let mut many = base(node, "single_double_quote");
+    many.extend(["--random".into(), "64".into()]);
+    err(many, &["--random", "63"]);
+    cli_err(
+        &[
+            "bridge",
+            "steer-eval",
+            "--model",
+            dense.path().to_str().unwrap(),
+            "--task",
+            "single_double_quote",
+            "--node",
+            node,
+        ],
+        &["no bridge.json"],
+    );
+}
+
 /// `forward_from_site` (the trainer's mixed paths) gives the logits of a full forward with the site's hook
 /// patched, at every site, and its gradient reaches the patched input.
 #[test]
@@ -605,5 +811,162 @@ fn forward_from_a_site_equals_a_patched_forward() {
         assert!(d < 1e-5, "site {site}: {d}");
         let g = from.sum_all().unwrap().backward().unwrap();
         assert!(g.get(xv.as_tensor()).is_some(), "site {site}: no gradient to the input");
+    }
+}
+
+/// The workbench's `:bridge on|off` on a tiny bridged model (a two-node circuit made here from the channels most
+/// active on the lab's first prompt): with the bridge on, a run shows the dense model before and after the lab's
+/// ablations carried through the bridge, the same numbers `bridge::steer` gives; off, nothing; on a model without
+/// bridges the command is refused on the status bar.
+#[test]
+fn the_lab_steers_the_dense_model_through_the_bridge() {
+    use circuitscope::analysis::bridge::site_label;
+    use circuitscope::circuit::{model_fingerprint, CircuitFile, CircuitNode, ModelRef, NodeId};
+    use circuitscope::data::tasks;
+    use circuitscope::model::{Action, Hooks, Intervention, LoadOptions, ModelFiles};
+    use circuitscope::tui::{self, command, ColorMode, OpenOptions, Reply, Request, Screen, Theme};
+
+    let (dense, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let model = tiny_bridged(dense.path(), out.path());
+    let task = tasks::resolve("single_double_quote").unwrap();
+    let prompt = tasks::split(task.as_ref(), tasks::Split::Train, 1)[0].prompt.clone();
+    let tok = circuitscope::tokenize::Tokenizer::load(model.join("tokenizer.json")).unwrap();
+    let (sparse, _) = Gpt::load(&model, LoadOptions::default()).unwrap();
+    // The task's prompts are longer than the test preset's context: the lab runs them with `:truncate`.
+    let mut ids = tok.encode(&prompt).unwrap();
+    ids.drain(..ids.len().saturating_sub(sparse.config.block_size));
+    // The two channels of 0.mlp.post_act most active at the last token: ablating them changes something.
+    let mut rec = Hooks::recording("0\\.mlp\\.post_act$").unwrap();
+    sparse.forward_ids(&ids, &mut rec).unwrap();
+    let acts: Vec<f32> = rec.recorded["0.mlp.post_act"]
+        .squeeze(0)
+        .unwrap()
+        .get(ids.len() - 1)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mut order: Vec<usize> = (0..acts.len()).collect();
+    order.sort_by(|&a, &b| acts[b].abs().total_cmp(&acts[a].abs()));
+    let (c1, c2) = (order[0].min(order[1]), order[0].max(order[1]));
+    assert!(acts[c1] != 0.0 && acts[c2] != 0.0);
+    let files = ModelFiles::locate(&model).unwrap();
+    let ckpt = files.open_checkpoint(&sparse.config).unwrap();
+    let mut circuit = CircuitFile::new(
+        ModelRef {
+            fingerprint: model_fingerprint(&ckpt, &sparse.config).unwrap(),
+            name: None,
+            path: None,
+            num_total_nodes: sparse.config.num_nodes(),
+        },
+        "single_double_quote",
+        "test: the two most active MLP channels",
+    );
+    for c in [c1, c2] {
+        circuit.nodes.push(CircuitNode {
+            id: NodeId::from_hook("0.mlp.post_act", c).unwrap(),
+            ablated_loss: None,
+        });
+    }
+    let circuit_path = out.path().join("circuit.json");
+    circuit.save(&circuit_path).unwrap();
+
+    let opts = OpenOptions {
+        model: model.clone(),
+        circuit: Some(circuit_path),
+        task: "single_double_quote".into(),
+        session: None,
+    };
+    let l = tui::load(&opts, Theme::new(ColorMode::TrueColor)).unwrap();
+    let (mut app, mut engine) = (l.app, l.engine);
+    app.debounce = std::time::Duration::ZERO;
+    command::run(&mut app, "truncate");
+    tui::pump(&mut app, &mut engine);
+    assert_eq!(app.lab.run.as_ref().unwrap().ids, ids);
+    assert_eq!(
+        app.bridge_dense.as_deref(),
+        Some(dense.path().display().to_string().as_str())
+    );
+    assert!(app.lab.run.as_ref().unwrap().bridge.is_none(), "off until :bridge on");
+
+    // On, no ablations: the dense model as it is, before = after, and its logit difference is the dense
+    // model's own on the prompt.
+    command::run(&mut app, "bridge on");
+    tui::pump(&mut app, &mut engine);
+    assert!(app.lab.bridge && app.status.contains("bridge on"), "{}", app.status);
+    let run = app.lab.run.clone().unwrap();
+    let b = run.bridge.clone().expect("a bridged run");
+    assert_eq!(b.site, site_label(0));
+    assert_eq!(b.top_before, b.top_after);
+    assert_eq!(b.dense_delta_norm, 0.0);
+    let (before, after) = b.logit_diff().expect("single-token targets");
+    assert_eq!(before, after);
+    let (dense_model, _) = Gpt::load(dense.path(), LoadOptions::default()).unwrap();
+    let logits: Vec<f32> = dense_model
+        .forward_ids(&ids, &mut Hooks::none())
+        .unwrap()
+        .get(ids.len() - 1)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let targets = task.targets();
+    let (ta, tb) = (
+        tok.encode(&targets[0]).unwrap()[0] as usize,
+        tok.encode(&targets[1]).unwrap()[0] as usize,
+    );
+    assert!(
+        (before - (logits[ta] - logits[tb])).abs() < 1e-4,
+        "{before} vs {}",
+        logits[ta] - logits[tb]
+    );
+
+    // A zero ablation of the most active channel crosses after block 0's MLP and moves the dense model: the
+    // numbers `bridge::steer` gives for the same edit.
+    command::run(&mut app, &format!("ablate 0.mlp.post_act[{}]", order[0]));
+    tui::pump(&mut app, &mut engine);
+    let b = app.lab.run.clone().unwrap().bridge.expect("a bridged run");
+    assert_eq!(b.site, "0.mlp");
+    assert!(b.dense_delta_norm > 0.0);
+    let (before2, after2) = b.logit_diff().unwrap();
+    assert_eq!(before2, before);
+    assert_ne!(after2, before2);
+    let pair = bridge::open_pair(&model, sparse, None, LoadOptions::default()).unwrap();
+    let edit = (
+        "0.mlp.post_act".to_string(),
+        Intervention::new(Action::Set(0.0)).channels(vec![order[0]]),
+    );
+    let o = bridge::steer(&pair, &ids, &[edit], 2).unwrap();
+    let want = o.dense_after[ta] - o.dense_after[tb];
+    assert!((after2 - want).abs() < 1e-4, "lab {after2} vs steer {want}");
+
+    // The lab shows it.
+    app.set_screen(Screen::Lab);
+    let text = crate::common::screen_text(&crate::common::draw(&app, 120, 40));
+    assert!(text.contains("dense via bridge at 0.mlp"), "{text}");
+
+    // Off again: runs carry no bridge; a bad argument says what it takes.
+    command::run(&mut app, "bridge off");
+    tui::pump(&mut app, &mut engine);
+    assert!(!app.lab.bridge && app.lab.run.as_ref().unwrap().bridge.is_none());
+    command::run(&mut app, "bridge maybe");
+    assert_eq!(app.status, "bridge takes on or off");
+
+    // A model without bridges: refused on the status bar, nothing sent; the engine refuses it too.
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let plain = OpenOptions {
+        model: root.join("assets/models/tinypython-sparse"),
+        circuit: Some(root.join("tests/fixtures/tui/bracket_counting.json")),
+        task: "bracket_counting".into(),
+        session: None,
+    };
+    let l = tui::load(&plain, Theme::new(ColorMode::TrueColor)).unwrap();
+    let (mut app, mut engine) = (l.app, l.engine);
+    tui::pump(&mut app, &mut engine);
+    assert!(app.bridge_dense.is_none());
+    command::run(&mut app, "bridge on");
+    assert!(app.status.contains("no bridges"), "{}", app.status);
+    assert!(!app.lab.bridge && app.take_requests().is_empty());
+    match engine.handle(Request::Bridge(true)) {
+        Reply::Error(e) => assert!(e.contains("no bridges"), "{e}"),
+        other => panic!("{other:?}"),
     }
 }

@@ -647,7 +647,9 @@ fn the_workbench_reads_scans_of_chosen_nodes_beside_the_model() {
     })
     .unwrap();
     let chosen: NodeId = "1.mlp.post_act[3]".parse().unwrap();
-    let src = ScanSource::open(&model_dir, &fp).unwrap().expect("the scan of chosen nodes is found");
+    let src = ScanSource::open(&model_dir, &fp)
+        .unwrap()
+        .expect("the scan of chosen nodes is found");
     assert!(src.node(&chosen).is_some());
     assert!(src.std(&chosen).is_some());
     assert!(src.node(&"1.mlp.post_act[4]".parse().unwrap()).is_none());

@@ -63,6 +63,8 @@ pub struct LabState {
     pub error: Option<String>,
     /// Prompts longer than the context keep their last block_size tokens (`:truncate`), as `run --truncate` does.
     pub truncate: bool,
+    /// The ablations also steer the dense model through the bridges (`:bridge on`, a bridged model only).
+    pub bridge: bool,
 }
 
 impl LabState {
@@ -442,6 +444,9 @@ fn draw_next(app: &App, f: &mut Frame, area: Rect) {
             lines.push(Line::styled(format!("selected {DIRECT_HEADER} {d:+.3}"), t.dim()));
         }
         lines.extend(task_loss_lines(app, run));
+        if let Some(b) = &run.bridge {
+            lines.extend(bridge_lines(app, b));
+        }
         let w = area.width.saturating_sub(24) as usize;
         for (tok, p) in &run.top {
             let bar = "█".repeat(((p * w as f32).round() as usize).min(w));
@@ -456,6 +461,35 @@ fn draw_next(app: &App, f: &mut Frame, area: Rect) {
         area,
     );
 }
+
+/// The dense model under the run's ablations carried through the bridge (`:bridge on`): its logit difference and
+/// most probable next tokens, before → after.
+fn bridge_lines(app: &App, b: &crate::workbench::BridgeRunView) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut lines = vec![Line::styled(
+        format!("dense via bridge at {} · |Δ| {:.3}", b.site, b.dense_delta_norm),
+        t.title(),
+    )];
+    if let Some((before, after)) = b.logit_diff() {
+        lines.push(Line::from(vec![
+            Span::raw("  A−B "),
+            Span::raw(format!("{before:+.3} → ")),
+            Span::styled(format!("{after:+.3}"), if after >= 0.0 { t.good() } else { t.warn() }),
+            Span::styled(format!(" ({:+.3})", after - before), t.dim()),
+        ]));
+    }
+    for ((tb, pb), (ta, pa)) in b.top_before.iter().zip(&b.top_after).take(BRIDGE_TOP) {
+        lines.push(Line::raw(format!(
+            "  {:<10} {pb:>5.3} → {:<10} {pa:>5.3}",
+            format!("{:?}", token_label(tb)),
+            format!("{:?}", token_label(ta)),
+        )));
+    }
+    lines
+}
+
+/// How many of the dense model's next tokens the bridge lines show (before and after side by side).
+const BRIDGE_TOP: usize = 3;
 
 /// The column head of the direct effect on the task's logit difference.
 pub const DIRECT_HEADER: &str = "→A−B";
