@@ -875,6 +875,7 @@ fn the_lab_steers_the_dense_model_through_the_bridge() {
         circuit: Some(circuit_path),
         task: "single_double_quote".into(),
         session: None,
+        sae: None,
     };
     let l = tui::load(&opts, Theme::new(ColorMode::TrueColor)).unwrap();
     let (mut app, mut engine) = (l.app, l.engine);
@@ -957,6 +958,7 @@ fn the_lab_steers_the_dense_model_through_the_bridge() {
         circuit: Some(root.join("tests/fixtures/tui/bracket_counting.json")),
         task: "bracket_counting".into(),
         session: None,
+        sae: None,
     };
     let l = tui::load(&plain, Theme::new(ColorMode::TrueColor)).unwrap();
     let (mut app, mut engine) = (l.app, l.engine);

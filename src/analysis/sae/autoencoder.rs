@@ -298,7 +298,7 @@ impl Sae {
     }
 
     /// An intervention at the SAE's hook that changes latents' contributions: with z = encode(x), each edited
-    /// latent i gets a new value z'_i (a constant, or z_i scaled) and x ← x + Σ (z'_i − z_i)·W_dec[i]; the rest
+    /// latent i gets a new value z'_i (a constant, or z_i scaled) and `x ← x + Σ (z'_i − z_i)·W_dec[i]`; the rest
     /// of x, the SAE's reconstruction error included, is kept. Setting z'_i = 0 removes latent i's whole
     /// contribution (zero ablation), z'_i = its mean leaves what it writes on average (mean ablation).
     /// x (..., d_in) keeps its shape.
