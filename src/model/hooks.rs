@@ -214,7 +214,10 @@ pub struct Hooks {
     /// activation hook (`.*`) does not also pay for every head's (T, T) weights.
     record_patterns: Option<regex::Regex>,
     interventions: HashMap<String, Vec<Intervention>>,
-    /// Recorded activations by hook name, each (B, T, W).
+    /// Hooks recorded at some channels only (a scan of chosen nodes): their recording is (B, T, channels.len()),
+    /// so that a wide hook with a few chosen channels does not hold a full-width copy.
+    record_channels: HashMap<String, Arc<[usize]>>,
+    /// Recorded activations by hook name, each (B, T, W), or (B, T, k) for a hook of [`Hooks::record_channels`].
     pub recorded: BTreeMap<String, Tensor>,
 }
 
@@ -251,6 +254,11 @@ impl Hooks {
         })?;
         self.record_patterns = Some(re);
         Ok(())
+    }
+
+    /// Records only `channels` (each below the hook's width) of hook `name` when it is recorded.
+    pub fn record_channels(&mut self, name: &str, channels: &[usize]) {
+        self.record_channels.insert(name.to_string(), channels.into());
     }
 
     /// Whether the attention pattern `name` (e.g. `2.attn.pattern`) is to be recorded.
@@ -314,7 +322,14 @@ impl Hooks {
             iv.apply_plain(name, &mut x, t, w)?;
         }
         if self.record.as_ref().is_some_and(|re| re.is_match(name)) {
-            let tensor = Tensor::from_slice(&x, (b, t, w), &candle_core::Device::Cpu)?;
+            let tensor = match self.record_channels.get(name) {
+                Some(ch) => {
+                    check_channels(name, ch, w)?;
+                    let kept: Vec<f32> = x.chunks_exact(w).flat_map(|row| ch.iter().map(|&c| row[c])).collect();
+                    Tensor::from_vec(kept, (b, t, ch.len()), &candle_core::Device::Cpu)?
+                }
+                None => Tensor::from_slice(&x, (b, t, w), &candle_core::Device::Cpu)?,
+            };
             self.recorded.insert(name.to_string(), tensor);
         }
         Ok(x)
@@ -328,9 +343,30 @@ impl Hooks {
             }
         }
         if self.record.as_ref().is_some_and(|re| re.is_match(name)) {
-            self.recorded.insert(name.to_string(), x.clone());
+            let kept = match self.record_channels.get(name) {
+                Some(ch) => {
+                    let w = x.dims().last().copied().unwrap_or(0);
+                    check_channels(name, ch, w)?;
+                    let idx: Vec<u32> = ch.iter().map(|&c| c as u32).collect();
+                    let idx = Tensor::from_vec(idx, ch.len(), x.device())?;
+                    x.index_select(&idx, x.rank() - 1)?
+                }
+                None => x.clone(),
+            };
+            self.recorded.insert(name.to_string(), kept);
         }
         Ok(x)
+    }
+}
+
+/// Refuses a channel selection past the hook's width `w`.
+fn check_channels(name: &str, channels: &[usize], w: usize) -> Result<()> {
+    match channels.iter().find(|&&c| c >= w) {
+        Some(&channel) => Err(ModelError::Hook {
+            name: name.to_string(),
+            problem: HookProblem::ChannelOutOfRange { channel, width: w },
+        }),
+        None => Ok(()),
     }
 }
 
@@ -338,6 +374,37 @@ impl Hooks {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn recording_chosen_channels_keeps_only_them_on_both_paths() {
+        let x: Vec<f32> = (0..8).map(|v| v as f32).collect(); // (B 1, T 2, W 4)
+        let mut plain = Hooks::recording(".*").unwrap();
+        plain.record_channels("0.mlp.post_act", &[1, 3]);
+        let out = plain.apply_plain("0.mlp.post_act", x.clone(), 1, 2, 4).unwrap();
+        assert_eq!(out, x, "what flows on is untouched");
+        let got = &plain.recorded["0.mlp.post_act"];
+        assert_eq!(got.dims(), &[1, 2, 2]);
+        assert_eq!(
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [1.0, 3.0, 5.0, 7.0]
+        );
+
+        let mut graph = Hooks::recording(".*").unwrap();
+        graph.record_channels("0.mlp.post_act", &[0, 2]);
+        let t = Tensor::from_vec(x.clone(), (1, 2, 4), &Device::Cpu).unwrap();
+        assert_eq!(graph.apply("0.mlp.post_act", t).unwrap().dims(), &[1, 2, 4]);
+        let got = graph.recorded["0.mlp.post_act"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(got, [0.0, 2.0, 4.0, 6.0]);
+
+        let mut past = Hooks::recording(".*").unwrap();
+        past.record_channels("0.mlp.post_act", &[4]);
+        let e = past.apply_plain("0.mlp.post_act", x, 1, 2, 4).unwrap_err().to_string();
+        assert!(e.contains("0.mlp.post_act") && e.contains("channel 4"), "{e}");
+    }
 
     /// The in-place path gives the tensor path's bits for every plain action, with and without channel and
     /// position selections, and the same errors.

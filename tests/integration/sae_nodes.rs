@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use circuitscope::analysis::sae::{Architecture, Sae, SaeConfig, SAE_FORMAT_VERSION};
 use circuitscope::analysis::scan::{
-    scan_with_saes, ExemplarLayout, ScanError, ScanIndex, ScanOptions, UnknownScanNode,
+    scan_chosen, scan_with_saes, ExemplarLayout, ScanError, ScanIndex, ScanOptions, UnknownScanNode,
 };
 use circuitscope::circuit::NodeId;
 use circuitscope::model::{Gpt, HookName, HookSite, Hooks, LoadOptions};
@@ -869,4 +869,32 @@ fn the_tui_benchmark_takes_an_sae() {
         ],
         &["--sae", "absent"],
     );
+}
+
+/// Chosen channels of the very hook an SAE reads: the SAE still sees the whole hook, and both the chosen channels
+/// and the features equal those of the scan of every node.
+#[test]
+fn a_scan_of_chosen_nodes_beside_an_sae_on_their_hook() {
+    let m = Gpt::load(&fixture(), LoadOptions::default()).unwrap().0;
+    let d = m.config.d_model;
+    let tokens = stream(m.config.vocab_size as u32, 2 * m.config.block_size);
+    let sae = mirror_sae(HookName::FinalResid, d);
+    let full = scan_with_saes(&m, &tokens, &opts(), &[(&sae, "mirror")], &mut |_| {}).unwrap();
+    let ids: Vec<NodeId> = ["final_resid[1]", "0.mlp.post_act[2]"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let chosen = scan_chosen(&m, &tokens, &opts(), &[(&sae, "mirror")], Some(&ids), &mut |_| {}).unwrap();
+    assert_eq!(chosen.nodes(), 2 + 2 * d);
+    let tmp = TempDir::new().unwrap();
+    let open = |data: &circuitscope::analysis::scan::ScanData, name: &str| {
+        let dir = tmp.path().join(name);
+        data.write(&dir, &data.meta("fp", None, "stream")).unwrap();
+        ScanIndex::open(&dir).unwrap()
+    };
+    let (a, b) = (open(&full, "full"), open(&chosen, "chosen"));
+    let feature: NodeId = "final_resid.sae[1]".parse().unwrap();
+    for id in ids.iter().chain([&feature]) {
+        assert_eq!(b.node(id).unwrap(), a.node(id).unwrap(), "{id}");
+    }
 }

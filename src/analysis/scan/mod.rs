@@ -228,6 +228,12 @@ fn run_pass<A: accumulate::Accumulator>(
         let ids = &tokens[start..start + seqs * t];
         let input = Tensor::from_slice(ids, (seqs, t), &Device::Cpu)?;
         let mut rec = Hooks::recording(&pattern)?;
+        // An SAE's hook stays whole: the SAE reads all of it.
+        for h in hooks.iter().filter(|h| !sae_hooks.contains(&h.name)) {
+            if let Some(channels) = &h.channels {
+                rec.record_channels(&h.name, channels);
+            }
+        }
         model.forward(&input, &mut rec)?;
         // SAEs first: their hook may also be a node hook, which the loop below takes out of the recording.
         for ((entry, sae), hook) in saes.iter().zip(&sae_hooks) {
@@ -256,30 +262,22 @@ fn run_pass<A: accumulate::Accumulator>(
                 .recorded
                 .remove(&h.name)
                 .ok_or_else(|| ScanError::NotRecorded { hook: h.name.clone() })?;
-            let mut data: Vec<f32> = act.flatten_all()?.to_vec1()?;
-            let rows = seqs * t;
-            // (rows, hook width) → (rows, chosen channels) when the scan covers chosen nodes only.
-            let full_width = h
-                .channels
-                .as_ref()
-                .map_or(h.width, |_| act.dims().last().copied().unwrap_or(0));
-            let in_range = h
-                .channels
-                .as_ref()
-                .is_none_or(|c| c.last().is_some_and(|&m| m < full_width));
-            if data.len() != rows * full_width || !in_range {
+            // (rows, width): a hook of chosen channels is recorded at those channels only, unless an SAE reads it.
+            let act = match &h.channels {
+                Some(ch) if sae_hooks.contains(&h.name) => {
+                    let idx: Vec<u32> = ch.iter().map(|&c| c as u32).collect();
+                    act.index_select(&Tensor::from_vec(idx, ch.len(), &Device::Cpu)?, act.rank() - 1)?
+                }
+                _ => act,
+            };
+            let data: Vec<f32> = act.flatten_all()?.to_vec1()?;
+            if data.len() != seqs * t * h.width {
                 return Err(ScanError::RecordedSize {
                     hook: h.name.clone(),
                     got: data.len(),
-                    rows,
+                    rows: seqs * t,
                     width: h.width,
                 });
-            }
-            if let Some(channels) = &h.channels {
-                data = data
-                    .chunks_exact(full_width)
-                    .flat_map(|row| channels.iter().map(move |&c| row[c]))
-                    .collect();
             }
             let view = BatchView {
                 data: &data,
