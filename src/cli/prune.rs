@@ -223,12 +223,7 @@ pub fn run(a: PruneArgs) -> Result<()> {
     if let Some(c) = circuit.prune_config.as_mut() {
         c["means"] = json!(a.means);
     }
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    circuit
-        .save(&out)
-        .with_context(|| format!("writing {}", out.display()))?;
+    save_circuit(&circuit, &out)?;
     if a.json {
         return print_json(&json!({
             "out": out,
@@ -267,4 +262,12 @@ pub fn run(a: PruneArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes a pruned circuit to `out`, creating its folder.
+pub(super) fn save_circuit(circuit: &crate::circuit::CircuitFile, out: &std::path::Path) -> Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    circuit.save(out).with_context(|| format!("writing {}", out.display()))
 }

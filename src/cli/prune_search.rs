@@ -213,12 +213,7 @@ pub fn run(a: &PruneArgs, out: &Path) -> Result<()> {
     if let Some(c) = circuit.prune_config.as_mut() {
         c["search"] = json!({"runs": outcomes, "chosen": chosen, "jobs": jobs, "threads_per_run": threads});
     }
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    circuit
-        .save(out)
-        .with_context(|| format!("writing {}", out.display()))?;
+    super::prune::save_circuit(&circuit, out)?;
     let seconds = started.elapsed().as_secs_f64();
     let c = &outcomes[chosen];
     if a.json {
@@ -246,7 +241,6 @@ pub fn run(a: &PruneArgs, out: &Path) -> Result<()> {
             (None, Some(_)) => "failed".into(),
             (None, None) => "-".into(),
         };
-        let n = |x: Option<usize>| x.map_or("-".into(), |x| x.to_string());
         println!(
             "{:>3} {:>5} {:>10.2e} {:>9.2e} {:>6} {:>6} {:>6} {:>16} {:>8.1}{}",
             i,
@@ -254,8 +248,8 @@ pub fn run(a: &PruneArgs, out: &Path) -> Result<()> {
             d.k_coef,
             d.lr,
             d.steps,
-            n(o.nodes),
-            n(o.edges),
+            n_or(o.nodes),
+            n_or(o.edges),
             loss,
             o.seconds,
             if i == chosen { "  ← kept" } else { "" }
